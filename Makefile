@@ -1,0 +1,30 @@
+# sendo — set-up, run and test. `make up` and `make test` are all a newcomer needs.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: venv up test unit e2e bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+up: venv
+	$(BIN)/sendo up --apply examples/hello-web.yaml
+
+test: venv
+	$(BIN)/pytest -q -n 2 --dist loadfile tests
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+e2e: venv
+	$(BIN)/pytest -q tests/e2e
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,411 @@
+"""SQLite store: one table as a revision log (the kine design), WAL mode, group commit.
+
+Every write appends a row whose primary key is the new global revision. The newest
+row of a key is its current value; a row with deleted=1 is a tombstone. Old rows are
+compacted in the background and the WAL is checkpointed after each compaction.
+
+This process is the store's only writer, so the latest value of every key is also
+kept in memory (a sorted map): gets, lists and watches at the current revision never
+touch the disk. Writes are queued and committed in batches by one writer task (one
+fsync for many writes); a write is acknowledged only after its batch is durable, and
+only then becomes visible to readers and watchers.
+"""
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import os
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from sortedcontainers import SortedDict
+
+from .base import KV, Compacted, Conflict, Event, KeyExists, KeyNotFound, Render, StoreError
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    rev        INTEGER PRIMARY KEY,
+    key        TEXT    NOT NULL,
+    created    INTEGER NOT NULL,
+    deleted    INTEGER NOT NULL,
+    create_rev INTEGER NOT NULL,
+    prev_rev   INTEGER NOT NULL,
+    value      BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kv_key_rev ON kv (key, rev);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+MAX_BATCH = 2000
+WATCH_QUEUE_LIMIT = 50_000  # a watcher further behind than this is closed; its client re-lists
+
+
+def prefix_end(prefix: str) -> str:
+    """The smallest string greater than every string that starts with prefix."""
+    return prefix + "\U0010ffff"
+
+
+@dataclass(slots=True)
+class _Op:
+    kind: str
+    key: str
+    render: Render | None
+    expected_rev: int | None
+    future: asyncio.Future
+
+
+@dataclass(eq=False)
+class SQLiteWatch:
+    """A subscription: events for keys under prefix with revision > after."""
+
+    store: "SQLiteStore"
+    prefix: str
+    after: int
+    backfill_to: int = 0  # history (after, backfill_to] comes from the database first
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    closed: bool = False
+    error: Exception | None = None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> Event:
+        if self.backfill_to:
+            to, self.backfill_to = self.backfill_to, 0
+            for ev in await self.store._history(self.prefix, self.after, to):
+                self.queue.put_nowait(ev)
+        item = await self.queue.get()
+        if item is None:
+            if self.error:
+                raise self.error
+            raise StopAsyncIteration
+        return item
+
+    def push(self, ev: Event) -> None:
+        if self.closed:
+            return
+        if self.queue.qsize() >= WATCH_QUEUE_LIMIT:
+            self.error = StoreError("watcher fell too far behind")
+            self.close()
+            return
+        self.queue.put_nowait(ev)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.store._unsubscribe(self)
+            self.queue.put_nowait(None)
+
+
+class SQLiteStore:
+    def __init__(self, path: str, *, compact_interval: float = 60.0, compact_keep: int = 10_000,
+                 ring_size: int = 50_000):
+        self.path = path
+        self.compact_interval = compact_interval
+        self.compact_keep = compact_keep
+        self.ring_size = ring_size
+        self._rev = 0
+        self._compact_rev = 0
+        self._latest: SortedDict = SortedDict()  # key -> KV
+        self._ring: list[Event] = []  # recent events, revision order
+        self._ring_revs: list[int] = []
+        self._watchers: dict[str, set[SQLiteWatch]] = {}
+        self._queue: asyncio.Queue[_Op] | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
+        self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-read")
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer_pool, self._open_writer)
+        await loop.run_in_executor(self._reader_pool, self._open_reader)
+        self._queue = asyncio.Queue()
+        self._tasks = [asyncio.create_task(self._writer(), name="sqlite-writer"),
+                       asyncio.create_task(self._compactor(), name="sqlite-compactor")]
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives power loss too
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _open_writer(self) -> None:
+        d = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(d, exist_ok=True)
+        conn = self._wconn = self._connect()
+        conn.executescript(SCHEMA)
+        row = conn.execute("SELECT value FROM meta WHERE name='compact_rev'").fetchone()
+        self._compact_rev = row[0] if row else 0
+        row = conn.execute("SELECT MAX(rev) FROM kv").fetchone()
+        self._rev = max(row[0] or 0, self._compact_rev)
+        cur = conn.execute(
+            "SELECT k.key, k.value, k.rev, k.create_rev FROM kv k "
+            "JOIN (SELECT key, MAX(rev) AS r FROM kv GROUP BY key) m ON k.rev = m.r "
+            "WHERE k.deleted = 0")
+        for key, value, rev, create_rev in cur:
+            self._latest[key] = KV(key, value, rev, create_rev)
+
+    def _open_reader(self) -> None:
+        self._rconn = self._connect()
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks = []
+        for ws in list(self._watchers.values()):
+            for w in list(ws):
+                w.close()
+        loop = asyncio.get_running_loop()
+        if self._wconn:
+            await loop.run_in_executor(self._writer_pool, self._wconn.close)
+        if self._rconn:
+            await loop.run_in_executor(self._reader_pool, self._rconn.close)
+        self._writer_pool.shutdown(wait=True)
+        self._reader_pool.shutdown(wait=True)
+
+    # ----------------------------------------------------------------- reads
+    @property
+    def revision(self) -> int:
+        return self._rev
+
+    @property
+    def compact_revision(self) -> int:
+        return self._compact_rev
+
+    async def get(self, key: str) -> KV | None:
+        return self._latest.get(key)
+
+    def get_nowait(self, key: str) -> KV | None:
+        return self._latest.get(key)
+
+    async def list(self, prefix: str, revision: int = 0) -> tuple[list[KV], int]:
+        if revision == 0 or revision >= self._rev:
+            if revision > self._rev:
+                raise StoreError(f"revision {revision} is in the future (current {self._rev})")
+            return self.list_nowait(prefix), self._rev
+        if revision < self._compact_rev:
+            raise Compacted(revision, self._compact_rev)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader_pool, self._list_at, prefix, revision), revision
+
+    def list_nowait(self, prefix: str) -> list[KV]:
+        latest = self._latest
+        return [latest[k] for k in latest.irange(prefix, prefix_end(prefix))]
+
+    async def count(self, prefix: str) -> int:
+        return sum(1 for _ in self._latest.irange(prefix, prefix_end(prefix)))
+
+    def _list_at(self, prefix: str, revision: int) -> list[KV]:
+        cur = self._rconn.execute(
+            "SELECT k.key, k.value, k.rev, k.create_rev FROM kv k JOIN "
+            "(SELECT key, MAX(rev) AS r FROM kv WHERE key >= ? AND key < ? AND rev <= ? GROUP BY key) m "
+            "ON k.rev = m.r WHERE k.deleted = 0 ORDER BY k.key",
+            (prefix, prefix_end(prefix), revision))
+        return [KV(key, value, rev, crev) for key, value, rev, crev in cur]
+
+    # ----------------------------------------------------------------- writes
+    def _submit(self, kind: str, key: str, render: Render | None, expected_rev: int | None) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        if self._queue is None:
+            raise StoreError("store is not started")
+        self._queue.put_nowait(_Op(kind, key, render, expected_rev, fut))
+        return fut
+
+    async def create(self, key: str, render: Render) -> KV:
+        return await self._submit("create", key, render, None)
+
+    async def update(self, key: str, render: Render, expected_rev: int | None = None) -> KV:
+        return await self._submit("update", key, render, expected_rev)
+
+    async def delete(self, key: str, expected_rev: int | None = None, render: Render | None = None) -> KV:
+        return await self._submit("delete", key, render, expected_rev)
+
+    async def _writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            rev = self._rev
+            overlay: dict[str, KV | None] = {}
+            rows, events, done = [], [], []
+            for op in batch:
+                if op.future.cancelled():
+                    continue
+                cur = overlay[op.key] if op.key in overlay else self._latest.get(op.key)
+                try:
+                    ev, row = self._apply(op, cur, rev + 1)
+                except Exception as e:  # refused (exists, conflict, …) or render failed
+                    done.append((op, e))
+                    continue
+                rev += 1
+                overlay[op.key] = None if ev.type == "delete" else ev.kv
+                rows.append(row)
+                events.append(ev)
+                done.append((op, ev.kv))
+            if rows:
+                try:
+                    await loop.run_in_executor(self._writer_pool, self._commit, rows)
+                except Exception as e:
+                    log.exception("commit failed")
+                    err = StoreError(f"storage commit failed: {e}")
+                    done = [(op, r if isinstance(r, Exception) else err) for op, r in done]
+                    events = []
+                else:
+                    self._rev = rev
+                    for key, kv in overlay.items():
+                        if kv is None:
+                            self._latest.pop(key, None)
+                        else:
+                            self._latest[key] = kv
+                    self._publish(events)
+            for op, result in done:
+                if op.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    op.future.set_exception(result)
+                else:
+                    op.future.set_result(result)
+
+    @staticmethod
+    def _apply(op: _Op, cur: KV | None, rev: int) -> tuple[Event, tuple]:
+        if op.kind == "create":
+            if cur is not None:
+                raise KeyExists(op.key)
+            kv = KV(op.key, op.render(rev), rev, rev)
+            return Event("create", kv, None), (rev, op.key, 1, 0, rev, 0, kv.value)
+        if cur is None:
+            raise KeyNotFound(op.key)
+        if op.expected_rev is not None and op.expected_rev != cur.mod_rev:
+            raise Conflict(cur.mod_rev)
+        if op.kind == "update":
+            kv = KV(op.key, op.render(rev), rev, cur.create_rev)
+            return Event("update", kv, cur), (rev, op.key, 0, 0, cur.create_rev, cur.mod_rev, kv.value)
+        value = op.render(rev) if op.render else cur.value
+        kv = KV(op.key, value, rev, cur.create_rev)
+        return Event("delete", kv, cur), (rev, op.key, 0, 1, cur.create_rev, cur.mod_rev, value)
+
+    def _commit(self, rows: list[tuple]) -> None:
+        conn = self._wconn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO kv (rev, key, created, deleted, create_rev, prev_rev, value) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # ----------------------------------------------------------------- watch
+    def watch(self, prefix: str, from_rev: int = 0) -> SQLiteWatch:
+        """Events under prefix with revision > from_rev (0: only new events)."""
+        after = from_rev or self._rev
+        if from_rev and from_rev < self._compact_rev:
+            raise Compacted(from_rev, self._compact_rev)
+        if after > self._rev:
+            raise StoreError(f"revision {after} is in the future (current {self._rev})")
+        w = SQLiteWatch(self, prefix, after)
+        if after < self._rev:
+            oldest = self._ring_revs[0] if self._ring_revs else self._rev + 1
+            if after + 1 >= oldest:
+                i = bisect.bisect_right(self._ring_revs, after)
+                for ev in self._ring[i:]:
+                    if ev.kv.key.startswith(prefix):
+                        w.queue.put_nowait(ev)
+            else:
+                w.backfill_to = self._rev
+        self._watchers.setdefault(prefix, set()).add(w)
+        return w
+
+    def _unsubscribe(self, w: SQLiteWatch) -> None:
+        ws = self._watchers.get(w.prefix)
+        if ws is not None:
+            ws.discard(w)
+            if not ws:
+                del self._watchers[w.prefix]
+
+    def _publish(self, events: list[Event]) -> None:
+        self._ring.extend(events)
+        self._ring_revs.extend(ev.kv.mod_rev for ev in events)
+        if len(self._ring) > 2 * self.ring_size:
+            del self._ring[:-self.ring_size]
+            del self._ring_revs[:-self.ring_size]
+        for prefix, ws in list(self._watchers.items()):
+            for ev in events:
+                if ev.kv.key.startswith(prefix):
+                    for w in list(ws):
+                        w.push(ev)
+
+    async def _history(self, prefix: str, after: int, to: int) -> list[Event]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader_pool, self._history_rows, prefix, after, to)
+
+    def _history_rows(self, prefix: str, after: int, to: int) -> list[Event]:
+        conn = self._rconn
+        rows = conn.execute(
+            "SELECT rev, key, created, deleted, create_rev, prev_rev, value FROM kv "
+            "WHERE key >= ? AND key < ? AND rev > ? AND rev <= ? ORDER BY rev",
+            (prefix, prefix_end(prefix), after, to)).fetchall()
+        events = []
+        for rev, key, created, deleted, create_rev, prev_rev, value in rows:
+            prev = None
+            if prev_rev:
+                p = conn.execute("SELECT value, create_rev FROM kv WHERE rev = ?", (prev_rev,)).fetchone()
+                if p:
+                    prev = KV(key, p[0], prev_rev, p[1])
+            kind = "create" if created else "delete" if deleted else "update"
+            events.append(Event(kind, KV(key, value, rev, create_rev), prev))
+        return events
+
+    # ----------------------------------------------------------------- compaction
+    async def compact(self, revision: int) -> None:
+        revision = min(revision, self._rev)
+        if revision <= self._compact_rev:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer_pool, self._compact_rows, revision)
+        self._compact_rev = revision
+
+    def _compact_rows(self, revision: int) -> None:
+        conn = self._wconn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "DELETE FROM kv WHERE rev <= :r AND (deleted = 1 OR EXISTS "
+                "(SELECT 1 FROM kv k2 WHERE k2.key = kv.key AND k2.rev > kv.rev AND k2.rev <= :r))",
+                {"r": revision})
+            conn.execute("INSERT INTO meta (name, value) VALUES ('compact_rev', ?) "
+                         "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (revision,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def _compactor(self) -> None:
+        while True:
+            await asyncio.sleep(self.compact_interval)
+            target = self._rev - self.compact_keep
+            if target > self._compact_rev:
+                t0 = time.monotonic()
+                try:
+                    await self.compact(target)
+                except Exception:
+                    log.exception("compaction failed")
+                else:
+                    log.debug("compacted to %d in %.3fs", target, time.monotonic() - t0)
