@@ -1,0 +1,360 @@
+"""The ASGI application: authentication, URL routing and HTTP framing of the REST API."""
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from .. import __version__
+from ..kinds.base import unsupported
+from ..kinds.registry import Registry
+from ..store import Compacted, Store
+from . import discovery, errors, openapi, patch as patching, podlogs
+from .errors import APIError
+from .meta import make_filter
+from .resources import ResourceAPI, decode
+from .table import table, wants_table
+from .watch import WatchStream
+
+log = logging.getLogger(__name__)
+JSON = "application/json"
+PUBLIC_PATHS = {"/version", "/healthz", "/readyz", "/livez"}
+
+
+@dataclass
+class User:
+    name: str
+    groups: list[str] = field(default_factory=list)
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(data, status_code=status, media_type=JSON)
+
+
+def error_response(e: APIError) -> Response:
+    return json_response(e.status(), e.code)
+
+
+@dataclass
+class Target:
+    """What a URL names: a group/version, maybe a resource, namespace, name, subresource."""
+
+    group: str
+    version: str
+    plural: str = ""
+    namespace: str | None = None
+    name: str | None = None
+    sub: str | None = None
+
+
+def parse_path(path: str) -> Target | None:
+    segs = [s for s in path.split("/") if s]
+    if not segs:
+        return None
+    if segs[0] == "api" and len(segs) >= 2:
+        group, version, rest = "", segs[1], segs[2:]
+    elif segs[0] == "apis" and len(segs) >= 3:
+        group, version, rest = segs[1], segs[2], segs[3:]
+    else:
+        return None
+    t = Target(group, version)
+    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in ("status", "finalize"):
+        t.namespace, rest = rest[1], rest[2:]
+    if len(rest) > 3:
+        return None
+    t.plural = rest[0] if rest else ""
+    t.name = rest[1] if len(rest) > 1 else None
+    t.sub = rest[2] if len(rest) > 2 else None
+    return t
+
+
+class APIServer:
+    def __init__(self, store: Store, registry: Registry, tokens: dict[str, User],
+                 node_token: str | None = None):
+        self.store = store
+        self.registry = registry
+        self.tokens = tokens
+        self.node_token = node_token
+        self.api = ResourceAPI(store, registry)
+        self.app = Starlette(routes=[Route("/{path:path}", self.handle,
+                                           methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
+
+    # ----------------------------------------------------------------- entry
+    async def handle(self, request: Request) -> Response:
+        path = request.url.path
+        try:
+            if path not in PUBLIC_PATHS:
+                self.authenticate(request)
+            return await self.route(request, path)
+        except APIError as e:
+            return error_response(e)
+        except Exception as e:  # never a bare 500 without a Status
+            log.exception("internal error serving %s %s", request.method, path)
+            return error_response(APIError(500, f"internal error: {type(e).__name__}: {e}"))
+
+    def authenticate(self, request: Request) -> User:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            user = self.tokens.get(auth[7:].strip())
+            if user is not None:
+                return user
+        raise APIError(401, "Unauthorized", "Unauthorized")
+
+    async def route(self, request: Request, path: str) -> Response:
+        if path in ("/healthz", "/readyz", "/livez"):
+            return Response(b"ok", media_type="text/plain")
+        if path == "/version":
+            return json_response(version_info())
+        if path == "/api":
+            return json_response(discovery.api_versions())
+        if path == "/apis":
+            return json_response(discovery.api_group_list(self.registry))
+        if path.startswith("/openapi/v3"):
+            return self.openapi_v3(path)
+        t = parse_path(path)
+        if t is None:
+            if path.startswith("/apis/") and path.count("/") == 2:
+                g = discovery.api_group(self.registry, path.split("/")[2])
+                if g:
+                    return json_response(g)
+            raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
+        if not t.plural:
+            doc = discovery.resource_list(self.registry, t.group, t.version)
+            if doc is None:
+                raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
+            return json_response(doc)
+        r = self.registry.get(t.group, t.version, t.plural)
+        if r is None:
+            raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
+        if r.namespaced and t.namespace is None and t.name is not None:
+            raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
+        if not r.namespaced and t.namespace is not None:
+            raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
+        if t.sub and t.sub not in r.subresources:
+            raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
+        return await self.serve(request, r, t)
+
+    def openapi_v3(self, path: str) -> Response:
+        rest = path[len("/openapi/v3"):].strip("/")
+        if not rest:
+            return json_response(openapi.root_doc(self.registry))
+        parts = rest.split("/")
+        doc = None
+        if parts[0] == "api" and len(parts) == 2:
+            doc = openapi.group_version_doc(self.registry, "", parts[1])
+        elif parts[0] == "apis" and len(parts) == 3:
+            doc = openapi.group_version_doc(self.registry, parts[1], parts[2])
+        if doc is None:
+            raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
+        return json_response(doc)
+
+    # ----------------------------------------------------------------- verbs
+    async def serve(self, request: Request, r, t: Target) -> Response:
+        m = request.method
+        q = request.query_params
+        dry = "All" in q.getlist("dryRun")
+        ns = t.namespace if r.namespaced else None
+        if t.name is None:
+            if m == "GET":
+                if q.get("watch") in ("1", "true"):
+                    return self.watch(request, r, ns)
+                return await self.list(request, r, ns)
+            if m == "POST":
+                kv = await self.api.create(r, ns, await self.body(request), dry)
+                return json_response(kv.value, 201)
+            if m == "DELETE":
+                return await self.delete_collection(request, r, ns)
+            raise APIError(405, f"{m} is not supported on a collection", "MethodNotAllowed")
+        if t.sub == "log":
+            return await podlogs.serve(self, request, r, ns, t.name)
+        if t.sub == "binding":
+            if m != "POST":
+                raise APIError(405, "binding only supports POST", "MethodNotAllowed")
+            await self.api.bind(r, ns, t.name, await self.body(request))
+            return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                  "code": 201}, 201)
+        if t.sub == "scale":
+            return await self.scale(request, r, ns, t.name, dry)
+        if m == "GET":
+            kv = await self.api.get_kv(r, ns, t.name)
+            if wants_table(request.headers.get("accept")):
+                obj = decode(kv.value)
+                return json_response(table(r, [obj], {"resourceVersion": str(kv.mod_rev)},
+                                           q.get("includeObject")))
+            return json_response(kv.value)
+        if m == "PUT":
+            kv = await self.api.update(r, ns, t.name, await self.body(request), t.sub, dry)
+            return json_response(kv.value)
+        if m == "PATCH":
+            kv = await self.api.patch(r, ns, t.name, request.headers.get("content-type", ""),
+                                      await request.body(), t.sub, dry)
+            return json_response(kv.value)
+        if m == "DELETE":
+            options = await self.delete_options(request)
+            kv, _ = await self.api.delete(r, ns, t.name, options, dry)
+            return json_response(kv.value)
+        raise APIError(405, f"{m} is not supported here", "MethodNotAllowed")
+
+    async def body(self, request: Request) -> Any:
+        raw = await request.body()
+        if not raw:
+            raise errors.bad_request("the request has no body")
+        ctype = request.headers.get("content-type", JSON).split(";")[0].strip()
+        try:
+            if ctype in ("application/yaml", "application/x-yaml", "text/yaml"):
+                return yaml.safe_load(raw)
+            if ctype and ctype not in (JSON, "*/*", "text/plain"):
+                raise APIError(415, f"the body content type {ctype!r} is not supported; send "
+                               "application/json or application/yaml", "UnsupportedMediaType")
+            return orjson.loads(raw)
+        except (orjson.JSONDecodeError, yaml.YAMLError) as e:
+            raise errors.bad_request(f"the request body is not valid {ctype}: {e}")
+
+    async def delete_options(self, request: Request) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        raw = await request.body()
+        if raw:
+            try:
+                opts = orjson.loads(raw) or {}
+            except orjson.JSONDecodeError as e:
+                raise errors.bad_request(f"DeleteOptions is not valid JSON: {e}")
+            if not isinstance(opts, dict):
+                raise errors.bad_request("DeleteOptions must be a JSON object")
+        q = request.query_params
+        if q.get("gracePeriodSeconds") is not None:
+            opts["gracePeriodSeconds"] = q["gracePeriodSeconds"]
+        if q.get("propagationPolicy"):
+            opts["propagationPolicy"] = q["propagationPolicy"]
+        policy = opts.get("propagationPolicy")
+        if policy not in (None, "Background", "Foreground", "Orphan"):
+            raise errors.invalid("DeleteOptions", "", "", [
+                unsupported("propagationPolicy", policy, ["Foreground", "Background", "Orphan"])])
+        return opts
+
+    async def list(self, request: Request, r, ns: str | None) -> Response:
+        q = request.query_params
+        match = make_filter(q.get("labelSelector"), q.get("fieldSelector"))
+        rv = q.get("resourceVersion") or ""
+        revision = 0
+        if rv and rv != "0" and q.get("resourceVersionMatch") == "Exact":
+            revision = int(rv) if rv.isdigit() else -1
+            if revision < 0:
+                raise errors.bad_request(f'invalid resourceVersion "{rv}"')
+        try:
+            kvs, rev = await self.api.list_kvs(r, ns, revision)
+        except Compacted as e:
+            raise errors.gone(f"too old resource version: {e.requested} ({e.compact_rev})")
+        limit = int(q.get("limit") or 0)
+        cont = q.get("continue")
+        start_key = None
+        if cont:
+            try:
+                c = orjson.loads(base64.urlsafe_b64decode(cont + "=="))
+                rev, start_key = int(c["rv"]), c["start"]
+            except Exception:
+                raise errors.bad_request("the continue token is not valid; start the list again")
+            if rev != self.store.revision:
+                try:
+                    kvs, rev = await self.api.list_kvs(r, ns, rev)
+                except Exception:
+                    raise errors.gone("the continue token is too old; start the list again")
+        if start_key is not None:
+            kvs = [kv for kv in kvs if kv.key > start_key]
+        as_table = wants_table(request.headers.get("accept"))
+        items: list[Any] = []
+        next_key = None
+        for kv in kvs:
+            if match is None and not as_table:
+                items.append(kv.value)
+            else:
+                obj = decode(kv.value)
+                if match is not None and not match(obj):
+                    continue
+                items.append(obj)
+            if limit and len(items) >= limit:
+                next_key = kv.key
+                break
+        list_meta: dict[str, Any] = {"resourceVersion": str(rev)}
+        if next_key is not None and next_key != kvs[-1].key:
+            token = orjson.dumps({"rv": rev, "start": next_key})
+            list_meta["continue"] = base64.urlsafe_b64encode(token).decode().rstrip("=")
+        if as_table:
+            return json_response(table(r, items, list_meta, q.get("includeObject")))
+        head = orjson.dumps({"kind": r.list_kind, "apiVersion": r.api_version, "metadata": list_meta})
+        parts = [v if isinstance(v, bytes) else orjson.dumps(v) for v in items]
+        return Response(head[:-1] + b',"items":[' + b",".join(parts) + b"]}", media_type=JSON)
+
+    def watch(self, request: Request, r, ns: str | None) -> Response:
+        q = request.query_params
+        timeout = q.get("timeoutSeconds")
+        send_initial = q.get("sendInitialEvents")
+        ws = WatchStream(self.store, r, ns, make_filter(q.get("labelSelector"), q.get("fieldSelector")),
+                         q.get("resourceVersion"), float(timeout) if timeout else None,
+                         q.get("allowWatchBookmarks") in ("1", "true"),
+                         None if send_initial is None else send_initial == "true",
+                         wants_table(request.headers.get("accept")))
+        return StreamingResponse(ws.stream(), media_type=JSON,
+                                 headers={"Transfer-Encoding": "chunked", "Cache-Control": "no-cache"})
+
+    async def delete_collection(self, request: Request, r, ns: str | None) -> Response:
+        q = request.query_params
+        match = make_filter(q.get("labelSelector"), q.get("fieldSelector"))
+        options = await self.delete_options(request)
+        kvs, rev = await self.api.list_kvs(r, ns)
+        deleted = []
+        for kv in kvs:
+            obj = decode(kv.value)
+            if match is not None and not match(obj):
+                continue
+            try:
+                dkv, _ = await self.api.delete(r, obj["metadata"].get("namespace"), obj["metadata"]["name"],
+                                               options, "All" in q.getlist("dryRun"))
+                deleted.append(dkv.value)
+            except APIError as e:
+                if e.code != 404:
+                    raise
+        head = orjson.dumps({"kind": r.list_kind, "apiVersion": r.api_version,
+                             "metadata": {"resourceVersion": str(self.store.revision)}})
+        return Response(head[:-1] + b',"items":[' + b",".join(deleted) + b"]}", media_type=JSON)
+
+    async def scale(self, request: Request, r, ns: str | None, name: str, dry: bool) -> Response:
+        m = request.method
+        if m == "GET":
+            return json_response(self.api.scale_of(r, await self.api.get(r, ns, name)))
+        if m == "PUT":
+            body = await self.body(request)
+            return json_response(await self.api.update_scale(r, ns, name, lambda _: body, dry))
+        if m == "PATCH":
+            ctype = request.headers.get("content-type", "").split(";")[0].strip()
+            try:
+                p = orjson.loads(await request.body())
+            except orjson.JSONDecodeError as e:
+                raise errors.bad_request(f"the patch is not valid JSON: {e}")
+
+            def apply(scale):
+                try:
+                    if ctype == "application/json-patch+json":
+                        return patching.json_patch(scale, p)
+                    if ctype == "application/strategic-merge-patch+json":
+                        return patching.strategic_merge_patch(scale, p, "Scale")
+                    return patching.json_merge_patch(scale, p)
+                except patching.PatchError as e:
+                    raise APIError(422, e.message, "Invalid")
+            return json_response(await self.api.update_scale(r, ns, name, apply, dry))
+        raise APIError(405, f"{m} is not supported on scale", "MethodNotAllowed")
+
+
+def version_info() -> dict[str, str]:
+    import platform
+    return {"major": "1", "minor": "37", "gitVersion": f"v1.37.0-sendo.{__version__}",
+            "gitCommit": "", "gitTreeState": "clean", "buildDate": "", "goVersion": "python" +
+            platform.python_version(), "compiler": "cpython", "platform": f"linux/{platform.machine()}"}

@@ -1,0 +1,199 @@
+"""Object metadata helpers: timestamps, names, label and field selectors."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from typing import Any, Callable
+
+from .errors import bad_request
+
+NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes avoids vowels and look-alikes
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def micro_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(s: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def random_suffix(n: int = 5) -> str:
+    return "".join(secrets.choice(NAME_SUFFIX_ALPHABET) for _ in range(n))
+
+
+# ----------------------------------------------------------------- label selectors
+Requirement = tuple[str, str, tuple[str, ...]]  # key, operator, values
+
+_TOKEN = re.compile(r"\s*(!=|==|=|,|\(|\)|!|[^\s!=,()]+)")
+
+
+def parse_label_selector(text: str | None) -> list[Requirement]:
+    """Parse the string form (`a=b,c!=d,e in (x,y),f notin (z),g,!h`)."""
+    if not text:
+        return []
+    toks = _TOKEN.findall(text)
+    toks = [t for t in toks if t.strip()]
+    reqs: list[Requirement] = []
+    i = 0
+
+    def fail(msg: str):
+        raise bad_request(f'unable to parse requirement: invalid label selector "{text}": {msg}')
+
+    while i < len(toks):
+        t = toks[i]
+        if t == "!":
+            if i + 1 >= len(toks):
+                fail("missing key after '!'")
+            reqs.append((toks[i + 1], "!", ()))
+            i += 2
+        else:
+            key = t
+            op = toks[i + 1] if i + 1 < len(toks) else ","
+            if op in ("=", "==", "!="):
+                if i + 2 >= len(toks) or toks[i + 2] == ",":
+                    val = ""
+                    i += 2
+                else:
+                    val = toks[i + 2]
+                    i += 3
+                reqs.append((key, "!=" if op == "!=" else "=", (val,)))
+            elif op in ("in", "notin"):
+                if i + 2 >= len(toks) or toks[i + 2] != "(":
+                    fail(f"expected '(' after '{op}'")
+                j = i + 3
+                vals = []
+                while j < len(toks) and toks[j] != ")":
+                    if toks[j] != ",":
+                        vals.append(toks[j])
+                    j += 1
+                if j >= len(toks):
+                    fail("missing ')'")
+                reqs.append((key, op, tuple(vals)))
+                i = j + 1
+            elif op == ",":
+                reqs.append((key, "exists", ()))
+                i += 1
+            else:
+                fail(f"unexpected '{op}'")
+        if i < len(toks):
+            if toks[i] != ",":
+                fail(f"expected ',' but found '{toks[i]}'")
+            i += 1
+    return reqs
+
+
+def labels_match(reqs: list[Requirement], labels: dict[str, str] | None) -> bool:
+    labels = labels or {}
+    for key, op, vals in reqs:
+        has = key in labels
+        v = labels.get(key)
+        if op == "=":
+            if v != vals[0]:
+                return False
+        elif op == "!=":
+            if has and v == vals[0]:
+                return False
+        elif op == "in":
+            if not has or v not in vals:
+                return False
+        elif op == "notin":
+            if has and v in vals:
+                return False
+        elif op == "exists":
+            if not has:
+                return False
+        elif op == "!":
+            if has:
+                return False
+    return True
+
+
+def selector_from_label_selector(sel: dict[str, Any] | None) -> list[Requirement]:
+    """The structured form (matchLabels + matchExpressions) as requirements."""
+    if not sel:
+        return []
+    reqs: list[Requirement] = [(k, "=", (v,)) for k, v in (sel.get("matchLabels") or {}).items()]
+    for e in sel.get("matchExpressions") or []:
+        op = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}.get(e.get("operator"))
+        if op is None:
+            raise bad_request(f"invalid label selector operator {e.get('operator')!r}")
+        reqs.append((e["key"], op, tuple(e.get("values") or ())))
+    return reqs
+
+
+def selector_string(sel: dict[str, Any] | None) -> str:
+    """The string form of a structured selector (what status.selector holds for scale)."""
+    parts = []
+    for key, op, vals in selector_from_label_selector(sel):
+        if op == "=":
+            parts.append(f"{key}={vals[0]}")
+        elif op in ("in", "notin"):
+            parts.append(f"{key} {op} ({','.join(vals)})")
+        elif op == "exists":
+            parts.append(key)
+        else:
+            parts.append(f"!{key}")
+    return ",".join(parts)
+
+
+# ----------------------------------------------------------------- field selectors
+FieldReq = tuple[str, bool, str]  # path, equal?, value
+
+
+def parse_field_selector(text: str | None) -> list[FieldReq]:
+    if not text:
+        return []
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "!=" in part:
+            k, v = part.split("!=", 1)
+            out.append((k.strip(), False, v.strip()))
+        elif "==" in part:
+            k, v = part.split("==", 1)
+            out.append((k.strip(), True, v.strip()))
+        elif "=" in part:
+            k, v = part.split("=", 1)
+            out.append((k.strip(), True, v.strip()))
+        else:
+            raise bad_request(f'invalid field selector "{text}": "{part}" is not an equality')
+    return out
+
+
+def field_value(obj: dict[str, Any], path: str) -> str:
+    cur: Any = obj
+    for p in path.split("."):
+        if not isinstance(cur, dict):
+            return ""
+        cur = cur.get(p)
+        if cur is None:
+            return ""
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    return str(cur)
+
+
+def fields_match(reqs: list[FieldReq], obj: dict[str, Any]) -> bool:
+    for path, eq, value in reqs:
+        if (field_value(obj, path) == value) != eq:
+            return False
+    return True
+
+
+def make_filter(label_selector: str | None, field_selector: str | None) -> Callable[[dict], bool] | None:
+    lreqs = parse_label_selector(label_selector)
+    freqs = parse_field_selector(field_selector)
+    if not lreqs and not freqs:
+        return None
+
+    def match(obj: dict) -> bool:
+        return labels_match(lreqs, obj.get("metadata", {}).get("labels")) and fields_match(freqs, obj)
+    return match

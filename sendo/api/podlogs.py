@@ -1,0 +1,73 @@
+"""pods/log: the API server proxies to the agent that runs the pod, as kube-apiserver does
+to the kubelet. The agent's address comes from its Node object."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import aiohttp
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from . import errors
+from .errors import APIError
+from .resources import decode
+
+if TYPE_CHECKING:
+    from .app import APIServer
+
+PASSED_PARAMS = ("follow", "tailLines", "limitBytes", "previous", "sinceSeconds", "sinceTime", "timestamps")
+
+
+def agent_endpoint(node: dict) -> str:
+    status = node.get("status") or {}
+    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+    addrs = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+    host = addrs.get("InternalIP") or addrs.get("Hostname")
+    if not port or not host:
+        raise APIError(503, f"node {node['metadata']['name']} has no agent endpoint yet", "ServiceUnavailable")
+    return f"http://{host}:{port}"
+
+
+async def serve(server: "APIServer", request: Request, pods, ns: str, name: str) -> Response:
+    if request.method != "GET":
+        raise APIError(405, "log only supports GET", "MethodNotAllowed")
+    pod = await server.api.get(pods, ns, name)
+    containers = [c["name"] for c in pod.get("spec", {}).get("containers", [])]
+    inits = [c["name"] for c in pod.get("spec", {}).get("initContainers", []) or []]
+    container = request.query_params.get("container")
+    if not container:
+        if len(containers) != 1:
+            raise errors.bad_request(f"a container name must be specified for pod {name}, choose one of: "
+                                     f"[{' '.join(containers)}]")
+        container = containers[0]
+    elif container not in containers + inits:
+        raise errors.bad_request(f"container {container} is not valid for pod {name}")
+    node_name = pod.get("spec", {}).get("nodeName")
+    if not node_name:
+        raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: '
+                                 "the pod is not scheduled yet")
+    nodes = server.registry.get("", "v1", "nodes")
+    node = decode((await server.api.get_kv(nodes, None, node_name)).value)
+    url = f"{agent_endpoint(node)}/containerLogs/{ns}/{name}/{container}"
+    params = {k: request.query_params[k] for k in PASSED_PARAMS if k in request.query_params}
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+    try:
+        resp = await session.get(url, params=params,
+                                 headers={"Authorization": f"Bearer {server.node_token}"})
+    except aiohttp.ClientError as e:
+        await session.close()
+        raise APIError(503, f"cannot reach the agent of node {node_name}: {e}", "ServiceUnavailable")
+    if resp.status != 200:
+        text = await resp.text()
+        await session.close()
+        code = resp.status if resp.status in (400, 404) else 503
+        raise APIError(code, text.strip() or f"agent answered {resp.status}")
+
+    async def relay():
+        try:
+            async for chunk in resp.content.iter_any():
+                yield chunk
+        finally:
+            resp.release()
+            await session.close()
+    return StreamingResponse(relay(), media_type="text/plain")

@@ -1,0 +1,442 @@
+"""Generic REST semantics over the store: create, get, list, update, patch, delete.
+
+Everything kind-specific is delegated to the kind's Strategy (sendo.kinds); this
+module owns the rules every kind shares: metadata the server sets, optimistic
+concurrency, status-subresource separation, generation, finalizers and graceful
+deletion, scale and binding subresources.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+import uuid
+from typing import Any, Callable
+
+import orjson
+
+from ..kinds.base import Cause, Obj, Resource, invalid as invalid_cause, required
+from ..kinds.registry import Registry
+from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
+from . import errors, patch as patching
+from .meta import now_rfc3339, random_suffix, selector_string
+
+MAX_RETRIES = 20
+SERVER_OWNED_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+                     "generation", "selfLink")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_NAME_AS_LABEL = {"namespaces", "services"}  # kinds whose names must be DNS labels
+
+
+def decode(value: bytes) -> Obj:
+    return orjson.loads(value)
+
+
+def render_with_rv(obj: Obj) -> Callable[[int], bytes]:
+    """The store calls this with the revision it assigns; the object carries it."""
+    def render(rev: int) -> bytes:
+        obj["metadata"]["resourceVersion"] = str(rev)
+        return orjson.dumps(obj)
+    return render
+
+
+def _spec_view(obj: Obj) -> Any:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+class ResourceAPI:
+    """The operations of the REST API, independent of HTTP."""
+
+    def __init__(self, store: Store, registry: Registry):
+        self.store = store
+        self.registry = registry
+        self.namespaces = registry.get("", "v1", "namespaces")
+
+    # ----------------------------------------------------------------- reads
+    async def get_kv(self, r: Resource, ns: str | None, name: str) -> KV:
+        kv = await self.store.get(r.key(ns, name))
+        if kv is None:
+            raise errors.not_found(r.group_resource, name, r.group, r.plural)
+        return kv
+
+    async def get(self, r: Resource, ns: str | None, name: str) -> Obj:
+        return decode((await self.get_kv(r, ns, name)).value)
+
+    async def list_kvs(self, r: Resource, ns: str | None, revision: int = 0) -> tuple[list[KV], int]:
+        return await self.store.list(r.prefix(ns), revision)
+
+    # ----------------------------------------------------------------- create
+    async def create(self, r: Resource, ns: str | None, obj: Any, dry_run: bool = False) -> KV:
+        obj = self._check_body(r, ns, obj)
+        meta = obj["metadata"]
+        generated = not meta.get("name") and meta.get("generateName")
+        if not meta.get("name") and not generated:
+            raise errors.invalid(r.kind, r.group, "", [required("metadata.name")])
+        if r.namespaced:
+            await self._check_namespace_open(ns)
+        for k in SERVER_OWNED_META + ("resourceVersion",):
+            meta.pop(k, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        if r.strategy.has_spec:
+            meta["generation"] = 1
+        r.strategy.default(obj)
+        r.strategy.prepare_create(obj)
+        for attempt in range(8 if generated else 1):
+            if generated:
+                meta["name"] = meta["generateName"] + random_suffix()
+            self._validate(r, obj, None)
+            if dry_run:
+                return KV(r.key(ns, meta["name"]), orjson.dumps(obj), self.store.revision, 0)
+            try:
+                return await self.store.create(r.key(ns, meta["name"]), render_with_rv(obj))
+            except KeyExists:
+                if not generated or attempt == 7:
+                    raise errors.already_exists(r.group_resource, meta["name"], r.group, r.plural)
+        raise AssertionError("unreachable")
+
+    async def _check_namespace_open(self, ns: str | None) -> None:
+        if not ns:
+            raise errors.bad_request("a namespace is required for this kind")
+        kv = await self.store.get(self.namespaces.key(None, ns))
+        if kv is None:
+            raise errors.not_found("namespaces", ns, "", "namespaces")
+        if b'"deletionTimestamp"' in kv.value:
+            raise errors.APIError(
+                403, f'unable to create new content in namespace {ns} because it is being terminated',
+                "Forbidden", {"name": ns, "kind": "namespaces",
+                              "causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
+                                          "message": f"namespace {ns} is being terminated"}]})
+
+    def _check_body(self, r: Resource, ns: str | None, obj: Any, name: str | None = None) -> Obj:
+        if not isinstance(obj, dict):
+            raise errors.bad_request(f"the body of the request must be a {r.kind} object")
+        kind, api_version = obj.get("kind"), obj.get("apiVersion")
+        if kind and kind != r.kind:
+            raise errors.bad_request(
+                f"the kind of the object ({kind}) does not match the kind of the URL ({r.kind})")
+        if api_version and api_version != r.api_version:
+            raise errors.bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API version "
+                f"({r.api_version})")
+        obj["kind"], obj["apiVersion"] = r.kind, r.api_version
+        meta = obj.get("metadata")
+        if meta is None:
+            meta = obj["metadata"] = {}
+        if not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        if r.namespaced:
+            if meta.get("namespace") and meta["namespace"] != ns:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request")
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        if name is not None and meta.get("name") and meta["name"] != name:
+            raise errors.bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+        if name is not None:
+            meta["name"] = name
+        return obj
+
+    def _validate(self, r: Resource, obj: Obj, old: Obj | None) -> None:
+        causes = self._validate_meta(r, obj)
+        causes += r.strategy.validate(obj)
+        if old is not None:
+            causes += r.strategy.validate_update(obj, old)
+        if causes:
+            raise errors.invalid(r.kind, r.group, obj["metadata"].get("name", ""), causes)
+
+    @staticmethod
+    def _validate_meta(r: Resource, obj: Obj) -> list[Cause]:
+        meta = obj["metadata"]
+        causes: list[Cause] = []
+        name = meta.get("name", "")
+        as_label = r.plural in _NAME_AS_LABEL
+        pattern, limit = (_DNS_LABEL, 63) if as_label else (_DNS_SUBDOMAIN, 253)
+        if not isinstance(name, str) or len(name) > limit or not pattern.match(name):
+            what = "RFC 1123 label" if as_label else "RFC 1123 subdomain"
+            causes.append(invalid_cause("metadata.name", name, f"a lowercase {what} must consist of lower case "
+                              "alphanumeric characters, '-' or '.', and must start and end with an "
+                              "alphanumeric character"))
+        for field in ("labels", "annotations"):
+            v = meta.get(field)
+            if v is not None and (not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values())):
+                causes.append(invalid_cause(f"metadata.{field}", v, "must be a map of string keys to string values"))
+        fin = meta.get("finalizers")
+        if fin is not None and (not isinstance(fin, list) or not all(isinstance(x, str) for x in fin)):
+            causes.append(invalid_cause("metadata.finalizers", fin, "must be a list of strings"))
+        return causes
+
+    # ----------------------------------------------------------------- update
+    async def update(self, r: Resource, ns: str | None, name: str, obj: Any,
+                     subresource: str | None = None, dry_run: bool = False) -> KV:
+        obj = self._check_body(r, ns, obj, name)
+        want_rv = obj["metadata"].get("resourceVersion")
+        kv = await self.get_kv(r, ns, name)
+        if want_rv and want_rv != str(kv.mod_rev):
+            raise errors.conflict(r.group_resource, name, group=r.group, plural=r.plural)
+        for attempt in range(MAX_RETRIES):
+            old = decode(kv.value)
+            new = self._merge_update(r, copy.deepcopy(obj), old, subresource)
+            try:
+                return await self._write_update(r, ns, name, new, old, kv, dry_run)
+            except Conflict:
+                if want_rv:
+                    raise errors.conflict(r.group_resource, name, group=r.group, plural=r.plural)
+                kv = await self.get_kv(r, ns, name)
+        raise errors.conflict(r.group_resource, name, "too many concurrent writers", r.group, r.plural)
+
+    def _merge_update(self, r: Resource, obj: Obj, old: Obj, subresource: str | None) -> Obj:
+        """The object to store: what the client may change through this endpoint, over the old one."""
+        if subresource == "status":
+            new = copy.deepcopy(old)
+            new["status"] = obj.get("status")
+            if new["status"] is None:
+                new.pop("status")
+            return new
+        meta, old_meta = obj["metadata"], old["metadata"]
+        for k in SERVER_OWNED_META:
+            if k in old_meta:
+                meta[k] = old_meta[k]
+            else:
+                meta.pop(k, None)
+        if r.strategy.has_status:
+            if "status" in old:
+                obj["status"] = old["status"]
+            else:
+                obj.pop("status", None)
+        r.strategy.default(obj)
+        if r.strategy.has_spec and _spec_view(obj) != _spec_view(old):
+            meta["generation"] = old_meta.get("generation", 0) + 1
+        return obj
+
+    async def _write_update(self, r: Resource, ns: str | None, name: str, new: Obj, old: Obj, kv: KV,
+                            dry_run: bool) -> KV:
+        r.strategy.prepare_update(new, old)
+        self._validate(r, new, old)
+        new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
+        if new == old:
+            return kv  # nothing changed: no write, no event, same resourceVersion
+        if dry_run:
+            return KV(kv.key, orjson.dumps(new), kv.mod_rev, kv.create_rev)
+        meta = new["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            return await self.store.delete(kv.key, expected_rev=kv.mod_rev, render=render_with_rv(new))
+        return await self.store.update(kv.key, render_with_rv(new), expected_rev=kv.mod_rev)
+
+    async def modify(self, r: Resource, ns: str | None, name: str, change: Callable[[Obj], Obj | None],
+                     subresource: str | None = None, dry_run: bool = False,
+                     expected_rv: str | None = None) -> KV:
+        """Read, change, write; retried on conflict (the guaranteed-update loop)."""
+        for _ in range(MAX_RETRIES):
+            kv = await self.get_kv(r, ns, name)
+            if expected_rv and expected_rv != str(kv.mod_rev):
+                raise errors.conflict(r.group_resource, name, group=r.group, plural=r.plural)
+            old = decode(kv.value)
+            changed = change(copy.deepcopy(old))
+            if changed is None:
+                return kv
+            changed = self._check_body(r, ns, changed, name)
+            new = self._merge_update(r, changed, old, subresource)
+            try:
+                return await self._write_update(r, ns, name, new, old, kv, dry_run)
+            except Conflict:
+                if expected_rv:
+                    raise errors.conflict(r.group_resource, name, group=r.group, plural=r.plural)
+        raise errors.conflict(r.group_resource, name, "too many concurrent writers", r.group, r.plural)
+
+    # ----------------------------------------------------------------- patch
+    async def patch(self, r: Resource, ns: str | None, name: str, content_type: str, body: bytes,
+                    subresource: str | None = None, dry_run: bool = False) -> KV:
+        try:
+            p = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            raise errors.bad_request(f"the patch is not valid JSON: {e}")
+        ctype = content_type.split(";")[0].strip()
+        apply_patch = self._patcher(r, ctype, p)
+        expected_rv = None
+        if isinstance(p, dict):
+            expected_rv = (p.get("metadata") or {}).get("resourceVersion")
+
+        def change(old: Obj) -> Obj:
+            try:
+                new = apply_patch(old)
+            except patching.PatchError as e:
+                raise errors.APIError(422, e.message, "Invalid")
+            if not isinstance(new, dict):
+                raise errors.bad_request("the patch must produce an object")
+            return new
+        return await self.modify(r, ns, name, change, subresource, dry_run, expected_rv)
+
+    def _patcher(self, r: Resource, ctype: str, p: Any) -> Callable[[Obj], Obj]:
+        if ctype == "application/merge-patch+json":
+            if not isinstance(p, dict):
+                raise errors.bad_request("a merge patch must be a JSON object")
+            return lambda old: patching.json_merge_patch(old, p)
+        if ctype == "application/json-patch+json":
+            if not isinstance(p, list):
+                raise errors.bad_request("a JSON patch must be a list of operations")
+            return lambda old: patching.json_patch(old, p)
+        if ctype == "application/strategic-merge-patch+json":
+            if not isinstance(p, dict):
+                raise errors.bad_request("a strategic merge patch must be a JSON object")
+            return lambda old: patching.strategic_merge_patch(old, p, r.kind)
+        raise errors.APIError(415, f"the patch content type {ctype!r} is not supported; use "
+                              "application/merge-patch+json, application/json-patch+json or "
+                              "application/strategic-merge-patch+json", "UnsupportedMediaType")
+
+    # ----------------------------------------------------------------- delete
+    async def delete(self, r: Resource, ns: str | None, name: str, options: dict[str, Any],
+                     dry_run: bool = False) -> tuple[KV, bool]:
+        """Delete or start deleting. Returns the object and whether it is gone already."""
+        grace = options.get("gracePeriodSeconds")
+        policy = options.get("propagationPolicy") or ("Orphan" if options.get("orphanDependents") else None)
+        pre = options.get("preconditions") or {}
+        for _ in range(MAX_RETRIES):
+            kv = await self.get_kv(r, ns, name)
+            obj = decode(kv.value)
+            meta = obj["metadata"]
+            if pre.get("uid") and pre["uid"] != meta.get("uid"):
+                raise errors.conflict(r.group_resource, name,
+                                      f"Precondition failed: UID in precondition: {pre['uid']}, "
+                                      f"UID in object meta: {meta.get('uid')}", r.group, r.plural)
+            if pre.get("resourceVersion") and pre["resourceVersion"] != str(kv.mod_rev):
+                raise errors.conflict(r.group_resource, name,
+                                      f"Precondition failed: ResourceVersion in precondition: "
+                                      f"{pre['resourceVersion']}, ResourceVersion in object meta: {kv.mod_rev}",
+                                      r.group, r.plural)
+            finalizers = list(meta.get("finalizers") or [])
+            if policy == "Foreground" and "foregroundDeletion" not in finalizers:
+                finalizers.append("foregroundDeletion")
+            elif policy == "Orphan" and "orphan" not in finalizers:
+                finalizers.append("orphan")
+            pod_grace = self._graceful_pod_seconds(r, obj, grace)
+            if not finalizers and pod_grace == 0:
+                if dry_run:
+                    return kv, True
+                try:
+                    return await self.store.delete(kv.key, expected_rev=kv.mod_rev), True
+                except (Conflict, KeyNotFound):
+                    continue
+            new = copy.deepcopy(obj)
+            nm = new["metadata"]
+            nm["finalizers"] = finalizers
+            if not nm["finalizers"]:
+                nm.pop("finalizers")
+            now = dt.datetime.now(dt.timezone.utc)
+            if pod_grace:
+                deadline = now + dt.timedelta(seconds=pod_grace)
+                if not nm.get("deletionTimestamp") or pod_grace < (nm.get("deletionGracePeriodSeconds") or 1e9):
+                    nm["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    nm["deletionGracePeriodSeconds"] = pod_grace
+            elif not nm.get("deletionTimestamp"):
+                nm["deletionTimestamp"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+                nm["deletionGracePeriodSeconds"] = 0
+            if new == obj:
+                return kv, False
+            if dry_run:
+                return KV(kv.key, orjson.dumps(new), kv.mod_rev, kv.create_rev), False
+            try:
+                return await self.store.update(kv.key, render_with_rv(new), expected_rev=kv.mod_rev), False
+            except Conflict:
+                continue
+        raise errors.conflict(r.group_resource, name, "too many concurrent writers", r.group, r.plural)
+
+    @staticmethod
+    def _graceful_pod_seconds(r: Resource, obj: Obj, grace: Any) -> int:
+        """Seconds a running pod gets to stop; 0 deletes now (unbound, finished, or forced)."""
+        if r.plural != "pods" or r.group:
+            return 0
+        if grace is not None:
+            try:
+                grace = int(grace)
+            except (TypeError, ValueError):
+                raise errors.bad_request(f"gracePeriodSeconds must be an integer, not {grace!r}")
+            if grace <= 0:
+                return 0
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+            return 0
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds", 30)
+            if grace is None:
+                grace = 30
+            # the agent must still see the deletion and stop the processes; 0 still means "now"
+            grace = max(int(grace), 1)
+        return int(grace)
+
+    # ----------------------------------------------------------------- subresources
+    def scale_of(self, r: Resource, obj: Obj) -> Obj:
+        def dig(path):
+            cur: Any = obj
+            for p in path:
+                cur = cur.get(p) if isinstance(cur, dict) else None
+            return cur
+        meta = obj["metadata"]
+        status: dict[str, Any] = {"replicas": dig(r.scale.status_replicas) or 0}
+        if r.scale.label_selector:
+            sel = dig(r.scale.label_selector)
+            if sel is None and isinstance((obj.get("spec") or {}).get("selector"), dict):
+                sel = selector_string(obj["spec"]["selector"])
+            if sel:
+                status["selector"] = sel
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                                  "creationTimestamp") if k in meta},
+                "spec": {"replicas": dig(r.scale.spec_replicas) or 0}, "status": status}
+
+    async def update_scale(self, r: Resource, ns: str | None, name: str,
+                           to_scale: Callable[[Obj], Obj], dry_run: bool = False) -> Obj:
+        """Apply a change to the Scale view and write the replicas back to the parent."""
+        def change(old: Obj) -> Obj:
+            scale = to_scale(self.scale_of(r, old))
+            if not isinstance(scale, dict):
+                raise errors.bad_request("the body must be a Scale object")
+            replicas = (scale.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise errors.invalid("Scale", "autoscaling", name, [
+                    Cause("spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")])
+            want_rv = (scale.get("metadata") or {}).get("resourceVersion")
+            if want_rv and want_rv != old["metadata"].get("resourceVersion"):
+                raise errors.conflict(r.group_resource, name, group=r.group, plural=r.plural)
+            cur = old
+            for p in r.scale.spec_replicas[:-1]:
+                cur = cur.setdefault(p, {})
+            cur[r.scale.spec_replicas[-1]] = replicas
+            return old
+        kv = await self.modify(r, ns, name, change, dry_run=dry_run)
+        return self.scale_of(r, decode(kv.value))
+
+    async def bind(self, pods: Resource, ns: str, name: str, binding: Any) -> None:
+        """pods/binding: assign a pod to a node, once."""
+        if not isinstance(binding, dict) or not isinstance(binding.get("target"), dict):
+            raise errors.bad_request("the body must be a Binding with a target")
+        node = binding["target"].get("name")
+        if not node:
+            raise errors.invalid("Binding", "", name, [required("target.name")])
+
+        def change(pod: Obj) -> Obj:
+            if pod["metadata"].get("deletionTimestamp"):
+                raise errors.conflict("pods", name, "pod is being deleted, cannot be assigned to a host")
+            current = pod.get("spec", {}).get("nodeName")
+            if current:
+                raise errors.conflict("pods", name, f"pod {name} is already assigned to node \"{current}\"")
+            pod["spec"]["nodeName"] = node
+            conds = [c for c in pod.setdefault("status", {}).get("conditions", []) if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                          "lastTransitionTime": now_rfc3339()})
+            pod["status"]["conditions"] = conds
+            return pod
+        for _ in range(MAX_RETRIES):
+            kv = await self.get_kv(pods, ns, name)
+            old = decode(kv.value)
+            new = change(copy.deepcopy(old))
+            try:
+                await self.store.update(kv.key, render_with_rv(new), expected_rev=kv.mod_rev)
+                return
+            except Conflict:
+                continue
+        raise errors.conflict("pods", name, "too many concurrent writers")

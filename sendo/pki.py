@@ -1,0 +1,97 @@
+"""The cluster's certificates: a CA made at first start and a serving certificate it signs.
+
+kubectl and client-go send bearer tokens only over TLS, so the API is HTTPS from the
+first start. The CA goes into every kubeconfig; agents and our controllers trust it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import socket
+import ssl
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+VALIDITY = dt.timedelta(days=3650)
+
+
+@dataclass
+class TLSFiles:
+    ca_cert: str
+    cert: str
+    key: str
+
+    def ca_pem(self) -> bytes:
+        with open(self.ca_cert, "rb") as f:
+            return f.read()
+
+
+def _write(path: str, data: bytes, mode: int = 0o644) -> None:
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _key_pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def ensure_tls(directory: str, hosts: list[str] | None = None) -> TLSFiles:
+    """Create the CA and serving certificate once; later starts reuse them."""
+    os.makedirs(directory, exist_ok=True)
+    files = TLSFiles(os.path.join(directory, "ca.crt"), os.path.join(directory, "server.crt"),
+                     os.path.join(directory, "server.key"))
+    if all(os.path.exists(p) for p in (files.ca_cert, files.cert, files.key)):
+        return files
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(_name("sendo-ca")).issuer_name(_name("sendo-ca"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now).not_valid_after(now + VALIDITY)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False, encipher_only=False,
+                                       decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    names = {"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+             "kubernetes.default.svc.cluster.local", socket.gethostname(), *(hosts or [])}
+    sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                    x509.IPAddress(ipaddress.ip_address("::1"))]
+    for h in sorted(names):
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            sans.append(x509.DNSName(h))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(_name("sendo-apiserver")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + VALIDITY)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    _write(os.path.join(directory, "ca.key"), _key_pem(ca_key), 0o600)
+    _write(files.key, _key_pem(key), 0o600)
+    _write(files.cert, cert.public_bytes(serialization.Encoding.PEM))
+    _write(files.ca_cert, ca.public_bytes(serialization.Encoding.PEM))
+    return files
+
+
+def client_context(ca_pem: bytes | None) -> ssl.SSLContext:
+    """An SSL context for our own clients that trusts the cluster CA."""
+    ctx = ssl.create_default_context()
+    if ca_pem:
+        ctx.load_verify_locations(cadata=ca_pem.decode())
+    return ctx

@@ -1,0 +1,133 @@
+"""`sendo server`: the store, the API server, and the control loops that run beside it.
+
+The scheduler and controllers run in this process but talk to the API over HTTP
+like any other client (rule 1 of the design: no back doors).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+
+import uvicorn
+
+from .api.app import APIServer, User
+from .kinds.registry import builtin_registry
+from .pki import ensure_tls
+from .store.sqlite import SQLiteStore
+
+log = logging.getLogger(__name__)
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+@dataclass
+class ServerConfig:
+    data_dir: str
+    host: str = "127.0.0.1"
+    port: int = 6443
+    controllers: bool = True
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    @property
+    def server_dir(self) -> str:
+        return os.path.join(self.data_dir, "server")
+
+
+def read_or_create_secret(path: str) -> str:
+    """A token kept in a 0600 file, created on first start."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        token = secrets.token_urlsafe(32)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token
+
+
+def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
+    """preferred if it can be bound, else the next free one after it, else any."""
+    for port in ([*range(preferred, preferred + 100)] if preferred else []) + [0]:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+                return s.getsockname()[1]
+            except OSError:
+                continue
+    raise OSError("no free port")
+
+
+class Server:
+    def __init__(self, cfg: ServerConfig):
+        self.cfg = cfg
+        os.makedirs(cfg.server_dir, exist_ok=True)
+        self.admin_token = read_or_create_secret(os.path.join(cfg.server_dir, "admin-token"))
+        self.node_token = read_or_create_secret(os.path.join(cfg.server_dir, "node-token"))
+        self.tls = ensure_tls(os.path.join(cfg.server_dir, "tls"), [cfg.host])
+        self.ca_pem = self.tls.ca_pem()
+        self.store = SQLiteStore(os.path.join(cfg.server_dir, "state.db"))
+        self.registry = builtin_registry()
+        tokens = {self.admin_token: User("admin", ["system:masters"]),
+                  self.node_token: User("system:node", ["system:nodes"])}
+        self.api = APIServer(self.store, self.registry, tokens, self.node_token)
+        self._uvicorn: uvicorn.Server | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.control = None
+
+    async def start(self) -> None:
+        await self.store.start()
+        await self._bootstrap()
+        config = uvicorn.Config(self.api.app, host=self.cfg.host, port=self.cfg.port, log_level="warning",
+                                lifespan="off", access_log=False, timeout_graceful_shutdown=1,
+                                ssl_certfile=self.tls.cert, ssl_keyfile=self.tls.key)
+        self._uvicorn = uvicorn.Server(config)
+        self._uvicorn.install_signal_handlers = lambda: None  # the CLI owns signals
+        self._tasks.append(asyncio.create_task(self._uvicorn.serve(), name="uvicorn"))
+        while not self._uvicorn.started:
+            if self._tasks[0].done():
+                self._tasks[0].result()
+                raise RuntimeError("API server stopped during start-up")
+            await asyncio.sleep(0.01)  # poll uvicorn's start-up flag
+        if self.cfg.controllers:
+            from .controlplane import ControlPlane
+            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem)
+            await self.control.start()
+
+    async def _bootstrap(self) -> None:
+        """The namespaces every cluster has."""
+        ns = self.registry.get("", "v1", "namespaces")
+        for name in SYSTEM_NAMESPACES:
+            if await self.store.get(ns.key(None, name)) is None:
+                await self.api.api.create(ns, None, {"metadata": {"name": name}})
+
+    async def stop(self) -> None:
+        if self.control is not None:
+            await self.control.stop()
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+            self._uvicorn.force_exit = True
+        for t in self._tasks:
+            try:
+                await asyncio.wait_for(t, 5)
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                t.cancel()
+        await self.store.close()
+
+
+def kubeconfig(url: str, token: str, ca_pem: bytes, name: str = "sendo") -> dict:
+    ca = base64.b64encode(ca_pem).decode()
+    return {"apiVersion": "v1", "kind": "Config", "current-context": name,
+            "clusters": [{"name": name, "cluster": {"server": url, "certificate-authority-data": ca}}],
+            "users": [{"name": f"{name}-admin", "user": {"token": token}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin",
+                                                     "namespace": "default"}}],
+            "preferences": {}}
