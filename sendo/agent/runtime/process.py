@@ -1,0 +1,414 @@
+"""The `process` runtime: each container is a plain host process.
+
+How a container maps onto a process, and why:
+
+* The argv is exec'd directly (no shell in between) so the signals we send reach the
+  program itself. It runs in its own session / process group (`start_new_session`),
+  so signalling the group reaches every process the container started. When the
+  main process ends, whatever is left in its group is killed, as the kernel does
+  when pid 1 of a container's pid namespace exits: no process is left behind.
+* stdout and stderr are the log file itself, opened O_APPEND: the process writes
+  straight to it, so it keeps running and logging while the agent is down, and
+  copytruncate rotation (sendo.agent.logs) works under it.
+* A small JSON record per container in `state_dir` (pid, process start time, spec)
+  lets a restarted agent adopt the processes that are still running. A process is
+  identified by pid AND start time, so a recycled pid is never mistaken for ours.
+  An adopted process is not our child, so its exit status cannot be read: it is
+  reported as the kubelet reports a lost container (ContainerStatusUnknown, 137).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import logging
+import os
+import signal
+import subprocess
+import time
+
+import orjson
+import psutil
+
+from .base import (
+    REASON_COMPLETED,
+    REASON_ERROR,
+    REASON_STATUS_UNKNOWN,
+    UNKNOWN_EXIT_CODE,
+    UNKNOWN_EXIT_MESSAGE,
+    ContainerHandle,
+    ContainerSpec,
+    ExitInfo,
+    StartError,
+    container_id,
+)
+
+log = logging.getLogger(__name__)
+
+RECORD_VERSION = 1
+# The kernel's start time is exact in clock ticks since boot; the epoch form also
+# depends on the boot time, which the kernel may report a second apart over time.
+_CREATE_TIME_SLACK = 1.0
+# How often an adopted process is polled when pidfd_open is not available.
+_ADOPTED_POLL_INTERVAL = 0.5
+
+
+@dataclasses.dataclass
+class _Entry:
+    handle: ContainerHandle
+    exit: asyncio.Future  # resolves to ExitInfo
+    start_ticks: int | None = None  # /proc/<pid>/stat starttime, for identity checks
+    adopted: bool = False
+    task: asyncio.Task | None = None  # reaper (our child) or poller (adopted)
+    pidfd: int | None = None  # exit watch for an adopted process
+
+
+class ProcessRuntime:
+    """Runs containers as host processes. One instance per agent; `state_dir` must
+    survive agent restarts (it holds one JSON record per running container)."""
+
+    def __init__(self, state_dir: str):
+        self.state_dir = state_dir
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        self._entries: dict[str, _Entry] = {}
+        self._background: set[asyncio.Task] = set()  # reapers of forgotten children
+
+    # ---- start ---------------------------------------------------------------
+
+    async def start(self, spec: ContainerSpec) -> ContainerHandle:
+        cid = container_id(spec)
+        old = self._entries.get(cid)
+        if old is not None and not old.exit.done():
+            raise RuntimeError(f"container {cid} is already running (pid {old.handle.pid})")
+        if not spec.argv:
+            raise StartError("no command specified")
+        if spec.working_dir is not None and not os.path.isdir(spec.working_dir):
+            raise StartError(
+                f'working directory "{spec.working_dir}": no such directory'
+            )
+        executable = _resolve_executable(spec.argv[0], spec.env, spec.working_dir)
+
+        fd = _open_log(spec.log_path)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *spec.argv,
+                executable=executable,
+                stdin=subprocess.DEVNULL,
+                stdout=fd,
+                stderr=fd,
+                env=dict(spec.env),  # exactly this env, even when empty
+                cwd=spec.working_dir,
+                start_new_session=True,
+            )
+        except OSError as e:
+            raise StartError(_exec_error(spec.argv[0], e)) from e
+        except (ValueError, TypeError) as e:  # e.g. a NUL byte in an env value
+            raise StartError(f"invalid container command or environment: {e}") from e
+        finally:
+            os.close(fd)
+        started_at = time.time()
+
+        ident = _identity(proc.pid)
+        handle = ContainerHandle(
+            id=cid,
+            spec=spec,
+            pid=proc.pid,
+            started_at=started_at,
+            create_time=ident[1] if ident else None,
+        )
+        entry = _Entry(
+            handle=handle,
+            exit=asyncio.get_running_loop().create_future(),
+            start_ticks=ident[0] if ident else None,
+        )
+        self._entries[cid] = entry
+        entry.task = asyncio.create_task(self._reap(entry, proc), name=f"reap {cid}")
+        try:
+            self._write_record(entry)
+        except OSError as e:
+            # A container we could not adopt after a restart must not run at all.
+            _kill_group(proc.pid, signal.SIGKILL)
+            await asyncio.shield(entry.exit)
+            del self._entries[cid]
+            raise StartError(f"cannot record container state in {self.state_dir}: {e.strerror or e}") from e
+        return handle
+
+    async def _reap(self, entry: _Entry, proc: asyncio.subprocess.Process) -> None:
+        rc = await proc.wait()
+        finished_at = time.time()
+        _kill_group(entry.handle.pid, signal.SIGKILL)  # leftovers die with the main process
+        if rc < 0:
+            info = ExitInfo(128 - rc, -rc, finished_at, REASON_ERROR)
+        else:
+            info = ExitInfo(rc, None, finished_at, REASON_COMPLETED if rc == 0 else REASON_ERROR)
+        if not entry.exit.done():
+            entry.exit.set_result(info)
+
+    # ---- wait / stop -----------------------------------------------------------
+
+    async def wait(self, handle: ContainerHandle) -> ExitInfo:
+        # shield: a waiter being cancelled must not cancel the shared future
+        return await asyncio.shield(self._entry(handle).exit)
+
+    async def stop(self, handle: ContainerHandle, grace_seconds: float) -> ExitInfo:
+        entry = self._entry(handle)
+        if not entry.exit.done():
+            self._signal(entry, signal.SIGTERM)
+            if grace_seconds > 0:
+                await asyncio.wait([entry.exit], timeout=grace_seconds)
+            if not entry.exit.done():
+                self._signal(entry, signal.SIGKILL)
+        return await asyncio.shield(entry.exit)
+
+    def _signal(self, entry: _Entry, sig: int) -> None:
+        """Signal the container's process group. For an adopted process, check first
+        that the pid still belongs to it (our own children cannot be recycled
+        before we reap them)."""
+        pid = entry.handle.pid
+        if entry.adopted:
+            ident = _identity(pid)
+            if ident is None or ident[0] != entry.start_ticks:
+                return
+        _kill_group(pid, sig)
+
+    # ---- adopt / forget ----------------------------------------------------------
+
+    async def adopt(self) -> list[ContainerHandle]:
+        """Read the records back; take over every container whose process is still
+        the same process (pid and start time). Clean up the other records."""
+        handles = []
+        for name in sorted(os.listdir(self.state_dir)):
+            path = os.path.join(self.state_dir, name)
+            if name.endswith(".tmp"):  # a write interrupted by a crash
+                _unlink(path)
+                continue
+            if not name.endswith(".json"):
+                continue
+            try:
+                with open(path, "rb") as f:
+                    rec = orjson.loads(f.read())
+                handle, start_ticks = _handle_from_record(rec)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.warning("dropping unreadable container record %s: %s", path, e)
+                _unlink(path)
+                continue
+            known = self._entries.get(handle.id)
+            if known is not None:
+                if not known.exit.done():
+                    handles.append(known.handle)
+                continue
+            if self._adopt_one(handle, start_ticks):
+                handles.append(handle)
+            else:
+                _unlink(path)
+        return handles
+
+    def _adopt_one(self, handle: ContainerHandle, start_ticks: int | None) -> bool:
+        pid = handle.pid
+        pidfd = None
+        try:
+            # Opened before the identity check: if the check passes, the pidfd is
+            # known to refer to our process even if it exits right after.
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            # Gone. Anything still in its process group is ours (a pid is not reused
+            # while it names a live group): finish what its exit should have done.
+            _kill_group(pid, signal.SIGKILL)
+            return False
+        except (AttributeError, OSError):
+            pidfd = None  # no pidfd support: fall back to polling
+        ident = _identity(pid)
+        same = (
+            ident is not None
+            and start_ticks is not None
+            and ident[0] == start_ticks
+            and handle.create_time is not None
+            and abs(ident[1] - handle.create_time) <= _CREATE_TIME_SLACK
+        )
+        if not same or ident[2] == "Z":
+            # Gone, or exited and not yet reaped (a zombie still holds its pid): any
+            # leftovers in the group are ours. A different process now holding the
+            # pid means our group was empty: touch nothing.
+            if ident is None or same:
+                _kill_group(pid, signal.SIGKILL)
+            if pidfd is not None:
+                os.close(pidfd)
+            return False
+
+        loop = asyncio.get_running_loop()
+        entry = _Entry(handle=handle, exit=loop.create_future(), start_ticks=start_ticks, adopted=True)
+        self._entries[handle.id] = entry
+        if pidfd is not None:
+            entry.pidfd = pidfd
+            loop.add_reader(pidfd, self._adopted_exited, entry)
+        else:
+            entry.task = asyncio.create_task(self._poll_adopted(entry), name=f"poll {handle.id}")
+        return True
+
+    def _adopted_exited(self, entry: _Entry) -> None:
+        """The adopted process ended. Its parent (not us) got the exit status."""
+        if entry.pidfd is not None:
+            asyncio.get_running_loop().remove_reader(entry.pidfd)
+            os.close(entry.pidfd)
+            entry.pidfd = None
+        _kill_group(entry.handle.pid, signal.SIGKILL)
+        if not entry.exit.done():
+            entry.exit.set_result(
+                ExitInfo(UNKNOWN_EXIT_CODE, None, time.time(), REASON_STATUS_UNKNOWN, UNKNOWN_EXIT_MESSAGE)
+            )
+
+    async def _poll_adopted(self, entry: _Entry) -> None:
+        while True:
+            ident = _identity(entry.handle.pid)
+            if ident is None or ident[0] != entry.start_ticks or ident[2] == "Z":
+                self._adopted_exited(entry)
+                return
+            await asyncio.sleep(_ADOPTED_POLL_INTERVAL)
+
+    async def forget(self, handle: ContainerHandle) -> None:
+        """Drop the record. This does not stop the process: call it once the
+        container is gone (after wait() or stop())."""
+        entry = self._entries.pop(handle.id, None)
+        if entry is not None:
+            self._detach(entry)
+        _unlink(self._record_path(handle.id))
+
+    async def close(self) -> None:
+        """Stop watching every container but leave them running and their records in
+        place, so a later instance can adopt them (agent shutdown). Our own children
+        are still reaped when they exit while this process lives."""
+        for entry in self._entries.values():
+            self._detach(entry)
+        self._entries.clear()
+
+    def _detach(self, entry: _Entry) -> None:
+        if entry.adopted:
+            if entry.pidfd is not None:
+                asyncio.get_running_loop().remove_reader(entry.pidfd)
+                os.close(entry.pidfd)
+                entry.pidfd = None
+            if entry.task is not None:
+                entry.task.cancel()
+            if not entry.exit.done():
+                entry.exit.cancel()
+        elif entry.task is not None and not entry.task.done():
+            # Our own child: keep its reaper. asyncio kills a child whose transport
+            # is garbage-collected, and an unreaped child would become a zombie.
+            self._background.add(entry.task)
+            entry.task.add_done_callback(self._background.discard)
+
+    # ---- records --------------------------------------------------------------------
+
+    def _entry(self, handle: ContainerHandle) -> _Entry:
+        try:
+            return self._entries[handle.id]
+        except KeyError:
+            raise KeyError(f"unknown container {handle.id}: not started or adopted by this runtime") from None
+
+    def _record_path(self, cid: str) -> str:
+        return os.path.join(self.state_dir, cid.replace("/", "_") + ".json")
+
+    def _write_record(self, entry: _Entry) -> None:
+        """Write-then-rename, so a crash never leaves half a record. No fsync: after a
+        machine crash the processes are gone anyway."""
+        h = entry.handle
+        rec = {
+            "version": RECORD_VERSION,
+            "id": h.id,
+            "pid": h.pid,
+            "create_time": h.create_time,
+            "start_ticks": entry.start_ticks,
+            "started_at": h.started_at,
+            "spec": dataclasses.asdict(h.spec),
+        }
+        path = self._record_path(h.id)
+        tmp = path + ".tmp"
+        # 0600: the env may carry values from Secrets
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as f:
+            f.write(orjson.dumps(rec))
+        os.replace(tmp, path)
+
+
+# ---- helpers ----------------------------------------------------------------------
+
+
+def _handle_from_record(rec: dict) -> tuple[ContainerHandle, int | None]:
+    names = {f.name for f in dataclasses.fields(ContainerSpec)}
+    spec = ContainerSpec(**{k: v for k, v in rec["spec"].items() if k in names})
+    handle = ContainerHandle(
+        id=rec["id"],
+        spec=spec,
+        pid=int(rec["pid"]),
+        started_at=float(rec["started_at"]),
+        create_time=rec.get("create_time"),
+    )
+    return handle, rec.get("start_ticks")
+
+
+def _identity(pid: int) -> tuple[int, float, str] | None:
+    """(start time in clock ticks since boot, start time as epoch seconds, state
+    letter) of a process, or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        # the command name may contain spaces and ')': split after the last ')'
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        state = fields[0].decode()
+        ticks = int(fields[19])
+        create_time = psutil.Process(pid).create_time()
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return None
+    return ticks, create_time, state
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError as e:  # not ours: never expected, worth a trace
+        log.warning("cannot signal process group %d: %s", pgid, e)
+
+
+def _resolve_executable(argv0: str, env: dict[str, str], cwd: str | None) -> str:
+    """Find what to exec, like execvp but on the container's PATH (not the agent's),
+    so that a missing binary becomes a clear StartError before we fork."""
+    base = os.path.abspath(cwd) if cwd else os.getcwd()  # exec happens after the chdir
+    if "/" in argv0:
+        path = os.path.join(base, argv0)
+        if not os.path.exists(path):
+            raise StartError(f'exec: "{argv0}": no such file or directory')
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise StartError(f'exec: "{argv0}": permission denied')
+        return path
+    for d in env.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(base, d or ".", argv0)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise StartError(f'exec: "{argv0}": executable file not found in $PATH')
+
+
+def _exec_error(argv0: str, e: OSError) -> str:
+    what = {
+        errno.ENOENT: "no such file or directory",
+        errno.EACCES: "permission denied",
+        errno.ENOEXEC: "exec format error",
+        errno.ENOTDIR: "not a directory",
+    }.get(e.errno, e.strerror or str(e))
+    return f'exec: "{argv0}": {what}'
+
+
+def _open_log(path: str) -> int:
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+    except OSError as e:
+        raise StartError(f"cannot open container log {path}: {e.strerror or e}") from e
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

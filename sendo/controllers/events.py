@@ -1,0 +1,63 @@
+"""Events: what controllers, the scheduler and agents tell people through `kubectl describe`.
+
+Repeats of the same event for the same object are folded into one Event with a
+count, as Kubernetes does, so a crash loop does not flood the store.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from ..api.meta import micro_now, now_rfc3339, random_suffix
+from ..client import ApiError, Client, kind
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+
+class EventRecorder:
+    def __init__(self, client: Client, component: str, host: str = ""):
+        self.client = client
+        self.component = component
+        self.host = host
+        self.events = kind("events")
+        self._seen: dict[str, tuple[str, int]] = {}  # fold key -> (event name, count)
+
+    async def record(self, obj: Obj, type: str, reason: str, message: str) -> None:
+        """Best effort: an event that cannot be written is logged, never raised."""
+        meta = obj.get("metadata", {})
+        ns = meta.get("namespace") or "default"
+        ref = {"kind": obj.get("kind"), "apiVersion": obj.get("apiVersion"), "name": meta.get("name"),
+               "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+               "resourceVersion": meta.get("resourceVersion")}
+        fold = hashlib.sha1(f"{meta.get('uid')}|{type}|{reason}|{message}".encode()).hexdigest()
+        now = now_rfc3339()
+        try:
+            seen = self._seen.get(fold)
+            if seen is not None:
+                name, count = seen
+                try:
+                    await self.client.patch(self.events, ns, name, {"count": count + 1, "lastTimestamp": now})
+                    self._seen[fold] = (name, count + 1)
+                    return
+                except ApiError as e:
+                    if e.status != 404:
+                        raise
+            name = f"{meta.get('name')}.{random_suffix(10)}"
+            ev = {"apiVersion": "v1", "kind": "Event",
+                  "metadata": {"name": name, "namespace": ns},
+                  "involvedObject": {k: v for k, v in ref.items() if v},
+                  "reason": reason, "message": message, "type": type, "count": 1,
+                  "firstTimestamp": now, "lastTimestamp": now, "eventTime": None,
+                  "source": {"component": self.component, **({"host": self.host} if self.host else {})},
+                  "reportingComponent": self.component, "reportingInstance": self.host or self.component}
+            await self.client.create(self.events, ev, ns)
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            self._seen[fold] = (name, 1)
+        except Exception as e:
+            log.debug("could not record event %s for %s: %s", reason, meta.get("name"), e)
+
+
+__all__ = ["EventRecorder", "micro_now"]
