@@ -11,7 +11,7 @@ import copy
 import datetime as dt
 import re
 import uuid
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import orjson
 
@@ -19,6 +19,7 @@ from ..kinds.base import Cause, Obj, Resource, invalid as invalid_cause, require
 from ..kinds.registry import Registry
 from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
 from . import errors, patch as patching
+from .admission import NodeCIDRAllocator
 from .meta import now_rfc3339, random_suffix, selector_string
 
 MAX_RETRIES = 20
@@ -53,6 +54,10 @@ class ResourceAPI:
         self.store = store
         self.registry = registry
         self.namespaces = registry.get("", "v1", "namespaces")
+        nodes = registry.get("", "v1", "nodes")
+        # plural -> steps that complete a new object before validation (allocations)
+        self.admission: dict[str, list[Callable[[Obj], Awaitable[None]]]] = {
+            "nodes": [NodeCIDRAllocator(store, nodes)]}
 
     # ----------------------------------------------------------------- reads
     async def get_kv(self, r: Resource, ns: str | None, name: str) -> KV:
@@ -84,6 +89,9 @@ class ResourceAPI:
             meta["generation"] = 1
         r.strategy.default(obj)
         r.strategy.prepare_create(obj)
+        if not r.group:
+            for admit in self.admission.get(r.plural, ()):
+                await admit(obj)
         for attempt in range(8 if generated else 1):
             if generated:
                 meta["name"] = meta["generateName"] + random_suffix()

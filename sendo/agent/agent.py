@@ -1,0 +1,352 @@
+"""`sendo agent`: one per node. Registers the Node, keeps its Lease fresh, runs the pods
+bound to it through a runtime, and serves their logs to the API server.
+
+It talks to the API only through the REST API, with the node token.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import logging
+import os
+import platform
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+from aiohttp import web
+
+from .. import __version__
+from ..api.meta import micro_now, now_rfc3339
+from ..client import ApiError, Client, Informer, kind
+from ..client.informer import obj_key
+from ..controllers.events import EventRecorder
+from . import logs as logfiles
+from .podworker import PodWorker
+from .runtime import ContainerHandle, ProcessRuntime
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+LEASE_SECONDS = 40
+RENEW_EVERY = 10.0
+STATUS_EVERY = 60.0
+
+
+@dataclass
+class AgentConfig:
+    server: str
+    token: str
+    node_name: str
+    data_dir: str
+    ca_pem: bytes | None = None
+    address: str = "127.0.0.1"  # where the API server reaches this agent; the node's InternalIP
+    port: int = 0  # agent HTTP (logs); 0 = any free port
+    backoff_base: float = 10.0  # crash-loop back-off, doubling up to backoff_max
+    backoff_max: float = 300.0
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class PodIPs:
+    """Pod IPs from the node's podCIDR (a loopback range: every 127.x address is local)."""
+
+    def __init__(self):
+        self.net: ipaddress.IPv4Network | None = None
+        self.used: dict[str, str] = {}  # pod uid -> ip
+        self._next = 2
+
+    def assign(self, uid: str, wanted: str | None = None) -> str:
+        if uid in self.used:
+            return self.used[uid]
+        taken = set(self.used.values())
+        if wanted and wanted not in taken and self.net and ipaddress.ip_address(wanted) in self.net:
+            self.used[uid] = wanted
+            return wanted
+        size = self.net.num_addresses
+        for i in range(size - 3):
+            n = 2 + (self._next - 2 + i) % (size - 3)
+            ip = str(self.net.network_address + n)
+            if ip not in taken:
+                self._next = n + 1
+                self.used[uid] = ip
+                return ip
+        raise RuntimeError(f"no free pod IP left in {self.net}")
+
+    def release(self, uid: str) -> None:
+        self.used.pop(uid, None)
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig):
+        self.cfg = cfg
+        self.dir = os.path.join(cfg.data_dir, "agent", cfg.node_name)
+        self.pods_dir = os.path.join(self.dir, "pods")
+        self.logs_dir = os.path.join(self.dir, "logs")
+        self.client = Client(cfg.server, cfg.token, cfg.ca_pem, user_agent=f"sendo-agent/{cfg.node_name}")
+        self.runtime = ProcessRuntime(os.path.join(self.dir, "containers"))
+        self.recorder = EventRecorder(self.client, "kubelet", cfg.node_name)
+        self.ips = PodIPs()
+        self.workers: dict[str, PodWorker] = {}  # pod uid -> worker
+        self.adopted: dict[str, list[ContainerHandle]] = {}
+        self.pods: Informer | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._web: web.AppRunner | None = None
+        self.node: Obj | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        for d in (self.pods_dir, self.logs_dir):
+            os.makedirs(d, exist_ok=True)
+        await self._serve_http()
+        await self._register()
+        for h in await self.runtime.adopt():
+            self.adopted.setdefault(h.spec.pod_uid, []).append(h)
+        self.pods = Informer(self.client, kind("pods"), field_selector=f"spec.nodeName={self.cfg.node_name}")
+        self.pods.add_handler(self._on_pod)
+        self.pods.start()
+        await asyncio.wait_for(self.pods.synced.wait(), 30)
+        await self._stop_strays()
+        self._tasks = [asyncio.create_task(self._heartbeat(), name="lease"),
+                       asyncio.create_task(self._status_loop(), name="node-status"),
+                       asyncio.create_task(self._rotate_logs(), name="log-rotation")]
+
+    async def stop(self, stop_pods: bool = False) -> None:
+        """Stop the agent. Pods keep running unless stop_pods (then their processes stop too)."""
+        for t in self._tasks:
+            t.cancel()
+        if self.pods:
+            await self.pods.stop()
+        workers = list(self.workers.values())
+        for w in workers:
+            w.task.cancel()
+        for w in workers:
+            try:
+                await w.task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if stop_pods:
+            await asyncio.gather(*[w.stop_containers(5.0) for w in workers], return_exceptions=True)
+        await self.runtime.close()
+        if self._web:
+            await self._web.cleanup()
+        await self.client.close()
+
+    # ----------------------------------------------------------------- node
+    def _node_object(self) -> Obj:
+        cpu = os.cpu_count() or 1
+        mem_ki = psutil.virtual_memory().total // 1024
+        disk_ki = psutil.disk_usage(self.cfg.data_dir).total // 1024
+        resources = {"cpu": str(cpu), "memory": f"{mem_ki}Ki", "pods": "110",
+                     "ephemeral-storage": f"{disk_ki}Ki"}
+        labels = {"kubernetes.io/hostname": self.cfg.node_name, "kubernetes.io/os": "linux",
+                  "kubernetes.io/arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(),
+                                                                                    platform.machine()),
+                  **self.cfg.labels}
+        now = now_rfc3339()
+        conditions = [
+            {"type": t, "status": "False", "reason": r, "message": m, "lastHeartbeatTime": now,
+             "lastTransitionTime": now}
+            for t, r, m in (("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                            ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                            ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"))]
+        conditions.append({"type": "Ready", "status": "True", "reason": "KubeletReady",
+                           "message": "sendo agent is posting ready status", "lastHeartbeatTime": now,
+                           "lastTransitionTime": now})
+        uname = platform.uname()
+        return {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": self.cfg.node_name, "labels": labels},
+                "spec": {},
+                "status": {"capacity": resources, "allocatable": dict(resources), "conditions": conditions,
+                           "addresses": [{"type": "InternalIP", "address": self.cfg.address},
+                                         {"type": "Hostname", "address": self.cfg.node_name}],
+                           "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
+                           "nodeInfo": {"kubeletVersion": f"v1.37.0-sendo.{__version__}",
+                                        "kubeProxyVersion": "", "operatingSystem": "linux",
+                                        "architecture": labels["kubernetes.io/arch"],
+                                        "containerRuntimeVersion": "process://" + __version__,
+                                        "kernelVersion": uname.release, "osImage": _os_image(),
+                                        "machineID": "", "systemUUID": "", "bootID": ""}}}
+
+    async def _register(self) -> None:
+        nodes = kind("nodes")
+        want = self._node_object()
+        node = await self.client.get_or_none(nodes, None, self.cfg.node_name)
+        if node is None:
+            try:
+                node = await self.client.create(nodes, {k: v for k, v in want.items() if k != "status"})
+            except ApiError as e:
+                if e.status != 409:
+                    raise
+                node = await self.client.get(nodes, None, self.cfg.node_name)
+        else:
+            labels = {**(node["metadata"].get("labels") or {}), **want["metadata"]["labels"]}
+            if labels != node["metadata"].get("labels"):
+                node = await self.client.patch(nodes, None, self.cfg.node_name, {"metadata": {"labels": labels}})
+        self.node = await self.client.patch(nodes, None, self.cfg.node_name, {"status": want["status"]},
+                                            sub="status")
+        cidr = (self.node.get("spec") or {}).get("podCIDR")
+        if not cidr:
+            raise RuntimeError(f"node {self.cfg.node_name} has no podCIDR")
+        self.ips.net = ipaddress.ip_network(cidr)
+        await self._renew_lease()
+
+    async def _renew_lease(self) -> None:
+        leases = kind("leases", "coordination.k8s.io")
+        name = self.cfg.node_name
+        spec = {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": micro_now()}
+        try:
+            await self.client.patch(leases, "kube-node-lease", name, {"spec": spec})
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            owner = {"apiVersion": "v1", "kind": "Node", "name": name, "uid": self.node["metadata"]["uid"]}
+            await self.client.create(leases, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                              "metadata": {"name": name, "namespace": "kube-node-lease",
+                                                           "ownerReferences": [owner]},
+                                              "spec": spec})
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY)  # lease renewal period
+            try:
+                await self._renew_lease()
+            except Exception as e:
+                log.warning("lease renewal failed: %s", e)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_EVERY)  # node status period
+            try:
+                st = self._node_object()["status"]
+                await self.client.patch(kind("nodes"), None, self.cfg.node_name, {"status": st}, sub="status")
+            except Exception as e:
+                log.warning("node status update failed: %s", e)
+
+    async def _rotate_logs(self) -> None:
+        while True:
+            await asyncio.sleep(30)  # rotation check period
+            for root, _, files in os.walk(self.logs_dir):
+                for f in files:
+                    if f.endswith(".log"):
+                        await asyncio.to_thread(logfiles.rotate_if_needed, os.path.join(root, f))
+
+    # ----------------------------------------------------------------- pods
+    def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:
+        uid = pod["metadata"]["uid"]
+        w = self.workers.get(uid)
+        if typ == "DELETED":
+            if w is not None:
+                w.removed()
+            return
+        if w is None:
+            # a pod replaced under the same name gets a new uid: the old worker sees it gone
+            for other in self.workers.values():
+                if obj_key(other.pod) == obj_key(pod) and other.uid != uid:
+                    other.removed()
+            w = PodWorker(self, pod, self.adopted.pop(uid, []))
+            self.workers[uid] = w
+            w.task.add_done_callback(lambda _t, uid=uid: self._worker_done(uid))
+        else:
+            w.update(pod)
+
+    def _worker_done(self, uid: str) -> None:
+        w = self.workers.get(uid)
+        if w is not None and w.task.done():
+            del self.workers[uid]
+
+    def worker_failed(self, w: PodWorker) -> None:
+        """A worker that crashed is replaced by a fresh one on the next pod event or resync."""
+        self.workers.pop(w.uid, None)
+        if self.pods and (pod := self.pods.get(obj_key(w.pod))):
+            asyncio.get_running_loop().call_later(1.0, self._on_pod, "MODIFIED", pod, None)
+
+    async def _stop_strays(self) -> None:
+        """Processes of pods that are no longer bound here (deleted while the agent was down)."""
+        for uid, handles in list(self.adopted.items()):
+            if uid in self.workers:
+                continue
+            for h in handles:
+                await self.runtime.stop(h, 5.0)
+                await self.runtime.forget(h)
+            del self.adopted[uid]
+
+    def base_env(self, pod: Obj, pod_ip: str | None) -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", os.defpath), "HOSTNAME": pod["metadata"]["name"]}
+        for k in ("HOME", "LANG", "LC_ALL", "TZ"):
+            if k in os.environ:
+                env[k] = os.environ[k]
+        return env
+
+    async def event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
+        await self.recorder.record(pod, type_, reason, message)
+
+    # ----------------------------------------------------------------- HTTP (logs)
+    async def _serve_http(self) -> None:
+        app = web.Application()
+        app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
+        app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
+        self._web = web.AppRunner(app, access_log=None)
+        await self._web.setup()
+        port = self.cfg.port or _free_port(self.cfg.address)
+        site = web.TCPSite(self._web, self.cfg.address, port)
+        await site.start()
+        self.port = port
+
+    def _find_worker(self, ns: str, name: str) -> PodWorker | None:
+        for w in self.workers.values():
+            if w.ns == ns and w.name == name:
+                return w
+        return None
+
+    async def _logs(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization", "") != f"Bearer {self.cfg.token}":
+            return web.Response(status=401, text="Unauthorized")
+        ns, name, cname = (request.match_info[k] for k in ("ns", "pod", "container"))
+        q = request.query
+        w = self._find_worker(ns, name)
+        if w is None or cname not in w.containers:
+            return web.Response(status=404, text=f'pod "{name}" or container "{cname}" not found on this node')
+        c = w.containers[cname]
+        attempt = c.attempts - 1
+        if q.get("previous") == "true":
+            attempt -= 1
+            if attempt < 0:
+                return web.Response(status=400, text=f'previous terminated container "{cname}" in pod '
+                                                      f'"{name}" not found')
+        path = logfiles.container_log_path(self.logs_dir, ns, name, w.uid, cname, max(attempt, 0))
+        tail = int(q["tailLines"]) if q.get("tailLines") else None
+        limit = int(q["limitBytes"]) if q.get("limitBytes") else None
+        since = None
+        if q.get("sinceSeconds"):
+            since = dt.datetime.now().timestamp() - int(q["sinceSeconds"])
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        if q.get("follow") == "true" and q.get("previous") != "true":
+            handle = c.handle
+
+            def running() -> bool:
+                return c.handle is not None and c.handle is handle and not w.task.done()
+            async for chunk in logfiles.follow_log(path, tail_lines=tail, is_running=running):
+                await resp.write(chunk)
+        else:
+            await resp.write(await logfiles.read_log(path, tail_lines=tail, limit_bytes=limit, since_time=since))
+        await resp.write_eof()
+        return resp
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _os_image() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.system()

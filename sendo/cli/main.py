@@ -1,0 +1,160 @@
+"""The `sendo` command: run a cluster (up, server, agent)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+from rich.console import Console
+
+app = typer.Typer(help="sendo: a container orchestrator that speaks the Kubernetes API.",
+                  no_args_is_help=True, add_completion=False)
+console = Console(stderr=True, highlight=False)
+
+DEFAULT_DATA_DIR = os.environ.get("SENDO_DATA_DIR") or str(Path.home() / ".sendo")
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _write_kubeconfig(data_dir: str, url: str, token: str, ca_pem: bytes) -> str:
+    from ..server import kubeconfig
+    path = os.path.join(data_dir, "kubeconfig")
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(kubeconfig(url, token, ca_pem), f, sort_keys=False)
+    os.replace(tmp, path)
+    return path
+
+
+@app.command()
+def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster keeps its state."),
+       port: int = typer.Option(6443, help="API port; the next free one is used if it is taken."),
+       host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
+       node_name: str = typer.Option(socket.gethostname(), help="Name of this machine's node."),
+       apply: Optional[list[Path]] = typer.Option(None, help="Manifests to apply once the cluster is ready."),
+       verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
+    """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
+
+    State lives in DATA_DIR (SQLite); starting again with the same DATA_DIR resumes the
+    same objects and pods. Ctrl-C or SIGTERM stops the cluster and its pods' processes.
+    """
+    _logging(verbose)
+    asyncio.run(_up(os.path.abspath(data_dir), port, host, node_name, apply or [], time.monotonic()))
+
+
+async def _up(data_dir: str, port: int, host: str, node_name: str, manifests: list[Path], t0: float) -> None:
+    from ..agent.agent import Agent, AgentConfig
+    from ..server import Server, ServerConfig, free_port
+
+    os.makedirs(data_dir, exist_ok=True)
+    cfg = ServerConfig(data_dir=data_dir, host=host, port=free_port(host, port))
+    server = Server(cfg)
+    with console.status("starting the API server…"):
+        await server.start()
+    agent = Agent(AgentConfig(server=cfg.url, token=server.node_token, node_name=node_name, data_dir=data_dir,
+                              ca_pem=server.ca_pem, address=host))
+    try:
+        with console.status("starting the agent…"):
+            await agent.start()
+        path = _write_kubeconfig(data_dir, cfg.url, server.admin_token, server.ca_pem)
+        console.print(f"[green]sendo is up[/] in {time.monotonic() - t0:.1f}s: API at {cfg.url}, "
+                      f"node [bold]{node_name}[/] Ready, state in {data_dir}")
+        if manifests:
+            from .apply import apply_files
+            for line in await apply_files(agent.client, manifests):
+                console.print("  " + line)
+        console.print("\nNext:")
+        print(f"export KUBECONFIG={path}", flush=True)
+        console.print("  kubectl get nodes,pods -A        # see what runs\n"
+                      "  kubectl apply -f examples/hello-web.yaml\n"
+                      "Ctrl-C stops the cluster; `sendo up` with the same --data-dir resumes it.")
+        await _until_signalled()
+        console.print("stopping…")
+    finally:
+        await agent.stop(stop_pods=True)
+        await server.stop()
+
+
+@app.command()
+def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server keeps its state."),
+           port: int = typer.Option(6443, help="API port; the next free one is used if it is taken."),
+           host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
+           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
+    """Run the API server with the scheduler and controllers, without an agent.
+
+    Agents join with the node token this prints (`sendo agent --server … --token …`).
+    """
+    _logging(verbose)
+    asyncio.run(_server(os.path.abspath(data_dir), port, host))
+
+
+async def _server(data_dir: str, port: int, host: str) -> None:
+    from ..server import Server, ServerConfig, free_port
+    cfg = ServerConfig(data_dir=data_dir, host=host, port=free_port(host, port))
+    s = Server(cfg)
+    await s.start()
+    path = _write_kubeconfig(data_dir, cfg.url, s.admin_token, s.ca_pem)
+    console.print(f"[green]sendo server[/] at {cfg.url}; state in {data_dir}")
+    console.print(f"Join a node:  sendo agent --server {cfg.url} --token {s.node_token} "
+                  f"--ca-cert {s.tls.ca_cert} --node-name NAME")
+    print(f"export KUBECONFIG={path}", flush=True)
+    try:
+        await _until_signalled()
+    finally:
+        await s.stop()
+
+
+@app.command()
+def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127.0.0.1:6443."),
+          token: str = typer.Option(..., envvar="SENDO_TOKEN", help="The node token `sendo server` printed."),
+          node_name: str = typer.Option(socket.gethostname(), help="Name of this node."),
+          ca_cert: Optional[Path] = typer.Option(None, help="CA certificate of the API server (PEM)."),
+          data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the agent keeps pod state and logs."),
+          address: str = typer.Option("127.0.0.1", help="Address the API server reaches this agent at."),
+          stop_pods: bool = typer.Option(False, help="On exit, stop the pods' processes too."),
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the agent does.")):
+    """Run a node agent: register the node and run the pods bound to it."""
+    _logging(verbose)
+    ca = ca_cert.read_bytes() if ca_cert else None
+    asyncio.run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods))
+
+
+async def _agent(server: str, token: str, node_name: str, ca: bytes | None, data_dir: str, address: str,
+                 stop_pods: bool) -> None:
+    from ..agent.agent import Agent, AgentConfig
+    a = Agent(AgentConfig(server=server, token=token, node_name=node_name, data_dir=data_dir, ca_pem=ca,
+                          address=address))
+    await a.start()
+    console.print(f"[green]sendo agent[/] {node_name} joined {server}")
+    try:
+        await _until_signalled()
+    finally:
+        await a.stop(stop_pods=stop_pods)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

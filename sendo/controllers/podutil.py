@@ -1,0 +1,55 @@
+"""Small facts about pods and owners that several controllers need."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ..api.meta import parse_time
+
+Obj = dict[str, Any]
+
+
+def controller_ref(owner: Obj) -> dict[str, Any]:
+    m = owner["metadata"]
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": m["name"], "uid": m["uid"],
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def controlled_by(obj: Obj, owner_uid: str) -> bool:
+    return any(r.get("controller") and r.get("uid") == owner_uid
+               for r in obj["metadata"].get("ownerReferences") or [])
+
+
+def is_active(pod: Obj) -> bool:
+    """Counts toward a ReplicaSet's replicas: not finished and not being deleted."""
+    return (not pod["metadata"].get("deletionTimestamp")
+            and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
+
+
+def ready_since(pod: Obj) -> dt.datetime | None:
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            if c.get("status") == "True":
+                t = c.get("lastTransitionTime")
+                return parse_time(t) if t else dt.datetime.now(dt.timezone.utc)
+            return None
+    return None
+
+
+def is_ready(pod: Obj) -> bool:
+    return ready_since(pod) is not None
+
+
+def available_in(pod: Obj, min_ready_seconds: int, now: dt.datetime) -> float | None:
+    """0 if available now; seconds until it will be; None if not ready at all."""
+    since = ready_since(pod)
+    if since is None:
+        return None
+    if not min_ready_seconds:
+        return 0.0
+    left = (since + dt.timedelta(seconds=min_ready_seconds) - now).total_seconds()
+    return max(left, 0.0)
+
+
+def restarts(pod: Obj) -> int:
+    return sum(c.get("restartCount", 0) for c in (pod.get("status") or {}).get("containerStatuses") or [])

@@ -1,0 +1,42 @@
+"""Shared fixtures: a real API server (SQLite store, HTTPS, tokens) on a free port."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Awaitable, Callable
+
+import pytest
+
+from sendo.client import Client
+from sendo.server import Server, ServerConfig, free_port
+
+
+async def wait_until(cond: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0,
+                     interval: float = 0.05, what: str = "condition") -> None:
+    """Poll cond until it is true; fail after the deadline. Tests never sleep blindly."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = cond()
+        if asyncio.iscoroutine(r):
+            r = await r
+        if r:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)  # poll interval of a deadline-bounded wait
+
+
+@pytest.fixture
+async def server(tmp_path):
+    """A running API server without controllers; tests start the loops they exercise."""
+    s = Server(ServerConfig(data_dir=str(tmp_path / "data"), port=free_port(), controllers=False))
+    await s.start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture
+async def client(server):
+    c = Client(server.cfg.url, server.admin_token, server.ca_pem)
+    yield c
+    await c.close()
