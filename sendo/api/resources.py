@@ -217,13 +217,13 @@ class ResourceAPI:
             else:
                 obj.pop("status", None)
         r.strategy.default(obj)
+        r.strategy.prepare_update(obj, old)
         if r.strategy.has_spec and _spec_view(obj) != _spec_view(old):
             meta["generation"] = old_meta.get("generation", 0) + 1
         return obj
 
     async def _write_update(self, r: Resource, ns: str | None, name: str, new: Obj, old: Obj, kv: KV,
                             dry_run: bool) -> KV:
-        r.strategy.prepare_update(new, old)
         self._validate(r, new, old)
         new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
         if new == old:

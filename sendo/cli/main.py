@@ -132,11 +132,29 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
           data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the agent keeps pod state and logs."),
           address: str = typer.Option("127.0.0.1", help="Address the API server reaches this agent at."),
           stop_pods: bool = typer.Option(False, help="On exit, stop the pods' processes too."),
+          hollow: int = typer.Option(0, help="Run this many hollow (fake) nodes instead, for benchmarks: "
+                                             "pods bound to them go Running without any process."),
+          pod_start_delay: float = typer.Option(0.0, help="Hollow nodes: milliseconds a pod takes to 'start'."),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the agent does.")):
     """Run a node agent: register the node and run the pods bound to it."""
     _logging(verbose)
     ca = ca_cert.read_bytes() if ca_cert else None
+    if hollow:
+        asyncio.run(_hollow(server, token, ca, hollow, node_name, pod_start_delay / 1000))
+        return
     asyncio.run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods))
+
+
+async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix: str, delay: float) -> None:
+    from ..agent.hollow import HollowNodes
+    h = HollowNodes(server, token, ca, count, prefix=prefix, pod_start_delay=delay)
+    await h.start()
+    console.print(f"[green]{count} hollow nodes[/] ({prefix}-0000…) joined {server}")
+    print("hollow nodes ready", flush=True)
+    try:
+        await _until_signalled()
+    finally:
+        await h.stop()
 
 
 async def _agent(server: str, token: str, node_name: str, ca: bytes | None, data_dir: str, address: str,

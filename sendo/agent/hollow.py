@@ -1,0 +1,170 @@
+"""Hollow nodes (the kwok idea): many fake nodes from one process, for measuring the
+control plane. Each node registers, heartbeats its Lease, and moves the pods bound
+to it through the real status transitions without starting any process.
+
+It speaks the same REST API as a real agent; only the runtime is missing.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+
+from typing import Any
+
+from ..api.meta import micro_now, now_rfc3339
+from ..client import ApiError, Client, Informer, kind
+from ..client.informer import obj_key
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+LEASE_SECONDS = 40
+RENEW_EVERY = 10.0
+CONCURRENCY = 64  # API requests in flight at once
+
+
+class HollowNodes:
+    def __init__(self, server: str, token: str, ca_pem: bytes | None, count: int, prefix: str = "hollow",
+                 pod_start_delay: float = 0.0, cpu: str = "32", memory: str = "256Gi", pods: str = "110"):
+        self.client = Client(server, token, ca_pem, user_agent="sendo-hollow")
+        self.names = [f"{prefix}-{i:04d}" for i in range(count)]
+        self.mine = set(self.names)
+        self.delay = pod_start_delay
+        self.resources = {"cpu": cpu, "memory": memory, "pods": pods}
+        self.cidrs: dict[str, ipaddress.IPv4Network] = {}
+        self.next_ip: dict[str, int] = {}
+        self.sem = asyncio.Semaphore(CONCURRENCY)
+        self.pods: Informer | None = None
+        self.handled: set[str] = set()  # pod uids already started
+        self._tasks: list[asyncio.Task] = []
+        self._inflight: set[asyncio.Task] = set()
+
+    async def _call(self, coro):
+        async with self.sem:
+            return await coro
+
+    async def start(self) -> None:
+        await asyncio.gather(*[self._register(n) for n in self.names])
+        self.pods = Informer(self.client, kind("pods"))
+        self.pods.add_handler(self._on_pod)
+        self.pods.start()
+        await asyncio.wait_for(self.pods.synced.wait(), 60)
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="hollow-leases"))
+
+    async def stop(self) -> None:
+        for t in self._tasks + list(self._inflight):
+            t.cancel()
+        if self.pods:
+            await self.pods.stop()
+        await self.client.close()
+
+    # ----------------------------------------------------------------- nodes
+    def _status(self, name: str) -> Obj:
+        now = now_rfc3339()
+        return {"capacity": self.resources, "allocatable": self.resources,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                "message": "hollow node is ready", "lastHeartbeatTime": now,
+                                "lastTransitionTime": now}],
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
+                "nodeInfo": {"kubeletVersion": "v1.37.0-sendo-hollow", "operatingSystem": "linux",
+                             "architecture": "amd64", "containerRuntimeVersion": "hollow://0"}}
+
+    async def _register(self, name: str) -> None:
+        nodes = kind("nodes")
+        body = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "type": "hollow"}}}
+        try:
+            node = await self._call(self.client.create(nodes, body))
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            node = await self._call(self.client.get(nodes, None, name))
+        node = await self._call(self.client.patch(nodes, None, name, {"status": self._status(name)}, sub="status"))
+        self.cidrs[name] = ipaddress.ip_network(node["spec"]["podCIDR"])
+        self.next_ip[name] = 2
+        await self._renew(name)
+
+    async def _renew(self, name: str) -> None:
+        leases = kind("leases", "coordination.k8s.io")
+        spec = {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": micro_now()}
+        try:
+            await self._call(self.client.patch(leases, "kube-node-lease", name, {"spec": spec}))
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            await self._call(self.client.create(leases, {
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name, "namespace": "kube-node-lease"}, "spec": spec}))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            # spread renewals over the period instead of a burst every 10 s
+            step = RENEW_EVERY / max(len(self.names), 1)
+            for name in self.names:
+                t = asyncio.create_task(self._renew_quietly(name))
+                self._inflight.add(t)
+                t.add_done_callback(self._inflight.discard)
+                await asyncio.sleep(step)  # pacing of lease renewals
+
+    async def _renew_quietly(self, name: str) -> None:
+        try:
+            await self._renew(name)
+        except Exception as e:
+            log.warning("lease renewal of %s failed: %s", name, e)
+
+    # ----------------------------------------------------------------- pods
+    def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node not in self.mine or typ == "DELETED":
+            return
+        uid = pod["metadata"]["uid"]
+        if pod["metadata"].get("deletionTimestamp"):
+            self._spawn(self._delete(pod))
+        elif uid not in self.handled:
+            self.handled.add(uid)
+            self._spawn(self._run(pod, node))
+
+    def _spawn(self, coro) -> None:
+        t = asyncio.create_task(coro)
+        self._inflight.add(t)
+        t.add_done_callback(self._inflight.discard)
+
+    def _ip(self, node: str) -> str:
+        net = self.cidrs[node]
+        n = self.next_ip[node]
+        self.next_ip[node] = 2 + (n - 1) % (net.num_addresses - 3)
+        return str(net.network_address + n)
+
+    async def _run(self, pod: Obj, node: str) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay * random.uniform(0.5, 1.5))  # simulated container start time
+        now = now_rfc3339()
+        ip = self._ip(node)
+        conds = [{"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
+                 for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")]
+        statuses = [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": True, "started": True,
+                     "restartCount": 0, "state": {"running": {"startedAt": now}},
+                     "containerID": f"hollow://{pod['metadata']['uid']}-{c['name']}"}
+                    for c in pod["spec"].get("containers") or []]
+        status = {"phase": "Running", "conditions": conds, "hostIP": "127.0.0.1", "podIP": ip,
+                  "podIPs": [{"ip": ip}], "startTime": now, "containerStatuses": statuses}
+        try:
+            await self._call(self.client.patch(kind("pods"), pod["metadata"]["namespace"], pod["metadata"]["name"],
+                                               {"status": status}, sub="status"))
+        except ApiError as e:
+            if e.status != 404:
+                log.warning("hollow pod %s: %s", obj_key(pod), e)
+
+    async def _delete(self, pod: Obj) -> None:
+        try:
+            await self._call(self.client.delete(kind("pods"), pod["metadata"]["namespace"], pod["metadata"]["name"],
+                                                gracePeriodSeconds=0,
+                                                preconditions={"uid": pod["metadata"]["uid"]}))
+        except ApiError as e:
+            if e.status not in (404, 409):
+                log.warning("hollow pod delete %s: %s", obj_key(pod), e)
+        self.handled.discard(pod["metadata"]["uid"])
+
+
+
