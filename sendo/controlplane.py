@@ -16,6 +16,7 @@ class ControlPlane:
     def __init__(self, url: str, token: str, ca_pem: bytes | None, node_grace_seconds: float = 40.0):
         from .controllers.deployment import DeploymentController
         from .controllers.gc import GarbageCollector
+        from .controllers.namespace import NamespaceController
         from .controllers.nodelifecycle import NodeLifecycleController
         from .controllers.replicaset import ReplicaSetController
         from .scheduler.scheduler import Scheduler
@@ -27,6 +28,7 @@ class ControlPlane:
             DeploymentController(self.client, self.informers),
             ReplicaSetController(self.client, self.informers),
             GarbageCollector(self.client, self.informers),
+            NamespaceController(self.client, self.informers),
             NodeLifecycleController(self.client, self.informers, grace_seconds=node_grace_seconds),
         ]
 

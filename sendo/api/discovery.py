@@ -7,6 +7,7 @@ from ..kinds.registry import Registry
 
 SUBRESOURCE_KINDS = {"binding": ("Binding", "", "", ["create"]),
                      "log": ("Pod", "", "", ["get"]),
+                     "finalize": (None, "", "", ["update"]),
                      "scale": ("Scale", "autoscaling", "v1", ["get", "patch", "update"]),
                      "status": (None, "", "", ["get", "patch", "update"])}
 

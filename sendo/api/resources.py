@@ -205,6 +205,10 @@ class ResourceAPI:
             if new["status"] is None:
                 new.pop("status")
             return new
+        if subresource == "finalize":  # namespaces: only spec.finalizers changes
+            new = copy.deepcopy(old)
+            new.setdefault("spec", {})["finalizers"] = list((obj.get("spec") or {}).get("finalizers") or [])
+            return new
         meta, old_meta = obj["metadata"], old["metadata"]
         for k in SERVER_OWNED_META:
             if k in old_meta:
@@ -231,7 +235,7 @@ class ResourceAPI:
         if dry_run:
             return KV(kv.key, orjson.dumps(new), kv.mod_rev, kv.create_rev)
         meta = new["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not r.strategy.holds_deletion(new):
             return await self.store.delete(kv.key, expected_rev=kv.mod_rev, render=render_with_rv(new))
         return await self.store.update(kv.key, render_with_rv(new), expected_rev=kv.mod_rev)
 
@@ -322,7 +326,7 @@ class ResourceAPI:
             elif policy == "Orphan" and "orphan" not in finalizers:
                 finalizers.append("orphan")
             pod_grace = self._graceful_pod_seconds(r, obj, grace)
-            if not finalizers and pod_grace == 0:
+            if not finalizers and pod_grace == 0 and not r.strategy.holds_deletion(obj):
                 if dry_run:
                     return kv, True
                 try:
@@ -343,6 +347,7 @@ class ResourceAPI:
             elif not nm.get("deletionTimestamp"):
                 nm["deletionTimestamp"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
                 nm["deletionGracePeriodSeconds"] = 0
+            r.strategy.begin_deletion(new)
             if new == obj:
                 return kv, False
             if dry_run:

@@ -69,6 +69,13 @@ class Strategy:
     def prepare_update(self, obj: Obj, old: Obj) -> None:
         """Server-owned fields on update."""
 
+    def holds_deletion(self, obj: Obj) -> bool:
+        """Whether something besides metadata.finalizers keeps a deleted object (namespaces)."""
+        return False
+
+    def begin_deletion(self, obj: Obj) -> None:
+        """Changes made when deletion starts but cannot finish yet (e.g. phase Terminating)."""
+
 
 @dataclass
 class Column:

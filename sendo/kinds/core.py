@@ -469,6 +469,13 @@ class NamespaceStrategy(KindStrategy):
         if isinstance(spec, dict) and spec.get("finalizers") is None:
             spec["finalizers"] = copy.deepcopy(old_finalizers)
 
+    def holds_deletion(self, obj: Obj) -> bool:
+        return bool(as_dict(obj.get("spec")).get("finalizers"))
+
+    def begin_deletion(self, obj: Obj) -> None:
+        status = obj.get("status")
+        obj["status"] = {**(status if isinstance(status, dict) else {}), "phase": "Terminating"}
+
     def validate_object(self, obj: Obj) -> list[Cause]:
         causes: list[Cause] = []  # the name (a DNS label) is checked by the API server
         spec = get(obj, "spec", "spec", dict, causes) or {}
@@ -958,7 +965,7 @@ class ServiceStrategy(KindStrategy):
 
 
 RESOURCES = [
-    Resource("", "v1", "Namespace", "namespaces", False, short_names=["ns"], subresources={"status"},
+    Resource("", "v1", "Namespace", "namespaces", False, short_names=["ns"], subresources={"status", "finalize"},
              strategy=NamespaceStrategy(), printer=NAMESPACE_PRINTER),
     Resource("", "v1", "Node", "nodes", False, short_names=["no"], subresources={"status"},
              strategy=NodeStrategy(), printer=NODE_PRINTER),
