@@ -2,7 +2,7 @@
 from sendo.client import ApiError, kind
 from sendo.controllers.base import InformerFactory
 from sendo.controllers.namespace import NamespaceController
-from tests.conftest import wait_until
+from conftest import wait_until
 
 NS = kind("namespaces")
 CM = kind("configmaps")
