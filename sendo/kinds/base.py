@@ -118,6 +118,7 @@ class Resource:
     printer: Printer | None = None
     scale: ScaleSpec | None = None
     list_kind: str = ""
+    custom: bool = False  # served from a CustomResourceDefinition (no strategic merge patch)
     # the key prefix of the store; one place decides the layout of the keyspace
     verbs: list[str] = field(default_factory=lambda: [
         "create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"])
