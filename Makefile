@@ -26,5 +26,8 @@ unit: venv
 e2e: venv
 	$(BIN)/pytest -q tests/e2e
 
+bench: venv
+	$(BIN)/python -m bench.run
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -99,18 +99,19 @@ async def _up(data_dir: str, port: int, host: str, node_name: str, manifests: li
 def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server keeps its state."),
            port: int = typer.Option(6443, help="API port; the next free one is used if it is taken."),
            host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
+           controllers: bool = typer.Option(True, help="Run the scheduler and controllers in this process."),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
 
     Agents join with the node token this prints (`sendo agent --server … --token …`).
     """
     _logging(verbose)
-    asyncio.run(_server(os.path.abspath(data_dir), port, host))
+    asyncio.run(_server(os.path.abspath(data_dir), port, host, controllers))
 
 
-async def _server(data_dir: str, port: int, host: str) -> None:
+async def _server(data_dir: str, port: int, host: str, controllers: bool) -> None:
     from ..server import Server, ServerConfig, free_port
-    cfg = ServerConfig(data_dir=data_dir, host=host, port=free_port(host, port))
+    cfg = ServerConfig(data_dir=data_dir, host=host, port=free_port(host, port), controllers=controllers)
     s = Server(cfg)
     await s.start()
     path = _write_kubeconfig(data_dir, cfg.url, s.admin_token, s.ca_pem)

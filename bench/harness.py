@@ -1,0 +1,112 @@
+"""Start and stop sendo processes for benchmarks; measure their memory.
+
+Every process is started here and stopped by its PID. All traffic is on loopback.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import psutil
+
+from sendo.client import Client
+from sendo.server import free_port
+
+SENDO = [sys.executable, "-m", "sendo.cli.main"]
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen
+    log: str
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def rss_mb(self) -> float:
+        return psutil.Process(self.pid).memory_info().rss / 2**20
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def _start(args: list[str], log_path: str, ready_text: str, timeout: float = 120.0) -> Proc:
+    """Start a sendo command; wait until ready_text appears on its stdout."""
+    log = open(log_path, "wb")
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    os.set_blocking(p.stdout.fileno(), True)
+    buf = b""
+    while ready_text.encode() not in buf:
+        if time.monotonic() > deadline or p.poll() is not None:
+            p.kill()
+            raise RuntimeError(f"{' '.join(args[2:4])} did not become ready; see {log_path}")
+        line = p.stdout.readline()
+        buf += line
+    return Proc(p, log_path)
+
+
+@dataclass
+class Cluster:
+    server: Proc
+    url: str
+    admin_token: str
+    node_token: str
+    ca_pem: bytes
+    data_dir: str
+
+    def client(self) -> Client:
+        return Client(self.url, self.admin_token, self.ca_pem, timeout=120)
+
+
+def start_server(data_dir: str, up: bool = False) -> Cluster:
+    """`sendo server` (or `sendo up`, with an agent) on a free port."""
+    port = free_port()
+    cmd = "up" if up else "server"
+    proc = _start(SENDO + [cmd, "--data-dir", data_dir, "--port", str(port)],
+                  os.path.join(data_dir, f"{cmd}.log") if os.path.isdir(data_dir) else f"/tmp/sendo-bench-{cmd}.log",
+                  "export KUBECONFIG=")
+    sdir = os.path.join(data_dir, "server")
+    read = lambda n: open(os.path.join(sdir, n)).read().strip()  # noqa: E731
+    ca = open(os.path.join(sdir, "tls", "ca.crt"), "rb").read()
+    return Cluster(proc, f"https://127.0.0.1:{port}", read("admin-token"), read("node-token"), ca, data_dir)
+
+
+def start_hollow(c: Cluster, nodes: int, log_dir: str, delay_ms: float = 0) -> Proc:
+    return _start(SENDO + ["agent", "--hollow", str(nodes), "--server", c.url, "--token", c.node_token,
+                           "--ca-cert", os.path.join(c.data_dir, "server", "tls", "ca.crt"),
+                           "--node-name", "hollow", "--pod-start-delay", str(delay_ms)],
+                  os.path.join(log_dir, "hollow.log"), "hollow nodes ready", timeout=600)
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, int(round(p / 100 * (len(s) - 1)))))
+    return s[k]
+
+
+async def wait_for(cond, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        r = cond()
+        if asyncio.iscoroutine(r):
+            r = await r
+        if r:
+            return r
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(interval)  # poll interval of a deadline-bounded wait

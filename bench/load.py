@@ -1,0 +1,124 @@
+"""Load generators that run in their own process (so the server's CPU is its own).
+
+Usage: python -m bench.load <mode> <json-args>; prints one JSON line of results.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import sys
+import time
+
+import aiohttp
+import orjson
+
+
+def _session(args, limit: int = 0) -> aiohttp.ClientSession:
+    ctx = ssl.create_default_context(cadata=args["ca"])
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=limit),
+                                 headers={"Authorization": f"Bearer {args['token']}",
+                                          "Content-Type": "application/json"})
+
+
+def _cm(name: str, i: int) -> bytes:
+    return orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": {"name": name, "namespace": "default"}, "data": {"i": str(i)}})
+
+
+async def steady_writes(args) -> dict:
+    """Open-loop load: one write every 1/rate s (creates, then updates of the same objects)."""
+    rate, count = args["rate"], args["count"]
+    url = args["url"] + "/api/v1/namespaces/default/configmaps"
+    lat: list[float] = []
+    errors = 0
+    async with _session(args) as s:
+        async def one(i: int):
+            nonlocal errors
+            name = f"steady-{args['run']}-{i % 500}"
+            t = time.perf_counter()
+            if i < 500:
+                r = await s.post(url, data=_cm(name, i))
+            else:
+                r = await s.patch(f"{url}/{name}", data=orjson.dumps({"data": {"i": str(i)}}),
+                                  headers={"Content-Type": "application/merge-patch+json"})
+            await r.read()
+            lat.append((time.perf_counter() - t) * 1000)
+            if r.status >= 300:
+                errors += 1
+        t0 = time.perf_counter()
+        tasks = []
+        for i in range(count):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)  # open-loop pacing at the target rate
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+    return {"latencies_ms": lat, "errors": errors}
+
+
+async def max_writes(args) -> dict:
+    """Closed loop with many writers: the API's write throughput."""
+    url = args["url"] + "/api/v1/namespaces/default/configmaps"
+    done = 0
+    errors = 0
+    stop = time.perf_counter() + args["seconds"]
+    async with _session(args) as s:
+        async def writer(w: int):
+            nonlocal done, errors
+            i = 0
+            while time.perf_counter() < stop:
+                r = await s.post(url, data=_cm(f"max-{args['run']}-{w}-{i}", i))
+                await r.read()
+                if r.status >= 300:
+                    errors += 1
+                done += 1
+                i += 1
+        t0 = time.perf_counter()
+        await asyncio.gather(*[writer(w) for w in range(args["writers"])])
+        took = time.perf_counter() - t0
+    return {"writes_per_s": done / took, "errors": errors}
+
+
+async def watchers(args) -> dict:
+    """N watchers on one namespace; report, per write, when each watcher saw it."""
+    n, expect = args["watchers"], args["writes"]
+    url = args["url"] + f"/api/v1/namespaces/{args['namespace']}/configmaps"
+    seen: list[float] = []
+    ready = 0
+    async with _session(args) as s:
+        async def watch():
+            nonlocal ready
+            got = 0
+            async with s.get(url, params={"watch": "true", "resourceVersion": args["rv"]},
+                             timeout=aiohttp.ClientTimeout(total=None)) as r:
+                ready += 1
+                buf = b""
+                async for chunk in r.content.iter_any():
+                    now = time.time()
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        ev = orjson.loads(line)
+                        sent = float(ev["object"]["data"]["sent"])
+                        seen.append((now - sent) * 1000)
+                        got += 1
+                    if got >= expect:
+                        return
+        tasks = [asyncio.create_task(watch()) for _ in range(n)]
+        while ready < n:
+            await asyncio.sleep(0.01)  # wait for all watch streams to open
+        print(json.dumps({"ready": True}), flush=True)
+        await asyncio.wait_for(asyncio.gather(*tasks), args["timeout"])
+    return {"latencies_ms": seen}
+
+
+def main() -> None:
+    mode, raw = sys.argv[1], sys.argv[2]
+    args = json.loads(raw)
+    fn = {"steady": steady_writes, "max": max_writes, "watchers": watchers}[mode]
+    print(json.dumps(asyncio.run(fn(args))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

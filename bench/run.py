@@ -1,0 +1,379 @@
+"""`make bench`: sendo's control-plane figures, printed as a table and written to
+bench/results/latest.json. `--tiny` runs every benchmark at a toy size (used by the
+test suite so the harness cannot silently break; tiny figures mean nothing).
+
+Every process is started here and stopped by PID; all traffic stays on loopback.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+from bench.harness import Cluster, percentile, start_hollow, start_server, wait_for
+from sendo.client import ApiError, kind
+
+PODS, DEPLOY, NODES, CM = kind("pods"), kind("deployments", "apps"), kind("nodes"), kind("configmaps")
+FULL = dict(hollow_nodes=1000, deployments=100, replicas=100, sched_nodes=1000, sched_pods=5000,
+            start_pods=100, steady_rate=300, steady_count=3000, max_seconds=5, max_writers=64,
+            watchers=1000, watch_writes=5, sqlite_seconds=2)
+TINY = dict(hollow_nodes=5, deployments=2, replicas=3, sched_nodes=5, sched_pods=20, start_pods=5,
+            steady_rate=50, steady_count=50, max_seconds=1, max_writers=4, watchers=5, watch_writes=2,
+            sqlite_seconds=0.2)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def load(mode: str, args: dict, on_ready=None) -> dict:
+    """Run bench.load in its own process; returns its JSON result."""
+    p = subprocess.Popen([sys.executable, "-m", "bench.load", mode, json.dumps(args)], stdout=subprocess.PIPE,
+                         text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        for line in p.stdout:
+            out = json.loads(line)
+            if out.get("ready") and on_ready:
+                on_ready()
+                continue
+            return out
+        raise RuntimeError(f"load generator {mode} ended without a result")
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def conn_args(c: Cluster, **kw) -> dict:
+    return {"url": c.url, "token": c.admin_token, "ca": c.ca_pem.decode(), **kw}
+
+
+# ----------------------------------------------------------------- single machine (`sendo up`)
+async def bench_up(size: dict, root: str, figures: dict) -> None:
+    d = os.path.join(root, "up")
+    os.makedirs(d)
+    t0 = time.monotonic()
+    c = start_server(d, up=True)
+    figures["up_to_ready_s"] = round(time.monotonic() - t0, 3)
+    log(f"sendo up ready in {figures['up_to_ready_s']}s")
+    client = c.client()
+    try:
+        await bench_pod_start(client, size, figures)
+        await bench_heal(client, figures)
+    finally:
+        await client.close()
+        c.server.stop()
+
+
+async def bench_pod_start(client, size: dict, figures: dict) -> None:
+    n = size["start_pods"]
+    running: dict[str, float] = {}
+    created: dict[str, float] = {}
+
+    async def watch():
+        async for typ, pod in client.watch(PODS, "default", labelSelector="bench=start", resourceVersion="0"):
+            name = pod["metadata"]["name"]
+            if (pod.get("status") or {}).get("phase") == "Running" and name not in running:
+                running[name] = time.perf_counter()
+                if len(running) == n:
+                    return
+    w = asyncio.create_task(watch())
+
+    async def create(i: int):
+        name = f"start-{i}"
+        body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"bench": "start"}},
+                "spec": {"containers": [{"name": "c", "image": "none", "command": ["sleep", "3600"]}],
+                         "terminationGracePeriodSeconds": 1}}
+        created[name] = time.perf_counter()
+        await client.create(PODS, body, "default")
+    await asyncio.gather(*[create(i) for i in range(n)])
+    await asyncio.wait_for(w, 120)
+    lat = [(running[k] - created[k]) * 1000 for k in created]
+    figures["pod_start_p50_ms"] = round(percentile(lat, 50), 1)
+    figures["pod_start_p99_ms"] = round(percentile(lat, 99), 1)
+    log(f"pod start p50 {figures['pod_start_p50_ms']} ms, p99 {figures['pod_start_p99_ms']} ms ({n} pods)")
+    await client.request("DELETE", "/api/v1/namespaces/default/pods", params={"labelSelector": "bench=start"})
+    await wait_for(lambda: _count(client, "bench=start", 0), 60, "start pods to go")
+
+
+async def _count(client, selector: str, want: int) -> bool:
+    return len((await client.list(PODS, "default", labelSelector=selector))["items"]) == want
+
+
+async def bench_heal(client, figures: dict) -> None:
+    marker = f"{time.time():.6f}"[-9:]
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "heal", "labels": {"bench": "heal"}},
+            "spec": {"containers": [{"name": "c", "image": "none", "command": ["sleep", f"9{marker}"]}],
+                     "terminationGracePeriodSeconds": 1}}
+    await client.create(PODS, body, "default")
+
+    async def running(restarts: int) -> bool:
+        p = await client.get(PODS, "default", "heal")
+        cs = (p.get("status") or {}).get("containerStatuses") or [{}]
+        return "running" in (cs[0].get("state") or {}) and cs[0].get("restartCount", 0) >= restarts
+    await wait_for(lambda: running(0), 30, "heal pod Running")
+    pid = next(p.pid for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", f"9{marker}"])
+    t0 = time.perf_counter()
+    os.kill(pid, signal.SIGKILL)
+    await wait_for(lambda: running(1), 30, "heal pod restarted", interval=0.01)
+    figures["heal_s"] = round(time.perf_counter() - t0, 3)
+    log(f"heal after kill -9: {figures['heal_s']} s")
+    await client.delete(PODS, "default", "heal")
+
+
+# ----------------------------------------------------------------- API (`sendo server`)
+def sqlite_commit_rate(path: str, seconds: float) -> float:
+    """Durable single-row commits per second on this disk (WAL, synchronous=FULL)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    value = b"x" * 600
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO t (v) VALUES (?)", (value,))
+        conn.execute("COMMIT")
+        n += 1
+    rate = n / (time.perf_counter() - t0)
+    conn.close()
+    return rate
+
+
+async def bench_api(size: dict, root: str, figures: dict) -> None:
+    d = os.path.join(root, "api")
+    os.makedirs(d)
+    c = start_server(d)
+    client = c.client()
+    try:
+        await asyncio.sleep(1.0)  # let start-up work settle before measuring idle memory
+        figures["server_rss_idle_mb"] = round(c.server.rss_mb(), 1)
+        log(f"idle server RSS {figures['server_rss_idle_mb']} MB")
+        r = load("steady", conn_args(c, rate=size["steady_rate"], count=size["steady_count"], run="s"))
+        figures["api_write_p99_ms"] = round(percentile(r["latencies_ms"], 99), 2)
+        figures["api_write_p50_ms"] = round(percentile(r["latencies_ms"], 50), 2)
+        log(f"writes at {size['steady_rate']}/s: p50 {figures['api_write_p50_ms']} ms, "
+            f"p99 {figures['api_write_p99_ms']} ms, errors {r['errors']}")
+        r = load("max", conn_args(c, seconds=size["max_seconds"], writers=size["max_writers"], run="m"))
+        raw = sqlite_commit_rate(os.path.join(d, "raw.db"), size["sqlite_seconds"])
+        figures["api_writes_per_s"] = round(r["writes_per_s"], 1)
+        figures["sqlite_commits_per_s"] = round(raw, 1)
+        figures["api_write_vs_sqlite_ratio"] = round(r["writes_per_s"] / raw, 3)
+        log(f"API {r['writes_per_s']:.0f} writes/s vs raw SQLite {raw:.0f} commits/s")
+        await bench_watch(c, client, size, figures)
+    finally:
+        await client.close()
+        c.server.stop()
+
+
+async def bench_watch(c: Cluster, client, size: dict, figures: dict) -> None:
+    ns = "watchbench"
+    await client.create(kind("namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    rv = (await client.list(CM, ns))["metadata"]["resourceVersion"]
+    writes = size["watch_writes"]
+    loop = asyncio.get_running_loop()
+
+    def started():
+        async def write_all():
+            for i in range(writes):
+                await client.create(CM, {"apiVersion": "v1", "kind": "ConfigMap",
+                                         "metadata": {"name": f"w{i}", "namespace": ns},
+                                         "data": {"sent": f"{time.time():.6f}"}})
+                await asyncio.sleep(0.5)  # space the writes so each fan-out is measured alone
+        fut = asyncio.run_coroutine_threadsafe(write_all(), loop)
+        started.fut = fut
+    r = await loop.run_in_executor(None, lambda: load("watchers", conn_args(
+        c, watchers=size["watchers"], writes=writes, namespace=ns, rv=rv, timeout=120), on_ready=started))
+    figures["watch_fanout_p99_ms"] = round(percentile(r["latencies_ms"], 99), 2)
+    log(f"watch fan-out to {size['watchers']} watchers: p99 {figures['watch_fanout_p99_ms']} ms")
+
+
+# ----------------------------------------------------------------- scale (hollow nodes)
+def ready_node(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "status": {"capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                       "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                       "message": "bench"}]}}
+
+
+async def bench_scheduler(size: dict, root: str, figures: dict) -> None:
+    """The scheduler alone: nodes and pending pods exist first, then it starts."""
+    from sendo.controllers.base import InformerFactory
+    from sendo.scheduler.scheduler import Scheduler
+    d = os.path.join(root, "sched")
+    os.makedirs(d)
+    port_c = start_server_no_controllers(d)
+    client = port_c.client()
+    try:
+        sem = asyncio.Semaphore(64)
+
+        async def bounded(coro):
+            async with sem:
+                return await coro
+        await asyncio.gather(*[bounded(_create_node(client, f"n{i:04d}")) for i in range(size["sched_nodes"])])
+        pod = lambda i: {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{i}"},  # noqa: E731
+                         "spec": {"containers": [{"name": "c", "image": "none", "command": ["x"],
+                                                  "resources": {"requests": {"cpu": "10m", "memory": "10Mi"}}}]}}
+        await asyncio.gather(*[bounded(client.create(PODS, pod(i), "default")) for i in range(size["sched_pods"])])
+        log(f"{size['sched_pods']} pending pods on {size['sched_nodes']} nodes; starting the scheduler")
+        informers = InformerFactory(client)
+        sched = Scheduler(client, informers)
+        t0 = time.perf_counter()
+        await informers.start(timeout=120)
+        await sched.start()
+
+        async def all_bound() -> bool:
+            items = (await client.list(PODS, "default", fieldSelector="spec.nodeName="))["items"]
+            return not items
+        await wait_for(all_bound, 600, "all pods bound", interval=0.2)
+        took = time.perf_counter() - t0
+        await sched.stop()
+        await informers.stop()
+        figures["scheduler_pods_per_s"] = round(size["sched_pods"] / took, 1)
+        log(f"scheduler bound {size['sched_pods']} pods in {took:.2f}s: {figures['scheduler_pods_per_s']} pods/s")
+    finally:
+        await client.close()
+        port_c.server.stop()
+
+
+def start_server_no_controllers(d: str) -> Cluster:
+    from bench.harness import SENDO, Cluster, _start
+    from sendo.server import free_port
+    port = free_port()
+    proc = _start(SENDO + ["server", "--data-dir", d, "--port", str(port), "--no-controllers"],
+                  os.path.join(d, "server.log"), "export KUBECONFIG=")
+    sdir = os.path.join(d, "server")
+    read = lambda n: open(os.path.join(sdir, n)).read().strip()  # noqa: E731
+    return Cluster(proc, f"https://127.0.0.1:{port}", read("admin-token"), read("node-token"),
+                   open(os.path.join(sdir, "tls", "ca.crt"), "rb").read(), d)
+
+
+async def _create_node(client, name: str) -> None:
+    n = ready_node(name)
+    status = n.pop("status")
+    await client.create(NODES, n)
+    await client.patch(NODES, None, name, {"status": status}, sub="status")
+
+
+async def bench_scale(size: dict, root: str, figures: dict) -> None:
+    d = os.path.join(root, "scale")
+    os.makedirs(d)
+    c = start_server(d)
+    hollow = None
+    client = c.client()
+    try:
+        t0 = time.monotonic()
+        hollow = start_hollow(c, size["hollow_nodes"], d)
+        log(f"{size['hollow_nodes']} hollow nodes registered in {time.monotonic() - t0:.1f}s")
+        total = size["deployments"] * size["replicas"]
+        running: set[str] = set()
+        done = asyncio.Event()
+
+        async def watch():
+            async for typ, pod in client.watch(PODS, "default", resourceVersion="0"):
+                if (pod.get("status") or {}).get("phase") == "Running":
+                    running.add(pod["metadata"]["name"])
+                    if len(running) >= total:
+                        done.set()
+                        return
+        w = asyncio.create_task(watch())
+        sem = asyncio.Semaphore(32)
+
+        async def create(i: int):
+            body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"d{i}"},
+                    "spec": {"replicas": size["replicas"], "selector": {"matchLabels": {"app": f"d{i}"}},
+                             "template": {"metadata": {"labels": {"app": f"d{i}"}},
+                                          "spec": {"containers": [{"name": "c", "image": "none", "command": ["x"],
+                                                                   "resources": {"requests": {"cpu": "10m"}}}]}}}}
+            async with sem:
+                await client.create(DEPLOY, body, "default")
+        t0 = time.perf_counter()
+        await asyncio.gather(*[create(i) for i in range(size["deployments"])])
+        last = (0, time.perf_counter())
+        while not done.is_set():
+            try:
+                await asyncio.wait_for(done.wait(), 5)
+            except asyncio.TimeoutError:
+                log(f"  {len(running)}/{total} pods Running after {time.perf_counter() - t0:.0f}s")
+                if len(running) == last[0] and time.perf_counter() - last[1] > 120:
+                    raise TimeoutError(f"stuck at {len(running)}/{total} Running pods")
+                if len(running) != last[0]:
+                    last = (len(running), time.perf_counter())
+        took = time.perf_counter() - t0
+        w.cancel()
+        figures["pods_10k_on_1k_hollow_nodes_s"] = round(took, 2)
+        figures["server_rss_10k_pods_mb"] = round(c.server.rss_mb(), 1)
+        log(f"{total} pods Running on {size['hollow_nodes']} hollow nodes in {took:.2f}s; "
+            f"server RSS {figures['server_rss_10k_pods_mb']} MB")
+    finally:
+        await client.close()
+        if hollow:
+            hollow.stop()
+        c.server.stop()
+
+
+# ----------------------------------------------------------------- main
+GOALS = {"pods_10k_on_1k_hollow_nodes_s": ("≤", 20), "scheduler_pods_per_s": ("≥", 1500),
+         "pod_start_p99_ms": ("≤", 250), "pod_start_p50_ms": (None, None), "api_write_p99_ms": ("≤", 20),
+         "api_write_vs_sqlite_ratio": ("≥", 0.4), "watch_fanout_p99_ms": ("≤", 100), "up_to_ready_s": ("≤", 2),
+         "server_rss_idle_mb": ("≤", 80), "server_rss_10k_pods_mb": ("≤", 400), "heal_s": ("≤", 1)}
+REQUIRED = list(GOALS)
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "platform": platform.platform(), "date": time.strftime("%Y-%m-%d")}
+
+
+def table(figures: dict) -> str:
+    rows = ["| figure | value | goal | met |", "| --- | --- | --- | --- |"]
+    for k in REQUIRED:
+        op, goal = GOALS[k]
+        v = figures.get(k)
+        met = "" if op is None or v is None else ("yes" if (v <= goal if op == "≤" else v >= goal) else "no")
+        rows.append(f"| {k} | {v} | {'' if op is None else f'{op} {goal}'} | {met} |")
+    return "\n".join(rows)
+
+
+async def run(size: dict, only: list[str]) -> dict:
+    figures: dict = {}
+    with tempfile.TemporaryDirectory(prefix="sendo-bench-") as root:
+        steps = {"up": bench_up, "api": bench_api, "scheduler": bench_scheduler, "scale": bench_scale}
+        for name, fn in steps.items():
+            if only and name not in only:
+                continue
+            log(f"== {name}")
+            await fn(size, root, figures)
+    return figures
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--tiny", action="store_true", help="toy sizes, to check the harness works")
+    ap.add_argument("--only", nargs="*", default=[], help="up, api, scheduler, scale")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json"))
+    a = ap.parse_args()
+    figures = asyncio.run(run(TINY if a.tiny else FULL, a.only))
+    print(table(figures))
+    if not a.tiny and not a.only:
+        os.makedirs(os.path.dirname(a.out), exist_ok=True)
+        with open(a.out, "w") as f:
+            json.dump({"machine": machine(), "figures": figures}, f, indent=2)
+        print(f"written to {a.out}")
+    elif a.tiny:
+        print(json.dumps({"machine": machine(), "figures": figures}))
+
+
+if __name__ == "__main__":
+    main()

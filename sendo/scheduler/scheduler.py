@@ -1,0 +1,282 @@
+"""The scheduler: binds each pending pod to a node that fits it.
+
+The same shape as a controller: pod and node informers feed pod keys into a queue;
+workers decide and bind. The decision is synchronous over an incrementally kept
+cache (``NodeInfo`` per node, updated one pod at a time from the pod informer), so
+it costs a sample of nodes, not the whole cluster. A chosen node is charged for the
+pod at once ("assumed"), before the binding's watch event comes back, so a burst of
+pods does not pile onto one node; a failed binding gives the charge back. Many
+bindings are in flight at once, one per worker.
+
+Pods no node can take get PodScheduled=False/Unschedulable and a FailedScheduling
+event, and wait: node changes and freed resources retry them at once, a back-off
+timer retries them otherwise.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+from ..api.meta import now_rfc3339
+from ..client import ApiError, Client, kind
+from ..client.informer import obj_key
+from ..controllers.base import Controller, InformerFactory, split_key
+from ..controllers.events import EventRecorder
+from .plugins import NodeInfo, PodInfo, Requests, fit_error, nodes_to_find, owner_uid, pick, pod_requests
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+SCHEDULER_NAME = "default-scheduler"
+BACKOFF_BASE = 1.0  # seconds before an unschedulable pod is tried again with nothing changed
+BACKOFF_MAX = 60.0
+MAX_PENDING_EVENTS = 5000  # events are best effort: beyond this many waiting, drop
+EVENT_WRITERS = 4  # events trail a burst of bindings instead of competing with them
+
+
+class _Placement:
+    """A pod charged to a node: bound (seen by the informer) or assumed (binding in flight)."""
+
+    __slots__ = ("node", "req", "owner", "assumed")
+
+    def __init__(self, node: str, req: Requests, owner: str | None, assumed: bool):
+        self.node, self.req, self.owner, self.assumed = node, req, owner, assumed
+
+
+def _terminated(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def responsible_for(pod: Obj) -> bool:
+    """A pod this scheduler must place: unbound, ours, alive, not gated."""
+    spec = pod.get("spec") or {}
+    return (not spec.get("nodeName") and spec.get("schedulerName", SCHEDULER_NAME) in (SCHEDULER_NAME, "", None)
+            and not pod["metadata"].get("deletionTimestamp") and not _terminated(pod)
+            and not spec.get("schedulingGates"))
+
+
+class Scheduler(Controller):
+    name = SCHEDULER_NAME
+    workers = 32  # = bindings in flight
+
+    def __init__(self, client: Client, informers: InformerFactory, *, workers: int | None = None,
+                 percentage_of_nodes_to_score: int | None = None, min_nodes_to_score: int = 100):
+        if workers:
+            self.workers = workers
+        self.percentage = percentage_of_nodes_to_score
+        self.min_nodes = min_nodes_to_score
+        super().__init__(client, informers)
+
+    def setup(self) -> None:
+        self.pod_kind, self.node_kind = kind("pods"), kind("nodes")
+        self.pod_inf = self.informers.get(self.pod_kind)
+        self.node_inf = self.informers.get(self.node_kind)
+        self.nodes: dict[str, NodeInfo] = {}
+        self._order: list[str] = []  # present nodes, in the order the sample walks them
+        self._pos: dict[str, int] = {}
+        self._start = 0  # where the next sample starts, so every node gets its turn
+        self.placed: dict[str, _Placement] = {}  # pod key -> where it is charged
+        self.unschedulable: dict[str, int] = {}  # pod key -> failed attempts
+        self._reported: dict[str, str] = {}  # pod key -> last FailedScheduling message sent
+        self._events: asyncio.Queue | None = None
+        self._event_writers: list[asyncio.Task] = []
+        self.recorder = EventRecorder(self.client, SCHEDULER_NAME)
+        self.node_inf.add_handler(self._on_node)
+        self.pod_inf.add_handler(self._on_pod)
+
+    async def start(self) -> None:
+        self._events = asyncio.Queue(MAX_PENDING_EVENTS)
+        self._event_writers = [asyncio.create_task(self._write_events(), name=f"{self.name}-events-{i}")
+                               for i in range(EVENT_WRITERS)]
+        await super().start()
+
+    async def stop(self) -> None:
+        await super().stop()
+        for t in self._event_writers:
+            t.cancel()
+        for t in self._event_writers:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    # ------------------------------------------------------------- cache upkeep
+    def _on_node(self, typ: str, node: Obj, old: Obj | None) -> None:
+        name = node["metadata"]["name"]
+        if typ == "DELETED":
+            ni = self.nodes.get(name)
+            if ni is not None:
+                ni.clear_node()
+                self._drop_order(name)
+                if ni.pods == 0:
+                    del self.nodes[name]
+            return
+        ni = self.nodes.get(name)
+        if ni is None:
+            ni = self.nodes[name] = NodeInfo(name)
+        changed = ni.set_node(node)
+        if name not in self._pos:
+            self._pos[name] = len(self._order)
+            self._order.append(name)
+        if changed:
+            self._wake()
+
+    def _drop_order(self, name: str) -> None:
+        i = self._pos.pop(name, None)
+        if i is None:
+            return
+        last = self._order.pop()
+        if last != name:
+            self._order[i] = last
+            self._pos[last] = i
+
+    def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:
+        key = obj_key(pod)
+        node = (pod.get("spec") or {}).get("nodeName")
+        if typ == "DELETED" or (node and _terminated(pod)):
+            if typ == "DELETED":
+                self.unschedulable.pop(key, None)
+                self._reported.pop(key, None)
+            if self._unaccount(key):
+                self._wake()  # resources came free
+            return
+        p = self.placed.get(key)
+        if node:
+            self.unschedulable.pop(key, None)
+            self._reported.pop(key, None)
+            if p is not None and p.node == node:
+                p.assumed = False  # our binding, confirmed
+            else:
+                self._unaccount(key)
+                self._account(key, node, pod_requests(pod.get("spec") or {}), owner_uid(pod), assumed=False)
+            return
+        if p is not None:
+            return  # binding in flight; this event predates it
+        if not responsible_for(pod):
+            return
+        if key in self.unschedulable and old is not None and old.get("spec") == pod.get("spec"):
+            return  # e.g. our own status write: nothing new to try; wake-ups and back-off retry it
+        self.queue.add(key)
+
+    def _account(self, key: str, node: str, req: Requests, owner: str | None, assumed: bool) -> _Placement:
+        ni = self.nodes.get(node)
+        if ni is None:
+            ni = self.nodes[node] = NodeInfo(node)
+        ni.add(req, owner)
+        p = self.placed[key] = _Placement(node, req, owner, assumed)
+        return p
+
+    def _unaccount(self, key: str, only: _Placement | None = None) -> bool:
+        p = self.placed.get(key)
+        if p is None or (only is not None and p is not only):
+            return False
+        del self.placed[key]
+        ni = self.nodes.get(p.node)
+        if ni is not None:
+            ni.remove(p.req, p.owner)
+            if not ni.present and ni.pods == 0:
+                del self.nodes[p.node]
+        return True
+
+    def _wake(self) -> None:
+        """Something changed that may let waiting pods fit: try them all now."""
+        for key in list(self.unschedulable):
+            self.queue.add(key)
+
+    # ------------------------------------------------------------- decide
+    def find_node(self, pod: PodInfo) -> tuple[NodeInfo | None, Counter]:
+        """Filter a rotating sample of nodes until enough fit, then score those."""
+        order, nodes = self._order, self.nodes
+        total = len(order)
+        reasons: Counter = Counter()
+        if not total:
+            return None, reasons
+        want = nodes_to_find(total, self.percentage, self.min_nodes)
+        start = self._start % total
+        feasible: list[NodeInfo] = []
+        seen = 0
+        while seen < total:
+            ni = nodes[order[(start + seen) % total]]
+            seen += 1
+            why = ni.misfit(pod)
+            if not why:
+                feasible.append(ni)
+                if len(feasible) >= want:
+                    break
+            else:
+                for r in why:
+                    reasons[r] += 1
+        self._start = (start + seen) % total
+        if not feasible:
+            return None, reasons
+        return pick(feasible, pod), reasons
+
+    async def reconcile(self, key: str) -> float | None:
+        pod = self.pod_inf.get(key)
+        if pod is None or not responsible_for(pod):
+            self.unschedulable.pop(key, None)
+            return None
+        if key in self.placed:
+            return None  # bound or binding; the informer has not caught up yet
+        info = PodInfo(pod)
+        node, reasons = self.find_node(info)  # no await between deciding and assuming
+        if node is None:
+            return await self._unschedulable(key, pod, fit_error(len(self._order), reasons))
+        placement = self._account(key, node.name, info.req, info.owner, assumed=True)
+        ns, name = split_key(key)
+        try:
+            await self.client.bind(ns, name, node.name)
+        except ApiError as e:
+            self._unaccount(key, only=placement)
+            if e.status == 404:
+                return None  # the pod is gone
+            if e.status == 409:
+                return 1.0  # bound elsewhere, being deleted, or contended: look again shortly
+            raise
+        except BaseException:
+            self._unaccount(key, only=placement)
+            raise
+        self.unschedulable.pop(key, None)
+        self._reported.pop(key, None)
+        self._event(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node.name}")
+        return None
+
+    # ------------------------------------------------------------- failure
+    async def _unschedulable(self, key: str, pod: Obj, message: str) -> float:
+        attempts = self.unschedulable.get(key, 0)
+        self.unschedulable[key] = attempts + 1
+        cond = next((c for c in (pod.get("status") or {}).get("conditions") or []
+                     if c.get("type") == "PodScheduled"), None)
+        if not (cond and cond.get("status") == "False" and cond.get("reason") == "Unschedulable"
+                and cond.get("message") == message):
+            since = cond.get("lastTransitionTime") if cond and cond.get("status") == "False" else None
+            patch = {"status": {"conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                "lastProbeTime": None, "lastTransitionTime": since or now_rfc3339()}]}}
+            ns, name = split_key(key)
+            try:
+                await self.client.patch(self.pod_kind, ns, name, patch, type="strategic", sub="status")
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+                return BACKOFF_MAX  # gone; its DELETED event cleans up
+        if self._reported.get(key) != message:
+            self._reported[key] = message
+            self._event(pod, "Warning", "FailedScheduling", message)
+        return min(BACKOFF_BASE * 2 ** attempts, BACKOFF_MAX)
+
+    def _event(self, pod: Obj, type: str, reason: str, message: str) -> None:
+        """Record in the background: a binding must not wait for its event."""
+        if self._events is None:
+            return  # not started
+        try:
+            self._events.put_nowait((pod, type, reason, message))
+        except asyncio.QueueFull:
+            log.debug("dropping event %s for %s", reason, pod["metadata"].get("name"))
+
+    async def _write_events(self) -> None:
+        while True:
+            pod, type, reason, message = await self._events.get()
+            await self.recorder.record(pod, type, reason, message)  # best effort: never raises
