@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -83,11 +84,14 @@ async def _up(data_dir: str, port: int, host: str, node_name: str, manifests: li
             from .apply import apply_files
             for line in await apply_files(agent.client, manifests):
                 console.print("  " + line)
-        console.print("\nNext:")
+        console.print("\nNext, in another terminal:")
         print(f"export KUBECONFIG={path}", flush=True)
-        console.print("  kubectl get nodes,pods -A        # see what runs\n"
-                      "  kubectl apply -f examples/hello-web.yaml\n"
-                      "Ctrl-C stops the cluster; `sendo up` with the same --data-dir resumes it.")
+        bundled = os.path.join(os.path.dirname(sys.executable), "kubectl")
+        if not shutil.which("kubectl") and os.path.exists(bundled):
+            console.print(f"export PATH={os.path.dirname(bundled)}:$PATH   # kubectl from the dev dependencies")
+        console.print("kubectl get nodes,pods -o wide\n"
+                      + ("" if manifests else "kubectl apply -f examples/hello-web.yaml\n")
+                      + "Ctrl-C stops the cluster and its pods; `sendo up` with the same --data-dir resumes it.")
         await _until_signalled()
         console.print("stopping…")
     finally:
