@@ -128,6 +128,7 @@ class Agent:
         if stop_pods:
             await asyncio.gather(*[w.stop_containers(5.0) for w in workers], return_exceptions=True)
         await self.runtime.close()
+        await self.recorder.close()
         if self._web:
             await self._web.cleanup()
         await self.client.close()
@@ -279,7 +280,7 @@ class Agent:
         return env
 
     async def event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
-        await self.recorder.record(pod, type_, reason, message)
+        self.recorder.emit(pod, type_, reason, message)
 
     # ----------------------------------------------------------------- HTTP (logs)
     async def _serve_http(self) -> None:

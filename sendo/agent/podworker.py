@@ -204,11 +204,11 @@ class PodWorker:
             c.exit = ExitInfo(128, None, time.time(), "StartError", str(e))
             c.exit_started_at = 0.0
             self._schedule_restart(c, ran=0.0)
-            await self.agent.event(self.pod, "Warning", "Failed", f"Error: {e}")
+            self.agent.event(self.pod, "Warning", "Failed", f"Error: {e}")
             return
         c.handle, c.waiting, c.ever_started = h, None, True
         c.waiter = asyncio.create_task(self._wait(c, h))
-        await self.agent.event(self.pod, "Normal", "Started", f"Started container {c.name}")
+        self.agent.event(self.pod, "Normal", "Started", f"Started container {c.name}")
 
     async def _wait(self, c: Container, h: ContainerHandle) -> None:
         info = await self.agent.runtime.wait(h)
@@ -247,7 +247,7 @@ class PodWorker:
             grace = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
         running = [c for c in self.containers.values() if c.running]
         if running:
-            await self.agent.event(self.pod, "Normal", "Killing",
+            self.agent.event(self.pod, "Normal", "Killing",
                                    ", ".join(f"Stopping container {c.name}" for c in running))
         await self.stop_containers(float(grace or 0))
         if not self.gone:

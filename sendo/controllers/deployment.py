@@ -68,6 +68,10 @@ class DeploymentController(Controller):
     name = "deployment-controller"
     workers = 2
 
+    async def stop(self) -> None:
+        await super().stop()
+        await self.recorder.close()
+
     def setup(self) -> None:
         self.d_kind = kind("deployments", "apps")
         self.rs_kind = kind("replicasets", "apps")
@@ -134,7 +138,7 @@ class DeploymentController(Controller):
               "spec": {"replicas": replicas, "minReadySeconds": spec.get("minReadySeconds", 0),
                        "selector": selector, "template": tmpl}}
         created = await self.client.create(self.rs_kind, rs)
-        await self.recorder.record(d, "Normal", "ScalingReplicaSet",
+        self.recorder.emit(d, "Normal", "ScalingReplicaSet",
                                    f"Scaled up replica set {created['metadata']['name']} from 0 to {replicas}")
         return created
 
@@ -163,7 +167,7 @@ class DeploymentController(Controller):
                                 {"spec": {"replicas": replicas}})
         rs.setdefault("spec", {})["replicas"] = replicas
         verb = "up" if replicas > cur else "down"
-        await self.recorder.record(d, "Normal", "ScalingReplicaSet",
+        self.recorder.emit(d, "Normal", "ScalingReplicaSet",
                                    f"Scaled {verb} replica set {rs['metadata']['name']} from {cur} to {replicas}")
 
     async def _recreate(self, d: Obj, new_rs: Obj, old: list[Obj]) -> None:

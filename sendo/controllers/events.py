@@ -1,10 +1,13 @@
 """Events: what controllers, the scheduler and agents tell people through `kubectl describe`.
 
 Repeats of the same event for the same object are folded into one Event with a
-count, as Kubernetes does, so a crash loop does not flood the store.
+count, as Kubernetes does, so a crash loop does not flood the store. `emit` queues
+the event and returns at once: the work that caused it never waits for it, and when
+too many are pending the newest are dropped rather than slowing the cluster.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -16,6 +19,10 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 
+MAX_PENDING = 5000
+WRITERS = 4
+
+
 class EventRecorder:
     def __init__(self, client: Client, component: str, host: str = ""):
         self.client = client
@@ -23,6 +30,34 @@ class EventRecorder:
         self.host = host
         self.events = kind("events")
         self._seen: dict[str, tuple[str, int]] = {}  # fold key -> (event name, count)
+        self._queue: asyncio.Queue | None = None
+        self._writers: list[asyncio.Task] = []
+
+    def emit(self, obj: Obj, type: str, reason: str, message: str) -> None:
+        """Record in the background (best effort)."""
+        if self._queue is None:
+            self._queue = asyncio.Queue(MAX_PENDING)
+            self._writers = [asyncio.create_task(self._drain(), name=f"events-{self.component}-{i}")
+                             for i in range(WRITERS)]
+        try:
+            self._queue.put_nowait((obj, type, reason, message))
+        except asyncio.QueueFull:
+            log.debug("dropping event %s for %s", reason, obj.get("metadata", {}).get("name"))
+
+    async def _drain(self) -> None:
+        while True:
+            args = await self._queue.get()
+            await self.record(*args)
+
+    async def close(self) -> None:
+        for t in self._writers:
+            t.cancel()
+        for t in self._writers:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._writers, self._queue = [], None
 
     async def record(self, obj: Obj, type: str, reason: str, message: str) -> None:
         """Best effort: an event that cannot be written is logged, never raised."""

@@ -41,6 +41,10 @@ class ReplicaSetController(Controller):
     name = "replicaset-controller"
     workers = 4
 
+    async def stop(self) -> None:
+        await super().stop()
+        await self.recorder.close()
+
     def setup(self) -> None:
         self.rs_kind = kind("replicasets", "apps")
         self.pod_kind = kind("pods")
@@ -105,10 +109,10 @@ class ReplicaSetController(Controller):
             try:
                 pod = await self.client.create(self.pod_kind, copy.deepcopy(base), ns)
             except ApiError as e:
-                await self.recorder.record(rs, "Warning", "FailedCreate", f"Error creating: {e.body.get('message')}")
+                self.recorder.emit(rs, "Warning", "FailedCreate", f"Error creating: {e.body.get('message')}")
                 raise
             exp.adds[pod["metadata"]["name"]] = time.monotonic()
-            await self.recorder.record(rs, "Normal", "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}")
+            self.recorder.emit(rs, "Normal", "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}")
         for i in range(0, n, BURST):
             results = await asyncio.gather(*[one() for _ in range(min(BURST, n - i))], return_exceptions=True)
             errs = [r for r in results if isinstance(r, Exception)]
@@ -120,7 +124,7 @@ class ReplicaSetController(Controller):
             name = p["metadata"]["name"]
             exp.dels[name] = time.monotonic()
             await self.client.delete(self.pod_kind, ns, name)
-            await self.recorder.record(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {name}")
+            self.recorder.emit(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {name}")
         await asyncio.gather(*[one(p) for p in pods])
 
     @staticmethod

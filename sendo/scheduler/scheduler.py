@@ -32,8 +32,6 @@ Obj = dict[str, Any]
 SCHEDULER_NAME = "default-scheduler"
 BACKOFF_BASE = 1.0  # seconds before an unschedulable pod is tried again with nothing changed
 BACKOFF_MAX = 60.0
-MAX_PENDING_EVENTS = 5000  # events are best effort: beyond this many waiting, drop
-EVENT_WRITERS = 4  # events trail a burst of bindings instead of competing with them
 
 
 class _Placement:
@@ -80,27 +78,13 @@ class Scheduler(Controller):
         self.placed: dict[str, _Placement] = {}  # pod key -> where it is charged
         self.unschedulable: dict[str, int] = {}  # pod key -> failed attempts
         self._reported: dict[str, str] = {}  # pod key -> last FailedScheduling message sent
-        self._events: asyncio.Queue | None = None
-        self._event_writers: list[asyncio.Task] = []
         self.recorder = EventRecorder(self.client, SCHEDULER_NAME)
         self.node_inf.add_handler(self._on_node)
         self.pod_inf.add_handler(self._on_pod)
 
-    async def start(self) -> None:
-        self._events = asyncio.Queue(MAX_PENDING_EVENTS)
-        self._event_writers = [asyncio.create_task(self._write_events(), name=f"{self.name}-events-{i}")
-                               for i in range(EVENT_WRITERS)]
-        await super().start()
-
     async def stop(self) -> None:
         await super().stop()
-        for t in self._event_writers:
-            t.cancel()
-        for t in self._event_writers:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self.recorder.close()
 
     # ------------------------------------------------------------- cache upkeep
     def _on_node(self, typ: str, node: Obj, old: Obj | None) -> None:
@@ -269,14 +253,4 @@ class Scheduler(Controller):
 
     def _event(self, pod: Obj, type: str, reason: str, message: str) -> None:
         """Record in the background: a binding must not wait for its event."""
-        if self._events is None:
-            return  # not started
-        try:
-            self._events.put_nowait((pod, type, reason, message))
-        except asyncio.QueueFull:
-            log.debug("dropping event %s for %s", reason, pod["metadata"].get("name"))
-
-    async def _write_events(self) -> None:
-        while True:
-            pod, type, reason, message = await self._events.get()
-            await self.recorder.record(pod, type, reason, message)  # best effort: never raises
+        self.recorder.emit(pod, type, reason, message)
