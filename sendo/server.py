@@ -1,7 +1,9 @@
 """`sendo server`: the store, the API server, and the control loops that run beside it.
 
-The scheduler and controllers run in this process but talk to the API over HTTP
-like any other client (rule 1 of the design: no back doors).
+The scheduler and controllers run in a child process (`sendo controllers`), as
+kube-controller-manager and kube-scheduler do, so the API server and the control
+loops each get a core; they talk to the API over HTTPS like any other client (rule
+1 of the design: no back doors). The server restarts the child if it dies.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 6443
     controllers: bool = True
+    controllers_in_process: bool = False  # run the loops in this process (tests, debugging)
 
     @property
     def url(self) -> str:
@@ -97,9 +100,15 @@ class Server:
                 self._tasks[0].result()
                 raise RuntimeError("API server stopped during start-up")
             await asyncio.sleep(0.01)  # poll uvicorn's start-up flag
-        if self.cfg.controllers:
+        if self.cfg.controllers and self.cfg.controllers_in_process:
             from .controlplane import ControlPlane
             self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem)
+            await self.control.start()
+        elif self.cfg.controllers:
+            from .controlplane import ControlPlaneProcess
+            self.control = ControlPlaneProcess(self.cfg.url, os.path.join(self.cfg.server_dir, "admin-token"),
+                                               self.tls.ca_cert, os.path.join(self.cfg.server_dir,
+                                                                              "controllers.log"))
             await self.control.start()
 
     async def _bootstrap(self) -> None:

@@ -175,6 +175,21 @@ async def _agent(server: str, token: str, node_name: str, ca: bytes | None, data
         await a.stop(stop_pods=stop_pods)
 
 
+@app.command()
+def controllers(server: str = typer.Option(..., help="API server URL."),
+                token_file: Path = typer.Option(..., help="File holding a token with full access."),
+                ca_cert: Optional[Path] = typer.Option(None, help="CA certificate of the API server (PEM)."),
+                verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the controllers do.")):
+    """Run the scheduler and controllers against an API server.
+
+    `sendo server` and `sendo up` start this for you as a child process.
+    """
+    _logging(verbose)
+    from ..controlplane import run_controllers
+    ca = ca_cert.read_bytes() if ca_cert else None
+    asyncio.run(run_controllers(server, token_file.read_text().strip(), ca))
+
+
 def main() -> None:
     app()
 
