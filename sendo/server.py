@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from .api.app import APIServer, User
+from .api.crds import CRDRegistrar
 from .kinds.registry import builtin_registry
 from .pki import ensure_tls
 from .store.sqlite import SQLiteStore
@@ -82,6 +83,7 @@ class Server:
         tokens = {self.admin_token: User("admin", ["system:masters"]),
                   self.node_token: User("system:node", ["system:nodes"])}
         self.api = APIServer(self.store, self.registry, tokens, self.node_token)
+        self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
         self._uvicorn: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self.control = None
@@ -89,6 +91,7 @@ class Server:
     async def start(self) -> None:
         await self.store.start()
         await self._bootstrap()
+        await self.crds.start()  # stored CRDs are served before the first request
         config = uvicorn.Config(self.api.app, host=self.cfg.host, port=self.cfg.port, log_level="warning",
                                 lifespan="off", access_log=False, timeout_graceful_shutdown=1,
                                 ssl_certfile=self.tls.cert, ssl_keyfile=self.tls.key)
@@ -129,6 +132,7 @@ class Server:
                 await asyncio.wait_for(t, 5)
             except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 t.cancel()
+        await self.crds.stop()
         await self.store.close()
 
 

@@ -14,19 +14,22 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import __version__
-from ..kinds.base import unsupported
+from ..kinds.base import Cause, unsupported
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
 from . import discovery, errors, openapi, patch as patching, podlogs
 from .errors import APIError
 from .meta import make_filter
-from .resources import ResourceAPI, decode
+from .resources import APPLY_PATCH, ResourceAPI, decode
 from .table import table, wants_table
 from .watch import WatchStream
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
 PUBLIC_PATHS = {"/version", "/healthz", "/readyz", "/livez"}
+FIELD_MANAGER_MAX = 128
+_BOOLS = {"1": True, "t": True, "T": True, "true": True, "True": True, "TRUE": True,
+          "0": False, "f": False, "F": False, "false": False, "False": False, "FALSE": False}
 
 
 @dataclass
@@ -169,7 +172,8 @@ class APIServer:
                     return self.watch(request, r, ns)
                 return await self.list(request, r, ns)
             if m == "POST":
-                kv = await self.api.create(r, ns, await self.body(request), dry)
+                manager = field_manager(request, "CreateOptions")
+                kv = await self.api.create(r, ns, await self.body(request), dry, manager)
                 return json_response(kv.value, 201)
             if m == "DELETE":
                 return await self.delete_collection(request, r, ns)
@@ -192,11 +196,18 @@ class APIServer:
                                            q.get("includeObject")))
             return json_response(kv.value)
         if m == "PUT":
-            kv = await self.api.update(r, ns, t.name, await self.body(request), t.sub, dry)
+            manager = field_manager(request, "UpdateOptions")
+            kv = await self.api.update(r, ns, t.name, await self.body(request), t.sub, dry, manager)
             return json_response(kv.value)
         if m == "PATCH":
-            kv = await self.api.patch(r, ns, t.name, request.headers.get("content-type", ""),
-                                      await request.body(), t.sub, dry)
+            ctype = request.headers.get("content-type", "").split(";")[0].strip()
+            apply = ctype == APPLY_PATCH
+            manager = field_manager(request, "PatchOptions", apply)
+            if apply:
+                kv, created = await self.api.apply(r, ns, t.name, await request.body(), manager,
+                                                   query_bool(q, "force"), t.sub, dry)
+                return json_response(kv.value, 201 if created else 200)
+            kv = await self.api.patch(r, ns, t.name, ctype, await request.body(), t.sub, dry, manager)
             return json_response(kv.value)
         if m == "DELETE":
             options = await self.delete_options(request)
@@ -331,10 +342,12 @@ class APIServer:
         if m == "GET":
             return json_response(self.api.scale_of(r, await self.api.get(r, ns, name)))
         if m == "PUT":
+            manager = field_manager(request, "UpdateOptions")
             body = await self.body(request)
-            return json_response(await self.api.update_scale(r, ns, name, lambda _: body, dry))
+            return json_response(await self.api.update_scale(r, ns, name, lambda _: body, dry, manager))
         if m == "PATCH":
             ctype = request.headers.get("content-type", "").split(";")[0].strip()
+            manager = field_manager(request, "PatchOptions", ctype == APPLY_PATCH)
             try:
                 p = orjson.loads(await request.body())
             except orjson.JSONDecodeError as e:
@@ -349,8 +362,48 @@ class APIServer:
                     return patching.json_merge_patch(scale, p)
                 except patching.PatchError as e:
                     raise APIError(422, e.message, "Invalid")
-            return json_response(await self.api.update_scale(r, ns, name, apply, dry))
+            return json_response(await self.api.update_scale(r, ns, name, apply, dry, manager))
         raise APIError(405, f"{m} is not supported on scale", "MethodNotAllowed")
+
+
+def field_manager(request: Request, options_kind: str, apply: bool = False) -> str:
+    """Who a write is recorded under: ?fieldManager=, else the client's User-Agent up to
+    its first "/" (kubectl-client-side-apply, kubectl-edit, …), as Kubernetes does.
+    Apply must name itself; ``force`` belongs to apply alone."""
+    q = request.query_params
+    given = q.get("fieldManager") or ""
+    causes: list[Cause] = []
+    if options_kind == "PatchOptions":
+        if not apply and "force" in q:
+            causes.append(Cause("force", "Forbidden: may not be specified for non-apply patch",
+                                "FieldValueForbidden"))
+        if apply and not given:
+            causes.append(Cause("fieldManager", "Required value: is required for apply patch", "FieldValueRequired"))
+    if len(given.encode()) > FIELD_MANAGER_MAX:
+        causes.append(Cause("fieldManager", f"Too long: may not be more than {FIELD_MANAGER_MAX} bytes",
+                            "FieldValueTooLong"))
+    for i, ch in enumerate(given):
+        if not ch.isprintable():
+            causes.append(Cause("fieldManager", f'Invalid value: "{given}": invalid character '
+                                f"U+{ord(ch):04X} (at position {i})"))
+            break
+    if causes:
+        raise errors.invalid(options_kind, "meta.k8s.io", "", causes)
+    if given:
+        return given
+    prefix = "".join(ch for ch in request.headers.get("user-agent", "").split("/")[0] if ch.isprintable())
+    while len(prefix.encode()) > FIELD_MANAGER_MAX:
+        prefix = prefix[:-1]
+    return prefix
+
+
+def query_bool(q, name: str) -> bool:
+    value = q.get(name)
+    if value is None or value == "":
+        return False
+    if value not in _BOOLS:
+        raise errors.bad_request(f'invalid value for "{name}": {value!r} is not a boolean')
+    return _BOOLS[value]
 
 
 def version_info() -> dict[str, str]:

@@ -3,7 +3,8 @@
 Everything kind-specific is delegated to the kind's Strategy (sendo.kinds); this
 module owns the rules every kind shares: metadata the server sets, optimistic
 concurrency, status-subresource separation, generation, finalizers and graceful
-deletion, scale and binding subresources.
+deletion, scale and binding subresources, field ownership (managedFields) and
+server-side apply (the rules themselves live in fieldmanager.py).
 """
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ import uuid
 from typing import Any, Awaitable, Callable
 
 import orjson
+import yaml
 
 from ..kinds.base import Cause, Obj, Resource, invalid as invalid_cause, required
 from ..kinds.registry import Registry
 from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
-from . import errors, patch as patching
+from . import errors, fieldmanager, patch as patching
 from .admission import NodeCIDRAllocator
 from .meta import now_rfc3339, random_suffix, selector_string
 
@@ -29,6 +31,32 @@ SERVER_OWNED_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionG
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _NAME_AS_LABEL = {"namespaces", "services"}  # kinds whose names must be DNS labels
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+class _ApplyLoader(yaml.SafeLoader):
+    """YAML as Kubernetes reads it into JSON: timestamps stay strings."""
+
+
+_ApplyLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def parse_apply_body(body: bytes) -> Any:
+    """An apply body is YAML; kubectl and most clients send JSON, which is also YAML."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return yaml.load(body, Loader=_ApplyLoader)
+    except yaml.YAMLError as e:
+        raise errors.bad_request(f"error decoding YAML: {e}")
 
 
 def decode(value: bytes) -> Obj:
@@ -73,7 +101,9 @@ class ResourceAPI:
         return await self.store.list(r.prefix(ns), revision)
 
     # ----------------------------------------------------------------- create
-    async def create(self, r: Resource, ns: str | None, obj: Any, dry_run: bool = False) -> KV:
+    async def create(self, r: Resource, ns: str | None, obj: Any, dry_run: bool = False,
+                     manager: str | None = None) -> KV:
+        """Create; ``manager`` (None: not recorded) becomes the owner of every field set."""
         obj = self._check_body(r, ns, obj)
         meta = obj["metadata"]
         generated = not meta.get("name") and meta.get("generateName")
@@ -92,6 +122,7 @@ class ResourceAPI:
         if not r.group:
             for admit in self.admission.get(r.plural, ()):
                 await admit(obj)
+        self._record(r, None, obj, manager, None)
         for attempt in range(8 if generated else 1):
             if generated:
                 meta["name"] = meta["generateName"] + random_suffix()
@@ -180,7 +211,7 @@ class ResourceAPI:
 
     # ----------------------------------------------------------------- update
     async def update(self, r: Resource, ns: str | None, name: str, obj: Any,
-                     subresource: str | None = None, dry_run: bool = False) -> KV:
+                     subresource: str | None = None, dry_run: bool = False, manager: str | None = None) -> KV:
         obj = self._check_body(r, ns, obj, name)
         want_rv = obj["metadata"].get("resourceVersion")
         kv = await self.get_kv(r, ns, name)
@@ -189,6 +220,7 @@ class ResourceAPI:
         for attempt in range(MAX_RETRIES):
             old = decode(kv.value)
             new = self._merge_update(r, copy.deepcopy(obj), old, subresource)
+            self._record(r, old, new, manager, subresource)
             try:
                 return await self._write_update(r, ns, name, new, old, kv, dry_run)
             except Conflict:
@@ -226,6 +258,12 @@ class ResourceAPI:
             meta["generation"] = old_meta.get("generation", 0) + 1
         return obj
 
+    @staticmethod
+    def _record(r: Resource, old: Obj | None, new: Obj, manager: str | None, subresource: str | None) -> None:
+        """managedFields for an ordinary write (skipped for the server's own, manager None)."""
+        if manager is not None:
+            fieldmanager.record_update(old, new, manager, r.kind, subresource, api_version=r.api_version)
+
     async def _write_update(self, r: Resource, ns: str | None, name: str, new: Obj, old: Obj, kv: KV,
                             dry_run: bool) -> KV:
         self._validate(r, new, old)
@@ -241,7 +279,7 @@ class ResourceAPI:
 
     async def modify(self, r: Resource, ns: str | None, name: str, change: Callable[[Obj], Obj | None],
                      subresource: str | None = None, dry_run: bool = False,
-                     expected_rv: str | None = None) -> KV:
+                     expected_rv: str | None = None, manager: str | None = None) -> KV:
         """Read, change, write; retried on conflict (the guaranteed-update loop)."""
         for _ in range(MAX_RETRIES):
             kv = await self.get_kv(r, ns, name)
@@ -253,6 +291,7 @@ class ResourceAPI:
                 return kv
             changed = self._check_body(r, ns, changed, name)
             new = self._merge_update(r, changed, old, subresource)
+            self._record(r, old, new, manager, subresource)
             try:
                 return await self._write_update(r, ns, name, new, old, kv, dry_run)
             except Conflict:
@@ -262,12 +301,15 @@ class ResourceAPI:
 
     # ----------------------------------------------------------------- patch
     async def patch(self, r: Resource, ns: str | None, name: str, content_type: str, body: bytes,
-                    subresource: str | None = None, dry_run: bool = False) -> KV:
+                    subresource: str | None = None, dry_run: bool = False, manager: str | None = None) -> KV:
+        """A merge, JSON or strategic merge patch (server-side apply is ``apply``)."""
+        ctype = content_type.split(";")[0].strip()
+        if ctype not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH) or (ctype == STRATEGIC_PATCH and r.custom):
+            raise self.unsupported_patch(r)
         try:
             p = orjson.loads(body)
         except orjson.JSONDecodeError as e:
             raise errors.bad_request(f"the patch is not valid JSON: {e}")
-        ctype = content_type.split(";")[0].strip()
         apply_patch = self._patcher(r, ctype, p)
         expected_rv = None
         if isinstance(p, dict):
@@ -281,24 +323,65 @@ class ResourceAPI:
             if not isinstance(new, dict):
                 raise errors.bad_request("the patch must produce an object")
             return new
-        return await self.modify(r, ns, name, change, subresource, dry_run, expected_rv)
+        return await self.modify(r, ns, name, change, subresource, dry_run, expected_rv, manager)
+
+    @staticmethod
+    def unsupported_patch(r: Resource) -> errors.APIError:
+        accepted = [JSON_PATCH, MERGE_PATCH] + ([] if r.custom else [STRATEGIC_PATCH]) + [APPLY_PATCH]
+        return errors.APIError(415, "the body of the request was in an unknown format - accepted media types "
+                               "include: " + ", ".join(accepted), "UnsupportedMediaType")
 
     def _patcher(self, r: Resource, ctype: str, p: Any) -> Callable[[Obj], Obj]:
-        if ctype == "application/merge-patch+json":
+        if ctype == MERGE_PATCH:
             if not isinstance(p, dict):
                 raise errors.bad_request("a merge patch must be a JSON object")
             return lambda old: patching.json_merge_patch(old, p)
-        if ctype == "application/json-patch+json":
+        if ctype == JSON_PATCH:
             if not isinstance(p, list):
                 raise errors.bad_request("a JSON patch must be a list of operations")
             return lambda old: patching.json_patch(old, p)
-        if ctype == "application/strategic-merge-patch+json":
-            if not isinstance(p, dict):
-                raise errors.bad_request("a strategic merge patch must be a JSON object")
-            return lambda old: patching.strategic_merge_patch(old, p, r.kind)
-        raise errors.APIError(415, f"the patch content type {ctype!r} is not supported; use "
-                              "application/merge-patch+json, application/json-patch+json or "
-                              "application/strategic-merge-patch+json", "UnsupportedMediaType")
+        if not isinstance(p, dict):
+            raise errors.bad_request("a strategic merge patch must be a JSON object")
+        return lambda old: patching.strategic_merge_patch(old, p, r.kind)
+
+    # ----------------------------------------------------------------- apply
+    async def apply(self, r: Resource, ns: str | None, name: str, body: bytes, manager: str,
+                    force: bool = False, subresource: str | None = None,
+                    dry_run: bool = False) -> tuple[KV, bool]:
+        """Server-side apply of the intent in ``body``; creates a missing object.
+
+        Returns the object and whether it was created.
+        """
+        if subresource not in (None, "status"):
+            raise self.unsupported_patch(r)
+        applied = self._check_body(r, ns, parse_apply_body(body), name)
+        if applied["metadata"].get("managedFields") is not None:
+            raise errors.bad_request("metadata.managedFields must be nil")
+        expected_rv = applied["metadata"].get("resourceVersion")
+
+        def change(old: Obj | None) -> Obj:
+            try:
+                return fieldmanager.apply(old, applied, manager, r.kind, force, subresource=subresource,
+                                          status_subresource=r.strategy.has_status, api_version=r.api_version)
+            except fieldmanager.ApplyConflict as c:
+                raise errors.APIError(409, c.message, "Conflict", {"causes": c.causes()})
+
+        for _ in range(MAX_RETRIES):
+            if subresource is None and await self.store.get(r.key(ns, name)) is None:
+                if expected_rv:
+                    raise errors.not_found(r.group_resource, name, r.group, r.plural)
+                try:
+                    return await self.create(r, ns, change(None), dry_run), True
+                except errors.APIError as e:
+                    if e.reason != "AlreadyExists":
+                        raise
+                    continue  # created meanwhile: apply over it
+            try:
+                return await self.modify(r, ns, name, change, subresource, dry_run, expected_rv), False
+            except errors.APIError as e:
+                if e.code != 404 or subresource is not None or await self.store.get(r.key(ns, name)):
+                    raise
+        raise errors.conflict(r.group_resource, name, "too many concurrent writers", r.group, r.plural)
 
     # ----------------------------------------------------------------- delete
     async def delete(self, r: Resource, ns: str | None, name: str, options: dict[str, Any],
@@ -402,7 +485,8 @@ class ResourceAPI:
                 "spec": {"replicas": dig(r.scale.spec_replicas) or 0}, "status": status}
 
     async def update_scale(self, r: Resource, ns: str | None, name: str,
-                           to_scale: Callable[[Obj], Obj], dry_run: bool = False) -> Obj:
+                           to_scale: Callable[[Obj], Obj], dry_run: bool = False,
+                           manager: str | None = None) -> Obj:
         """Apply a change to the Scale view and write the replicas back to the parent."""
         def change(old: Obj) -> Obj:
             scale = to_scale(self.scale_of(r, old))
@@ -420,7 +504,7 @@ class ResourceAPI:
                 cur = cur.setdefault(p, {})
             cur[r.scale.spec_replicas[-1]] = replicas
             return old
-        kv = await self.modify(r, ns, name, change, dry_run=dry_run)
+        kv = await self.modify(r, ns, name, change, "scale", dry_run=dry_run, manager=manager)
         return self.scale_of(r, decode(kv.value))
 
     async def bind(self, pods: Resource, ns: str, name: str, binding: Any) -> None:

@@ -111,8 +111,9 @@ class WatchStream:
                 if left <= 0:
                     return
                 try:
-                    ev = await asyncio.wait_for(it.__anext__(), min(left, BOOKMARK_INTERVAL))
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(min(left, BOOKMARK_INTERVAL)):
+                        ev = await it.__anext__()
+                except TimeoutError:
                     if self.bookmarks and loop.time() < deadline:
                         yield self._bookmark()
                     continue
@@ -124,14 +125,5 @@ class WatchStream:
                 out = self.translate(ev)
                 if out is not None:
                     yield out
-                    # drain what is already queued without a timer per event
-                    q = self.watch.queue
-                    while not q.empty():
-                        nxt = q.get_nowait()
-                        if nxt is None:
-                            return
-                        out = self.translate(nxt)
-                        if out is not None:
-                            yield out
         finally:
             self.watch.close()

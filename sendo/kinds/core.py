@@ -167,12 +167,12 @@ POD_UPDATE_FORBIDDEN = (
     "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)")
 
 
-def _strip_nulls(v: Any) -> Any:
+def strip_nulls(v: Any) -> Any:
     """JSON null and an absent key mean the same; compare without the nulls."""
     if isinstance(v, dict):
-        return {k: _strip_nulls(x) for k, x in v.items() if x is not None}
+        return {k: strip_nulls(x) for k, x in v.items() if x is not None}
     if isinstance(v, list):
-        return [_strip_nulls(x) for x in v]
+        return [strip_nulls(x) for x in v]
     return v
 
 
@@ -183,16 +183,16 @@ def _copy_key(dst: dict, src: dict, key: str) -> None:
         dst.pop(key, None)
 
 
-def _changed_paths(a: Any, b: Any, path: str, out: list[str]) -> None:
+def changed_paths(a: Any, b: Any, path: str, out: list[str]) -> None:
     """The innermost paths where two JSON values differ (to tell the user what to undo)."""
     if a == b:
         return
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b), key=str):
-            _changed_paths(a.get(k), b.get(k), f"{path}.{k}", out)
+            changed_paths(a.get(k), b.get(k), f"{path}.{k}", out)
     elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         for i, (x, y) in enumerate(zip(a, b)):
-            _changed_paths(x, y, f"{path}[{i}]", out)
+            changed_paths(x, y, f"{path}[{i}]", out)
     else:
         out.append(path)
 
@@ -202,7 +202,7 @@ def _toleration_key(t: Any) -> Any:
     t.pop("tolerationSeconds", None)
     if not t.get("operator"):
         t["operator"] = "Equal"
-    return _strip_nulls(t)
+    return strip_nulls(t)
 
 
 def _check_tolerations_update(new: dict, old: dict) -> list[Cause]:
@@ -254,11 +254,11 @@ def validate_pod_update(new_pod: Obj, old_pod: Obj) -> list[Cause]:
     new, old = as_dict(new_pod.get("spec")), as_dict(old_pod.get("spec"))
     tolerations = _check_tolerations_update(new, old)
     causes = _check_active_deadline_update(new, old) + tolerations + _check_node_name_update(new, old)
-    munged = _strip_nulls(_spec_with_allowed_changes_undone(new, old, not tolerations))
-    old_clean = _strip_nulls(old)
+    munged = strip_nulls(_spec_with_allowed_changes_undone(new, old, not tolerations))
+    old_clean = strip_nulls(old)
     if munged != old_clean:
         changed: list[str] = []
-        _changed_paths(old_clean, munged, "spec", changed)
+        changed_paths(old_clean, munged, "spec", changed)
         shown = ", ".join(changed[:5]) + (f" (and {len(changed) - 5} more)" if len(changed) > 5 else "")
         causes.append(forbidden("spec", f"{POD_UPDATE_FORBIDDEN}; changed: {shown}"))
     return causes

@@ -42,6 +42,6 @@ class Registry:
 
 
 def builtin_registry() -> Registry:
-    from . import apps, coordination, core
+    from . import apps, coordination, core, crd
 
-    return Registry([*core.RESOURCES, *apps.RESOURCES, *coordination.RESOURCES])
+    return Registry([*core.RESOURCES, *apps.RESOURCES, *coordination.RESOURCES, *crd.RESOURCES])
