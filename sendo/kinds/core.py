@@ -12,14 +12,14 @@ import copy
 import ipaddress
 from typing import Any
 
-from .base import Cause, Column, Obj, Printer, Resource, duplicate, forbidden, required
+from .base import Cause, Column, Obj, Printer, Resource, duplicate, forbidden, required, unsupported
 from .printing import (as_dict, as_list, dicts, format_labels, human_age, name_of,
                        object_age, parse_timestamp)
-from .quantity import parse_quantity
+from .quantity import QuantityError, parse_quantity
 from .validation import (KindStrategy, PROTOCOLS, TAINT_EFFECTS, check_enum, check_int, check_name, get,
                          invalid_value, is_config_key, is_dns1123_label, is_dns1123_subdomain, is_port_name,
                          is_port_number, is_qualified_name, is_type, required_because, too_long, type_invalid,
-                         validate_labels, validate_pod_spec)
+                         validate_label_selector, validate_labels, validate_pod_spec)
 
 
 class NoStatus(KindStrategy):
@@ -841,20 +841,80 @@ SERVICE_PRINTER = Printer(
 )
 
 
+IP_FAMILIES = ["IPv4", "IPv6"]
+IP_FAMILY_POLICIES = ["PreferDualStack", "RequireDualStack", "SingleStack"]
+TRAFFIC_POLICIES = ["Cluster", "Local"]
+_NOT_FOR_EXTERNAL_NAME = "may not be set for ExternalName services"
+
+
+def _is_ip(v: Any) -> bool:
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        return False
+    return True
+
+
 def _validate_cluster_ip(spec: dict, stype: str, causes: list[Cause]) -> None:
     ip = get(spec, "clusterIP", "spec.clusterIP", str, causes)
     if not ip:
         return
     if stype == "ExternalName":
-        causes.append(forbidden("spec.clusterIP", "may not be set for ExternalName services"))
+        causes.append(forbidden("spec.clusterIP", _NOT_FOR_EXTERNAL_NAME))
     elif ip == "None":
         if stype in ("NodePort", "LoadBalancer"):
             causes.append(invalid_value("spec.clusterIP", ip, f"may not be set to 'None' for {stype} services"))
-    else:
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            causes.append(invalid_value("spec.clusterIP", ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+    elif not _is_ip(ip):
+        causes.append(invalid_value("spec.clusterIP", ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+
+
+def _validate_ip_fields(spec: dict, stype: str, causes: list[Cause]) -> None:
+    """clusterIPs, ipFamilies and ipFamilyPolicy on their own; the allocator checks them against the cluster."""
+    ips = get(spec, "clusterIPs", "spec.clusterIPs", list, causes)
+    families = get(spec, "ipFamilies", "spec.ipFamilies", list, causes)
+    policy = spec.get("ipFamilyPolicy")
+    if stype == "ExternalName":
+        for key, present in (("clusterIPs", bool(ips)), ("ipFamilies", bool(families)), ("ipFamilyPolicy", policy is not None)):
+            if present:
+                causes.append(forbidden(f"spec.{key}", _NOT_FOR_EXTERNAL_NAME))
+        return
+    seen: set[str] = set()
+    for i, fam in enumerate(families or []):
+        if fam not in IP_FAMILIES:
+            causes.append(unsupported(f"spec.ipFamilies[{i}]", fam, IP_FAMILIES))
+        elif fam in seen:
+            causes.append(duplicate(f"spec.ipFamilies[{i}]", fam))
+        seen.add(str(fam))
+    if policy is not None and policy not in IP_FAMILY_POLICIES:
+        causes.append(unsupported("spec.ipFamilyPolicy", policy, IP_FAMILY_POLICIES))
+    if not ips:
+        return
+    bad = False
+    for i, ip in enumerate(ips):
+        if i == 0 and ip == "None":
+            if len(ips) > 1:
+                bad = True
+                causes.append(invalid_value("spec.clusterIPs", ips, "'None' must be the first and only value"))
+            continue
+        if not isinstance(ip, str) or not _is_ip(ip):
+            bad = True
+            causes.append(invalid_value(f"spec.clusterIPs[{i}]", ip, "must be a valid IP address, (e.g. 10.9.8.7 or "
+                                                                     "2001:db8::ffff)"))
+    if len(ips) > 2:
+        causes.append(invalid_value("spec.clusterIPs", ips, "may only hold up to 2 values"))
+    cluster_ip = spec.get("clusterIP")
+    if isinstance(cluster_ip, str) and cluster_ip and ips[0] != cluster_ip:
+        causes.append(invalid_value("spec.clusterIPs", ips, "first value must match `clusterIP`"))
+    if bad:
+        return
+    if len(ips) == 2 and ipaddress.ip_address(ips[0]).version == ipaddress.ip_address(ips[1]).version:
+        causes.append(invalid_value("spec.clusterIPs", ips, "may specify no more than one IP for each IP family"))
+    if ips != ["None"]:
+        for i, (ip, fam) in enumerate(zip(ips, families or [])):
+            version = ipaddress.ip_address(ip).version
+            if (fam == "IPv4" and version == 6) or (fam == "IPv6" and version == 4):
+                causes.append(invalid_value(f"spec.clusterIPs[{i}]", ip,
+                                            f"expected an {fam} value as indicated by `ipFamilies[{i}]`"))
 
 
 def _validate_service_port(port: dict, p: str, stype: str, multiple: bool, causes: list[Cause]) -> None:
@@ -884,20 +944,14 @@ def _validate_service_port(port: dict, p: str, stype: str, multiple: bool, cause
             causes += [invalid_value(f"{p}.nodePort", node_port, m) for m in is_port_number(node_port)]
 
 
-def validate_service_spec(spec: dict) -> list[Cause]:
-    causes: list[Cause] = []
-    stype = spec.get("type")
-    check_enum(stype, "spec.type", SERVICE_TYPES, causes)
-    check_enum(spec.get("sessionAffinity"), "spec.sessionAffinity", SESSION_AFFINITIES, causes)
-    _validate_cluster_ip(spec, stype, causes)
-    if stype == "ExternalName":
-        ext = spec.get("externalName")
-        check_name(ext if not isinstance(ext, str) else ext.rstrip("."), "spec.externalName", is_dns1123_subdomain, causes)
+def _validate_service_ports(spec: dict, stype: Any, causes: list[Cause]) -> None:
     ports = get(spec, "ports", "spec.ports", list, causes)
     headless = spec.get("clusterIP") == "None"
     if spec.get("ports") in (None, []) and stype != "ExternalName" and not headless:
         causes.append(required("spec.ports"))
     names: set[str] = set()
+    pairs: set[tuple] = set()
+    node_ports: set[tuple] = set()
     for i, port in enumerate(ports or []):
         p = f"spec.ports[{i}]"
         if not isinstance(port, dict):
@@ -909,12 +963,127 @@ def validate_service_spec(spec: dict) -> list[Cause]:
             if name in names:
                 causes.append(duplicate(f"{p}.name", name))
             names.add(name)
+        number, proto = port.get("port"), port.get("protocol") or "TCP"
+        if is_type(number, int):
+            if (number, proto) in pairs:
+                causes.append(duplicate(p, f"{number}/{proto}"))
+            pairs.add((number, proto))
+        node_port = port.get("nodePort")
+        if is_type(node_port, int) and node_port:
+            if (node_port, proto) in node_ports:
+                causes.append(Cause(f"{p}.nodePort", f"Duplicate value: {node_port}", "FieldValueDuplicate"))
+            node_ports.add((node_port, proto))
+
+
+def _needs_health_check_port(spec: dict) -> bool:
+    return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+
+
+def _validate_traffic_fields(spec: dict, stype: Any, causes: list[Cause]) -> None:
+    external = stype in ("NodePort", "LoadBalancer")
+    etp = spec.get("externalTrafficPolicy")
+    if etp is not None:
+        if not external and not spec.get("externalIPs"):
+            causes.append(invalid_value("spec.externalTrafficPolicy", etp,
+                                        "may only be set for externally-accessible services"))
+        else:
+            check_enum(etp, "spec.externalTrafficPolicy", TRAFFIC_POLICIES, causes)
+    itp = spec.get("internalTrafficPolicy")
+    if itp is not None:
+        check_enum(itp, "spec.internalTrafficPolicy", TRAFFIC_POLICIES, causes)
+    hc = get(spec, "healthCheckNodePort", "spec.healthCheckNodePort", int, causes)
+    if hc:
+        if not _needs_health_check_port(spec):
+            causes.append(invalid_value("spec.healthCheckNodePort", hc, "may only be set when `type` is "
+                                                                       "'LoadBalancer' and `externalTrafficPolicy` is 'Local'"))
+        else:
+            causes += [invalid_value("spec.healthCheckNodePort", hc, m) for m in is_port_number(hc)]
+    alloc = get(spec, "allocateLoadBalancerNodePorts", "spec.allocateLoadBalancerNodePorts", bool, causes)
+    if alloc is not None and stype != "LoadBalancer":
+        causes.append(forbidden("spec.allocateLoadBalancerNodePorts", "may only be used when `type` is 'LoadBalancer'"))
+    for i, ip in enumerate(get(spec, "externalIPs", "spec.externalIPs", list, causes) or []):
+        if not isinstance(ip, str) or not _is_ip(ip):
+            causes.append(invalid_value(f"spec.externalIPs[{i}]", ip, "must be a valid IP address, (e.g. 10.9.8.7 "
+                                                                      "or 2001:db8::ffff)"))
+
+
+def validate_service_spec(spec: dict) -> list[Cause]:
+    causes: list[Cause] = []
+    stype = spec.get("type")
+    check_enum(stype, "spec.type", SERVICE_TYPES, causes)
+    check_enum(spec.get("sessionAffinity"), "spec.sessionAffinity", SESSION_AFFINITIES, causes)
+    _validate_cluster_ip(spec, stype, causes)
+    _validate_ip_fields(spec, stype, causes)
+    if stype == "ExternalName":
+        ext = spec.get("externalName")
+        check_name(ext if not isinstance(ext, str) else ext.rstrip("."), "spec.externalName", is_dns1123_subdomain, causes)
+    _validate_service_ports(spec, stype, causes)
+    _validate_traffic_fields(spec, stype, causes)
     causes += validate_labels(spec.get("selector"), "spec.selector")
     return causes
 
 
+def normalize_cluster_ips(spec: dict) -> None:
+    """clusterIP and clusterIPs[0] say the same thing; a client may set either (as Kubernetes allows)."""
+    if spec.get("type") == "ExternalName":
+        return
+    ip, ips = spec.get("clusterIP"), spec.get("clusterIPs")
+    if isinstance(ip, str) and ip and ips in (None, []):
+        spec["clusterIPs"] = [ip]
+    elif not ip and isinstance(ips, list) and ips and isinstance(ips[0], str):
+        spec["clusterIP"] = ips[0]
+
+
+def _keep_allocated(spec: dict, old_spec: dict) -> None:
+    """A PUT that leaves out what the server allocated (clusterIP, node ports) keeps it (kubectl replace)."""
+    if spec.get("type") == "ExternalName" or old_spec.get("type") == "ExternalName":
+        return
+    if not spec.get("clusterIP") and not spec.get("clusterIPs"):
+        for key in ("clusterIP", "clusterIPs"):
+            if old_spec.get(key):
+                spec[key] = copy.deepcopy(old_spec[key])
+    for key in ("ipFamilies", "ipFamilyPolicy"):
+        if spec.get(key) is None and old_spec.get(key) is not None:
+            spec[key] = copy.deepcopy(old_spec[key])
+    if spec.get("type") in ("NodePort", "LoadBalancer"):
+        old_node_ports = {(p.get("port"), p.get("protocol")): p.get("nodePort")
+                          for p in dicts(old_spec.get("ports")) if p.get("nodePort")}
+        for p in dicts(spec.get("ports")):
+            key = (p.get("port"), p.get("protocol"))
+            if not p.get("nodePort") and key in old_node_ports:
+                p["nodePort"] = old_node_ports[key]
+    if _needs_health_check_port(spec) and not spec.get("healthCheckNodePort") and old_spec.get("healthCheckNodePort"):
+        spec["healthCheckNodePort"] = old_spec["healthCheckNodePort"]
+
+
+def _drop_type_dependent(spec: dict, old_spec: dict) -> None:
+    """After a type change, values that only the old type used go, unless the client changed them too."""
+    stype = spec.get("type")
+
+    def drop_if_unchanged(key: str) -> None:
+        if key in spec and spec.get(key) == old_spec.get(key):
+            del spec[key]
+
+    if stype == "ExternalName" and old_spec.get("type") != "ExternalName":
+        for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy"):
+            drop_if_unchanged(key)
+    if stype not in ("NodePort", "LoadBalancer") or (stype == "LoadBalancer"
+                                                      and spec.get("allocateLoadBalancerNodePorts") is False):
+        old_node_ports = {p.get("port"): p.get("nodePort") for p in dicts(old_spec.get("ports"))}
+        for p in dicts(spec.get("ports")):
+            if p.get("nodePort") and old_node_ports.get(p.get("port")) == p.get("nodePort"):
+                del p["nodePort"]
+    if stype not in ("NodePort", "LoadBalancer") and not spec.get("externalIPs"):
+        drop_if_unchanged("externalTrafficPolicy")
+    if not _needs_health_check_port(spec):
+        drop_if_unchanged("healthCheckNodePort")
+    if stype != "LoadBalancer":
+        for key in ("allocateLoadBalancerNodePorts", "loadBalancerClass"):
+            drop_if_unchanged(key)
+
+
 class ServiceStrategy(KindStrategy):
-    """Stored and checked; cluster IPs and node ports are assigned by the network allocator."""
+    """Stored and checked here; cluster IPs and node ports come from api/admission.ServiceAllocator."""
 
     def default(self, obj: Obj) -> None:
         spec = obj.get("spec")
@@ -926,29 +1095,24 @@ class ServiceStrategy(KindStrategy):
             set_default(spec, "internalTrafficPolicy", "Cluster")
         if spec.get("type") in ("NodePort", "LoadBalancer"):
             set_default(spec, "externalTrafficPolicy", "Cluster")
+        if spec.get("type") == "LoadBalancer":
+            set_default(spec, "allocateLoadBalancerNodePorts", True)
         for port in dicts(spec.get("ports")):
             set_default(port, "protocol", "TCP")
             if port.get("targetPort") in (None, "", 0):
                 port["targetPort"] = port.get("port")
+        normalize_cluster_ips(spec)
 
     def prepare_create(self, obj: Obj) -> None:
         obj["status"] = {"loadBalancer": {}}
 
     def prepare_update(self, obj: Obj, old: Obj) -> None:
-        """A PUT that leaves out the allocated clusterIP or nodePorts keeps them (kubectl replace)."""
         spec, old_spec = obj.get("spec"), as_dict(old.get("spec"))
-        if not isinstance(spec, dict) or spec.get("type") == "ExternalName":
+        if not isinstance(spec, dict):
             return
-        if not spec.get("clusterIP") and old_spec.get("clusterIP"):
-            spec["clusterIP"] = old_spec["clusterIP"]
-            if old_spec.get("clusterIPs"):
-                spec["clusterIPs"] = copy.deepcopy(old_spec["clusterIPs"])
-        old_node_ports = {(p.get("port"), p.get("protocol")): p.get("nodePort")
-                          for p in dicts(old_spec.get("ports")) if p.get("nodePort")}
-        if spec.get("type") in ("NodePort", "LoadBalancer"):
-            for p in dicts(spec.get("ports")):
-                if not p.get("nodePort") and (p.get("port"), p.get("protocol")) in old_node_ports:
-                    p["nodePort"] = old_node_ports[(p.get("port"), p.get("protocol"))]
+        _drop_type_dependent(spec, old_spec)
+        _keep_allocated(spec, old_spec)
+        normalize_cluster_ips(spec)
 
     def validate_object(self, obj: Obj) -> list[Cause]:
         spec = obj.get("spec")
@@ -958,10 +1122,359 @@ class ServiceStrategy(KindStrategy):
 
     def validate_update(self, obj: Obj, old: Obj) -> list[Cause]:
         spec, old_spec = as_dict(obj.get("spec")), as_dict(old.get("spec"))
+        if spec.get("type") == "ExternalName" or old_spec.get("type") == "ExternalName":
+            return []
         old_ip, new_ip = old_spec.get("clusterIP"), spec.get("clusterIP")
-        if old_ip and spec.get("type") != "ExternalName" and old_spec.get("type") != "ExternalName" and new_ip != old_ip:
+        if old_ip and new_ip != old_ip:
             return [invalid_value("spec.clusterIP", new_ip, "field is immutable")]
+        causes = []
+        old_ips, new_ips = as_list(old_spec.get("clusterIPs")), as_list(spec.get("clusterIPs"))
+        if old_ips and old_ips != new_ips[:len(old_ips)]:
+            causes.append(invalid_value("spec.clusterIPs[0]", new_ips, "may not change once set"))
+        old_fams, new_fams = as_list(old_spec.get("ipFamilies")), as_list(spec.get("ipFamilies"))
+        if old_ip != "None" and old_fams and old_fams != new_fams[:len(old_fams)]:
+            causes.append(invalid_value("spec.ipFamilies[0]", new_fams, "may not change once set"))
+        return causes
+
+
+# ======================================================================= ServiceAccount
+
+
+def serviceaccount_row(sa: Obj) -> list[Any]:
+    return [name_of(sa), len(as_list(sa.get("secrets"))), object_age(sa)]
+
+
+SERVICEACCOUNT_PRINTER = Printer(
+    columns=[_name_column(), Column("Secrets", description="Secrets the service account may use."), _age_column()],
+    row=serviceaccount_row,
+)
+
+
+def _validate_object_refs(refs: Any, path: str, causes: list[Cause]) -> None:
+    if refs is None:
+        return
+    if not isinstance(refs, list):
+        causes.append(type_invalid(path, refs, list))
+        return
+    for i, ref in enumerate(refs):
+        if not isinstance(ref, dict):
+            causes.append(type_invalid(f"{path}[{i}]", ref, dict))
+            continue
+        name = get(ref, "name", f"{path}[{i}].name", str, causes)
+        if name:
+            causes += [invalid_value(f"{path}[{i}].name", name, m) for m in is_dns1123_subdomain(name)]
+
+
+class ServiceAccountStrategy(NoStatus):
+    def validate_object(self, obj: Obj) -> list[Cause]:
+        causes: list[Cause] = []
+        _validate_object_refs(obj.get("secrets"), "secrets", causes)
+        _validate_object_refs(obj.get("imagePullSecrets"), "imagePullSecrets", causes)
+        get(obj, "automountServiceAccountToken", "automountServiceAccountToken", bool, causes)
+        return causes
+
+
+# ======================================================================= Endpoints
+
+MAX_ENDPOINTS_SHOWN = 3
+
+
+def _join_host_port(ip: Any, port: Any) -> str:
+    ip = str(ip)
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def endpoints_cell(ep: Obj) -> str:
+    """ "10.0.0.1:8080,10.0.0.2:8080 + 3 more...", addresses alone for port-less (headless) subsets, or <none>."""
+    subsets = dicts(ep.get("subsets"))
+    if not subsets:
+        return "<none>"
+    shown: list[str] = []
+    count = 0
+    for ss in subsets:
+        addresses = dicts(ss.get("addresses"))
+        ports = dicts(ss.get("ports"))
+        if not ports:
+            count += len(addresses)
+            shown += [str(a.get("ip", "")) for a in addresses][:MAX_ENDPOINTS_SHOWN - len(shown)]
+            continue
+        for port in ports:
+            count += len(addresses)
+            for a in addresses:
+                if len(shown) == MAX_ENDPOINTS_SHOWN:
+                    break
+                shown.append(_join_host_port(a.get("ip", ""), port.get("port")))
+    text = ",".join(shown)
+    return f"{text} + {count - MAX_ENDPOINTS_SHOWN} more..." if count > MAX_ENDPOINTS_SHOWN else text
+
+
+def endpoints_row(ep: Obj) -> list[Any]:
+    return [name_of(ep), endpoints_cell(ep), object_age(ep)]
+
+
+ENDPOINTS_PRINTER = Printer(
+    columns=[_name_column(), Column("Endpoints", description="Addresses and ports behind the service."),
+             _age_column()],
+    row=endpoints_row,
+)
+
+
+def endpoint_ip_causes(ip: Any, path: str) -> list[Cause]:
+    """An endpoint IP: a real unicast address. Loopback is allowed: sendo's pod IPs are 127.x by design."""
+    if not isinstance(ip, str) or not ip:
+        return [required(path)] if not ip else [type_invalid(path, ip, str)]
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return [invalid_value(path, ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")]
+    causes = []
+    if addr.is_unspecified:
+        causes.append(invalid_value(path, ip, f"may not be unspecified ({ip})"))
+    if addr.is_link_local:
+        causes.append(invalid_value(path, ip, "may not be in the link-local range (169.254.0.0/16, fe80::/10)"))
+    if addr.is_multicast and (addr in ipaddress.ip_network("224.0.0.0/24") or addr in ipaddress.ip_network("ff02::/16")):
+        causes.append(invalid_value(path, ip, "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"))
+    return causes
+
+
+def _validate_endpoint_address(addr: Any, path: str) -> list[Cause]:
+    if not isinstance(addr, dict):
+        return [type_invalid(path, addr, dict)]
+    causes = endpoint_ip_causes(addr.get("ip"), f"{path}.ip")
+    for key, check in (("hostname", is_dns1123_label), ("nodeName", is_dns1123_subdomain)):
+        v = get(addr, key, f"{path}.{key}", str, causes)
+        if v:
+            causes += [invalid_value(f"{path}.{key}", v, m) for m in check(v)]
+    get(addr, "targetRef", f"{path}.targetRef", dict, causes)
+    return causes
+
+
+def _validate_endpoint_port(port: Any, path: str, require_name: bool) -> list[Cause]:
+    if not isinstance(port, dict):
+        return [type_invalid(path, port, dict)]
+    causes: list[Cause] = []
+    name = get(port, "name", f"{path}.name", str, causes)
+    if require_name and not name:
+        causes.append(required(f"{path}.name"))
+    elif name:
+        causes += [invalid_value(f"{path}.name", name, m) for m in is_dns1123_label(name)]
+    number = port.get("port")
+    if not is_type(number, int):
+        causes.append(type_invalid(f"{path}.port", number, int))
+    else:
+        causes += [invalid_value(f"{path}.port", number, m) for m in is_port_number(number)]
+    check_enum(port.get("protocol"), f"{path}.protocol", PROTOCOLS, causes)
+    app = get(port, "appProtocol", f"{path}.appProtocol", str, causes)
+    if app:
+        causes += [invalid_value(f"{path}.appProtocol", app, m) for m in is_qualified_name(app)]
+    return causes
+
+
+def validate_endpoint_subsets(subsets: Any) -> list[Cause]:
+    if subsets is None:
         return []
+    if not isinstance(subsets, list):
+        return [type_invalid("subsets", subsets, list)]
+    causes: list[Cause] = []
+    for i, ss in enumerate(subsets):
+        p = f"subsets[{i}]"
+        if not isinstance(ss, dict):
+            causes.append(type_invalid(p, ss, dict))
+            continue
+        addresses = get(ss, "addresses", f"{p}.addresses", list, causes) or []
+        not_ready = get(ss, "notReadyAddresses", f"{p}.notReadyAddresses", list, causes) or []
+        if not addresses and not not_ready:
+            causes.append(required_because(p, "must specify `addresses` or `notReadyAddresses`"))
+        for j, addr in enumerate(addresses):
+            causes += _validate_endpoint_address(addr, f"{p}.addresses[{j}]")
+        for j, addr in enumerate(not_ready):
+            causes += _validate_endpoint_address(addr, f"{p}.notReadyAddresses[{j}]")
+        ports = get(ss, "ports", f"{p}.ports", list, causes) or []
+        for j, port in enumerate(ports):
+            causes += _validate_endpoint_port(port, f"{p}.ports[{j}]", len(ports) > 1)
+    return causes
+
+
+class EndpointsStrategy(NoStatus):
+    def default(self, obj: Obj) -> None:
+        for ss in dicts(obj.get("subsets")):
+            for port in dicts(ss.get("ports")):
+                set_default(port, "protocol", "TCP")
+
+    def validate_object(self, obj: Obj) -> list[Cause]:
+        return validate_endpoint_subsets(obj.get("subsets"))
+
+
+# ======================================================================= PersistentVolumeClaim
+
+ACCESS_MODES = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"]
+_ACCESS_MODE_SHORT = (("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"),
+                      ("ReadWriteOncePod", "RWOP"))
+VOLUME_MODES = ["Block", "Filesystem"]
+BETA_STORAGE_CLASS = "volume.beta.kubernetes.io/storage-class"
+_STORAGE_KEY = "spec.resources[storage]"
+
+
+def access_modes_cell(modes: Any) -> str:
+    """Short forms in a fixed order, duplicates dropped: "RWO,RWX"."""
+    present = set(x for x in as_list(modes) if isinstance(x, str))
+    return ",".join(short for mode, short in _ACCESS_MODE_SHORT if mode in present)
+
+
+def pvc_storage_class(pvc: Obj) -> str:
+    annotations = as_dict(as_dict(pvc.get("metadata")).get("annotations"))
+    if BETA_STORAGE_CLASS in annotations:
+        return str(annotations[BETA_STORAGE_CLASS])
+    cls = as_dict(pvc.get("spec")).get("storageClassName")
+    return cls if isinstance(cls, str) else ""
+
+
+def pvc_row(pvc: Obj) -> list[Any]:
+    spec, status, meta = as_dict(pvc.get("spec")), as_dict(pvc.get("status")), as_dict(pvc.get("metadata"))
+    phase = "Terminating" if meta.get("deletionTimestamp") else str(status.get("phase") or "")
+    volume = spec.get("volumeName") if isinstance(spec.get("volumeName"), str) else ""
+    capacity = modes = ""
+    if volume:
+        capacity = str(as_dict(status.get("capacity")).get("storage") or "")
+        modes = access_modes_cell(status.get("accessModes"))
+    vac = spec.get("volumeAttributesClassName")
+    mode = spec.get("volumeMode")
+    return [name_of(pvc), phase, volume, capacity, modes, pvc_storage_class(pvc),
+            vac if isinstance(vac, str) else "<unset>", object_age(pvc), mode if isinstance(mode, str) else "<unset>"]
+
+
+PVC_PRINTER = Printer(
+    columns=[
+        _name_column(),
+        Column("Status", description="Pending, Bound or Lost."),
+        Column("Volume", description="The volume bound to the claim."),
+        Column("Capacity", description="The storage the bound volume has."),
+        Column("Access Modes", description="How the bound volume may be mounted."),
+        Column("StorageClass", description="StorageClass of the pvc."),
+        Column("VolumeAttributesClass", description="VolumeAttributesClass of the pvc."),
+        _age_column(),
+        Column("VolumeMode", priority=1, description="Filesystem or Block."),
+    ],
+    row=pvc_row,
+)
+
+
+def _storage_request(spec: dict) -> Any:
+    return as_dict(as_dict(spec.get("resources")).get("requests")).get("storage")
+
+
+def _validate_data_source(ref: Any, path: str, typed: bool) -> list[Cause]:
+    if not isinstance(ref, dict):
+        return [type_invalid(path, ref, dict)]
+    causes: list[Cause] = []
+    for key in ("name", "kind"):
+        if not ref.get(key):
+            causes.append(required(f"{path}.{key}"))
+    group = ref.get("apiGroup") or ""
+    if not group and ref.get("kind") != "PersistentVolumeClaim":
+        causes.append(invalid_value(path, ref.get("kind"), "must be 'PersistentVolumeClaim' when referencing the "
+                                                           "default apiGroup"))
+    if isinstance(group, str) and group:
+        causes += [invalid_value(f"{path}.apiGroup", group, m) for m in is_dns1123_subdomain(group)]
+    ns = ref.get("namespace") if typed else None
+    if isinstance(ns, str) and ns:
+        causes += [invalid_value(f"{path}.namespace", ns, m) for m in is_dns1123_label(ns)]
+    return causes
+
+
+def validate_pvc_spec(spec: Any, path: str) -> list[Cause]:
+    """A PersistentVolumeClaimSpec (a PVC's, or a StatefulSet's volumeClaimTemplates[i].spec)."""
+    if not isinstance(spec, dict):
+        return [required(f"{path}.accessModes") if spec is None else type_invalid(path, spec, dict)]
+    causes: list[Cause] = []
+    modes = get(spec, "accessModes", f"{path}.accessModes", list, causes)
+    if not modes:
+        if modes is not None or spec.get("accessModes") is None:
+            causes.append(required_because(f"{path}.accessModes", "at least 1 access mode is required"))
+    rwop = other = False
+    for mode in modes or []:
+        if mode not in ACCESS_MODES:
+            causes.append(unsupported(f"{path}.accessModes", mode, ACCESS_MODES))
+        elif mode == "ReadWriteOncePod":
+            rwop = True
+        else:
+            other = True
+    if rwop and other:
+        causes.append(forbidden(f"{path}.accessModes", "may not use ReadWriteOncePod with other access modes"))
+    causes += validate_label_selector(spec.get("selector"), f"{path}.selector")
+    key = _STORAGE_KEY if path == "spec" else f"{path}.resources[storage]"
+    resources = get(spec, "resources", f"{path}.resources", dict, causes) or {}
+    get(resources, "requests", f"{path}.resources.requests", dict, causes)
+    storage = _storage_request(spec)
+    if storage is None:
+        causes.append(required(key))
+    else:
+        try:
+            if parse_quantity(storage) <= 0:
+                causes.append(invalid_value(key, str(storage), "must be greater than zero"))
+        except QuantityError as e:
+            causes.append(invalid_value(key, storage, e.reason))
+    for name_key in ("storageClassName", "volumeAttributesClassName", "volumeName"):
+        v = get(spec, name_key, f"{path}.{name_key}", str, causes)
+        if v and name_key != "volumeName":
+            causes += [invalid_value(f"{path}.{name_key}", v, m) for m in is_dns1123_subdomain(v)]
+    mode = spec.get("volumeMode")
+    if mode is not None and mode not in VOLUME_MODES:
+        causes.append(unsupported(f"{path}.volumeMode", mode, VOLUME_MODES))
+    if spec.get("dataSource") is not None:
+        causes += _validate_data_source(spec["dataSource"], f"{path}.dataSource", typed=False)
+    if spec.get("dataSourceRef") is not None:
+        causes += _validate_data_source(spec["dataSourceRef"], f"{path}.dataSourceRef", typed=True)
+    return causes
+
+
+def default_pvc_spec(spec: Any) -> None:
+    set_default(spec, "volumeMode", "Filesystem")
+
+
+def validate_pvc_update(new: Obj, old: Obj) -> list[Cause]:
+    """A claim's spec is fixed but for a bound claim's storage request, which may only grow."""
+    spec, old_spec = copy.deepcopy(as_dict(new.get("spec"))), copy.deepcopy(as_dict(old.get("spec")))
+    causes: list[Cause] = []
+    if not old_spec.get("volumeName"):
+        old_spec["volumeName"] = spec.get("volumeName")  # binding sets volumeName once
+    if old_spec.get("storageClassName") is None and spec.get("storageClassName") is not None:
+        old_annotation = as_dict(as_dict(old.get("metadata")).get("annotations")).get(BETA_STORAGE_CLASS)
+        if old_annotation is None or old_annotation == spec.get("storageClassName"):
+            old_spec["storageClassName"] = spec["storageClassName"]  # an unset class may be set once
+    new_size, old_size = _storage_request(spec), _storage_request(old_spec)
+    bound = as_dict(new.get("status")).get("phase") == "Bound"
+    if bound and isinstance(as_dict(spec.get("resources")).get("requests"), dict):
+        spec["resources"]["requests"]["storage"] = old_size
+    spec["volumeAttributesClassName"] = old_spec.get("volumeAttributesClassName")
+    clean_new, clean_old = strip_nulls(spec), strip_nulls(old_spec)
+    if clean_new != clean_old:
+        changed: list[str] = []
+        changed_paths(clean_old, clean_new, "spec", changed)
+        causes.append(forbidden("spec", "spec is immutable after creation except resources.requests and "
+                                        f"volumeAttributesClassName for bound claims; changed: {', '.join(changed[:5])}"))
+    try:
+        if new_size is not None and old_size is not None and parse_quantity(new_size) < parse_quantity(old_size):
+            causes.append(forbidden("spec.resources.requests.storage", "field can not be less than previous value"))
+    except QuantityError:
+        pass  # validate() reports the unparseable quantity
+    if old_spec.get("volumeAttributesClassName") and not as_dict(new.get("spec")).get("volumeAttributesClassName"):
+        causes.append(forbidden("spec.volumeAttributesClassName", "update from non-nil value to nil is forbidden"))
+    return causes
+
+
+class PersistentVolumeClaimStrategy(KindStrategy):
+    def default(self, obj: Obj) -> None:
+        default_pvc_spec(obj.get("spec"))
+
+    def prepare_create(self, obj: Obj) -> None:
+        obj["status"] = {"phase": "Pending"}
+
+    def validate_object(self, obj: Obj) -> list[Cause]:
+        return validate_pvc_spec(obj.get("spec"), "spec")
+
+    def validate_update(self, obj: Obj, old: Obj) -> list[Cause]:
+        return validate_pvc_update(obj, old)
 
 
 RESOURCES = [
@@ -977,4 +1490,10 @@ RESOURCES = [
     Resource("", "v1", "Secret", "secrets", True, strategy=SecretStrategy(), printer=SECRET_PRINTER),
     Resource("", "v1", "Service", "services", True, short_names=["svc"], categories=["all"],
              subresources={"status"}, strategy=ServiceStrategy(), printer=SERVICE_PRINTER),
+    Resource("", "v1", "ServiceAccount", "serviceaccounts", True, short_names=["sa"],
+             strategy=ServiceAccountStrategy(), printer=SERVICEACCOUNT_PRINTER),
+    Resource("", "v1", "Endpoints", "endpoints", True, short_names=["ep"], singular="endpoints",
+             strategy=EndpointsStrategy(), printer=ENDPOINTS_PRINTER),
+    Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, short_names=["pvc"],
+             subresources={"status"}, strategy=PersistentVolumeClaimStrategy(), printer=PVC_PRINTER),
 ]

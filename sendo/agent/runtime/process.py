@@ -90,8 +90,11 @@ class ProcessRuntime:
 
         fd = _open_log(spec.log_path)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *spec.argv,
+            # Popen (vfork+exec, about a millisecond) rather than asyncio's subprocess
+            # transports: those wait in a thread per child on Python 3.11 and kill the
+            # child when the event loop closes, but containers must outlive the agent.
+            proc = subprocess.Popen(
+                spec.argv,
                 executable=executable,
                 stdin=subprocess.DEVNULL,
                 stdout=fd,
@@ -133,8 +136,8 @@ class ProcessRuntime:
             raise StartError(f"cannot record container state in {self.state_dir}: {e.strerror or e}") from e
         return handle
 
-    async def _reap(self, entry: _Entry, proc: asyncio.subprocess.Process) -> None:
-        rc = await proc.wait()
+    async def _reap(self, entry: _Entry, proc: subprocess.Popen) -> None:
+        rc = await _wait_child(proc)
         finished_at = time.time()
         _kill_group(entry.handle.pid, signal.SIGKILL)  # leftovers die with the main process
         if rc < 0:
@@ -292,8 +295,8 @@ class ProcessRuntime:
             if not entry.exit.done():
                 entry.exit.cancel()
         elif entry.task is not None and not entry.task.done():
-            # Our own child: keep its reaper. asyncio kills a child whose transport
-            # is garbage-collected, and an unreaped child would become a zombie.
+            # Our own child: keep its reaper while this process lives, so it does not
+            # become a zombie; the child itself keeps running after we are gone.
             self._background.add(entry.task)
             entry.task.add_done_callback(self._background.discard)
 
@@ -369,6 +372,26 @@ def _kill_group(pgid: int, sig: int) -> None:
         pass
     except PermissionError as e:  # not ours: never expected, worth a trace
         log.warning("cannot signal process group %d: %s", pgid, e)
+
+
+async def _wait_child(proc: subprocess.Popen) -> int:
+    """Wait for our own child with no thread: the event loop watches its pidfd."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # no pidfd support: poll
+        while (rc := proc.poll()) is None:
+            await asyncio.sleep(_ADOPTED_POLL_INTERVAL)  # poll interval without pidfd
+        return rc
+    loop = asyncio.get_running_loop()
+    exited = loop.create_future()
+    loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+    try:
+        if proc.poll() is None:  # it may have exited before the reader was added
+            await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    return proc.wait()
 
 
 def _resolve_executable(argv0: str, env: dict[str, str], cwd: str | None) -> str:
