@@ -279,7 +279,7 @@ class Agent:
                 env[k] = os.environ[k]
         return env
 
-    async def event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
+    def event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
         self.recorder.emit(pod, type_, reason, message)
 
     # ----------------------------------------------------------------- HTTP (logs)

@@ -114,8 +114,16 @@ class DeploymentController(Controller):
         else:
             await self._rolling(d, new_rs, old)
         await self._cleanup(d, old)
+        await self._sync_revision(d, new_rs)
         await self._sync_status(d, new_rs, old)
         return None
+
+    async def _sync_revision(self, d: Obj, new_rs: Obj) -> None:
+        """The Deployment carries its newest ReplicaSet's revision (kubectl rollout reads it)."""
+        rev = str(revision_of(new_rs))
+        if (d["metadata"].get("annotations") or {}).get(REVISION) != rev:
+            await self.client.patch(self.d_kind, d["metadata"]["namespace"], d["metadata"]["name"],
+                                    {"metadata": {"annotations": {REVISION: rev}}})
 
     async def _create_rs(self, d: Obj, h: str, old: list[Obj]) -> Obj:
         spec = d["spec"]
