@@ -17,7 +17,7 @@ from .. import __version__
 from ..kinds.base import Cause, unsupported
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
-from . import discovery, errors, openapi, patch as patching, podlogs
+from . import discovery, errors, openapi, patch as patching, podlogs, protobuf
 from .errors import APIError
 from .meta import make_filter
 from .resources import APPLY_PATCH, ResourceAPI, decode
@@ -220,6 +220,8 @@ class APIServer:
         if not raw:
             raise errors.bad_request("the request has no body")
         ctype = request.headers.get("content-type", JSON).split(";")[0].strip()
+        if protobuf.is_protobuf(ctype):
+            return self._protobuf(raw)
         try:
             if ctype in ("application/yaml", "application/x-yaml", "text/yaml"):
                 return yaml.safe_load(raw)
@@ -230,10 +232,20 @@ class APIServer:
         except (orjson.JSONDecodeError, yaml.YAMLError) as e:
             raise errors.bad_request(f"the request body is not valid {ctype}: {e}")
 
+    @staticmethod
+    def _protobuf(raw: bytes) -> dict[str, Any]:
+        """kubectl's typed commands send Kubernetes protobuf; inside, everything is JSON."""
+        try:
+            return protobuf.decode(raw)
+        except protobuf.ProtobufError as e:
+            raise APIError(415, str(e), "UnsupportedMediaType")
+
     async def delete_options(self, request: Request) -> dict[str, Any]:
         opts: dict[str, Any] = {}
         raw = await request.body()
-        if raw:
+        if raw and protobuf.is_protobuf(request.headers.get("content-type", "")):
+            opts = self._protobuf(raw)  # kubectl drain --disable-eviction
+        elif raw:
             try:
                 opts = orjson.loads(raw) or {}
             except orjson.JSONDecodeError as e:

@@ -236,6 +236,7 @@ class ResourceAPI:
             new["status"] = obj.get("status")
             if new["status"] is None:
                 new.pop("status")
+            r.strategy.default(new)  # schema defaults apply to status too (custom resources)
             return new
         if subresource == "finalize":  # namespaces: only spec.finalizers changes
             new = copy.deepcopy(old)
