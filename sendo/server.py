@@ -19,6 +19,7 @@ import uvicorn
 
 from .api.app import APIServer, User
 from .api.crds import CRDRegistrar
+from .api.admission import kubernetes_service_objects
 from .kinds.registry import builtin_registry
 from .pki import ensure_tls
 from .store.sqlite import SQLiteStore
@@ -115,11 +116,21 @@ class Server:
             await self.control.start()
 
     async def _bootstrap(self) -> None:
-        """The namespaces every cluster has."""
+        """What every cluster has: the system namespaces, and the `kubernetes` Service in
+        `default` with endpoints that point at this server (updated if its port moved)."""
+        api = self.api.api
         ns = self.registry.get("", "v1", "namespaces")
         for name in SYSTEM_NAMESPACES:
             if await self.store.get(ns.key(None, name)) is None:
-                await self.api.api.create(ns, None, {"metadata": {"name": name}})
+                await api.create(ns, None, {"metadata": {"name": name}})
+        for plural, obj in kubernetes_service_objects(self.cfg.host, self.cfg.port).items():
+            group = "discovery.k8s.io" if plural == "endpointslices" else ""
+            r = self.registry.get(group, "v1", plural)
+            kv = await self.store.get(r.key("default", "kubernetes"))
+            if kv is None:
+                await api.create(r, "default", obj)
+            elif plural != "services":
+                await api.update(r, "default", "kubernetes", obj)
 
     async def stop(self) -> None:
         if self.control is not None:

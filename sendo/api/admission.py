@@ -1,18 +1,44 @@
-"""Admission steps that give new objects what the cluster allocates: a node's podCIDR.
+"""Admission steps that give new objects what the cluster allocates.
 
-Pod IPs are loopback addresses (127.0.0.0/8 is local on Linux without any set-up), so
-every node gets its own block of 127.64.0.0/10 and pods on different nodes of one
-machine never collide.
+* a node's podCIDR: pod IPs are loopback addresses (127.0.0.0/8 is local on Linux
+  without any set-up), so every node gets its own block of 127.64.0.0/10 and pods on
+  different nodes of one machine never collide;
+* a Service's cluster IP, from 127.32.0.0/16 (127.32.0.1 is the ``kubernetes``
+  Service's), and its node ports, from 30000-32767.
+
+The service allocator keeps no table of its own that a delete would have to update:
+what is taken is read from the stored Services (refreshed when the store's revision
+has moved, decoding only the Services that changed), plus the addresses it handed to
+creates that are still in flight. A deleted Service frees its IP and ports by being
+gone from the store. (With several API servers on one etcd, two servers could still
+give out one address at the same moment; that needs an allocation record written with
+compare-and-swap, as Kubernetes' IPAddress objects are.)
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-from typing import Any
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
 
 import orjson
 
+from ..kinds.base import Cause, Obj
+from ..kinds.validation import go_value
+from . import errors
+
 POD_NETWORK = ipaddress.ip_network("127.64.0.0/10")
 NODE_BLOCK_PREFIX = 22  # 1,022 pod IPs per node, 4,096 nodes
+
+SERVICE_NETWORK = ipaddress.ip_network("127.32.0.0/16")
+KUBERNETES_SERVICE_IP = "127.32.0.1"  # the first usable address: the `kubernetes` Service in `default`
+NODE_PORTS = range(30000, 32768)
+IN_FLIGHT_SECONDS = 60.0  # a reservation outlives no create: this only bounds a leak if one is never seen to end
+
+Admit = Callable[[Obj], Awaitable[None]]
+AdmitUpdate = Callable[[Obj, Obj], Awaitable[None]]
 
 
 class NodeCIDRAllocator:
@@ -35,6 +61,10 @@ class NodeCIDRAllocator:
                 cidr = (orjson.loads(kv.value).get("spec") or {}).get("podCIDR")
                 if cidr:
                     self.taken.add(cidr)
+            if not self.taken:
+                # a new cluster starts at a random block, so two clusters on one machine
+                # (parallel tests, a second `sendo up`) almost never share pod IPs
+                self.cursor = random.randrange(len(self.blocks))
         for i in range(len(self.blocks)):
             block = str(self.blocks[(self.cursor + i) % len(self.blocks)])
             if block not in self.taken:
@@ -44,3 +74,337 @@ class NodeCIDRAllocator:
                 spec["podCIDRs"] = [block]
                 return
         raise RuntimeError("the pod network 127.64.0.0/10 has no free node block left")
+
+
+# ======================================================================= services
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _dicts(v: Any) -> list[dict]:
+    return [x for x in v if isinstance(x, dict)] if isinstance(v, list) else []
+
+
+def _needs_node_ports(spec: dict) -> bool:
+    stype = spec.get("type")
+    return stype == "NodePort" or (stype == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is not False)
+
+
+def _needs_health_check_port(spec: dict) -> bool:
+    return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+
+
+@dataclass(slots=True)
+class _Holding:
+    """What one stored Service holds: cluster IPs (as integers) and node ports."""
+
+    mod_rev: int
+    ips: frozenset[int]
+    ports: frozenset[int]
+
+
+@dataclass(slots=True)
+class _Reservation:
+    """What a create or update that has not finished yet was given; it ends with the request's task."""
+
+    key: str
+    task: asyncio.Task | None
+    expires: float
+    ips: set[int] = field(default_factory=set)
+    ports: set[int] = field(default_factory=set)
+
+
+class ServiceAllocator:
+    """Cluster IPs and node ports for Services, as Kubernetes' service REST storage gives them.
+
+    Call it on create (an admission step) and ``admit_update`` on update. It raises a
+    422 when a requested IP or port is taken or out of range. Everything runs between
+    two awaits, so one event loop never hands the same address out twice.
+    """
+
+    def __init__(self, store, services_resource, network: ipaddress.IPv4Network = SERVICE_NETWORK,
+                 node_ports: range = NODE_PORTS, reserved: tuple[str, ...] = (KUBERNETES_SERVICE_IP,),
+                 clock: Callable[[], float] = time.monotonic):
+        self.store = store
+        self.services = services_resource
+        self.network = network
+        self.node_ports = node_ports
+        self.clock = clock
+        self._first = int(network.network_address) + 1  # network and broadcast addresses are never used
+        self._last = int(network.broadcast_address) - 1
+        self._never_dynamic = {int(ipaddress.ip_address(ip)) for ip in reserved}
+        self._ip_cursor = self._first
+        self._port_cursor = node_ports.start
+        self._rev = -1
+        self._held: dict[str, _Holding] = {}
+        self._ip_count: dict[int, int] = {}
+        self._port_count: dict[int, int] = {}
+        self._in_flight: list[_Reservation] = []
+
+    @property
+    def node_port_range(self) -> str:
+        return f"{self.node_ports.start}-{self.node_ports.stop - 1}"
+
+    # ----------------------------------------------------------------- entry points
+    async def __call__(self, obj: Obj) -> None:
+        self.admit(obj, None)
+
+    async def admit_update(self, obj: Obj, old: Obj) -> None:
+        self.admit(obj, old)
+
+    def admit(self, obj: Obj, old: Obj | None) -> None:
+        """Fill in and check the cluster IPs, IP families and node ports of a Service being written."""
+        spec = obj.get("spec")
+        if not isinstance(spec, dict) or self.services.strategy.validate(obj):
+            return  # malformed: validation (which runs next) reports it; nothing is allocated for it
+        meta = obj.get("metadata") or {}
+        key = self.services.key(meta.get("namespace"), meta.get("name") or "")
+        name = meta.get("name") or meta.get("generateName") or ""
+        self._refresh()
+        task, now = asyncio.current_task(), self.clock()
+        # a request's task ends when its write is stored (visible to _refresh) or has failed; a task that
+        # comes back is sequential, so its earlier write is over too
+        self._in_flight = [r for r in self._in_flight
+                           if r.task is not None and r.task is not task and not r.task.done() and r.expires > now]
+        causes: list[Cause] = []
+        reservation = _Reservation(key, task, now + IN_FLIGHT_SECONDS)
+        if spec.get("type") != "ExternalName":
+            old_spec = (old or {}).get("spec") or {}
+            if old is None or old_spec.get("type") == "ExternalName" or not old_spec.get("clusterIPs"):
+                self._assign_cluster_ip(spec, key, reservation, causes)
+            self._assign_node_ports(spec, key, reservation, causes)
+        if causes:
+            raise errors.invalid("Service", "", name, causes)
+        if reservation.ips or reservation.ports:
+            self._in_flight.append(reservation)
+
+    # ----------------------------------------------------------------- what is taken
+    def _refresh(self) -> None:
+        """Bring the taken sets up to the store's latest revision, decoding only what changed."""
+        rev = self.store.revision
+        if rev == self._rev:
+            return
+        self._rev = rev
+        seen = set()
+        for kv in self.store.list_nowait(self.services.prefix()):
+            seen.add(kv.key)
+            held = self._held.get(kv.key)
+            if held is not None and held.mod_rev == kv.mod_rev:
+                continue
+            if held is not None:
+                self._count(held, -1)
+            try:
+                spec = orjson.loads(kv.value).get("spec")
+            except (orjson.JSONDecodeError, AttributeError):
+                spec = None
+            spec = spec if isinstance(spec, dict) else {}
+            held = _Holding(kv.mod_rev, frozenset(self._ips_of(spec)), frozenset(self._ports_of(spec)))
+            self._held[kv.key] = held
+            self._count(held, 1)
+        for gone in [k for k in self._held if k not in seen]:
+            self._count(self._held.pop(gone), -1)
+
+    def _count(self, held: _Holding, delta: int) -> None:
+        for table, values in ((self._ip_count, held.ips), (self._port_count, held.ports)):
+            for v in values:
+                n = table.get(v, 0) + delta
+                if n > 0:
+                    table[v] = n
+                else:
+                    table.pop(v, None)
+
+    def _ips_of(self, spec: dict) -> set[int]:
+        out = set()
+        ips = spec.get("clusterIPs") if isinstance(spec.get("clusterIPs"), list) else [spec.get("clusterIP")]
+        for ip in ips:
+            try:
+                addr = ipaddress.ip_address(ip)
+            except (ValueError, TypeError):
+                continue
+            if addr in self.network:
+                out.add(int(addr))
+        return out
+
+    def _ports_of(self, spec: dict) -> set[int]:
+        ports = {_int(p.get("nodePort")) for p in _dicts(spec.get("ports"))}
+        ports.add(_int(spec.get("healthCheckNodePort")))
+        return {p for p in ports if p is not None and p in self.node_ports}
+
+    def _ip_taken(self, ip: int, key: str) -> bool:
+        own = self._held.get(key)
+        n = self._ip_count.get(ip, 0) - (1 if own is not None and ip in own.ips else 0)
+        return n > 0 or any(ip in r.ips for r in self._in_flight)
+
+    def _port_taken(self, port: int, key: str) -> bool:
+        own = self._held.get(key)
+        n = self._port_count.get(port, 0) - (1 if own is not None and port in own.ports else 0)
+        return n > 0 or any(port in r.ports for r in self._in_flight)
+
+    # ----------------------------------------------------------------- cluster IPs
+    def _assign_cluster_ip(self, spec: dict, key: str, res: _Reservation, causes: list[Cause]) -> None:
+        headless = spec.get("clusterIP") == "None"
+        policy = spec.get("ipFamilyPolicy")
+        families = spec.get("ipFamilies")
+        selectorless_headless = headless and not spec.get("selector") and not families
+        if policy is None:
+            policy = spec["ipFamilyPolicy"] = "RequireDualStack" if selectorless_headless else "SingleStack"
+        if policy == "RequireDualStack" and not selectorless_headless:
+            causes.append(Cause("spec.ipFamilyPolicy", f"Invalid value: {go_value(policy)}: this cluster is not "
+                                                       "configured for dual-stack services"))
+        for i, fam in enumerate(families or []):
+            if fam != "IPv4":
+                causes.append(Cause(f"spec.ipFamilies[{i}]",
+                                    f"Invalid value: {go_value(fam)}: not configured on this cluster"))
+        if families and len(families) > 1 and policy == "SingleStack":
+            causes.append(Cause("spec.ipFamilies", f"Invalid value: {go_value(families)}: when multiple IP families "
+                                                   "are specified, spec.ipFamilyPolicy must be PreferDualStack or "
+                                                   "RequireDualStack"))
+        if not families:
+            spec["ipFamilies"] = ["IPv4"]
+        if headless:
+            spec["clusterIPs"] = ["None"]
+            return
+        requested = spec.get("clusterIP")
+        if requested:
+            ips = spec.get("clusterIPs") or [requested]
+            for ip in ips:
+                addr = ipaddress.ip_address(ip)
+                why = None
+                if addr.version != 4:
+                    why = f"IPv{addr.version} is not configured on this cluster"
+                elif addr not in self.network or not self._first <= int(addr) <= self._last:
+                    why = (f"provided IP is not in the valid range. The range of valid IPs is {self.network}")
+                elif self._ip_taken(int(addr), key):
+                    why = "provided IP is already allocated"
+                if why:
+                    causes.append(Cause("spec.clusterIPs", f"Invalid value: {go_value(ips)}: failed to allocate "
+                                                           f"IP {ip}: {why}"))
+                else:
+                    res.ips.add(int(addr))
+            spec["clusterIPs"] = list(ips)
+            return
+        ip = self._next_ip(key)
+        if ip is None:
+            causes.append(Cause("spec.clusterIPs", f"Invalid value: []string(nil): failed to allocate a serviceIP: "
+                                                   f"range is full ({self.network})"))
+            return
+        res.ips.add(ip)
+        spec["clusterIP"] = str(ipaddress.ip_address(ip))
+        spec["clusterIPs"] = [spec["clusterIP"]]
+
+    def _next_ip(self, key: str) -> int | None:
+        size = self._last - self._first + 1
+        for i in range(size):
+            ip = self._first + (self._ip_cursor - self._first + i) % size
+            if ip in self._never_dynamic or self._ip_taken(ip, key):
+                continue
+            self._ip_cursor = ip + 1 if ip < self._last else self._first
+            return ip
+        return None
+
+    # ----------------------------------------------------------------- node ports
+    def _check_port(self, port: int, key: str, res: _Reservation, path: str, causes: list[Cause]) -> None:
+        if port not in self.node_ports:
+            why = f"provided port is not in the valid range. The range of valid ports is {self.node_port_range}"
+        elif port in res.ports:
+            return  # the same port for another protocol of the same service port
+        elif self._port_taken(port, key):
+            why = "provided port is already allocated"
+        else:
+            res.ports.add(port)
+            return
+        causes.append(Cause(path, f"Invalid value: {port}: {why}"))
+
+    def _next_port(self, key: str, res: _Reservation) -> int | None:
+        size = len(self.node_ports)
+        start = self.node_ports.start
+        for i in range(size):
+            port = start + (self._port_cursor - start + i) % size
+            if port in res.ports or self._port_taken(port, key):
+                continue
+            self._port_cursor = port + 1 if port + 1 < self.node_ports.stop else start
+            return port
+        return None
+
+    def _assign_node_ports(self, spec: dict, key: str, res: _Reservation, causes: list[Cause]) -> None:
+        """Requested node ports must be free; missing ones are allocated, one per service port number."""
+        ports = _dicts(spec.get("ports"))
+        by_number: dict[Any, int] = {}
+        for i, p in enumerate(ports):
+            np = _int(p.get("nodePort"))
+            if np:  # what this service holds already is not "taken" (_port_taken leaves its own key out)
+                self._check_port(np, key, res, f"spec.ports[{i}].nodePort", causes)
+                by_number.setdefault(p.get("port"), np)
+        if _needs_node_ports(spec):
+            for i, p in enumerate(ports):
+                if _int(p.get("nodePort")):
+                    continue
+                np = by_number.get(p.get("port")) or self._next_port(key, res)
+                if np is None:
+                    causes.append(Cause(f"spec.ports[{i}].nodePort", "Invalid value: 0: failed to allocate a "
+                                                                     "nodePort: range is full"))
+                    continue
+                res.ports.add(np)
+                p["nodePort"] = np
+                by_number[p.get("port")] = np
+        if _needs_health_check_port(spec):
+            hc = _int(spec.get("healthCheckNodePort"))
+            if hc:
+                self._check_port(hc, key, res, "spec.healthCheckNodePort", causes)
+            else:
+                hc = self._next_port(key, res)
+                if hc is not None:
+                    res.ports.add(hc)
+                    spec["healthCheckNodePort"] = hc
+
+
+def kubernetes_service_objects(host: str, port: int) -> dict[str, Obj]:
+    """The `kubernetes` Service in `default` (443 -> the API server) and the endpoints behind it, keyed by
+    plural ("services", "endpoints", "endpointslices"): what a server creates at start, and updates when
+    its address changed, so that pods reach the API at https://kubernetes.default.svc."""
+    try:
+        addr = ipaddress.ip_address(host)
+        ip = "127.0.0.1" if addr.is_unspecified else str(addr)
+    except ValueError:
+        ip = "127.0.0.1"  # a host name: the API listens on this machine
+    meta = {"name": "kubernetes", "namespace": "default"}
+    return {
+        "services": {"apiVersion": "v1", "kind": "Service",
+                     "metadata": {**meta, "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                     "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_SERVICE_IP, "sessionAffinity": "None",
+                              "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}},
+        "endpoints": {"apiVersion": "v1", "kind": "Endpoints",
+                      "metadata": {**meta, "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                      "subsets": [{"addresses": [{"ip": ip}],
+                                   "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]},
+        "endpointslices": {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                           "metadata": {**meta, "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                           "addressType": "IPv4" if ipaddress.ip_address(ip).version == 4 else "IPv6",
+                           "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+                           "ports": [{"name": "https", "port": port, "protocol": "TCP"}]},
+    }
+
+
+# ======================================================================= wiring
+
+
+def admission_steps(store, registry) -> dict[str, list[Admit]]:
+    """plural -> steps that complete a new core-group object before validation (ResourceAPI.admission)."""
+    services = registry.get("", "v1", "services")
+    steps: dict[str, list[Admit]] = {"nodes": [NodeCIDRAllocator(store, registry.get("", "v1", "nodes"))]}
+    if services is not None:
+        steps["services"] = [ServiceAllocator(store, services)]
+    return steps
+
+
+def update_steps(create_steps: dict[str, list[Admit]]) -> dict[str, list[AdmitUpdate]]:
+    """plural -> steps an update runs before validation, from the same allocators as ``create_steps``
+    (a Service whose type changes to NodePort gets its node ports there)."""
+    out: dict[str, list[AdmitUpdate]] = {}
+    for plural, steps in create_steps.items():
+        for step in steps:
+            if isinstance(step, ServiceAllocator):
+                out.setdefault(plural, []).append(step.admit_update)
+    return out

@@ -12,7 +12,7 @@ import copy
 import datetime as dt
 import re
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import orjson
 import yaml
@@ -21,7 +21,7 @@ from ..kinds.base import Cause, Obj, Resource, invalid as invalid_cause, require
 from ..kinds.registry import Registry
 from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
 from . import errors, fieldmanager, patch as patching
-from .admission import NodeCIDRAllocator
+from . import admission
 from .meta import now_rfc3339, random_suffix, selector_string
 
 MAX_RETRIES = 20
@@ -82,10 +82,10 @@ class ResourceAPI:
         self.store = store
         self.registry = registry
         self.namespaces = registry.get("", "v1", "namespaces")
-        nodes = registry.get("", "v1", "nodes")
-        # plural -> steps that complete a new object before validation (allocations)
-        self.admission: dict[str, list[Callable[[Obj], Awaitable[None]]]] = {
-            "nodes": [NodeCIDRAllocator(store, nodes)]}
+        # plural -> steps that complete a new (or changed) core object before validation:
+        # node podCIDRs, Service cluster IPs and node ports
+        self.admission = admission.admission_steps(store, registry)
+        self.update_admission = admission.update_steps(self.admission)
 
     # ----------------------------------------------------------------- reads
     async def get_kv(self, r: Resource, ns: str | None, name: str) -> KV:
@@ -117,15 +117,16 @@ class ResourceAPI:
         meta["creationTimestamp"] = now_rfc3339()
         if r.strategy.has_spec:
             meta["generation"] = 1
-        r.strategy.default(obj)
-        r.strategy.prepare_create(obj)
-        if not r.group:
-            for admit in self.admission.get(r.plural, ()):
-                await admit(obj)
-        self._record(r, None, obj, manager, None)
         for attempt in range(8 if generated else 1):
-            if generated:
+            if generated:  # the name comes first: defaults may derive from it (a Job's labels)
                 meta["name"] = meta["generateName"] + random_suffix()
+            r.strategy.default(obj)
+            r.strategy.prepare_create(obj)
+            if attempt == 0:
+                if not r.group:
+                    for admit in self.admission.get(r.plural, ()):
+                        await admit(obj)
+                self._record(r, None, obj, manager, None)
             self._validate(r, obj, None)
             if dry_run:
                 return KV(r.key(ns, meta["name"]), orjson.dumps(obj), self.store.revision, 0)
@@ -222,7 +223,7 @@ class ResourceAPI:
             new = self._merge_update(r, copy.deepcopy(obj), old, subresource)
             self._record(r, old, new, manager, subresource)
             try:
-                return await self._write_update(r, ns, name, new, old, kv, dry_run)
+                return await self._write_update(r, ns, name, new, old, kv, dry_run, subresource)
             except Conflict:
                 if want_rv:
                     raise errors.conflict(r.group_resource, name, group=r.group, plural=r.plural)
@@ -266,7 +267,10 @@ class ResourceAPI:
             fieldmanager.record_update(old, new, manager, r.kind, subresource, api_version=r.api_version)
 
     async def _write_update(self, r: Resource, ns: str | None, name: str, new: Obj, old: Obj, kv: KV,
-                            dry_run: bool) -> KV:
+                            dry_run: bool, subresource: str | None = None) -> KV:
+        if subresource is None and not r.group:
+            for admit in self.update_admission.get(r.plural, ()):
+                await admit(new, old)
         self._validate(r, new, old)
         new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
         if new == old:
@@ -294,7 +298,7 @@ class ResourceAPI:
             new = self._merge_update(r, changed, old, subresource)
             self._record(r, old, new, manager, subresource)
             try:
-                return await self._write_update(r, ns, name, new, old, kv, dry_run)
+                return await self._write_update(r, ns, name, new, old, kv, dry_run, subresource)
             except Conflict:
                 if expected_rv:
                     raise errors.conflict(r.group_resource, name, group=r.group, plural=r.plural)

@@ -874,7 +874,8 @@ def _validate_ip_fields(spec: dict, stype: str, causes: list[Cause]) -> None:
     families = get(spec, "ipFamilies", "spec.ipFamilies", list, causes)
     policy = spec.get("ipFamilyPolicy")
     if stype == "ExternalName":
-        for key, present in (("clusterIPs", bool(ips)), ("ipFamilies", bool(families)), ("ipFamilyPolicy", policy is not None)):
+        for key, present in (("clusterIPs", bool(ips)), ("ipFamilies", bool(families)),
+                             ("ipFamilyPolicy", policy is not None)):
             if present:
                 causes.append(forbidden(f"spec.{key}", _NOT_FOR_EXTERNAL_NAME))
         return
@@ -994,8 +995,8 @@ def _validate_traffic_fields(spec: dict, stype: Any, causes: list[Cause]) -> Non
     hc = get(spec, "healthCheckNodePort", "spec.healthCheckNodePort", int, causes)
     if hc:
         if not _needs_health_check_port(spec):
-            causes.append(invalid_value("spec.healthCheckNodePort", hc, "may only be set when `type` is "
-                                                                       "'LoadBalancer' and `externalTrafficPolicy` is 'Local'"))
+            causes.append(invalid_value("spec.healthCheckNodePort", hc, "may only be set when `type` is 'LoadBalancer' "
+                                                                       "and `externalTrafficPolicy` is 'Local'"))
         else:
             causes += [invalid_value("spec.healthCheckNodePort", hc, m) for m in is_port_number(hc)]
     alloc = get(spec, "allocateLoadBalancerNodePorts", "spec.allocateLoadBalancerNodePorts", bool, causes)
@@ -1067,8 +1068,7 @@ def _drop_type_dependent(spec: dict, old_spec: dict) -> None:
     if stype == "ExternalName" and old_spec.get("type") != "ExternalName":
         for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy"):
             drop_if_unchanged(key)
-    if stype not in ("NodePort", "LoadBalancer") or (stype == "LoadBalancer"
-                                                      and spec.get("allocateLoadBalancerNodePorts") is False):
+    if stype not in ("NodePort", "LoadBalancer"):  # (allocateLoadBalancerNodePorts: false keeps what is held)
         old_node_ports = {p.get("port"): p.get("nodePort") for p in dicts(old_spec.get("ports"))}
         for p in dicts(spec.get("ports")):
             if p.get("nodePort") and old_node_ports.get(p.get("port")) == p.get("nodePort"):
@@ -1219,6 +1219,9 @@ ENDPOINTS_PRINTER = Printer(
 )
 
 
+_LINK_LOCAL_MULTICAST = (ipaddress.ip_network("224.0.0.0/24"), ipaddress.ip_network("ff02::/16"))
+
+
 def endpoint_ip_causes(ip: Any, path: str) -> list[Cause]:
     """An endpoint IP: a real unicast address. Loopback is allowed: sendo's pod IPs are 127.x by design."""
     if not isinstance(ip, str) or not ip:
@@ -1232,7 +1235,7 @@ def endpoint_ip_causes(ip: Any, path: str) -> list[Cause]:
         causes.append(invalid_value(path, ip, f"may not be unspecified ({ip})"))
     if addr.is_link_local:
         causes.append(invalid_value(path, ip, "may not be in the link-local range (169.254.0.0/16, fe80::/10)"))
-    if addr.is_multicast and (addr in ipaddress.ip_network("224.0.0.0/24") or addr in ipaddress.ip_network("ff02::/16")):
+    if addr.is_multicast and any(addr in net for net in _LINK_LOCAL_MULTICAST if net.version == addr.version):
         causes.append(invalid_value(path, ip, "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"))
     return causes
 
@@ -1451,8 +1454,9 @@ def validate_pvc_update(new: Obj, old: Obj) -> list[Cause]:
     if clean_new != clean_old:
         changed: list[str] = []
         changed_paths(clean_old, clean_new, "spec", changed)
+        shown = ", ".join(changed[:5])
         causes.append(forbidden("spec", "spec is immutable after creation except resources.requests and "
-                                        f"volumeAttributesClassName for bound claims; changed: {', '.join(changed[:5])}"))
+                                        f"volumeAttributesClassName for bound claims; changed: {shown}"))
     try:
         if new_size is not None and old_size is not None and parse_quantity(new_size) < parse_quantity(old_size):
             causes.append(forbidden("spec.resources.requests.storage", "field can not be less than previous value"))
@@ -1464,6 +1468,8 @@ def validate_pvc_update(new: Obj, old: Obj) -> list[Cause]:
 
 
 class PersistentVolumeClaimStrategy(KindStrategy):
+    has_spec = False  # claims carry no metadata.generation in Kubernetes
+
     def default(self, obj: Obj) -> None:
         default_pvc_spec(obj.get("spec"))
 

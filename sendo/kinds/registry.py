@@ -42,6 +42,7 @@ class Registry:
 
 
 def builtin_registry() -> Registry:
-    from . import apps, coordination, core, crd
+    from . import apps, batch, coordination, core, crd, discovery
 
-    return Registry([*core.RESOURCES, *apps.RESOURCES, *coordination.RESOURCES, *crd.RESOURCES])
+    return Registry([*core.RESOURCES, *apps.RESOURCES, *batch.RESOURCES, *coordination.RESOURCES,
+                     *crd.RESOURCES, *discovery.RESOURCES])
