@@ -8,6 +8,7 @@ conditions are what `kubectl rollout status` reads.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import hashlib
 import logging
 import math
@@ -15,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from ..api.meta import now_rfc3339
+from ..api.meta import now_rfc3339, parse_time
 from ..client import kind
 from .base import Controller, owner_key, split_key
 from .events import EventRecorder
@@ -115,8 +116,7 @@ class DeploymentController(Controller):
             await self._rolling(d, new_rs, old)
         await self._cleanup(d, old)
         await self._sync_revision(d, new_rs)
-        await self._sync_status(d, new_rs, old)
-        return None
+        return await self._sync_status(d, new_rs, old)
 
     async def _sync_revision(self, d: Obj, new_rs: Obj) -> None:
         """The Deployment carries its newest ReplicaSet's revision (kubectl rollout reads it)."""
@@ -233,7 +233,9 @@ class DeploymentController(Controller):
         for rs in idle[:max(len(idle) - limit, 0)]:
             await self.client.delete(self.rs_kind, rs["metadata"]["namespace"], rs["metadata"]["name"])
 
-    async def _sync_status(self, d: Obj, new_rs: Obj | None, old: list[Obj]) -> None:
+    async def _sync_status(self, d: Obj, new_rs: Obj | None, old: list[Obj]) -> float | None:
+        """Write status and conditions; returns seconds until the progress deadline is due."""
+        recheck = None
         spec = d["spec"]
         want = spec.get("replicas", 1)
         everything = ([new_rs] if new_rs else []) + old
@@ -259,23 +261,47 @@ class DeploymentController(Controller):
                             "MinimumReplicasAvailable" if is_available else "MinimumReplicasUnavailable",
                             "Deployment has minimum availability." if is_available
                             else "Deployment does not have minimum availability.")
-        if new_rs is not None:
+        if spec.get("paused"):
+            self._set_condition(conds, "Progressing", None, "DeploymentPaused", "Deployment is paused")
+        elif new_rs is not None:
             name = new_rs["metadata"]["name"]
             done = (updated == want and available >= want and new.get("replicas", 0) == want
                     and _st(new_rs, "availableReplicas") >= want)
-            if spec.get("paused"):
-                self._set_condition(conds, "Progressing", None, "DeploymentPaused", "Deployment is paused")
-            elif done:
+            if done:
                 self._set_condition(conds, "Progressing", True, "NewReplicaSetAvailable",
                                     f'ReplicaSet "{name}" has successfully progressed.')
             else:
-                self._set_condition(conds, "Progressing", True, "ReplicaSetUpdated",
-                                    f'ReplicaSet "{name}" is progressing.')
+                recheck = self._progress(conds, status, new, name, spec.get("progressDeadlineSeconds", 600))
         new["conditions"] = [conds[t] for t in ("Available", "Progressing") if t in conds]
         if new != status:
             body = copy.deepcopy(d)
             body["status"] = new
             await self.client.update_status(self.d_kind, body)
+        return recheck
+
+    def _progress(self, conds: dict[str, Obj], old: Obj, new: Obj, rs_name: str, deadline: int | None) -> float | None:
+        """A rollout that changes nothing for progressDeadlineSeconds has failed: Progressing
+        goes False (ProgressDeadlineExceeded), which `kubectl rollout status` reports."""
+        counts = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+        moved = any(old.get(k) != new.get(k) for k in counts)
+        cur = conds.get("Progressing")
+        if cur and cur.get("reason") == "ProgressDeadlineExceeded" and not moved:
+            return None
+        if moved or not cur or cur.get("reason") not in ("ReplicaSetUpdated", "NewReplicaSetCreated"):
+            now = now_rfc3339()
+            transition = cur["lastTransitionTime"] if cur and cur.get("status") == "True" else now
+            conds["Progressing"] = {"type": "Progressing", "status": "True", "lastUpdateTime": now,
+                                    "lastTransitionTime": transition, "reason": "ReplicaSetUpdated",
+                                    "message": f'ReplicaSet "{rs_name}" is progressing.'}
+            return float(deadline) + 0.5 if deadline else None
+        if not deadline:
+            return None
+        idle = (dt.datetime.now(dt.timezone.utc) - parse_time(cur["lastUpdateTime"])).total_seconds()
+        if idle < deadline:
+            return deadline - idle + 0.5
+        self._set_condition(conds, "Progressing", False, "ProgressDeadlineExceeded",
+                            f'ReplicaSet "{rs_name}" has timed out progressing.')
+        return None
 
     @staticmethod
     def _set_condition(conds: dict[str, Obj], type_: str, ok: bool | None, reason: str, message: str) -> None:
