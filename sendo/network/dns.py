@@ -1,0 +1,246 @@
+"""Cluster DNS: Services and pods by name, answered from informer caches.
+
+Names (domain cluster.local):
+  <svc>.<ns>.svc.cluster.local           A: the ClusterIP; headless: one A per ready endpoint
+  _<port>._<proto>.<svc>.<ns>.svc...     SRV for each named port (with A records for the targets)
+  <a-b-c-d>.<ns>.pod.cluster.local       A: the dashed IP (Kubernetes' "pods insecure" mode)
+  <svc>.<ns>, <svc>.<ns>.svc             the same as the full name, for clients without search domains
+Anything else under the domain is NXDOMAIN; other names are forwarded to the host's
+resolvers (or the upstreams given), so pods can use this server as their only one.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from typing import Any
+
+from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, SRV, A, DNSRecord
+
+from ..client import Client, Informer, kind
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+TTL = 5
+FORWARD_TIMEOUT = 2.0
+
+
+def host_resolvers(path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] == "nameserver":
+                    out.append((parts[1], 53))
+    except OSError:
+        pass
+    return out
+
+
+class ClusterDNS:
+    def __init__(self, client: Client, host: str = "127.0.0.1", port: int = 53, domain: str = "cluster.local",
+                 upstreams: list[tuple[str, int]] | None = None):
+        self.client = client
+        self.host, self.port = host, port
+        self.domain = domain.strip(".").lower()
+        self.upstreams = host_resolvers() if upstreams is None else upstreams
+        self.services = Informer(client, kind("services"))
+        self.slices = Informer(client, kind("endpointslices", "discovery.k8s.io"))
+        self._transport: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.AbstractServer | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self.services.start()
+        self.slices.start()
+        await asyncio.wait_for(asyncio.gather(self.services.synced.wait(), self.slices.synced.wait()), 30)
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(lambda: _UDP(self), local_addr=(self.host,
+                                                                                                self.port))
+        self.port = self._transport.get_extra_info("sockname")[1]
+        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._transport:
+            self._transport.close()
+        if self._tcp:
+            self._tcp.close()
+            await self._tcp.wait_closed()
+        await self.services.stop()
+        await self.slices.stop()
+
+    # ----------------------------------------------------------------- answering
+    async def answer(self, data: bytes) -> bytes | None:
+        try:
+            q = DNSRecord.parse(data)
+        except Exception:
+            return None  # not DNS: nothing sensible to answer
+        if not q.questions:
+            return None
+        name = str(q.q.qname).rstrip(".").lower()
+        local = self._local_name(name)
+        if local is None:
+            return await self._forward(q, data)
+        reply = q.reply()
+        reply.header.aa = 1
+        try:
+            found = self._resolve(local, QTYPE[q.q.qtype], str(q.q.qname), reply)
+        except Exception:
+            log.exception("DNS lookup of %s failed", name)
+            reply.header.rcode = RCODE.SERVFAIL
+            return reply.pack()
+        if not found:
+            reply.header.rcode = RCODE.NXDOMAIN
+        return reply.pack()
+
+    def _local_name(self, name: str) -> list[str] | None:
+        """The labels before the cluster domain, or None for a name we forward."""
+        suffix = "." + self.domain
+        if name.endswith(suffix):
+            return name[:-len(suffix)].split(".")
+        labels = name.split(".")
+        # short forms: <svc>.<ns> and <svc>.<ns>.svc, when that Service exists
+        if len(labels) == 3 and labels[2] == "svc":
+            labels = labels[:2]
+        if len(labels) == 2 and self.services.get(f"{labels[1]}/{labels[0]}") is not None:
+            return [labels[0], labels[1], "svc"]
+        return None
+
+    def _resolve(self, labels: list[str], qtype: str, qname: str, reply: DNSRecord) -> bool:
+        """Fill the reply; False means the name does not exist."""
+        if len(labels) >= 2 and labels[-1] == "pod":
+            return self._pod(labels[:-1], qtype, qname, reply)
+        if len(labels) < 3 or labels[-1] != "svc":
+            return False
+        labels = labels[:-1]
+        if len(labels) == 2:
+            svc = self.services.get(f"{labels[1]}/{labels[0]}")
+            return svc is not None and self._service(svc, qtype, qname, reply)
+        if len(labels) == 4 and labels[0].startswith("_") and labels[1].startswith("_"):
+            svc = self.services.get(f"{labels[3]}/{labels[2]}")
+            return svc is not None and self._srv(svc, labels[0][1:], labels[1][1:], qtype, qname, reply)
+        return False
+
+    def _service_name(self, svc: Obj) -> str:
+        return f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc.{self.domain}"
+
+    def _ready_ips(self, svc: Obj) -> list[str]:
+        ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+        publish = (svc.get("spec") or {}).get("publishNotReadyAddresses")
+        ips: list[str] = []
+        for s in self.slices.list():
+            if s["metadata"].get("namespace") != ns or \
+                    (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name") != name:
+                continue
+            for ep in s.get("endpoints") or []:
+                if publish or (ep.get("conditions") or {}).get("ready", True):
+                    ips.extend(a for a in ep.get("addresses") or [] if a not in ips)
+        return ips
+
+    def _service(self, svc: Obj, qtype: str, qname: str, reply: DNSRecord) -> bool:
+        spec = svc.get("spec") or {}
+        if spec.get("type") == "ExternalName":
+            reply.add_answer(RR(qname, QTYPE.CNAME, rdata=CNAME(spec.get("externalName", "")), ttl=TTL))
+            return True
+        ips = self._ready_ips(svc) if spec.get("clusterIP") in (None, "None") else [spec["clusterIP"]]
+        if qtype in ("A", "ANY"):
+            for ip in ips:
+                reply.add_answer(RR(qname, QTYPE.A, rdata=A(ip), ttl=TTL))
+        return True  # the name exists even when it has no address of the asked type
+
+    def _srv(self, svc: Obj, port_name: str, proto: str, qtype: str, qname: str, reply: DNSRecord) -> bool:
+        spec = svc.get("spec") or {}
+        port = next((p for p in spec.get("ports") or []
+                     if p.get("name") == port_name and p.get("protocol", "TCP").lower() == proto), None)
+        if port is None:
+            return False
+        if qtype not in ("SRV", "ANY"):
+            return True
+        target = self._service_name(svc)
+        if spec.get("clusterIP") in (None, "None"):  # headless: one target per endpoint
+            for ip in self._ready_ips(svc):
+                host = f"{ip.replace('.', '-')}.{target}"
+                reply.add_answer(RR(qname, QTYPE.SRV, rdata=SRV(0, 100, port["port"], host), ttl=TTL))
+                reply.add_ar(RR(host, QTYPE.A, rdata=A(ip), ttl=TTL))
+        else:
+            reply.add_answer(RR(qname, QTYPE.SRV, rdata=SRV(0, 100, port["port"], target), ttl=TTL))
+            reply.add_ar(RR(target, QTYPE.A, rdata=A(spec["clusterIP"]), ttl=TTL))
+        return True
+
+    def _pod(self, labels: list[str], qtype: str, qname: str, reply: DNSRecord) -> bool:
+        if len(labels) != 2:
+            return False
+        try:
+            ip = ipaddress.ip_address(labels[0].replace("-", "."))
+        except ValueError:
+            return False
+        if qtype in ("A", "ANY") and ip.version == 4:
+            reply.add_answer(RR(qname, QTYPE.A, rdata=A(str(ip)), ttl=TTL))
+        elif qtype == "AAAA" and ip.version == 6:
+            reply.add_answer(RR(qname, QTYPE.AAAA, rdata=AAAA(str(ip)), ttl=TTL))
+        return True
+
+    async def _forward(self, q: DNSRecord, data: bytes) -> bytes:
+        for host, port in self.upstreams:
+            try:
+                return await asyncio.wait_for(_udp_query(data, host, port), FORWARD_TIMEOUT)
+            except (OSError, asyncio.TimeoutError):
+                continue
+        reply = q.reply()
+        reply.header.rcode = RCODE.SERVFAIL
+        return reply.pack()
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+                out = await self.answer(await reader.readexactly(size))
+                if out is None:
+                    break
+                writer.write(len(out).to_bytes(2, "big") + out)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+class _UDP(asyncio.DatagramProtocol):
+    def __init__(self, dns: ClusterDNS):
+        self.dns = dns
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        asyncio.ensure_future(self._reply(data, addr))
+
+    async def _reply(self, data: bytes, addr) -> None:
+        out = await self.dns.answer(data)
+        if out is not None and self.transport is not None:
+            self.transport.sendto(out, addr)
+
+
+async def _udp_query(data: bytes, host: str, port: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future = loop.create_future()
+
+    class Once(asyncio.DatagramProtocol):
+        def datagram_received(self, reply, addr):
+            if not fut.done():
+                fut.set_result(reply)
+
+        def error_received(self, exc):
+            if not fut.done():
+                fut.set_exception(exc)
+    transport, _ = await loop.create_datagram_endpoint(Once, remote_addr=(host, port))
+    try:
+        transport.sendto(data)
+        return await fut
+    finally:
+        transport.close()
