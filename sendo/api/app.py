@@ -17,8 +17,9 @@ from .. import __version__
 from ..kinds.base import Cause, unsupported
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
-from . import discovery, errors, openapi, patch as patching, podlogs, protobuf
+from . import discovery, errors, patch as patching, podlogs, protobuf
 from .errors import APIError
+from ..kinds.fields import selectable
 from .meta import make_filter
 from .resources import APPLY_PATCH, ResourceAPI, decode
 from .table import table, wants_table
@@ -26,7 +27,9 @@ from .watch import WatchStream
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
-PUBLIC_PATHS = {"/version", "/healthz", "/readyz", "/livez"}
+PUBLIC_PATHS = {"/version", "/version/", "/healthz", "/readyz", "/livez"}
+# kinds whose DELETE answers with the deleted object; the others answer with a Status
+RETURN_DELETED_OBJECT = {("", "pods"), ("", "services")}
 FIELD_MANAGER_MAX = 128
 _BOOLS = {"1": True, "t": True, "T": True, "true": True, "True": True, "TRUE": True,
           "0": False, "f": False, "F": False, "false": False, "False": False, "FALSE": False}
@@ -113,6 +116,8 @@ class APIServer:
         raise APIError(401, "Unauthorized", "Unauthorized")
 
     async def route(self, request: Request, path: str) -> Response:
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/") or "/"  # /version/ and /api/ are the same as without the slash
         if path in ("/healthz", "/readyz", "/livez"):
             return Response(b"ok", media_type="text/plain")
         if path == "/version":
@@ -122,7 +127,10 @@ class APIServer:
         if path == "/apis":
             return json_response(discovery.api_group_list(self.registry))
         if path.startswith("/openapi/v3"):
-            return self.openapi_v3(path)
+            return await self.openapi_v3(path)
+        if path == "/openapi/v2":
+            # JSON even when protobuf is asked for (kubectl's v2 reader then falls back, as on a 404)
+            return json_response(await self.api.openapi.v2())
         t = parse_path(path)
         if t is None:
             if path.startswith("/apis/") and path.count("/") == 2:
@@ -146,16 +154,16 @@ class APIServer:
             raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
         return await self.serve(request, r, t)
 
-    def openapi_v3(self, path: str) -> Response:
+    async def openapi_v3(self, path: str) -> Response:
         rest = path[len("/openapi/v3"):].strip("/")
         if not rest:
-            return json_response(openapi.root_doc(self.registry))
+            return json_response(self.api.openapi.root())
         parts = rest.split("/")
         doc = None
         if parts[0] == "api" and len(parts) == 2:
-            doc = openapi.group_version_doc(self.registry, "", parts[1])
+            doc = await self.api.openapi.group_version("", parts[1])
         elif parts[0] == "apis" and len(parts) == 3:
-            doc = openapi.group_version_doc(self.registry, parts[1], parts[2])
+            doc = await self.api.openapi.group_version(parts[1], parts[2])
         if doc is None:
             raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
         return json_response(doc)
@@ -173,8 +181,9 @@ class APIServer:
                 return await self.list(request, r, ns)
             if m == "POST":
                 manager = field_manager(request, "CreateOptions")
-                kv = await self.api.create(r, ns, await self.body(request), dry, manager)
-                return json_response(kv.value, 201)
+                validation, warnings = field_validation(request, "CreateOptions"), []
+                kv = await self.api.create(r, ns, await self.body(request), dry, manager, validation, warnings)
+                return with_warnings(json_response(kv.value, 201), warnings)
             if m == "DELETE":
                 return await self.delete_collection(request, r, ns)
             raise APIError(405, f"{m} is not supported on a collection", "MethodNotAllowed")
@@ -197,22 +206,28 @@ class APIServer:
             return json_response(kv.value)
         if m == "PUT":
             manager = field_manager(request, "UpdateOptions")
-            kv = await self.api.update(r, ns, t.name, await self.body(request), t.sub, dry, manager)
-            return json_response(kv.value)
+            validation, warnings = field_validation(request, "UpdateOptions"), []
+            kv = await self.api.update(r, ns, t.name, await self.body(request), t.sub, dry, manager,
+                                       validation, warnings)
+            return with_warnings(json_response(kv.value), warnings)
         if m == "PATCH":
             ctype = request.headers.get("content-type", "").split(";")[0].strip()
             apply = ctype == APPLY_PATCH
             manager = field_manager(request, "PatchOptions", apply)
+            validation, warnings = field_validation(request, "PatchOptions"), []
             if apply:
                 kv, created = await self.api.apply(r, ns, t.name, await request.body(), manager,
-                                                   query_bool(q, "force"), t.sub, dry)
-                return json_response(kv.value, 201 if created else 200)
-            kv = await self.api.patch(r, ns, t.name, ctype, await request.body(), t.sub, dry, manager)
-            return json_response(kv.value)
+                                                   query_bool(q, "force"), t.sub, dry, validation, warnings)
+                return with_warnings(json_response(kv.value, 201 if created else 200), warnings)
+            kv = await self.api.patch(r, ns, t.name, ctype, await request.body(), t.sub, dry, manager,
+                                      validation, warnings)
+            return with_warnings(json_response(kv.value), warnings)
         if m == "DELETE":
             options = await self.delete_options(request)
-            kv, _ = await self.api.delete(r, ns, t.name, options, dry)
-            return json_response(kv.value)
+            kv, gone = await self.api.delete(r, ns, t.name, options, dry)
+            if not gone or (r.group, r.plural) in RETURN_DELETED_OBJECT:
+                return json_response(kv.value)
+            return json_response(deleted_status(r, kv))
         raise APIError(405, f"{m} is not supported here", "MethodNotAllowed")
 
     async def body(self, request: Request) -> Any:
@@ -265,7 +280,7 @@ class APIServer:
 
     async def list(self, request: Request, r, ns: str | None) -> Response:
         q = request.query_params
-        match = make_filter(q.get("labelSelector"), q.get("fieldSelector"))
+        match = make_filter(q.get("labelSelector"), q.get("fieldSelector"), selectable(r))
         rv = q.get("resourceVersion") or ""
         revision = 0
         if rv and rv != "0" and q.get("resourceVersionMatch") == "Exact":
@@ -320,7 +335,8 @@ class APIServer:
         q = request.query_params
         timeout = q.get("timeoutSeconds")
         send_initial = q.get("sendInitialEvents")
-        ws = WatchStream(self.store, r, ns, make_filter(q.get("labelSelector"), q.get("fieldSelector")),
+        match = make_filter(q.get("labelSelector"), q.get("fieldSelector"), selectable(r))
+        ws = WatchStream(self.store, r, ns, match,
                          q.get("resourceVersion"), float(timeout) if timeout else None,
                          q.get("allowWatchBookmarks") in ("1", "true"),
                          None if send_initial is None else send_initial == "true",
@@ -330,7 +346,7 @@ class APIServer:
 
     async def delete_collection(self, request: Request, r, ns: str | None) -> Response:
         q = request.query_params
-        match = make_filter(q.get("labelSelector"), q.get("fieldSelector"))
+        match = make_filter(q.get("labelSelector"), q.get("fieldSelector"), selectable(r))
         options = await self.delete_options(request)
         kvs, rev = await self.api.list_kvs(r, ns)
         deleted = []
@@ -409,6 +425,24 @@ def field_manager(request: Request, options_kind: str, apply: bool = False) -> s
     return prefix
 
 
+def field_validation(request: Request, options_kind: str) -> str:
+    """?fieldValidation=Strict|Warn|Ignore: what to do with unknown fields (absent: as Ignore)."""
+    value = request.query_params.get("fieldValidation") or ""
+    if value not in ("", "Ignore", "Warn", "Strict"):
+        raise errors.invalid(options_kind, "meta.k8s.io", "", [
+            unsupported("fieldValidation", value, ["", "Ignore", "Strict", "Warn"])])
+    return value
+
+
+def with_warnings(response: Response, warnings: list[str]) -> Response:
+    """One `Warning: 299 - "text"` header per warning (kubectl prints them)."""
+    for text in warnings:
+        quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+        # header values go out as latin-1: carry UTF-8 bytes through it unchanged
+        response.headers.append("Warning", f'299 - "{quoted}"'.encode().decode("latin-1"))
+    return response
+
+
 def query_bool(q, name: str) -> bool:
     value = q.get(name)
     if value is None or value == "":
@@ -416,6 +450,14 @@ def query_bool(q, name: str) -> bool:
     if value not in _BOOLS:
         raise errors.bad_request(f'invalid value for "{name}": {value!r} is not a boolean')
     return _BOOLS[value]
+
+
+def deleted_status(r, kv) -> dict[str, Any]:
+    meta = orjson.loads(kv.value)["metadata"]
+    details = {"name": meta.get("name"), "kind": r.plural, "uid": meta.get("uid")}
+    if r.group:
+        details["group"] = r.group
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
 
 
 def version_info() -> dict[str, str]:

@@ -188,9 +188,16 @@ def fields_match(reqs: list[FieldReq], obj: dict[str, Any]) -> bool:
     return True
 
 
-def make_filter(label_selector: str | None, field_selector: str | None) -> Callable[[dict], bool] | None:
+def make_filter(label_selector: str | None, field_selector: str | None,
+                selectable: frozenset[str] | None = None) -> Callable[[dict], bool] | None:
+    """A predicate for both selectors (None: everything matches). Field selectors may
+    only name the kind's selectable fields, as in Kubernetes."""
     lreqs = parse_label_selector(label_selector)
     freqs = parse_field_selector(field_selector)
+    if selectable is not None:
+        for path, _, _ in freqs:
+            if path not in selectable:
+                raise bad_request(f"field label not supported: {path}")
     if not lreqs and not freqs:
         return None
 

@@ -23,6 +23,7 @@ from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
 from . import errors, fieldmanager, patch as patching
 from . import admission
 from .meta import now_rfc3339, random_suffix, selector_string
+from .openapi import OpenAPI
 
 MAX_RETRIES = 20
 SERVER_OWNED_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
@@ -81,6 +82,7 @@ class ResourceAPI:
     def __init__(self, store: Store, registry: Registry):
         self.store = store
         self.registry = registry
+        self.openapi = OpenAPI(registry)  # documents, and the schemas behind fieldValidation
         self.namespaces = registry.get("", "v1", "namespaces")
         # plural -> steps that complete a new (or changed) core object before validation:
         # node podCIDRs, Service cluster IPs and node ports
@@ -102,9 +104,14 @@ class ResourceAPI:
 
     # ----------------------------------------------------------------- create
     async def create(self, r: Resource, ns: str | None, obj: Any, dry_run: bool = False,
-                     manager: str | None = None) -> KV:
-        """Create; ``manager`` (None: not recorded) becomes the owner of every field set."""
+                     manager: str | None = None, validation: str = "", warnings: list[str] | None = None) -> KV:
+        """Create; ``manager`` (None: not recorded) becomes the owner of every field set.
+
+        ``validation`` is the request's fieldValidation: Strict refuses unknown fields,
+        Warn adds them to ``warnings``; otherwise they are not looked for.
+        """
         obj = self._check_body(r, ns, obj)
+        await self._check_fields(r, obj, None, validation, warnings, self._decoding(r))
         meta = obj["metadata"]
         generated = not meta.get("name") and meta.get("generateName")
         if not meta.get("name") and not generated:
@@ -212,10 +219,12 @@ class ResourceAPI:
 
     # ----------------------------------------------------------------- update
     async def update(self, r: Resource, ns: str | None, name: str, obj: Any,
-                     subresource: str | None = None, dry_run: bool = False, manager: str | None = None) -> KV:
+                     subresource: str | None = None, dry_run: bool = False, manager: str | None = None,
+                     validation: str = "", warnings: list[str] | None = None) -> KV:
         obj = self._check_body(r, ns, obj, name)
         want_rv = obj["metadata"].get("resourceVersion")
         kv = await self.get_kv(r, ns, name)
+        await self._check_fields(r, obj, decode(kv.value), validation, warnings, self._decoding(r))
         if want_rv and want_rv != str(kv.mod_rev):
             raise errors.conflict(r.group_resource, name, group=r.group, plural=r.plural)
         for attempt in range(MAX_RETRIES):
@@ -306,7 +315,8 @@ class ResourceAPI:
 
     # ----------------------------------------------------------------- patch
     async def patch(self, r: Resource, ns: str | None, name: str, content_type: str, body: bytes,
-                    subresource: str | None = None, dry_run: bool = False, manager: str | None = None) -> KV:
+                    subresource: str | None = None, dry_run: bool = False, manager: str | None = None,
+                    validation: str = "", warnings: list[str] | None = None) -> KV:
         """A merge, JSON or strategic merge patch (server-side apply is ``apply``)."""
         ctype = content_type.split(";")[0].strip()
         if ctype not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH) or (ctype == STRATEGIC_PATCH and r.custom):
@@ -320,15 +330,52 @@ class ResourceAPI:
         if isinstance(p, dict):
             expected_rv = (p.get("metadata") or {}).get("resourceVersion")
 
+        find_unknown = await self._unknown_finder(r, validation)
+
         def change(old: Obj) -> Obj:
+            before = find_unknown(old) if find_unknown else ()
             try:
                 new = apply_patch(old)
             except patching.PatchError as e:
                 raise errors.APIError(422, e.message, "Invalid")
             if not isinstance(new, dict):
                 raise errors.bad_request("the patch must produce an object")
+            if find_unknown:
+                if warnings:
+                    warnings.clear()  # a retried attempt reports afresh
+                self._report_unknown(find_unknown(new), before, validation, warnings, "")
             return new
         return await self.modify(r, ns, name, change, subresource, dry_run, expected_rv, manager)
+
+    # ----------------------------------------------------------------- fieldValidation
+    @staticmethod
+    def _decoding(r: Resource) -> str:
+        return f'{r.kind} in version "{r.version}" cannot be handled as a {r.kind}: '
+
+    async def _unknown_finder(self, r: Resource, validation: str) -> Callable[[Any], list[str]] | None:
+        if validation not in ("Strict", "Warn"):
+            return None
+        return await self.openapi.unknown_fields_of(r)
+
+    async def _check_fields(self, r: Resource, obj: Obj, old: Obj | None, validation: str,
+                            warnings: list[str] | None, prefix: str) -> None:
+        """Unknown fields of a written object, less those the stored one already has (fields
+        the server's own components wrote): refused (Strict) or reported (Warn)."""
+        find = await self._unknown_finder(r, validation)
+        if find is not None:
+            self._report_unknown(find(obj), find(old) if old is not None else (), validation, warnings, prefix)
+
+    @staticmethod
+    def _report_unknown(paths: list[str], before: Any, validation: str, warnings: list[str] | None,
+                        prefix: str) -> None:
+        known = set(before)
+        texts = [f'unknown field "{p}"' for p in paths if p not in known]
+        if not texts:
+            return
+        if validation == "Strict":
+            raise errors.bad_request(prefix + "strict decoding error: " + ", ".join(texts))
+        if warnings is not None:
+            warnings.extend(texts)
 
     @staticmethod
     def unsupported_patch(r: Resource) -> errors.APIError:
@@ -352,7 +399,8 @@ class ResourceAPI:
     # ----------------------------------------------------------------- apply
     async def apply(self, r: Resource, ns: str | None, name: str, body: bytes, manager: str,
                     force: bool = False, subresource: str | None = None,
-                    dry_run: bool = False) -> tuple[KV, bool]:
+                    dry_run: bool = False, validation: str = "",
+                    warnings: list[str] | None = None) -> tuple[KV, bool]:
         """Server-side apply of the intent in ``body``; creates a missing object.
 
         Returns the object and whether it was created.
@@ -362,6 +410,7 @@ class ResourceAPI:
         applied = self._check_body(r, ns, parse_apply_body(body), name)
         if applied["metadata"].get("managedFields") is not None:
             raise errors.bad_request("metadata.managedFields must be nil")
+        await self._check_fields(r, applied, None, validation, warnings, "")
         expected_rv = applied["metadata"].get("resourceVersion")
 
         def change(old: Obj | None) -> Obj:
