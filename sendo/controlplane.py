@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 class ControlPlane:
     def __init__(self, url: str, token: str, ca_pem: bytes | None, node_grace_seconds: float = 40.0):
         from .controllers.deployment import DeploymentController
+        from .controllers.endpoints import EndpointsController
         from .controllers.gc import GarbageCollector
         from .controllers.namespace import NamespaceController
         from .controllers.nodelifecycle import NodeLifecycleController
@@ -34,6 +35,7 @@ class ControlPlane:
             GarbageCollector(self.client, self.informers),
             NamespaceController(self.client, self.informers),
             NodeLifecycleController(self.client, self.informers, grace_seconds=node_grace_seconds),
+            EndpointsController(self.client, self.informers),
         ]
 
     async def start(self) -> None:

@@ -46,6 +46,7 @@ class AgentConfig:
     backoff_base: float = 10.0  # crash-loop back-off, doubling up to backoff_max
     backoff_max: float = 300.0
     labels: dict[str, str] = field(default_factory=dict)
+    service_proxy: bool = True  # run the service proxy (off for extra agents sharing one machine's addresses)
 
 
 class PodIPs:
@@ -93,6 +94,7 @@ class Agent:
         self._tasks: list[asyncio.Task] = []
         self._web: web.AppRunner | None = None
         self.node: Obj | None = None
+        self.proxy = None  # network.proxy.ServiceProxy when cfg.service_proxy
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -107,6 +109,10 @@ class Agent:
         self.pods.start()
         await asyncio.wait_for(self.pods.synced.wait(), 30)
         await self._stop_strays()
+        if self.cfg.service_proxy:
+            from ..network.proxy import ServiceProxy
+            self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.address)
+            await self.proxy.start()
         self._tasks = [asyncio.create_task(self._heartbeat(), name="lease"),
                        asyncio.create_task(self._status_loop(), name="node-status"),
                        asyncio.create_task(self._rotate_logs(), name="log-rotation")]
@@ -115,6 +121,8 @@ class Agent:
         """Stop the agent. Pods keep running unless stop_pods (then their processes stop too)."""
         for t in self._tasks:
             t.cancel()
+        if self.proxy:
+            await self.proxy.stop()
         if self.pods:
             await self.pods.stop()
         workers = list(self.workers.values())

@@ -1,0 +1,1 @@
+"""The node network: the service proxy (``proxy.py``) that every agent runs."""

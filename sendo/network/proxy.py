@@ -1,0 +1,657 @@
+"""The service proxy: every agent's kube-proxy, in user space, on loopback addresses.
+
+Cluster IPs come from 127.32.0.0/16 and pod IPs from 127.64.0.0/10: every 127.x
+address is local on Linux, so the proxy can *listen* on a Service's virtual IP with
+no root and no iptables. It watches Services and EndpointSlices through the API and
+keeps one listener per address a Service is reachable at:
+
+* ``clusterIP:port`` for every Service port (TCP and/or UDP, per ``protocol``);
+* ``<node address>:nodePort`` for ``NodePort`` and ``LoadBalancer`` Services;
+* ``<node address>:port`` for ``LoadBalancer`` Services without a
+  ``loadBalancerClass`` — the k3s ServiceLB idea: the node itself is the load
+  balancer. Once this proxy holds that listener it adds the node's address to
+  ``status.loadBalancer.ingress`` (an update of ``services/<name>/status``, with
+  optimistic concurrency); when the Service stops being such a LoadBalancer the
+  proxy takes its address out again.
+
+**Balancing.** Each new TCP connection (each new UDP flow) goes to one *ready*
+endpoint, **round robin** over the endpoints sorted by address. With
+``sessionAffinity: ClientIP`` a client IP sticks to the endpoint it got for
+``sessionAffinityConfig.clientIP.timeoutSeconds`` (default 10800 s) after its last
+new connection, as long as that endpoint stays ready. When a Service port has no
+ready endpoint, endpoints that are still serving while terminating are used (as
+kube-proxy does); when it has none at all, new TCP connections are refused (accepted
+and reset at once) and UDP datagrams are dropped. If connecting to the chosen
+endpoint fails, up to two others are tried. ``internalTrafficPolicy: Local``
+(cluster IP) and ``externalTrafficPolicy: Local`` (node port, load balancer) keep to
+the endpoints on this node.
+
+TCP is spliced with asyncio streams: two copy loops, each awaiting ``drain()`` after
+every write (back-pressure both ways) and passing a half-close on. UDP uses datagram
+endpoints: a flow per client address, with its own socket to the endpoint it picked,
+closed after ``udp_idle_timeout`` without traffic, when its endpoint leaves the
+Service, or when the endpoint answers with ICMP port unreachable.
+
+Endpoint changes apply to new connections as soon as the informer sees them
+(milliseconds); established connections are never cut by one. A Service port that
+goes away closes its listeners (connections already made run on).
+
+A listener that cannot bind — address in use (say, another sendo on this machine
+holds it), a port below 1024 without root, an address that is not local — is
+logged and recorded as a ``ListenFailed`` Warning Event on the Service; the proxy
+keeps running and tries again every ``BIND_RETRY`` seconds. Two Services wanting
+the same address (e.g. two LoadBalancers on one port) get it first come, first
+served; the other gets a ``ListenFailed`` Event.
+
+Limits: the endpoint sees the proxy's address (127.0.0.1), not the client's, as with
+kube-proxy's old userspace mode; IPv4 only; SCTP is not proxied; ``externalIPs``
+are not bound.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from ..client import ApiError, Client, Informer, kind
+from ..client.informer import obj_key
+from ..controllers.events import EventRecorder
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+Endpoint = tuple[str, int]
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+DEFAULT_AFFINITY_SECONDS = 10800
+CONNECT_TIMEOUT = 3.0
+CONNECT_ATTEMPTS = 3
+BIND_RETRY = 10.0
+HOUSEKEEPING_EVERY = 5.0
+UDP_IDLE_TIMEOUT = 30.0
+MAX_UDP_FLOWS = 10_000  # per listener
+MAX_UDP_PENDING = 64  # datagrams held per flow while its socket opens
+CHUNK = 64 * 1024
+
+
+class ListenKey(NamedTuple):
+    protocol: str  # TCP | UDP
+    ip: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ip}:{self.port}/{self.protocol}"
+
+
+class Backends:
+    """The endpoints of one Service port (as seen from one side: cluster IP or node) and how to pick one."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.endpoints: list[Endpoint] = []
+        self._set: set[Endpoint] = set()
+        self._next = 0
+        self.affinity_seconds: float | None = None
+        self._affinity: dict[str, tuple[Endpoint, float]] = {}  # client IP -> (endpoint, expiry)
+        self.active: dict[Endpoint, int] = {}  # open TCP connections per endpoint
+
+    def set(self, endpoints: list[Endpoint], affinity_seconds: float | None) -> None:
+        if endpoints != self.endpoints:
+            self.endpoints = endpoints
+            self._set = set(endpoints)
+            self._next = self._next % len(endpoints) if endpoints else 0
+        if affinity_seconds != self.affinity_seconds:
+            self.affinity_seconds = affinity_seconds
+            self._affinity.clear()
+
+    def pick(self, client_ip: str | None, exclude: set[Endpoint] | frozenset = frozenset()) -> Endpoint | None:
+        now = time.monotonic()
+        if self.affinity_seconds and client_ip:
+            hit = self._affinity.get(client_ip)
+            if hit is not None and hit[1] > now and hit[0] in self._set and hit[0] not in exclude:
+                self._affinity[client_ip] = (hit[0], now + self.affinity_seconds)
+                return hit[0]
+        n = len(self.endpoints)
+        for i in range(n):
+            idx = (self._next + i) % n
+            ep = self.endpoints[idx]
+            if ep in exclude:
+                continue
+            self._next = (idx + 1) % n
+            if self.affinity_seconds and client_ip:
+                self._affinity[client_ip] = (ep, now + self.affinity_seconds)
+            return ep
+        return None
+
+    def forget(self, client_ip: str | None, ep: Endpoint) -> None:
+        hit = self._affinity.get(client_ip or "")
+        if hit is not None and hit[0] == ep:
+            del self._affinity[client_ip]
+
+    def has(self, ep: Endpoint) -> bool:
+        return ep in self._set
+
+    def sweep(self, now: float) -> None:
+        for ip in [ip for ip, (_, exp) in self._affinity.items() if exp <= now]:
+            del self._affinity[ip]
+
+
+@dataclass
+class _Listener:
+    key: ListenKey
+    service: str  # ns/name
+    backends: Backends
+    server: asyncio.AbstractServer | None = None  # TCP
+    udp: "_UdpFrontend | None" = None
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()  # the listening socket closes now; connections already made run on
+        if self.udp is not None:
+            self.udp.close()
+
+
+class _Desired(NamedTuple):
+    service: str
+    backends: str  # key into ServiceProxy.backends
+
+
+class ServiceProxy:
+    def __init__(self, client: Client, node_name: str, node_ip: str = "127.0.0.1", *,
+                 udp_idle_timeout: float = UDP_IDLE_TIMEOUT, recorder: EventRecorder | None = None):
+        self.client = client
+        self.node_name = node_name
+        self.node_ip = node_ip
+        self.lb_ip = "127.0.0.1" if ipaddress.ip_address(node_ip).is_unspecified else node_ip
+        self.udp_idle_timeout = udp_idle_timeout
+        self.recorder = recorder or EventRecorder(client, "service-proxy", node_name)
+        self._own_recorder = recorder is None
+        self.svc_kind = kind("services")
+        self.services = Informer(client, self.svc_kind)
+        self.slices = Informer(client, kind("endpointslices", "discovery.k8s.io"))
+        self.services.add_handler(lambda t, o, old: self._dirty.set())
+        self.slices.add_handler(self._on_slice)
+        self._slices_by_svc: dict[str, dict[str, Obj]] = {}
+        self.listeners: dict[ListenKey, _Listener] = {}
+        self.backends: dict[str, Backends] = {}
+        self._failed: dict[ListenKey, tuple[float, str, str]] = {}  # key -> (when, service, error)
+        self._conflicts_told: set[tuple[ListenKey, str]] = set()
+        self._status_busy: set[str] = set()
+        self._dirty = asyncio.Event()
+        self._conns: set[asyncio.Task] = set()
+        self._tasks: list[asyncio.Task] = []
+        self._unsupported_told: set[tuple[str, str]] = set()
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self, timeout: float = 30.0) -> None:
+        self.services.start()
+        self.slices.start()
+        await asyncio.wait_for(asyncio.gather(self.services.synced.wait(), self.slices.synced.wait()), timeout)
+        await self.sync()
+        self._tasks = [asyncio.create_task(self._sync_loop(), name="proxy-sync"),
+                       asyncio.create_task(self._housekeeping(), name="proxy-housekeeping")]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for lst in self.listeners.values():
+            lst.close()
+        self.listeners.clear()
+        conns = list(self._conns)
+        for t in conns:
+            t.cancel()
+        await asyncio.gather(*conns, return_exceptions=True)
+        await self.services.stop()
+        await self.slices.stop()
+        if self._own_recorder:
+            await self.recorder.close()
+
+    async def _sync_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._dirty.wait(), BIND_RETRY if self._failed else None)
+            except asyncio.TimeoutError:
+                pass
+            self._dirty.clear()
+            try:
+                await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("service proxy sync failed")
+                await asyncio.sleep(1.0)  # back-off after an unexpected failure
+                self._dirty.set()
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_EVERY)  # affinity and UDP flow expiry period
+            now = time.monotonic()
+            for b in self.backends.values():
+                b.sweep(now)
+            for lst in self.listeners.values():
+                if lst.udp is not None:
+                    lst.udp.expire(now - self.udp_idle_timeout)
+
+    def _on_slice(self, typ: str, es: Obj, old: Obj | None) -> None:
+        for o in (old, es):
+            svc = (o["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL) if o else None
+            if svc:
+                bucket = self._slices_by_svc.get(f"{o['metadata']['namespace']}/{svc}")
+                if bucket is not None:
+                    bucket.pop(o["metadata"]["name"], None)
+        svc = (es["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL)
+        if typ != "DELETED" and svc:
+            self._slices_by_svc.setdefault(f"{es['metadata']['namespace']}/{svc}", {})[es["metadata"]["name"]] = es
+        self._dirty.set()
+
+    # ----------------------------------------------------------------- desired state
+    def _endpoints_of(self, svc_key: str, port_name: str, protocol: str, local_only: bool) -> list[Endpoint]:
+        ready: set[Endpoint] = set()
+        fallback: set[Endpoint] = set()  # serving while terminating
+        for es in (self._slices_by_svc.get(svc_key) or {}).values():
+            if es.get("addressType", "IPv4") != "IPv4":
+                continue
+            number = None
+            for p in es.get("ports") or []:
+                if (p.get("name") or "") == port_name and (p.get("protocol") or "TCP") == protocol:
+                    number = p.get("port")
+            if not isinstance(number, int):
+                continue
+            for ep in es.get("endpoints") or []:
+                addrs = ep.get("addresses") or []
+                if not addrs:
+                    continue
+                if local_only and ep.get("nodeName") != self.node_name:
+                    continue
+                cond = ep.get("conditions") or {}
+                is_ready = cond.get("ready") is not False
+                serving = cond.get("serving", cond.get("ready")) is not False
+                if is_ready:
+                    ready.add((addrs[0], number))
+                elif serving and cond.get("terminating"):
+                    fallback.add((addrs[0], number))
+        return sorted(ready or fallback, key=_ep_order)
+
+    def _desired(self) -> tuple[dict[ListenKey, _Desired], dict[str, tuple[list[Endpoint], float | None]],
+                                list[tuple[Obj, ListenKey, str]]]:
+        listeners: dict[ListenKey, _Desired] = {}
+        backends: dict[str, tuple[list[Endpoint], float | None]] = {}
+        conflicts: list[tuple[Obj, ListenKey, str]] = []
+        services = sorted(self.services.list(),
+                          key=lambda s: (s["metadata"].get("creationTimestamp") or "", obj_key(s)))
+        for svc in services:
+            spec = svc.get("spec") or {}
+            stype = spec.get("type") or "ClusterIP"
+            if stype == "ExternalName":
+                continue
+            key = obj_key(svc)
+            ips = []
+            for ip in spec.get("clusterIPs") or [spec.get("clusterIP")]:
+                try:
+                    if ip and ip != "None" and ipaddress.ip_address(ip).version == 4:
+                        ips.append(ip)
+                except ValueError:
+                    pass
+            affinity = None
+            if spec.get("sessionAffinity") == "ClientIP":
+                cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
+                affinity = float(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_SECONDS)
+            external = stype in ("NodePort", "LoadBalancer")
+            for port in spec.get("ports") or []:
+                proto = port.get("protocol") or "TCP"
+                number = port.get("port")
+                if proto not in ("TCP", "UDP"):
+                    if (key, proto) not in self._unsupported_told:
+                        self._unsupported_told.add((key, proto))
+                        log.warning("service %s: protocol %s is not proxied", key, proto)
+                    continue
+                pname = port.get("name") or ""
+
+                def want(lk: ListenKey, bkey: str) -> None:
+                    held = listeners.get(lk)
+                    if held is not None and held.service != key:
+                        conflicts.append((svc, lk, held.service))
+                    elif held is None:
+                        listeners[lk] = _Desired(key, bkey)
+
+                if ips and isinstance(number, int):
+                    bkey = f"{key}:{pname}/{proto}:cluster"
+                    backends[bkey] = (self._endpoints_of(key, pname, proto,
+                                                         spec.get("internalTrafficPolicy") == "Local"), affinity)
+                    for ip in ips:
+                        want(ListenKey(proto, ip, number), bkey)
+                if external:
+                    bkey = f"{key}:{pname}/{proto}:external"
+                    backends[bkey] = (self._endpoints_of(key, pname, proto,
+                                                         spec.get("externalTrafficPolicy") == "Local"), affinity)
+                    if isinstance(port.get("nodePort"), int) and port["nodePort"]:
+                        want(ListenKey(proto, self.node_ip, port["nodePort"]), bkey)
+                    if stype == "LoadBalancer" and not spec.get("loadBalancerClass") and isinstance(number, int):
+                        want(ListenKey(proto, self.node_ip, number), bkey)
+        return listeners, backends, conflicts
+
+    # ----------------------------------------------------------------- sync
+    async def sync(self) -> None:
+        """Make the listeners and backends match the Services and EndpointSlices in the caches."""
+        want, backends, conflicts = self._desired()
+        for bkey, (eps, affinity) in backends.items():
+            b = self.backends.get(bkey)
+            if b is None:
+                b = self.backends[bkey] = Backends(bkey)
+            b.set(eps, affinity)
+        for lk in [lk for lk in self.listeners if lk not in want]:
+            log.info("service proxy: closing %s (%s)", lk, self.listeners[lk].service)
+            self.listeners.pop(lk).close()
+        for lk in [lk for lk in self._failed if lk not in want]:
+            del self._failed[lk]
+        now = time.monotonic()
+        for lk, d in want.items():
+            b = self.backends[d.backends]
+            lst = self.listeners.get(lk)
+            if lst is not None:
+                lst.service, lst.backends = d.service, b
+                if lst.udp is not None:
+                    lst.udp.drop_flows_not_in(b)
+                continue
+            failed = self._failed.get(lk)
+            if failed is not None and failed[1] == d.service and now - failed[0] < BIND_RETRY:
+                continue
+            await self._bind(lk, d.service, b, told=failed is not None and failed[1] == d.service)
+        for bkey in [k for k in self.backends if k not in backends]:
+            del self.backends[bkey]
+        for svc, lk, holder in conflicts:
+            if (lk, obj_key(svc)) not in self._conflicts_told:
+                self._conflicts_told.add((lk, obj_key(svc)))
+                msg = f"cannot listen on {lk}: service {holder} uses it already"
+                log.warning("service proxy: %s: %s", obj_key(svc), msg)
+                self.recorder.emit(svc, "Warning", "ListenFailed", msg)
+        self._update_lb_status()
+
+    async def _bind(self, lk: ListenKey, service: str, b: Backends, told: bool) -> None:
+        lst = _Listener(lk, service, b)
+        try:
+            if lk.protocol == "TCP":
+                lst.server = await asyncio.start_server(
+                    lambda r, w: self._tcp_connection(lst, r, w), lk.ip, lk.port,
+                    reuse_address=True, backlog=1024, limit=CHUNK)
+            else:
+                loop = asyncio.get_running_loop()
+                _, lst.udp = await loop.create_datagram_endpoint(lambda: _UdpFrontend(self, lst),
+                                                                 local_addr=(lk.ip, lk.port))
+        except OSError as e:
+            why = _bind_error(e, lk)
+            self._failed[lk] = (time.monotonic(), service, why)
+            if told:
+                log.debug("service proxy: still cannot listen on %s for %s: %s", lk, service, why)
+                return
+            log.warning("service proxy: cannot listen on %s for service %s: %s", lk, service, why)
+            svc = self.services.get(service)
+            if svc is not None:
+                self.recorder.emit(svc, "Warning", "ListenFailed", f"cannot listen on {lk}: {why}")
+            return
+        self._failed.pop(lk, None)
+        self.listeners[lk] = lst
+        log.info("service proxy: listening on %s for %s", lk, service)
+
+    # ----------------------------------------------------------------- LoadBalancer status
+    def _update_lb_status(self) -> None:
+        for svc in self.services.list():
+            key = obj_key(svc)
+            if key in self._status_busy:
+                continue
+            spec = svc.get("spec") or {}
+            ours = spec.get("type") == "LoadBalancer" and not spec.get("loadBalancerClass")
+            ingress = list(((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [])
+            has = any(i.get("ip") == self.lb_ip for i in ingress)
+            serving = ours and any(lk.ip == self.node_ip and lk.port == p.get("port")
+                                   and lk.protocol == (p.get("protocol") or "TCP") and lst.service == key
+                                   for p in spec.get("ports") or [] for lk, lst in self.listeners.items())
+            if serving and not has:
+                new = sorted(ingress + [{"ip": self.lb_ip}], key=lambda i: str(i.get("ip") or i.get("hostname")))
+            elif not ours and has:
+                new = [i for i in ingress if i.get("ip") != self.lb_ip]
+            else:
+                continue
+            self._status_busy.add(key)
+            t = asyncio.create_task(self._write_lb_status(svc, new), name=f"lb-status-{key}")
+            self._tasks.append(t)
+            t.add_done_callback(lambda t, key=key: self._status_written(t, key))
+
+    def _status_written(self, t: asyncio.Task, key: str) -> None:
+        self._status_busy.discard(key)
+        if t in self._tasks:
+            self._tasks.remove(t)
+
+    async def _write_lb_status(self, svc: Obj, ingress: list[dict]) -> None:
+        body = {**svc, "status": {**(svc.get("status") or {}),
+                                  "loadBalancer": {"ingress": ingress} if ingress else {}}}
+        try:
+            await self.client.update_status(self.svc_kind, body)
+            log.info("service proxy: %s load balancer ingress %s", obj_key(svc), [i.get("ip") for i in ingress])
+        except ApiError as e:
+            if e.status not in (404, 409):  # a stale cache: the next event brings the newer Service
+                log.warning("service proxy: cannot update the status of %s: %s", obj_key(svc), e)
+                self._dirty.set()
+        except (OSError, asyncio.TimeoutError) as e:
+            log.warning("service proxy: cannot update the status of %s: %s", obj_key(svc), e)
+
+    # ----------------------------------------------------------------- TCP
+    async def _tcp_connection(self, lst: _Listener, reader: asyncio.StreamReader,
+                              writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._conns.add(task)
+        try:
+            peer = writer.get_extra_info("peername")
+            client_ip = peer[0] if peer else None
+            b = lst.backends
+            tried: set[Endpoint] = set()
+            upstream = None
+            for _ in range(CONNECT_ATTEMPTS):
+                ep = b.pick(client_ip, tried)
+                if ep is None:
+                    break
+                try:
+                    ur, uw = await asyncio.wait_for(asyncio.open_connection(ep[0], ep[1], limit=CHUNK),
+                                                    CONNECT_TIMEOUT)
+                except (OSError, asyncio.TimeoutError) as e:
+                    log.debug("service proxy: %s -> %s:%s failed: %s", lst.key, ep[0], ep[1], e)
+                    tried.add(ep)
+                    b.forget(client_ip, ep)
+                    continue
+                upstream = ep
+                break
+            if upstream is None:
+                _reset(writer)
+                return
+            b.active[upstream] = b.active.get(upstream, 0) + 1
+            try:
+                await _splice(reader, writer, ur, uw)
+            finally:
+                left = b.active.get(upstream, 1) - 1
+                if left > 0:
+                    b.active[upstream] = left
+                else:
+                    b.active.pop(upstream, None)
+        except asyncio.CancelledError:
+            _reset(writer)
+            raise
+        except Exception:
+            log.exception("service proxy: connection on %s failed", lst.key)
+            _reset(writer)
+        finally:
+            self._conns.discard(task)
+
+
+async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    while True:
+        data = await src.read(CHUNK)
+        if not data:
+            break
+        dst.write(data)
+        await dst.drain()  # back-pressure: a slow reader on the other side slows this side's reading
+    if not dst.is_closing() and dst.can_write_eof():
+        try:
+            dst.write_eof()  # pass the half-close on
+        except OSError:
+            pass
+
+
+async def _splice(cr: asyncio.StreamReader, cw: asyncio.StreamWriter,
+                  ur: asyncio.StreamReader, uw: asyncio.StreamWriter) -> None:
+    """Copy both ways until both sides have finished; an error on either side ends both."""
+    tasks = {asyncio.create_task(_pipe(cr, uw)), asyncio.create_task(_pipe(ur, cw))}
+    failed = False
+    try:
+        pending = tasks
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if any(not t.cancelled() and t.exception() is not None for t in done):
+                failed = True
+                break
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for w in (cw, uw):
+            if failed:
+                w.transport.abort()
+            else:
+                w.close()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Refuse: close with a RST, so the client sees 'connection reset' at once."""
+    sock = writer.get_extra_info("socket")
+    try:
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    writer.transport.abort()
+
+
+# ======================================================================= UDP
+
+
+class _UdpFrontend(asyncio.DatagramProtocol):
+    """The listening socket of a UDP Service port: one flow per client address."""
+
+    def __init__(self, proxy: ServiceProxy, lst: _Listener):
+        self.proxy = proxy
+        self.listener = lst
+        self.transport: asyncio.DatagramTransport | None = None
+        self.flows: dict[tuple, _UdpFlow] = {}
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        flow = self.flows.get(addr)
+        if flow is None:
+            if len(self.flows) >= MAX_UDP_FLOWS:
+                return
+            ep = self.listener.backends.pick(addr[0])
+            if ep is None:
+                return  # no endpoints: dropped
+            flow = self.flows[addr] = _UdpFlow(self, addr, ep)
+        flow.send(data)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("service proxy: %s: %s", self.listener.key, exc)
+
+    def drop_flows_not_in(self, b: Backends) -> None:
+        for flow in [f for f in self.flows.values() if not b.has(f.endpoint)]:
+            flow.close()
+
+    def expire(self, idle_before: float) -> None:
+        for flow in [f for f in self.flows.values() if f.last < idle_before]:
+            flow.close()
+
+    def close(self) -> None:
+        for flow in list(self.flows.values()):
+            flow.close()
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _UdpFlow(asyncio.DatagramProtocol):
+    """One client address's datagrams to one endpoint, and the replies back."""
+
+    def __init__(self, front: _UdpFrontend, client: tuple, endpoint: Endpoint):
+        self.front = front
+        self.client = client
+        self.endpoint = endpoint
+        self.transport: asyncio.DatagramTransport | None = None
+        self.pending: list[bytes] = []
+        self.closed = False
+        self.last = time.monotonic()
+        self._opening = asyncio.create_task(self._open(), name=f"udp-flow-{endpoint[0]}:{endpoint[1]}")
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_datagram_endpoint(lambda: self, remote_addr=self.endpoint)
+        except OSError as e:
+            log.debug("service proxy: udp flow to %s: %s", self.endpoint, e)
+            self.close()
+
+    def connection_made(self, transport) -> None:
+        if self.closed:
+            transport.close()
+            return
+        self.transport = transport
+        for d in self.pending:
+            transport.sendto(d)
+        self.pending = []
+
+    def send(self, data: bytes) -> None:
+        self.last = time.monotonic()
+        if self.transport is not None:
+            self.transport.sendto(data)
+        elif len(self.pending) < MAX_UDP_PENDING:
+            self.pending.append(data)
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.last = time.monotonic()
+        t = self.front.transport
+        if t is not None and not t.is_closing():
+            t.sendto(data, self.client)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable: the endpoint is gone; the client's next datagram picks again
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        if self.front.flows.get(self.client) is self:
+            del self.front.flows[self.client]
+
+
+# ======================================================================= helpers
+
+
+def _ep_order(ep: Endpoint) -> tuple:
+    try:
+        return (int(ipaddress.ip_address(ep[0])), ep[1])
+    except ValueError:
+        return (0, ep[1])
+
+
+def _bind_error(e: OSError, lk: ListenKey) -> str:
+    if e.errno == errno.EADDRINUSE:
+        return "address already in use (another process or another sendo on this machine holds it)"
+    if e.errno == errno.EACCES and lk.port < 1024:
+        return "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE"
+    if e.errno == errno.EADDRNOTAVAIL:
+        return "the address is not local to this machine"
+    return e.strerror or str(e)
