@@ -8,18 +8,16 @@ from typing import Any
 
 import orjson
 import yaml
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from .. import __version__
 from ..kinds.base import Cause, unsupported
+from ..kinds.fields import selectable
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
 from . import discovery, errors, patch as patching, podlogs, protobuf
 from .errors import APIError
-from ..kinds.fields import selectable
+from .http import Request
 from .meta import make_filter
 from .resources import APPLY_PATCH, ResourceAPI, decode
 from .table import table, wants_table
@@ -91,8 +89,14 @@ class APIServer:
         self.tokens = tokens
         self.node_token = node_token
         self.api = ResourceAPI(store, registry)
-        self.app = Starlette(routes=[Route("/{path:path}", self.handle,
-                                           methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
+        self.app = self.asgi
+
+    async def asgi(self, scope, receive, send) -> None:
+        """The ASGI entry point (lifespan events are not used)."""
+        if scope["type"] != "http":
+            return
+        response = await self.handle(Request(scope, receive))
+        await response(scope, receive, send)
 
     # ----------------------------------------------------------------- entry
     async def handle(self, request: Request) -> Response:

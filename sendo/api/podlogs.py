@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import aiohttp
-from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from . import errors
+from .http import Request
 from .errors import APIError
 from .resources import decode
 

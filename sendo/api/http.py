@@ -1,0 +1,56 @@
+"""The request side of the ASGI app, kept thin: the API routes every URL itself, so it
+needs no router or middleware stack, only the method, path, headers, query and body.
+Responses are Starlette's Response classes, which are ASGI apps of their own."""
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.datastructures import Headers, QueryParams
+
+
+class _URL:
+    __slots__ = ("path",)
+
+    def __init__(self, path: str):
+        self.path = path
+
+
+class Request:
+    __slots__ = ("scope", "_receive", "_body", "_query", "_headers", "url")
+
+    def __init__(self, scope: dict[str, Any], receive):
+        self.scope = scope
+        self._receive = receive
+        self._body: bytes | None = None
+        self._query: QueryParams | None = None
+        self._headers: Headers | None = None
+        self.url = _URL(scope["path"])
+
+    @property
+    def method(self) -> str:
+        return self.scope["method"]
+
+    @property
+    def query_params(self) -> QueryParams:
+        if self._query is None:
+            self._query = QueryParams(self.scope.get("query_string", b""))
+        return self._query
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(scope=self.scope)
+        return self._headers
+
+    async def body(self) -> bytes:
+        if self._body is None:
+            chunks = []
+            while True:
+                message = await self._receive()
+                if message["type"] == "http.disconnect":
+                    break
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+            self._body = b"".join(chunks)
+        return self._body
