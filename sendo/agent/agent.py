@@ -24,6 +24,7 @@ from ..client import ApiError, Client, Informer, kind
 from ..client.informer import obj_key
 from ..controllers.events import EventRecorder
 from . import logs as logfiles
+from .env import service_links
 from .podworker import PodWorker
 from .runtime import ContainerHandle, ProcessRuntime
 
@@ -46,6 +47,7 @@ class AgentConfig:
     backoff_base: float = 10.0  # crash-loop back-off, doubling up to backoff_max
     backoff_max: float = 300.0
     labels: dict[str, str] = field(default_factory=dict)
+    dns: str = "127.32.0.10:53"  # cluster DNS address ("" turns it off); a free port if taken
     service_proxy: bool = True  # run the service proxy (off for extra agents sharing one machine's addresses)
 
 
@@ -95,6 +97,7 @@ class Agent:
         self._web: web.AppRunner | None = None
         self.node: Obj | None = None
         self.proxy = None  # network.proxy.ServiceProxy when cfg.service_proxy
+        self.dns = None  # network.dns.ClusterDNS when cfg.dns
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -104,6 +107,11 @@ class Agent:
         await self._register()
         for h in await self.runtime.adopt():
             self.adopted.setdefault(h.spec.pod_uid, []).append(h)
+        if self.cfg.dns:  # before the pods: their environment names the DNS server and Services
+            from ..network.dns import ClusterDNS
+            host, _, port = self.cfg.dns.rpartition(":")
+            self.dns = ClusterDNS(self.client, host, int(port))
+            await self.dns.bind_anywhere()
         self.pods = Informer(self.client, kind("pods"), field_selector=f"spec.nodeName={self.cfg.node_name}")
         self.pods.add_handler(self._on_pod)
         self.pods.start()
@@ -123,6 +131,8 @@ class Agent:
             t.cancel()
         if self.proxy:
             await self.proxy.stop()
+        if self.dns:
+            await self.dns.stop()
         if self.pods:
             await self.pods.stop()
         workers = list(self.workers.values())
@@ -285,6 +295,10 @@ class Agent:
         for k in ("HOME", "LANG", "LC_ALL", "TZ"):
             if k in os.environ:
                 env[k] = os.environ[k]
+        if self.dns:
+            env["SENDO_DNS"] = self.dns.address
+            if (pod.get("spec") or {}).get("enableServiceLinks", True):
+                env.update(service_links(pod["metadata"]["namespace"], self.dns.services.list()))
         return env
 
     def event(self, pod: Obj, type_: str, reason: str, message: str) -> None:

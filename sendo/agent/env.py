@@ -106,3 +106,32 @@ def command_line(container: Obj, env: dict[str, str]) -> list[str]:
     cmd = [expand(c, env) for c in container.get("command") or []]
     args = [expand(a, env) for a in container.get("args") or []]
     return cmd + args
+
+
+def service_links(namespace: str, services: list[Obj]) -> dict[str, str]:
+    """Docker-link style variables for the Services of the pod's namespace that exist when
+    it starts (`<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT`, `<NAME>_PORT_<p>_TCP`, …), as
+    Kubernetes sets them when `enableServiceLinks` is on."""
+    env: dict[str, str] = {}
+    for svc in services:
+        meta, spec = svc["metadata"], svc.get("spec") or {}
+        ip = spec.get("clusterIP")
+        if meta.get("namespace") != namespace or not ip or ip == "None" or not spec.get("ports"):
+            continue
+        name = meta["name"].upper().replace("-", "_")
+        ports = spec["ports"]
+        env[f"{name}_SERVICE_HOST"] = ip
+        env[f"{name}_SERVICE_PORT"] = str(ports[0]["port"])
+        for p in ports:
+            if p.get("name"):
+                env[f"{name}_SERVICE_PORT_{p['name'].upper().replace('-', '_')}"] = str(p["port"])
+        first = ports[0]
+        env[f"{name}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{ip}:{first['port']}"
+        for p in ports:
+            proto = p.get("protocol", "TCP")
+            prefix = f"{name}_PORT_{p['port']}_{proto}"
+            env[prefix] = f"{proto.lower()}://{ip}:{p['port']}"
+            env[f"{prefix}_PROTO"] = proto.lower()
+            env[f"{prefix}_PORT"] = str(p["port"])
+            env[f"{prefix}_ADDR"] = ip
+    return env

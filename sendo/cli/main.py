@@ -80,6 +80,10 @@ async def _up(data_dir: str, port: int, host: str, node_name: str, manifests: li
         path = _write_kubeconfig(data_dir, cfg.url, server.admin_token, server.ca_pem)
         console.print(f"[green]sendo is up[/] in {time.monotonic() - t0:.1f}s: API at {cfg.url}, "
                       f"node [bold]{node_name}[/] Ready, state in {data_dir}")
+        if agent.dns:
+            host, port = agent.dns.host, agent.dns.port
+            console.print(f"Cluster DNS at {host}:{port} (pods get it as $SENDO_DNS): "
+                          f"dig @{host} -p {port} <service>.<namespace>.svc.cluster.local")
         if manifests:
             from .apply import apply_files
             for line in await apply_files(agent.client, manifests):

@@ -44,7 +44,8 @@ class ClusterDNS:
         self.client = client
         self.host, self.port = host, port
         self.domain = domain.strip(".").lower()
-        self.upstreams = host_resolvers() if upstreams is None else upstreams
+        self.upstreams = [u for u in (host_resolvers() if upstreams is None else upstreams)
+                          if u != (host, port)]  # never forward to ourselves
         self.services = Informer(client, kind("services"))
         self.slices = Informer(client, kind("endpointslices", "discovery.k8s.io"))
         self._transport: asyncio.DatagramTransport | None = None
@@ -55,14 +56,25 @@ class ClusterDNS:
         return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
-        self.services.start()
-        self.slices.start()
+        if self.services._task is None:
+            self.services.start()
+            self.slices.start()
         await asyncio.wait_for(asyncio.gather(self.services.synced.wait(), self.slices.synced.wait()), 30)
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(lambda: _UDP(self), local_addr=(self.host,
                                                                                                 self.port))
         self.port = self._transport.get_extra_info("sockname")[1]
         self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+
+    async def bind_anywhere(self) -> None:
+        """Start on the configured address, or on a free port of the same address when that
+        one is taken or privileged (another cluster's DNS, or no root for port 53)."""
+        try:
+            await self.start()
+        except OSError as e:
+            log.warning("cluster DNS cannot listen on %s (%s); using a free port", self.address, e)
+            self.port = 0
+            await self.start()
 
     async def stop(self) -> None:
         if self._transport:
