@@ -1,8 +1,21 @@
 """One worker per pod on this node: start its containers, restart them by policy,
-report status, and stop everything when the pod is deleted.
+probe them, report status, and stop everything when the pod is deleted.
 
 The worker is level-triggered too: every pass compares the pod spec with what runs
-and acts; container exits and pod updates only wake it up.
+and acts; container exits, probe results and pod updates only wake it up.
+
+Health (Kubernetes semantics, see probes.py and hooks.py):
+
+* after a container starts, its postStart hook runs (if any); until it returns the
+  container is reported Waiting/ContainerCreating, and if it fails the container is
+  killed (Event FailedPostStartHook) and restarted by policy;
+* then its probes run, one task each, for as long as this run of the container
+  lives: the startup probe first (liveness and readiness wait for it), readiness
+  drives `ready` (a container without one is ready once started), and a liveness or
+  startup probe that fails past its threshold kills the container (Events
+  Unhealthy, Killing) — the normal exit path then restarts it with back-off;
+* stopping a container (pod deletion, probe kill) runs its preStop hook first, within
+  the grace period, then SIGTERM with what is left of it (at least 2 s once a hook ran).
 """
 from __future__ import annotations
 
@@ -16,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..client import ApiError, kind
+from . import hooks, probes
 from .env import ConfigError, build_env, command_line
 from .logs import container_log_path
 from .runtime import ContainerHandle, ContainerSpec, ExitInfo, StartError
@@ -26,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 BACKOFF_RESET_AFTER = 600.0  # a container that ran this long starts its back-off afresh
+MIN_GRACE_AFTER_PRESTOP = 2.0  # the kubelet's minimal shutdown window after a preStop hook
 
 
 def rfc3339(t: float) -> str:
@@ -50,10 +65,29 @@ class Container:
     waiting: tuple[str, str] | None = ("ContainerCreating", "")
     ever_started: bool = False
     state_unknown: bool = False  # started before an agent restart, and not running now
+    # health of the current run
+    post_start_pending: bool = False  # its postStart hook has not completed: not Running yet
+    started: bool = False  # its startup probe succeeded (or it has none) after postStart
+    ready: bool = False  # its readiness probe's state (without one, ready = started)
+    gate: asyncio.Event | None = None  # set once started: liveness and readiness may run
+    tasks: list[asyncio.Task] = field(default_factory=list)  # probes and postStart of this run
+    killing: asyncio.Task | None = None  # this run is being stopped (failed probe or hook)
+    pre_stopped: ContainerHandle | None = None  # the run whose preStop hook has run
 
     @property
     def running(self) -> bool:
         return self.handle is not None
+
+    @property
+    def up(self) -> bool:
+        """Running as the API sees it: started, and its postStart hook done."""
+        return self.handle is not None and not self.post_start_pending
+
+    @property
+    def is_ready(self) -> bool:
+        if not self.up or self.init or not self.started:
+            return False
+        return self.ready if isinstance(self.spec.get("readinessProbe"), dict) else True
 
 
 class PodWorker:
@@ -68,6 +102,7 @@ class PodWorker:
         self.pod_ip: str | None = None
         self.start_time: str | None = (pod.get("status") or {}).get("startTime")
         self.last_status: Obj | None = None
+        self.terminating = False  # probes and hooks no longer act once stopping began
         self.containers = self._containers(pod, adopted)
         self.task = asyncio.create_task(self._run(), name=f"pod-{self.ns}/{self.name}")
 
@@ -96,6 +131,10 @@ class PodWorker:
                 if h is not None:
                     ct.handle, ct.waiting, ct.ever_started = h, None, True
                     ct.waiter = asyncio.create_task(self._wait(ct, h))
+                    # what the probes had found before the agent restarted holds until they
+                    # run again (at once): an adopted pod does not flap to not-ready
+                    ct.started = "running" in state and bool(st.get("started"))
+                    ct.ready = "running" in state and bool(st.get("ready"))
                 elif "terminated" in state and init:
                     t = state["terminated"]
                     ct.exit = ExitInfo(t.get("exitCode", 0), t.get("signal"), time.time(), t.get("reason", ""))
@@ -112,6 +151,9 @@ class PodWorker:
             self.pod_ip = self.agent.ips.assign(self.uid, (self.pod.get("status") or {}).get("podIP"))
             os.makedirs(self.pod_dir, exist_ok=True)
             self.start_time = self.start_time or rfc3339(time.time())
+            for c in self.containers.values():
+                if c.handle is not None and not c.init:  # adopted: probe it again
+                    self._start_probes(c, c.handle)
             while True:
                 if self.gone or self.pod["metadata"].get("deletionTimestamp"):
                     await self._terminate()
@@ -124,6 +166,9 @@ class PodWorker:
         except Exception:
             log.exception("pod worker %s/%s failed", self.ns, self.name)
             self.agent.worker_failed(self)
+        finally:
+            for c in self.containers.values():
+                self._cancel_tasks(c, killing=True)
 
     async def _sleep(self) -> None:
         now = time.time()
@@ -206,15 +251,17 @@ class PodWorker:
             self._schedule_restart(c, ran=0.0)
             self.agent.event(self.pod, "Warning", "Failed", f"Error: {e}")
             return
-        c.handle, c.waiting, c.ever_started = h, None, True
+        c.handle, c.waiting = h, None
         c.waiter = asyncio.create_task(self._wait(c, h))
         self.agent.event(self.pod, "Normal", "Started", f"Started container {c.name}")
+        self._after_start(c, h)
 
     async def _wait(self, c: Container, h: ContainerHandle) -> None:
         info = await self.agent.runtime.wait(h)
         if c.handle is not h:
             return
         c.handle = None
+        self._end_run(c)
         c.exit, c.exit_started_at = info, h.started_at
         await self.agent.runtime.forget(h)
         self._schedule_restart(c, ran=info.finished_at - h.started_at)
@@ -241,15 +288,13 @@ class PodWorker:
 
     # ----------------------------------------------------------------- termination
     async def _terminate(self) -> None:
-        meta = self.pod["metadata"]
-        grace = meta.get("deletionGracePeriodSeconds")
-        if grace is None:
-            grace = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        self.terminating = True
+        grace = self._grace()
         running = [c for c in self.containers.values() if c.running]
         if running:
             self.agent.event(self.pod, "Normal", "Killing",
                                    ", ".join(f"Stopping container {c.name}" for c in running))
-        await self.stop_containers(float(grace or 0))
+        await self.stop_containers(grace)
         if not self.gone:
             try:
                 await self.agent.client.delete(kind("pods"), self.ns, self.name, gracePeriodSeconds=0,
@@ -260,18 +305,159 @@ class PodWorker:
         self.cleanup()
 
     async def stop_containers(self, grace: float) -> None:
+        """Stop every container (preStop hook, SIGTERM, grace, SIGKILL), all at once."""
+        self.terminating = True
+
         async def stop(c: Container) -> None:
+            self._cancel_tasks(c, killing=True)
             h = c.handle
             if h is None:
                 return
             c.handle = None
-            info = await self.agent.runtime.stop(h, grace)
-            c.exit, c.exit_started_at = info, h.started_at
+            self._end_run(c)
+            info = await self._stop_run(c, h, grace)
+            if info is not None:
+                c.exit, c.exit_started_at = info, h.started_at
             await self.agent.runtime.forget(h)
         await asyncio.gather(*[stop(c) for c in self.containers.values()])
         for c in self.containers.values():
             if c.waiter:
                 c.waiter.cancel()
+
+    def _grace(self, probe: Obj | None = None) -> float:
+        """The grace period to stop a container with: the deletion's, else the probe's own
+        (liveness / startup kills), else the pod's terminationGracePeriodSeconds."""
+        grace = self.pod["metadata"].get("deletionGracePeriodSeconds")
+        if grace is None and probe is not None:
+            grace = probe.get("terminationGracePeriodSeconds")
+        if grace is None:
+            grace = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        return float(grace) if isinstance(grace, (int, float)) and grace > 0 else 0.0
+
+    async def _stop_run(self, c: Container, h: ContainerHandle, grace: float) -> ExitInfo | None:
+        """preStop hook (once per run, bounded by the grace period), then SIGTERM with the
+        grace left, then SIGKILL. None if the runtime no longer knows the container."""
+        pre = (c.spec.get("lifecycle") or {}).get("preStop") if not c.init else None
+        if isinstance(pre, dict) and grace > 0 and c.pre_stopped is not h:
+            c.pre_stopped = h
+            began = time.monotonic()
+            try:
+                err = await asyncio.wait_for(
+                    hooks.run_handler(pre, self._target(c, h), hook="PreStop", container=c.name,
+                                      pod=f"{self.ns}/{self.name}"), grace)
+            except asyncio.TimeoutError:
+                err = None
+                log.info("preStop hook of %s/%s/%s did not complete within %gs",
+                         self.ns, self.name, c.name, grace)
+            if err:
+                log.warning("%s", err)
+                self.agent.event(self.pod, "Warning", "FailedPreStopHook", f"PreStopHook failed: {err}")
+            grace = max(grace - (time.monotonic() - began), MIN_GRACE_AFTER_PRESTOP)
+        try:
+            return await self.agent.runtime.stop(h, grace)
+        except KeyError:  # it exited and was forgotten meanwhile
+            return None
+
+    # ----------------------------------------------------------------- health
+    def _target(self, c: Container, h: ContainerHandle) -> probes.Target:
+        return probes.Target(self.pod_ip or "", c.spec, h.spec.env, h.spec.working_dir)
+
+    def _after_start(self, c: Container, h: ContainerHandle) -> None:
+        """A new run began: its postStart hook, then its probes."""
+        c.started = c.ready = False
+        post = (c.spec.get("lifecycle") or {}).get("postStart") if not c.init else None
+        if isinstance(post, dict):
+            c.post_start_pending = True
+            c.tasks.append(asyncio.create_task(self._post_start(c, h, post),
+                                               name=f"postStart-{self.ns}/{self.name}/{c.name}"))
+            return
+        c.ever_started = True
+        if not c.init:
+            self._start_probes(c, h)
+
+    async def _post_start(self, c: Container, h: ContainerHandle, handler: Obj) -> None:
+        err = await hooks.run_handler(handler, self._target(c, h), hook="PostStart", container=c.name,
+                                      pod=f"{self.ns}/{self.name}")
+        if c.handle is not h or self.terminating:
+            return
+        c.ever_started = True
+        if err:
+            # stays ContainerCreating until it is gone: it never was Running
+            log.warning("%s", err)
+            self.agent.event(self.pod, "Warning", "FailedPostStartHook", f"PostStartHook failed: {err}")
+            self._kill(c, h, f"Container {c.name} failed postStart hook, will be stopped")
+            return
+        c.post_start_pending = False
+        self._start_probes(c, h)
+
+    def _start_probes(self, c: Container, h: ContainerHandle) -> None:
+        c.gate = asyncio.Event()
+        target = self._target(c, h)
+        startup = c.spec.get("startupProbe")
+        if isinstance(startup, dict) and not c.started:
+            self._probe_task(c, h, probes.STARTUP, startup, target, None, None)
+        else:
+            c.started = True
+            c.gate.set()
+        for kind_, key in ((probes.LIVENESS, "livenessProbe"), (probes.READINESS, "readinessProbe")):
+            probe = c.spec.get(key)
+            if isinstance(probe, dict):
+                initial = c.ready if kind_ == probes.READINESS else True
+                self._probe_task(c, h, kind_, probe, target, c.gate, initial)
+        self.wake.set()
+
+    def _probe_task(self, c: Container, h: ContainerHandle, kind_: str, probe: Obj, target: probes.Target,
+                    gate: asyncio.Event | None, initial: bool | None) -> None:
+        loop = probes.ProbeLoop(
+            kind_, probe, lambda: probes.run_probe(probe, target, loop.timeout), started_at=h.started_at,
+            on_result=lambda k, ok: self._on_probe(c, h, k, ok, probe),
+            on_event=self._probe_event,
+            gate=gate, initial=initial)
+        c.tasks.append(asyncio.create_task(loop.run(), name=f"{kind_}-probe-{self.ns}/{self.name}/{c.name}"))
+
+    def _probe_event(self, type_: str, reason: str, message: str) -> None:
+        if not self.terminating:
+            self.agent.event(self.pod, type_, reason, message)
+
+    def _on_probe(self, c: Container, h: ContainerHandle, kind_: str, ok: bool, probe: Obj) -> None:
+        """A probe's state changed (past its threshold)."""
+        if c.handle is not h or self.terminating:
+            return
+        if kind_ == probes.READINESS:
+            c.ready = ok
+        elif kind_ == probes.STARTUP and ok:
+            c.started = True
+            if c.gate is not None:
+                c.gate.set()
+        elif not ok:  # liveness or startup failed: kill, the exit path restarts it by policy
+            self._kill(c, h, f"Container {c.name} failed {kind_} probe, will be restarted", probe)
+        self.wake.set()  # status is patched promptly on every change
+
+    def _kill(self, c: Container, h: ContainerHandle, message: str, probe: Obj | None = None) -> None:
+        if c.handle is not h or (c.killing is not None and not c.killing.done()):
+            return
+        self.agent.event(self.pod, "Normal", "Killing", message)
+        c.ready = False
+        self._cancel_tasks(c)
+        c.killing = asyncio.create_task(self._stop_run(c, h, self._grace(probe)),
+                                        name=f"kill-{self.ns}/{self.name}/{c.name}")
+        self.wake.set()
+
+    def _cancel_tasks(self, c: Container, killing: bool = False) -> None:
+        me = asyncio.current_task()
+        for t in c.tasks:
+            if t is not me:
+                t.cancel()
+        c.tasks = []
+        if killing and c.killing is not None and c.killing is not me:
+            c.killing.cancel()
+            c.killing = None
+
+    def _end_run(self, c: Container) -> None:
+        """The current run is over (exited or being stopped): its probes and hooks end."""
+        self._cancel_tasks(c, killing=True)
+        c.post_start_pending = c.started = c.ready = False
+        c.gate = None
 
     def cleanup(self) -> None:
         self.agent.ips.release(self.uid)
@@ -283,12 +469,14 @@ class PodWorker:
         st: Obj = {"name": c.name, "image": c.spec.get("image", ""), "imageID": "",
                    "restartCount": c.restarts, "ready": False, "started": False}
         last = {"terminated": self._terminated(*c.last)} if c.last else {}
-        if c.running:
+        if c.running and c.post_start_pending:
+            st["state"] = {"waiting": {"reason": "ContainerCreating"}}  # postStart still running
+        elif c.running:
             h = c.handle
             st["state"] = {"running": {"startedAt": rfc3339(h.started_at)}}
             st["containerID"] = f"process://{h.id}"
-            st["ready"] = not c.init
-            st["started"] = True
+            st["ready"] = c.is_ready
+            st["started"] = c.started or c.init
         elif c.exit is not None and c.waiting and c.waiting[0] == "CreateContainerConfigError":
             st["state"] = {"waiting": {"reason": c.waiting[0], "message": c.waiting[1]}}
             last = {"terminated": self._terminated(c.exit, c.exit_started_at)}
@@ -331,7 +519,7 @@ class PodWorker:
                 return "Failed"
             if not (c.exit is not None and c.exit.exit_code == 0):
                 return "Pending"
-        if any(c.running for c in apps):
+        if any(c.up for c in apps):
             return "Running"
         if not any(c.ever_started or c.exit for c in apps):
             return "Pending"
