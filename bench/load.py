@@ -116,8 +116,78 @@ async def watchers(args) -> dict:
 def main() -> None:
     mode, raw = sys.argv[1], sys.argv[2]
     args = json.loads(raw)
-    fn = {"steady": steady_writes, "max": max_writes, "watchers": watchers}[mode]
+    fn = {"steady": steady_writes, "max": max_writes, "watchers": watchers, "http": http_rate,
+          "dns": dns_rate}[mode]
     print(json.dumps(asyncio.run(fn(args))), flush=True)
+
+
+
+async def http_rate(args) -> dict:
+    """Open-loop HTTP GETs at a steady rate against one URL (plain HTTP on loopback)."""
+    rate, count, url = args["rate"], args["count"], args["url"]
+    lat: list[float] = []
+    errors = 0
+    conn = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=conn) as s:
+        async def one():
+            nonlocal errors
+            t = time.perf_counter()
+            try:
+                async with s.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
+                    await r.read()
+                    if r.status != 200:
+                        errors += 1
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                errors += 1
+            lat.append((time.perf_counter() - t) * 1000)
+        t0 = time.perf_counter()
+        tasks = []
+        for i in range(count):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)  # open-loop pacing at the target rate
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+        took = time.perf_counter() - t0
+    return {"latencies_ms": lat, "errors": errors, "achieved_rps": count / took}
+
+
+async def dns_rate(args) -> dict:
+    """UDP DNS queries, many in flight, for a fixed time: answered queries per second."""
+    from dnslib import DNSRecord
+    loop = asyncio.get_running_loop()
+    host, port = args["host"], args["port"]
+    answered = 0
+    pending: dict[int, asyncio.Future] = {}
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            qid = int.from_bytes(data[:2], "big")
+            fut = pending.pop(qid, None)
+            if fut and not fut.done():
+                fut.set_result(True)
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=(host, port))
+    base = DNSRecord.question(args["name"]).pack()
+    stop = time.perf_counter() + args["seconds"]
+    next_id = 0
+
+    async def worker():
+        nonlocal answered, next_id
+        while time.perf_counter() < stop:
+            next_id = (next_id + 1) % 65536
+            qid = next_id
+            fut = loop.create_future()
+            pending[qid] = fut
+            transport.sendto(qid.to_bytes(2, "big") + base[2:])
+            try:
+                await asyncio.wait_for(fut, 1.0)
+                answered += 1
+            except asyncio.TimeoutError:
+                pending.pop(qid, None)
+    t0 = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(args["concurrency"])])
+    transport.close()
+    return {"queries_per_s": answered / (time.perf_counter() - t0)}
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ from bench.harness import Cluster, percentile, start_hollow, start_server, wait_
 from sendo.client import ApiError, kind
 
 PODS, DEPLOY, NODES, CM = kind("pods"), kind("deployments", "apps"), kind("nodes"), kind("configmaps")
-FULL = dict(hollow_nodes=1000, deployments=100, replicas=100, sched_nodes=1000, sched_pods=5000,
+FULL = dict(http_rate=1000, http_count=5000, endpoint_changes=10, dns_seconds=3, hollow_nodes=1000, deployments=100, replicas=100, sched_nodes=1000, sched_pods=5000,
             start_pods=100, steady_rate=300, steady_count=3000, max_seconds=5, max_writers=64,
             watchers=1000, watch_writes=5, sqlite_seconds=2)
-TINY = dict(hollow_nodes=5, deployments=2, replicas=3, sched_nodes=5, sched_pods=20, start_pods=5,
+TINY = dict(http_rate=50, http_count=50, endpoint_changes=1, dns_seconds=0.3, hollow_nodes=5, deployments=2, replicas=3, sched_nodes=5, sched_pods=20, start_pods=5,
             steady_rate=50, steady_count=50, max_seconds=1, max_writers=4, watchers=5, watch_writes=2,
             sqlite_seconds=0.2)
 
@@ -323,11 +323,144 @@ async def bench_scale(size: dict, root: str, figures: dict) -> None:
         c.server.stop()
 
 
+# ----------------------------------------------------------------- network (proxy, DNS)
+BACKEND = r"""
+import asyncio, os
+body = os.environ["POD_NAME"].encode()
+resp = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n\r\n%s" % (len(body), body)
+async def handle(r, w):
+    try:
+        while True:
+            await r.readuntil(b"\r\n\r\n")
+            w.write(resp)
+            await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+async def main():
+    server = await asyncio.start_server(handle, os.environ["POD_IP"], 18080)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+def backend_deployment(replicas: int) -> dict:
+    env = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+           {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "echo"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "echo"}},
+                     "template": {"metadata": {"labels": {"app": "echo"}},
+                                  "spec": {"terminationGracePeriodSeconds": 1,
+                                           "containers": [{"name": "c", "image": "python:3.11", "env": env,
+                                                           "command": ["python3", "-c", BACKEND],
+                                                           "ports": [{"containerPort": 18080}]}]}}}}
+
+
+async def bench_network(size: dict, root: str, figures: dict) -> None:
+    d = os.path.join(root, "net")
+    os.makedirs(d)
+    c = start_server(d, up=True)
+    client = c.client()
+    try:
+        await client.create(DEPLOY, backend_deployment(1), "default")
+        svc = await client.create(kind("services"), {
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo"},
+            "spec": {"selector": {"app": "echo"}, "ports": [{"port": 18080, "targetPort": 18080}]}}, "default")
+        cluster_ip = svc["spec"]["clusterIP"]
+
+        async def ready_ips() -> list[str]:
+            ep = await client.get_or_none(kind("endpoints"), "default", "echo")
+            return [a["ip"] for s in (ep or {}).get("subsets") or [] for a in s.get("addresses") or []]
+        ips = await wait_for(ready_ips, 60, "the echo pod in the endpoints")
+        direct = load("http", {"url": f"http://{ips[0]}:18080/", "rate": size["http_rate"],
+                               "count": size["http_count"]})
+        proxied = load("http", {"url": f"http://{cluster_ip}:18080/", "rate": size["http_rate"],
+                                "count": size["http_count"]})
+        d99, p99 = percentile(direct["latencies_ms"], 99), percentile(proxied["latencies_ms"], 99)
+        figures["direct_p99_ms"] = round(d99, 2)
+        figures["proxy_p99_ms"] = round(p99, 2)
+        figures["proxy_added_p99_pct"] = round((p99 - d99) / d99 * 100, 1)
+        figures["proxy_rps"] = round(proxied["achieved_rps"], 1)
+        log(f"HTTP at {size['http_rate']}/s: direct p99 {d99:.2f} ms, via ClusterIP p99 {p99:.2f} ms "
+            f"(errors {direct['errors']}/{proxied['errors']})")
+        figures["endpoint_to_proxy_p99_ms"] = round(await _endpoint_update(client, cluster_ip, size), 1)
+        log(f"endpoint change to proxy routing: p99 {figures['endpoint_to_proxy_p99_ms']} ms")
+        dns_host, dns_port = _dns_address(c)
+        r = load("dns", {"host": dns_host, "port": dns_port, "name": "echo.default.svc.cluster.local",
+                         "seconds": size["dns_seconds"], "concurrency": 64})
+        figures["dns_queries_per_s"] = round(r["queries_per_s"], 1)
+        log(f"DNS: {figures['dns_queries_per_s']} queries/s")
+    finally:
+        await client.close()
+        c.server.stop()
+
+
+async def _endpoint_update(client, cluster_ip: str, size: dict) -> float:
+    """Scale 1 -> 2: from the moment the new pod is in the EndpointSlice (seen by a watch)
+    until a request through the ClusterIP is answered by it. Probes every 2 ms."""
+    import aiohttp
+    samples = []
+    # a new connection per probe: the proxy picks an endpoint per connection
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+        for _ in range(size["endpoint_changes"]):
+            seen: dict[str, float] = {}
+
+            async def watch():
+                async for typ, sl in client.watch(kind("endpointslices", "discovery.k8s.io"), "default",
+                                                  labelSelector="kubernetes.io/service-name=echo"):
+                    for ep in sl.get("endpoints") or []:
+                        name = (ep.get("targetRef") or {}).get("name")
+                        if name and (ep.get("conditions") or {}).get("ready") and name not in seen:
+                            seen[name] = time.perf_counter()
+            before = set()
+            for sl in (await client.list(kind("endpointslices", "discovery.k8s.io"), "default",
+                                         labelSelector="kubernetes.io/service-name=echo"))["items"]:
+                before |= {(ep.get("targetRef") or {}).get("name") for ep in sl.get("endpoints") or []}
+            w = asyncio.create_task(watch())
+            await client.patch(DEPLOY, "default", "echo", {"spec": {"replicas": 2}})
+            deadline = time.perf_counter() + 60
+            answered = None
+            while time.perf_counter() < deadline and answered is None:
+                try:
+                    async with s.get(f"http://{cluster_ip}:18080/", timeout=aiohttp.ClientTimeout(total=1)) as r:
+                        who = (await r.read()).decode()
+                    if who not in before and who in seen:
+                        answered = time.perf_counter() - seen[who]
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    pass
+                await asyncio.sleep(0.002)  # probe interval
+            w.cancel()
+            if answered is None:
+                raise TimeoutError("the new endpoint never answered through the proxy")
+            samples.append(answered * 1000)
+            await client.patch(DEPLOY, "default", "echo", {"spec": {"replicas": 1}})
+
+            async def one_left():
+                eps = await client.get_or_none(kind("endpoints"), "default", "echo")
+                return len([a for s2 in (eps or {}).get("subsets") or [] for a in s2.get("addresses") or []]) == 1
+            await wait_for(one_left, 60, "scale back to one endpoint")
+    return percentile(samples, 99)
+
+
+def _dns_address(c: Cluster) -> tuple[str, int]:
+    with open(c.server.log) as f:
+        for line in f:
+            if "Cluster DNS at" in line:
+                host, port = line.split("Cluster DNS at", 1)[1].split()[0].rsplit(":", 1)
+                return host, int(port)
+    raise RuntimeError("sendo up did not report its DNS address")
+
+
 # ----------------------------------------------------------------- main
 GOALS = {"pods_10k_on_1k_hollow_nodes_s": ("≤", 20), "scheduler_pods_per_s": ("≥", 1500),
          "pod_start_p99_ms": ("≤", 250), "pod_start_p50_ms": (None, None), "api_write_p99_ms": ("≤", 20),
          "api_write_vs_sqlite_ratio": ("≥", 0.4), "watch_fanout_p99_ms": ("≤", 100), "up_to_ready_s": ("≤", 2),
          "server_rss_idle_mb": ("≤", 80), "server_rss_10k_pods_mb": ("≤", 400), "heal_s": ("≤", 1)}
+NETWORK_GOALS = {"proxy_added_p99_pct": ("≤", 10), "endpoint_to_proxy_p99_ms": ("≤", 200),
+                 "dns_queries_per_s": (None, None)}
+GOALS.update(NETWORK_GOALS)
 REQUIRED = list(GOALS)
 
 
@@ -349,7 +482,8 @@ def table(figures: dict) -> str:
 async def run(size: dict, only: list[str]) -> dict:
     figures: dict = {}
     with tempfile.TemporaryDirectory(prefix="sendo-bench-") as root:
-        steps = {"up": bench_up, "api": bench_api, "scheduler": bench_scheduler, "scale": bench_scale}
+        steps = {"up": bench_up, "api": bench_api, "scheduler": bench_scheduler, "scale": bench_scale,
+                 "network": bench_network}
         for name, fn in steps.items():
             if only and name not in only:
                 continue
@@ -361,7 +495,7 @@ async def run(size: dict, only: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tiny", action="store_true", help="toy sizes, to check the harness works")
-    ap.add_argument("--only", nargs="*", default=[], help="up, api, scheduler, scale")
+    ap.add_argument("--only", nargs="*", default=[], help="up, api, scheduler, scale, network")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json"))
     a = ap.parse_args()
     figures = asyncio.run(run(TINY if a.tiny else FULL, a.only))
