@@ -127,6 +127,7 @@ async def http_rate(args) -> dict:
     rate, count, url = args["rate"], args["count"], args["url"]
     lat: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
     conn = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=conn) as s:
         async def one():
@@ -137,8 +138,9 @@ async def http_rate(args) -> dict:
                     await r.read()
                     if r.status != 200:
                         errors += 1
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                 errors += 1
+                kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
             lat.append((time.perf_counter() - t) * 1000)
         t0 = time.perf_counter()
         tasks = []
@@ -149,7 +151,7 @@ async def http_rate(args) -> dict:
             tasks.append(asyncio.create_task(one()))
         await asyncio.gather(*tasks)
         took = time.perf_counter() - t0
-    return {"latencies_ms": lat, "errors": errors, "achieved_rps": count / took}
+    return {"latencies_ms": lat, "errors": errors, "error_kinds": kinds, "achieved_rps": count / took}
 
 
 async def dns_rate(args) -> dict:

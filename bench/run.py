@@ -384,7 +384,7 @@ async def bench_network(size: dict, root: str, figures: dict) -> None:
         figures["proxy_added_p99_pct"] = round((p99 - d99) / d99 * 100, 1)
         figures["proxy_rps"] = round(proxied["achieved_rps"], 1)
         log(f"HTTP at {size['http_rate']}/s: direct p99 {d99:.2f} ms, via ClusterIP p99 {p99:.2f} ms "
-            f"(errors {direct['errors']}/{proxied['errors']})")
+            f"(errors {direct['errors']} {direct['error_kinds']} / {proxied['errors']} {proxied['error_kinds']})")
         figures["endpoint_to_proxy_p99_ms"] = round(await _endpoint_update(client, cluster_ip, size), 1)
         log(f"endpoint change to proxy routing: p99 {figures['endpoint_to_proxy_p99_ms']} ms")
         dns_host, dns_port = _dns_address(c)

@@ -76,7 +76,6 @@ HOUSEKEEPING_EVERY = 5.0
 UDP_IDLE_TIMEOUT = 30.0
 MAX_UDP_FLOWS = 10_000  # per listener
 MAX_UDP_PENDING = 64  # datagrams held per flow while its socket opens
-CHUNK = 64 * 1024
 
 
 class ListenKey(NamedTuple):
@@ -183,7 +182,7 @@ class ServiceProxy:
         self._conflicts_told: set[tuple[ListenKey, str]] = set()
         self._status_busy: set[str] = set()
         self._dirty = asyncio.Event()
-        self._conns: set[asyncio.Task] = set()
+        self._conns: set[_ClientSide] = set()  # open client connections
         self._tasks: list[asyncio.Task] = []
         self._unsupported_told: set[tuple[str, str]] = set()
 
@@ -203,10 +202,8 @@ class ServiceProxy:
         for lst in self.listeners.values():
             lst.close()
         self.listeners.clear()
-        conns = list(self._conns)
-        for t in conns:
-            t.cancel()
-        await asyncio.gather(*conns, return_exceptions=True)
+        for conn in list(self._conns):
+            conn.abort()
         await self.services.stop()
         await self.slices.stop()
         if self._own_recorder:
@@ -377,9 +374,9 @@ class ServiceProxy:
         lst = _Listener(lk, service, b)
         try:
             if lk.protocol == "TCP":
-                lst.server = await asyncio.start_server(
-                    lambda r, w: self._tcp_connection(lst, r, w), lk.ip, lk.port,
-                    reuse_address=True, backlog=1024, limit=CHUNK)
+                loop = asyncio.get_running_loop()
+                lst.server = await loop.create_server(lambda: _ClientSide(self, lst), lk.ip, lk.port,
+                                                      reuse_address=True, backlog=1024)
             else:
                 loop = asyncio.get_running_loop()
                 _, lst.udp = await loop.create_datagram_endpoint(lambda: _UdpFrontend(self, lst),
@@ -441,99 +438,149 @@ class ServiceProxy:
         except (OSError, asyncio.TimeoutError) as e:
             log.warning("service proxy: cannot update the status of %s: %s", obj_key(svc), e)
 
-    # ----------------------------------------------------------------- TCP
-    async def _tcp_connection(self, lst: _Listener, reader: asyncio.StreamReader,
-                              writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        self._conns.add(task)
-        try:
-            peer = writer.get_extra_info("peername")
-            client_ip = peer[0] if peer else None
-            b = lst.backends
-            tried: set[Endpoint] = set()
-            upstream = None
-            for _ in range(CONNECT_ATTEMPTS):
-                ep = b.pick(client_ip, tried)
-                if ep is None:
-                    break
-                try:
-                    ur, uw = await asyncio.wait_for(asyncio.open_connection(ep[0], ep[1], limit=CHUNK),
-                                                    CONNECT_TIMEOUT)
-                except (OSError, asyncio.TimeoutError) as e:
-                    log.debug("service proxy: %s -> %s:%s failed: %s", lst.key, ep[0], ep[1], e)
-                    tried.add(ep)
-                    b.forget(client_ip, ep)
-                    continue
-                upstream = ep
+# ======================================================================= TCP
+# Each connection is a pair of protocols that hand bytes to each other in data_received:
+# no coroutine per chunk, and back-pressure passes across (a peer that cannot keep up
+# pauses reading on this side).
+
+
+class _ClientSide(asyncio.Protocol):
+    """An accepted connection: pick an endpoint (retrying others), connect, then relay."""
+
+    def __init__(self, proxy: "ServiceProxy", lst: "_Listener"):
+        self.proxy, self.listener = proxy, lst
+        self.transport: asyncio.Transport | None = None
+        self.peer: _UpstreamSide | None = None
+        self.endpoint: Endpoint | None = None
+        self.early: list[bytes] = []  # bytes that arrived before the upstream connected
+        self.eof = False
+        self.closed = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.pause_reading()  # nothing to send it to until the upstream is connected
+        self.proxy._conns.add(self)
+        asyncio.ensure_future(self._connect())
+
+    async def _connect(self) -> None:
+        peer = self.transport.get_extra_info("peername")
+        client_ip = peer[0] if peer else None
+        b = self.listener.backends
+        tried: set[Endpoint] = set()
+        loop = asyncio.get_running_loop()
+        for _ in range(CONNECT_ATTEMPTS):
+            ep = b.pick(client_ip, tried)
+            if ep is None or self.closed:
                 break
-            if upstream is None:
-                _reset(writer)
-                return
-            b.active[upstream] = b.active.get(upstream, 0) + 1
             try:
-                await _splice(reader, writer, ur, uw)
-            finally:
-                left = b.active.get(upstream, 1) - 1
-                if left > 0:
-                    b.active[upstream] = left
-                else:
-                    b.active.pop(upstream, None)
-        except asyncio.CancelledError:
-            _reset(writer)
-            raise
-        except Exception:
-            log.exception("service proxy: connection on %s failed", lst.key)
-            _reset(writer)
-        finally:
-            self._conns.discard(task)
+                _, upstream = await asyncio.wait_for(
+                    loop.create_connection(lambda: _UpstreamSide(self), ep[0], ep[1]), CONNECT_TIMEOUT)
+            except (OSError, asyncio.TimeoutError) as e:
+                log.debug("service proxy: %s -> %s:%s failed: %s", self.listener.key, ep[0], ep[1], e)
+                tried.add(ep)
+                b.forget(client_ip, ep)
+                continue
+            if self.closed:  # the client went away while we connected
+                upstream.transport.close()
+                return
+            self.peer, self.endpoint = upstream, ep
+            b.active[ep] = b.active.get(ep, 0) + 1
+            for data in self.early:
+                upstream.transport.write(data)
+            self.early = []
+            if self.eof:
+                upstream.half_close()
+            self.transport.resume_reading()
+            return
+        self.abort(reset=True)
 
+    def data_received(self, data: bytes) -> None:
+        if self.peer is None:  # a loop may deliver what was already read before pausing
+            self.early.append(data)
+        else:
+            self.peer.transport.write(data)
 
-async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    while True:
-        data = await src.read(CHUNK)
-        if not data:
-            break
-        dst.write(data)
-        await dst.drain()  # back-pressure: a slow reader on the other side slows this side's reading
-    if not dst.is_closing() and dst.can_write_eof():
-        try:
-            dst.write_eof()  # pass the half-close on
-        except OSError:
-            pass
+    def eof_received(self) -> bool:
+        self.eof = True
+        if self.peer is not None:
+            self.peer.half_close()
+        return True  # keep our write side open for the upstream's answer
 
+    def half_close(self) -> None:
+        """The upstream finished sending: pass the half-close on, or close when both are done."""
+        if self.eof or not self.transport.can_write_eof():
+            self.transport.close()
+        else:
+            self.transport.write_eof()
 
-async def _splice(cr: asyncio.StreamReader, cw: asyncio.StreamWriter,
-                  ur: asyncio.StreamReader, uw: asyncio.StreamWriter) -> None:
-    """Copy both ways until both sides have finished; an error on either side ends both."""
-    tasks = {asyncio.create_task(_pipe(cr, uw)), asyncio.create_task(_pipe(ur, cw))}
-    failed = False
-    try:
-        pending = tasks
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if any(not t.cancelled() and t.exception() is not None for t in done):
-                failed = True
-                break
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for w in (cw, uw):
-            if failed:
-                w.transport.abort()
+    def pause_writing(self) -> None:
+        if self.peer is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None:
+            self.peer.transport.resume_reading()
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self.proxy._conns.discard(self)
+        if self.endpoint is not None:
+            b = self.listener.backends
+            left = b.active.get(self.endpoint, 1) - 1
+            if left > 0:
+                b.active[self.endpoint] = left
             else:
-                w.close()
+                b.active.pop(self.endpoint, None)
+            self.endpoint = None
+        if self.peer is not None:
+            (self.peer.transport.abort if exc else self.peer.transport.close)()
+
+    def abort(self, reset: bool = False) -> None:
+        """Close now; with reset, a RST so the client sees 'connection reset' at once."""
+        if reset:
+            sock = self.transport.get_extra_info("socket")
+            try:
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        self.transport.abort()
 
 
-def _reset(writer: asyncio.StreamWriter) -> None:
-    """Refuse: close with a RST, so the client sees 'connection reset' at once."""
-    sock = writer.get_extra_info("socket")
-    try:
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    writer.transport.abort()
+class _UpstreamSide(asyncio.Protocol):
+    """The connection to the chosen endpoint, relaying back to the client."""
+
+    def __init__(self, client: _ClientSide):
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.eof = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.client.transport.write(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self.client.half_close()
+        return True
+
+    def half_close(self) -> None:
+        if self.eof or not self.transport.can_write_eof():
+            self.transport.close()
+        else:
+            self.transport.write_eof()
+
+    def pause_writing(self) -> None:
+        self.client.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.client.transport.resume_reading()
+
+    def connection_lost(self, exc) -> None:
+        if not self.client.closed:
+            (self.client.transport.abort if exc else self.client.transport.close)()
 
 
 # ======================================================================= UDP

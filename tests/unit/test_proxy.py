@@ -17,6 +17,15 @@ from sendo.network.proxy import Backends, ListenKey, ServiceProxy
 from sendo.server import free_port
 from conftest import wait_until
 
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def event_loop_policy(request):
+    """Every proxy test on both loops: sendo runs on uvloop, which delivers reads differently."""
+    if request.param == "uvloop":
+        import uvloop
+        return uvloop.EventLoopPolicy()
+    return asyncio.DefaultEventLoopPolicy()
+
 SVCS, SLICES, EVENTS = kind("services"), kind("endpointslices", "discovery.k8s.io"), kind("events")
 NS = "default"
 
