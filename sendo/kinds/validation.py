@@ -769,6 +769,9 @@ def validate_probe(probe: Any, path: str, *, single_success: bool) -> list[Cause
     st = probe.get("successThreshold")
     if single_success and is_type(st, int) and st != 1:
         causes.append(invalid_value(f"{path}.successThreshold", st, "must be 1"))
+    if not single_success and probe.get("terminationGracePeriodSeconds") is not None:
+        causes.append(invalid_value(f"{path}.terminationGracePeriodSeconds",
+                                    probe["terminationGracePeriodSeconds"], "must not be set for readinessProbes"))
     return causes
 
 
