@@ -24,6 +24,7 @@ class ControlPlane:
         from .controllers.namespace import NamespaceController
         from .controllers.nodelifecycle import NodeLifecycleController
         from .controllers.replicaset import ReplicaSetController
+        from .controllers.serviceaccounts import ServiceAccountsController
         from .scheduler.scheduler import Scheduler
 
         self.client = Client(url, token, ca_pem, user_agent="sendo-controller-manager")
@@ -36,6 +37,7 @@ class ControlPlane:
             NamespaceController(self.client, self.informers),
             NodeLifecycleController(self.client, self.informers, grace_seconds=node_grace_seconds),
             EndpointsController(self.client, self.informers),
+            ServiceAccountsController(self.client, self.informers),
         ]
 
     async def start(self) -> None:

@@ -20,6 +20,7 @@ import uvicorn
 from .api.app import APIServer, User
 from .api.crds import CRDRegistrar
 from .api.admission import kubernetes_service_objects
+from .api.tokens import TokenSigner
 from .kinds.registry import builtin_registry
 from .pki import ensure_tls
 from .store.sqlite import SQLiteStore
@@ -78,12 +79,14 @@ class Server:
         self.admin_token = read_or_create_secret(os.path.join(cfg.server_dir, "admin-token"))
         self.node_token = read_or_create_secret(os.path.join(cfg.server_dir, "node-token"))
         self.tls = ensure_tls(os.path.join(cfg.server_dir, "tls"), [cfg.host])
+        # signs ServiceAccount tokens; servers sharing one store must share this file
+        self.sa_signer = TokenSigner.load_or_create(os.path.join(cfg.server_dir, "sa.key"))
         self.ca_pem = self.tls.ca_pem()
         self.store = SQLiteStore(os.path.join(cfg.server_dir, "state.db"))
         self.registry = builtin_registry()
         tokens = {self.admin_token: User("admin", ["system:masters"]),
                   self.node_token: User("system:node", ["system:nodes"])}
-        self.api = APIServer(self.store, self.registry, tokens, self.node_token)
+        self.api = APIServer(self.store, self.registry, tokens, self.node_token, self.sa_signer)
         self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
         self._uvicorn: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task] = []

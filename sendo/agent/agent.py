@@ -23,8 +23,9 @@ from ..api.meta import micro_now, now_rfc3339
 from ..client import ApiError, Client, Informer, kind
 from ..client.informer import obj_key
 from ..controllers.events import EventRecorder
-from . import logs as logfiles
+from . import logs as logfiles, portforward
 from .env import service_links
+from .identity import WAITING as IDENTITY_WAITING, PodIdentity
 from .podworker import PodWorker
 from .runtime import ContainerHandle, ProcessRuntime
 
@@ -49,6 +50,9 @@ class AgentConfig:
     labels: dict[str, str] = field(default_factory=dict)
     dns: str = "127.32.0.10:53"  # cluster DNS address ("" turns it off); a free port if taken
     service_proxy: bool = True  # run the service proxy (off for extra agents sharing one machine's addresses)
+    ingress: bool = True  # run the ingress controller (network/ingress.py) on the node's address
+    ingress_http_port: int | None = None  # None: 80 as root, else 8080; 0: any free port
+    ingress_https_port: int | None = None  # None: 443 as root, else 8443; 0: any free port
 
 
 class PodIPs:
@@ -97,7 +101,11 @@ class Agent:
         self._web: web.AppRunner | None = None
         self.node: Obj | None = None
         self.proxy = None  # network.proxy.ServiceProxy when cfg.service_proxy
+        self.ingress = None  # network.ingress.IngressController when cfg.ingress
         self.dns = None  # network.dns.ClusterDNS when cfg.dns
+        # ServiceAccount tokens of the pods (identity.py)
+        self.identity = PodIdentity(self.client, cfg.server, cfg.ca_pem, self.pods_dir,
+                                    alive=lambda uid: uid in self.workers, on_ready=self._identity_ready)
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -121,6 +129,12 @@ class Agent:
             from ..network.proxy import ServiceProxy
             self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.address)
             await self.proxy.start()
+        if self.cfg.ingress:  # ports it cannot bind (in use, privileged) are logged and retried, never fatal
+            from ..network.ingress import IngressController
+            self.ingress = IngressController(self.client, self.cfg.node_name, self.cfg.address,
+                                             http_port=self.cfg.ingress_http_port,
+                                             https_port=self.cfg.ingress_https_port)
+            await self.ingress.start()
         self._tasks = [asyncio.create_task(self._heartbeat(), name="lease"),
                        asyncio.create_task(self._status_loop(), name="node-status"),
                        asyncio.create_task(self._rotate_logs(), name="log-rotation")]
@@ -129,6 +143,8 @@ class Agent:
         """Stop the agent. Pods keep running unless stop_pods (then their processes stop too)."""
         for t in self._tasks:
             t.cancel()
+        if self.ingress:
+            await self.ingress.stop()
         if self.proxy:
             await self.proxy.stop()
         if self.dns:
@@ -145,6 +161,7 @@ class Agent:
                 pass
         if stop_pods:
             await asyncio.gather(*[w.stop_containers(5.0) for w in workers], return_exceptions=True)
+        await self.identity.close()
         await self.runtime.close()
         await self.recorder.close()
         if self._web:
@@ -266,6 +283,7 @@ class Agent:
             w = PodWorker(self, pod, self.adopted.pop(uid, []))
             self.workers[uid] = w
             w.task.add_done_callback(lambda _t, uid=uid: self._worker_done(uid))
+            self.identity.track(pod)  # its token is fetched now (and kept fresh for adopted pods)
         else:
             w.update(pod)
 
@@ -299,7 +317,29 @@ class Agent:
             env["SENDO_DNS"] = self.dns.address
             if (pod.get("spec") or {}).get("enableServiceLinks", True):
                 env.update(service_links(pod["metadata"]["namespace"], self.dns.services.list()))
+        # the API server's own address (over the `kubernetes` service link) and the pod's
+        # token directory; ConfigError while the token is not written yet
+        env.update(self.identity.env(pod))
         return env
+
+    async def prepare_pod(self, pod: Obj) -> None:
+        """For the pod worker to await before it builds a container's environment: waits
+        (bounded) until the pod's ServiceAccount token is on disk, so `base_env` finds it
+        at once. Never raises; `base_env` reports a missing token as a ConfigError."""
+        await self.identity.ready(pod)
+
+    def _identity_ready(self, uid: str) -> None:
+        """A pod's token is there: containers whose start failed only for want of it start
+        now, not after the config-error back-off (needed while the pod worker does not
+        await `prepare_pod`)."""
+        w = self.workers.get(uid)
+        if w is None:
+            return
+        for c in getattr(w, "containers", {}).values():
+            waiting = getattr(c, "waiting", None)
+            if waiting and IDENTITY_WAITING in str(waiting[-1]) and hasattr(c, "next_start"):
+                c.next_start = 0.0
+        w.wake.set()
 
     def event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
         self.recorder.emit(pod, type_, reason, message)
@@ -308,6 +348,7 @@ class Agent:
     async def _serve_http(self) -> None:
         app = web.Application()
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
+        app.router.add_get("/portForward/{ns}/{pod}", portforward.handler(self))
         app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
         self._web = web.AppRunner(app, access_log=None)
         await self._web.setup()

@@ -219,6 +219,7 @@ class PodWorker:
                                "The container could not be located when the pod was restarted"), now)
             c.state_unknown = False
             c.restarts += 1
+        await self.agent.prepare_pod(self.pod)  # its ServiceAccount token is on disk (bounded wait)
         try:
             env = await build_env(self._downward_view(), c.spec, self.agent.base_env(self.pod, self.pod_ip),
                                   self._lookup)

@@ -15,7 +15,7 @@ from ..kinds.base import Cause, unsupported
 from ..kinds.fields import selectable
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
-from . import discovery, errors, patch as patching, podlogs, protobuf
+from . import discovery, errors, patch as patching, podlogs, portforward, protobuf, tokens as sa_tokens
 from .errors import APIError
 from .http import Request
 from .meta import make_filter
@@ -37,6 +37,8 @@ _BOOLS = {"1": True, "t": True, "T": True, "true": True, "True": True, "TRUE": T
 class User:
     name: str
     groups: list[str] = field(default_factory=list)
+    uid: str = ""
+    extra: dict[str, list[str]] = field(default_factory=dict)
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -83,16 +85,21 @@ def parse_path(path: str) -> Target | None:
 
 class APIServer:
     def __init__(self, store: Store, registry: Registry, tokens: dict[str, User],
-                 node_token: str | None = None):
+                 node_token: str | None = None, sa_signer: sa_tokens.TokenSigner | None = None):
         self.store = store
         self.registry = registry
         self.tokens = tokens
         self.node_token = node_token
+        # ServiceAccount tokens (JWTs); without a key of the server's, one for this process only
+        self.sa_tokens = sa_tokens.ServiceAccountTokens(store, registry, sa_signer or sa_tokens.TokenSigner.generate())
         self.api = ResourceAPI(store, registry)
         self.app = self.asgi
 
     async def asgi(self, scope, receive, send) -> None:
         """The ASGI entry point (lifespan events are not used)."""
+        if scope["type"] == "websocket":  # pods/<name>/portforward (kubectl port-forward)
+            await portforward.websocket(self, scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         response = await self.handle(Request(scope, receive))
@@ -103,7 +110,7 @@ class APIServer:
         path = request.url.path
         try:
             if path not in PUBLIC_PATHS:
-                self.authenticate(request)
+                await self.authenticate(request)
             return await self.route(request, path)
         except APIError as e:
             return error_response(e)
@@ -111,12 +118,22 @@ class APIServer:
             log.exception("internal error serving %s %s", request.method, path)
             return error_response(APIError(500, f"internal error: {type(e).__name__}: {e}"))
 
-    def authenticate(self, request: Request) -> User:
+    async def authenticate(self, request: Request) -> User:
+        """The admin and node tokens, or a ServiceAccount token (tokens.py). There is no
+        authorization yet: every authenticated user, ServiceAccounts included, may do
+        anything (RBAC comes later)."""
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
-            user = self.tokens.get(auth[7:].strip())
+            token = auth[7:].strip()
+            user = self.tokens.get(token)
             if user is not None:
                 return user
+            if sa_tokens.looks_like_jwt(token):
+                try:
+                    sa = await self.sa_tokens.authenticate(token)
+                    return User(sa.name, sa.groups, sa.uid, sa.extra)
+                except sa_tokens.TokenError as e:
+                    log.info("refused a service account token: %s", e)
         raise APIError(401, "Unauthorized", "Unauthorized")
 
     async def route(self, request: Request, path: str) -> Response:
@@ -191,8 +208,14 @@ class APIServer:
             if m == "DELETE":
                 return await self.delete_collection(request, r, ns)
             raise APIError(405, f"{m} is not supported on a collection", "MethodNotAllowed")
+        if t.sub == "token":  # serviceaccounts/<name>/token: a TokenRequest
+            if m != "POST":
+                raise APIError(405, "token only supports POST (create)", "MethodNotAllowed")
+            return json_response(await self.sa_tokens.token_request(ns, t.name, await self.body(request)), 201)
         if t.sub == "log":
             return await podlogs.serve(self, request, r, ns, t.name)
+        if t.sub == "portforward":
+            return await portforward.serve_http(self, request, ns, t.name)
         if t.sub == "binding":
             if m != "POST":
                 raise APIError(405, "binding only supports POST", "MethodNotAllowed")

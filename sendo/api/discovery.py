@@ -7,9 +7,11 @@ from ..kinds.registry import Registry
 
 SUBRESOURCE_KINDS = {"binding": ("Binding", "", "", ["create"]),
                      "log": ("Pod", "", "", ["get"]),
+                     "portforward": ("PodPortForwardOptions", "", "", ["create", "get"]),
                      "finalize": (None, "", "", ["update"]),
                      "scale": ("Scale", "autoscaling", "v1", ["get", "patch", "update"]),
-                     "status": (None, "", "", ["get", "patch", "update"])}
+                     "status": (None, "", "", ["get", "patch", "update"]),
+                     "token": ("TokenRequest", "authentication.k8s.io", "v1", ["create"])}
 
 
 def api_versions() -> dict[str, Any]:

@@ -58,12 +58,29 @@ def _write_kubeconfig(data_dir: str, url: str, token: str, ca_pem: bytes) -> str
     return path
 
 
+_INGRESS_HELP = ("Run the ingress controller: an HTTP(S) reverse proxy on the node's address that serves "
+                 "Ingresses of class `sendo` (the default class).")
+_INGRESS_HTTP_HELP = ("Port of the ingress controller's HTTP listener (default: 80 as root, else 8080; "
+                      "0 picks any free port).")
+_INGRESS_HTTPS_HELP = ("Port of the ingress controller's HTTPS listener, which picks certificates by SNI "
+                       "from the Ingresses' tls Secrets (default: 443 as root, else 8443; 0 picks any free port).")
+
+
+def _ingress_config(enabled: bool, http_port: Optional[int], https_port: Optional[int]) -> dict:
+    return {"ingress": enabled, "ingress_http_port": http_port, "ingress_https_port": https_port}
+
+
 @app.command()
 def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster keeps its state."),
        port: int = typer.Option(6443, help="API port; the next free one is used if it is taken."),
        host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
        node_name: str = typer.Option(socket.gethostname(), help="Name of this machine's node."),
        apply: Optional[list[Path]] = typer.Option(None, help="Manifests to apply once the cluster is ready."),
+       ingress: bool = typer.Option(True, "--ingress/--no-ingress", help=_INGRESS_HELP),
+       ingress_http_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTP_PORT",
+                                                       help=_INGRESS_HTTP_HELP, show_default=False),
+       ingress_https_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTPS_PORT",
+                                                        help=_INGRESS_HTTPS_HELP, show_default=False),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
 
@@ -71,10 +88,12 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     same objects and pods. Ctrl-C or SIGTERM stops the cluster and its pods' processes.
     """
     _logging(verbose)
-    run(_up(os.path.abspath(data_dir), port, host, node_name, apply or [], time.monotonic()))
+    run(_up(os.path.abspath(data_dir), port, host, node_name, apply or [], time.monotonic(),
+            _ingress_config(ingress, ingress_http_port, ingress_https_port)))
 
 
-async def _up(data_dir: str, port: int, host: str, node_name: str, manifests: list[Path], t0: float) -> None:
+async def _up(data_dir: str, port: int, host: str, node_name: str, manifests: list[Path], t0: float,
+              ingress: dict | None = None) -> None:
     from ..agent.agent import Agent, AgentConfig
     from ..server import Server, ServerConfig, free_port
 
@@ -84,7 +103,7 @@ async def _up(data_dir: str, port: int, host: str, node_name: str, manifests: li
     with console.status("starting the API server…"):
         await server.start()
     agent = Agent(AgentConfig(server=cfg.url, token=server.node_token, node_name=node_name, data_dir=data_dir,
-                              ca_pem=server.ca_pem, address=host))
+                              ca_pem=server.ca_pem, address=host, **(ingress or {})))
     try:
         with console.status("starting the agent…"):
             await agent.start()
@@ -95,6 +114,8 @@ async def _up(data_dir: str, port: int, host: str, node_name: str, manifests: li
             host, port = agent.dns.host, agent.dns.port
             console.print(f"Cluster DNS at {host}:{port} (pods get it as $SENDO_DNS): "
                           f"dig @{host} -p {port} <service>.<namespace>.svc.cluster.local")
+        if agent.ingress:
+            console.print(agent.ingress.describe())
         if manifests:
             from .apply import apply_files
             for line in await apply_files(agent.client, manifests):
@@ -155,6 +176,11 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
           hollow: int = typer.Option(0, help="Run this many hollow (fake) nodes instead, for benchmarks: "
                                              "pods bound to them go Running without any process."),
           pod_start_delay: float = typer.Option(0.0, help="Hollow nodes: milliseconds a pod takes to 'start'."),
+          ingress: bool = typer.Option(True, "--ingress/--no-ingress", help=_INGRESS_HELP),
+          ingress_http_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTP_PORT",
+                                                          help=_INGRESS_HTTP_HELP, show_default=False),
+          ingress_https_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTPS_PORT",
+                                                           help=_INGRESS_HTTPS_HELP, show_default=False),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the agent does.")):
     """Run a node agent: register the node and run the pods bound to it."""
     _logging(verbose)
@@ -162,7 +188,8 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
     if hollow:
         run(_hollow(server, token, ca, hollow, node_name, pod_start_delay / 1000))
         return
-    run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods))
+    run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods,
+               _ingress_config(ingress, ingress_http_port, ingress_https_port)))
 
 
 async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix: str, delay: float) -> None:
@@ -178,12 +205,14 @@ async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix:
 
 
 async def _agent(server: str, token: str, node_name: str, ca: bytes | None, data_dir: str, address: str,
-                 stop_pods: bool) -> None:
+                 stop_pods: bool, ingress: dict | None = None) -> None:
     from ..agent.agent import Agent, AgentConfig
     a = Agent(AgentConfig(server=server, token=token, node_name=node_name, data_dir=data_dir, ca_pem=ca,
-                          address=address))
+                          address=address, **(ingress or {})))
     await a.start()
     console.print(f"[green]sendo agent[/] {node_name} joined {server}")
+    if a.ingress:
+        console.print(a.ingress.describe())
     try:
         await _until_signalled()
     finally:

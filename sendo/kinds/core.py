@@ -413,8 +413,24 @@ class PodStrategy(KindStrategy):
         default_requests_from_limits(spec)
 
     def prepare_create(self, obj: Obj) -> None:
-        """Clients cannot create status: a new pod is Pending, with its QoS class decided now."""
+        """Clients cannot create status: a new pod is Pending, with its QoS class decided now.
+        Its identity is decided now too (as Kubernetes' ServiceAccount admission does): the
+        `default` ServiceAccount unless it names one (`serviceAccount` is the old name)."""
         obj["status"] = {"phase": "Pending", "qosClass": pod_qos_class(obj.get("spec"))}
+        spec = obj.get("spec")
+        if isinstance(spec, dict):
+            sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+            spec["serviceAccountName"] = sa
+            if not spec.get("serviceAccount"):
+                spec["serviceAccount"] = sa
+
+    def prepare_update(self, obj: Obj, old: Obj) -> None:
+        """The identity set at creation stays when an update omits it (it cannot change)."""
+        spec, old_spec = obj.get("spec"), old.get("spec")
+        if isinstance(spec, dict) and isinstance(old_spec, dict):
+            for key in ("serviceAccountName", "serviceAccount"):
+                if not spec.get(key) and old_spec.get(key):
+                    spec[key] = old_spec[key]
 
     def validate_object(self, obj: Obj) -> list[Cause]:
         spec = obj.get("spec")
@@ -1489,14 +1505,14 @@ RESOURCES = [
     Resource("", "v1", "Node", "nodes", False, short_names=["no"], subresources={"status"},
              strategy=NodeStrategy(), printer=NODE_PRINTER),
     Resource("", "v1", "Pod", "pods", True, short_names=["po"], categories=["all"],
-             subresources={"status", "binding", "log"}, strategy=PodStrategy(), printer=POD_PRINTER),
+             subresources={"status", "binding", "log", "portforward"}, strategy=PodStrategy(), printer=POD_PRINTER),
     Resource("", "v1", "Event", "events", True, short_names=["ev"], strategy=EventStrategy(), printer=EVENT_PRINTER),
     Resource("", "v1", "ConfigMap", "configmaps", True, short_names=["cm"], strategy=ConfigMapStrategy(),
              printer=CONFIGMAP_PRINTER),
     Resource("", "v1", "Secret", "secrets", True, strategy=SecretStrategy(), printer=SECRET_PRINTER),
     Resource("", "v1", "Service", "services", True, short_names=["svc"], categories=["all"],
              subresources={"status"}, strategy=ServiceStrategy(), printer=SERVICE_PRINTER),
-    Resource("", "v1", "ServiceAccount", "serviceaccounts", True, short_names=["sa"],
+    Resource("", "v1", "ServiceAccount", "serviceaccounts", True, short_names=["sa"], subresources={"token"},
              strategy=ServiceAccountStrategy(), printer=SERVICEACCOUNT_PRINTER),
     Resource("", "v1", "Endpoints", "endpoints", True, short_names=["ep"], singular="endpoints",
              strategy=EndpointsStrategy(), printer=ENDPOINTS_PRINTER),

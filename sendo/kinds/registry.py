@@ -42,7 +42,7 @@ class Registry:
 
 
 def builtin_registry() -> Registry:
-    from . import apps, batch, coordination, core, crd, discovery
+    from . import apps, batch, coordination, core, crd, discovery, networking
 
     return Registry([*core.RESOURCES, *apps.RESOURCES, *batch.RESOURCES, *coordination.RESOURCES,
-                     *crd.RESOURCES, *discovery.RESOURCES])
+                     *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES])

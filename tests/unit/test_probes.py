@@ -586,6 +586,9 @@ class _StubAgent:
     def base_env(self, pod, ip):
         return {"PATH": os.environ.get("PATH", os.defpath)}
 
+    async def prepare_pod(self, pod):
+        """The real agent waits for the pod's ServiceAccount token here; the stub has none."""
+
     def event(self, pod, type_, reason, message):
         self.events.append((type_, reason, message))
 
