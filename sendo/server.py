@@ -98,6 +98,7 @@ class Server:
         await self.crds.start()  # stored CRDs are served before the first request
         config = uvicorn.Config(self.api.app, host=self.cfg.host, port=self.cfg.port, log_level="warning",
                                 lifespan="off", access_log=False, timeout_graceful_shutdown=1, interface="asgi3",
+                                ws="wsproto",  # the WebSocket implementation port-forward is built on
                                 ssl_certfile=self.tls.cert, ssl_keyfile=self.tls.key)
         self._uvicorn = uvicorn.Server(config)
         self._uvicorn.install_signal_handlers = lambda: None  # the CLI owns signals

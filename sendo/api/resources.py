@@ -64,6 +64,15 @@ def decode(value: bytes) -> Obj:
     return orjson.loads(value)
 
 
+def clone(obj: Any) -> Any:
+    """A deep copy of a JSON object; an orjson round trip is several times faster than
+    copy.deepcopy (integers beyond 64 bits, which JSON objects here never hold, fall back)."""
+    try:
+        return orjson.loads(orjson.dumps(obj))
+    except TypeError:
+        return copy.deepcopy(obj)
+
+
 def render_with_rv(obj: Obj) -> Callable[[int], bytes]:
     """The store calls this with the revision it assigns; the object carries it."""
     def render(rev: int) -> bytes:
@@ -229,7 +238,7 @@ class ResourceAPI:
             raise errors.conflict(r.group_resource, name, group=r.group, plural=r.plural)
         for attempt in range(MAX_RETRIES):
             old = decode(kv.value)
-            new = self._merge_update(r, copy.deepcopy(obj), old, subresource)
+            new = self._merge_update(r, clone(obj), old, subresource)
             self._record(r, old, new, manager, subresource)
             try:
                 return await self._write_update(r, ns, name, new, old, kv, dry_run, subresource)
@@ -242,14 +251,14 @@ class ResourceAPI:
     def _merge_update(self, r: Resource, obj: Obj, old: Obj, subresource: str | None) -> Obj:
         """The object to store: what the client may change through this endpoint, over the old one."""
         if subresource == "status":
-            new = copy.deepcopy(old)
+            new = clone(old)
             new["status"] = obj.get("status")
             if new["status"] is None:
                 new.pop("status")
             r.strategy.default(new)  # schema defaults apply to status too (custom resources)
             return new
         if subresource == "finalize":  # namespaces: only spec.finalizers changes
-            new = copy.deepcopy(old)
+            new = clone(old)
             new.setdefault("spec", {})["finalizers"] = list((obj.get("spec") or {}).get("finalizers") or [])
             return new
         meta, old_meta = obj["metadata"], old["metadata"]
@@ -300,7 +309,7 @@ class ResourceAPI:
             if expected_rv and expected_rv != str(kv.mod_rev):
                 raise errors.conflict(r.group_resource, name, group=r.group, plural=r.plural)
             old = decode(kv.value)
-            changed = change(copy.deepcopy(old))
+            changed = change(clone(old))
             if changed is None:
                 return kv
             changed = self._check_body(r, ns, changed, name)
@@ -470,7 +479,7 @@ class ResourceAPI:
                     return await self.store.delete(kv.key, expected_rev=kv.mod_rev), True
                 except (Conflict, KeyNotFound):
                     continue
-            new = copy.deepcopy(obj)
+            new = clone(obj)
             nm = new["metadata"]
             nm["finalizers"] = finalizers
             if not nm["finalizers"]:
@@ -584,7 +593,7 @@ class ResourceAPI:
         for _ in range(MAX_RETRIES):
             kv = await self.get_kv(pods, ns, name)
             old = decode(kv.value)
-            new = change(copy.deepcopy(old))
+            new = change(old)  # freshly decoded: ours to change
             try:
                 await self.store.update(kv.key, render_with_rv(new), expected_rev=kv.mod_rev)
                 return
