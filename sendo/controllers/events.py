@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from typing import Any
 
 from ..api.meta import micro_now, now_rfc3339, random_suffix
@@ -21,6 +22,8 @@ Obj = dict[str, Any]
 
 MAX_PENDING = 5000
 WRITERS = 4
+SPAM_BURST = 25  # events one component may record about one object at once (Kubernetes' default)
+SPAM_REFILL_SECONDS = 300.0  # then one more every five minutes
 
 
 class EventRecorder:
@@ -32,9 +35,27 @@ class EventRecorder:
         self._seen: dict[str, tuple[str, int]] = {}  # fold key -> (event name, count)
         self._queue: asyncio.Queue | None = None
         self._writers: list[asyncio.Task] = []
+        self._buckets: dict[str, tuple[float, float]] = {}  # object uid -> (tokens, last refill)
+
+    def _allowed(self, obj: Obj) -> bool:
+        """Kubernetes' spam filter: a token bucket per (component, object), so a ReplicaSet
+        creating 100 pods records about 25 SuccessfulCreate events, not 100."""
+        uid = obj.get("metadata", {}).get("uid") or obj.get("metadata", {}).get("name", "")
+        now = time.monotonic()
+        tokens, last = self._buckets.get(uid, (float(SPAM_BURST), now))
+        tokens = min(float(SPAM_BURST), tokens + (now - last) / SPAM_REFILL_SECONDS)
+        if tokens < 1.0:
+            self._buckets[uid] = (tokens, now)
+            return False
+        if len(self._buckets) > 50_000:
+            self._buckets.clear()
+        self._buckets[uid] = (tokens - 1.0, now)
+        return True
 
     def emit(self, obj: Obj, type: str, reason: str, message: str) -> None:
         """Record in the background (best effort)."""
+        if not self._allowed(obj):
+            return
         if self._queue is None:
             self._queue = asyncio.Queue(MAX_PENDING)
             self._writers = [asyncio.create_task(self._drain(), name=f"events-{self.component}-{i}")
