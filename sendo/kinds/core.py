@@ -1201,7 +1201,7 @@ def _join_host_port(ip: Any, port: Any) -> str:
 
 
 def endpoints_cell(ep: Obj) -> str:
-    """ "10.0.0.1:8080,10.0.0.2:8080 + 3 more...", addresses alone for port-less (headless) subsets, or <none>."""
+    """ "127.64.0.1:8080,127.64.0.2:8080 + 3 more...", addresses alone for port-less (headless) subsets, or <none>."""
     subsets = dicts(ep.get("subsets"))
     if not subsets:
         return "<none>"

@@ -490,7 +490,6 @@ async def kubectl(env, *args, check=True, timeout=60):
     return proc.returncode, out.decode(), err.decode()
 
 
-@pytest.mark.skipif(not KUBECTL.exists() and not shutil.which("kubectl"), reason="kubectl is not installed")
 async def test_kubectl_applies_a_crd_and_its_objects(server, tmp_path):
     home = tmp_path / "home"
     home.mkdir()

@@ -97,13 +97,13 @@ def test_endpoints_defaults_and_loopback_pod_ips():
     ({"addresses": [{"ip": "0.0.0.0"}]}, 'subsets[0].addresses[0].ip: Invalid value: "0.0.0.0": may not be unspecified'),
     ({"addresses": [{"ip": "169.254.1.1"}]}, "subsets[0].addresses[0].ip: Invalid value: \"169.254.1.1\": may not be "
                                              "in the link-local range"),
-    ({"notReadyAddresses": [{"ip": "10.0.0.1", "hostname": "No_Host"}]},
+    ({"notReadyAddresses": [{"ip": "127.64.0.1", "hostname": "No_Host"}]},
      'subsets[0].notReadyAddresses[0].hostname: Invalid value: "No_Host"'),
-    ({"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}, {"port": 81, "name": "b"}]},
+    ({"addresses": [{"ip": "127.64.0.1"}], "ports": [{"port": 80}, {"port": 81, "name": "b"}]},
      "subsets[0].ports[0].name: Required value"),
-    ({"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 70000}]},
+    ({"addresses": [{"ip": "127.64.0.1"}], "ports": [{"port": 70000}]},
      "subsets[0].ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive"),
-    ({"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80, "protocol": "ICMP"}]},
+    ({"addresses": [{"ip": "127.64.0.1"}], "ports": [{"port": 80, "protocol": "ICMP"}]},
      'subsets[0].ports[0].protocol: Unsupported value: "ICMP"'),
 ])
 def test_endpoints_rules(subset, expected):
@@ -115,11 +115,11 @@ def test_endpoints_printer():
     assert row("Endpoints", endpoints())["Endpoints"] == "<none>"
     two = endpoints({"addresses": [{"ip": "127.64.0.1"}, {"ip": "127.64.0.2"}], "ports": [{"port": 8080}]})
     assert row("Endpoints", two) == {"Name": "web", "Endpoints": "127.64.0.1:8080,127.64.0.2:8080", "Age": "5m"}
-    many = endpoints({"addresses": [{"ip": f"10.0.0.{i}"} for i in range(1, 6)],
+    many = endpoints({"addresses": [{"ip": f"127.64.0.{i}"} for i in range(1, 6)],
                       "ports": [{"name": "a", "port": 80}, {"name": "b", "port": 81}]})
-    assert row("Endpoints", many)["Endpoints"] == "10.0.0.1:80,10.0.0.2:80,10.0.0.3:80 + 7 more..."
-    headless = endpoints({"addresses": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]})
-    assert row("Endpoints", headless)["Endpoints"] == "10.0.0.1,fd00::1"
+    assert row("Endpoints", many)["Endpoints"] == "127.64.0.1:80,127.64.0.2:80,127.64.0.3:80 + 7 more..."
+    headless = endpoints({"addresses": [{"ip": "127.64.0.1"}, {"ip": "fd00::1"}]})
+    assert row("Endpoints", headless)["Endpoints"] == "127.64.0.1,fd00::1"
     v6 = endpoints({"addresses": [{"ip": "fd00::1"}], "ports": [{"port": 443}]})
     assert row("Endpoints", v6)["Endpoints"] == "[fd00::1]:443"
 
@@ -145,10 +145,10 @@ def test_endpointslice_defaults_rules_and_printer():
     bare = create("EndpointSlice", eps(ports=None, endpoints=None))
     cells = row("EndpointSlice", bare)
     assert (cells["Ports"], cells["Endpoints"]) == ("<unset>", "<unset>")
-    many = create("EndpointSlice", eps(endpoints=[{"addresses": [f"10.0.0.{i}"]} for i in range(1, 6)],
+    many = create("EndpointSlice", eps(endpoints=[{"addresses": [f"127.64.0.{i}"]} for i in range(1, 6)],
                                        ports=[{"port": p} for p in (1, 2, 3, 4)]))
     cells = row("EndpointSlice", many)
-    assert cells["Endpoints"] == "10.0.0.1,10.0.0.2,10.0.0.3 + 2 more..." and cells["Ports"] == "1,2,3 + 1 more..."
+    assert cells["Endpoints"] == "127.64.0.1,127.64.0.2,127.64.0.3 + 2 more..." and cells["Ports"] == "1,2,3 + 1 more..."
 
 
 @pytest.mark.parametrize("fields,expected", [
@@ -157,12 +157,12 @@ def test_endpointslice_defaults_rules_and_printer():
     ({"endpoints": [{"addresses": []}]}, "endpoints[0].addresses: Required value: must contain at least 1 address"),
     ({"endpoints": [{"addresses": ["fd00::1"]}]}, 'endpoints[0].addresses[0]: Invalid value: "fd00::1": must be a '
                                                   'valid IPv4 address'),
-    ({"addressType": "IPv6", "endpoints": [{"addresses": ["10.0.0.1"]}]},
-     'endpoints[0].addresses[0]: Invalid value: "10.0.0.1": must be a valid IPv6 address'),
+    ({"addressType": "IPv6", "endpoints": [{"addresses": ["127.64.0.1"]}]},
+     'endpoints[0].addresses[0]: Invalid value: "127.64.0.1": must be a valid IPv6 address'),
     ({"addressType": "FQDN", "endpoints": [{"addresses": ["localhost"]}]},
      'endpoints[0].addresses[0]: Invalid value: "localhost": should be a domain with at least two segments'),
-    ({"endpoints": [{"addresses": ["10.0.0.1"], "nodeName": "Bad_Node"}]}, 'endpoints[0].nodeName: Invalid value'),
-    ({"endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": "yes"}}]},
+    ({"endpoints": [{"addresses": ["127.64.0.1"], "nodeName": "Bad_Node"}]}, 'endpoints[0].nodeName: Invalid value'),
+    ({"endpoints": [{"addresses": ["127.64.0.1"], "conditions": {"ready": "yes"}}]},
      'endpoints[0].conditions.ready: Invalid value: "yes": must be a boolean'),
     ({"ports": [{"name": "a", "port": 1}, {"name": "a", "port": 2}]}, 'ports[1].name: Duplicate value: "a"'),
     ({"ports": [{"port": 1, "protocol": "ICMP"}]}, 'ports[0].protocol: Unsupported value: "ICMP"'),
@@ -737,12 +737,12 @@ def test_strategic_merge_patches_of_the_new_kinds():
     patched = strategic_merge_patch(cj, {"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [
         {"name": "side", "image": "envoy"}]}}}}}}, "CronJob")
     assert [c["name"] for c in patched["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]] == ["side", "c"]
-    ep = endpoints({"addresses": [{"ip": "10.0.0.1"}]})
-    patched = strategic_merge_patch(ep, {"subsets": [{"addresses": [{"ip": "10.0.0.2"}]}]}, "Endpoints")
-    assert patched["subsets"] == [{"addresses": [{"ip": "10.0.0.2"}]}]  # atomic: replaced
+    ep = endpoints({"addresses": [{"ip": "127.64.0.1"}]})
+    patched = strategic_merge_patch(ep, {"subsets": [{"addresses": [{"ip": "127.64.0.2"}]}]}, "Endpoints")
+    assert patched["subsets"] == [{"addresses": [{"ip": "127.64.0.2"}]}]  # atomic: replaced
     es = eps()
-    patched = strategic_merge_patch(es, {"endpoints": [{"addresses": ["10.0.0.9"]}]}, "EndpointSlice")
-    assert patched["endpoints"] == [{"addresses": ["10.0.0.9"]}]
+    patched = strategic_merge_patch(es, {"endpoints": [{"addresses": ["127.64.0.9"]}]}, "EndpointSlice")
+    assert patched["endpoints"] == [{"addresses": ["127.64.0.9"]}]
     sa = {"metadata": meta(), "secrets": [{"name": "a"}]}
     patched = strategic_merge_patch(sa, {"secrets": [{"name": "b"}]}, "ServiceAccount")
     assert patched["secrets"] == [{"name": "b"}, {"name": "a"}]
