@@ -3,7 +3,6 @@ and with the real kubectl against the in-process server."""
 import asyncio
 import copy
 import os
-import shutil
 import ssl
 import sys
 import time
