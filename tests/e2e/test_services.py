@@ -9,7 +9,22 @@ import random
 import socket
 import time
 
+import dns.message
+import dns.query
+
 from .harness import Cluster, http_get, poll, ready_pods, to_yaml, unique_port
+
+
+def cluster_dns_address(cluster: Cluster) -> tuple[str, int]:
+    """The DNS address `sendo up` reported (its last start), a loopback address."""
+    found = None
+    for line in cluster.log_path.read_text(errors="replace").splitlines():
+        if "Cluster DNS at" in line:
+            found = line.split("Cluster DNS at", 1)[1].split()[0]
+    assert found, "sendo up did not print its DNS address"
+    host, port = found.rsplit(":", 1)
+    assert host.startswith("127."), host
+    return host, int(port)
 
 # answers GET with its pod name; binds its pod IP only
 SERVER = """
@@ -111,6 +126,13 @@ def test_cluster_ip_balances_and_follows_scaling(cluster: Cluster):
     seen = [get(cip, sport) for _ in range(30)]
     assert None not in seen, seen
     assert set(seen) == names, seen
+
+    # by name: sendo's DNS answers the Service name (dnspython), and the answer answers through the proxy
+    dns_host, dns_port = cluster_dns_address(cluster)
+    query = dns.message.make_query("whoami.default.svc.cluster.local", "A")
+    resolved = [r.address for rrset in dns.query.udp(query, dns_host, port=dns_port, timeout=2).answer for r in rrset]
+    assert resolved == [cip]
+    assert get(resolved[0], sport) in names
 
     # scale down: the Endpoints follow within a second of `kubectl scale` (polled with the official client)
     from kubernetes import client as k8s
