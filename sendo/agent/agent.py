@@ -120,6 +120,7 @@ class Agent:
             host, _, port = self.cfg.dns.rpartition(":")
             self.dns = ClusterDNS(self.client, host, int(port))
             await self.dns.bind_anywhere()
+        await self.identity.start()  # before the pods: their tokens need their ServiceAccounts
         self.pods = Informer(self.client, kind("pods"), field_selector=f"spec.nodeName={self.cfg.node_name}")
         self.pods.add_handler(self._on_pod)
         self.pods.start()

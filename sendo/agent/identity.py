@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from ..client import ApiError, Client, kind
+from ..client import ApiError, Client, Informer, kind
 from .env import ConfigError
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,8 @@ class PodIdentity:
         self.on_ready = on_ready
         self.expiration_seconds = expiration_seconds
         self.entries: dict[str, _Entry] = {}
+        # ServiceAccounts from a watch, so a pod's start does not wait for a GET of its account
+        self.accounts = Informer(client, kind("serviceaccounts"))
         self._sweeper: asyncio.Task | None = None
         url = urlsplit(server)
         self.service_env = {"KUBERNETES_SERVICE_HOST": url.hostname or "127.0.0.1",
@@ -149,7 +151,19 @@ class PodIdentity:
         if e is not None and e.fetching is not None:
             e.fetching.cancel()
 
+    async def start(self) -> None:
+        self.accounts.start()
+        try:
+            await asyncio.wait_for(self.accounts.synced.wait(), 30)
+        except asyncio.TimeoutError:
+            log.warning("service accounts not listed yet; tokens will look them up one by one")
+
+    async def _account(self, namespace: str, name: str) -> Obj:
+        sa = self.accounts.get(f"{namespace}/{name}") if self.accounts.synced.is_set() else None
+        return sa if sa is not None else await self.client.get(kind("serviceaccounts"), namespace, name)
+
     async def close(self) -> None:
+        await self.accounts.stop()
         tasks = [t for t in [self._sweeper, *(e.fetching for e in self.entries.values())] if t is not None]
         for t in tasks:
             t.cancel()
@@ -169,7 +183,7 @@ class PodIdentity:
         first = e.mounted is None
         try:
             if e.mounted is None and e.automount is None:
-                sa = await self.client.get(kind("serviceaccounts"), e.namespace, e.account)
+                sa = await self._account(e.namespace, e.account)
                 if sa.get("automountServiceAccountToken") is False:
                     e.mounted, e.error = False, None
             if e.mounted is not False:
