@@ -58,7 +58,6 @@ import binascii
 import contextlib
 import datetime as dt
 import errno
-import ipaddress
 import logging
 import os
 import ssl
@@ -74,6 +73,7 @@ from yarl import URL
 
 from ..client import ApiError, Client, Informer, kind
 from ..client.informer import obj_key
+from .lbstatus import LoadBalancerStatus
 from ..controllers.events import EventRecorder
 from ..kinds.networking import DEFAULT_CLASS_ANNOTATION, ingress_class_of, is_default_class
 
@@ -372,7 +372,6 @@ class IngressController:
         self.client = client
         self.node_name = node_name
         self.node_ip = node_ip
-        self.lb_ip = "127.0.0.1" if ipaddress.ip_address(node_ip).is_unspecified else node_ip
         self.listeners = [_Listener("http", dh if http_port is None else http_port),
                           _Listener("https", ds if https_port is None else https_port)]
         self.resolver = resolver or self.resolve_service
@@ -397,7 +396,8 @@ class IngressController:
         self._https_ctx = context_from_pem(cert, key)  # the listener's: it hands each client over by SNI
         self._https_ctx.sni_callback = self._sni
         self._dirty = asyncio.Event()
-        self._status_busy: set[str] = set()
+        self.lb_status = LoadBalancerStatus(client, self.ing_kind, node_ip, self._dirty.set)
+        self.lb_ip = self.lb_status.ip
         self._tasks: list[asyncio.Task] = []
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.ServerRunner | None = None
@@ -427,6 +427,7 @@ class IngressController:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.lb_status.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._session is not None:
@@ -605,43 +606,11 @@ class IngressController:
 
     # ----------------------------------------------------------------- status
     def _update_status(self) -> None:
+        """Ingresses this controller serves get the node's address while it listens."""
         listening = any(lst.site is not None for lst in self.listeners)
         served = self.snapshot.served
-        for ing in self.ingresses.list():
-            key = obj_key(ing)
-            if key in self._status_busy:
-                continue
-            ingress = [i for i in ((ing.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-                       if isinstance(i, dict)]
-            has = any(i.get("ip") == self.lb_ip for i in ingress)
-            if key in served and listening and not has:
-                new = sorted(ingress + [{"ip": self.lb_ip}], key=lambda i: str(i.get("ip") or i.get("hostname")))
-            elif key not in served and has:
-                new = [i for i in ingress if i.get("ip") != self.lb_ip]
-            else:
-                continue
-            self._status_busy.add(key)
-            t = asyncio.get_running_loop().create_task(self._write_status(ing, new), name=f"ingress-status-{key}")
-            self._tasks.append(t)
-            t.add_done_callback(lambda t, key=key: self._status_written(t, key))
-
-    def _status_written(self, t: asyncio.Task, key: str) -> None:
-        self._status_busy.discard(key)
-        if t in self._tasks:
-            self._tasks.remove(t)
-
-    async def _write_status(self, ing: Obj, ingress: list[dict]) -> None:
-        body = {**ing, "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-                "status": {**(ing.get("status") or {}), "loadBalancer": {"ingress": ingress} if ingress else {}}}
-        try:
-            await self.client.update_status(self.ing_kind, body)
-            log.info("ingress %s: load balancer ingress %s", obj_key(ing), [i.get("ip") for i in ingress])
-        except ApiError as e:
-            if e.status not in (404, 409):  # a stale cache: the next event brings the newer Ingress
-                log.warning("ingress: cannot update the status of %s: %s", obj_key(ing), e)
-                self._dirty.set()
-        except (OSError, asyncio.TimeoutError, aiohttp.ClientError) as e:
-            log.warning("ingress: cannot update the status of %s: %s", obj_key(ing), e)
+        self.lb_status.sync(self.ingresses.list(), add=lambda ing: listening and obj_key(ing) in served,
+                            remove=lambda ing: obj_key(ing) not in served)
 
     # ----------------------------------------------------------------- backends
     def resolve_service(self, b: Backend) -> tuple[str, int]:

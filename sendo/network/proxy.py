@@ -59,8 +59,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ..client import ApiError, Client, Informer, kind
+from ..client import Client, Informer, kind
 from ..client.informer import obj_key
+from .lbstatus import LoadBalancerStatus
 from ..controllers.events import EventRecorder
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,6 @@ class ServiceProxy:
         self.client = client
         self.node_name = node_name
         self.node_ip = node_ip
-        self.lb_ip = "127.0.0.1" if ipaddress.ip_address(node_ip).is_unspecified else node_ip
         self.udp_idle_timeout = udp_idle_timeout
         self.recorder = recorder or EventRecorder(client, "service-proxy", node_name)
         self._own_recorder = recorder is None
@@ -180,8 +180,9 @@ class ServiceProxy:
         self.backends: dict[str, Backends] = {}
         self._failed: dict[ListenKey, tuple[float, str, str]] = {}  # key -> (when, service, error)
         self._conflicts_told: set[tuple[ListenKey, str]] = set()
-        self._status_busy: set[str] = set()
         self._dirty = asyncio.Event()
+        self.lb_status = LoadBalancerStatus(client, self.svc_kind, node_ip, self._dirty.set)
+        self.lb_ip = self.lb_status.ip
         self._conns: set[_ClientSide] = set()  # open client connections
         self._tasks: list[asyncio.Task] = []
         self._unsupported_told: set[tuple[str, str]] = set()
@@ -199,6 +200,7 @@ class ServiceProxy:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.lb_status.close()
         for lst in self.listeners.values():
             lst.close()
         self.listeners.clear()
@@ -398,45 +400,17 @@ class ServiceProxy:
 
     # ----------------------------------------------------------------- LoadBalancer status
     def _update_lb_status(self) -> None:
-        for svc in self.services.list():
-            key = obj_key(svc)
-            if key in self._status_busy:
-                continue
+        """LoadBalancer Services get this node's address while the proxy serves their ports."""
+        def ours(svc: Obj) -> bool:
             spec = svc.get("spec") or {}
-            ours = spec.get("type") == "LoadBalancer" and not spec.get("loadBalancerClass")
-            ingress = list(((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [])
-            has = any(i.get("ip") == self.lb_ip for i in ingress)
-            serving = ours and any(lk.ip == self.node_ip and lk.port == p.get("port")
-                                   and lk.protocol == (p.get("protocol") or "TCP") and lst.service == key
-                                   for p in spec.get("ports") or [] for lk, lst in self.listeners.items())
-            if serving and not has:
-                new = sorted(ingress + [{"ip": self.lb_ip}], key=lambda i: str(i.get("ip") or i.get("hostname")))
-            elif not ours and has:
-                new = [i for i in ingress if i.get("ip") != self.lb_ip]
-            else:
-                continue
-            self._status_busy.add(key)
-            t = asyncio.create_task(self._write_lb_status(svc, new), name=f"lb-status-{key}")
-            self._tasks.append(t)
-            t.add_done_callback(lambda t, key=key: self._status_written(t, key))
+            return spec.get("type") == "LoadBalancer" and not spec.get("loadBalancerClass")
 
-    def _status_written(self, t: asyncio.Task, key: str) -> None:
-        self._status_busy.discard(key)
-        if t in self._tasks:
-            self._tasks.remove(t)
-
-    async def _write_lb_status(self, svc: Obj, ingress: list[dict]) -> None:
-        body = {**svc, "status": {**(svc.get("status") or {}),
-                                  "loadBalancer": {"ingress": ingress} if ingress else {}}}
-        try:
-            await self.client.update_status(self.svc_kind, body)
-            log.info("service proxy: %s load balancer ingress %s", obj_key(svc), [i.get("ip") for i in ingress])
-        except ApiError as e:
-            if e.status not in (404, 409):  # a stale cache: the next event brings the newer Service
-                log.warning("service proxy: cannot update the status of %s: %s", obj_key(svc), e)
-                self._dirty.set()
-        except (OSError, asyncio.TimeoutError) as e:
-            log.warning("service proxy: cannot update the status of %s: %s", obj_key(svc), e)
+        def serving(svc: Obj) -> bool:
+            key, spec = obj_key(svc), svc.get("spec") or {}
+            return ours(svc) and any(lk.ip == self.node_ip and lk.port == p.get("port")
+                                     and lk.protocol == (p.get("protocol") or "TCP") and lst.service == key
+                                     for p in spec.get("ports") or [] for lk, lst in self.listeners.items())
+        self.lb_status.sync(self.services.list(), add=serving, remove=lambda svc: not ours(svc))
 
 # ======================================================================= TCP
 # Each connection is a pair of protocols that hand bytes to each other in data_received:

@@ -14,7 +14,6 @@ timer retries them otherwise.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from typing import Any
