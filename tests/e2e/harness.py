@@ -18,6 +18,7 @@ behind (found by our data dir in its command line). Nothing is killed by name.
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -28,7 +29,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import psutil
 
@@ -393,3 +394,14 @@ class LineReader:
                     raise AssertionError(f"no line containing {text!r} within {timeout}s "
                                          f"(eof={self._eof}); got {self.lines!r}")
                 self._cv.wait(left)
+
+
+@contextlib.contextmanager
+def shared_cluster(directory: Path) -> Iterator["Cluster"]:
+    """One `sendo up` for a whole test module (for module-scoped fixtures)."""
+    c = Cluster(directory)
+    try:
+        c.start()
+        yield c
+    finally:
+        c._cleanup()

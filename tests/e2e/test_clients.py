@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from .harness import Cluster, poll, ready_pods, unique_port, web_deployment
+from .harness import Cluster, poll, ready_pods, shared_cluster, unique_port, web_deployment
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
@@ -20,12 +20,8 @@ _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PR
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """One sendo up for the whole module (the harness's Cluster, module scope)."""
-    c = Cluster(tmp_path_factory.mktemp("clients"))
-    try:
-        c.start()
+    with shared_cluster(tmp_path_factory.mktemp("clients")) as c:
         yield c
-    finally:
-        c._cleanup()
 
 
 @pytest.fixture(autouse=True)

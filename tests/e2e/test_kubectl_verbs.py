@@ -13,19 +13,15 @@ import subprocess
 import pytest
 import yaml
 
-from .harness import (KUBECTL, REPO, Cluster, LineReader, is_ready, poll, pods, ready_pods, to_yaml, unique_port,
-                      web_deployment)
+from .harness import (KUBECTL, REPO, Cluster, LineReader, is_ready, poll, pods, ready_pods, shared_cluster, to_yaml,
+                      unique_port, web_deployment)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """One sendo up for the whole module (the harness's Cluster, module scope)."""
-    c = Cluster(tmp_path_factory.mktemp("verbs"))
-    try:
-        c.start()
+    with shared_cluster(tmp_path_factory.mktemp("verbs")) as c:
         yield c
-    finally:
-        c._cleanup()
 
 
 @pytest.fixture(autouse=True)

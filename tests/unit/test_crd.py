@@ -328,13 +328,14 @@ async def test_watch_on_a_custom_resource(client, server):
     r = server.registry.get(GROUP, "v1", "crontabs")
     seen = []
 
-    async def watch():
-        async for etype, obj in client.watch(r, "default", timeoutSeconds=5):
+    rv = (await client.request("GET", CT))["metadata"]["resourceVersion"]
+
+    async def watch():  # from the revision before the writes: nothing can be missed
+        async for etype, obj in client.watch(r, "default", resourceVersion=rv, timeoutSeconds=5):
             seen.append((etype, obj["metadata"]["name"], obj["spec"].get("replicas")))
             if etype == "DELETED":
                 return
     task = asyncio.create_task(watch())
-    await asyncio.sleep(0.2)  # let the watch start before the first write
     await client.request("POST", CT, body=crontab("w"))
     await client.request("PATCH", f"{CT}/w", body={"spec": {"replicas": 2}},
                          content_type="application/merge-patch+json")
