@@ -2,14 +2,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Awaitable, Callable
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from sendo.client import Client
 from sendo.server import Server, ServerConfig, free_port
 
+# CI runs on a loaded 2-core machine: property tests must not depend on speed. The "ci"
+# profile (the default) has no deadline, no too_slow health check and a fixed seed, so
+# a run is repeatable; HYPOTHESIS_PROFILE=dev explores with fresh random seeds.
+_NOT_SPEED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
+settings.register_profile("ci", deadline=None, suppress_health_check=_NOT_SPEED, derandomize=True,
+                          print_blob=True)
+settings.register_profile("dev", deadline=None, suppress_health_check=_NOT_SPEED)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 async def wait_until(cond: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0,
                      interval: float = 0.05, what: str = "condition") -> None:
