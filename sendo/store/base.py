@@ -16,6 +16,10 @@ class StoreError(Exception):
     pass
 
 
+class DatastoreURLError(ValueError):
+    """A --datastore URL that names no known store, or that its store cannot use."""
+
+
 class KeyExists(StoreError):
     pass
 

@@ -20,10 +20,13 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from sortedcontainers import SortedDict
 
-from .base import KV, Compacted, Conflict, Event, KeyExists, KeyNotFound, Render, StoreError
+from ..private import create_private, private_dir, tighten
+
+from .base import KV, Compacted, Conflict, DatastoreURLError, Event, KeyExists, KeyNotFound, Render, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +125,15 @@ class SQLiteStore:
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
 
+    @classmethod
+    def from_url(cls, url: str) -> "SQLiteStore":
+        """``sqlite:///abs/path/state.db`` (or ``sqlite://relative/path``)."""
+        parts = urlsplit(url)
+        path = unquote(parts.netloc + parts.path)
+        if not path or parts.query or parts.fragment:
+            raise DatastoreURLError(f"{url!r}: a SQLite datastore is sqlite:///path/to/state.db")
+        return cls(path)
+
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -139,8 +151,11 @@ class SQLiteStore:
         return conn
 
     def _open_writer(self) -> None:
-        d = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(d, exist_ok=True)
+        private_dir(os.path.dirname(os.path.abspath(self.path)))
+        create_private(self.path)  # 0600 before SQLite opens it: its -wal and -shm get the same mode
+        for extra in (self.path + "-wal", self.path + "-shm"):
+            if os.path.exists(extra):
+                tighten(extra)
         conn = self._wconn = self._connect()
         conn.executescript(SCHEMA)
         row = conn.execute("SELECT value FROM meta WHERE name='compact_rev'").fetchone()
