@@ -20,6 +20,7 @@ import yaml
 from ..kinds.base import Cause, Obj, Resource, invalid as invalid_cause, required
 from ..kinds.registry import Registry
 from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
+from ..store.versioner import encode as stored
 from . import errors, fieldmanager, patch as patching
 from . import admission
 from .meta import now_rfc3339, random_suffix, selector_string
@@ -71,14 +72,6 @@ def clone(obj: Any) -> Any:
         return orjson.loads(orjson.dumps(obj))
     except TypeError:
         return copy.deepcopy(obj)
-
-
-def render_with_rv(obj: Obj) -> Callable[[int], bytes]:
-    """The store calls this with the revision it assigns; the object carries it."""
-    def render(rev: int) -> bytes:
-        obj["metadata"]["resourceVersion"] = str(rev)
-        return orjson.dumps(obj)
-    return render
 
 
 def _spec_view(obj: Obj) -> Any:
@@ -147,7 +140,7 @@ class ResourceAPI:
             if dry_run:
                 return KV(r.key(ns, meta["name"]), orjson.dumps(obj), self.store.revision, 0)
             try:
-                return await self.store.create(r.key(ns, meta["name"]), render_with_rv(obj))
+                return await self.store.create(r.key(ns, meta["name"]), stored(obj))
             except KeyExists:
                 if not generated or attempt == 7:
                     raise errors.already_exists(r.group_resource, meta["name"], r.group, r.plural)
@@ -297,8 +290,8 @@ class ResourceAPI:
             return KV(kv.key, orjson.dumps(new), kv.mod_rev, kv.create_rev)
         meta = new["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and not r.strategy.holds_deletion(new):
-            return await self.store.delete(kv.key, expected_rev=kv.mod_rev, render=render_with_rv(new))
-        return await self.store.update(kv.key, render_with_rv(new), expected_rev=kv.mod_rev)
+            return await self.store.delete(kv.key, expected_rev=kv.mod_rev, data=stored(new))
+        return await self.store.update(kv.key, stored(new), expected_rev=kv.mod_rev)
 
     async def modify(self, r: Resource, ns: str | None, name: str, change: Callable[[Obj], Obj | None],
                      subresource: str | None = None, dry_run: bool = False,
@@ -499,7 +492,7 @@ class ResourceAPI:
             if dry_run:
                 return KV(kv.key, orjson.dumps(new), kv.mod_rev, kv.create_rev), False
             try:
-                return await self.store.update(kv.key, render_with_rv(new), expected_rev=kv.mod_rev), False
+                return await self.store.update(kv.key, stored(new), expected_rev=kv.mod_rev), False
             except Conflict:
                 continue
         raise errors.conflict(r.group_resource, name, "too many concurrent writers", r.group, r.plural)
@@ -595,7 +588,7 @@ class ResourceAPI:
             old = decode(kv.value)
             new = change(old)  # freshly decoded: ours to change
             try:
-                await self.store.update(kv.key, render_with_rv(new), expected_rev=kv.mod_rev)
+                await self.store.update(kv.key, stored(new), expected_rev=kv.mod_rev)
                 return
             except Conflict:
                 continue

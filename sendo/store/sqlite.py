@@ -26,26 +26,14 @@ from sortedcontainers import SortedDict
 
 from ..private import create_private, private_dir, tighten
 
-from .base import KV, Compacted, Conflict, DatastoreURLError, Event, KeyExists, KeyNotFound, Render, StoreError
+from .base import KV, Compacted, Conflict, DatastoreURLError, Event, KeyExists, KeyNotFound, StoreError
+from .sqlite_schema import compact_rows, prepare
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS kv (
-    rev        INTEGER PRIMARY KEY,
-    key        TEXT    NOT NULL,
-    created    INTEGER NOT NULL,
-    deleted    INTEGER NOT NULL,
-    create_rev INTEGER NOT NULL,
-    prev_rev   INTEGER NOT NULL,
-    value      BLOB    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS kv_key_rev ON kv (key, rev);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
-
 MAX_BATCH = 2000
 WATCH_QUEUE_LIMIT = 50_000  # a watcher further behind than this is closed; its client re-lists
+RING_BYTES = 64 << 20  # recent events kept in memory, by stored size; older ones are read from the table
 
 
 def prefix_end(prefix: str) -> str:
@@ -57,7 +45,7 @@ def prefix_end(prefix: str) -> str:
 class _Op:
     kind: str
     key: str
-    render: Render | None
+    data: bytes | None
     expected_rev: int | None
     future: asyncio.Future
 
@@ -107,11 +95,13 @@ class SQLiteWatch:
 
 class SQLiteStore:
     def __init__(self, path: str, *, compact_interval: float = 60.0, compact_keep: int = 10_000,
-                 ring_size: int = 50_000):
+                 ring_size: int = 50_000, ring_bytes: int = RING_BYTES):
         self.path = path
         self.compact_interval = compact_interval
         self.compact_keep = compact_keep
         self.ring_size = ring_size
+        self.ring_bytes = ring_bytes
+        self._ring_used = 0  # bytes of the values in _ring
         self._rev = 0
         self._compact_rev = 0
         self._latest: SortedDict = SortedDict()  # key -> KV
@@ -157,7 +147,7 @@ class SQLiteStore:
             if os.path.exists(extra):
                 tighten(extra)
         conn = self._wconn = self._connect()
-        conn.executescript(SCHEMA)
+        prepare(conn)
         row = conn.execute("SELECT value FROM meta WHERE name='compact_rev'").fetchone()
         self._compact_rev = row[0] if row else 0
         row = conn.execute("SELECT MAX(rev) FROM kv").fetchone()
@@ -167,7 +157,7 @@ class SQLiteStore:
             "JOIN (SELECT key, MAX(rev) AS r FROM kv GROUP BY key) m ON k.rev = m.r "
             "WHERE k.deleted = 0")
         for key, value, rev, create_rev in cur:
-            self._latest[key] = KV(key, value, rev, create_rev)
+            self._latest[key] = KV.stored(key, value, rev, create_rev)
 
     def _open_reader(self) -> None:
         self._rconn = self._connect()
@@ -230,24 +220,24 @@ class SQLiteStore:
             "(SELECT key, MAX(rev) AS r FROM kv WHERE key >= ? AND key < ? AND rev <= ? GROUP BY key) m "
             "ON k.rev = m.r WHERE k.deleted = 0 ORDER BY k.key",
             (prefix, prefix_end(prefix), revision))
-        return [KV(key, value, rev, crev) for key, value, rev, crev in cur]
+        return [KV.stored(key, value, rev, crev) for key, value, rev, crev in cur]
 
     # ----------------------------------------------------------------- writes
-    def _submit(self, kind: str, key: str, render: Render | None, expected_rev: int | None) -> asyncio.Future:
+    def _submit(self, kind: str, key: str, data: bytes | None, expected_rev: int | None) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         if self._queue is None:
             raise StoreError("store is not started")
-        self._queue.put_nowait(_Op(kind, key, render, expected_rev, fut))
+        self._queue.put_nowait(_Op(kind, key, data, expected_rev, fut))
         return fut
 
-    async def create(self, key: str, render: Render) -> KV:
-        return await self._submit("create", key, render, None)
+    async def create(self, key: str, data: bytes) -> KV:
+        return await self._submit("create", key, data, None)
 
-    async def update(self, key: str, render: Render, expected_rev: int | None = None) -> KV:
-        return await self._submit("update", key, render, expected_rev)
+    async def update(self, key: str, data: bytes, expected_rev: int | None = None) -> KV:
+        return await self._submit("update", key, data, expected_rev)
 
-    async def delete(self, key: str, expected_rev: int | None = None, render: Render | None = None) -> KV:
-        return await self._submit("delete", key, render, expected_rev)
+    async def delete(self, key: str, expected_rev: int | None = None, data: bytes | None = None) -> KV:
+        return await self._submit("delete", key, data, expected_rev)
 
     async def _writer(self) -> None:
         loop = asyncio.get_running_loop()
@@ -264,7 +254,7 @@ class SQLiteStore:
                 cur = overlay[op.key] if op.key in overlay else self._latest.get(op.key)
                 try:
                     ev, row = self._apply(op, cur, rev + 1)
-                except Exception as e:  # refused (exists, conflict, …) or render failed
+                except Exception as e:  # refused: exists, missing, conflict
                     done.append((op, e))
                     continue
                 rev += 1
@@ -301,17 +291,17 @@ class SQLiteStore:
         if op.kind == "create":
             if cur is not None:
                 raise KeyExists(op.key)
-            kv = KV(op.key, op.render(rev), rev, rev)
-            return Event("create", kv, None), (rev, op.key, 1, 0, rev, 0, kv.value)
+            kv = KV.stored(op.key, op.data, rev, rev)
+            return Event("create", kv, None), (rev, op.key, 1, 0, rev, 0, kv.data)
         if cur is None:
             raise KeyNotFound(op.key)
         if op.expected_rev is not None and op.expected_rev != cur.mod_rev:
             raise Conflict(cur.mod_rev)
         if op.kind == "update":
-            kv = KV(op.key, op.render(rev), rev, cur.create_rev)
-            return Event("update", kv, cur), (rev, op.key, 0, 0, cur.create_rev, cur.mod_rev, kv.value)
-        value = op.render(rev) if op.render else cur.value
-        kv = KV(op.key, value, rev, cur.create_rev)
+            kv = KV.stored(op.key, op.data, rev, cur.create_rev)
+            return Event("update", kv, cur), (rev, op.key, 0, 0, cur.create_rev, cur.mod_rev, kv.data)
+        value = cur.data if op.data is None else op.data
+        kv = KV.stored(op.key, value, rev, cur.create_rev)
         return Event("delete", kv, cur), (rev, op.key, 0, 1, cur.create_rev, cur.mod_rev, value)
 
     def _commit(self, rows: list[tuple]) -> None:
@@ -357,14 +347,31 @@ class SQLiteStore:
     def _publish(self, events: list[Event]) -> None:
         self._ring.extend(events)
         self._ring_revs.extend(ev.kv.mod_rev for ev in events)
-        if len(self._ring) > 2 * self.ring_size:
-            del self._ring[:-self.ring_size]
-            del self._ring_revs[:-self.ring_size]
+        self._ring_used += sum(len(ev.kv.data) for ev in events)
+        if len(self._ring) > 2 * self.ring_size or self._ring_used > self.ring_bytes:
+            self._trim_ring(len(self._ring) - self.ring_size, self.ring_bytes // 2)
         for prefix, ws in list(self._watchers.items()):
             for ev in events:
                 if ev.kv.key.startswith(prefix):
                     for w in list(ws):
                         w.push(ev)
+
+    def _trim_ring(self, drop: int, keep_bytes: int, upto_rev: int = 0) -> None:
+        """Forget the oldest events: at least ``drop`` of them, then more until at most ``keep_bytes``
+        remain, and every one at or below ``upto_rev``. A watcher that needs them reads the table."""
+        n, used, ring = max(drop, 0), self._ring_used, self._ring
+        used -= sum(len(ev.kv.data) for ev in ring[:n])
+        while n < len(ring) and (used > keep_bytes or ring[n].kv.mod_rev <= upto_rev):
+            used -= len(ring[n].kv.data)
+            n += 1
+        if n:
+            del ring[:n]
+            del self._ring_revs[:n]
+        self._ring_used = used
+
+    def ring_stats(self) -> tuple[int, int]:
+        """(events, bytes) of recent events held in memory for watchers."""
+        return len(self._ring), self._ring_used
 
     async def _history(self, prefix: str, after: int, to: int) -> list[Event]:
         loop = asyncio.get_running_loop()
@@ -382,9 +389,9 @@ class SQLiteStore:
             if prev_rev:
                 p = conn.execute("SELECT value, create_rev FROM kv WHERE rev = ?", (prev_rev,)).fetchone()
                 if p:
-                    prev = KV(key, p[0], prev_rev, p[1])
+                    prev = KV.stored(key, p[0], prev_rev, p[1])
             kind = "create" if created else "delete" if deleted else "update"
-            events.append(Event(kind, KV(key, value, rev, create_rev), prev))
+            events.append(Event(kind, KV.stored(key, value, rev, create_rev), prev))
         return events
 
     # ----------------------------------------------------------------- compaction
@@ -392,25 +399,10 @@ class SQLiteStore:
         revision = min(revision, self._rev)
         if revision <= self._compact_rev:
             return
+        self._compact_rev = revision  # no watch may start below it from now on: the ring can let go
+        self._trim_ring(0, self.ring_bytes, upto_rev=revision)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer_pool, self._compact_rows, revision)
-        self._compact_rev = revision
-
-    def _compact_rows(self, revision: int) -> None:
-        conn = self._wconn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                "DELETE FROM kv WHERE rev <= :r AND (deleted = 1 OR EXISTS "
-                "(SELECT 1 FROM kv k2 WHERE k2.key = kv.key AND k2.rev > kv.rev AND k2.rev <= :r))",
-                {"r": revision})
-            conn.execute("INSERT INTO meta (name, value) VALUES ('compact_rev', ?) "
-                         "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (revision,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await loop.run_in_executor(self._writer_pool, compact_rows, self._wconn, revision)
 
     async def _compactor(self) -> None:
         while True:
