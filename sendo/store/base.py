@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import AsyncIterator, Protocol
 
-from .versioner import with_version
+from .versioner import splice, unsplice, with_version
 
 
 class StoreError(Exception):
@@ -49,15 +49,17 @@ class Compacted(StoreError):
 class KV:
     """One version of a key. ``data`` is what the store holds; ``value`` is what readers and
     watchers are served: the data with ``mod_rev`` as metadata.resourceVersion, made on first
-    use and then shared by every reader and watcher of this version."""
+    use and then shared by every reader and watcher of this version. Once ``value`` is made,
+    ``data`` is derived from it, so a version read many times is held once."""
 
-    __slots__ = ("key", "data", "mod_rev", "create_rev", "_value")
+    __slots__ = ("key", "mod_rev", "create_rev", "size", "_data", "_value")
 
     def __init__(self, key: str, value: bytes | None, mod_rev: int, create_rev: int, data: bytes | None = None):
         """``value``: bytes to serve as they are (a dry run's answer); a store passes ``data`` instead."""
         self.key, self.mod_rev, self.create_rev = key, mod_rev, create_rev
         self._value = value
-        self.data = value if data is None else data
+        self._data = value if data is None else data
+        self.size = len(self._data)  # of the stored form
 
     @classmethod
     def stored(cls, key: str, data: bytes, mod_rev: int, create_rev: int) -> "KV":
@@ -65,12 +67,22 @@ class KV:
 
     @property
     def value(self) -> bytes:
-        if self._value is None:
-            self._value = with_version(self.data, self.mod_rev)
-        return self._value
+        v = self._value
+        if v is None:
+            v = splice(self._data, self.mod_rev)
+            if v is None:
+                v = with_version(self._data, self.mod_rev)  # another layout: keep the stored form too
+            else:
+                self._data = None  # unsplice() gives it back
+            self._value = v
+        return v
+
+    @property
+    def data(self) -> bytes:
+        return self._data if self._data is not None else unsplice(self._value)
 
     def __repr__(self) -> str:
-        return f"KV({self.key!r}, mod_rev={self.mod_rev}, create_rev={self.create_rev}, {len(self.data)} bytes)"
+        return f"KV({self.key!r}, mod_rev={self.mod_rev}, create_rev={self.create_rev}, {self.size} bytes)"
 
 
 @dataclass(slots=True)

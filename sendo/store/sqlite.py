@@ -347,7 +347,7 @@ class SQLiteStore:
     def _publish(self, events: list[Event]) -> None:
         self._ring.extend(events)
         self._ring_revs.extend(ev.kv.mod_rev for ev in events)
-        self._ring_used += sum(len(ev.kv.data) for ev in events)
+        self._ring_used += sum(ev.kv.size for ev in events)
         if len(self._ring) > 2 * self.ring_size or self._ring_used > self.ring_bytes:
             self._trim_ring(len(self._ring) - self.ring_size, self.ring_bytes // 2)
         for prefix, ws in list(self._watchers.items()):
@@ -360,9 +360,9 @@ class SQLiteStore:
         """Forget the oldest events: at least ``drop`` of them, then more until at most ``keep_bytes``
         remain, and every one at or below ``upto_rev``. A watcher that needs them reads the table."""
         n, used, ring = max(drop, 0), self._ring_used, self._ring
-        used -= sum(len(ev.kv.data) for ev in ring[:n])
+        used -= sum(ev.kv.size for ev in ring[:n])
         while n < len(ring) and (used > keep_bytes or ring[n].kv.mod_rev <= upto_rev):
-            used -= len(ring[n].kv.data)
+            used -= ring[n].kv.size
             n += 1
         if n:
             del ring[:n]

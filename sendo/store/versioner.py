@@ -16,31 +16,64 @@ from typing import Any
 import orjson
 
 _META = b'"metadata":{'
+_RV = b'"resourceVersion":"'
 _HEAD = ("kind", "apiVersion", "metadata")
+_NONE = object()
 
 
 def encode(obj: dict[str, Any]) -> bytes:
-    """The stored form of an API object: its JSON without metadata.resourceVersion."""
+    """The stored form of an API object: its JSON without metadata.resourceVersion, metadata
+    before any other object-valued field (clients send it so; others are reordered)."""
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
         return orjson.dumps(obj)
+    rv = meta.pop("resourceVersion", _NONE)  # left out without copying the object; put back below
+    try:
+        data = orjson.dumps(obj)
+    finally:
+        if rv is not _NONE:
+            meta["resourceVersion"] = rv
+    if _after_top_meta(data) >= 0:
+        return data
     out = {k: obj[k] for k in _HEAD if k in obj}
     out["metadata"] = {k: v for k, v in meta.items() if k != "resourceVersion"}
-    for k, v in obj.items():
-        if k not in out:
-            out[k] = v
+    out.update((k, v) for k, v in obj.items() if k not in out)
     return orjson.dumps(out)
 
 
-def with_version(data: bytes, rev: int) -> bytes:
-    """``data`` as served at revision ``rev``: metadata.resourceVersion is ``str(rev)``."""
+def _after_top_meta(data: bytes) -> int:
+    """Index just after the top-level '"metadata":{', or -1 if the layout is another one."""
     i = data.find(_META)
     # JSON escapes every quote inside a string, so the first '"metadata":{' is a key; it is the
     # top-level one when no object opens before it (only kind and apiVersion, strings, precede it)
     if i > 0 and data.find(b"{", 1, i) == -1:
-        j = i + len(_META)
-        sep = b"" if data[j:j + 1] == b"}" else b","
-        return b"%s\"resourceVersion\":\"%d\"%s%s" % (data[:j], rev, sep, data[j:])
+        return i + len(_META)
+    return -1
+
+
+def splice(data: bytes, rev: int) -> bytes | None:
+    """``data`` in ``encode``'s layout with the version as the first metadata field; None for another layout."""
+    j = _after_top_meta(data)
+    if j < 0:
+        return None
+    sep = b"" if data[j:j + 1] == b"}" else b","
+    return b"%s\"resourceVersion\":\"%d\"%s%s" % (data[:j], rev, sep, data[j:])
+
+
+def unsplice(value: bytes) -> bytes:
+    """The stored bytes again, from what ``splice`` made of them."""
+    j = _after_top_meta(value)
+    end = value.index(b'"', j + len(_RV))  # the closing quote of the version's digits
+    if value[end + 1:end + 2] == b",":
+        end += 1
+    return value[:j] + value[end + 1:]
+
+
+def with_version(data: bytes, rev: int) -> bytes:
+    """``data`` as served at revision ``rev``: metadata.resourceVersion is ``str(rev)``."""
+    spliced = splice(data, rev)
+    if spliced is not None:
+        return spliced
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:

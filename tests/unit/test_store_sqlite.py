@@ -9,8 +9,9 @@ import textwrap
 
 import orjson
 import pytest
+from hypothesis import given, strategies as st
 
-from sendo.store import Compacted, Conflict, KeyExists, KeyNotFound
+from sendo.store import KV, Compacted, Conflict, KeyExists, KeyNotFound
 from sendo.store.sqlite import SQLiteStore
 from sendo.store.versioner import encode, with_version
 
@@ -278,3 +279,20 @@ async def test_memory_and_file_shrink_after_compaction_of_many_big_updates(tmp_p
         assert (await s.get("/r/big")).data == big  # what is current is kept
     finally:
         await s.close()
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                     max_leaves=10)
+
+
+@given(meta=st.dictionaries(st.text(), _json, max_size=4), rest=st.dictionaries(st.text(), _json, max_size=4),
+       rev=st.integers(1, 2**62))
+def test_served_bytes_are_the_object_with_its_version_and_give_back_the_stored_bytes(meta, rest, rev):
+    obj = {**rest, "kind": "T", "apiVersion": "v1", "metadata": meta}
+    data = encode(obj)
+    kv = KV.stored("/k", data, rev, 1)
+    served = orjson.loads(kv.value)
+    assert served["metadata"] == {**meta, "resourceVersion": str(rev)}
+    assert {k: v for k, v in served.items() if k != "metadata"} == {k: v for k, v in obj.items() if k != "metadata"}
+    assert kv.data == data and kv.size == len(data)
