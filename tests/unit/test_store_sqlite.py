@@ -13,6 +13,7 @@ from hypothesis import given, strategies as st
 
 from sendo.store import KV, Compacted, Conflict, KeyExists, KeyNotFound
 from sendo.store.sqlite import SQLiteStore
+from sendo.store.sqlite_schema import SCHEMA
 from sendo.store.versioner import encode, with_version
 
 
@@ -296,3 +297,25 @@ def test_served_bytes_are_the_object_with_its_version_and_give_back_the_stored_b
     assert served["metadata"] == {**meta, "resourceVersion": str(rev)}
     assert {k: v for k, v in served.items() if k != "metadata"} == {k: v for k, v in obj.items() if k != "metadata"}
     assert kv.data == data and kv.size == len(data)
+
+
+async def test_a_file_made_without_auto_vacuum_is_converted_once_compaction_frees_much_of_it(tmp_path):
+    path = str(tmp_path / "old.db")
+    conn = sqlite3.connect(path)  # as an older sendo made it: no auto-vacuum
+    conn.executescript(SCHEMA)
+    conn.execute("INSERT INTO meta VALUES ('format', 2)")
+    conn.commit()
+    conn.close()
+    s = SQLiteStore(path, compact_interval=3600)
+    await s.start()
+    try:
+        await s.create("/r/big", val("big"))
+        for i in range(60):
+            await s.update("/r/big", encode({"kind": "T", "metadata": {"name": "big"}, "blob": f"{i}" * 100_000}))
+        await s.compact(s.revision)  # leaves one row: the file is mostly free pages
+    finally:
+        await s.close()
+    assert os.path.getsize(path) < 1_000_000
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # later compactions shrink it incrementally
+    conn.close()
