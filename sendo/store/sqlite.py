@@ -1,14 +1,16 @@
 """SQLite store: one table as a revision log (the kine design), WAL mode, group commit.
 
 Every write appends a row whose primary key is the new global revision. The newest
-row of a key is its current value; a row with deleted=1 is a tombstone. Old rows are
-compacted in the background and the WAL is checkpointed after each compaction.
+row of a key is its current value; a row with deleted=1 is a tombstone. Rows hold
+objects without their resourceVersion (``versioner.py``). Old rows are compacted in
+the background; the file's table and space reclamation live in ``sqlite_schema.py``.
 
 This process is the store's only writer, so the latest value of every key is also
 kept in memory (a sorted map): gets, lists and watches at the current revision never
 touch the disk. Writes are queued and committed in batches by one writer task (one
 fsync for many writes); a write is acknowledged only after its batch is durable, and
-only then becomes visible to readers and watchers.
+only then becomes visible to readers and watchers. Recent events are kept in a ring
+bounded by count and by bytes for watchers; older ones are read from the table.
 """
 from __future__ import annotations
 
@@ -25,7 +27,6 @@ from urllib.parse import unquote, urlsplit
 from sortedcontainers import SortedDict
 
 from ..private import create_private, private_dir, tighten
-
 from .base import KV, Compacted, Conflict, DatastoreURLError, Event, KeyExists, KeyNotFound, StoreError
 from .sqlite_schema import compact_rows, prepare
 
