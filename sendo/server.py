@@ -41,8 +41,9 @@ class ServerConfig:
     datastore: str | None = None  # a store URL (sendo.store.registry); None: SQLite under the server dir
     controllers: bool = True
     controllers_in_process: bool = False  # run the loops in this process (tests, debugging)
-    idle_timeout: float = 5.0  # seconds a connection may wait for its next (or first) request
-    handshake_timeout: float = 10.0  # seconds a client has to finish its TLS handshake
+    idle_timeout: float = 5.0  # seconds a connection may wait for its next request
+    first_request_timeout: float = 30.0  # seconds from the end of the TLS handshake to the first request
+    handshake_timeout: float = 30.0  # seconds a client has to finish its TLS handshake
     max_connections: int = 0  # open client connections at most; 0: what the fd limit leaves room for
 
     @property
@@ -104,7 +105,8 @@ class Server:
         config = uvicorn.Config(self.api.app, host=cfg.host, port=cfg.port, log_level="warning",
                                 lifespan="off", access_log=False, timeout_graceful_shutdown=1, interface="asgi3",
                                 ws="wsproto",  # the WebSocket implementation port-forward is built on
-                                http=guarded_protocol(limit), timeout_keep_alive=cfg.idle_timeout,
+                                http=guarded_protocol(limit, cfg.first_request_timeout),
+                                timeout_keep_alive=cfg.idle_timeout,
                                 ssl_certfile=self.tls.cert, ssl_keyfile=self.tls.key)
         self._uvicorn = HTTPServer(config, [sock], cfg.handshake_timeout)
         self._tasks.append(asyncio.create_task(self._uvicorn.serve(), name="uvicorn"))

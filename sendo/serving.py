@@ -5,8 +5,8 @@
   left in TIME_WAIT do not make its own port look taken. Only an unset port falls back
   to the next free one.
 * Idle connections: a TLS handshake must finish within ``handshake_timeout`` (uvicorn
-  passes no deadline of its own) and a connection that then sends no request is closed
-  after the keep-alive timeout, as one that finished a response is.
+  passes no deadline of its own), a first request must come within
+  ``first_request_timeout``, and later ones within uvicorn's keep-alive timeout.
 * A cap on open connections: beyond it a new connection is closed at once and a log
   line says so, so file descriptors are never all taken by clients.
 """
@@ -72,6 +72,7 @@ class _CappedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
     """uvicorn's HTTP protocol with a connection cap and an idle deadline from the first byte."""
 
     limit = 0  # set per server by guarded_protocol()
+    first_request_timeout = 30.0
     _refused = 0
     _logged = 0.0
 
@@ -88,8 +89,10 @@ class _CappedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
                 cls._logged, cls._refused = now, 0
             return
         super().connection_made(transport)
-        # a client that connects and never sends a request is idle like one between requests
-        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        # a client that connects and never sends a request is closed too (uvicorn only times out
+        # the wait between requests); a loaded client may be slow to send its first one
+        self.timeout_keep_alive_task = self.loop.call_later(self.first_request_timeout,
+                                                            self.timeout_keep_alive_handler)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.transport is None:
@@ -97,8 +100,9 @@ class _CappedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         super().connection_lost(exc)
 
 
-def guarded_protocol(limit: int) -> type[asyncio.Protocol]:
-    return type("APIHTTPProtocol", (_CappedHTTP,), {"limit": limit})
+def guarded_protocol(limit: int, first_request_timeout: float) -> type[asyncio.Protocol]:
+    return type("APIHTTPProtocol", (_CappedHTTP,),
+                {"limit": limit, "first_request_timeout": first_request_timeout})
 
 
 class APIServer(uvicorn.Server):

@@ -191,13 +191,13 @@ def _closed_by_peer(sock: socket.socket, deadline: float) -> bool:
 
 
 async def test_a_connection_that_never_finishes_its_tls_handshake_is_closed(tmp_path):
-    async with running(tmp_path, handshake_timeout=0.5, idle_timeout=60) as s:
+    async with running(tmp_path, handshake_timeout=0.5, first_request_timeout=60) as s:
         with socket.create_connection(("127.0.0.1", s.cfg.port)) as raw:  # connects, never says hello
             assert await asyncio.to_thread(_closed_by_peer, raw, 15)
 
 
 async def test_a_tls_connection_that_sends_no_request_is_closed(tmp_path):
-    async with running(tmp_path, handshake_timeout=60, idle_timeout=0.5) as s:
+    async with running(tmp_path, handshake_timeout=60, first_request_timeout=0.5) as s:
         ctx = _client_context(s.cfg.data_dir)
 
         def idle() -> bool:
@@ -209,7 +209,7 @@ async def test_a_tls_connection_that_sends_no_request_is_closed(tmp_path):
 
 async def test_connections_beyond_the_cap_are_closed_and_logged(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="sendo.serving")
-    async with running(tmp_path, max_connections=2, idle_timeout=60) as s:
+    async with running(tmp_path, max_connections=2, idle_timeout=60, first_request_timeout=60) as s:
         ctx = _client_context(s.cfg.data_dir)
         port = s.cfg.port
         held = [await asyncio.to_thread(_open_keepalive, port, ctx) for _ in range(2)]
@@ -252,3 +252,4 @@ def test_an_unknown_datastore_scheme_is_refused_naming_the_option(tmp_path):
     out, _ = proc.communicate(timeout=START_DEADLINE)
     assert proc.returncode != 0
     assert "--datastore" in out and "mongodb" in out and "sqlite://" in out
+
