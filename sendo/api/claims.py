@@ -9,7 +9,8 @@ A claim names the object it was made for, the server that made it and when. It e
 once that object does not hold the value and the write it was made for is over; the
 allocator that asks knows which (``busy``). An ended claim is taken over with a
 compare-and-swap on its revision, so a deleted Service's address is free at once and
-no clean-up pass is needed.
+no clean-up pass is needed. (A dry run or a refused create leaves a claim that has
+ended as soon as its request has: admission steps do not know which writes are real.)
 """
 from __future__ import annotations
 
