@@ -116,6 +116,7 @@ class APIServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])  # lifespan and state only: we open the listeners below
+        self.started = False  # uvicorn says so already; not until the sockets listen
         config, loop = self.config, asyncio.get_running_loop()
 
         def protocol() -> asyncio.Protocol:
@@ -125,3 +126,4 @@ class APIServer(uvicorn.Server):
             self.servers.append(await loop.create_server(
                 protocol, sock=sock, ssl=config.ssl, backlog=config.backlog,
                 ssl_handshake_timeout=self.handshake_timeout if config.ssl else None))
+        self.started = True
