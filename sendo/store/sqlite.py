@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 2000
 WATCH_QUEUE_LIMIT = 50_000  # a watcher further behind than this is closed; its client re-lists
 RING_BYTES = 64 << 20  # recent events kept in memory, by stored size; older ones are read from the table
+WATCH_QUEUE_BYTES = 64 << 20  # a watcher with more unread than this is closed too
 
 
 def prefix_end(prefix: str) -> str:
@@ -60,6 +61,7 @@ class SQLiteWatch:
     after: int
     backfill_to: int = 0  # history (after, backfill_to] comes from the database first
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    queued_bytes: int = 0
     closed: bool = False
     error: Exception | None = None
 
@@ -70,22 +72,31 @@ class SQLiteWatch:
         if self.backfill_to:
             to, self.backfill_to = self.backfill_to, 0
             for ev in await self.store._history(self.prefix, self.after, to):
-                self.queue.put_nowait(ev)
+                self._put(ev)
         item = await self.queue.get()
         if item is None:
             if self.error:
                 raise self.error
             raise StopAsyncIteration
+        self.queued_bytes -= item.kv.size
         return item
+
+    def _put(self, ev: Event) -> None:
+        self.queued_bytes += ev.kv.size
+        self.queue.put_nowait(ev)
 
     def push(self, ev: Event) -> None:
         if self.closed:
             return
-        if self.queue.qsize() >= WATCH_QUEUE_LIMIT:
+        if self.queue.qsize() >= WATCH_QUEUE_LIMIT or self.queued_bytes + ev.kv.size > self.store.watch_queue_bytes:
+            # a watcher this far behind is closed; its client re-lists. What it had not read is let go now
             self.error = StoreError("watcher fell too far behind")
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queued_bytes = 0
             self.close()
             return
-        self.queue.put_nowait(ev)
+        self._put(ev)
 
     def close(self) -> None:
         if not self.closed:
@@ -96,12 +107,13 @@ class SQLiteWatch:
 
 class SQLiteStore:
     def __init__(self, path: str, *, compact_interval: float = 60.0, compact_keep: int = 10_000,
-                 ring_size: int = 50_000, ring_bytes: int = RING_BYTES):
+                 ring_size: int = 50_000, ring_bytes: int = RING_BYTES, watch_queue_bytes: int = WATCH_QUEUE_BYTES):
         self.path = path
         self.compact_interval = compact_interval
         self.compact_keep = compact_keep
         self.ring_size = ring_size
         self.ring_bytes = ring_bytes
+        self.watch_queue_bytes = watch_queue_bytes
         self._ring_used = 0  # bytes of the values in _ring
         self._rev = 0
         self._compact_rev = 0
@@ -332,7 +344,7 @@ class SQLiteStore:
                 i = bisect.bisect_right(self._ring_revs, after)
                 for ev in self._ring[i:]:
                     if ev.kv.key.startswith(prefix):
-                        w.queue.put_nowait(ev)
+                        w._put(ev)
             else:
                 w.backfill_to = self._rev
         self._watchers.setdefault(prefix, set()).add(w)

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from hypothesis import given, strategies as st
 
-from sendo.store import KV, Compacted, Conflict, KeyExists, KeyNotFound
+from sendo.store import KV, Compacted, Conflict, KeyExists, KeyNotFound, StoreError
 from sendo.store.sqlite import SQLiteStore
 from sendo.store.sqlite_schema import SCHEMA
 from sendo.store.versioner import encode, with_version
@@ -319,3 +319,21 @@ async def test_a_file_made_without_auto_vacuum_is_converted_once_compaction_free
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # later compactions shrink it incrementally
     conn.close()
+
+
+async def test_a_watcher_that_stops_reading_is_closed_and_its_backlog_let_go(tmp_path):
+    s = SQLiteStore(str(tmp_path / "s.db"), compact_interval=3600, watch_queue_bytes=1 << 20)
+    await s.start()
+    try:
+        stuck, reading = s.watch("/r/"), s.watch("/r/")
+        await s.create("/r/big", val("big"))
+        assert (await next_event(reading)).type == "create"
+        for i in range(30):  # 3 MB of events: three times what one watcher may have unread
+            await s.update("/r/big", encode({"kind": "T", "metadata": {"name": "big"}, "blob": f"{i}" * 100_000}))
+            assert (await next_event(reading)).type == "update"  # one that keeps up is not affected
+        assert stuck.closed and stuck.queued_bytes == 0 and stuck.queue.qsize() == 1  # only the end marker
+        with pytest.raises(StoreError, match="too far behind"):
+            await next_event(stuck)
+        reading.close()
+    finally:
+        await s.close()
