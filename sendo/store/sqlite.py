@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import logging
 import os
 import sqlite3
@@ -36,6 +37,7 @@ MAX_BATCH = 2000
 WATCH_QUEUE_LIMIT = 50_000  # a watcher further behind than this is closed; its client re-lists
 RING_BYTES = 64 << 20  # recent events kept in memory, by stored size; older ones are read from the table
 WATCH_QUEUE_BYTES = 64 << 20  # a watcher with more unread than this is closed too
+HISTORY_CHUNK = 256  # events read from the table at a time for a watch that starts in the past
 
 
 def prefix_end(prefix: str) -> str:
@@ -59,8 +61,9 @@ class SQLiteWatch:
     store: "SQLiteStore"
     prefix: str
     after: int
-    backfill_to: int = 0  # history (after, backfill_to] comes from the database first
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    backfill_to: int = 0  # history (after, backfill_to] comes from the database first, in chunks
+    history: collections.deque = field(default_factory=collections.deque)  # the chunk being served
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)  # live events, served after the history
     queued_bytes: int = 0
     closed: bool = False
     error: Exception | None = None
@@ -69,10 +72,17 @@ class SQLiteWatch:
         return self
 
     async def __anext__(self) -> Event:
-        if self.backfill_to:
-            to, self.backfill_to = self.backfill_to, 0
-            for ev in await self.store._history(self.prefix, self.after, to):
-                self._put(ev)
+        while self.backfill_to:
+            if self.history:
+                return self.history.popleft()
+            if self.after < self.store.compact_revision:  # compacted between two chunks
+                raise Compacted(self.after, self.store.compact_revision)
+            chunk = await self.store._history(self.prefix, self.after, self.backfill_to)
+            if not chunk:
+                self.backfill_to = 0
+                break
+            self.after = chunk[-1].kv.mod_rev
+            self.history.extend(chunk)
         item = await self.queue.get()
         if item is None:
             if self.error:
@@ -387,6 +397,7 @@ class SQLiteStore:
         return len(self._ring), self._ring_used
 
     async def _history(self, prefix: str, after: int, to: int) -> list[Event]:
+        """The next HISTORY_CHUNK events under prefix with after < revision <= to."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reader_pool, self._history_rows, prefix, after, to)
 
@@ -394,8 +405,8 @@ class SQLiteStore:
         conn = self._rconn
         rows = conn.execute(
             "SELECT rev, key, created, deleted, create_rev, prev_rev, value FROM kv "
-            "WHERE key >= ? AND key < ? AND rev > ? AND rev <= ? ORDER BY rev",
-            (prefix, prefix_end(prefix), after, to)).fetchall()
+            "WHERE key >= ? AND key < ? AND rev > ? AND rev <= ? ORDER BY rev LIMIT ?",
+            (prefix, prefix_end(prefix), after, to, HISTORY_CHUNK)).fetchall()
         events = []
         for rev, key, created, deleted, create_rev, prev_rev, value in rows:
             prev = None

@@ -337,3 +337,19 @@ async def test_a_watcher_that_stops_reading_is_closed_and_its_backlog_let_go(tmp
         reading.close()
     finally:
         await s.close()
+
+
+async def test_a_watch_from_the_table_delivers_history_before_newer_events_in_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr("sendo.store.sqlite.HISTORY_CHUNK", 3)
+    s = SQLiteStore(str(tmp_path / "s.db"), ring_size=2, compact_interval=3600)
+    await s.start()
+    try:
+        for i in range(10):
+            await s.create(f"/r/{i}", val(str(i)))
+        w = s.watch("/r/", from_rev=1)  # revisions 2..10 are older than the ring: read from the table
+        await s.create("/r/new", val("new"))  # written before the watcher reads anything
+        revs = [(await next_event(w)).kv.mod_rev for _ in range(10)]
+        assert revs == list(range(2, 12))
+        w.close()
+    finally:
+        await s.close()
