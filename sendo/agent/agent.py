@@ -27,6 +27,7 @@ from . import logs as logfiles, portforward
 from .env import service_links
 from .identity import WAITING as IDENTITY_WAITING, PodIdentity
 from .podworker import PodWorker
+from .query import BadQuery, query_bool, query_int
 from .runtime import ContainerHandle, ProcessRuntime
 
 log = logging.getLogger(__name__)
@@ -349,7 +350,7 @@ class Agent:
     async def _serve_http(self) -> None:
         app = web.Application()
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
-        app.router.add_get("/portForward/{ns}/{pod}", portforward.handler(self))
+        app.router.add_get("/portForward/{ns}/{pod}", portforward.handler(self.cfg.token, self.pod_address))
         app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
         self._web = web.AppRunner(app, access_log=None)
         await self._web.setup()
@@ -358,36 +359,49 @@ class Agent:
         await site.start()
         self.port = port
 
-    def _find_worker(self, ns: str, name: str) -> PodWorker | None:
+    def find_worker(self, ns: str, name: str) -> PodWorker | None:
         for w in self.workers.values():
             if w.ns == ns and w.name == name:
                 return w
         return None
+
+    def pod_address(self, ns: str, name: str) -> str:
+        """The IP of a pod running here, for port-forward; LookupError says why there is none."""
+        w = self.find_worker(ns, name)
+        if w is None or w.task.done():
+            raise LookupError(f'pod "{name}" is not running on node {self.cfg.node_name}')
+        if not w.pod_ip:
+            raise LookupError(f'pod "{name}" has no IP yet')
+        return w.pod_ip
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Authorization", "") != f"Bearer {self.cfg.token}":
             return web.Response(status=401, text="Unauthorized")
         ns, name, cname = (request.match_info[k] for k in ("ns", "pod", "container"))
         q = request.query
-        w = self._find_worker(ns, name)
+        try:
+            follow, previous = query_bool(q, "follow"), query_bool(q, "previous")
+            query_bool(q, "timestamps")  # checked; the log files carry no timestamps yet
+            tail = query_int(q, "tailLines")
+            limit = query_int(q, "limitBytes", minimum=1)
+            since_seconds = query_int(q, "sinceSeconds", minimum=1)
+        except BadQuery as e:
+            return web.Response(status=400, text=str(e))
+        w = self.find_worker(ns, name)
         if w is None or cname not in w.containers:
             return web.Response(status=404, text=f'pod "{name}" or container "{cname}" not found on this node')
         c = w.containers[cname]
         attempt = c.attempts - 1
-        if q.get("previous") == "true":
+        if previous:
             attempt -= 1
             if attempt < 0:
                 return web.Response(status=400, text=f'previous terminated container "{cname}" in pod '
                                                       f'"{name}" not found')
         path = logfiles.container_log_path(self.logs_dir, ns, name, w.uid, cname, max(attempt, 0))
-        tail = int(q["tailLines"]) if q.get("tailLines") else None
-        limit = int(q["limitBytes"]) if q.get("limitBytes") else None
-        since = None
-        if q.get("sinceSeconds"):
-            since = dt.datetime.now().timestamp() - int(q["sinceSeconds"])
+        since = dt.datetime.now().timestamp() - since_seconds if since_seconds else None
         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await resp.prepare(request)
-        if q.get("follow") == "true" and q.get("previous") != "true":
+        if follow and not previous:
             handle = c.handle
 
             def running() -> bool:
