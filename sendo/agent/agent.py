@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
 import logging
 import os
 import platform
@@ -25,10 +24,10 @@ from ..client.informer import obj_key
 from ..controllers.events import EventRecorder
 from . import logs as logfiles, portforward
 from .env import service_links
-from .identity import WAITING as IDENTITY_WAITING, PodIdentity
+from .identity import PodIdentity
 from .podworker import PodWorker
 from .query import BadQuery, query_bool, query_int
-from .runtime import ContainerHandle, ProcessRuntime
+from .runtime import ContainerHandle, Runtime, SandboxError, open_runtime, registry
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -54,35 +53,11 @@ class AgentConfig:
     ingress: bool = True  # run the ingress controller (network/ingress.py) on the node's address
     ingress_http_port: int | None = None  # None: 80 as root, else 8080; 0: any free port
     ingress_https_port: int | None = None  # None: 443 as root, else 8443; 0: any free port
+    runtime: str = registry.DEFAULT  # runs pods without a runtimeClassName; `process` is always there too
 
-
-class PodIPs:
-    """Pod IPs from the node's podCIDR (a loopback range: every 127.x address is local)."""
-
-    def __init__(self):
-        self.net: ipaddress.IPv4Network | None = None
-        self.used: dict[str, str] = {}  # pod uid -> ip
-        self._next = 2
-
-    def assign(self, uid: str, wanted: str | None = None) -> str:
-        if uid in self.used:
-            return self.used[uid]
-        taken = set(self.used.values())
-        if wanted and wanted not in taken and self.net and ipaddress.ip_address(wanted) in self.net:
-            self.used[uid] = wanted
-            return wanted
-        size = self.net.num_addresses
-        for i in range(size - 3):
-            n = 2 + (self._next - 2 + i) % (size - 3)
-            ip = str(self.net.network_address + n)
-            if ip not in taken:
-                self._next = n + 1
-                self.used[uid] = ip
-                return ip
-        raise RuntimeError(f"no free pod IP left in {self.net}")
-
-    def release(self, uid: str) -> None:
-        self.used.pop(uid, None)
+    def runtime_names(self) -> list[str]:
+        """The runtimes this agent opens: the default one, and `process` (needs nothing)."""
+        return list(dict.fromkeys([registry.check(self.runtime), "process"]))
 
 
 class Agent:
@@ -92,12 +67,14 @@ class Agent:
         self.pods_dir = os.path.join(self.dir, "pods")
         self.logs_dir = os.path.join(self.dir, "logs")
         self.client = Client(cfg.server, cfg.token, cfg.ca_pem, user_agent=f"sendo-agent/{cfg.node_name}")
-        self.runtime = ProcessRuntime(os.path.join(self.dir, "containers"))
+        # runtime name (= RuntimeClass handler) -> runtime; the first is the node's default
+        self.runtimes: dict[str, Runtime] = {n: open_runtime(n, self.dir) for n in cfg.runtime_names()}
+        self.runtime = self.runtimes[cfg.runtime]
         self.recorder = EventRecorder(self.client, "kubelet", cfg.node_name)
-        self.ips = PodIPs()
         self.workers: dict[str, PodWorker] = {}  # pod uid -> worker
-        self.adopted: dict[str, list[ContainerHandle]] = {}
+        self.adopted: dict[str, tuple[Runtime, list[ContainerHandle]]] = {}  # pod uid -> what runs
         self.pods: Informer | None = None
+        self.runtime_classes: Informer | None = None
         self._tasks: list[asyncio.Task] = []
         self._web: web.AppRunner | None = None
         self.node: Obj | None = None
@@ -114,8 +91,10 @@ class Agent:
             os.makedirs(d, exist_ok=True)
         await self._serve_http()
         await self._register()
-        for h in await self.runtime.adopt():
-            self.adopted.setdefault(h.spec.pod_uid, []).append(h)
+        for rt in self.runtimes.values():
+            for h in await rt.adopt():
+                self.adopted.setdefault(h.spec.pod_uid, (rt, []))[1].append(h)
+        await self._start_runtime_classes()
         if self.cfg.dns:  # before the pods: their environment names the DNS server and Services
             from ..network.dns import ClusterDNS
             host, _, port = self.cfg.dns.rpartition(":")
@@ -164,7 +143,10 @@ class Agent:
         if stop_pods:
             await asyncio.gather(*[w.stop_containers(5.0) for w in workers], return_exceptions=True)
         await self.identity.close()
-        await self.runtime.close()
+        if self.runtime_classes:
+            await self.runtime_classes.stop()
+        for rt in self.runtimes.values():
+            await rt.close()
         await self.recorder.close()
         if self._web:
             await self._web.cleanup()
@@ -202,7 +184,7 @@ class Agent:
                            "nodeInfo": {"kubeletVersion": f"v1.37.0-sendo.{__version__}",
                                         "kubeProxyVersion": "", "operatingSystem": "linux",
                                         "architecture": labels["kubernetes.io/arch"],
-                                        "containerRuntimeVersion": "process://" + __version__,
+                                        "containerRuntimeVersion": self.runtime.version(),
                                         "kernelVersion": uname.release, "osImage": _os_image(),
                                         "machineID": "", "systemUUID": "", "bootID": ""}}}
 
@@ -226,7 +208,8 @@ class Agent:
         cidr = (self.node.get("spec") or {}).get("podCIDR")
         if not cidr:
             raise RuntimeError(f"node {self.cfg.node_name} has no podCIDR")
-        self.ips.net = ipaddress.ip_network(cidr)
+        for rt in self.runtimes.values():
+            await rt.update_runtime_config(cidr)
         await self._renew_lease()
 
     async def _renew_lease(self) -> None:
@@ -282,7 +265,8 @@ class Agent:
             for other in self.workers.values():
                 if obj_key(other.pod) == obj_key(pod) and other.uid != uid:
                     other.removed()
-            w = PodWorker(self, pod, self.adopted.pop(uid, []))
+            rt, handles = self.adopted.pop(uid, (None, []))
+            w = PodWorker(self, pod, handles, rt)
             self.workers[uid] = w
             w.task.add_done_callback(lambda _t, uid=uid: self._worker_done(uid))
             self.identity.track(pod)  # its token is fetched now (and kept fresh for adopted pods)
@@ -301,14 +285,60 @@ class Agent:
             asyncio.get_running_loop().call_later(1.0, self._on_pod, "MODIFIED", pod, None)
 
     async def _stop_strays(self) -> None:
-        """Processes of pods that are no longer bound here (deleted while the agent was down)."""
-        for uid, handles in list(self.adopted.items()):
+        """Containers and sandboxes of pods that are no longer bound here (deleted while the
+        agent was down)."""
+        for uid, (rt, handles) in list(self.adopted.items()):
             if uid in self.workers:
                 continue
             for h in handles:
-                await self.runtime.stop(h, 5.0)
-                await self.runtime.forget(h)
+                await rt.stop(h, 5.0)
+                await rt.forget(h)
             del self.adopted[uid]
+        for rt in self.runtimes.values():
+            for sb in await rt.list_pod_sandboxes():
+                if sb.pod_uid not in self.workers:
+                    await rt.remove_pod_sandbox(sb.id)
+
+    # ----------------------------------------------------------------- runtimes
+    @property
+    def node_address(self) -> str:
+        return self.cfg.address
+
+    @property
+    def backoff(self) -> tuple[float, float]:
+        return self.cfg.backoff_base, self.cfg.backoff_max
+
+    async def _start_runtime_classes(self) -> None:
+        """Watch RuntimeClasses, and create one per runtime of this agent if missing
+        (handler = the runtime's name), as the ingress controller creates its class."""
+        self.runtime_classes = Informer(self.client, kind("runtimeclasses", "node.k8s.io"))
+        self.runtime_classes.start()
+        await asyncio.wait_for(self.runtime_classes.synced.wait(), 30)
+        for name in self.runtimes:
+            if self.runtime_classes.get(name) is not None:
+                continue
+            body = {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "handler": name,
+                    "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "sendo"}}}
+            try:
+                created = await self.client.create(self.runtime_classes.r, body)
+                self.runtime_classes.cache.setdefault(name, created)  # the watch brings it too
+            except ApiError as e:
+                if e.status != 409:  # another agent made it first
+                    log.warning("cannot create RuntimeClass %s: %s", name, e)
+
+    def runtime_for(self, pod: Obj) -> Runtime:
+        """The runtime of the pod's RuntimeClass, or this node's default without one."""
+        cls = (pod.get("spec") or {}).get("runtimeClassName")
+        if not cls:
+            return self.runtime
+        rc = self.runtime_classes.get(cls) if self.runtime_classes else None
+        if rc is None:
+            raise SandboxError(f'RuntimeClass "{cls}" not found')
+        handler = rc.get("handler") or ""
+        if handler not in self.runtimes:
+            raise SandboxError(f'no runtime for handler "{handler}" (RuntimeClass "{cls}") is configured on node '
+                               f'{self.cfg.node_name}; it runs: {", ".join(self.runtimes)}')
+        return self.runtimes[handler]
 
     def base_env(self, pod: Obj, pod_ip: str | None) -> dict[str, str]:
         env = {"PATH": os.environ.get("PATH", os.defpath), "HOSTNAME": pod["metadata"]["name"]}
@@ -331,17 +361,9 @@ class Agent:
         await self.identity.ready(pod)
 
     def _identity_ready(self, uid: str) -> None:
-        """A pod's token is there: containers whose start failed only for want of it start
-        now, not after the config-error back-off (needed while the pod worker does not
-        await `prepare_pod`)."""
-        w = self.workers.get(uid)
-        if w is None:
-            return
-        for c in getattr(w, "containers", {}).values():
-            waiting = getattr(c, "waiting", None)
-            if waiting and IDENTITY_WAITING in str(waiting[-1]) and hasattr(c, "next_start"):
-                c.next_start = 0.0
-        w.wake.set()
+        """A pod's token is there: its worker starts what waited for it at once."""
+        if (w := self.workers.get(uid)) is not None:
+            w.token_ready()
 
     def event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
         self.recorder.emit(pod, type_, reason, message)
@@ -351,7 +373,7 @@ class Agent:
         app = web.Application()
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
         app.router.add_get("/portForward/{ns}/{pod}", portforward.handler(self.cfg.token, self.pod_address))
-        app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
+        app.router.add_get("/healthz", _healthz)
         self._web = web.AppRunner(app, access_log=None)
         await self._web.setup()
         port = self.cfg.port or _free_port(self.cfg.address)
@@ -412,6 +434,10 @@ class Agent:
             await resp.write(await logfiles.read_log(path, tail_lines=tail, limit_bytes=limit, since_time=since))
         await resp.write_eof()
         return resp
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
 
 
 def _free_port(host: str) -> int:

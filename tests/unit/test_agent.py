@@ -82,3 +82,67 @@ async def test_pods_log_refuses_bad_values_with_400(agent, client, param, value)
         await client.request("GET", "/api/v1/namespaces/default/pods/talker/log", params={param: value})
     assert e.value.status == 400, e.value.body
     assert param in str(e.value.body)
+
+
+RUNTIME_CLASSES = kind("runtimeclasses", "node.k8s.io")
+SLEEPER = "import time; time.sleep(60)"
+
+
+async def events_of(client, name: str) -> list[dict]:
+    evs = (await client.list(kind("events"), "default"))["items"]
+    return [e for e in evs if e["involvedObject"].get("name") == name]
+
+
+async def waiting(client, name: str) -> dict:
+    st = (await client.get(kind("pods"), "default", name)).get("status") or {}
+    return ((st.get("containerStatuses") or [{}])[0].get("state") or {}).get("waiting") or {}
+
+
+async def test_the_agent_creates_a_runtime_class_per_runtime(agent, client):
+    rc = await client.get(RUNTIME_CLASSES, None, "process")
+    assert rc["handler"] == "process"
+    p = await running(client, (await client.create(kind("pods"), pod("plain", SLEEPER), "default"))["metadata"]["name"])
+    assert p["status"]["containerStatuses"][0]["containerID"].startswith("process://")
+    assert p["status"]["podIP"].startswith("127.")
+
+
+async def test_an_unknown_runtime_class_is_an_event_and_a_waiting_reason_until_it_exists(agent, client):
+    await client.create(kind("pods"), pod("picky", SLEEPER, runtimeClassName="fast"), "default")
+    want = 'Failed to create pod sandbox: RuntimeClass "fast" not found'
+
+    async def told() -> bool:
+        return any(e["reason"] == "FailedCreatePodSandBox" and e["type"] == "Warning" and e["message"] == want
+                   for e in await events_of(client, "picky"))
+    await wait_until(told, 20, what="FailedCreatePodSandBox event")
+    await wait_until(lambda: waiting(client, "picky"), 10, what="a waiting state")
+    assert await waiting(client, "picky") == {"reason": "ContainerCreating", "message": want}
+    assert "podIP" not in (await client.get(kind("pods"), "default", "picky"))["status"]
+
+    await client.create(RUNTIME_CLASSES, {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                                          "metadata": {"name": "fast"}, "handler": "process"})
+    await running(client, "picky")
+
+
+async def test_a_runtime_class_whose_handler_this_node_lacks(agent, client):
+    await client.create(RUNTIME_CLASSES, {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                                          "metadata": {"name": "vm"}, "handler": "kata"})
+    await client.create(kind("pods"), pod("vm-pod", SLEEPER, runtimeClassName="vm"), "default")
+
+    async def reason() -> str:
+        return (await waiting(client, "vm-pod")).get("message", "")
+    await wait_until(lambda: reason(), 20, what="a waiting message")
+    assert await reason() == ('Failed to create pod sandbox: no runtime for handler "kata" (RuntimeClass "vm") is '
+                              'configured on node node-a; it runs: process')
+
+
+async def test_runtime_class_validation(client):
+    def rc(handler) -> dict:
+        return {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "x"}, "handler": handler}
+    for bad, field in (("", "handler"), ("Not_A_Label", "handler"), (5, "handler")):
+        with pytest.raises(ApiError) as e:
+            await client.create(RUNTIME_CLASSES, rc(bad))
+        assert e.value.status == 422 and e.value.body["details"]["causes"][0]["field"] == field
+    await client.create(RUNTIME_CLASSES, rc("runc"))
+    with pytest.raises(ApiError) as e:
+        await client.patch(RUNTIME_CLASSES, None, "x", {"handler": "kata"})
+    assert e.value.status == 422 and "field is immutable" in e.value.body["message"]

@@ -565,23 +565,23 @@ class _StubClient:
 
 
 class _StubAgent:
-    """What a PodWorker uses of the agent: a real process runtime, the rest recorded."""
+    """A PodHost for a real PodWorker: a real process runtime, the rest recorded."""
 
     def __init__(self, tmp, pod: dict):
-        import ipaddress
         import random
-        from types import SimpleNamespace
 
-        from sendo.agent.agent import PodIPs
         from sendo.agent.runtime import ProcessRuntime
-        self.cfg = SimpleNamespace(address="127.0.0.1", backoff_base=0.5, backoff_max=1.0)
-        self.ips = PodIPs()
-        self.ips.net = ipaddress.ip_network(f"127.{random.randint(100, 199)}.{random.randint(0, 255)}.0/24")
+        self.node_address = "127.0.0.1"
+        self.backoff = (0.5, 1.0)
         self.pods_dir, self.logs_dir = str(tmp / "pods"), str(tmp / "logs")
         self.runtime = ProcessRuntime(str(tmp / "containers"))
+        self.cidr = f"127.{random.randint(100, 199)}.{random.randint(0, 255)}.0/24"
         self.client = _StubClient(pod)
         self.events: list[tuple[str, str, str]] = []
         self.failed = False
+
+    def runtime_for(self, pod):
+        return self.runtime
 
     def base_env(self, pod, ip):
         return {"PATH": os.environ.get("PATH", os.defpath)}
@@ -623,6 +623,7 @@ async def test_pod_worker_readiness_liveness_and_hooks(tmp_path):
                       lifecycle={"postStart": {"exec": {"command": ["/bin/sh", "-c", "echo poststart >> lifecycle"]}},
                                  "preStop": {"exec": {"command": ["/bin/sh", "-c", "echo prestop >> lifecycle"]}}})
     agent = _StubAgent(tmp_path, pod)
+    await agent.runtime.update_runtime_config(agent.cidr)
     w = PodWorker(agent, pod, [])
     try:
         def cs() -> dict:
@@ -678,6 +679,7 @@ async def test_pod_worker_startup_probe_and_failed_post_start(tmp_path):
                                     "failureThreshold": 100},
                       readinessProbe={"tcpSocket": {"port": port}, "periodSeconds": 0.2})
     agent = _StubAgent(tmp_path, pod)
+    await agent.runtime.update_runtime_config(agent.cidr)
     w = PodWorker(agent, pod, [])
     try:
         def cs() -> dict:
@@ -695,6 +697,7 @@ async def test_pod_worker_startup_probe_and_failed_post_start(tmp_path):
     port = _free_port()
     pod = _worker_pod(port, lifecycle={"postStart": {"exec": {"command": ["/bin/sh", "-c", "exit 7"]}}})
     agent = _StubAgent(tmp_path / "second", pod)
+    await agent.runtime.update_runtime_config(agent.cidr)
     w = PodWorker(agent, pod, [])
     try:
         await wait_until(lambda: any(r == "FailedPostStartHook" for _, r, _ in agent.events), 10,
