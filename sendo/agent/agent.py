@@ -18,21 +18,21 @@ import psutil
 from aiohttp import web
 
 from .. import __version__
-from ..api.meta import micro_now, now_rfc3339
+from ..api.meta import now_rfc3339
 from ..client import ApiError, Client, Informer, kind
+from ..client.factory import InformerFactory
 from ..client.informer import obj_key
 from ..controllers.events import EventRecorder
 from . import logs as logfiles, portforward
 from .env import service_links
 from .identity import PodIdentity
+from .lease import RENEW_EVERY, renew_node_lease
 from .podworker import PodWorker
 from .query import BadQuery, query_bool, query_int
 from .runtime import ContainerHandle, Runtime, SandboxError, open_runtime, registry
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
-LEASE_SECONDS = 40
-RENEW_EVERY = 10.0
 STATUS_EVERY = 60.0
 
 
@@ -67,6 +67,7 @@ class Agent:
         self.pods_dir = os.path.join(self.dir, "pods")
         self.logs_dir = os.path.join(self.dir, "logs")
         self.client = Client(cfg.server, cfg.token, cfg.ca_pem, user_agent=f"sendo-agent/{cfg.node_name}")
+        self.informers = InformerFactory(self.client)  # one watch per kind for the agent and its network services
         # runtime name (= RuntimeClass handler) -> runtime; the first is the node's default
         self.runtimes: dict[str, Runtime] = {n: open_runtime(n, self.dir) for n in cfg.runtime_names()}
         self.runtime = self.runtimes[cfg.runtime]
@@ -74,6 +75,7 @@ class Agent:
         self.workers: dict[str, PodWorker] = {}  # pod uid -> worker
         self.adopted: dict[str, tuple[Runtime, list[ContainerHandle]]] = {}  # pod uid -> what runs
         self.pods: Informer | None = None
+        self.services: Informer | None = None
         self.runtime_classes: Informer | None = None
         self._tasks: list[asyncio.Task] = []
         self._web: web.AppRunner | None = None
@@ -98,23 +100,24 @@ class Agent:
         if self.cfg.dns:  # before the pods: their environment names the DNS server and Services
             from ..network.dns import ClusterDNS
             host, _, port = self.cfg.dns.rpartition(":")
-            self.dns = ClusterDNS(self.client, host, int(port))
+            self.dns = ClusterDNS(self.client, host, int(port), informers=self.informers)
             await self.dns.bind_anywhere()
+        self.services = self.informers.informer(kind("services"))  # service links; shared with DNS and proxy
+        await self.informers.start(self.services)
         await self.identity.start()  # before the pods: their tokens need their ServiceAccounts
-        self.pods = Informer(self.client, kind("pods"), field_selector=f"spec.nodeName={self.cfg.node_name}")
+        self.pods = self.informers.informer(kind("pods"), field_selector=f"spec.nodeName={self.cfg.node_name}")
         self.pods.add_handler(self._on_pod)
-        self.pods.start()
-        await asyncio.wait_for(self.pods.synced.wait(), 30)
+        await self.informers.start(self.pods)
         await self._stop_strays()
         if self.cfg.service_proxy:
             from ..network.proxy import ServiceProxy
-            self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.address)
+            self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.address, informers=self.informers)
             await self.proxy.start()
         if self.cfg.ingress:  # ports it cannot bind (in use, privileged) are logged and retried, never fatal
             from ..network.ingress import IngressController
             self.ingress = IngressController(self.client, self.cfg.node_name, self.cfg.address,
                                              http_port=self.cfg.ingress_http_port,
-                                             https_port=self.cfg.ingress_https_port)
+                                             https_port=self.cfg.ingress_https_port, informers=self.informers)
             await self.ingress.start()
         self._tasks = [asyncio.create_task(self._heartbeat(), name="lease"),
                        asyncio.create_task(self._status_loop(), name="node-status"),
@@ -130,8 +133,7 @@ class Agent:
             await self.proxy.stop()
         if self.dns:
             await self.dns.stop()
-        if self.pods:
-            await self.pods.stop()
+        await self.informers.stop()
         workers = list(self.workers.values())
         for w in workers:
             w.task.cancel()
@@ -143,8 +145,6 @@ class Agent:
         if stop_pods:
             await asyncio.gather(*[w.stop_containers(5.0) for w in workers], return_exceptions=True)
         await self.identity.close()
-        if self.runtime_classes:
-            await self.runtime_classes.stop()
         for rt in self.runtimes.values():
             await rt.close()
         await self.recorder.close()
@@ -213,19 +213,7 @@ class Agent:
         await self._renew_lease()
 
     async def _renew_lease(self) -> None:
-        leases = kind("leases", "coordination.k8s.io")
-        name = self.cfg.node_name
-        spec = {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": micro_now()}
-        try:
-            await self.client.patch(leases, "kube-node-lease", name, {"spec": spec})
-        except ApiError as e:
-            if e.status != 404:
-                raise
-            owner = {"apiVersion": "v1", "kind": "Node", "name": name, "uid": self.node["metadata"]["uid"]}
-            await self.client.create(leases, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                              "metadata": {"name": name, "namespace": "kube-node-lease",
-                                                           "ownerReferences": [owner]},
-                                              "spec": spec})
+        await renew_node_lease(self.client, self.cfg.node_name, self.node["metadata"]["uid"])
 
     async def _heartbeat(self) -> None:
         while True:
@@ -311,9 +299,8 @@ class Agent:
     async def _start_runtime_classes(self) -> None:
         """Watch RuntimeClasses, and create one per runtime of this agent if missing
         (handler = the runtime's name), as the ingress controller creates its class."""
-        self.runtime_classes = Informer(self.client, kind("runtimeclasses", "node.k8s.io"))
-        self.runtime_classes.start()
-        await asyncio.wait_for(self.runtime_classes.synced.wait(), 30)
+        self.runtime_classes = self.informers.informer(kind("runtimeclasses", "node.k8s.io"))
+        await self.informers.start(self.runtime_classes)
         for name in self.runtimes:
             if self.runtime_classes.get(name) is not None:
                 continue
@@ -347,8 +334,8 @@ class Agent:
                 env[k] = os.environ[k]
         if self.dns:
             env["SENDO_DNS"] = self.dns.address
-            if (pod.get("spec") or {}).get("enableServiceLinks", True):
-                env.update(service_links(pod["metadata"]["namespace"], self.dns.services.list()))
+        if (pod.get("spec") or {}).get("enableServiceLinks", True):
+            env.update(service_links(pod["metadata"]["namespace"], self.services.list()))
         # the API server's own address (over the `kubernetes` service link) and the pod's
         # token directory; ConfigError while the token is not written yet
         env.update(self.identity.env(pod))

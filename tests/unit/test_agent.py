@@ -146,3 +146,42 @@ async def test_runtime_class_validation(client):
     with pytest.raises(ApiError) as e:
         await client.patch(RUNTIME_CLASSES, None, "x", {"handler": "kata"})
     assert e.value.status == 422 and "field is immutable" in e.value.body["message"]
+
+
+async def test_network_services_share_one_watch_per_kind(server, client, tmp_path):
+    """Proxy, ingress and DNS read Services from the agent's one informer: one watch, and a
+    Service created once is seen by all three."""
+    a = Agent(AgentConfig(server=server.cfg.url, token=server.node_token, node_name="node-a",
+                          data_dir=str(tmp_path / "agent"), ca_pem=server.ca_pem, dns="127.0.0.1:0",
+                          ingress_http_port=0, ingress_https_port=0))
+    await a.start()
+    try:
+        assert a.proxy.services is a.dns.services is a.ingress.services is a.services
+        assert a.proxy.slices is a.dns.slices
+        watched = [key[2] for key in a.informers._informers]
+        assert len(watched) == len(set(watched)), watched
+        svc = await client.create(kind("services"), {"apiVersion": "v1", "kind": "Service",
+                                                     "metadata": {"name": "shared"},
+                                                     "spec": {"ports": [{"port": 80}]}}, "default")
+        await wait_until(lambda: a.dns.services.get("default/shared") is not None, 10, what="the Service cached")
+        links = a.base_env({**pod("x", ""), "metadata": {"name": "x", "namespace": "default", "uid": "u-x"}}, None)
+        assert links["SHARED_SERVICE_HOST"] == svc["spec"]["clusterIP"]
+    finally:
+        await a.stop(stop_pods=True)
+
+
+async def test_hollow_nodes_leases_are_owned_by_their_nodes(server, client):
+    """Hollow nodes renew through the agent's lease code, so their Leases are owned by their
+    Nodes (the garbage collector removes a deleted node's Lease) as a real node's are."""
+    from sendo.agent.hollow import HollowNodes
+    h = HollowNodes(server.cfg.url, server.node_token, server.ca_pem, 2, prefix="ghost")
+    await h.start()
+    try:
+        for name in h.names:
+            node = await client.get(kind("nodes"), None, name)
+            lease = await client.get(kind("leases", "coordination.k8s.io"), "kube-node-lease", name)
+            assert lease["metadata"]["ownerReferences"] == [
+                {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}]
+            assert lease["spec"]["holderIdentity"] == name
+    finally:
+        await h.stop()
