@@ -102,10 +102,10 @@ class Agent:
             host, _, port = self.cfg.dns.rpartition(":")
             self.dns = ClusterDNS(self.client, host, int(port), informers=self.informers)
             await self.dns.bind_anywhere()
-        self.services = self.informers.informer(kind("services"))  # service links; shared with DNS and proxy
+        self.services = self.informers.get(kind("services"))  # service links; shared with DNS and proxy
         await self.informers.start(self.services)
         await self.identity.start()  # before the pods: their tokens need their ServiceAccounts
-        self.pods = self.informers.informer(kind("pods"), field_selector=f"spec.nodeName={self.cfg.node_name}")
+        self.pods = self.informers.get(kind("pods"), field_selector=f"spec.nodeName={self.cfg.node_name}")
         self.pods.add_handler(self._on_pod)
         await self.informers.start(self.pods)
         await self._stop_strays()
@@ -299,7 +299,7 @@ class Agent:
     async def _start_runtime_classes(self) -> None:
         """Watch RuntimeClasses, and create one per runtime of this agent if missing
         (handler = the runtime's name), as the ingress controller creates its class."""
-        self.runtime_classes = self.informers.informer(kind("runtimeclasses", "node.k8s.io"))
+        self.runtime_classes = self.informers.get(kind("runtimeclasses", "node.k8s.io"))
         await self.informers.start(self.runtime_classes)
         for name in self.runtimes:
             if self.runtime_classes.get(name) is not None:

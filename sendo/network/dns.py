@@ -49,8 +49,8 @@ class ClusterDNS:
                           if u != (host, port)]  # never forward to ourselves
         self._own_informers = informers is None  # else the agent's, shared with the proxy and ingress
         self.informers = informers or InformerFactory(client)
-        self.services = self.informers.informer(kind("services"))
-        self.slices = self.informers.informer(kind("endpointslices", "discovery.k8s.io"))
+        self.services = self.informers.get(kind("services"))
+        self.slices = self.informers.get(kind("endpointslices", "discovery.k8s.io"))
         self._transport: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.AbstractServer | None = None
 

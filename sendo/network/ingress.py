@@ -385,10 +385,10 @@ class IngressController:
         self.ing_kind = kind("ingresses", "networking.k8s.io")
         self._own_informers = informers is None  # else the agent's, shared with the proxy and DNS
         self.informers = informers or InformerFactory(client)
-        self.ingresses = self.informers.informer(self.ing_kind)
-        self.classes = self.informers.informer(kind("ingressclasses", "networking.k8s.io"))
-        self.services = self.informers.informer(kind("services"))
-        self.secrets = self.informers.informer(kind("secrets"), field_selector=f"type={TLS_SECRET_TYPE}")
+        self.ingresses = self.informers.get(self.ing_kind)
+        self.classes = self.informers.get(kind("ingressclasses", "networking.k8s.io"))
+        self.services = self.informers.get(kind("services"))
+        self.secrets = self.informers.get(kind("secrets"), field_selector=f"type={TLS_SECRET_TYPE}")
         for inf in (self.ingresses, self.classes, self.secrets):
             inf.add_handler(lambda t, o, old: self._dirty.set())
         self.snapshot = _Snapshot()

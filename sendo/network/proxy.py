@@ -176,8 +176,8 @@ class ServiceProxy:
         self.svc_kind = kind("services")
         self._own_informers = informers is None  # else the agent's, shared with DNS and ingress
         self.informers = informers or InformerFactory(client)
-        self.services = self.informers.informer(self.svc_kind)
-        self.slices = self.informers.informer(kind("endpointslices", "discovery.k8s.io"))
+        self.services = self.informers.get(self.svc_kind)
+        self.slices = self.informers.get(kind("endpointslices", "discovery.k8s.io"))
         self.services.add_handler(lambda t, o, old: self._dirty.set())
         self.slices.add_handler(self._on_slice)
         self._slices_by_svc: dict[str, dict[str, Obj]] = {}

@@ -158,7 +158,7 @@ async def test_network_services_share_one_watch_per_kind(server, client, tmp_pat
     try:
         assert a.proxy.services is a.dns.services is a.ingress.services is a.services
         assert a.proxy.slices is a.dns.slices
-        watched = [key[2] for key in a.informers._informers]
+        watched = [inf.r.plural for inf in a.informers._informers.values()]
         assert len(watched) == len(set(watched)), watched
         svc = await client.create(kind("services"), {"apiVersion": "v1", "kind": "Service",
                                                      "metadata": {"name": "shared"},
