@@ -6,13 +6,10 @@ worker on a small stand-in.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..client import Client
 from .runtime import Runtime
-
-if TYPE_CHECKING:
-    from .podworker import PodWorker
 
 Obj = dict[str, Any]
 
@@ -47,6 +44,6 @@ class PodHost(Protocol):
     def event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
         ...
 
-    def worker_failed(self, worker: "PodWorker") -> None:
-        """The worker crashed: the node replaces it."""
+    def worker_failed(self, worker: Any) -> None:
+        """The worker (a PodWorker: not imported here, so no cycle) crashed: the node replaces it."""
         ...

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..runtime import ContainerSpec, PortMapping, Resources, SecurityContext
-from . import PodView
+from .base import PodView
 
 Obj = dict[str, Any]
 

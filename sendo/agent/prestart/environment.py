@@ -7,7 +7,7 @@ from typing import Any
 from ...client import ApiError, kind
 from ..env import ConfigError, build_env, command_line
 from ..runtime import ContainerSpec
-from . import HookError, PodView
+from .base import HookError, PodView
 
 Obj = dict[str, Any]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from . import HookError, PodView
+from .base import HookError, PodView
 
 
 async def make_pod_dir(pod: PodView) -> None:

@@ -3,7 +3,7 @@ the pod's network identity there. Its IP becomes `status.podIP`."""
 from __future__ import annotations
 
 from ..runtime import SandboxConfig, SandboxError
-from . import HookError, PodView
+from .base import HookError, PodView
 from .declared import port_mappings
 
 

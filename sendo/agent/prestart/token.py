@@ -3,7 +3,7 @@ first start of a container finds it. A token that never comes is reported by the
 environment hook, which needs its directory."""
 from __future__ import annotations
 
-from . import PodView
+from .base import PodView
 
 
 async def wait_for_token(pod: PodView) -> None:
