@@ -150,3 +150,15 @@ async def test_declared_settings_reach_the_container_spec():
                                           ("app@sha256:" + "a" * 64, "IfNotPresent")])
 def test_default_pull_policy_is_kubernetes(image, policy):
     assert declared.default_pull_policy(image) == policy
+
+
+@pytest.mark.parametrize("command", [["agent", "--server", "https://127.0.0.1:1", "--token", "t"], ["up"]])
+def test_an_unknown_runtime_flag_lists_the_known_ones_before_anything_starts(command, tmp_path):
+    from typer.testing import CliRunner
+
+    from sendo.cli.main import app
+    result = CliRunner().invoke(app, [*command, "--data-dir", str(tmp_path), "--runtime", "docker"])
+    assert result.exit_code == 2
+    text = " ".join(result.output.replace("│", " ").split())  # the message as rich wraps it in a box
+    assert 'unknown container runtime "docker": known runtimes are process' in text
+    assert not os.listdir(tmp_path)  # refused before any state was written
