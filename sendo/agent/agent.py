@@ -78,6 +78,7 @@ class Agent:
         self.services: Informer | None = None
         self.runtime_classes: Informer | None = None
         self._tasks: list[asyncio.Task] = []
+        self._cleanups: set[asyncio.Task] = set()  # stray clean-ups after a worker crash
         self._web: web.AppRunner | None = None
         self.node: Obj | None = None
         self.proxy = None  # network.proxy.ServiceProxy when cfg.service_proxy
@@ -267,10 +268,17 @@ class Agent:
             del self.workers[uid]
 
     def worker_failed(self, w: PodWorker) -> None:
-        """A worker that crashed is replaced by a fresh one on the next pod event or resync."""
+        """A worker that crashed is replaced by a fresh one, which adopts the containers it
+        left running (never a second start of the same run)."""
         self.workers.pop(w.uid, None)
+        if (running := w.running()) and w.runtime is not None:
+            self.adopted[w.uid] = (w.runtime, running)
         if self.pods and (pod := self.pods.get(obj_key(w.pod))):
             asyncio.get_running_loop().call_later(1.0, self._on_pod, "MODIFIED", pod, None)
+        else:  # the pod is gone too: what it left running stops
+            t = asyncio.get_running_loop().create_task(self._stop_strays(), name=f"strays-{w.uid}")
+            self._cleanups.add(t)
+            t.add_done_callback(self._cleanups.discard)
 
     async def _stop_strays(self) -> None:
         """Containers and sandboxes of pods that are no longer bound here (deleted while the

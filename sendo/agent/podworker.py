@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
 from ..client import ApiError, kind
 from . import hooks, probes
 from .host import PodHost
@@ -47,6 +49,7 @@ BACKOFF_RESET_AFTER = 600.0  # a container that ran this long starts its back-of
 MIN_GRACE_AFTER_PRESTOP = 2.0  # the kubelet's minimal shutdown window after a preStop hook
 PREPARE_RETRY_MIN, PREPARE_RETRY_MAX = 1.0, 30.0  # back-off of failed pod prestart steps
 CONFIG_RETRY = 2.0  # a container whose configuration failed is tried again after this
+STATUS_RETRY = 1.0  # a status the API did not take is posted again after this
 
 
 def rfc3339(t: float) -> str:
@@ -110,6 +113,7 @@ class PodWorker:
         self.sandbox: Sandbox | None = None
         self.prepare_at = 0.0  # when the pod prestart steps may be tried (again)
         self.prepare_failures = 0
+        self.status_retry_at = 0.0  # a status post failed: post again at this time
         self.start_time: str | None = (pod.get("status") or {}).get("startTime")
         self.last_status: Obj | None = None
         self.terminating = False  # probes and hooks no longer act once stopping began
@@ -171,6 +175,9 @@ class PodWorker:
             raise
         except Exception:
             log.exception("pod worker %s/%s failed", self.ns, self.name)
+            for c in self.containers.values():  # the replacement worker waits for them instead
+                if c.waiter is not None:
+                    c.waiter.cancel()
             self.host.worker_failed(self)
         finally:
             for c in self.containers.values():
@@ -207,6 +214,8 @@ class PodWorker:
                    if not c.running and c.next_start > now]
         if self.sandbox is None and self.prepare_at > now:
             pending.append(self.prepare_at - now)
+        if self.status_retry_at:
+            pending.append(max(self.status_retry_at - now, 0.0))
         timeout = min(pending) if pending else None
         try:
             await asyncio.wait_for(self.wake.wait(), timeout)
@@ -316,6 +325,10 @@ class PodWorker:
         status = {**(self.pod.get("status") or {}), "podIP": self.pod_ip, "podIPs": [{"ip": self.pod_ip}],
                   "hostIP": host, "hostIPs": [{"ip": host}]}
         return {**self.pod, "status": status}
+
+    def running(self) -> list[ContainerHandle]:
+        """The containers running now: a worker that replaces this one adopts them."""
+        return [c.handle for c in self.containers.values() if c.handle is not None]
 
     def token_ready(self) -> None:
         """The pod's token is on disk: containers that failed only for want of it start now,
@@ -601,6 +614,13 @@ class PodWorker:
             st["initContainerStatuses"] = init_statuses
         return st
 
+    def _status_failed(self, e: Exception) -> None:
+        """The API did not take the status (overloaded, restarting): the containers are
+        fine, so the worker goes on and posts it again shortly, as the kubelet's status
+        manager does."""
+        log.warning("status of pod %s/%s not posted, retrying: %s", self.ns, self.name, e)
+        self.status_retry_at = time.time() + STATUS_RETRY
+
     async def _post_status(self) -> None:
         st = self._status()
         if st == self.last_status:
@@ -612,7 +632,12 @@ class PodWorker:
                 self.gone = True
                 self.wake.set()
                 return
-            raise
+            self._status_failed(e)
+            return
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            self._status_failed(e)
+            return
+        self.status_retry_at = 0.0
         if pod["metadata"].get("uid") != self.uid:
             return
         self.last_status = st

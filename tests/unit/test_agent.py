@@ -185,3 +185,26 @@ async def test_hollow_nodes_leases_are_owned_by_their_nodes(server, client):
             assert lease["spec"]["holderIdentity"] == name
     finally:
         await h.stop()
+
+
+async def test_a_crashed_pod_worker_is_replaced_without_a_second_start(agent, client):
+    """The replacement worker adopts what the crashed one left running: same process, no
+    restart, and the pod stays Running."""
+    p = await client.create(kind("pods"), pod("steady", SLEEPER), "default")
+    await running(client, "steady")
+    uid = p["metadata"]["uid"]
+    old = agent.workers[uid]
+    pid = old.containers["main"].handle.pid
+
+    async def crash() -> None:
+        raise RuntimeError("a bug in the worker")
+    old._sync = crash
+    old.wake.set()
+    await wait_until(lambda: uid in agent.workers and agent.workers[uid] is not old, 15, what="a new worker")
+    new = agent.workers[uid]
+    await wait_until(lambda: new.containers["main"].handle is not None, 10, what="the container adopted")
+    assert new.containers["main"].handle.pid == pid
+    got = await client.get(kind("pods"), "default", "steady")
+    assert got["status"]["phase"] == "Running"
+    assert got["status"]["containerStatuses"][0]["restartCount"] == 0
+    assert not new.task.done()

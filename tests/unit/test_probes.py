@@ -711,3 +711,31 @@ async def test_pod_worker_startup_probe_and_failed_post_start(tmp_path):
         w.task.cancel()
         await w.stop_containers(1.0)
         await agent.runtime.close()
+
+
+async def test_pod_worker_survives_a_status_the_api_did_not_take(tmp_path):
+    """An overloaded API (a 500, a timeout) on a status patch must not end the worker: the
+    container keeps running and the status is posted again."""
+    from sendo.agent.podworker import PodWorker
+    from sendo.client import ApiError
+    pod = _worker_pod(_free_port())
+    agent = _StubAgent(tmp_path, pod)
+    await agent.runtime.update_runtime_config(agent.cidr)
+    real_patch, failures = agent.client.patch, []
+
+    async def flaky_patch(*a, **kw):
+        if len(failures) < 2:
+            failures.append(1)
+            raise ApiError(500, {"message": "etcdserver: request timed out"} if failures == [1] else "busy")
+        return await real_patch(*a, **kw)
+    agent.client.patch = flaky_patch
+    w = PodWorker(agent, pod, [])
+    try:
+        await wait_until(lambda: agent.client.statuses and "running" in
+                         agent.client.statuses[-1]["containerStatuses"][0]["state"], 15, what="status posted")
+        assert len(failures) == 2 and not agent.failed and not w.task.done()
+        assert agent.client.statuses[-1]["containerStatuses"][0]["restartCount"] == 0
+    finally:
+        w.task.cancel()
+        await w.stop_containers(1.0)
+        await agent.runtime.close()
