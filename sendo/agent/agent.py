@@ -308,6 +308,7 @@ class Agent:
         """Watch RuntimeClasses, and create one per runtime of this agent if missing
         (handler = the runtime's name), as the ingress controller creates its class."""
         self.runtime_classes = self.informers.get(kind("runtimeclasses", "node.k8s.io"))
+        self.runtime_classes.add_handler(self._runtime_class_changed)
         await self.informers.start(self.runtime_classes)
         for name in self.runtimes:
             if self.runtime_classes.get(name) is not None:
@@ -320,6 +321,11 @@ class Agent:
             except ApiError as e:
                 if e.status != 409:  # another agent made it first
                     log.warning("cannot create RuntimeClass %s: %s", name, e)
+
+    def _runtime_class_changed(self, typ: str, rc: Obj, old: Obj | None) -> None:
+        """Pods waiting for their sandbox try again at once: their class may exist now."""
+        for w in self.workers.values():
+            w.retry_prepare()
 
     def runtime_for(self, pod: Obj) -> Runtime:
         """The runtime of the pod's RuntimeClass, or this node's default without one."""

@@ -326,6 +326,12 @@ class PodWorker:
                   "hostIP": host, "hostIPs": [{"ip": host}]}
         return {**self.pod, "status": status}
 
+    def retry_prepare(self) -> None:
+        """Something a failed prestart step needed may have changed: try it again now."""
+        if self.sandbox is None and self.prepare_at:
+            self.prepare_at = 0.0
+            self.wake.set()
+
     def running(self) -> list[ContainerHandle]:
         """The containers running now: a worker that replaces this one adopts them."""
         return [c.handle for c in self.containers.values() if c.handle is not None]

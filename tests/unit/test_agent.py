@@ -118,9 +118,11 @@ async def test_an_unknown_runtime_class_is_an_event_and_a_waiting_reason_until_i
     assert await waiting(client, "picky") == {"reason": "ContainerCreating", "message": want}
     assert "podIP" not in (await client.get(kind("pods"), "default", "picky"))["status"]
 
+    w = agent.find_worker("default", "picky")
+    w.prepare_at = w.prepare_at + 3600  # far off: only the new RuntimeClass can wake it
     await client.create(RUNTIME_CLASSES, {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
                                           "metadata": {"name": "fast"}, "handler": "process"})
-    await running(client, "picky")
+    await running(client, "picky")  # at once, not after the back-off
 
 
 async def test_a_runtime_class_whose_handler_this_node_lacks(agent, client):
