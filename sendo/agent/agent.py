@@ -126,7 +126,7 @@ class Agent:
 
     async def stop(self, stop_pods: bool = False) -> None:
         """Stop the agent. Pods keep running unless stop_pods (then their processes stop too)."""
-        for t in self._tasks:
+        for t in [*self._tasks, *self._cleanups]:
             t.cancel()
         if self.ingress:
             await self.ingress.stop()
