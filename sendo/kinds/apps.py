@@ -1,7 +1,7 @@
 """apps/v1 kinds: Deployments, ReplicaSets, DaemonSets and StatefulSets.
 
 Each carries a pod template that is defaulted and validated exactly like a Pod's spec
-(core.default_pod_spec, validation.validate_pod_template), plus a selector that must
+(podspec.default_pod_spec, podspec.validate_pod_template), plus a selector that must
 select that template and can never change once the object exists (the controllers
 find their pods by it).
 """
@@ -11,14 +11,15 @@ import copy
 from typing import Any
 
 from .base import Cause, Column, Obj, Printer, Resource, ScaleSpec, forbidden, required, unsupported
-from .core import default_pod_spec, default_pvc_spec, set_default, strip_nulls, validate_pvc_spec
+from .base import set_default, strip_nulls
+from .podspec import default_pod_spec, validate_pod_template
+from .pvc import default_pvc_spec, validate_pvc_spec
 from .printing import (as_dict, container_cells, dicts, format_labels, format_selector, name_of, object_age,
                        selector_string)
 from .validation import (KindStrategy, check_enum, check_int, check_name, get, go_selector, go_value,
                          int_or_percent_value, invalid_value, is_dns1123_label, is_dns1123_subdomain,
                          normalized_selector, required_because, selector_is_empty, selector_matches, type_invalid,
-                         validate_int_or_percent, validate_label_selector, validate_object_meta,
-                         validate_pod_template)
+                         validate_int_or_percent, validate_label_selector, validate_object_meta)
 
 STRATEGY_TYPES = ["Recreate", "RollingUpdate"]
 

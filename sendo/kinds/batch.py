@@ -18,13 +18,14 @@ from typing import Any
 
 from .apps import default_template
 from .base import Cause, Column, Obj, Printer, Resource, duplicate, required, unsupported
-from .core import set_default, strip_nulls
+from .base import set_default, strip_nulls
 from .printing import (as_dict, as_list, container_cells, dicts, human_age, human_duration, name_of,
                        object_age, parse_timestamp, selector_string)
 from .validation import (KindStrategy, check_enum, check_int, get, go_selector, go_value, invalid_value,
                          is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_type, normalized_selector,
                          required_because, selector_matches, type_invalid, validate_label_selector,
-                         validate_object_meta, validate_pod_template)
+                         validate_object_meta)
+from .podspec import validate_pod_template
 
 JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Cause, Column, Obj, Printer, Resource, required, unsupported
-from .core import endpoint_ip_causes, set_default
+from .base import set_default
+from .endpoints import endpoint_ip_causes
 from .printing import as_dict, as_list, dicts, name_of, object_age
 from .validation import (PROTOCOLS, KindStrategy, get, invalid_value, is_dns1123_label, is_dns1123_subdomain,
                          is_label_value, is_qualified_name, is_type, type_invalid, validate_labels)

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from .base import Cause, Column, Obj, Printer, Resource, forbidden, required, unsupported
-from .core import set_default
+from .base import set_default
 from .printing import as_dict, as_list, dicts, format_selector, name_of, object_age
 from .validation import (KindStrategy, PROTOCOLS, get, invalid_value, is_dns1123_label,
                          is_dns1123_subdomain, is_port_name, is_port_number, is_type, required_because,
