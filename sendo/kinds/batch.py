@@ -19,7 +19,7 @@ from typing import Any
 from .apps import default_template
 from .base import Cause, Column, Obj, Printer, Resource, duplicate, required, unsupported
 from .base import set_default, strip_nulls
-from .printing import (as_dict, as_list, container_cells, dicts, human_age, human_duration, name_of,
+from .printing import (age_column, as_dict, as_list, container_cells, dicts, human_age, human_duration, name_column, name_of,
                        object_age, parse_timestamp, selector_string)
 from .validation import (KindStrategy, check_enum, check_int, get, go_selector, go_value, invalid_value,
                          is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_type, normalized_selector,
@@ -706,14 +706,6 @@ def job_row(job: Obj) -> list[Any]:
             names, images, selector_string(spec.get("selector"))]
 
 
-def _name_column() -> Column:
-    return Column("Name", format="name", description="Name of the object, unique within its namespace.")
-
-
-def _age_column() -> Column:
-    return Column("Age", description="Time since the object was created.")
-
-
 def _wide_columns() -> list[Column]:
     return [Column("Containers", priority=1, description="Names of each container in the template."),
             Column("Images", priority=1, description="Images referenced by each container in the template."),
@@ -721,11 +713,11 @@ def _wide_columns() -> list[Column]:
 
 
 JOB_PRINTER = Printer(
-    columns=[_name_column(),
+    columns=[name_column(),
              Column("Status", description="Status of the job."),
              Column("Completions", description="Succeeded pods out of the wanted completions."),
              Column("Duration", description="Time required to complete the job."),
-             _age_column(), *_wide_columns()],
+             age_column(), *_wide_columns()],
     row=job_row,
 )
 
@@ -832,13 +824,13 @@ def cronjob_row(cj: Obj) -> list[Any]:
 
 
 CRONJOB_PRINTER = Printer(
-    columns=[_name_column(),
+    columns=[name_column(),
              Column("Schedule", description="The schedule in cron format."),
              Column("Timezone", description="The time zone the schedule is read in."),
              Column("Suspend", type="boolean", description="Whether new runs are held back."),
              Column("Active", type="integer", description="Jobs running now."),
              Column("Last Schedule", description="When a job was last started."),
-             _age_column(), *_wide_columns()],
+             age_column(), *_wide_columns()],
     row=cronjob_row,
 )
 
