@@ -17,10 +17,10 @@ import zoneinfo
 from typing import Any
 
 from .apps import default_template
-from .base import Cause, Column, Obj, Printer, Resource, duplicate, required, unsupported
-from .base import set_default, strip_nulls
-from .printing import (age_column, as_dict, as_list, container_cells, dicts, human_age, human_duration, name_column, name_of,
-                       object_age, parse_timestamp, selector_string)
+from .base import (Cause, Column, Obj, Printer, Resource, duplicate, required, set_default, strip_nulls,
+                   unsupported)
+from .printing import (age_column, as_dict, as_list, container_cells, dicts, human_age, human_duration, name_column,
+                       name_of, object_age, parse_timestamp, selector_string)
 from .validation import (KindStrategy, check_enum, check_int, get, go_selector, go_value, invalid_value,
                          is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_type, normalized_selector,
                          required_because, selector_matches, type_invalid, validate_label_selector,
