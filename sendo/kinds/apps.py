@@ -331,7 +331,7 @@ class DaemonSetStrategy(WorkloadStrategy):
         causes += validate_selector_and_template(spec, "DaemonSet")
         causes += validate_daemonset_strategy(spec.get("updateStrategy"))
         for key in ("minReadySeconds", "templateGeneration", "revisionHistoryLimit"):
-            check_int(spec, key, f"spec.{key}", causes, minimum=0)
+            check_int(spec, key, f"spec.{key}", causes, minimum=0, int64=key == "templateGeneration")
         return causes
 
 

@@ -431,7 +431,7 @@ def validate_job_spec(spec: dict, path: str) -> list[Cause]:
     causes: list[Cause] = []
     for key in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished",
                 "backoffLimitPerIndex", "maxFailedIndexes"):
-        check_int(spec, key, f"{path}.{key}", causes, minimum=0)
+        check_int(spec, key, f"{path}.{key}", causes, minimum=0, int64=key == "activeDeadlineSeconds")
     if spec.get("maxFailedIndexes") is not None and spec.get("backoffLimitPerIndex") is None:
         causes.append(required_because(f"{path}.backoffLimitPerIndex", "when maxFailedIndexes is specified"))
     get(spec, "suspend", f"{path}.suspend", bool, causes)
@@ -792,7 +792,7 @@ def validate_cronjob(cj: Obj) -> list[Cause]:
     if not isinstance(spec, dict):
         return [required("spec.schedule") if spec is None else type_invalid("spec", spec, dict)]
     causes = validate_schedule(spec.get("schedule"), "spec.schedule")
-    check_int(spec, "startingDeadlineSeconds", "spec.startingDeadlineSeconds", causes, minimum=0)
+    check_int(spec, "startingDeadlineSeconds", "spec.startingDeadlineSeconds", causes, minimum=0, int64=True)
     causes += validate_time_zone(spec.get("timeZone"), "spec.timeZone")
     check_enum(spec.get("concurrencyPolicy"), "spec.concurrencyPolicy", CONCURRENCY_POLICIES, causes)
     get(spec, "suspend", "spec.suspend", bool, causes)

@@ -281,8 +281,10 @@ def validate_pod_spec(spec: dict, path: str) -> list[Cause]:
     check_enum(spec.get("dnsPolicy"), f"{path}.dnsPolicy", DNS_POLICIES, causes)
     if spec.get("dnsPolicy") == "None" and not isinstance(spec.get("dnsConfig"), dict):
         causes.append(required_because(f"{path}.dnsConfig", "must provide `dnsConfig` when `dnsPolicy` is None"))
-    check_int(spec, "terminationGracePeriodSeconds", f"{path}.terminationGracePeriodSeconds", causes, minimum=0)
-    check_int(spec, "activeDeadlineSeconds", f"{path}.activeDeadlineSeconds", causes, minimum=1, maximum=MAX_INT32)
+    check_int(spec, "terminationGracePeriodSeconds", f"{path}.terminationGracePeriodSeconds", causes, minimum=0,
+              int64=True)
+    check_int(spec, "activeDeadlineSeconds", f"{path}.activeDeadlineSeconds", causes, minimum=1, maximum=MAX_INT32,
+              int64=True)
     causes += validate_labels(spec.get("nodeSelector"), f"{path}.nodeSelector")
     for key, check in (("nodeName", is_dns1123_subdomain), ("serviceAccountName", is_dns1123_subdomain),
                        ("hostname", is_dns1123_label), ("subdomain", is_dns1123_label)):

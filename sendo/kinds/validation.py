@@ -241,11 +241,23 @@ def check_enum(value: Any, path: str, allowed: list[str], causes: list[Cause], *
         causes.append(unsupported(path, value, sorted(allowed)))
 
 
+MAX_INT32 = 2**31 - 1
+MAX_INT64 = 2**63 - 1
+
+
 def check_int(parent: Any, key: str, path: str, causes: list[Cause], *, minimum: int | None = None,
-              maximum: int | None = None) -> int | None:
-    """An optional integer field within bounds; returns it when present and well-typed."""
+              maximum: int | None = None, int64: bool = False) -> int | None:
+    """An optional integer field within bounds; returns it when present and well-typed.
+
+    Kubernetes' fields are int32 unless ``int64``: a larger number never reaches its
+    validation (the decoder refuses it), so it must not reach a controller here either.
+    """
     v = get(parent, key, path, int, causes)
     if v is None:
+        return None
+    top = MAX_INT64 if int64 else MAX_INT32
+    if not -top - 1 <= v <= top:
+        causes.append(invalid_value(path, v, f"must fit in a {64 if int64 else 32}-bit integer (at most {top})"))
         return None
     if minimum is not None and maximum is not None and not minimum <= v <= maximum:
         causes.append(invalid_value(path, v, f"must be between {minimum} and {maximum}, inclusive"))
@@ -449,4 +461,3 @@ def validate_int_or_percent(v: Any, path: str) -> list[Cause]:
 
 PROTOCOLS = ["TCP", "UDP", "SCTP"]
 TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
-MAX_INT32 = 2**31 - 1
