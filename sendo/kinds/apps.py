@@ -80,10 +80,23 @@ def _spec_or_causes(obj: Obj) -> tuple[dict | None, list[Cause]]:
 
 
 class WorkloadStrategy(KindStrategy):
-    """What Deployments and ReplicaSets share: a cleared status on create, a fixed selector."""
+    """What workload kinds share: a cleared status on create, a fixed selector, and the status
+    counters Kubernetes always writes (they are not omitempty: the official clients refuse a
+    DaemonSet, StatefulSet or ReplicaSet whose status lacks them, even right after create)."""
+
+    required_status: tuple[str, ...] = ()
+
+    def default(self, obj: Obj) -> None:
+        self.default_spec(obj)
+        status = obj.get("status")
+        for key in self.required_status:
+            set_default(status, key, 0)
+
+    def default_spec(self, obj: Obj) -> None:
+        """The kind's own defaults."""
 
     def prepare_create(self, obj: Obj) -> None:
-        obj["status"] = {}
+        obj["status"] = dict.fromkeys(self.required_status, 0)
 
     def validate_update(self, obj: Obj, old: Obj) -> list[Cause]:
         return validate_selector_unchanged(obj, old)
@@ -164,7 +177,7 @@ DEPLOYMENT_PRINTER = Printer(
 
 
 class DeploymentStrategy(WorkloadStrategy):
-    def default(self, obj: Obj) -> None:
+    def default_spec(self, obj: Obj) -> None:
         spec = obj.get("spec")
         if not isinstance(spec, dict):
             return
@@ -207,7 +220,9 @@ REPLICASET_PRINTER = Printer(
 
 
 class ReplicaSetStrategy(WorkloadStrategy):
-    def default(self, obj: Obj) -> None:
+    required_status = ("replicas",)
+
+    def default_spec(self, obj: Obj) -> None:
         spec = obj.get("spec")
         if isinstance(spec, dict):
             set_default(spec, "replicas", 1)
@@ -294,7 +309,9 @@ DAEMONSET_PRINTER = Printer(
 
 
 class DaemonSetStrategy(WorkloadStrategy):
-    def default(self, obj: Obj) -> None:
+    required_status = ("currentNumberScheduled", "desiredNumberScheduled", "numberMisscheduled", "numberReady")
+
+    def default_spec(self, obj: Obj) -> None:
         spec = obj.get("spec")
         if not isinstance(spec, dict):
             return
@@ -310,7 +327,7 @@ class DaemonSetStrategy(WorkloadStrategy):
         default_template(spec)
 
     def prepare_create(self, obj: Obj) -> None:
-        obj["status"] = {}
+        super().prepare_create(obj)
         _set_template_generation(obj, 1)
 
     def prepare_update(self, obj: Obj, old: Obj) -> None:
@@ -484,7 +501,9 @@ STATEFULSET_PRINTER = Printer(
 
 
 class StatefulSetStrategy(WorkloadStrategy):
-    def default(self, obj: Obj) -> None:
+    required_status = ("replicas",)
+
+    def default_spec(self, obj: Obj) -> None:
         spec = obj.get("spec")
         if not isinstance(spec, dict):
             return
