@@ -86,6 +86,32 @@ def default_pod_spec(spec: Any) -> None:
         default_volume(v)
 
 
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+DEFAULT_TOLERATION_SECONDS = 300
+
+
+def add_default_tolerations(spec: Any) -> None:
+    """Tolerate a not-ready or unreachable node for 5 minutes unless the pod says otherwise.
+
+    Kubernetes' DefaultTolerationSeconds admission adds these to every pod (on create and
+    update), so clients and charts expect them. A toleration with that key, or with no key
+    (it tolerates every taint), and a NoExecute or empty effect already covers it.
+    """
+    if not isinstance(spec, dict):
+        return
+    tolerations = spec.get("tolerations")
+    if tolerations is None:
+        tolerations = spec["tolerations"] = []
+    if not isinstance(tolerations, list):
+        return  # validation reports it
+    for key in (NOT_READY_TAINT, UNREACHABLE_TAINT):
+        if not any(isinstance(t, dict) and t.get("key") in (key, "", None)
+                   and t.get("effect") in ("NoExecute", "", None) for t in tolerations):
+            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS})
+
+
 def default_requests_from_limits(spec: dict) -> None:
     """A limit without a request means request == limit (Pods only, not templates)."""
     for c in dicts(spec.get("containers")) + dicts(spec.get("initContainers")):

@@ -59,3 +59,36 @@ async def test_official_client_creates_reads_and_lists_workloads(official, clien
     raw["status"] = {"observedGeneration": 1}
     await client.request("PUT", f"/apis/apps/v1/namespaces/default/{plural}/w/status", body=raw)
     assert (await call(getattr(apps, f"read_namespaced_{kind}_status"), "w", "default")).status.observed_generation == 1
+
+
+NOT_READY = {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+             "tolerationSeconds": 300}
+UNREACHABLE = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+               "tolerationSeconds": 300}
+
+
+def pod(name: str, tolerations: list | None = None) -> dict:
+    spec = copy.deepcopy(TEMPLATE["spec"])
+    if tolerations is not None:
+        spec["tolerations"] = tolerations
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+
+
+async def test_pods_get_default_toleration_seconds_once(client):
+    pods = "/api/v1/namespaces/default/pods"
+    plain = await client.request("POST", pods, body=pod("plain"))
+    assert plain["spec"]["tolerations"] == [NOT_READY, UNREACHABLE]
+
+    own = {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}
+    mine = await client.request("POST", pods, body=pod("mine", [own]))
+    assert mine["spec"]["tolerations"] == [own, UNREACHABLE]
+
+    everything = {"operator": "Exists"}
+    assert (await client.request("POST", pods, body=pod("all", [everything])))["spec"]["tolerations"] == [everything]
+
+    # an update that leaves them out (the manifest as first written) keeps them: no duplicates, no 422
+    body = pod("plain")
+    body["metadata"]["labels"] = {"updated": "yes"}
+    updated = await client.request("PUT", f"{pods}/plain", body=body)
+    assert updated["spec"]["tolerations"] == [NOT_READY, UNREACHABLE]
+    assert updated["metadata"]["labels"] == {"updated": "yes"}
