@@ -8,14 +8,14 @@ find their pods by it).
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable
 
-from .base import Cause, Column, Obj, Printer, Resource, ScaleSpec, forbidden, required, unsupported
-from .base import set_default, strip_nulls
+from .base import (Cause, Column, Obj, Printer, Resource, ScaleSpec, forbidden, required, set_default, strip_nulls,
+                   unsupported)
 from .podspec import default_pod_spec, validate_pod_template
 from .pvc import default_pvc_spec, validate_pvc_spec
-from .printing import (as_dict, container_cells, dicts, format_labels, format_selector, name_of, object_age,
-                       selector_string)
+from .printing import (age_column, as_dict, container_cells, dicts, format_labels, format_selector, name_column,
+                       name_of, object_age, selector_string)
 from .validation import (KindStrategy, check_enum, check_int, check_name, get, go_selector, go_value,
                          int_or_percent_value, invalid_value, is_dns1123_label, is_dns1123_subdomain,
                          normalized_selector, required_because, selector_is_empty, selector_matches, type_invalid,
@@ -43,14 +43,19 @@ def validate_selector_and_template(spec: dict, kind: str) -> list[Cause]:
         causes += validate_label_selector(sel, "spec.selector")
         if isinstance(sel, dict) and selector_is_empty(sel):
             causes.append(Cause("spec.selector", f"Invalid value: {go_selector(sel)}: empty selector is invalid for {kind.lower()}"))
-    template = spec.get("template")
-    causes += validate_pod_template(template, "spec.template")
+    selector_ok = isinstance(sel, dict) and not selector_is_empty(sel) and not causes
+    matches = (lambda labels: selector_matches(sel, labels)) if selector_ok else None
+    return causes + validate_workload_template(spec.get("template"), matches, kind)
+
+
+def validate_workload_template(template: Any, matches: Callable[[dict], bool] | None, kind: str) -> list[Cause]:
+    """A valid always-restarting pod template whose labels the selector matches (None: the
+    selector is itself invalid, so it is not compared)."""
+    causes = validate_pod_template(template, "spec.template")
     if not isinstance(template, dict):
         return causes
     labels = as_dict(template.get("metadata")).get("labels") or {}
-    selector_ok = isinstance(sel, dict) and not selector_is_empty(sel) and \
-        not any(c.field.startswith("spec.selector") for c in causes)
-    if selector_ok and not selector_matches(sel, labels):
+    if matches is not None and not matches(labels):
         causes.append(Cause("spec.template.metadata.labels",
                             f"Invalid value: {go_value(labels)}: `selector` does not match template `labels`"))
     tspec = as_dict(template.get("spec"))
@@ -158,9 +163,7 @@ def deployment_row(d: Obj) -> list[Any]:
 
 
 def _workload_columns(first: list[Column]) -> list[Column]:
-    return [Column("Name", format="name", description="Name of the object, unique within its namespace."),
-            *first,
-            Column("Age", description="Time since the object was created."),
+    return [name_column(), *first, age_column(),
             Column("Containers", priority=1, description="Names of the containers in the pod template."),
             Column("Images", priority=1, description="Images of the containers in the pod template."),
             Column("Selector", priority=1, description="Labels of the pods this object manages.")]

@@ -1,7 +1,7 @@
 """The core group (v1): the kinds it serves. Each kind's rules live in its own module."""
 from __future__ import annotations
 
-from .base import Resource
+from .base import Resource, ScaleSpec
 from .pod import POD_PRINTER, PodStrategy
 from .cluster import NAMESPACE_PRINTER, NamespaceStrategy, NODE_PRINTER, NodeStrategy
 from .event import EVENT_PRINTER, EventStrategy
@@ -10,6 +10,7 @@ from .service import SERVICE_PRINTER, ServiceStrategy
 from .serviceaccount import SERVICEACCOUNT_PRINTER, ServiceAccountStrategy
 from .endpoints import ENDPOINTS_PRINTER, EndpointsStrategy
 from .pvc import PersistentVolumeClaimStrategy, PVC_PRINTER
+from .replicationcontroller import RC_PRINTER, ReplicationControllerStrategy
 
 RESOURCES = [
     Resource("", "v1", "Namespace", "namespaces", False, short_names=["ns"], subresources={"status", "finalize"},
@@ -30,4 +31,7 @@ RESOURCES = [
              strategy=EndpointsStrategy(), printer=ENDPOINTS_PRINTER),
     Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, short_names=["pvc"],
              subresources={"status"}, strategy=PersistentVolumeClaimStrategy(), printer=PVC_PRINTER),
+    Resource("", "v1", "ReplicationController", "replicationcontrollers", True, short_names=["rc"],
+             categories=["all"], subresources={"status", "scale"}, scale=ScaleSpec(label_selector=None),
+             strategy=ReplicationControllerStrategy(), printer=RC_PRINTER),
 ]
