@@ -55,7 +55,7 @@ def validate_workload_template(template: Any, matches: Callable[[dict], bool] | 
     if not isinstance(template, dict):
         return causes
     labels = as_dict(template.get("metadata")).get("labels") or {}
-    if matches is not None and not matches(labels):
+    if matches is not None and isinstance(labels, dict) and not matches(labels):
         causes.append(Cause("spec.template.metadata.labels",
                             f"Invalid value: {go_value(labels)}: `selector` does not match template `labels`"))
     tspec = as_dict(template.get("spec"))
@@ -388,7 +388,7 @@ def _spec_with_claim_volumes(spec: dict) -> dict:
     tspec = as_dict(template).get("spec") if isinstance(template, dict) else None
     if not isinstance(tspec, dict) or not isinstance(tspec.get("volumes", []), list):
         return spec
-    have = {v.get("name") for v in dicts(tspec.get("volumes"))}
+    have = {v.get("name") for v in dicts(tspec.get("volumes")) if isinstance(v.get("name"), str)}
     extra = [{"name": n, "persistentVolumeClaim": {"claimName": n}} for n in _claim_template_names(spec)
              if n not in have]
     if not extra:

@@ -201,7 +201,8 @@ def validate_schedule(schedule: Any, path: str) -> list[Cause]:
 
 def _template_containers(spec: dict) -> set[str]:
     tspec = as_dict(as_dict(spec.get("template")).get("spec"))
-    return {c.get("name") for c in dicts(tspec.get("containers")) + dicts(tspec.get("initContainers"))}
+    names = (c.get("name") for c in dicts(tspec.get("containers")) + dicts(tspec.get("initContainers")))
+    return {n for n in names if isinstance(n, str)}  # the pod spec's validation reports the others
 
 
 def _validate_exit_codes(req: Any, path: str, containers: set[str]) -> list[Cause]:

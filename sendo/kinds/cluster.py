@@ -152,9 +152,12 @@ class NodeStrategy(KindStrategy):
                 continue
             check_name(t.get("key"), f"{p}.key", is_qualified_name, causes)
             check_enum(t.get("effect"), f"{p}.effect", TAINT_EFFECTS, causes)
-            if (t.get("key"), t.get("effect")) in seen:
+            ident = (t.get("key"), t.get("effect"))
+            if not all(x is None or isinstance(x, str) for x in ident):
+                continue  # reported above
+            if ident in seen:
                 causes.append(duplicate(p, f"{t.get('key')}:{t.get('effect')}"))
-            seen.add((t.get("key"), t.get("effect")))
+            seen.add(ident)
         return causes
 
     def validate_update(self, obj: Obj, old: Obj) -> list[Cause]:

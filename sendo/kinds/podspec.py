@@ -552,6 +552,8 @@ def validate_volume_mounts(mounts: Any, path: str, volumes: set[str]) -> list[Ca
         name = m.get("name")
         if not name:
             causes.append(required(f"{p}.name"))
+        elif not isinstance(name, str):
+            causes.append(type_invalid(f"{p}.name", name, str))
         elif name not in volumes:
             causes.append(not_found(f"{p}.name", name))
         mp = m.get("mountPath")

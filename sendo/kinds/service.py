@@ -270,14 +270,21 @@ def _keep_allocated(spec: dict, old_spec: dict) -> None:
         if spec.get(key) is None and old_spec.get(key) is not None:
             spec[key] = copy.deepcopy(old_spec[key])
     if spec.get("type") in ("NodePort", "LoadBalancer"):
-        old_node_ports = {(p.get("port"), p.get("protocol")): p.get("nodePort")
-                          for p in dicts(old_spec.get("ports")) if p.get("nodePort")}
+        old_node_ports = {_port_key(p): p.get("nodePort") for p in dicts(old_spec.get("ports")) if p.get("nodePort")}
         for p in dicts(spec.get("ports")):
-            key = (p.get("port"), p.get("protocol"))
-            if not p.get("nodePort") and key in old_node_ports:
+            key = _port_key(p)
+            if key is not None and not p.get("nodePort") and key in old_node_ports:
                 p["nodePort"] = old_node_ports[key]
     if _needs_health_check_port(spec) and not spec.get("healthCheckNodePort") and old_spec.get("healthCheckNodePort"):
         spec["healthCheckNodePort"] = old_spec["healthCheckNodePort"]
+
+
+def _port_key(port: dict) -> tuple[int, str | None] | None:
+    """(port, protocol) of a well-typed Service port; None for one validation will refuse."""
+    number, protocol = port.get("port"), port.get("protocol")
+    if is_type(number, int) and (protocol is None or isinstance(protocol, str)):
+        return number, protocol
+    return None
 
 
 def _drop_type_dependent(spec: dict, old_spec: dict) -> None:
