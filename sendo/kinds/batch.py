@@ -21,7 +21,7 @@ from .base import (Cause, Column, Obj, Printer, Resource, duplicate, required, s
                    unsupported)
 from .printing import (age_column, as_dict, as_list, container_cells, dicts, human_age, human_duration, name_column,
                        name_of, object_age, parse_timestamp, selector_string)
-from .validation import (KindStrategy, check_enum, check_int, get, go_selector, go_value, invalid_value,
+from .validation import (KindStrategy, check_enum, check_int, fits, get, go_selector, go_value, invalid_value,
                          is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_type, normalized_selector,
                          required_because, selector_matches, type_invalid, validate_label_selector,
                          validate_object_meta)
@@ -232,6 +232,8 @@ def _validate_exit_codes(req: Any, path: str, containers: set[str]) -> list[Caus
         p = f"{path}.values[{j}]"
         if not is_type(v, int):
             causes.append(type_invalid(p, v, int))
+            continue
+        if not fits(v, p, causes):
             continue
         if op == "In" and v == 0:
             causes.append(invalid_value(p, v, "must not be 0 for the In operator"))

@@ -245,6 +245,15 @@ MAX_INT32 = 2**31 - 1
 MAX_INT64 = 2**63 - 1
 
 
+def fits(v: int, path: str, causes: list[Cause], *, int64: bool = False) -> bool:
+    """Whether v fits the int32 (or int64) field at path; a cause when it does not."""
+    top = MAX_INT64 if int64 else MAX_INT32
+    if -top - 1 <= v <= top:
+        return True
+    causes.append(invalid_value(path, v, f"must fit in a {64 if int64 else 32}-bit integer (at most {top})"))
+    return False
+
+
 def check_int(parent: Any, key: str, path: str, causes: list[Cause], *, minimum: int | None = None,
               maximum: int | None = None, int64: bool = False) -> int | None:
     """An optional integer field within bounds; returns it when present and well-typed.
@@ -253,11 +262,7 @@ def check_int(parent: Any, key: str, path: str, causes: list[Cause], *, minimum:
     validation (the decoder refuses it), so it must not reach a controller here either.
     """
     v = get(parent, key, path, int, causes)
-    if v is None:
-        return None
-    top = MAX_INT64 if int64 else MAX_INT32
-    if not -top - 1 <= v <= top:
-        causes.append(invalid_value(path, v, f"must fit in a {64 if int64 else 32}-bit integer (at most {top})"))
+    if v is None or not fits(v, path, causes, int64=int64):
         return None
     if minimum is not None and maximum is not None and not minimum <= v <= maximum:
         causes.append(invalid_value(path, v, f"must be between {minimum} and {maximum}, inclusive"))
@@ -448,7 +453,10 @@ def validate_int_or_percent(v: Any, path: str) -> list[Cause]:
     if v is None:
         return []
     if is_type(v, int):
-        return [invalid_value(path, v, "must be greater than or equal to 0")] if v < 0 else []
+        causes: list[Cause] = []
+        if fits(v, path, causes) and v < 0:
+            causes.append(invalid_value(path, v, "must be greater than or equal to 0"))
+        return causes
     if isinstance(v, str):
         if is_percent(v):
             return []

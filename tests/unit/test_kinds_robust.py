@@ -97,58 +97,6 @@ async def test_wrong_metadata_type_is_422_naming_the_field(client, field, value)
     assert all(f.startswith(f"metadata.{field}") for f in fields), fields
 
 
-INT32_FIELDS = [
-    ("Deployment", "spec.replicas"), ("StatefulSet", "spec.minReadySeconds"),
-    ("Deployment", "spec.revisionHistoryLimit"), ("Deployment", "spec.progressDeadlineSeconds"),
-    ("ReplicaSet", "spec.replicas"), ("StatefulSet", "spec.replicas"), ("DaemonSet", "spec.minReadySeconds"),
-    ("Job", "spec.parallelism"), ("Job", "spec.completions"), ("Job", "spec.backoffLimit"),
-    ("CronJob", "spec.successfulJobsHistoryLimit"),
-]
-
-
-def _with(obj: dict, dotted: str, value) -> dict:
-    cur = obj
-    *parents, last = dotted.split(".")
-    for p in parents:
-        cur = cur.setdefault(p, {})
-    cur[last] = value
-    return obj
-
-
-def _workload(kind: str) -> dict:
-    template = {"metadata": {"labels": {"app": "big"}},
-                "spec": {"containers": [{"name": "c", "image": "busybox"}],
-                         "restartPolicy": "Never" if kind in ("Job", "CronJob") else "Always"}}
-    spec: dict = {"template": template}
-    if kind not in ("Job", "CronJob"):
-        spec["selector"] = {"matchLabels": {"app": "big"}}
-    if kind == "StatefulSet":
-        spec["serviceName"] = "big"
-    if kind == "CronJob":
-        spec = {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": template}}}
-    return {"metadata": {"name": "big", "namespace": "default"}, "spec": spec}
-
-
-@pytest.mark.parametrize("kind,field", INT32_FIELDS)
-async def test_int32_fields_refuse_larger_numbers(client, kind, field):
-    r = BY_KIND[kind]
-    with pytest.raises(ApiError) as e:
-        await client.create(r, _with(_workload(kind), field, 2**31))
-    assert e.value.status == 422
-    assert [c["field"] for c in e.value.body["details"]["causes"]] == [field]
-    assert await client.get_or_none(r, "default", "big") is None
-    await client.create(r, _with(_workload(kind), field, 2**31 - 1))  # the largest int32 is fine
-
-
-async def test_scale_beyond_int32_is_refused(client):
-    r = BY_KIND["Deployment"]
-    await client.create(r, _workload("Deployment"))
-    with pytest.raises(ApiError) as e:
-        await client.patch(r, "default", "big", {"spec": {"replicas": 2**31}}, sub="scale")
-    assert e.value.status == 422
-    assert (await client.get(r, "default", "big"))["spec"]["replicas"] == 1
-
-
 # ----------------------------------------------------------------- any field of any kind
 
 _T = {"metadata": {"labels": {"app": "s"}},
@@ -286,3 +234,42 @@ async def test_crd_version_name_of_the_wrong_type_is_a_4xx(client):
                      "versions": [{"name": ["v1"], "served": True, "storage": True,
                                    "schema": {"openAPIV3Schema": {"type": "object"}}}]}}
     assert await _answer(client, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body) == 422
+
+
+INT32_FIELDS = [
+    ("Deployment", ("spec", "replicas")), ("Deployment", ("spec", "revisionHistoryLimit")),
+    ("Deployment", ("spec", "progressDeadlineSeconds")),
+    ("Deployment", ("spec", "strategy", "rollingUpdate", "maxSurge")),
+    ("ReplicaSet", ("spec", "replicas")), ("StatefulSet", ("spec", "replicas")),
+    ("StatefulSet", ("spec", "minReadySeconds")), ("DaemonSet", ("spec", "minReadySeconds")),
+    ("DaemonSet", ("spec", "updateStrategy", "rollingUpdate", "maxUnavailable")),
+    ("ReplicationController", ("spec", "replicas")),
+    ("Job", ("spec", "parallelism")), ("Job", ("spec", "completions")), ("Job", ("spec", "backoffLimit")),
+    ("Job", ("spec", "podFailurePolicy", "rules", 0, "onExitCodes", "values", 0)),
+    ("CronJob", ("spec", "successfulJobsHistoryLimit")), ("EndpointSlice", ("ports", 0, "port")),
+    ("Pod", ("spec", "containers", 0, "readinessProbe", "periodSeconds")),
+]
+
+
+def _dotted(field: tuple) -> str:
+    return "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in field).lstrip(".")
+
+
+@pytest.mark.parametrize("kind,field", INT32_FIELDS)
+async def test_int32_fields_refuse_larger_numbers(client, kind, field):
+    r = BY_KIND[kind]
+    for too_big in (2**31, -(2**31) - 1, 2**63):
+        with pytest.raises(ApiError) as e:
+            await client.create(r, _sample(kind, "big", field, too_big), "default")
+        assert e.value.status == 422
+        assert [c["field"] for c in e.value.body["details"]["causes"]] == [_dotted(field)]
+        assert await client.get_or_none(r, "default", "big") is None
+
+
+async def test_scale_beyond_int32_is_refused(client):
+    r = BY_KIND["Deployment"]
+    await client.create(r, _sample("Deployment", "big"), "default")
+    with pytest.raises(ApiError) as e:
+        await client.patch(r, "default", "big", {"spec": {"replicas": 2**31}}, sub="scale")
+    assert e.value.status == 422
+    assert (await client.get(r, "default", "big"))["spec"]["replicas"] == 1
