@@ -11,7 +11,7 @@ from typing import Any
 from .apps import REPLICASET_PRINTER, WorkloadStrategy, default_template, replicaset_row, validate_workload_template
 from .base import Cause, Obj, Printer, required, set_default
 from .printing import as_dict
-from .validation import check_int, type_invalid, validate_labels
+from .validation import check_int, selector_matches, type_invalid, validate_labels
 
 
 def _template_labels(spec: dict) -> dict:
@@ -55,7 +55,7 @@ class ReplicationControllerStrategy(WorkloadStrategy):
         selector_causes = validate_labels(sel, "spec.selector")
         if not selector_causes and not sel:
             selector_causes.append(required("spec.selector"))
-        matches = None if selector_causes else (lambda labels: all(labels.get(k) == v for k, v in sel.items()))
+        matches = None if selector_causes else (lambda labels: selector_matches({"matchLabels": sel}, labels))
         if spec.get("template") is None:
             return causes + selector_causes + [required("spec.template")]
         return causes + selector_causes + validate_workload_template(spec["template"], matches,
