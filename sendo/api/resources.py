@@ -18,6 +18,7 @@ import orjson
 import yaml
 
 from ..kinds.base import Cause, Obj, Resource, invalid as invalid_cause, required
+from ..kinds.objectmeta import meta_type_causes
 from ..kinds.registry import Registry
 from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
 from . import errors, fieldmanager, patch as patching
@@ -183,6 +184,8 @@ class ResourceAPI:
             meta = obj["metadata"] = {}
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
+        if causes := meta_type_causes(meta):
+            raise errors.invalid(r.kind, r.group, name or "", causes)
         if r.namespaced:
             if meta.get("namespace") and meta["namespace"] != ns:
                 raise errors.bad_request(
