@@ -3,8 +3,12 @@ nesting depth and YAML alias expansion. Each refusal is a Status a person can ac
 never a 500 from a RecursionError or a server swollen by a 374-byte YAML."""
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import math
 from typing import Any
 
+import orjson
 import yaml
 
 from . import errors
@@ -46,8 +50,9 @@ class _Refused(yaml.YAMLError):
 
 
 class BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that refuses deep nesting while composing (PyYAML's composer recurses) and
-    aliases that expand into more values than ALIAS_BUDGET ("billion laughs")."""
+    """SafeLoader that refuses deep nesting while composing (PyYAML's composer recurses);
+    ``load_yaml`` also bounds alias expansion ("billion laughs"). Timestamps stay strings,
+    as Kubernetes reads YAML into JSON."""
 
     _depth = 0
 
@@ -61,13 +66,38 @@ class BoundedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
-class ApplyLoader(BoundedLoader):
-    """YAML as Kubernetes reads it into JSON: timestamps stay strings."""
-
-
-ApplyLoader.yaml_implicit_resolvers = {
+BoundedLoader.yaml_implicit_resolvers = {
     ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return orjson.dumps(key).decode()  # 1 -> "1", true -> "true", as YAML-to-JSON converts
+    raise _Refused(f"a YAML mapping key must be a string, not {type(key).__name__}")
+
+
+def _jsonable(v: Any) -> Any:
+    """YAML values JSON has no form for, in the form Kubernetes' YAML-to-JSON gives them
+    (binary as base64, a set as a map of nulls, integers past 64 bits as floats, keys as
+    strings); NaN and infinities are refused. Recursion is bounded by MAX_DEPTH."""
+    if isinstance(v, dict):
+        return {_json_key(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, set):
+        return {_json_key(k): None for k in v}
+    if isinstance(v, bytes):
+        return base64.b64encode(v).decode()
+    if isinstance(v, int) and not isinstance(v, bool) and not -2**63 <= v < 2**64:
+        v = float(v) if abs(v) < 2**1023 else math.inf
+    if isinstance(v, float) and not math.isfinite(v):
+        raise _Refused(f"the YAML holds a number JSON cannot carry: {v}")
+    if isinstance(v, (dt.date, dt.datetime)):  # explicit !!timestamp tags
+        return v.isoformat()
+    return v
 
 
 def _expanded_size(root: yaml.Node) -> tuple[int, int]:
@@ -92,9 +122,9 @@ def _expanded_size(root: yaml.Node) -> tuple[int, int]:
     return size[id(root)], len(size)
 
 
-def load_yaml(raw: bytes | str, loader: type[BoundedLoader] = BoundedLoader) -> Any:
-    """One YAML document, bounded; a refusal is a 400 naming the limit."""
-    ld = loader(raw)
+def load_yaml(raw: bytes | str) -> Any:
+    """One YAML document as JSON data, bounded; a refusal is a 400 naming the limit."""
+    ld = BoundedLoader(raw)
     try:
         node = ld.get_single_node()
         if node is None:
@@ -103,7 +133,7 @@ def load_yaml(raw: bytes | str, loader: type[BoundedLoader] = BoundedLoader) -> 
         if expanded - distinct > ALIAS_BUDGET:
             raise errors.bad_request(f"the YAML aliases expand to {expanded} values from {distinct} written "
                                      f"(more than {ALIAS_BUDGET} added): refused")
-        return ld.construct_document(node)
+        return _jsonable(ld.construct_document(node))
     except _Refused as e:
         raise errors.bad_request(str(e))
     finally:

@@ -49,7 +49,7 @@ def parse_apply_body(body: bytes) -> Any:
     except orjson.JSONDecodeError:
         pass
     try:
-        return limits.check_depth(limits.load_yaml(body, limits.ApplyLoader))
+        return limits.check_depth(limits.load_yaml(body))
     except limits.yaml.YAMLError as e:
         raise errors.bad_request(f"error decoding YAML: {e}")
 

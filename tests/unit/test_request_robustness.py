@@ -219,6 +219,19 @@ async def test_yaml_alias_bombs_are_refused(server):
     assert status == 201 and body["metadata"]["annotations"] == {"a": "b"}
 
 
+@pytest.mark.parametrize("extra", [
+    b"x: !!binary aGVsbG8=", b"x: !!set {a, b}", b"x: .nan", b"x: 123456789012345678901234567890",
+    b"x: {1: a, 2.5: b, null: c}", b"x: !!timestamp 2020-01-01T10:00:00Z", b"x: [!!binary aGk=]",
+    b"? [a]\n: b", b"x: !!omap [a: 1]"])
+async def test_yaml_values_json_lacks_are_converted_or_refused_never_500(server, extra):
+    doc = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: odd, annotations: {t: 2020-01-01}}\n" + extra
+    status, body, _ = await call(server, "POST", CMS, doc, "application/yaml")
+    assert status in (201, 400), body
+    if status == 201:  # timestamps stay the strings they were written as
+        assert body["metadata"]["annotations"] == {"t": "2020-01-01"}
+        await call(server, "DELETE", f"{CMS}/odd")
+
+
 def nested(depth):
     v = "x"
     for _ in range(depth):
