@@ -361,9 +361,8 @@ class ResourceAPI:
         except orjson.JSONDecodeError as e:
             raise errors.bad_request(f"the patch is not valid JSON: {e}")
         apply_patch = self._patcher(r, ctype, p)
-        expected_rv = None
-        if isinstance(p, dict):
-            expected_rv = (p.get("metadata") or {}).get("resourceVersion")
+        meta = p.get("metadata") if isinstance(p, dict) else None
+        expected_rv = meta.get("resourceVersion") if isinstance(meta, dict) else None  # else: refused below
 
         find_unknown = await self._unknown_finder(r, validation)
 

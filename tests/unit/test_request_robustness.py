@@ -307,6 +307,13 @@ async def test_warnings_with_control_characters_arrive_escaped(server):
     assert '299 - "unknown field \\"q\\"uote\\""' in warnings
 
 
+@pytest.mark.parametrize("ctype", ["application/merge-patch+json", "application/strategic-merge-patch+json"])
+async def test_a_patch_whose_metadata_is_not_an_object_is_400(server, ctype):
+    await call(server, "POST", CMS, cm("pm"))
+    status, body, _ = await call(server, "PATCH", f"{CMS}/pm", b'{"metadata": 5}', ctype)
+    assert status == 400 and "metadata" in body["message"], body
+
+
 # ---------------------------------------------------------------------------- concurrency
 async def test_concurrent_merge_patches_on_one_key_all_apply(server):
     """32 writers patching one object without a resourceVersion: every patch applies (Kubernetes
