@@ -63,7 +63,9 @@ async def test_watch_in_every_boolean_spelling_streams_events(server, spelling):
 
 async def test_official_client_watch_gets_real_events(server, tmp_path):
     """kubernetes.watch.Watch() against the server: a watch that delivers the objects created
-    while it runs (the client is synchronous: it runs in a thread)."""
+    while it runs. Client 37 sends watch=true (its typed arguments refuse the string "True");
+    the spelling True that clients up to 36 sent is the wire-level test above. (The client
+    is synchronous: it runs in a thread.)"""
     cfg = k8s.Configuration()
     cfg.host = server.cfg.url
     cfg.api_key = {"authorization": f"Bearer {server.admin_token}"}
@@ -71,14 +73,14 @@ async def test_official_client_watch_gets_real_events(server, tmp_path):
     cfg.ssl_ca_cert = str(tmp_path / "ca.crt")
     api = k8s.ApiClient(cfg)
     v1 = k8s.CoreV1Api(api)
+
     w = k8s_watch.Watch()
     seen: list[tuple[str, str]] = []
     done = threading.Event()
 
     def run():
         try:
-            for ev in w.stream(v1.list_namespaced_config_map, "default", timeout_seconds=20,
-                               allow_watch_bookmarks=True):
+            for ev in w.stream(v1.list_namespaced_config_map, "default", timeout_seconds=20, allow_watch_bookmarks=True):
                 seen.append((ev["type"], ev["object"].metadata.name))
                 if ev["object"].metadata.name == "w-2":
                     w.stop()
