@@ -47,7 +47,8 @@ def error_response(e: APIError) -> Response:
 
 @dataclass
 class Target:
-    """What a URL names: a group/version, maybe a resource, namespace, name, subresource."""
+    """What a URL names: a group/version, maybe a resource, namespace, name, subresource;
+    or, for discovery and OpenAPI, only a ``path`` (a non-resource request)."""
 
     group: str
     version: str
@@ -55,6 +56,7 @@ class Target:
     namespace: str | None = None
     name: str | None = None
     sub: str | None = None
+    path: str = ""
 
 
 def parse_path(path: str) -> Target | None:
@@ -144,27 +146,10 @@ class APIServer:
             return Response(b"ok", media_type="text/plain")
         if path == "/version":
             return json_response(version_info())
-        if path == "/api":
-            return json_response(discovery.api_versions())
-        if path == "/apis":
-            return json_response(discovery.api_group_list(self.registry))
-        if path.startswith("/openapi/v3"):
-            return await self.openapi_v3(path)
-        if path == "/openapi/v2":
-            # JSON even when protobuf is asked for (kubectl's v2 reader then falls back, as on a 404)
-            return json_response(await self.api.openapi.v2())
         t = parse_path(path)
-        if t is None:
-            if path.startswith("/apis/") and path.count("/") == 2:
-                g = discovery.api_group(self.registry, path.split("/")[2])
-                if g:
-                    return json_response(g)
-            raise errors.no_route()
-        if not t.plural:
-            doc = discovery.resource_list(self.registry, t.group, t.version)
-            if doc is None:
-                raise errors.no_route()
-            return json_response(doc)
+        if t is None or not t.plural:  # discovery and OpenAPI: authorized by path, as Kubernetes does
+            await self.authorize(RequestOptions(user), request.method.lower(), Target("", "", path=path))
+            return await self.non_resource(path, t)
         r = self.registry.get(t.group, t.version, t.plural)
         if r is None or (r.namespaced and t.namespace is None and t.name is not None) or \
                 (not r.namespaced and t.namespace is not None) or (t.sub and t.sub not in r.subresources):
@@ -174,6 +159,25 @@ class APIServer:
         await self.authorize(options, verb_of(request.method, t, request.method == "GET" and t.name is None
                                               and q.bool("watch")), t)
         return await self.serve(request, r, t, q, options)
+
+    async def non_resource(self, path: str, t: Target | None) -> Response:
+        if path == "/api":
+            return json_response(discovery.api_versions())
+        if path == "/apis":
+            return json_response(discovery.api_group_list(self.registry))
+        if path.startswith("/openapi/v3"):
+            return await self.openapi_v3(path)
+        if path == "/openapi/v2":
+            # JSON even when protobuf is asked for (kubectl's v2 reader then falls back, as on a 404)
+            return json_response(await self.api.openapi.v2())
+        if t is None and path.startswith("/apis/") and path.count("/") == 2:
+            g = discovery.api_group(self.registry, path.split("/")[2])
+            if g:
+                return json_response(g)
+        doc = discovery.resource_list(self.registry, t.group, t.version) if t is not None else None
+        if doc is None:
+            raise errors.no_route()
+        return json_response(doc)
 
     async def openapi_v3(self, path: str) -> Response:
         rest = path[len("/openapi/v3"):].strip("/")

@@ -59,11 +59,14 @@ class AllowAll:
 
 def forbidden(options: RequestOptions, verb: str, target, reason: str = "") -> APIError:
     """403 worded as kube-apiserver words it, so clients and people read it the same way."""
+    suffix = f": {reason}" if reason else ""
+    if not target.plural:  # a non-resource request (discovery, OpenAPI)
+        return APIError(403, f'forbidden: User "{options.user.name}" cannot {verb} path "{target.path}"{suffix}',
+                        "Forbidden", {})
     resource = target.plural + (f"/{target.sub}" if target.sub else "")
     who = (f'User "{options.user.name}" cannot {verb} resource "{resource}" in API group "{target.group}"')
     who += f' in the namespace "{target.namespace}"' if target.namespace else " at the cluster scope"
-    if reason:
-        who += f": {reason}"
+    who += suffix
     qualified = target.plural + (f".{target.group}" if target.group else "")
     head = f'{qualified} "{target.name}"' if target.name else qualified
     details = {"name": target.name, "group": target.group, "kind": target.plural}

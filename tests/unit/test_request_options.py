@@ -44,6 +44,22 @@ async def test_a_denying_authorizer_yields_kubernetes_403(server):
     assert status == 200  # the denied delete deleted nothing
 
 
+async def test_discovery_is_authorized_by_path(server):
+    rec = server.api.authorizer = Recorder(deny={"get"})
+    status, body, _ = await call(server, "GET", "/apis")
+    assert status == 403 and body == {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": 'forbidden: User "admin" cannot get path "/apis": denied by the test', "reason": "Forbidden",
+        "details": {}, "code": 403}
+    allow = server.api.authorizer = Recorder()
+    for path in ("/api", "/api/v1", "/apis/apps", "/openapi/v3"):
+        status, _, _ = await call(server, "GET", path)
+        assert status == 200
+    status, _, _ = await call(server, "GET", "/version")
+    assert status == 200  # public, as kube-apiserver's system:public-info-viewer makes it
+    assert rec.asked == [("admin", "get", "", None, None)] and len(allow.asked) == 4
+
+
 async def test_authorization_sees_the_authenticated_user_and_the_kubernetes_verb(server):
     rec = server.api.authorizer = Recorder()
     await call(server, "POST", CMS, cm("v"))
