@@ -74,7 +74,7 @@ class NodeCIDRAllocator:
 
     async def __call__(self, obj: dict[str, Any]) -> None:
         spec = obj.setdefault("spec", {})
-        if spec.get("podCIDR"):
+        if not isinstance(spec, dict) or spec.get("podCIDR"):  # validation reports a malformed spec
             return
         meta = obj.get("metadata") or {}
         key = self.nodes.key(None, meta.get("name") or "")

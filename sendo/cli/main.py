@@ -74,6 +74,19 @@ def _ingress_config(enabled: bool, http_port: Optional[int], https_port: Optiona
     return {"ingress": enabled, "ingress_http_port": http_port, "ingress_https_port": https_port}
 
 
+_RUNTIME_HELP = ("Container runtime for pods without a runtimeClassName (pods pick another with a "
+                 "RuntimeClass whose handler names it; `process` is always available).")
+
+
+def _runtime_option(name: str) -> str:
+    """The --runtime value, checked before anything starts: an unknown name lists the known ones."""
+    from ..agent.runtime.registry import UnknownRuntime, check
+    try:
+        return check(name)
+    except UnknownRuntime as e:
+        raise typer.BadParameter(str(e), param_hint="--runtime") from None
+
+
 @app.command()
 def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster keeps its state."),
        port: Optional[int] = typer.Option(None, help=_PORT_HELP, show_default=False),
@@ -86,6 +99,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
                                                        help=_INGRESS_HTTP_HELP, show_default=False),
        ingress_https_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTPS_PORT",
                                                         help=_INGRESS_HTTPS_HELP, show_default=False),
+       runtime: str = typer.Option("process", help=_RUNTIME_HELP, callback=_runtime_option),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
 
@@ -95,7 +109,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     _logging(verbose)
     cfg = _server_config(data_dir, port, host, datastore)
     run(_up(cfg, node_name, apply or [], time.monotonic(),
-            _ingress_config(ingress, ingress_http_port, ingress_https_port)))
+            {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime}))
 
 
 def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Optional[str], **kw):
@@ -121,7 +135,7 @@ async def _start_server(server) -> None:
         raise SystemExit(1)
 
 
-async def _up(cfg, node_name: str, manifests: list[Path], t0: float, ingress: dict | None = None) -> None:
+async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_options: dict | None = None) -> None:
     from ..agent.agent import Agent, AgentConfig
     from ..server import Server
 
@@ -130,7 +144,7 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, ingress: di
     with console.status("starting the API server…"):
         await _start_server(server)
     agent = Agent(AgentConfig(server=cfg.url, token=server.node_token, node_name=node_name, data_dir=data_dir,
-                              ca_pem=server.ca_pem, address=host, **(ingress or {})))
+                              ca_pem=server.ca_pem, address=host, **(agent_options or {})))
     try:
         with console.status("starting the agent…"):
             await agent.start()
@@ -208,6 +222,7 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
                                                           help=_INGRESS_HTTP_HELP, show_default=False),
           ingress_https_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTPS_PORT",
                                                            help=_INGRESS_HTTPS_HELP, show_default=False),
+          runtime: str = typer.Option("process", help=_RUNTIME_HELP, callback=_runtime_option),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the agent does.")):
     """Run a node agent: register the node and run the pods bound to it."""
     _logging(verbose)
@@ -216,7 +231,7 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
         run(_hollow(server, token, ca, hollow, node_name, pod_start_delay / 1000))
         return
     run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods,
-               _ingress_config(ingress, ingress_http_port, ingress_https_port)))
+               {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime}))
 
 
 async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix: str, delay: float) -> None:
@@ -232,10 +247,10 @@ async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix:
 
 
 async def _agent(server: str, token: str, node_name: str, ca: bytes | None, data_dir: str, address: str,
-                 stop_pods: bool, ingress: dict | None = None) -> None:
+                 stop_pods: bool, agent_options: dict | None = None) -> None:
     from ..agent.agent import Agent, AgentConfig
     a = Agent(AgentConfig(server=server, token=token, node_name=node_name, data_dir=data_dir, ca_pem=ca,
-                          address=address, **(ingress or {})))
+                          address=address, **(agent_options or {})))
     await a.start()
     console.print(f"[green]sendo agent[/] {node_name} joined {server}")
     if a.ingress:

@@ -283,6 +283,8 @@ def validate_crd_spec(spec: dict) -> list[Cause]:
         for i, v in enumerate(versions):
             causes += validate_version(v, f"spec.versions[{i}]")
             name = as_dict(v).get("name")
+            if not isinstance(name, str):
+                continue  # validate_version reports it
             if name in seen:
                 causes.append(Cause(f"spec.versions[{i}].name", f"Duplicate value: {go_value(name)}",
                                     "FieldValueDuplicate"))
