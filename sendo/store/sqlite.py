@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedDict
 
+from ..tasks import stop_tasks
 from .base import KV, Compacted, Conflict, Event, KeyExists, KeyNotFound, Render, StoreError
 
 log = logging.getLogger(__name__)
@@ -158,13 +159,7 @@ class SQLiteStore:
         self._rconn = self._connect()
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks(self._tasks, "store task")
         self._tasks = []
         for ws in list(self._watchers.values()):
             for w in list(ws):
