@@ -18,12 +18,14 @@ import psutil
 from aiohttp import web
 
 from .. import __version__
-from ..api.meta import now_rfc3339
 from ..client import ApiError, Client, Informer, kind
+from ..client.events import EventRecorder
 from ..client.factory import InformerFactory
 from ..client.informer import obj_key
-from ..controllers.events import EventRecorder
-from . import logs as logfiles, portforward
+from ..kinds.meta import now_rfc3339
+from ..tasks import stop_tasks
+from . import logs as logfiles
+from . import portforward
 from .env import service_links
 from .identity import PodIdentity
 from .lease import RENEW_EVERY, renew_node_lease
@@ -136,13 +138,7 @@ class Agent:
             await self.dns.stop()
         await self.informers.stop()
         workers = list(self.workers.values())
-        for w in workers:
-            w.task.cancel()
-        for w in workers:
-            try:
-                await w.task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks((w.task for w in workers), "pod worker")
         if stop_pods:
             await asyncio.gather(*[w.stop_containers(5.0) for w in workers], return_exceptions=True)
         await self.identity.close()

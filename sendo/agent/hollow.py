@@ -10,12 +10,11 @@ import asyncio
 import ipaddress
 import logging
 import random
-
 from typing import Any
 
-from ..api.meta import now_rfc3339
 from ..client import ApiError, Client, Informer, kind
 from ..client.informer import obj_key
+from ..kinds.meta import now_rfc3339
 from .lease import RENEW_EVERY, renew_node_lease
 
 log = logging.getLogger(__name__)

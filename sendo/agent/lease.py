@@ -3,8 +3,8 @@ RENEW_EVERY seconds and owned by the Node (so deleting the node deletes its leas
 the kubelet keeps it. Real agents and hollow nodes both renew through here."""
 from __future__ import annotations
 
-from ..api.meta import micro_now
 from ..client import ApiError, Client, kind
+from ..kinds.meta import micro_now
 
 LEASE_SECONDS = 40
 RENEW_EVERY = 10.0

@@ -25,7 +25,6 @@ hooks. The worker knows its node only through `host.PodHost`.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 import shutil
@@ -36,12 +35,20 @@ from typing import Any
 import aiohttp
 
 from ..client import ApiError, kind
+from ..kinds.meta import rfc3339
 from . import hooks, probes
 from .host import PodHost
 from .identity import WAITING as TOKEN_WAITING
 from .logs import container_log_path
 from .prestart import CONTAINER_HOOKS, POD_HOOKS, HookError
-from .runtime import ContainerHandle, ContainerSpec, ExitInfo, Runtime, Sandbox, StartError
+from .runtime import (
+    ContainerHandle,
+    ContainerSpec,
+    ExitInfo,
+    Runtime,
+    Sandbox,
+    StartError,
+)
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -50,10 +57,6 @@ MIN_GRACE_AFTER_PRESTOP = 2.0  # the kubelet's minimal shutdown window after a p
 PREPARE_RETRY_MIN, PREPARE_RETRY_MAX = 1.0, 30.0  # back-off of failed pod prestart steps
 CONFIG_RETRY = 2.0  # a container whose configuration failed is tried again after this
 STATUS_RETRY = 1.0  # a status the API did not take is posted again after this
-
-
-def rfc3339(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass

@@ -18,36 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import os
 from typing import Callable
 
-import orjson
 from aiohttp import WSMsgType, web
+
+from ..wire import EOF_MESSAGE, dial_error, error_message
 
 log = logging.getLogger(__name__)
 CHUNK = 64 * 1024
 DIAL_TIMEOUT = 10.0
-EOF_MESSAGE = orjson.dumps({"eof": True}).decode()
-
-
-def error_message(text: str) -> str:
-    return orjson.dumps({"error": text}).decode()
-
-
-def dial_error(ip: str, port: int, e: BaseException) -> str:
-    """Go's wording (`dial tcp 127.64.0.5:8080: connect: connection refused`), which is
-    what a Kubernetes user knows from kubectl port-forward against a kubelet."""
-    if isinstance(e, asyncio.TimeoutError):
-        return f"dial tcp {ip}:{port}: i/o timeout"
-    code = getattr(e, "errno", None)
-    reason = os.strerror(code).lower() if code else str(e)
-    if code == errno.ECONNREFUSED:
-        reason = "connection refused"
-    return f"dial tcp {ip}:{port}: connect: {reason}"
-
-
 PodAddress = Callable[[str, str], str]
 """(namespace, pod name) -> the IP of that pod on this node; raises LookupError with a
 message for kubectl when the pod does not run here or has no IP yet."""

@@ -11,24 +11,17 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
+from ..wire import BadParam, parse_bool
+
 _INT = re.compile(r"[+-]?[0-9]{1,18}")  # strconv.ParseInt: digits only, no spaces or "_"
-_TRUE = {"", "1", "t", "T"}
-_FALSE = {"0", "f", "F"}
-
-
-class BadQuery(ValueError):
-    """A parameter that does not parse as its type; the message is for a person."""
+BadQuery = BadParam  # a parameter that does not parse as its type; the message is for a person
 
 
 def query_bool(q: Mapping[str, str], name: str) -> bool:
     value = q.get(name)
     if value is None:
         return False
-    if value in _TRUE or value.lower() == "true":
-        return True
-    if value in _FALSE or value.lower() == "false":
-        return False
-    raise BadQuery(f'invalid value for query parameter "{name}": {value!r} is not a boolean (use true or false)')
+    return parse_bool(name, value)
 
 
 def query_int(q: Mapping[str, str], name: str, minimum: int = 0) -> int | None:

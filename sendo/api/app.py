@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -12,13 +11,24 @@ from starlette.responses import Response, StreamingResponse
 from .. import __version__
 from ..kinds.base import Cause, unsupported
 from ..kinds.fields import selectable
+from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
-from . import discovery, errors, limits, patch as patching, podlogs, portforward, protobuf, tokens as sa_tokens
+from . import discovery, errors, limits, podlogs, portforward, protobuf
+from . import patch as patching
+from . import tokens as sa_tokens
 from .errors import APIError
 from .http import Request
-from .meta import make_filter
-from .options import ANONYMOUS, AllowAll, Authorizer, RequestOptions, User, forbidden, verb_of
+from .options import (
+    ANONYMOUS,
+    AllowAll,
+    Authorizer,
+    RequestOptions,
+    User,
+    forbidden,
+    verb_of,
+)
+from .paths import Target, parse_path
 from .query import Query
 from .resources import APPLY_PATCH, ResourceAPI, decode
 from .table import table, wants_table
@@ -43,41 +53,6 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 def error_response(e: APIError) -> Response:
     return json_response(e.status(), e.code)
-
-
-@dataclass
-class Target:
-    """What a URL names: a group/version, maybe a resource, namespace, name, subresource;
-    or, for discovery and OpenAPI, only a ``path`` (a non-resource request)."""
-
-    group: str
-    version: str
-    plural: str = ""
-    namespace: str | None = None
-    name: str | None = None
-    sub: str | None = None
-    path: str = ""
-
-
-def parse_path(path: str) -> Target | None:
-    segs = [s for s in path.split("/") if s]
-    if not segs:
-        return None
-    if segs[0] == "api" and len(segs) >= 2:
-        group, version, rest = "", segs[1], segs[2:]
-    elif segs[0] == "apis" and len(segs) >= 3:
-        group, version, rest = segs[1], segs[2], segs[3:]
-    else:
-        return None
-    t = Target(group, version)
-    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in ("status", "finalize"):
-        t.namespace, rest = rest[1], rest[2:]
-    if len(rest) > 3:
-        return None
-    t.plural = rest[0] if rest else ""
-    t.name = rest[1] if len(rest) > 1 else None
-    t.sub = rest[2] if len(rest) > 2 else None
-    return t
 
 
 class APIServer:
@@ -112,6 +87,8 @@ class APIServer:
             return await self.route(request, path, user)
         except APIError as e:
             return error_response(e)
+        except SelectorError as e:
+            return error_response(errors.bad_request(str(e)))
         except Exception as e:  # never a bare 500 without a Status
             log.exception("internal error serving %s %s", request.method, path)
             return error_response(APIError(500, f"internal error: {type(e).__name__}: {e}"))

@@ -2,33 +2,18 @@
 to the kubelet. The agent's address comes from its Node object."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import aiohttp
 from starlette.responses import Response, StreamingResponse
 
 from . import errors
-from .http import Request
+from .agentlink import AgentLink, node_agent
 from .errors import APIError
+from .http import Request
 from .query import Query
-from .resources import decode
-
-if TYPE_CHECKING:
-    from .app import APIServer
 
 # PodLogOptions passed on to the agent, parsed here by type and sent in one spelling
 BOOL_PARAMS = ("follow", "previous", "timestamps")
 INT_PARAMS = {"tailLines": 0, "limitBytes": 1, "sinceSeconds": 1}  # name -> least value
-
-
-def agent_endpoint(node: dict) -> str:
-    status = node.get("status") or {}
-    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-    addrs = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
-    host = addrs.get("InternalIP") or addrs.get("Hostname")
-    if not port or not host:
-        raise APIError(503, f"node {node['metadata']['name']} has no agent endpoint yet", "ServiceUnavailable")
-    return f"http://{host}:{port}"
 
 
 def agent_params(q: Query) -> dict[str, str]:
@@ -44,7 +29,7 @@ def agent_params(q: Query) -> dict[str, str]:
     return params
 
 
-async def serve(server: "APIServer", request: Request, q: Query, pods, ns: str, name: str) -> Response:
+async def serve(server: AgentLink, request: Request, q: Query, pods, ns: str, name: str) -> Response:
     if request.method != "GET":
         raise errors.method_not_supported(pods, request.method, "log")
     params = agent_params(q)
@@ -63,9 +48,7 @@ async def serve(server: "APIServer", request: Request, q: Query, pods, ns: str, 
     if not node_name:
         raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: '
                                  "the pod is not scheduled yet")
-    nodes = server.registry.get("", "v1", "nodes")
-    node = decode((await server.api.get_kv(nodes, None, node_name)).value)
-    url = f"{agent_endpoint(node)}/containerLogs/{ns}/{name}/{container}"
+    url = f"{await node_agent(server, node_name)}/containerLogs/{ns}/{name}/{container}"
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
     try:
         resp = await session.get(url, params=params,

@@ -13,24 +13,20 @@ from typing import Iterable
 
 from starlette.datastructures import QueryParams
 
+from .. import wire
 from ..kinds.base import unsupported
 from . import errors
 
-# Go's strconv.ParseBool spellings, plus any case of true/false; an empty value (``?watch``)
-# is true, as Kubernetes reads it
-_TRUE = {"", "1", "t", "T", "true", "True", "TRUE"}
-_FALSE = {"0", "f", "F", "false", "False", "FALSE"}
 _INT = re.compile(r"[+-]?[0-9]{1,19}")  # strconv.ParseInt(s, 10, 64): no spaces, no "_"
 INT64_MAX = 2**63 - 1
 
 
 def parse_bool(name: str, value: str) -> bool:
-    if value in _TRUE or value.lower() == "true":
-        return True
-    if value in _FALSE or value.lower() == "false":
-        return False
-    raise errors.bad_request(f'invalid value for query parameter "{name}": {value!r} is not a boolean '
-                             "(use true or false)")
+    """Go's strconv.ParseBool spellings, as Kubernetes reads them (sendo/wire.py)."""
+    try:
+        return wire.parse_bool(name, value)
+    except wire.BadParam as e:
+        raise errors.bad_request(str(e)) from None
 
 
 def parse_int(name: str, value: str) -> int:

@@ -18,16 +18,18 @@ from typing import Any, Callable, Iterator
 
 import orjson
 
-from ..kinds.base import Cause, Obj, Resource, invalid as invalid_cause, required
+from ..kinds.base import Cause, Obj, Resource, required
+from ..kinds.base import invalid as invalid_cause
+from ..kinds.meta import now_rfc3339, random_suffix, rfc3339
 from ..kinds.objectmeta import meta_type_causes
+from ..kinds.printing import selector_string
 from ..kinds.registry import Registry
 from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
 from ..store.versioner import encode as stored
-from . import errors, fieldmanager, limits, patch as patching
-from . import admission
-from .options import RequestOptions
-from .meta import now_rfc3339, random_suffix, selector_string
+from . import admission, errors, fieldmanager, limits
+from . import patch as patching
 from .openapi import OpenAPI
+from .options import RequestOptions
 
 MAX_RETRIES = 20  # conditional writes and server-side loops
 RETRY_SECONDS = 60.0  # a non-conditional write retries on conflict until it applies, within this
@@ -516,10 +518,10 @@ class ResourceAPI:
             if pod_grace:
                 deadline = now + dt.timedelta(seconds=pod_grace)
                 if not nm.get("deletionTimestamp") or pod_grace < (nm.get("deletionGracePeriodSeconds") or 1e9):
-                    nm["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    nm["deletionTimestamp"] = rfc3339(deadline)
                     nm["deletionGracePeriodSeconds"] = pod_grace
             elif not nm.get("deletionTimestamp"):
-                nm["deletionTimestamp"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+                nm["deletionTimestamp"] = rfc3339(now)
                 nm["deletionGracePeriodSeconds"] = 0
             r.strategy.begin_deletion(new)
             if new == obj:

@@ -13,6 +13,7 @@ from typing import Any
 from ..client import ApiError, Client, WorkQueue
 from ..client.factory import InformerFactory  # noqa: F401  (moved down to client/; controllers import it here)
 from ..client.informer import obj_key
+from ..tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -59,13 +60,7 @@ class Controller:
         self._tasks = [asyncio.create_task(self._worker(), name=f"{self.name}-{i}") for i in range(self.workers)]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks(self._tasks, f"{type(self).__name__} worker")
 
     async def _worker(self) -> None:
         while True:

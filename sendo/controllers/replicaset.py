@@ -14,9 +14,16 @@ import time
 from typing import Any
 
 from ..client import ApiError, kind
+from ..client.events import EventRecorder
 from .base import Controller, owner_key, split_key
-from .events import EventRecorder
-from .podutil import available_in, controlled_by, controller_ref, is_active, is_ready, restarts
+from .podutil import (
+    available_in,
+    controlled_by,
+    controller_ref,
+    is_active,
+    is_ready,
+    restarts,
+)
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]

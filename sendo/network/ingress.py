@@ -72,12 +72,17 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from ..client import ApiError, Client, kind
+from ..client.events import EventRecorder
 from ..client.factory import InformerFactory
 from ..client.informer import obj_key
+from ..kinds.networking import (
+    DEFAULT_CLASS_ANNOTATION,
+    ingress_class_of,
+    is_default_class,
+)
+from ..tasks import stop_tasks
 from .lbstatus import LoadBalancerStatus
 from .resync import resync_loop
-from ..controllers.events import EventRecorder
-from ..kinds.networking import DEFAULT_CLASS_ANNOTATION, ingress_class_of, is_default_class
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -425,9 +430,7 @@ class IngressController:
         self._tasks = [asyncio.create_task(self._sync_loop(), name="ingress-sync")]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks, "ingress task")
         await self.lb_status.close()
         if self._runner is not None:
             await self._runner.cleanup()

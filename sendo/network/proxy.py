@@ -60,11 +60,12 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..client import Client, kind
+from ..client.events import EventRecorder
 from ..client.factory import InformerFactory
 from ..client.informer import obj_key
+from ..tasks import stop_tasks
 from .lbstatus import LoadBalancerStatus
 from .resync import resync_loop
-from ..controllers.events import EventRecorder
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -200,9 +201,7 @@ class ServiceProxy:
                        asyncio.create_task(self._housekeeping(), name="proxy-housekeeping")]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks, "proxy task")
         await self.lb_status.close()
         for lst in self.listeners.values():
             lst.close()

@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 from sortedcontainers import SortedDict
 
 from ..private import create_private, private_dir, tighten
+from ..tasks import stop_tasks
 from .base import KV, Compacted, Conflict, DatastoreURLError, Event, KeyExists, KeyNotFound, StoreError
 from .sqlite_schema import compact_rows, prepare
 
@@ -186,13 +187,7 @@ class SQLiteStore:
         self._rconn = self._connect()
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks(self._tasks, "store task")
         self._tasks = []
         for ws in list(self._watchers.values()):
             for w in list(ws):
