@@ -265,10 +265,10 @@ async def test_memory_and_file_shrink_after_compaction_of_many_big_updates(tmp_p
     s = SQLiteStore(path, compact_interval=3600, ring_bytes=budget)
     await s.start()
     try:
-        kv = await s.create("/r/big", val("big"))
+        await s.create("/r/big", val("big"))
         for i in range(150):  # 150 x 100 KB: 15 MB written to one key
             big = encode({"kind": "T", "metadata": {"name": "big"}, "data": {"blob": f"{i}" + "x" * 100_000}})
-            kv = await s.update("/r/big", big)
+            await s.update("/r/big", big)
             assert s.ring_stats()[1] <= budget  # the event ring never holds more than its byte budget
         size_before = os.path.getsize(path) + os.path.getsize(path + "-wal")
         assert size_before > 10_000_000
