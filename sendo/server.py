@@ -35,6 +35,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 6443
     controllers: bool = True
+    controller_names: str = "*"  # which loops run, as `--controllers` says (controlplane.select_controllers)
     controllers_in_process: bool = False  # run the loops in this process (tests, debugging)
 
     @property
@@ -110,13 +111,14 @@ class Server:
             await asyncio.sleep(0.01)  # poll uvicorn's start-up flag
         if self.cfg.controllers and self.cfg.controllers_in_process:
             from .controlplane import ControlPlane
-            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem)
+            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names)
             await self.control.start()
         elif self.cfg.controllers:
             from .controlplane import ControlPlaneProcess
             self.control = ControlPlaneProcess(self.cfg.url, os.path.join(self.cfg.server_dir, "admin-token"),
                                                self.tls.ca_cert, os.path.join(self.cfg.server_dir,
-                                                                              "controllers.log"))
+                                                                              "controllers.log"),
+                                               self.cfg.controller_names)
             await self.control.start()
 
     async def _bootstrap(self) -> None:

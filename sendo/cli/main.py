@@ -66,6 +66,25 @@ _INGRESS_HTTPS_HELP = ("Port of the ingress controller's HTTPS listener, which p
                        "from the Ingresses' tls Secrets (default: 443 as root, else 8443; 0 picks any free port).")
 
 
+_CONTROLLERS_HELP = ("Control loops to run, read as kube-controller-manager reads it: `*` every default loop, "
+                     "`name` turns one on, `-name` turns one off, e.g. `*,-nodelifecycle`. An unknown name "
+                     "is refused with the list of known ones.")
+
+
+def _check_controllers(spec: str) -> str:
+    """Refuse a bad --controllers value before anything starts."""
+    from ..controlplane import UnknownControllerError, select_controllers
+    try:
+        select_controllers(spec)
+    except UnknownControllerError as e:
+        raise typer.BadParameter(str(e)) from None
+    return spec
+
+
+def _controllers_option() -> str:
+    return typer.Option("*", "--controllers", callback=_check_controllers, help=_CONTROLLERS_HELP)
+
+
 def _ingress_config(enabled: bool, http_port: Optional[int], https_port: Optional[int]) -> dict:
     return {"ingress": enabled, "ingress_http_port": http_port, "ingress_https_port": https_port}
 
@@ -81,6 +100,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
                                                        help=_INGRESS_HTTP_HELP, show_default=False),
        ingress_https_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTPS_PORT",
                                                         help=_INGRESS_HTTPS_HELP, show_default=False),
+       controllers: str = _controllers_option(),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
 
@@ -89,16 +109,16 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     """
     _logging(verbose)
     run(_up(os.path.abspath(data_dir), port, host, node_name, apply or [], time.monotonic(),
-            _ingress_config(ingress, ingress_http_port, ingress_https_port)))
+            _ingress_config(ingress, ingress_http_port, ingress_https_port), controllers))
 
 
 async def _up(data_dir: str, port: int, host: str, node_name: str, manifests: list[Path], t0: float,
-              ingress: dict | None = None) -> None:
+              ingress: dict | None = None, controllers: str = "*") -> None:
     from ..agent.agent import Agent, AgentConfig
     from ..server import Server, ServerConfig, free_port
 
     os.makedirs(data_dir, exist_ok=True)
-    cfg = ServerConfig(data_dir=data_dir, host=host, port=free_port(host, port))
+    cfg = ServerConfig(data_dir=data_dir, host=host, port=free_port(host, port), controller_names=controllers)
     server = Server(cfg)
     with console.status("starting the API server…"):
         await server.start()
@@ -139,19 +159,22 @@ async def _up(data_dir: str, port: int, host: str, node_name: str, manifests: li
 def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server keeps its state."),
            port: int = typer.Option(6443, help="API port; the next free one is used if it is taken."),
            host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
-           controllers: bool = typer.Option(True, help="Run the scheduler and controllers in this process."),
+           no_controllers: bool = typer.Option(False, "--no-controllers",
+                                               help="Run no control loops here (run `sendo controllers` apart)."),
+           controllers: str = _controllers_option(),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
 
     Agents join with the node token this prints (`sendo agent --server … --token …`).
     """
     _logging(verbose)
-    run(_server(os.path.abspath(data_dir), port, host, controllers))
+    run(_server(os.path.abspath(data_dir), port, host, not no_controllers, controllers))
 
 
-async def _server(data_dir: str, port: int, host: str, controllers: bool) -> None:
+async def _server(data_dir: str, port: int, host: str, run_controllers: bool, controllers: str) -> None:
     from ..server import Server, ServerConfig, free_port
-    cfg = ServerConfig(data_dir=data_dir, host=host, port=free_port(host, port), controllers=controllers)
+    cfg = ServerConfig(data_dir=data_dir, host=host, port=free_port(host, port), controllers=run_controllers,
+                       controller_names=controllers)
     s = Server(cfg)
     await s.start()
     path = _write_kubeconfig(data_dir, cfg.url, s.admin_token, s.ca_pem)
@@ -223,6 +246,7 @@ async def _agent(server: str, token: str, node_name: str, ca: bytes | None, data
 def controllers(server: str = typer.Option(..., help="API server URL."),
                 token_file: Path = typer.Option(..., help="File holding a token with full access."),
                 ca_cert: Optional[Path] = typer.Option(None, help="CA certificate of the API server (PEM)."),
+                controllers: str = _controllers_option(),
                 verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the controllers do.")):
     """Run the scheduler and controllers against an API server.
 
@@ -231,7 +255,7 @@ def controllers(server: str = typer.Option(..., help="API server URL."),
     _logging(verbose)
     from ..controlplane import run_controllers
     ca = ca_cert.read_bytes() if ca_cert else None
-    run(run_controllers(server, token_file.read_text().strip(), ca))
+    run(run_controllers(server, token_file.read_text().strip(), ca, controllers))
 
 
 def main() -> None:
