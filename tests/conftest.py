@@ -34,3 +34,21 @@ async def client(server):
     c = Client(server.cfg.url, server.admin_token, server.ca_pem)
     yield c
     await c.close()
+
+
+@pytest.fixture
+async def fake_api():
+    """A FakeClient and FakeInformers (tests/fakeapi.py) for reconcile-level tests;
+    `fake_api.build(ControllerClass)` makes a controller on them, stopped afterwards."""
+    from tests.fakeapi import FakeClient, FakeInformers
+    client = FakeClient()
+    api = FakeInformers(client)
+    made = []
+
+    def build(cls, **options):
+        made.append(cls(client, api, **options))
+        return made[-1]
+    api.build = build
+    yield api
+    for c in made:
+        await c.stop()

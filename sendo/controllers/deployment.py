@@ -115,15 +115,18 @@ class DeploymentController(Controller):
         else:
             await self._rolling(d, new_rs, old)
         await self._cleanup(d, old)
-        await self._sync_revision(d, new_rs)
+        d = await self._sync_revision(d, new_rs)
         return await self._sync_status(d, new_rs, old)
 
-    async def _sync_revision(self, d: Obj, new_rs: Obj) -> None:
-        """The Deployment carries its newest ReplicaSet's revision (kubectl rollout reads it)."""
+    async def _sync_revision(self, d: Obj, new_rs: Obj) -> Obj:
+        """The Deployment carries its newest ReplicaSet's revision (kubectl rollout reads it).
+        Returns the Deployment as written, so the status update that follows carries the
+        new resourceVersion instead of failing with a conflict."""
         rev = str(revision_of(new_rs))
         if (d["metadata"].get("annotations") or {}).get(REVISION) != rev:
-            await self.client.patch(self.d_kind, d["metadata"]["namespace"], d["metadata"]["name"],
-                                    {"metadata": {"annotations": {REVISION: rev}}})
+            return await self.client.patch(self.d_kind, d["metadata"]["namespace"], d["metadata"]["name"],
+                                           {"metadata": {"annotations": {REVISION: rev}}})
+        return d
 
     async def _create_rs(self, d: Obj, h: str, old: list[Obj]) -> Obj:
         spec = d["spec"]
