@@ -70,6 +70,10 @@ class FakeClient(Client):
         self.objects[path(r, m.get("namespace"), m["name"])] = obj
         return obj
 
+    def remove(self, r: Resource, ns: str | None, name: str) -> None:
+        """The object is gone from the server (deleted by someone else)."""
+        del self.objects[path(r, ns, name)]
+
     def writes(self) -> list[Call]:
         """Every call that changes something, without Events (those go out in the background)."""
         return [c for c in self.calls if c.method != "GET" and "/events" not in c.path]
