@@ -445,7 +445,13 @@ async def test_recreated_crd_is_not_clobbered_by_the_old_deletion(client, server
     new = await client.request("GET", f"{CRDS}/{NAME}")
     assert new["metadata"]["uid"] != old_uid and not new["metadata"].get("deletionTimestamp")
     await client.request("POST", CT, body=crontab("fresh"))
-    await asyncio.sleep(0.5)  # give any stale work of the old CRD the chance to misbehave
+    # the registrar ran the old CRD's clean-up (the CRD could not go otherwise); wait until
+    # that task and every pass queued for this name are over, then look for damage
+    registrar = server.crds
+
+    def idle():
+        return old_uid not in registrar._cleanups and NAME not in registrar._workers
+    await wait_until(idle, timeout=10, what="the registrar done with the old CRD")
     assert [i["metadata"]["name"] for i in (await client.request("GET", CT))["items"]] == ["fresh"]
     assert await established(client)
 

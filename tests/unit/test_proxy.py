@@ -291,6 +291,19 @@ async def test_endpoint_change_applies_within_a_second_and_keeps_connections(cli
     w.close()
 
 
+async def applied_slices_so_far(client, proxy, bport: int, ip: str) -> None:
+    """Wait until the proxy has applied every EndpointSlice written before this call.
+
+    A fence: one more slice, for a Service of its own, with a ready endpoint. The proxy's
+    watch delivers slices in revision order and each sync reads its whole cache, so once
+    the fence's endpoint is in the proxy's backends, every earlier write is applied too.
+    """
+    await make_service(client, "fence", free_port("0.0.0.0"))  # once per test: a second one fails loudly
+    await set_endpoints(client, "fence", bport, [ip])
+    await wait_until(lambda: proxy.backends.get("default/fence:p/TCP:cluster", Backends("")).endpoints,
+                     what="the proxy to apply the fence slice")
+
+
 async def test_no_endpoints_refuses_new_connections(client, proxy, backends):
     bport, (a,) = await backends(1)
     sport = free_port("0.0.0.0")
@@ -301,7 +314,8 @@ async def test_no_endpoints_refuses_new_connections(client, proxy, backends):
     assert await who(cip, sport) is None  # no slice at all: reset at once, no hanging
     assert time.monotonic() - t0 < 1.0
     await set_endpoints(client, "empty", bport, [a.ip], ready=False)  # only a not-ready one
-    await asyncio.sleep(0.2)  # let the proxy see the (useless) slice
+    await applied_slices_so_far(client, proxy, bport, a.ip)
+    assert proxy.backends["default/empty:p/TCP:cluster"].endpoints == []
     assert await who(cip, sport) is None
     await set_endpoints(client, "empty", bport, [a.ip], ready=True)
 
