@@ -5,7 +5,6 @@ import copy
 import os
 import ssl
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -509,9 +508,7 @@ async def test_kubectl_applies_a_crd_and_its_objects(server, tmp_path):
     (tmp_path / "cr.yaml").write_text(yaml.safe_dump(cr))
 
     await kubectl(env, "apply", "-f", str(tmp_path / "crd.yaml"))
-    started = time.monotonic()
     await kubectl(env, "wait", "--for", "condition=established", "--timeout=10s", f"crd/{NAME}")
-    assert time.monotonic() - started < 10
     _, out, _ = await kubectl(env, "apply", "--validate=false", "-f", str(tmp_path / "cr.yaml"))
     assert "crontab.stable.example.com/my-cron created" in out
     _, out, _ = await kubectl(env, "get", "crontabs")

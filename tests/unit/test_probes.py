@@ -184,9 +184,8 @@ async def test_http_refused_and_timeout():
     assert o.message == (f'Get "http://127.0.0.1:{port}/healthz": dial tcp 127.0.0.1:{port}: '
                          f'connect: connection refused')
     with http_server() as (port, seen):
-        began = time.monotonic()
         o = await probes.http_get({"port": port, "path": "/slow"}, target(), 0.3)
-        assert time.monotonic() - began < 1.2
+        # /slow answers 200 after 1.5 s: a failure proves the 0.3 s timeout cut it short
         assert o.result == FAILURE and "context deadline exceeded" in o.message
 
 
@@ -246,10 +245,8 @@ async def test_exec_uses_the_container_env_and_working_dir(tmp_path):
 
 async def test_exec_timeout_kills_the_command(tmp_path):
     pidfile = tmp_path / "pid"
-    began = time.monotonic()
-    o = await probes.exec_command(
-        {"command": ["/bin/sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"]}, target(), 0.3)
-    assert time.monotonic() - began < 2
+    o = await asyncio.wait_for(probes.exec_command(  # the command alone takes 30 s and then succeeds
+        {"command": ["/bin/sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"]}, target(), 0.3), 20)
     assert o.result == FAILURE and "timed out" in o.message
     pid = int(pidfile.read_text())
     await wait_until(lambda: not _alive(pid), 5, what="the timed-out command killed")
