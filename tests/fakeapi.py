@@ -94,11 +94,18 @@ class FakeClient(Client):
             raise err
         return copy.deepcopy(getattr(self, "_" + method.lower())(url, copy.deepcopy(body), content_type))
 
+    @staticmethod
+    def _rest(url: str) -> list[str]:
+        """The path after /api/v1 or /apis/<group>/<version>."""
+        parts = url.strip("/").split("/")
+        return parts[2:] if parts[0] == "api" else parts[3:]
+
     def _get(self, url: str, body: Any, content_type: str) -> Any:
-        if url in self.objects:
+        if url in self.objects:  # an object, or a discovery document a test stored
             return self.objects[url]
-        items = [o for p, o in sorted(self.objects.items()) if p.rpartition("/")[0] == url]
-        if items or url.count("/") >= 3:
+        rest = self._rest(url)
+        if len(rest) == 1 or (len(rest) == 3 and rest[0] == "namespaces"):  # a collection
+            items = [o for p, o in sorted(self.objects.items()) if p.rpartition("/")[0] == url]
             return {"kind": "List", "metadata": {"resourceVersion": str(next(self._rv))}, "items": items}
         raise _error(404, "NotFound", f"{url} not found")
 
@@ -107,8 +114,15 @@ class FakeClient(Client):
         obj = self.objects.get(url)
         return obj if obj is not None and "name" in (obj.get("metadata") or {}) else None
 
+    def _is_subresource(self, url: str) -> bool:
+        """Whether a POST url names a subresource (pods/x/binding) rather than a collection:
+        plural/name/sub or namespaces/ns/plural/name/sub; namespaces/ns/plural is a collection."""
+        rest = self._rest(url)
+        return len(rest) == 5 or (len(rest) == 3 and rest[0] != "namespaces")
+
     def _post(self, url: str, body: Any, content_type: str) -> Any:
-        if self._object(url.rpartition("/")[0]) is not None:  # a subresource such as pods/x/binding
+        if self._is_subresource(url):
+            self._stored(url)  # 404 when the object is not there
             return {"kind": "Status", "status": "Success"}
         m = body.setdefault("metadata", {})
         if not m.get("name"):
