@@ -3,6 +3,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sendo import controlplane
+from sendo.cli import main as cli_main
 from sendo.cli.main import app
 from sendo.controlplane import CONTROLLERS, ControlPlane, UnknownControllerError, select_controllers
 
@@ -64,10 +65,26 @@ async def test_options_reach_the_loop_they_name():
 
 @pytest.mark.parametrize("command", [["controllers", "--server", "https://127.0.0.1:1", "--token-file", "/dev/null"],
                                      ["server"], ["up"]])
-def test_every_command_refuses_an_unknown_controller_before_starting(command, tmp_path):
+def test_every_command_refuses_an_unknown_controller_before_starting(command, tmp_path, monkeypatch):
+    started = []
+    monkeypatch.setattr(cli_main, "run", lambda coro: (started.append(coro), coro.close()))  # never start
     args = command + (["--data-dir", str(tmp_path)] if command[0] != "controllers" else [])
     r = CliRunner().invoke(app, args + ["--controllers", "*,-nodelifecycel"])
+    assert started == []
     assert r.exit_code == 2
     out = " ".join(r.output.translate(str.maketrans("", "", "│╭╮╰╯─")).split())  # rich boxes and wraps it
     assert "unknown controller 'nodelifecycel'" in out and "nodelifecycle" in out.replace("'nodelifecycel'", "")
-    assert not (tmp_path / "server").exists()  # nothing started
+
+
+def test_a_good_selection_reaches_the_control_plane(monkeypatch, tmp_path):
+    calls = []
+
+    async def run_controllers(url, token, ca, controllers):
+        calls.append((url, token, controllers))
+    monkeypatch.setattr(controlplane, "run_controllers", run_controllers)
+    token = tmp_path / "token"
+    token.write_text("t")
+    r = CliRunner().invoke(app, ["controllers", "--server", "https://127.0.0.1:1", "--token-file", str(token),
+                                 "--controllers", "*,-scheduler"])
+    assert r.exit_code == 0, r.output
+    assert calls == [("https://127.0.0.1:1", "t", "*,-scheduler")]
