@@ -23,6 +23,9 @@ test: venv
 unit: venv
 	$(BIN)/pytest -q tests/unit
 
+integration: venv
+	$(BIN)/pytest -q tests/integration
+
 e2e: venv
 	$(BIN)/pytest -q tests/e2e
 
