@@ -1,5 +1,7 @@
 """Deployment controller, one reconcile at a time on a fake API that records the calls."""
-from sendo.client import kind
+import pytest
+
+from sendo.client import ApiError, kind
 from sendo.controllers.deployment import HASH_LABEL, REVISION, DeploymentController, template_hash
 
 DEPLOY, RS = kind("deployments", "apps"), kind("replicasets", "apps")
@@ -128,3 +130,13 @@ async def test_rollback_to_an_old_template_reuses_its_replicaset_as_the_newest_r
     assert not [c for c in writes if c.method == "POST"]
     assert {"metadata": {"annotations": {REVISION: "3"}}} in [c.body for c in writes
                                                               if c.path == f"{RS_URL}/{v1['metadata']['name']}"]
+
+
+async def test_a_spec_changed_during_the_pass_is_not_reported_as_observed(fake_api):
+    dc = fake_api.build(DeploymentController)
+    fake_api.add(DEPLOY, deployment(replicas=3))
+    fake_api.fake.objects[f"{D_URL}/web"]["metadata"]["generation"] = 2  # a user's edit the cache has not seen
+    with pytest.raises(ApiError) as e:  # the status write conflicts: the key is retried
+        await fake_api.run(dc, f"{NS}/web", sync=False)
+    assert e.value.status == 409
+    assert "status" not in fake_api.fake.objects[f"{D_URL}/web"]
