@@ -31,6 +31,9 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -q tests/unit
 
+integration: venv
+	$(BIN)/pytest -q tests/integration
+
 e2e: venv
 	$(BIN)/pytest -q tests/e2e
 

@@ -511,7 +511,12 @@ async def test_changes_apply_within_a_second_and_other_classes_are_ignored(clien
     await client.create(ING, ingress("legacy", rules=[{"host": "l.test", "http": {"paths": [
         path("/", "Prefix", svc_backend("alpha", "http"))]}}]) | {
         "metadata": {"name": "legacy", "namespace": NS, "annotations": {"kubernetes.io/ingress.class": "nginx"}}}, NS)
-    await asyncio.sleep(0.3)  # give a wrong route time to appear
+    # a fence: one watch delivers Ingresses in revision order, so once this later one is
+    # routed, the controller has seen (and passed over) the two above
+    await client.create(ING, ingress("fence", rules=[{"host": "f.test", "http": {"paths": [
+        path("/", "Prefix", svc_backend("alpha", "http"))]}}], ingressClassName="sendo"), NS)
+    await wait_until(routes_to(controller, "f.test", "/", "alpha"), what="the fence Ingress routed")
+    await wait_until(lambda: _lb_ips(client, "fence"), what="the fence's status written")
     assert (await get(http, node_ip, port, "/", "t.test"))[0] == 404
     assert (await get(http, node_ip, port, "/", "l.test"))[0] == 404
     assert await _lb_ips(client, "theirs") == []
