@@ -1,11 +1,7 @@
 """The SQLite revision-log store: revisions, compare-and-swap, watch, compaction, durability."""
 import asyncio
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
 
 import orjson
 import pytest
@@ -158,43 +154,6 @@ async def test_state_survives_restart(tmp_path):
         assert (await s.create("/r/d", val("d"))).mod_rev == 5
     finally:
         await s.close()
-
-
-def test_acknowledged_writes_survive_kill_9(tmp_path):
-    """A writer prints each acknowledged revision; after kill -9 every printed one is there."""
-    path = str(tmp_path / "s.db")
-    code = textwrap.dedent(f"""
-        import asyncio, sys
-        from sendo.store.sqlite import SQLiteStore
-        async def main():
-            s = SQLiteStore({path!r}); await s.start()
-            i = 0
-            while True:
-                kvs = await asyncio.gather(*[s.create(f"/k/{{i+j}}", b"v") for j in range(10)])
-                i += 10
-                print(max(kv.mod_rev for kv in kvs), flush=True)
-        asyncio.run(main())
-    """)
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        acked = 0
-        for line in p.stdout:
-            acked = int(line)
-            if acked >= 300:
-                break
-    finally:
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait()
-
-    async def check():
-        s = SQLiteStore(path)
-        await s.start()
-        try:
-            assert s.revision >= acked
-            assert await s.count("/k/") >= acked
-        finally:
-            await s.close()
-    asyncio.run(check())
 
 
 # ----------------------------------------------------------------- resourceVersion outside the stored bytes
