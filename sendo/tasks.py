@@ -1,5 +1,6 @@
-"""Stopping background tasks the same way everywhere: cancel them, wait for each to end,
-and log (never swallow) a task that had failed with an error before it was stopped."""
+"""Background tasks handled the same way everywhere: stopped by cancelling and waiting
+for each (a task that had failed is logged, never swallowed), and woken by an event or
+a period, whichever comes first."""
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +8,16 @@ import logging
 from typing import Iterable
 
 log = logging.getLogger(__name__)
+
+
+async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait until `event` is set or `timeout` seconds pass; True if it was set. For loops
+    that wake on a signal but also act on a period (resyncs, back-offs)."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+        return True
+    except asyncio.TimeoutError:
+        return False
 
 
 async def stop_tasks(tasks: Iterable[asyncio.Task | asyncio.Future | None], what: str = "task") -> None:

@@ -32,7 +32,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from ..client import ApiError, Client, Informer, kind
-from ..tasks import stop_tasks
+from ..tasks import stop_tasks, wait_event
 from .env import ConfigError
 
 log = logging.getLogger(__name__)
@@ -134,10 +134,7 @@ class PodIdentity:
 
     async def ready(self, pod: Obj, timeout: float = 30.0) -> None:
         e = self.track(pod)
-        try:
-            await asyncio.wait_for(e.first.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+        await wait_event(e.first, timeout)
 
     def env(self, pod: Obj) -> dict[str, str]:
         e = self.track(pod)
@@ -154,9 +151,7 @@ class PodIdentity:
 
     async def start(self) -> None:
         self.accounts.start()
-        try:
-            await asyncio.wait_for(self.accounts.synced.wait(), 30)
-        except asyncio.TimeoutError:
+        if not await wait_event(self.accounts.synced, 30):
             log.warning("service accounts not listed yet; tokens will look them up one by one")
 
     async def _account(self, namespace: str, name: str) -> Obj:

@@ -36,6 +36,7 @@ import aiohttp
 
 from ..client import ApiError, kind
 from ..kinds.meta import rfc3339
+from ..tasks import wait_event
 from . import hooks, probes
 from .host import PodHost
 from .identity import WAITING as TOKEN_WAITING
@@ -220,10 +221,7 @@ class PodWorker:
         if self.status_retry_at:
             pending.append(max(self.status_retry_at - now, 0.0))
         timeout = min(pending) if pending else None
-        try:
-            await asyncio.wait_for(self.wake.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+        await wait_event(self.wake, timeout)
         self.wake.clear()
 
     @property

@@ -7,6 +7,8 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
+from ..tasks import wait_event
+
 log = logging.getLogger(__name__)
 FAILURE_BACKOFF = 1.0  # seconds before retrying a sync that raised
 
@@ -16,10 +18,7 @@ async def resync_loop(dirty: asyncio.Event, sync: Callable[[], Awaitable[None]],
     """Run `sync` each time `dirty` is set, or after `retry_in()` seconds when that is not
     None. A sync that fails unexpectedly is logged and tried again; it never ends the loop."""
     while True:
-        try:
-            await asyncio.wait_for(dirty.wait(), retry_in())
-        except asyncio.TimeoutError:
-            pass
+        await wait_event(dirty, retry_in())
         dirty.clear()
         try:
             await sync()
