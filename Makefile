@@ -4,7 +4,12 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv up test unit e2e bench clean
+.PHONY: venv containers up test unit e2e bench clean
+
+# Podman, runc, the OCI registry and static busybox for the `docker` runtime and its
+# tests (Debian packages + containers.conf); fast when already in place.
+containers:
+	sh scripts/setup-containers.sh
 
 venv: $(STAMP)
 
@@ -14,16 +19,19 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
+# `make up RUNTIME=docker` runs container pods (installing the engine first if needed)
+RUNTIME ?= process
 up: venv
-	$(BIN)/sendo up --apply examples/hello-web.yaml
+	if [ "$(RUNTIME)" = docker ]; then sh scripts/setup-containers.sh; fi
+	$(BIN)/sendo up --runtime $(RUNTIME) --apply examples/hello-web.yaml
 
-test: venv
+test: venv containers
 	$(BIN)/pytest -q -n 2 --dist loadfile tests
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
 
-e2e: venv
+e2e: venv containers
 	$(BIN)/pytest -q tests/e2e
 
 bench: venv
