@@ -154,6 +154,12 @@ class Agent:
                 pass
         if stop_pods:
             await asyncio.gather(*[w.stop_containers(5.0) for w in workers], return_exceptions=True)
+            for rt in self.runtimes.values():  # what holds the pods' networks stops too (infra containers)
+                for sb in await rt.list_pod_sandboxes():
+                    try:
+                        await rt.stop_pod_sandbox(sb.id)
+                    except Exception as e:  # the agent stops anyway; the next one cleans up
+                        log.warning("cannot stop the sandbox of pod %s/%s: %s", sb.namespace, sb.pod_name, e)
         await self.identity.close()
         for rt in self.runtimes.values():
             await rt.close()

@@ -200,6 +200,23 @@ def cleanup_engine(cluster: Cluster, pod_cidr: str) -> None:
     run(["ip", "route", "del", "unreachable", pod_cidr], check=False)
 
 
+def engine_socket_elsewhere() -> bool:
+    """An engine socket sendo would use before starting Podman itself."""
+    from sendo.agent.runtime import engine
+    return any(os.path.exists(u.removeprefix("unix://")) for u in engine.candidates())
+
+
+def podman_service_of(cluster: Cluster) -> int | None:
+    """PID of the `podman system service` sendo started on a socket in its data dir."""
+    import psutil
+    needle = str(cluster.data_dir)
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if "system" in cmd and "service" in cmd and any(needle in a for a in cmd):
+            return p.info["pid"]
+    return None
+
+
 def wait_gone(pid: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:

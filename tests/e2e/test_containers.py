@@ -28,6 +28,13 @@ def docker_cluster(tmp_path_factory, container_image):
         c.pod_cidr = cidr
         try:
             yield c
+            service = ct.podman_service_of(c)
+            if not ct.engine_socket_elsewhere():  # then sendo ran the engine itself...
+                assert service is not None, "sendo started no podman system service of its own"
+            c.stop()
+            if service is not None:  # ...and stopped it when it stopped
+                ct.wait_gone(service)
+                assert not ct.podman_service_of(c), "the podman service outlived sendo"
         finally:
             c.stop()
             ct.cleanup_engine(c, cidr)
