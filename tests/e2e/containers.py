@@ -56,13 +56,22 @@ class Registry:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_registry(root: Path) -> Registry:
-    """Debian's `docker-registry` (the OCI distribution registry) on a free loopback port."""
+def start_registry(root: Path, user: str = "", password: str = "") -> Registry:
+    """Debian's `docker-registry` (the OCI distribution registry) on a free loopback port;
+    with basic auth (htpasswd, bcrypt) when a user is given."""
     root.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     config = root / "config.yml"
-    config.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    text = (f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+            f"http:\n  addr: 127.0.0.1:{port}\n")
+    if user:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+        (root / "htpasswd").write_text(f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+        text += f"auth:\n  htpasswd:\n    realm: sendo-test\n    path: {root / 'htpasswd'}\n"
+    config.write_text(text)
     log = open(root / "registry.log", "ab")
     proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdin=subprocess.DEVNULL, stdout=log,
                             stderr=log, start_new_session=True)
@@ -91,15 +100,15 @@ CMD ["cmd"]
 """
 
 
-def build_and_push(registry: Registry, workdir: Path) -> str:
-    """Build the test image here and push it; the local copy is untagged again, so a
-    pod really pulls it from the registry."""
+def build_and_push(registry: Registry, workdir: Path, creds: str = "") -> str:
+    """Build the test image here and push it (with `user:password` creds if given); the
+    local copy is untagged again, so a pod really pulls it from the registry."""
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy("/bin/busybox", workdir / "busybox")
     (workdir / "Containerfile").write_text(CONTAINERFILE)
     image = f"{registry.address}/sendo-test/busybox:1"
     run(["podman", "build", "-q", "-t", image, "-f", str(workdir / "Containerfile"), str(workdir)])
-    run(["podman", "push", "-q", "--tls-verify=false", image])
+    run(["podman", "push", "-q", "--tls-verify=false", *(["--creds", creds] if creds else []), image])
     run(["podman", "rmi", image])
     return image
 

@@ -109,6 +109,30 @@ def test_a_latest_tag_is_always_pulled_and_a_missing_tag_backs_off(docker_cluste
     assert phase(c, "wrong-tag") == "Pending"
 
 
+def test_an_image_pull_secret_opens_a_registry_with_basic_auth(docker_cluster, container_image, tmp_path):
+    c = docker_cluster
+    reg = ct.start_registry(tmp_path / "private", "boat", "s3cret-oar")
+    try:
+        image = ct.build_and_push(reg, tmp_path / "image", creds="boat:s3cret-oar")
+        c.kubectl("create", "secret", "docker-registry", "regcred", f"--docker-server={reg.address}",
+                  "--docker-username=boat", "--docker-password=s3cret-oar")
+        with_secret = pod("with-secret", image, command=["echo", "pulled with a secret"])
+        with_secret["spec"]["imagePullSecrets"] = [{"name": "regcred"}]
+        c.kubectl("apply", "-f", "-", input=to_yaml(with_secret, pod("without-secret", image, command=["true"])))
+        poll(lambda: phase(c, "with-secret") == "Succeeded", 90, what=f"with-secret to succeed ({status(c, 'with-secret')})")
+        assert c.kubectl("logs", "with-secret").stdout == "pulled with a secret\n"
+
+        def refused():
+            st = (status(c, "without-secret").get("containerStatuses") or [{}])[0]
+            w = (st.get("state") or {}).get("waiting") or {}
+            return w if w.get("reason") in ("ErrImagePull", "ImagePullBackOff") else None
+        w = poll(refused, 60, what="without-secret refused by the registry")
+        assert image in w["message"] and "unauthorized" in w["message"].lower(), w
+    finally:
+        ct.remove_images_of(reg)
+        reg.stop()
+
+
 # ---------------------------------------------------------------------------- network
 
 def test_pod_cidr_is_guarded_by_an_unreachable_route_and_limits_reach_the_engine(docker_cluster, container_image):

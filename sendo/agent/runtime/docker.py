@@ -28,6 +28,7 @@ How a pod maps onto the engine, and why:
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import datetime as dt
 import hashlib
@@ -336,9 +337,10 @@ class DockerRuntime:
 
     # ---- images -----------------------------------------------------------------------
 
-    async def pull_image(self, image: str, policy: str) -> tuple[bool, str]:
-        """Make `image` present per the pull policy. Returns (pulled now, image id);
-        raises ImagePullError with the registry's error, or SandboxError if there is
+    async def pull_image(self, image: str, policy: str, auth: dict | None = None) -> tuple[bool, str]:
+        """Make `image` present per the pull policy, with the registry credentials `auth`
+        ({"username", "password", "serveraddress"}) if given. Returns (pulled now, image
+        id); raises ImagePullError with the registry's error, or SandboxError if there is
         no engine."""
         d = await self._engine()
         present = await self._image_id(image)
@@ -350,6 +352,7 @@ class DockerRuntime:
         if policy != "Always" and present is not None:
             return False, present
         ref = image if _has_tag_or_digest(image) else image + ":latest"
+        headers = {"X-Registry-Auth": base64.urlsafe_b64encode(orjson.dumps(auth)).decode()} if auth else None
         try:
             if self._podman:
                 # Podman's Docker-compatible pull has no way to reach a plain-HTTP
@@ -358,10 +361,11 @@ class DockerRuntime:
                 if _on_loopback(ref):
                     params["tlsVerify"] = "false"
                 async with d._query("v4.0.0/libpod/images/pull", "POST", params=params, versioned_api=False,
-                                    timeout=None) as r:
+                                    headers=headers, timeout=None) as r:
                     out = await r.read()
             else:
-                async with d._query("images/create", "POST", params={"fromImage": ref}, timeout=None) as r:
+                async with d._query("images/create", "POST", params={"fromImage": ref}, headers=headers,
+                                    timeout=None) as r:
                     out = await r.read()
         except aiodocker.DockerError as e:
             raise ImagePullError(f'Failed to pull image "{image}": {e.message}') from e
