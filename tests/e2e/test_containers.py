@@ -16,7 +16,7 @@ import json
 import pytest
 
 from . import containers as ct
-from .harness import Cluster, LineReader, poll, shared_cluster, to_yaml
+from .harness import Cluster, LineReader, http_get, poll, shared_cluster, to_yaml
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_pod_cidr_is_guarded_by_an_unreachable_route_and_limits_reach_the_engine
     c.kubectl("delete", "pod", "guard", "--wait=true", timeout=60)
 
 
-def test_two_pods_on_the_same_port_each_answer_on_their_own_ip_and_containers_share_localhost(
+def test_two_pods_on_the_same_port_answer_on_their_own_ips_and_behind_a_service_and_share_localhost(
         docker_cluster, container_image):
     image, _ = container_image
     c = docker_cluster
@@ -189,7 +189,21 @@ def test_two_pods_on_the_same_port_each_answer_on_their_own_ip_and_containers_sh
         poll(lambda: f"hello from {name}" in c.kubectl("logs", name, "-c", "sidecar").stdout, 30,
              what="the sidecar reaching the web server over localhost")
     assert len({p["status"]["podIP"] for p in pods_}) == 2
-    c.kubectl("delete", "deployment", "web", timeout=60)
+
+    # a Service in front of them: the node's proxy, on a loopback ClusterIP, reaches both
+    c.kubectl("expose", "deployment", "web", "--port=80", "--target-port=8080")
+    cluster_ip = c.kubectl("get", "service", "web", "-o", "jsonpath={.spec.clusterIP}").stdout
+    assert ipaddress.ip_address(cluster_ip).is_loopback
+    seen: set[str] = set()
+
+    def both_behind_the_service() -> bool:
+        try:
+            seen.add(http_get(cluster_ip, 80)[1].decode().strip())
+        except OSError:
+            pass
+        return seen >= {f"hello from {n}" for n in answers}
+    poll(both_behind_the_service, 60, what=f"both pods answering through the Service (seen {seen})")
+    c.kubectl("delete", "service,deployment", "web", timeout=60)
 
 
 def _try_http(c: Cluster, ip: str) -> str | None:
