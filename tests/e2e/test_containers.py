@@ -288,6 +288,14 @@ def test_a_pod_picks_docker_by_runtime_class_and_a_restarted_agent_adopts_its_co
         assert ct.engine_containers(c, "io.sendo.pod-name=boat", "io.sendo.role=container") == [engine_id]
         assert len(ct.engine_containers(c, "io.sendo.pod-name=boat", "io.sendo.role=sandbox")) == 1
 
+        # a clean stop of sendo up stops its pods (infra containers included); the next
+        # start runs the pod again in a fresh sandbox, leaving nothing of the old one
+        c.restart()
+        poll(lambda: (s := status(c, "boat").get("containerStatuses") or [{}])[0].get("restartCount") == 1
+             and "running" in (s[0].get("state") or {}), 90, what="the pod running again after a clean restart")
+        assert len(ct.engine_containers(c, "io.sendo.pod-name=boat", "io.sendo.role=sandbox")) == 1
+        assert len(ct.engine_containers(c, "io.sendo.pod-name=boat", "io.sendo.role=container")) == 1
+
         c.kubectl("delete", "pod", "boat", "--wait=true", timeout=60)
         poll(lambda: not ct.engine_containers(c), 30, what="the pod's containers removed from the engine")
     finally:
