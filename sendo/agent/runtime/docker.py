@@ -180,7 +180,11 @@ class DockerRuntime:
         self.engine_version = ""
 
     def version(self) -> str:
-        return f"docker://{self.engine_version or __version__}"
+        """The engine's version once connected (the node status re-posts it), e.g.
+        "podman://4.3.1"; sendo's own until then."""
+        if not self.engine_version:
+            return f"docker://{__version__}"
+        return f"{'podman' if self._podman else 'docker'}://{self.engine_version}"
 
     # ---- engine ----------------------------------------------------------------
 
@@ -199,7 +203,7 @@ class DockerRuntime:
                     raise SandboxError(f"container engine at {url}: {e.message}") from e
                 names = [c.get("Name", "") for c in ver.get("Components") or []]
                 self._podman = any("Podman" in n for n in names)
-                self.engine_version = ("podman-" if self._podman else "") + str(ver.get("Version", ""))
+                self.engine_version = str(ver.get("Version", ""))
                 with open(self._marker, "w") as f:
                     f.write(url)
                 log.info("docker runtime: engine %s at %s", self.engine_version, url)
