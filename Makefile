@@ -4,7 +4,12 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv up test lint unit e2e bench clean
+.PHONY: venv containers up test lint unit integration e2e bench clean
+
+# Podman, runc, the OCI registry and static busybox for the `docker` runtime and its
+# tests (Debian packages + containers.conf); fast when already in place.
+containers:
+	sh scripts/setup-containers.sh
 
 venv: $(STAMP)
 
@@ -14,13 +19,16 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
+# `make up RUNTIME=docker` runs container pods (installing the engine first if needed)
+RUNTIME ?= process
 up: venv
-	$(BIN)/sendo up --apply examples/hello-web.yaml
+	if [ "$(RUNTIME)" = docker ]; then sh scripts/setup-containers.sh; fi
+	$(BIN)/sendo up --runtime $(RUNTIME) --apply examples/hello-web.yaml
 
 # modules whose types mypy checks; add a module once it passes
 TYPED   := sendo/client sendo/tasks.py sendo/wire.py sendo/kinds/meta.py sendo/api/paths.py sendo/api/agentlink.py
 
-test: venv lint
+test: venv containers lint
 	$(BIN)/pytest -q -n 2 --dist loadfile tests
 
 lint: venv
@@ -31,10 +39,10 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -q tests/unit
 
-integration: venv
+integration: venv containers
 	$(BIN)/pytest -q tests/integration
 
-e2e: venv
+e2e: venv containers
 	$(BIN)/pytest -q tests/e2e
 
 bench: venv

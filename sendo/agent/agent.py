@@ -56,10 +56,18 @@ class AgentConfig:
     ingress_http_port: int | None = None  # None: 80 as root, else 8080; 0: any free port
     ingress_https_port: int | None = None  # None: 443 as root, else 8443; 0: any free port
     runtime: str = registry.DEFAULT  # runs pods without a runtimeClassName; `process` is always there too
+    engine: str = ""  # docker runtime: the engine's socket ("" = DOCKER_HOST, usual paths, else podman)
+    container_cidr: str = ""  # docker runtime: the pod CIDR of container pods ("" = its default)
 
     def runtime_names(self) -> list[str]:
-        """The runtimes this agent opens: the default one, and `process` (needs nothing)."""
-        return list(dict.fromkeys([registry.check(self.runtime), "process"]))
+        """The runtimes this agent opens: the default one, `process` (needs nothing) and
+        `docker` (which finds its engine only when a pod first needs it)."""
+        return list(dict.fromkeys([registry.check(self.runtime), "process", "docker"]))
+
+    def runtime_options(self, name: str) -> dict[str, str]:
+        if name == "docker":
+            return {"engine": self.engine, "pod_cidr": self.container_cidr}
+        return {}
 
 
 class Agent:
@@ -71,7 +79,8 @@ class Agent:
         self.client = Client(cfg.server, cfg.token, cfg.ca_pem, user_agent=f"sendo-agent/{cfg.node_name}")
         self.informers = InformerFactory(self.client)  # one watch per kind for the agent and its network services
         # runtime name (= RuntimeClass handler) -> runtime; the first is the node's default
-        self.runtimes: dict[str, Runtime] = {n: open_runtime(n, self.dir) for n in cfg.runtime_names()}
+        self.runtimes: dict[str, Runtime] = {n: open_runtime(n, self.dir, **cfg.runtime_options(n))
+                                             for n in cfg.runtime_names()}
         self.runtime = self.runtimes[cfg.runtime]
         self.recorder = EventRecorder(self.client, "kubelet", cfg.node_name)
         self.workers: dict[str, PodWorker] = {}  # pod uid -> worker
@@ -141,6 +150,12 @@ class Agent:
         await stop_tasks((w.task for w in workers), "pod worker")
         if stop_pods:
             await asyncio.gather(*[w.stop_containers(5.0) for w in workers], return_exceptions=True)
+            for rt in self.runtimes.values():  # what holds the pods' networks stops too (infra containers)
+                for sb in await rt.list_pod_sandboxes():
+                    try:
+                        await rt.stop_pod_sandbox(sb.id)
+                    except Exception as e:  # the agent stops anyway; the next one cleans up
+                        log.warning("cannot stop the sandbox of pod %s/%s: %s", sb.namespace, sb.pod_name, e)
         await self.identity.close()
         for rt in self.runtimes.values():
             await rt.close()

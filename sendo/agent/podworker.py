@@ -58,6 +58,8 @@ MIN_GRACE_AFTER_PRESTOP = 2.0  # the kubelet's minimal shutdown window after a p
 PREPARE_RETRY_MIN, PREPARE_RETRY_MAX = 1.0, 30.0  # back-off of failed pod prestart steps
 CONFIG_RETRY = 2.0  # a container whose configuration failed is tried again after this
 STATUS_RETRY = 1.0  # a status the API did not take is posted again after this
+PULL_ERRORS = ("ErrImagePull", "ErrImageNeverPull")
+PULL_BACKOFF_SHOWN_AFTER = 1.0  # ErrImagePull is reported, then ImagePullBackOff until the next pull
 
 
 @dataclass
@@ -86,6 +88,9 @@ class Container:
     tasks: list[asyncio.Task] = field(default_factory=list)  # probes and postStart of this run
     killing: asyncio.Task | None = None  # this run is being stopped (failed probe or hook)
     pre_stopped: ContainerHandle | None = None  # the run whose preStop hook has run
+    image_id: str = ""  # of the last run that started (containerStatuses[].imageID)
+    pull_failures: int = 0  # image pulls failed in a row: their back-off
+    pull_backoff_at: float = 0.0  # when ErrImagePull turns into ImagePullBackOff
 
     @property
     def running(self) -> bool:
@@ -147,7 +152,7 @@ class PodWorker:
                 ct.attempts = (h.spec.attempt + 1) if h else ct.restarts + (1 if st.get("state") else 0)
                 state = st.get("state") or {}
                 if h is not None:
-                    ct.handle, ct.waiting, ct.ever_started = h, None, True
+                    ct.handle, ct.waiting, ct.ever_started, ct.image_id = h, None, True, h.image_id
                     ct.waiter = asyncio.create_task(self._wait(ct, h))  # runtime: the one that adopted h
                     # what the probes had found before the agent restarted holds until they
                     # run again (at once): an adopted pod does not flap to not-ready
@@ -218,6 +223,7 @@ class PodWorker:
                    if not c.running and c.next_start > now]
         if self.sandbox is None and self.prepare_at > now:
             pending.append(self.prepare_at - now)
+        pending += [c.pull_backoff_at - now for c in self.containers.values() if c.pull_backoff_at > now]
         if self.status_retry_at:
             pending.append(max(self.status_retry_at - now, 0.0))
         timeout = min(pending) if pending else None
@@ -238,6 +244,13 @@ class PodWorker:
 
     # ----------------------------------------------------------------- reconcile
     async def _sync(self) -> None:
+        now = time.time()
+        for c in self.containers.values():
+            if c.waiting and c.waiting[0] == "ErrImagePull" and 0 < c.pull_backoff_at <= now < c.next_start:
+                image = c.spec.get("image", "")
+                c.waiting = ("ImagePullBackOff", f'Back-off pulling image "{image}": {c.waiting[1]}')
+                c.pull_backoff_at = 0.0
+                self.host.event(self.pod, "Normal", "BackOff", f'Back-off pulling image "{image}"')
         inits = [c for c in self.containers.values() if c.init]
         for c in inits:
             if c.exit is not None and c.exit.exit_code == 0 and not c.running:
@@ -271,7 +284,13 @@ class PodWorker:
         except HookError as e:
             c.waiting = (e.reason, e.message)
             c.next_start = now + CONFIG_RETRY
+            if e.reason in PULL_ERRORS:  # retried with back-off, shown as ImagePullBackOff meanwhile
+                base, cap = self.host.backoff
+                c.next_start = now + min(cap, base * 2 ** c.pull_failures)
+                c.pull_failures += 1
+                c.pull_backoff_at = now + PULL_BACKOFF_SHOWN_AFTER
             return
+        c.pull_failures = 0
         if c.exit is not None:
             c.last = (c.exit, c.exit_started_at)
             c.restarts += 1
@@ -285,7 +304,7 @@ class PodWorker:
             self._schedule_restart(c, ran=0.0)
             self.host.event(self.pod, "Warning", "Failed", f"Error: {e}")
             return
-        c.handle, c.waiting = h, None
+        c.handle, c.waiting, c.image_id = h, None, h.image_id
         c.waiter = asyncio.create_task(self._wait(c, h))
         self.host.event(self.pod, "Normal", "Started", f"Started container {c.name}")
         self._after_start(c, h)
@@ -528,7 +547,7 @@ class PodWorker:
 
     # ----------------------------------------------------------------- status
     def _container_status(self, c: Container) -> Obj:
-        st: Obj = {"name": c.name, "image": c.spec.get("image", ""), "imageID": "",
+        st: Obj = {"name": c.name, "image": c.spec.get("image", ""), "imageID": c.image_id,
                    "restartCount": c.restarts, "ready": False, "started": False}
         last = {"terminated": self._terminated(*c.last)} if c.last else {}
         if c.running and c.post_start_pending:

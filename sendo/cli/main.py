@@ -97,6 +97,13 @@ _RUNTIME_HELP = ("Container runtime for pods without a runtimeClassName (pods pi
                  "RuntimeClass whose handler names it; `process` is always available).")
 
 
+_ENGINE_HELP = ("docker runtime: the Docker Engine API socket (unix:///path). Default: DOCKER_HOST, then "
+                "/var/run/docker.sock, /run/podman/podman.sock; if none answers and podman is installed, "
+                "sendo runs `podman system service` itself.")
+_CIDR_HELP = ("docker runtime: the pod CIDR of container pods (IPv4, at most /23). An unreachable route "
+              "covers it all; this node's pods get addresses from its first /24.")
+
+
 def _runtime_option(name: str) -> str:
     """The --runtime value, checked before anything starts: an unknown name lists the known ones."""
     from ..agent.runtime.registry import UnknownRuntime, check
@@ -120,6 +127,8 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
                                                         help=_INGRESS_HTTPS_HELP, show_default=False),
        runtime: str = typer.Option("process", help=_RUNTIME_HELP, callback=_runtime_option),
        controllers: str = _controllers_option(),
+       engine: str = typer.Option("", help=_ENGINE_HELP, show_default=False),
+       container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.", show_default=False),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
 
@@ -129,7 +138,8 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     _logging(verbose)
     cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers)
     run(_up(cfg, node_name, apply or [], time.monotonic(),
-            {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime}))
+            {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
+             "engine": engine, "container_cidr": container_cidr}))
 
 
 def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Optional[str], **kw):
@@ -246,6 +256,9 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
           ingress_https_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTPS_PORT",
                                                            help=_INGRESS_HTTPS_HELP, show_default=False),
           runtime: str = typer.Option("process", help=_RUNTIME_HELP, callback=_runtime_option),
+          engine: str = typer.Option("", help=_ENGINE_HELP, show_default=False),
+          container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.",
+                                             show_default=False),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the agent does.")):
     """Run a node agent: register the node and run the pods bound to it."""
     _logging(verbose)
@@ -254,7 +267,8 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
         run(_hollow(server, token, ca, hollow, node_name, pod_start_delay / 1000))
         return
     run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods,
-               {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime}))
+               {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
+             "engine": engine, "container_cidr": container_cidr}))
 
 
 async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix: str, delay: float) -> None:

@@ -25,3 +25,19 @@ def cluster(tmp_path):
         yield c
     finally:
         c._cleanup()
+
+
+@pytest.fixture(scope="session")
+def container_image(tmp_path_factory):
+    """The engine installed (scripts/setup-containers.sh), a local registry on loopback and
+    the test image built here and pushed to it: (image, registry). Never skipped: if the
+    set-up fails, the container tests fail and say why."""
+    from . import containers
+    containers.setup_engine()
+    reg = containers.start_registry(tmp_path_factory.mktemp("registry"))
+    try:
+        image = containers.build_and_push(reg, tmp_path_factory.mktemp("image"))
+        yield image, reg
+    finally:
+        containers.remove_images_of(reg)
+        reg.stop()

@@ -73,8 +73,9 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 class Cluster:
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, extra_args: tuple[str, ...] = ()):
         self.base = base
+        self.extra_args = tuple(extra_args)  # more `sendo up` options, e.g. ("--runtime", "docker")
         self.data_dir = base / "data"
         self.home = base / "home"
         self.home.mkdir(parents=True, exist_ok=True)
@@ -98,7 +99,7 @@ class Cluster:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "sendo.cli.main", "up", "--data-dir", str(self.data_dir),
-                 "--port", str(self.port)],
+                 "--port", str(self.port), *self.extra_args],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, cwd=str(REPO),
                 env=_env(HOME=str(self.home), COLUMNS="200"))
         finally:
@@ -377,9 +378,9 @@ class LineReader:
 
 
 @contextlib.contextmanager
-def shared_cluster(directory: Path) -> Iterator["Cluster"]:
+def shared_cluster(directory: Path, extra_args: tuple[str, ...] = ()) -> Iterator["Cluster"]:
     """One `sendo up` for a whole test module (for module-scoped fixtures)."""
-    c = Cluster(directory)
+    c = Cluster(directory, extra_args)
     try:
         c.start()
         yield c

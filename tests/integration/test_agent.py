@@ -134,7 +134,7 @@ async def test_a_runtime_class_whose_handler_this_node_lacks(agent, client):
         return (await waiting(client, "vm-pod")).get("message", "")
     await wait_until(lambda: reason(), 20, what="a waiting message")
     assert await reason() == ('Failed to create pod sandbox: no runtime for handler "kata" (RuntimeClass "vm") is '
-                              'configured on node node-a; it runs: process')
+                              'configured on node node-a; it runs: process, docker')
 
 
 async def test_runtime_class_validation(client):

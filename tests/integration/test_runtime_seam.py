@@ -39,8 +39,8 @@ def test_registry_opens_by_name_and_names_the_known_ones(tmp_path):
     assert r.state_dir == str(tmp_path / "containers")  # where agents before the registry kept it
     assert r.version().startswith("process://")
     assert "process" in known()
-    with pytest.raises(UnknownRuntime, match=r'unknown container runtime "docker": known runtimes are process'):
-        open_runtime("docker", str(tmp_path))
+    with pytest.raises(UnknownRuntime, match=r'unknown container runtime "kata": known runtimes are docker, process'):
+        open_runtime("kata", str(tmp_path))
 
 
 async def test_sandbox_ips_come_from_the_pod_cidr_and_are_released(rt, tmp_path):
@@ -157,8 +157,8 @@ def test_an_unknown_runtime_flag_lists_the_known_ones_before_anything_starts(com
     from typer.testing import CliRunner
 
     from sendo.cli.main import app
-    result = CliRunner().invoke(app, [*command, "--data-dir", str(tmp_path), "--runtime", "docker"])
+    result = CliRunner().invoke(app, [*command, "--data-dir", str(tmp_path), "--runtime", "kata"])
     assert result.exit_code == 2
     text = " ".join(result.output.replace("│", " ").split())  # the message as rich wraps it in a box
-    assert 'unknown container runtime "docker": known runtimes are process' in text
+    assert 'unknown container runtime "kata": known runtimes are docker, process' in text
     assert not os.listdir(tmp_path)  # refused before any state was written

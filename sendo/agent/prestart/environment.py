@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...client import ApiError, kind
-from ..env import ConfigError, build_env, command_line
+from ..env import ConfigError, build_env, command_line, expand
 from ..runtime import ContainerSpec
 from .base import HookError, PodView
 
@@ -22,4 +22,7 @@ async def resolve_environment(pod: PodView, container: Obj, spec: ContainerSpec)
     except ApiError as e:
         raise HookError("CreateContainerConfigError", e.body.get("message", str(e))) from e
     spec.argv = command_line(container, spec.env)
+    for key in ("command", "args"):
+        if isinstance(container.get(key), list):
+            setattr(spec, key, [expand(str(a), spec.env) for a in container[key]])
     spec.working_dir = container.get("workingDir") or None

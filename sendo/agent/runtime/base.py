@@ -118,6 +118,11 @@ class ContainerSpec:
     stdin: bool = False
     stdin_once: bool = False
     tty: bool = False
+    # command and args as declared, $(VAR) expanded; None when not declared. A runtime
+    # with images needs them apart: command replaces the image's ENTRYPOINT (and drops
+    # its CMD), args alone replace only its CMD.
+    command: list[str] | None = None
+    args: list[str] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ContainerSpec":
@@ -140,6 +145,7 @@ class ContainerHandle:
     pid: int
     started_at: float  # epoch seconds
     create_time: float | None = None
+    image_id: str = ""  # containerStatuses[].imageID: the image's digest, when the runtime has images
 
 
 @dataclass
@@ -157,6 +163,16 @@ class SandboxError(Exception):
     """The pod's sandbox cannot be created (unknown RuntimeClass, no free pod IP...). The
     message is meant for a person: the agent reports it in a FailedCreatePodSandBox Event
     and the containers wait in ContainerCreating until it can be created."""
+
+
+class ImagePullError(Exception):
+    """The image cannot be pulled (unknown tag, registry unreachable, refused). The
+    message names the image and carries the registry's own error; the agent shows it
+    as the container's waiting message (ErrImagePull, then ImagePullBackOff)."""
+
+    def __init__(self, message: str, reason: str = "ErrImagePull"):
+        super().__init__(message)
+        self.reason = reason
 
 
 class StartError(Exception):

@@ -15,6 +15,7 @@ from .base import Runtime
 
 RUNTIMES: dict[str, str] = {
     "process": "sendo.agent.runtime.process:ProcessRuntime",
+    "docker": "sendo.agent.runtime.docker:DockerRuntime",
 }
 DEFAULT = "process"
 

@@ -1,0 +1,757 @@
+"""The `docker` runtime: containers from images, run by a Docker Engine API (Docker, or
+Podman's `podman system service`) over a unix socket, through aiodocker.
+
+How a pod maps onto the engine, and why:
+
+* The engine is found lazily (`engine.py`): an agent that never runs a container pod
+  never needs one, yet its `docker` RuntimeClass exists.
+* Pod network: before the first sandbox, an `unreachable` route covers the whole pod
+  CIDR, so a packet to an address of it that no pod holds can never leave the
+  machine; then sendo creates an *internal* bridge network (no default route, no NAT,
+  no engine DNS) on a /24 of that CIDR. The host holds the bridge's gateway address,
+  so the node reaches every pod IP; pods reach nothing outside the machine.
+* A pod's sandbox is an infra container (`engine.PAUSE_IMAGE`, built locally) on that
+  network: it holds the pod's network namespace and IP. Every app container joins it
+  (`NetworkMode: container:<infra>`), so the pod's containers share localhost, and
+  two pods may both listen on 0.0.0.0:8080.
+* Every container carries labels: the agent that owns it (its state directory), its
+  role (sandbox or container), pod uid, namespace, name, container and attempt, and
+  the resolved ContainerSpec. A restarted agent lists its containers by label and
+  adopts the running ones: no duplicate, no orphan.
+* Logs: the engine keeps them; one task per container follows the engine's log stream
+  into the container's log file, where the agent's log endpoint (logs, -f,
+  --previous) reads it. An adopted container's file is written again from the start.
+* Resources: limits.memory → Memory (and MemorySwap, so the limit is not dodged into
+  swap), limits.cpu → CFS quota over a 100 ms period, requests.cpu → CPU shares. An
+  OOM kill is reported as OOMKilled, exit code 137.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import datetime as dt
+import hashlib
+import ipaddress
+import logging
+import math
+import os
+import re
+import signal
+import subprocess
+import time
+from typing import Any
+
+import aiodocker
+import orjson
+
+from ... import __version__
+from . import engine
+from .base import (
+    REASON_COMPLETED,
+    REASON_ERROR,
+    REASON_OOM_KILLED,
+    REASON_STATUS_UNKNOWN,
+    UNKNOWN_EXIT_CODE,
+    UNKNOWN_EXIT_MESSAGE,
+    ContainerHandle,
+    ContainerSpec,
+    ExitInfo,
+    ImagePullError,
+    Sandbox,
+    SandboxConfig,
+    SandboxError,
+    StartError,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POD_CIDR = "10.244.0.0/16"
+LABEL = "io.sendo."
+L_OWNER, L_ROLE = LABEL + "owner", LABEL + "role"
+L_UID, L_NS, L_POD = LABEL + "pod-uid", LABEL + "pod-namespace", LABEL + "pod-name"
+L_CONTAINER, L_ATTEMPT, L_SPEC = LABEL + "container", LABEL + "attempt", LABEL + "spec"
+ROLE_SANDBOX, ROLE_CONTAINER = "sandbox", "container"
+CPU_PERIOD = 100_000  # microseconds, as the kubelet sets it
+LOG_DRAIN_DEADLINE = 5.0  # after an exit, how long the log copy may take to catch up
+# variables the agent gives every process-runtime container from its own environment;
+# an image brings its own
+_HOST_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+
+
+@dataclasses.dataclass
+class _Entry:
+    handle: ContainerHandle
+    exit: asyncio.Future  # resolves to ExitInfo
+    tasks: list[asyncio.Task] = dataclasses.field(default_factory=list)  # waiter, log copy
+    oom: "OomWatch | None" = None
+
+
+class OomWatch:
+    """Counts OOM kills in a container's memory cgroup (cgroups v1), through an eventfd
+    registered on `memory.oom_control`. Podman on cgroups v1 does not report
+    `State.OOMKilled`, and the cgroup is gone by the time the exit is known, so the kill
+    is noticed while it happens."""
+
+    def __init__(self, pid: int):
+        self.killed = False
+        self.ctl = self.efd = None
+        path = _memory_cgroup(pid)
+        if path is None:
+            raise OSError("no cgroup v1 memory controller")
+        self.ctl = os.open(os.path.join(path, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+        self.efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        with open(os.path.join(path, "cgroup.event_control"), "w") as f:
+            f.write(f"{self.efd} {self.ctl}")
+        asyncio.get_running_loop().add_reader(self.efd, self._fired)
+        self.check()
+
+    def _fired(self) -> None:
+        try:
+            os.eventfd_read(self.efd)
+        except OSError:
+            pass
+        self.check()
+
+    def check(self) -> bool:
+        if self.ctl is not None and not self.killed:
+            try:
+                data = os.pread(self.ctl, 4096, 0).decode()
+            except OSError:  # the cgroup was removed
+                return self.killed
+            for line in data.splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill" and value.strip() not in ("", "0"):
+                    self.killed = True
+        return self.killed
+
+    def close(self) -> None:
+        if self.efd is not None:
+            asyncio.get_running_loop().remove_reader(self.efd)
+            os.close(self.efd)
+            self.efd = None
+        if self.ctl is not None:
+            os.close(self.ctl)
+            self.ctl = None
+
+
+def _memory_cgroup(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if "memory" in controllers.split(","):
+                    full = "/sys/fs/cgroup/memory" + path
+                    return full if os.path.exists(os.path.join(full, "memory.oom_control")) else None
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class DockerRuntime:
+    """One instance per agent; `state_dir` names this agent's containers (label) and
+    holds the socket of a Podman service the runtime starts."""
+
+    name = "docker"
+
+    def __init__(self, state_dir: str, engine: str = "", pod_cidr: str = ""):
+        self.state_dir = os.path.abspath(state_dir)
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        self.engine_url = engine
+        try:
+            self.pod_cidr = ipaddress.ip_network(pod_cidr or DEFAULT_POD_CIDR)
+        except ValueError as e:
+            raise ValueError(f"docker runtime: bad pod CIDR {pod_cidr!r}: {e}") from None
+        if self.pod_cidr.version != 4 or self.pod_cidr.prefixlen > 23:
+            raise ValueError(f"docker runtime: the pod CIDR must be IPv4 and at most /23, not {self.pod_cidr}")
+        self.subnet = next(self.pod_cidr.subnets(new_prefix=24))  # this node's pods
+        self.gateway = str(next(self.subnet.hosts()))  # held by the host on the bridge
+        self.owner = self.state_dir
+        self.network = "sendo-" + hashlib.sha1(self.owner.encode()).hexdigest()[:10]
+        self._marker = os.path.join(self.state_dir, "engine-used")
+        self._docker: aiodocker.Docker | None = None
+        self._service: engine.PodmanService | None = None
+        self._podman = False
+        self._lock = asyncio.Lock()  # connecting to the engine
+        self._network_lock = asyncio.Lock()  # route, network and sandbox image, once
+        self._network_ready = False
+        self._entries: dict[str, _Entry] = {}
+        self.sandboxes: dict[str, Sandbox] = {}  # infra container id -> sandbox
+        self.engine_version = ""
+
+    def version(self) -> str:
+        """The engine's version once connected (the node status re-posts it), e.g.
+        "podman://4.3.1"; sendo's own until then."""
+        if not self.engine_version:
+            return f"docker://{__version__}"
+        return f"{'podman' if self._podman else 'docker'}://{self.engine_version}"
+
+    # ---- engine ----------------------------------------------------------------
+
+    async def _engine(self) -> aiodocker.Docker:
+        async with self._lock:
+            if self._docker is None:
+                try:
+                    url, self._service = await engine.connect(self.engine_url, self.state_dir)
+                except engine.EngineError as e:
+                    raise SandboxError(f"container engine: {e}") from e
+                self._docker = aiodocker.Docker(url=url)
+                try:
+                    ver = await self._docker.version()
+                except aiodocker.DockerError as e:
+                    await self._close_engine()
+                    raise SandboxError(f"container engine at {url}: {e.message}") from e
+                names = [c.get("Name", "") for c in ver.get("Components") or []]
+                self._podman = any("Podman" in n for n in names)
+                self.engine_version = str(ver.get("Version", ""))
+                with open(self._marker, "w") as f:
+                    f.write(url)
+                log.info("docker runtime: engine %s at %s", self.engine_version, url)
+            return self._docker
+
+    async def _close_engine(self) -> None:
+        if self._docker is not None:
+            await self._docker.close()
+            self._docker = None
+        if self._service is not None:
+            await asyncio.to_thread(self._service.stop)
+            self._service = None
+
+    async def _query_json(self, path: str, method: str = "GET", *, params: dict | None = None,
+                          data: Any = None, versioned: bool = True) -> Any:
+        d = await self._engine()
+        async with d._query(path, method, params=params, data=data, versioned_api=versioned) as r:
+            body = await r.read()
+        return orjson.loads(body) if body.strip() else None
+
+    # ---- network -------------------------------------------------------------------
+
+    async def update_runtime_config(self, pod_cidr: str) -> None:
+        """The node's podCIDR is the process runtime's (loopback); container pods use
+        this runtime's own CIDR."""
+
+    async def _ensure_network(self) -> None:
+        async with self._network_lock:
+            if not self._network_ready:
+                await self._make_network()
+                await self._ensure_pause_image()
+                self._network_ready = True
+
+    async def _make_network(self) -> None:
+        await asyncio.to_thread(ensure_unreachable_route, str(self.pod_cidr))
+        d = await self._engine()
+        try:
+            net = await (await d.networks.get(self.network)).show()
+        except aiodocker.DockerError as e:
+            if e.status != 404:
+                raise SandboxError(f"container engine: inspecting network {self.network}: {e.message}") from e
+            net = None
+        if net is None:
+            labels = {L_OWNER: self.owner}
+            try:
+                if self._podman:
+                    # the libpod API, to turn the network's DNS server off: it would
+                    # forward names it does not know to the host's resolvers
+                    body = {"name": self.network, "driver": "bridge", "internal": True, "dns_enabled": False,
+                            "subnets": [{"subnet": str(self.subnet), "gateway": self.gateway}], "labels": labels}
+                    await self._query_json("v4.0.0/libpod/networks/create", "POST", data=orjson.dumps(body),
+                                           versioned=False)
+                else:
+                    await d.networks.create({"Name": self.network, "Driver": "bridge", "Internal": True,
+                                             "IPAM": {"Config": [{"Subnet": str(self.subnet),
+                                                                  "Gateway": self.gateway}]},
+                                             "Labels": labels})
+            except aiodocker.DockerError as e:
+                raise SandboxError(f"container engine: cannot create the pod network {self.network} "
+                                   f"({self.subnet}): {e.message}") from e
+
+    async def _ensure_pause_image(self) -> None:
+        d = await self._engine()
+        try:
+            await d.images.inspect(engine.PAUSE_IMAGE)
+            return
+        except aiodocker.DockerError as e:
+            if e.status != 404:
+                raise SandboxError(f"container engine: {e.message}") from e
+        try:
+            async with d._query("build", "POST", params={"t": engine.PAUSE_IMAGE, "rm": "1"},
+                                data=engine.pause_context(),
+                                headers={"Content-Type": "application/x-tar"}) as r:
+                out = await r.read()
+        except aiodocker.DockerError as e:
+            raise SandboxError(f"container engine: cannot build the sandbox image: {e.message}") from e
+        if err := _stream_error(out):
+            raise SandboxError(f"container engine: cannot build the sandbox image: {err}")
+
+    # ---- sandboxes -------------------------------------------------------------------
+
+    async def run_pod_sandbox(self, config: SandboxConfig) -> Sandbox:
+        for sb in self.sandboxes.values():
+            if sb.pod_uid == config.pod_uid:
+                return sb
+        await self._ensure_network()
+        d = await self._engine()
+        name = _name(config.namespace, config.pod_name, config.pod_uid, "sandbox")
+        await self._remove_by_name(name)  # left by an agent that died half-way
+        labels = {L_OWNER: self.owner, L_ROLE: ROLE_SANDBOX, L_UID: config.pod_uid, L_NS: config.namespace,
+                  L_POD: config.pod_name}
+        body = {"Image": engine.PAUSE_IMAGE, "Hostname": config.hostname[:63], "Labels": labels,
+                "HostConfig": {"NetworkMode": self.network}}
+        try:
+            c = await d.containers.create(body, name=name)
+            await c.start()
+            info = await c.show()
+        except aiodocker.DockerError as e:
+            await self._remove_by_name(name)
+            raise SandboxError(f"container engine: {e.message}") from e
+        sb = self._sandbox_from(info)
+        if sb is None:
+            await self._remove_by_name(name)
+            raise SandboxError(f"container engine gave the sandbox no address on network {self.network}")
+        sb.pod_dir = config.pod_dir
+        self.sandboxes[sb.id] = sb
+        return sb
+
+    def _sandbox_from(self, info: dict) -> Sandbox | None:
+        labels = info["Config"].get("Labels") or {}
+        ip = ((info.get("NetworkSettings") or {}).get("Networks") or {}).get(self.network, {}).get("IPAddress")
+        if not ip:
+            return None
+        return Sandbox(id=info["Id"], pod_uid=labels.get(L_UID, ""), namespace=labels.get(L_NS, ""),
+                       pod_name=labels.get(L_POD, ""), ip=ip, pod_dir="")
+
+    async def stop_pod_sandbox(self, sandbox_id: str) -> None:
+        for entry in [e for e in self._entries.values() if e.handle.spec.sandbox_id == sandbox_id]:
+            await self.stop(entry.handle, 0)
+        await self._kill(sandbox_id, signal.SIGKILL)
+
+    async def remove_pod_sandbox(self, sandbox_id: str) -> None:
+        sb = self.sandboxes.get(sandbox_id)
+        await self.stop_pod_sandbox(sandbox_id)
+        for entry in [e for e in self._entries.values() if e.handle.spec.sandbox_id == sandbox_id]:
+            await self.forget(entry.handle)
+        if sb is not None and self._docker is not None:  # exited containers of the pod, if any are left
+            for c in await self._owned({L_UID: sb.pod_uid}):
+                await self._remove(c["Id"])
+        await self._remove(sandbox_id)
+        self.sandboxes.pop(sandbox_id, None)
+
+    async def list_pod_sandboxes(self) -> list[Sandbox]:
+        return list(self.sandboxes.values())
+
+    # ---- images -----------------------------------------------------------------------
+
+    async def pull_image(self, image: str, policy: str, auth: dict | None = None) -> tuple[bool, str]:
+        """Make `image` present per the pull policy, with the registry credentials `auth`
+        ({"username", "password", "serveraddress"}) if given. Returns (pulled now, image
+        id); raises ImagePullError with the registry's error, or SandboxError if there is
+        no engine."""
+        d = await self._engine()
+        present = await self._image_id(image)
+        if policy == "Never":
+            if present is None:
+                raise ImagePullError(f'Container image "{image}" is not present with pull policy of Never',
+                                     reason="ErrImageNeverPull")
+            return False, present
+        if policy != "Always" and present is not None:
+            return False, present
+        ref = image if _has_tag_or_digest(image) else image + ":latest"
+        headers = {"X-Registry-Auth": base64.urlsafe_b64encode(orjson.dumps(auth)).decode()} if auth else None
+        try:
+            if self._podman:
+                # Podman's Docker-compatible pull has no way to reach a plain-HTTP
+                # registry; Docker treats registries on loopback as insecure, and so do we
+                params = {"reference": ref, "policy": "always"}
+                if _on_loopback(ref):
+                    params["tlsVerify"] = "false"
+                async with d._query("v4.0.0/libpod/images/pull", "POST", params=params, versioned_api=False,
+                                    headers=headers, timeout=None) as r:
+                    out = await r.read()
+            else:
+                async with d._query("images/create", "POST", params={"fromImage": ref}, headers=headers,
+                                    timeout=None) as r:
+                    out = await r.read()
+        except aiodocker.DockerError as e:
+            raise ImagePullError(f'Failed to pull image "{image}": {e.message}') from e
+        if err := _stream_error(out):
+            raise ImagePullError(f'Failed to pull image "{image}": {err}')
+        pulled = await self._image_id(ref)
+        if pulled is None:
+            raise ImagePullError(f'Failed to pull image "{image}": the engine did not store it')
+        return True, pulled
+
+    async def _image_id(self, image: str) -> str | None:
+        """The image's digest reference (imageID), or None if it is not present."""
+        d = await self._engine()
+        try:
+            info = await d.images.inspect(image)
+        except aiodocker.DockerError as e:
+            if e.status == 404:
+                return None
+            raise ImagePullError(f'Failed to inspect image "{image}": {e.message}') from e
+        repo = image.split("@")[0]
+        repo = repo.rsplit(":", 1)[0] if ":" in repo.rsplit("/", 1)[-1] else repo
+        for digest in info.get("RepoDigests") or []:
+            if digest.split("@")[0] == repo:
+                return digest
+        return (info.get("RepoDigests") or [info["Id"]])[0]
+
+    # ---- start ---------------------------------------------------------------
+
+    async def start(self, spec: ContainerSpec) -> ContainerHandle:
+        sb = self.sandboxes.get(spec.sandbox_id)
+        if sb is None:
+            raise StartError(f"pod sandbox {spec.sandbox_id[:12]} is gone")
+        if not spec.image:
+            raise StartError("the docker runtime needs an image")
+        d = await self._engine()
+        name = _name(spec.namespace, spec.pod_name, spec.pod_uid, f"{spec.container_name}-{spec.attempt}")
+        await self._remove_by_name(name)
+        try:
+            body = self._container_body(spec, sb)
+        except ValueError as e:
+            raise StartError(str(e)) from e
+        try:
+            c = await d.containers.create(body, name=name)
+        except aiodocker.DockerError as e:
+            raise StartError(e.message) from e
+        entry_exit = asyncio.get_running_loop().create_future()
+        try:
+            await c.start()
+            info = await c.show()
+        except aiodocker.DockerError as e:
+            await self._remove(c.id)
+            raise StartError(_start_message(e.message)) from e
+        handle = await self._handle(info, spec)
+        entry = _Entry(handle, entry_exit)
+        self._entries[handle.id] = entry
+        self._watch(entry, fresh=True)
+        return handle
+
+    def _container_body(self, spec: ContainerSpec, sb: Sandbox) -> dict:
+        env = {k: v for k, v in spec.env.items() if not (k in _HOST_ENV and os.environ.get(k) == v)}
+        labels = {L_OWNER: self.owner, L_ROLE: ROLE_CONTAINER, L_UID: spec.pod_uid, L_NS: spec.namespace,
+                  L_POD: spec.pod_name, L_CONTAINER: spec.container_name, L_ATTEMPT: str(spec.attempt),
+                  L_SPEC: orjson.dumps(dataclasses.asdict(spec)).decode()}
+        # the pod's network namespace, and its hostname (UTS namespace), are the sandbox's
+        host: dict[str, Any] = {"NetworkMode": f"container:{sb.id}", "UTSMode": f"container:{sb.id}"}
+        limits, requests = spec.resources.limits, spec.resources.requests
+        if "memory" in limits:
+            host["Memory"] = host["MemorySwap"] = parse_bytes(limits["memory"])
+        if "cpu" in limits:
+            host["CpuPeriod"] = CPU_PERIOD
+            host["CpuQuota"] = max(1000, parse_millicores(limits["cpu"]) * CPU_PERIOD // 1000)
+        if "cpu" in requests:
+            host["CpuShares"] = max(2, parse_millicores(requests["cpu"]) * 1024 // 1000)
+        body: dict[str, Any] = {"Image": spec.image, "Env": [f"{k}={v}" for k, v in env.items()],
+                                "Labels": labels, "Tty": spec.tty, "OpenStdin": spec.stdin,
+                                "StdinOnce": spec.stdin_once, "HostConfig": host}
+        if spec.command is not None:  # command replaces ENTRYPOINT, and the image's CMD goes too
+            body["Entrypoint"] = spec.command
+            body["Cmd"] = spec.args or []
+        elif spec.args is not None:  # args alone replace CMD only
+            body["Cmd"] = spec.args
+        if spec.working_dir:
+            body["WorkingDir"] = spec.working_dir
+        return body
+
+    async def _handle(self, info: dict, spec: ContainerSpec) -> ContainerHandle:
+        state = info.get("State") or {}
+        try:
+            image_id = await self._image_id(spec.image) or info.get("Image", "")
+        except ImagePullError:
+            image_id = info.get("Image", "")
+        return ContainerHandle(id=info["Id"], spec=spec, pid=int(state.get("Pid") or 0),
+                               started_at=_parse_time(state.get("StartedAt")) or time.time(),
+                               image_id=image_id)
+
+    def _watch(self, entry: _Entry, fresh: bool) -> None:
+        cid = entry.handle.id
+        if entry.handle.pid:
+            try:
+                entry.oom = OomWatch(entry.handle.pid)
+            except OSError as e:  # cgroups v2: the engine reports OOM kills itself
+                log.debug("container %s: no OOM watch: %s", cid[:12], e)
+        pump = asyncio.create_task(self._copy_logs(entry.handle, fresh), name=f"logs {cid[:12]}")
+        waiter = asyncio.create_task(self._wait_exit(entry, pump), name=f"wait {cid[:12]}")
+        entry.tasks = [waiter, pump]
+
+    async def _copy_logs(self, handle: ContainerHandle, fresh: bool) -> None:
+        """Follow the engine's log stream of the container into its log file (written
+        from the start: an adopted container's log is fetched again whole)."""
+        path = handle.spec.log_path
+        d = await self._engine()
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        params = {"follow": "1", "stdout": "1", "stderr": "1"}
+        try:
+            with open(path, "wb") as f:
+                async with d._query(f"containers/{handle.id}/logs", params=params, timeout=None) as r:
+                    if handle.spec.tty:
+                        async for chunk in r.content.iter_any():
+                            f.write(chunk)
+                            f.flush()
+                        return
+                    buf = b""
+                    async for chunk in r.content.iter_any():
+                        buf += chunk
+                        while len(buf) >= 8:
+                            size = int.from_bytes(buf[4:8], "big")
+                            if len(buf) < 8 + size:
+                                break
+                            f.write(buf[8:8 + size])
+                            buf = buf[8 + size:]
+                        f.flush()
+        except (aiodocker.DockerError, OSError) as e:
+            log.warning("logs of container %s: %s", handle.id[:12], e)
+
+    async def _wait_exit(self, entry: _Entry, pump: asyncio.Task) -> None:
+        cid = entry.handle.id
+        d = await self._engine()
+        info = None
+        try:
+            async with d._query(f"containers/{cid}/wait", "POST", timeout=None) as r:
+                await r.read()
+            info = await d.containers.container(cid).show()
+        except aiodocker.DockerError as e:
+            log.warning("waiting for container %s: %s", cid[:12], e.message)
+        await asyncio.wait([pump], timeout=LOG_DRAIN_DEADLINE)
+        oom = False
+        if entry.oom is not None:
+            oom = entry.oom.check()
+            entry.oom.close()
+        if not entry.exit.done():
+            entry.exit.set_result(_exit_info(info, oom))
+
+    # ---- wait / stop -----------------------------------------------------------
+
+    async def wait(self, handle: ContainerHandle) -> ExitInfo:
+        return await asyncio.shield(self._entry(handle).exit)
+
+    async def stop(self, handle: ContainerHandle, grace_seconds: float) -> ExitInfo:
+        entry = self._entry(handle)
+        if not entry.exit.done():
+            if grace_seconds > 0:
+                await self._kill(handle.id, signal.SIGTERM)
+                await asyncio.wait([entry.exit], timeout=grace_seconds)
+            if not entry.exit.done():
+                await self._kill(handle.id, signal.SIGKILL)
+        return await asyncio.shield(entry.exit)
+
+    async def _kill(self, cid: str, sig: int) -> None:
+        try:
+            await (await self._engine()).containers.container(cid).kill(signal=signal.Signals(sig).name)
+        except aiodocker.DockerError as e:
+            if e.status not in (404, 409) and "not running" not in e.message and "state" not in e.message:
+                log.warning("cannot signal container %s: %s", cid[:12], e.message)
+
+    # ---- adopt / forget ----------------------------------------------------------
+
+    async def adopt(self) -> list[ContainerHandle]:
+        """After an agent restart: take back the sandboxes and the running containers
+        labelled as this agent's. Containers that exited meanwhile are removed (their
+        pods report them as ContainerStatusUnknown); so are sandboxes that died."""
+        if self._docker is None and not os.path.exists(self._marker):
+            return []  # this agent never ran a container pod: no engine needed
+        try:
+            found = await self._owned({})
+        except SandboxError as e:
+            log.error("docker runtime: cannot adopt containers: %s", e)
+            return []
+        handles = []
+        for c in found:
+            labels = c.get("Labels") or {}
+            if labels.get(L_ROLE) != ROLE_SANDBOX:
+                continue
+            info = await self._inspect(c["Id"])
+            sb = self._sandbox_from(info) if info and info["State"].get("Running") else None
+            if sb is None:
+                await self._remove(c["Id"])
+                continue
+            self.sandboxes[sb.id] = sb
+        for c in found:
+            labels = c.get("Labels") or {}
+            if labels.get(L_ROLE) != ROLE_CONTAINER or c["Id"] in self._entries:
+                continue
+            info = await self._inspect(c["Id"])
+            try:
+                spec = ContainerSpec.from_dict(orjson.loads(labels.get(L_SPEC, "{}")))
+            except (ValueError, TypeError, KeyError) as e:
+                log.warning("container %s: unreadable spec label: %s", c["Id"][:12], e)
+                spec = None
+            if info is None or spec is None or not info["State"].get("Running") or spec.sandbox_id not in self.sandboxes:
+                await self._remove(c["Id"])
+                continue
+            sb = self.sandboxes[spec.sandbox_id]
+            sb.pod_dir = sb.pod_dir or os.path.dirname(spec.log_path)
+            entry = _Entry(await self._handle(info, spec), asyncio.get_running_loop().create_future())
+            self._entries[entry.handle.id] = entry
+            self._watch(entry, fresh=False)
+            handles.append(entry.handle)
+        return handles
+
+    async def forget(self, handle: ContainerHandle) -> None:
+        """Drop the container: it has exited (its log is in its file)."""
+        entry = self._entries.pop(handle.id, None)
+        if entry is not None:
+            for t in entry.tasks:
+                t.cancel()
+            if entry.oom is not None:
+                entry.oom.close()
+        if self._docker is not None:
+            await self._remove(handle.id)
+
+    async def close(self) -> None:
+        """Stop watching; containers and sandboxes keep running for the next agent."""
+        for entry in self._entries.values():
+            for t in entry.tasks:
+                t.cancel()
+            if entry.oom is not None:
+                entry.oom.close()
+            if not entry.exit.done():
+                entry.exit.cancel()
+        self._entries.clear()
+        await self._close_engine()
+
+    # ---- engine helpers ---------------------------------------------------------------
+
+    def _entry(self, handle: ContainerHandle) -> _Entry:
+        try:
+            return self._entries[handle.id]
+        except KeyError:
+            raise KeyError(f"unknown container {handle.id}: not started or adopted by this runtime") from None
+
+    async def _owned(self, more: dict[str, str]) -> list[dict]:
+        labels = [f"{L_OWNER}={self.owner}"] + [f"{k}={v}" for k, v in more.items()]
+        try:
+            return await self._query_json("containers/json", params={
+                "all": "1", "filters": orjson.dumps({"label": labels}).decode()}) or []
+        except aiodocker.DockerError as e:
+            raise SandboxError(f"container engine: {e.message}") from e
+
+    async def _inspect(self, cid: str) -> dict | None:
+        try:
+            return await (await self._engine()).containers.container(cid).show()
+        except aiodocker.DockerError:
+            return None
+
+    async def _remove(self, cid: str) -> None:
+        try:
+            await (await self._engine()).containers.container(cid).delete(force=True)
+        except aiodocker.DockerError as e:
+            if e.status != 404:
+                log.warning("cannot remove container %s: %s", cid[:12], e.message)
+
+    async def _remove_by_name(self, name: str) -> None:
+        info = await self._inspect(name)
+        if info is not None and (info["Config"].get("Labels") or {}).get(L_OWNER) == self.owner:
+            await self._remove(info["Id"])
+
+
+# ---- helpers ----------------------------------------------------------------------------
+
+
+def ensure_unreachable_route(cidr: str) -> None:
+    """`ip route replace unreachable <cidr>`, checked. Blocking (runs `ip`)."""
+    def show() -> str:
+        return subprocess.run(["ip", "route", "show", "type", "unreachable", cidr], capture_output=True,
+                              text=True, timeout=10).stdout
+    try:
+        if cidr in show():
+            return
+        r = subprocess.run(["ip", "route", "replace", "unreachable", cidr], capture_output=True, text=True,
+                           timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SandboxError(f"cannot install the unreachable route for the pod CIDR {cidr}: {e}") from e
+    if r.returncode != 0 or cidr not in show():
+        raise SandboxError(f"cannot install the unreachable route for the pod CIDR {cidr} (needs root): "
+                           f"{r.stderr.strip()}")
+
+
+def _stream_error(out: bytes) -> str | None:
+    """The first error in an engine's JSON progress stream (build, pull)."""
+    for line in out.splitlines():
+        try:
+            msg = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(msg, dict) and msg.get("error"):
+            return str(msg["error"])
+    return None
+
+
+def _name(ns: str, pod: str, uid: str, what: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", f"sendo_{ns}_{pod}_{uid[:8]}_{what}")
+
+
+def _has_tag_or_digest(image: str) -> bool:
+    return "@" in image or ":" in image.rsplit("/", 1)[-1]
+
+
+def _on_loopback(ref: str) -> bool:
+    host = ref.split("/", 1)[0] if "/" in ref else ""
+    host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def _parse_time(s: str | None) -> float | None:
+    """Engine timestamps have nanoseconds; Python parses microseconds."""
+    m = _TIME.match(s or "")
+    if not m or m.group(1).startswith("0001"):
+        return None
+    frac = (m.group(2) or ".0")[:7]
+    tz = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return dt.datetime.fromisoformat(m.group(1) + frac + tz).timestamp()
+
+
+def _exit_info(info: dict | None, oom: bool = False) -> ExitInfo:
+    if info is None:
+        return ExitInfo(UNKNOWN_EXIT_CODE, None, time.time(), REASON_STATUS_UNKNOWN, UNKNOWN_EXIT_MESSAGE)
+    state = info.get("State") or {}
+    code = int(state.get("ExitCode") or 0)
+    finished = _parse_time(state.get("FinishedAt")) or time.time()
+    if state.get("OOMKilled") or (oom and code == 137):
+        return ExitInfo(137 if code in (0, 137) else code, None, finished, REASON_OOM_KILLED)
+    sig = code - 128 if 128 < code < 160 else None
+    return ExitInfo(code, sig, finished, REASON_COMPLETED if code == 0 else REASON_ERROR,
+                    state.get("Error") or "")
+
+
+def _start_message(msg: str) -> str:
+    """The OCI runtime's error, without the engine's wrapping."""
+    m = re.search(r'exec: "[^"]*": [^:"]+', msg)
+    return m.group(0) if m else msg
+
+
+_BYTES = re.compile(r"^([0-9.]+)([EPTGMK]i?|[eE][0-9]+|m)?$")
+_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def parse_bytes(q: str) -> int:
+    """A Kubernetes memory quantity ("64Mi", "1G", "128974848", "129e6") in bytes."""
+    m = _BYTES.match(str(q).strip())
+    if not m:
+        raise ValueError(f'invalid memory quantity "{q}"')
+    num, unit = float(m.group(1)), m.group(2) or ""
+    if unit == "m":
+        return math.ceil(num / 1000)
+    if unit[:1] in "eE" and unit:
+        return math.ceil(num * 10 ** int(unit[1:]))
+    return math.ceil(num * _UNITS[unit])
+
+
+def parse_millicores(q: str) -> int:
+    """A CPU quantity ("500m", "1", "0.25") in millicores."""
+    s = str(q).strip()
+    try:
+        return math.ceil(float(s[:-1])) if s.endswith("m") else math.ceil(float(s) * 1000)
+    except ValueError:
+        raise ValueError(f'invalid cpu quantity "{q}"') from None
