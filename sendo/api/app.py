@@ -15,7 +15,7 @@ from ..kinds.base import Cause, unsupported
 from ..kinds.fields import selectable
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
-from . import discovery, errors, patch as patching, podlogs, portforward, protobuf, tokens as sa_tokens
+from . import discovery, errors, openapi_proto, patch as patching, podlogs, portforward, protobuf, tokens as sa_tokens
 from .errors import APIError
 from .http import Request
 from .meta import make_filter
@@ -149,8 +149,9 @@ class APIServer:
             return json_response(discovery.api_group_list(self.registry))
         if path.startswith("/openapi/v3"):
             return await self.openapi_v3(path)
-        if path == "/openapi/v2":
-            # JSON even when protobuf is asked for (kubectl's v2 reader then falls back, as on a 404)
+        if path == "/openapi/v2":  # kubectl asks for protobuf, other clients for JSON
+            if openapi_proto.wants_protobuf(request.headers.get("accept")):
+                return Response(await self.api.openapi.v2_protobuf(), media_type=openapi_proto.MEDIA_TYPE)
             return json_response(await self.api.openapi.v2())
         t = parse_path(path)
         if t is None:
