@@ -28,6 +28,7 @@ e2e: venv
 
 bench: venv
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.fuzz
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,57 @@
+"""Our root conftest for kr8s's own tests (their root conftest starts a kind cluster).
+
+`k8s_cluster` is the `sendo up` the peer runner started (`$KUBECONFIG`) with the real
+kubectl, shaped like the pytest-kind object the tests use. Every test is bounded
+(`PEER_TEST_TIMEOUT` s, by SIGALRM): a test waiting for something sendo lacks fails
+instead of hanging the suite.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PEER_TEST_TIMEOUT = 60
+
+
+class SendoCluster:
+    def __init__(self) -> None:
+        self.kubeconfig_path = Path(os.environ["KUBECONFIG"])
+        self.kubectl_path = Path(shutil.which("kubectl", path=str(Path(sys.executable).parent)) or "kubectl")
+
+    def kubectl(self, *args: str) -> str:
+        return subprocess.run([str(self.kubectl_path), *args], check=True, capture_output=True, text=True,
+                              timeout=60).stdout
+
+
+def pytest_addoption(parser):
+    parser.addoption("--keep-cluster", action="store_true", default=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def k8s_cluster():
+    if not os.environ.get("KUBECONFIG"):
+        raise RuntimeError("KUBECONFIG is not set: the peer runner must point it at a running sendo")
+    return SendoCluster()
+
+
+class TestTimeout(Exception):
+    pass
+
+
+def _expire(signum, frame):
+    raise TestTimeout(f"test ran past {PEER_TEST_TIMEOUT}s")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    old = signal.signal(signal.SIGALRM, _expire)
+    signal.alarm(PEER_TEST_TIMEOUT)
+    try:
+        return (yield)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
