@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.e2e.harness import Cluster
 
-from .runner import SUITES, run, verdict
+from .runner import SUITES, expected_failures, run, verdict
 
 
 def run_suite(name: str, tmp_path: Path) -> None:
@@ -16,7 +16,7 @@ def run_suite(name: str, tmp_path: Path) -> None:
         got = run(SUITES[name], tmp_path / "suite", cluster.env())
     finally:
         cluster._cleanup()
-    counts, problems = verdict(name, got)
+    counts, problems = verdict(got, expected_failures(name))
     print(f"{name}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     assert got, f"the {name} suite ran no test"
     assert not problems, f"{name} ({counts}):\n\n" + "\n\n".join(problems)

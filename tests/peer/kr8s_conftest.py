@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-PEER_TEST_TIMEOUT = 60
+PEER_TEST_TIMEOUT = int(os.environ.get("PEER_TEST_TIMEOUT", "20"))
 
 
 class SendoCluster:

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,17 +63,18 @@ def fetch(s: Sdist) -> Path:
     path = d / s.filename
     if path.exists() and _digest(path) == s.sha256:
         return path
-    path.unlink(missing_ok=True)
-    r = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                        "--dest", str(d), f"{s.name}=={s.version}"],
-                       capture_output=True, text=True, timeout=FETCH_TIMEOUT)
-    if r.returncode != 0 or not path.exists():
-        raise AssertionError(f"could not fetch the {s.name} {s.version} sdist (peer suites need the package "
-                             f"registry):\n{r.stdout}\n{r.stderr}")
-    got = _digest(path)
-    if got != s.sha256:
-        path.unlink()
-        raise AssertionError(f"{s.filename}: sha256 {got}, pinned {s.sha256}")
+    with tempfile.TemporaryDirectory(dir=d) as tmp:  # other runs may share the cache: publish whole files only
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                            "--dest", tmp, f"{s.name}=={s.version}"],
+                           capture_output=True, text=True, timeout=FETCH_TIMEOUT)
+        got = Path(tmp) / s.filename
+        if r.returncode != 0 or not got.exists():
+            raise AssertionError(f"could not fetch the {s.name} {s.version} sdist (peer suites need the package "
+                                 f"registry):\n{r.stdout}\n{r.stderr}")
+        digest = _digest(got)
+        if digest != s.sha256:
+            raise AssertionError(f"{s.filename}: sha256 {digest}, pinned {s.sha256}")
+        os.replace(got, path)
     return path
 
 
