@@ -5,6 +5,7 @@ kubectl, shaped like the pytest-kind object the tests use. Every test is bounded
 (`PEER_TEST_TIMEOUT` s, by SIGALRM): a test waiting for something sendo lacks fails
 instead of hanging the suite.
 """
+import gc
 import os
 import shutil
 import signal
@@ -23,12 +24,22 @@ class SendoCluster:
         self.kubectl_path = Path(shutil.which("kubectl", path=str(Path(sys.executable).parent)) or "kubectl")
 
     def kubectl(self, *args: str) -> str:
-        return subprocess.run([str(self.kubectl_path), *args], check=True, capture_output=True, text=True,
-                              timeout=60).stdout
+        r = subprocess.run([str(self.kubectl_path), *args], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {r.stderr.strip()}")
+        return r.stdout
 
 
 def pytest_addoption(parser):
     parser.addoption("--keep-cluster", action="store_true", default=False)
+
+
+@pytest.fixture
+def ensure_gc():
+    """Collect garbage around a test (the dynamic-class tests count live objects)."""
+    gc.collect()
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session", autouse=True)
