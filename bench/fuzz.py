@@ -98,7 +98,7 @@ def fuzz(base_url: str, token: str, ca_file: str, total: int, seed: int = 0,
     report = Report()
 
     def send(case) -> None:
-        method, path = case.operation.method.upper(), case.operation.path
+        method = case.operation.method.upper()
         try:
             response = case.call(base_url=base_url, session=session, timeout=REQUEST_TIMEOUT, verify=ca_file)
         except schemathesis.errors.SerializationNotPossible:
@@ -112,9 +112,12 @@ def fuzz(base_url: str, token: str, ca_file: str, total: int, seed: int = 0,
         cls = f"{response.status_code // 100}xx"
         report.by_class[cls] = report.by_class.get(cls, 0) + 1
         if response.status_code >= 500:
+            try:
+                message = response.json().get("message") or response.text
+            except ValueError:
+                message = response.text
             report.server_errors.append(Finding(method, case.formatted_path, response.status_code,
-                                                f"{case.query or ''} {response.text[:400]}"))
-        del path
+                                                f"{message[:300]} (query: {str(case.query)[:200]})"))
 
     started = time.monotonic()
     for i, op in enumerate(ops):
@@ -143,7 +146,8 @@ def causes(findings: list[Finding]) -> dict[str, list[Finding]]:
     import re
     out: dict[str, list[Finding]] = {}
     for f in findings:
-        key = re.sub(r"\d+", "N", re.sub(r'"[^"]*"', '"…"', f.detail.split(" ", 1)[-1]))[:160]
+        message = f.detail.split(" (query: ")[0]
+        key = f"{f.method} {f.status} " + re.sub(r"\d+", "N", re.sub(r"'[^']*'|\"[^\"]*\"", "…", message))[:160]
         out.setdefault(key, []).append(f)
     return out
 
@@ -168,7 +172,7 @@ def main() -> None:
         print(report.line() + ("" if alive else "; the server died"))
         for key, found in causes(report.server_errors + report.dropped).items():
             f = found[0]
-            print(f"  {len(found)} × {f.status} e.g. {f.method} {f.path}: {key}")
+            print(f"  {len(found)} × {key}\n      e.g. {f.method} {f.path}: {f.detail}")
         print(f"5xx: {len(report.server_errors)}")
 
 
