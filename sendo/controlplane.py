@@ -24,6 +24,7 @@ class ControlPlane:
         from .controllers.namespace import NamespaceController
         from .controllers.nodelifecycle import NodeLifecycleController
         from .controllers.replicaset import ReplicaSetController
+        from .controllers.replicationcontroller import ReplicationManager
         from .controllers.serviceaccounts import ServiceAccountsController
         from .scheduler.scheduler import Scheduler
 
@@ -33,6 +34,7 @@ class ControlPlane:
             Scheduler(self.client, self.informers),
             DeploymentController(self.client, self.informers),
             ReplicaSetController(self.client, self.informers),
+            ReplicationManager(self.client, self.informers),
             GarbageCollector(self.client, self.informers),
             NamespaceController(self.client, self.informers),
             NodeLifecycleController(self.client, self.informers, grace_seconds=node_grace_seconds),

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from .private import private_dir, tighten, write_private
+
 VALIDITY = dt.timedelta(days=3650)
 
 
@@ -31,14 +33,6 @@ class TLSFiles:
             return f.read()
 
 
-def _write(path: str, data: bytes, mode: int = 0o644) -> None:
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def _key_pem(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
@@ -49,11 +43,16 @@ def _name(cn: str) -> x509.Name:
 
 
 def ensure_tls(directory: str, hosts: list[str] | None = None) -> TLSFiles:
-    """Create the CA and serving certificate once; later starts reuse them."""
-    os.makedirs(directory, exist_ok=True)
+    """Create the CA and serving certificate once; later starts reuse them.
+
+    The keys are 0600 in a 0700 directory; the certificates are public (0644)."""
+    private_dir(directory, own=True)
     files = TLSFiles(os.path.join(directory, "ca.crt"), os.path.join(directory, "server.crt"),
                      os.path.join(directory, "server.key"))
     if all(os.path.exists(p) for p in (files.ca_cert, files.cert, files.key)):
+        for key_file in (files.key, os.path.join(directory, "ca.key")):
+            if os.path.exists(key_file):
+                tighten(key_file)
         return files
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -82,10 +81,10 @@ def ensure_tls(directory: str, hosts: list[str] | None = None) -> TLSFiles:
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    _write(os.path.join(directory, "ca.key"), _key_pem(ca_key), 0o600)
-    _write(files.key, _key_pem(key), 0o600)
-    _write(files.cert, cert.public_bytes(serialization.Encoding.PEM))
-    _write(files.ca_cert, ca.public_bytes(serialization.Encoding.PEM))
+    write_private(os.path.join(directory, "ca.key"), _key_pem(ca_key))
+    write_private(files.key, _key_pem(key))
+    write_private(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_private(files.ca_cert, ca.public_bytes(serialization.Encoding.PEM), 0o644)
     return files
 
 

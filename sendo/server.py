@@ -12,7 +12,6 @@ import base64
 import logging
 import os
 import secrets
-import socket
 from dataclasses import dataclass
 
 import uvicorn
@@ -23,7 +22,11 @@ from .api.admission import kubernetes_service_objects
 from .api.tokens import TokenSigner
 from .kinds.registry import builtin_registry
 from .pki import ensure_tls
-from .store.sqlite import SQLiteStore
+from .private import private_dir
+from .serving import APIServer as HTTPServer, default_connection_limit, free_port, guarded_protocol, listen_socket
+from .store import default_url, open_store
+
+__all__ = ["Server", "ServerConfig", "free_port", "kubeconfig", "read_or_create_secret"]
 
 log = logging.getLogger(__name__)
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -34,8 +37,14 @@ class ServerConfig:
     data_dir: str
     host: str = "127.0.0.1"
     port: int = 6443
+    port_fallback: bool = False  # the port was not chosen by the user: take the next free one if it is taken
+    datastore: str | None = None  # a store URL (sendo.store.registry); None: SQLite under the server dir
     controllers: bool = True
     controllers_in_process: bool = False  # run the loops in this process (tests, debugging)
+    idle_timeout: float = 5.0  # seconds a connection may wait for its next request
+    first_request_timeout: float = 30.0  # seconds from the end of the TLS handshake to the first request
+    handshake_timeout: float = 30.0  # seconds a client has to finish its TLS handshake
+    max_connections: int = 0  # open client connections at most; 0: what the fd limit leaves room for
 
     @property
     def url(self) -> str:
@@ -47,61 +56,59 @@ class ServerConfig:
 
 
 def read_or_create_secret(path: str) -> str:
-    """A token kept in a 0600 file, created on first start."""
+    """A token kept in a 0600 file (in a 0700 directory), created on first start."""
     try:
         with open(path) as f:
             return f.read().strip()
     except FileNotFoundError:
         token = secrets.token_urlsafe(32)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        private_dir(os.path.dirname(path))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(token + "\n")
         return token
 
 
-def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
-    """preferred if it can be bound, else the next free one after it, else any."""
-    for port in ([*range(preferred, preferred + 100)] if preferred else []) + [0]:
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-                return s.getsockname()[1]
-            except OSError:
-                continue
-    raise OSError("no free port")
-
-
 class Server:
     def __init__(self, cfg: ServerConfig):
         self.cfg = cfg
-        os.makedirs(cfg.server_dir, exist_ok=True)
+        private_dir(cfg.data_dir)
+        private_dir(cfg.server_dir, own=True)
         self.admin_token = read_or_create_secret(os.path.join(cfg.server_dir, "admin-token"))
         self.node_token = read_or_create_secret(os.path.join(cfg.server_dir, "node-token"))
         self.tls = ensure_tls(os.path.join(cfg.server_dir, "tls"), [cfg.host])
         # signs ServiceAccount tokens; servers sharing one store must share this file
         self.sa_signer = TokenSigner.load_or_create(os.path.join(cfg.server_dir, "sa.key"))
         self.ca_pem = self.tls.ca_pem()
-        self.store = SQLiteStore(os.path.join(cfg.server_dir, "state.db"))
+        self.store = open_store(cfg.datastore or default_url(os.path.join(cfg.server_dir, "state.db")))
         self.registry = builtin_registry()
         tokens = {self.admin_token: User("admin", ["system:masters"]),
                   self.node_token: User("system:node", ["system:nodes"])}
         self.api = APIServer(self.store, self.registry, tokens, self.node_token, self.sa_signer)
         self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
-        self._uvicorn: uvicorn.Server | None = None
+        self._uvicorn: HTTPServer | None = None
         self._tasks: list[asyncio.Task] = []
         self.control = None
 
     async def start(self) -> None:
-        await self.store.start()
-        await self._bootstrap()
-        await self.crds.start()  # stored CRDs are served before the first request
-        config = uvicorn.Config(self.api.app, host=self.cfg.host, port=self.cfg.port, log_level="warning",
+        cfg = self.cfg
+        sock = listen_socket(cfg.host, cfg.port, cfg.port_fallback)  # first: a taken port fails before any work
+        cfg.port = sock.getsockname()[1]
+        try:
+            await self.store.start()
+            await self._bootstrap()
+            await self.crds.start()  # stored CRDs are served before the first request
+        except BaseException:
+            sock.close()
+            raise
+        limit = cfg.max_connections or default_connection_limit()
+        config = uvicorn.Config(self.api.app, host=cfg.host, port=cfg.port, log_level="warning",
                                 lifespan="off", access_log=False, timeout_graceful_shutdown=1, interface="asgi3",
                                 ws="wsproto",  # the WebSocket implementation port-forward is built on
+                                http=guarded_protocol(limit, cfg.first_request_timeout),
+                                timeout_keep_alive=cfg.idle_timeout,
                                 ssl_certfile=self.tls.cert, ssl_keyfile=self.tls.key)
-        self._uvicorn = uvicorn.Server(config)
-        self._uvicorn.install_signal_handlers = lambda: None  # the CLI owns signals
+        self._uvicorn = HTTPServer(config, [sock], cfg.handshake_timeout)
         self._tasks.append(asyncio.create_task(self._uvicorn.serve(), name="uvicorn"))
         while not self._uvicorn.started:
             if self._tasks[0].done():

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
 import logging
 import os
 import platform
@@ -19,20 +18,23 @@ import psutil
 from aiohttp import web
 
 from .. import __version__
-from ..api.meta import micro_now, now_rfc3339
 from ..client import ApiError, Client, Informer, kind
+from ..client.events import EventRecorder
+from ..client.factory import InformerFactory
 from ..client.informer import obj_key
-from ..controllers.events import EventRecorder
-from . import logs as logfiles, portforward
+from ..kinds.meta import now_rfc3339
+from ..tasks import stop_tasks
+from . import logs as logfiles
+from . import portforward
 from .env import service_links
-from .identity import WAITING as IDENTITY_WAITING, PodIdentity
+from .identity import PodIdentity
+from .lease import RENEW_EVERY, renew_node_lease
 from .podworker import PodWorker
-from .runtime import ContainerHandle, ProcessRuntime
+from .query import BadQuery, query_bool, query_int
+from .runtime import ContainerHandle, Runtime, SandboxError, open_runtime, registry
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
-LEASE_SECONDS = 40
-RENEW_EVERY = 10.0
 STATUS_EVERY = 60.0
 
 
@@ -53,35 +55,11 @@ class AgentConfig:
     ingress: bool = True  # run the ingress controller (network/ingress.py) on the node's address
     ingress_http_port: int | None = None  # None: 80 as root, else 8080; 0: any free port
     ingress_https_port: int | None = None  # None: 443 as root, else 8443; 0: any free port
+    runtime: str = registry.DEFAULT  # runs pods without a runtimeClassName; `process` is always there too
 
-
-class PodIPs:
-    """Pod IPs from the node's podCIDR (a loopback range: every 127.x address is local)."""
-
-    def __init__(self):
-        self.net: ipaddress.IPv4Network | None = None
-        self.used: dict[str, str] = {}  # pod uid -> ip
-        self._next = 2
-
-    def assign(self, uid: str, wanted: str | None = None) -> str:
-        if uid in self.used:
-            return self.used[uid]
-        taken = set(self.used.values())
-        if wanted and wanted not in taken and self.net and ipaddress.ip_address(wanted) in self.net:
-            self.used[uid] = wanted
-            return wanted
-        size = self.net.num_addresses
-        for i in range(size - 3):
-            n = 2 + (self._next - 2 + i) % (size - 3)
-            ip = str(self.net.network_address + n)
-            if ip not in taken:
-                self._next = n + 1
-                self.used[uid] = ip
-                return ip
-        raise RuntimeError(f"no free pod IP left in {self.net}")
-
-    def release(self, uid: str) -> None:
-        self.used.pop(uid, None)
+    def runtime_names(self) -> list[str]:
+        """The runtimes this agent opens: the default one, and `process` (needs nothing)."""
+        return list(dict.fromkeys([registry.check(self.runtime), "process"]))
 
 
 class Agent:
@@ -91,13 +69,18 @@ class Agent:
         self.pods_dir = os.path.join(self.dir, "pods")
         self.logs_dir = os.path.join(self.dir, "logs")
         self.client = Client(cfg.server, cfg.token, cfg.ca_pem, user_agent=f"sendo-agent/{cfg.node_name}")
-        self.runtime = ProcessRuntime(os.path.join(self.dir, "containers"))
+        self.informers = InformerFactory(self.client)  # one watch per kind for the agent and its network services
+        # runtime name (= RuntimeClass handler) -> runtime; the first is the node's default
+        self.runtimes: dict[str, Runtime] = {n: open_runtime(n, self.dir) for n in cfg.runtime_names()}
+        self.runtime = self.runtimes[cfg.runtime]
         self.recorder = EventRecorder(self.client, "kubelet", cfg.node_name)
-        self.ips = PodIPs()
         self.workers: dict[str, PodWorker] = {}  # pod uid -> worker
-        self.adopted: dict[str, list[ContainerHandle]] = {}
+        self.adopted: dict[str, tuple[Runtime, list[ContainerHandle]]] = {}  # pod uid -> what runs
         self.pods: Informer | None = None
+        self.services: Informer | None = None
+        self.runtime_classes: Informer | None = None
         self._tasks: list[asyncio.Task] = []
+        self._cleanups: set[asyncio.Task] = set()  # stray clean-ups after a worker crash
         self._web: web.AppRunner | None = None
         self.node: Obj | None = None
         self.proxy = None  # network.proxy.ServiceProxy when cfg.service_proxy
@@ -113,28 +96,31 @@ class Agent:
             os.makedirs(d, exist_ok=True)
         await self._serve_http()
         await self._register()
-        for h in await self.runtime.adopt():
-            self.adopted.setdefault(h.spec.pod_uid, []).append(h)
+        for rt in self.runtimes.values():
+            for h in await rt.adopt():
+                self.adopted.setdefault(h.spec.pod_uid, (rt, []))[1].append(h)
+        await self._start_runtime_classes()
         if self.cfg.dns:  # before the pods: their environment names the DNS server and Services
             from ..network.dns import ClusterDNS
             host, _, port = self.cfg.dns.rpartition(":")
-            self.dns = ClusterDNS(self.client, host, int(port))
+            self.dns = ClusterDNS(self.client, host, int(port), informers=self.informers)
             await self.dns.bind_anywhere()
+        self.services = self.informers.get(kind("services"))  # service links; shared with DNS and proxy
+        await self.informers.start(self.services)
         await self.identity.start()  # before the pods: their tokens need their ServiceAccounts
-        self.pods = Informer(self.client, kind("pods"), field_selector=f"spec.nodeName={self.cfg.node_name}")
+        self.pods = self.informers.get(kind("pods"), field_selector=f"spec.nodeName={self.cfg.node_name}")
         self.pods.add_handler(self._on_pod)
-        self.pods.start()
-        await asyncio.wait_for(self.pods.synced.wait(), 30)
+        await self.informers.start(self.pods)
         await self._stop_strays()
         if self.cfg.service_proxy:
             from ..network.proxy import ServiceProxy
-            self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.address)
+            self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.address, informers=self.informers)
             await self.proxy.start()
         if self.cfg.ingress:  # ports it cannot bind (in use, privileged) are logged and retried, never fatal
             from ..network.ingress import IngressController
             self.ingress = IngressController(self.client, self.cfg.node_name, self.cfg.address,
                                              http_port=self.cfg.ingress_http_port,
-                                             https_port=self.cfg.ingress_https_port)
+                                             https_port=self.cfg.ingress_https_port, informers=self.informers)
             await self.ingress.start()
         self._tasks = [asyncio.create_task(self._heartbeat(), name="lease"),
                        asyncio.create_task(self._status_loop(), name="node-status"),
@@ -142,7 +128,7 @@ class Agent:
 
     async def stop(self, stop_pods: bool = False) -> None:
         """Stop the agent. Pods keep running unless stop_pods (then their processes stop too)."""
-        for t in self._tasks:
+        for t in [*self._tasks, *self._cleanups]:
             t.cancel()
         if self.ingress:
             await self.ingress.stop()
@@ -150,20 +136,14 @@ class Agent:
             await self.proxy.stop()
         if self.dns:
             await self.dns.stop()
-        if self.pods:
-            await self.pods.stop()
+        await self.informers.stop()
         workers = list(self.workers.values())
-        for w in workers:
-            w.task.cancel()
-        for w in workers:
-            try:
-                await w.task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks((w.task for w in workers), "pod worker")
         if stop_pods:
             await asyncio.gather(*[w.stop_containers(5.0) for w in workers], return_exceptions=True)
         await self.identity.close()
-        await self.runtime.close()
+        for rt in self.runtimes.values():
+            await rt.close()
         await self.recorder.close()
         if self._web:
             await self._web.cleanup()
@@ -201,7 +181,7 @@ class Agent:
                            "nodeInfo": {"kubeletVersion": f"v1.37.0-sendo.{__version__}",
                                         "kubeProxyVersion": "", "operatingSystem": "linux",
                                         "architecture": labels["kubernetes.io/arch"],
-                                        "containerRuntimeVersion": "process://" + __version__,
+                                        "containerRuntimeVersion": self.runtime.version(),
                                         "kernelVersion": uname.release, "osImage": _os_image(),
                                         "machineID": "", "systemUUID": "", "bootID": ""}}}
 
@@ -225,23 +205,12 @@ class Agent:
         cidr = (self.node.get("spec") or {}).get("podCIDR")
         if not cidr:
             raise RuntimeError(f"node {self.cfg.node_name} has no podCIDR")
-        self.ips.net = ipaddress.ip_network(cidr)
+        for rt in self.runtimes.values():
+            await rt.update_runtime_config(cidr)
         await self._renew_lease()
 
     async def _renew_lease(self) -> None:
-        leases = kind("leases", "coordination.k8s.io")
-        name = self.cfg.node_name
-        spec = {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": micro_now()}
-        try:
-            await self.client.patch(leases, "kube-node-lease", name, {"spec": spec})
-        except ApiError as e:
-            if e.status != 404:
-                raise
-            owner = {"apiVersion": "v1", "kind": "Node", "name": name, "uid": self.node["metadata"]["uid"]}
-            await self.client.create(leases, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                              "metadata": {"name": name, "namespace": "kube-node-lease",
-                                                           "ownerReferences": [owner]},
-                                              "spec": spec})
+        await renew_node_lease(self.client, self.cfg.node_name, self.node["metadata"]["uid"])
 
     async def _heartbeat(self) -> None:
         while True:
@@ -281,7 +250,8 @@ class Agent:
             for other in self.workers.values():
                 if obj_key(other.pod) == obj_key(pod) and other.uid != uid:
                     other.removed()
-            w = PodWorker(self, pod, self.adopted.pop(uid, []))
+            rt, handles = self.adopted.pop(uid, (None, []))
+            w = PodWorker(self, pod, handles, rt)
             self.workers[uid] = w
             w.task.add_done_callback(lambda _t, uid=uid: self._worker_done(uid))
             self.identity.track(pod)  # its token is fetched now (and kept fresh for adopted pods)
@@ -294,20 +264,78 @@ class Agent:
             del self.workers[uid]
 
     def worker_failed(self, w: PodWorker) -> None:
-        """A worker that crashed is replaced by a fresh one on the next pod event or resync."""
+        """A worker that crashed is replaced by a fresh one, which adopts the containers it
+        left running (never a second start of the same run)."""
         self.workers.pop(w.uid, None)
+        if (running := w.running()) and w.runtime is not None:
+            self.adopted[w.uid] = (w.runtime, running)
         if self.pods and (pod := self.pods.get(obj_key(w.pod))):
             asyncio.get_running_loop().call_later(1.0, self._on_pod, "MODIFIED", pod, None)
+        else:  # the pod is gone too: what it left running stops
+            t = asyncio.get_running_loop().create_task(self._stop_strays(), name=f"strays-{w.uid}")
+            self._cleanups.add(t)
+            t.add_done_callback(self._cleanups.discard)
 
     async def _stop_strays(self) -> None:
-        """Processes of pods that are no longer bound here (deleted while the agent was down)."""
-        for uid, handles in list(self.adopted.items()):
+        """Containers and sandboxes of pods that are no longer bound here (deleted while the
+        agent was down)."""
+        for uid, (rt, handles) in list(self.adopted.items()):
             if uid in self.workers:
                 continue
             for h in handles:
-                await self.runtime.stop(h, 5.0)
-                await self.runtime.forget(h)
+                await rt.stop(h, 5.0)
+                await rt.forget(h)
             del self.adopted[uid]
+        for rt in self.runtimes.values():
+            for sb in await rt.list_pod_sandboxes():
+                if sb.pod_uid not in self.workers:
+                    await rt.remove_pod_sandbox(sb.id)
+
+    # ----------------------------------------------------------------- runtimes
+    @property
+    def node_address(self) -> str:
+        return self.cfg.address
+
+    @property
+    def backoff(self) -> tuple[float, float]:
+        return self.cfg.backoff_base, self.cfg.backoff_max
+
+    async def _start_runtime_classes(self) -> None:
+        """Watch RuntimeClasses, and create one per runtime of this agent if missing
+        (handler = the runtime's name), as the ingress controller creates its class."""
+        self.runtime_classes = self.informers.get(kind("runtimeclasses", "node.k8s.io"))
+        self.runtime_classes.add_handler(self._runtime_class_changed)
+        await self.informers.start(self.runtime_classes)
+        for name in self.runtimes:
+            if self.runtime_classes.get(name) is not None:
+                continue
+            body = {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "handler": name,
+                    "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "sendo"}}}
+            try:
+                created = await self.client.create(self.runtime_classes.r, body)
+                self.runtime_classes.cache.setdefault(name, created)  # the watch brings it too
+            except ApiError as e:
+                if e.status != 409:  # another agent made it first
+                    log.warning("cannot create RuntimeClass %s: %s", name, e)
+
+    def _runtime_class_changed(self, typ: str, rc: Obj, old: Obj | None) -> None:
+        """Pods waiting for their sandbox try again at once: their class may exist now."""
+        for w in self.workers.values():
+            w.retry_prepare()
+
+    def runtime_for(self, pod: Obj) -> Runtime:
+        """The runtime of the pod's RuntimeClass, or this node's default without one."""
+        cls = (pod.get("spec") or {}).get("runtimeClassName")
+        if not cls:
+            return self.runtime
+        rc = self.runtime_classes.get(cls) if self.runtime_classes else None
+        if rc is None:
+            raise SandboxError(f'RuntimeClass "{cls}" not found')
+        handler = rc.get("handler") or ""
+        if handler not in self.runtimes:
+            raise SandboxError(f'no runtime for handler "{handler}" (RuntimeClass "{cls}") is configured on node '
+                               f'{self.cfg.node_name}; it runs: {", ".join(self.runtimes)}')
+        return self.runtimes[handler]
 
     def base_env(self, pod: Obj, pod_ip: str | None) -> dict[str, str]:
         env = {"PATH": os.environ.get("PATH", os.defpath), "HOSTNAME": pod["metadata"]["name"]}
@@ -316,8 +344,8 @@ class Agent:
                 env[k] = os.environ[k]
         if self.dns:
             env["SENDO_DNS"] = self.dns.address
-            if (pod.get("spec") or {}).get("enableServiceLinks", True):
-                env.update(service_links(pod["metadata"]["namespace"], self.dns.services.list()))
+        if (pod.get("spec") or {}).get("enableServiceLinks", True):
+            env.update(service_links(pod["metadata"]["namespace"], self.services.list()))
         # the API server's own address (over the `kubernetes` service link) and the pod's
         # token directory; ConfigError while the token is not written yet
         env.update(self.identity.env(pod))
@@ -330,17 +358,9 @@ class Agent:
         await self.identity.ready(pod)
 
     def _identity_ready(self, uid: str) -> None:
-        """A pod's token is there: containers whose start failed only for want of it start
-        now, not after the config-error back-off (needed while the pod worker does not
-        await `prepare_pod`)."""
-        w = self.workers.get(uid)
-        if w is None:
-            return
-        for c in getattr(w, "containers", {}).values():
-            waiting = getattr(c, "waiting", None)
-            if waiting and IDENTITY_WAITING in str(waiting[-1]) and hasattr(c, "next_start"):
-                c.next_start = 0.0
-        w.wake.set()
+        """A pod's token is there: its worker starts what waited for it at once."""
+        if (w := self.workers.get(uid)) is not None:
+            w.token_ready()
 
     def event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
         self.recorder.emit(pod, type_, reason, message)
@@ -349,8 +369,8 @@ class Agent:
     async def _serve_http(self) -> None:
         app = web.Application()
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
-        app.router.add_get("/portForward/{ns}/{pod}", portforward.handler(self))
-        app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
+        app.router.add_get("/portForward/{ns}/{pod}", portforward.handler(self.cfg.token, self.pod_address))
+        app.router.add_get("/healthz", _healthz)
         self._web = web.AppRunner(app, access_log=None)
         await self._web.setup()
         port = self.cfg.port or _free_port(self.cfg.address)
@@ -358,36 +378,49 @@ class Agent:
         await site.start()
         self.port = port
 
-    def _find_worker(self, ns: str, name: str) -> PodWorker | None:
+    def find_worker(self, ns: str, name: str) -> PodWorker | None:
         for w in self.workers.values():
             if w.ns == ns and w.name == name:
                 return w
         return None
+
+    def pod_address(self, ns: str, name: str) -> str:
+        """The IP of a pod running here, for port-forward; LookupError says why there is none."""
+        w = self.find_worker(ns, name)
+        if w is None or w.task.done():
+            raise LookupError(f'pod "{name}" is not running on node {self.cfg.node_name}')
+        if not w.pod_ip:
+            raise LookupError(f'pod "{name}" has no IP yet')
+        return w.pod_ip
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Authorization", "") != f"Bearer {self.cfg.token}":
             return web.Response(status=401, text="Unauthorized")
         ns, name, cname = (request.match_info[k] for k in ("ns", "pod", "container"))
         q = request.query
-        w = self._find_worker(ns, name)
+        try:
+            follow, previous = query_bool(q, "follow"), query_bool(q, "previous")
+            query_bool(q, "timestamps")  # checked; the log files carry no timestamps yet
+            tail = query_int(q, "tailLines")
+            limit = query_int(q, "limitBytes", minimum=1)
+            since_seconds = query_int(q, "sinceSeconds", minimum=1)
+        except BadQuery as e:
+            return web.Response(status=400, text=str(e))
+        w = self.find_worker(ns, name)
         if w is None or cname not in w.containers:
             return web.Response(status=404, text=f'pod "{name}" or container "{cname}" not found on this node')
         c = w.containers[cname]
         attempt = c.attempts - 1
-        if q.get("previous") == "true":
+        if previous:
             attempt -= 1
             if attempt < 0:
                 return web.Response(status=400, text=f'previous terminated container "{cname}" in pod '
                                                       f'"{name}" not found')
         path = logfiles.container_log_path(self.logs_dir, ns, name, w.uid, cname, max(attempt, 0))
-        tail = int(q["tailLines"]) if q.get("tailLines") else None
-        limit = int(q["limitBytes"]) if q.get("limitBytes") else None
-        since = None
-        if q.get("sinceSeconds"):
-            since = dt.datetime.now().timestamp() - int(q["sinceSeconds"])
+        since = dt.datetime.now().timestamp() - since_seconds if since_seconds else None
         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await resp.prepare(request)
-        if q.get("follow") == "true" and q.get("previous") != "true":
+        if follow and not previous:
             handle = c.handle
 
             def running() -> bool:
@@ -398,6 +431,10 @@ class Agent:
             await resp.write(await logfiles.read_log(path, tail_lines=tail, limit_bytes=limit, since_time=since))
         await resp.write_eof()
         return resp
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
 
 
 def _free_port(host: str) -> int:

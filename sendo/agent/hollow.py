@@ -10,17 +10,15 @@ import asyncio
 import ipaddress
 import logging
 import random
-
 from typing import Any
 
-from ..api.meta import micro_now, now_rfc3339
 from ..client import ApiError, Client, Informer, kind
 from ..client.informer import obj_key
+from ..kinds.meta import now_rfc3339
+from .lease import RENEW_EVERY, renew_node_lease
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
-LEASE_SECONDS = 40
-RENEW_EVERY = 10.0
 CONCURRENCY = 64  # API requests in flight at once
 
 
@@ -34,6 +32,7 @@ class HollowNodes:
         self.resources = {"cpu": cpu, "memory": memory, "pods": pods}
         self.cidrs: dict[str, ipaddress.IPv4Network] = {}
         self.next_ip: dict[str, int] = {}
+        self.uids: dict[str, str] = {}  # node name -> uid, the owner of its Lease
         self.sem = asyncio.Semaphore(CONCURRENCY)
         self.pods: Informer | None = None
         self.handled: set[str] = set()  # pod uids already started
@@ -82,20 +81,12 @@ class HollowNodes:
             node = await self._call(self.client.get(nodes, None, name))
         node = await self._call(self.client.patch(nodes, None, name, {"status": self._status(name)}, sub="status"))
         self.cidrs[name] = ipaddress.ip_network(node["spec"]["podCIDR"])
+        self.uids[name] = node["metadata"]["uid"]
         self.next_ip[name] = 2
         await self._renew(name)
 
     async def _renew(self, name: str) -> None:
-        leases = kind("leases", "coordination.k8s.io")
-        spec = {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": micro_now()}
-        try:
-            await self._call(self.client.patch(leases, "kube-node-lease", name, {"spec": spec}))
-        except ApiError as e:
-            if e.status != 404:
-                raise
-            await self._call(self.client.create(leases, {
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": name, "namespace": "kube-node-lease"}, "spec": spec}))
+        await self._call(renew_node_lease(self.client, name, self.uids[name]))
 
     async def _heartbeat(self) -> None:
         while True:

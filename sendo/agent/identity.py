@@ -32,6 +32,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from ..client import ApiError, Client, Informer, kind
+from ..tasks import stop_tasks
 from .env import ConfigError
 
 log = logging.getLogger(__name__)
@@ -165,13 +166,7 @@ class PodIdentity:
     async def close(self) -> None:
         await self.accounts.stop()
         tasks = [t for t in [self._sweeper, *(e.fetching for e in self.entries.values())] if t is not None]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks(tasks, "token task")
         self.entries.clear()
 
     # ----------------------------------------------------------------- getting tokens

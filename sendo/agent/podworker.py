@@ -16,35 +16,47 @@ Health (Kubernetes semantics, see probes.py and hooks.py):
   Unhealthy, Killing) — the normal exit path then restarts it with back-off;
 * stopping a container (pod deletion, probe kill) runs its preStop hook first, within
   the grace period, then SIGTERM with what is left of it (at least 2 s once a hook ran).
+
+Before anything starts, the prestart hooks (`prestart/`) run: the pod's directory, its
+sandbox in the runtime its RuntimeClass names (which gives the pod IP), its token; then
+before every start of a container, its ContainerSpec is filled in by the container
+hooks. The worker knows its node only through `host.PodHost`.
 """
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import aiohttp
 
 from ..client import ApiError, kind
+from ..kinds.meta import rfc3339
 from . import hooks, probes
-from .env import ConfigError, build_env, command_line
+from .host import PodHost
+from .identity import WAITING as TOKEN_WAITING
 from .logs import container_log_path
-from .runtime import ContainerHandle, ContainerSpec, ExitInfo, StartError
-
-if TYPE_CHECKING:
-    from .agent import Agent
+from .prestart import CONTAINER_HOOKS, POD_HOOKS, HookError
+from .runtime import (
+    ContainerHandle,
+    ContainerSpec,
+    ExitInfo,
+    Runtime,
+    Sandbox,
+    StartError,
+)
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 BACKOFF_RESET_AFTER = 600.0  # a container that ran this long starts its back-off afresh
 MIN_GRACE_AFTER_PRESTOP = 2.0  # the kubelet's minimal shutdown window after a preStop hook
-
-
-def rfc3339(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+PREPARE_RETRY_MIN, PREPARE_RETRY_MAX = 1.0, 30.0  # back-off of failed pod prestart steps
+CONFIG_RETRY = 2.0  # a container whose configuration failed is tried again after this
+STATUS_RETRY = 1.0  # a status the API did not take is posted again after this
 
 
 @dataclass
@@ -91,15 +103,20 @@ class Container:
 
 
 class PodWorker:
-    def __init__(self, agent: "Agent", pod: Obj, adopted: list[ContainerHandle]):
-        self.agent = agent
+    def __init__(self, host: PodHost, pod: Obj, adopted: list[ContainerHandle], runtime: Runtime | None = None):
+        """`adopted`: containers of this pod found running by `runtime` after an agent restart."""
+        self.host = host
         self.pod = pod
         self.uid = pod["metadata"]["uid"]
         self.ns = pod["metadata"]["namespace"]
         self.name = pod["metadata"]["name"]
         self.wake = asyncio.Event()
         self.gone = False  # the pod object no longer exists in the API
-        self.pod_ip: str | None = None
+        self.runtime = runtime  # chosen by the sandbox hook unless the pod already runs somewhere
+        self.sandbox: Sandbox | None = None
+        self.prepare_at = 0.0  # when the pod prestart steps may be tried (again)
+        self.prepare_failures = 0
+        self.status_retry_at = 0.0  # a status post failed: post again at this time
         self.start_time: str | None = (pod.get("status") or {}).get("startTime")
         self.last_status: Obj | None = None
         self.terminating = False  # probes and hooks no longer act once stopping began
@@ -130,7 +147,7 @@ class PodWorker:
                 state = st.get("state") or {}
                 if h is not None:
                     ct.handle, ct.waiting, ct.ever_started = h, None, True
-                    ct.waiter = asyncio.create_task(self._wait(ct, h))
+                    ct.waiter = asyncio.create_task(self._wait(ct, h))  # runtime: the one that adopted h
                     # what the probes had found before the agent restarted holds until they
                     # run again (at once): an adopted pod does not flap to not-ready
                     ct.started = "running" in state and bool(st.get("started"))
@@ -148,32 +165,60 @@ class PodWorker:
     # ----------------------------------------------------------------- main loop
     async def _run(self) -> None:
         try:
-            self.pod_ip = self.agent.ips.assign(self.uid, (self.pod.get("status") or {}).get("podIP"))
-            os.makedirs(self.pod_dir, exist_ok=True)
             self.start_time = self.start_time or rfc3339(time.time())
-            for c in self.containers.values():
-                if c.handle is not None and not c.init:  # adopted: probe it again
-                    self._start_probes(c, c.handle)
             while True:
                 if self.gone or self.pod["metadata"].get("deletionTimestamp"):
                     await self._terminate()
                     return
-                await self._sync()
+                if await self._prepared():
+                    await self._sync()
                 await self._post_status()
                 await self._sleep()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("pod worker %s/%s failed", self.ns, self.name)
-            self.agent.worker_failed(self)
+            for c in self.containers.values():  # the replacement worker waits for them instead
+                if c.waiter is not None:
+                    c.waiter.cancel()
+            self.host.worker_failed(self)
         finally:
             for c in self.containers.values():
                 self._cancel_tasks(c, killing=True)
+
+    async def _prepared(self) -> bool:
+        """Run the pod prestart steps until they have all passed once; False while one fails."""
+        if self.sandbox is not None:
+            return True
+        if time.time() < self.prepare_at:
+            return False
+        try:
+            for hook in POD_HOOKS:
+                await hook(self)
+        except HookError as e:
+            self.prepare_failures += 1
+            self.prepare_at = time.time() + min(PREPARE_RETRY_MAX, PREPARE_RETRY_MIN * 2 ** (self.prepare_failures - 1))
+            for c in self.containers.values():
+                if not c.running:
+                    c.waiting = (e.reason, e.message)
+            if e.event:
+                self.host.event(self.pod, "Warning", e.event, e.message)
+            return False
+        for c in self.containers.values():
+            if c.waiting and c.waiting[0] == "ContainerCreating":
+                c.waiting = ("ContainerCreating", "")
+            if c.handle is not None and not c.init:  # adopted: probe it again
+                self._start_probes(c, c.handle)
+        return True
 
     async def _sleep(self) -> None:
         now = time.time()
         pending = [c.next_start - now for c in self.containers.values()
                    if not c.running and c.next_start > now]
+        if self.sandbox is None and self.prepare_at > now:
+            pending.append(self.prepare_at - now)
+        if self.status_retry_at:
+            pending.append(max(self.status_retry_at - now, 0.0))
         timeout = min(pending) if pending else None
         try:
             await asyncio.wait_for(self.wake.wait(), timeout)
@@ -183,7 +228,11 @@ class PodWorker:
 
     @property
     def pod_dir(self) -> str:
-        return os.path.join(self.agent.pods_dir, self.uid)
+        return os.path.join(self.host.pods_dir, self.uid)
+
+    @property
+    def pod_ip(self) -> str | None:
+        return self.sandbox.ip if self.sandbox else None
 
     @property
     def restart_policy(self) -> str:
@@ -219,73 +268,84 @@ class PodWorker:
                                "The container could not be located when the pod was restarted"), now)
             c.state_unknown = False
             c.restarts += 1
-        await self.agent.prepare_pod(self.pod)  # its ServiceAccount token is on disk (bounded wait)
         try:
-            env = await build_env(self._downward_view(), c.spec, self.agent.base_env(self.pod, self.pod_ip),
-                                  self._lookup)
-        except ConfigError as e:
-            c.waiting = ("CreateContainerConfigError", str(e))
-            c.next_start = now + 2.0
+            spec = await self._container_spec(c)
+        except HookError as e:
+            c.waiting = (e.reason, e.message)
+            c.next_start = now + CONFIG_RETRY
             return
-        except ApiError as e:
-            c.waiting = ("CreateContainerConfigError", e.body.get("message", str(e)))
-            c.next_start = now + 2.0
-            return
-        argv = command_line(c.spec, env)
-        wd = c.spec.get("workingDir") or self.pod_dir
-        os.makedirs(wd, exist_ok=True)
-        spec = ContainerSpec(self.uid, self.ns, self.name, c.name, c.attempts, argv, env, wd,
-                             container_log_path(self.agent.logs_dir, self.ns, self.name, self.uid, c.name,
-                                                c.attempts))
         if c.exit is not None:
             c.last = (c.exit, c.exit_started_at)
             c.restarts += 1
             c.exit = None
         c.attempts += 1
         try:
-            if not argv:
-                raise StartError("no command specified: the process runtime needs command or args")
-            h = await self.agent.runtime.start(spec)
+            h = await self.runtime.start(spec)
         except StartError as e:
             c.exit = ExitInfo(128, None, time.time(), "StartError", str(e))
             c.exit_started_at = 0.0
             self._schedule_restart(c, ran=0.0)
-            self.agent.event(self.pod, "Warning", "Failed", f"Error: {e}")
+            self.host.event(self.pod, "Warning", "Failed", f"Error: {e}")
             return
         c.handle, c.waiting = h, None
         c.waiter = asyncio.create_task(self._wait(c, h))
-        self.agent.event(self.pod, "Normal", "Started", f"Started container {c.name}")
+        self.host.event(self.pod, "Normal", "Started", f"Started container {c.name}")
         self._after_start(c, h)
 
+    async def _container_spec(self, c: Container) -> ContainerSpec:
+        """The next run of `c`, as the container prestart hooks fill it in."""
+        spec = ContainerSpec(self.uid, self.ns, self.name, c.name, c.attempts, [], {}, None,
+                             container_log_path(self.host.logs_dir, self.ns, self.name, self.uid, c.name,
+                                                c.attempts),
+                             sandbox_id=self.sandbox.id if self.sandbox else "")
+        for hook in CONTAINER_HOOKS:
+            await hook(self, c.spec, spec)
+        return spec
+
     async def _wait(self, c: Container, h: ContainerHandle) -> None:
-        info = await self.agent.runtime.wait(h)
+        info = await self.runtime.wait(h)
         if c.handle is not h:
             return
         c.handle = None
         self._end_run(c)
         c.exit, c.exit_started_at = info, h.started_at
-        await self.agent.runtime.forget(h)
+        await self.runtime.forget(h)
         self._schedule_restart(c, ran=info.finished_at - h.started_at)
         self.wake.set()
 
     def _schedule_restart(self, c: Container, ran: float) -> None:
         """Back-off: the first restart is immediate, then base, 2×base, … up to the cap."""
-        base, cap = self.agent.cfg.backoff_base, self.agent.cfg.backoff_max
+        base, cap = self.host.backoff
         if ran >= BACKOFF_RESET_AFTER:
             c.backoff = 0.0
         c.delay = c.backoff
         c.next_start = time.time() + c.backoff
         c.backoff = min(cap, c.backoff * 2 if c.backoff else base)
 
-    def _downward_view(self) -> Obj:
-        """The pod as the downward API sees it: with the IPs this worker assigned."""
-        host = self.agent.cfg.address
+    def downward_view(self) -> Obj:
+        """The pod as the downward API sees it: with its sandbox's IP and the node's."""
+        host = self.host.node_address
         status = {**(self.pod.get("status") or {}), "podIP": self.pod_ip, "podIPs": [{"ip": self.pod_ip}],
                   "hostIP": host, "hostIPs": [{"ip": host}]}
         return {**self.pod, "status": status}
 
-    async def _lookup(self, plural: str, ns: str, name: str) -> Obj | None:
-        return await self.agent.client.get_or_none(kind(plural), ns, name)
+    def retry_prepare(self) -> None:
+        """Something a failed prestart step needed may have changed: try it again now."""
+        if self.sandbox is None and self.prepare_at:
+            self.prepare_at = 0.0
+            self.wake.set()
+
+    def running(self) -> list[ContainerHandle]:
+        """The containers running now: a worker that replaces this one adopts them."""
+        return [c.handle for c in self.containers.values() if c.handle is not None]
+
+    def token_ready(self) -> None:
+        """The pod's token is on disk: containers that failed only for want of it start now,
+        not after the configuration back-off."""
+        for c in self.containers.values():
+            if not c.running and c.waiting and TOKEN_WAITING in c.waiting[1]:
+                c.next_start = 0.0
+        self.wake.set()
 
     # ----------------------------------------------------------------- termination
     async def _terminate(self) -> None:
@@ -293,17 +353,17 @@ class PodWorker:
         grace = self._grace()
         running = [c for c in self.containers.values() if c.running]
         if running:
-            self.agent.event(self.pod, "Normal", "Killing",
-                                   ", ".join(f"Stopping container {c.name}" for c in running))
+            self.host.event(self.pod, "Normal", "Killing",
+                            ", ".join(f"Stopping container {c.name}" for c in running))
         await self.stop_containers(grace)
         if not self.gone:
             try:
-                await self.agent.client.delete(kind("pods"), self.ns, self.name, gracePeriodSeconds=0,
+                await self.host.client.delete(kind("pods"), self.ns, self.name, gracePeriodSeconds=0,
                                                preconditions={"uid": self.uid})
             except ApiError as e:
                 if e.status != 409:  # 409: a newer pod of the same name; ours is gone already
                     raise
-        self.cleanup()
+        await self.cleanup()
 
     async def stop_containers(self, grace: float) -> None:
         """Stop every container (preStop hook, SIGTERM, grace, SIGKILL), all at once."""
@@ -319,7 +379,7 @@ class PodWorker:
             info = await self._stop_run(c, h, grace)
             if info is not None:
                 c.exit, c.exit_started_at = info, h.started_at
-            await self.agent.runtime.forget(h)
+            await self.runtime.forget(h)
         await asyncio.gather(*[stop(c) for c in self.containers.values()])
         for c in self.containers.values():
             if c.waiter:
@@ -352,10 +412,10 @@ class PodWorker:
                          self.ns, self.name, c.name, grace)
             if err:
                 log.warning("%s", err)
-                self.agent.event(self.pod, "Warning", "FailedPreStopHook", f"PreStopHook failed: {err}")
+                self.host.event(self.pod, "Warning", "FailedPreStopHook", f"PreStopHook failed: {err}")
             grace = max(grace - (time.monotonic() - began), MIN_GRACE_AFTER_PRESTOP)
         try:
-            return await self.agent.runtime.stop(h, grace)
+            return await self.runtime.stop(h, grace)
         except KeyError:  # it exited and was forgotten meanwhile
             return None
 
@@ -385,7 +445,7 @@ class PodWorker:
         if err:
             # stays ContainerCreating until it is gone: it never was Running
             log.warning("%s", err)
-            self.agent.event(self.pod, "Warning", "FailedPostStartHook", f"PostStartHook failed: {err}")
+            self.host.event(self.pod, "Warning", "FailedPostStartHook", f"PostStartHook failed: {err}")
             self._kill(c, h, f"Container {c.name} failed postStart hook, will be stopped")
             return
         c.post_start_pending = False
@@ -418,7 +478,7 @@ class PodWorker:
 
     def _probe_event(self, type_: str, reason: str, message: str) -> None:
         if not self.terminating:
-            self.agent.event(self.pod, type_, reason, message)
+            self.host.event(self.pod, type_, reason, message)
 
     def _on_probe(self, c: Container, h: ContainerHandle, kind_: str, ok: bool, probe: Obj) -> None:
         """A probe's state changed (past its threshold)."""
@@ -437,7 +497,7 @@ class PodWorker:
     def _kill(self, c: Container, h: ContainerHandle, message: str, probe: Obj | None = None) -> None:
         if c.handle is not h or (c.killing is not None and not c.killing.done()):
             return
-        self.agent.event(self.pod, "Normal", "Killing", message)
+        self.host.event(self.pod, "Normal", "Killing", message)
         c.ready = False
         self._cancel_tasks(c)
         c.killing = asyncio.create_task(self._stop_run(c, h, self._grace(probe)),
@@ -460,10 +520,13 @@ class PodWorker:
         c.post_start_pending = c.started = c.ready = False
         c.gate = None
 
-    def cleanup(self) -> None:
-        self.agent.ips.release(self.uid)
+    async def cleanup(self) -> None:
+        """The pod is gone: its sandbox (and IP) is released, its files and logs removed."""
+        if self.sandbox is not None and self.runtime is not None:
+            await self.runtime.remove_pod_sandbox(self.sandbox.id)
+            self.sandbox = None
         shutil.rmtree(self.pod_dir, ignore_errors=True)
-        shutil.rmtree(os.path.join(self.agent.logs_dir, f"{self.ns}_{self.name}_{self.uid}"), ignore_errors=True)
+        shutil.rmtree(os.path.join(self.host.logs_dir, f"{self.ns}_{self.name}_{self.uid}"), ignore_errors=True)
 
     # ----------------------------------------------------------------- status
     def _container_status(self, c: Container) -> Obj:
@@ -475,7 +538,7 @@ class PodWorker:
         elif c.running:
             h = c.handle
             st["state"] = {"running": {"startedAt": rfc3339(h.started_at)}}
-            st["containerID"] = f"process://{h.id}"
+            st["containerID"] = f"{self.runtime.name}://{h.id}"
             st["ready"] = c.is_ready
             st["started"] = c.started or c.init
         elif c.exit is not None and c.waiting and c.waiting[0] == "CreateContainerConfigError":
@@ -551,26 +614,39 @@ class PodWorker:
             conds.append(c)
         if "PodScheduled" in old:
             conds.append(old["PodScheduled"])
-        host_ip = self.agent.cfg.address
+        host_ip = self.host.node_address
         st: Obj = {"phase": phase, "conditions": conds, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
-                   "podIP": self.pod_ip, "podIPs": [{"ip": self.pod_ip}], "startTime": self.start_time,
-                   "containerStatuses": statuses}
+                   "startTime": self.start_time, "containerStatuses": statuses}
+        if self.pod_ip:
+            st.update(podIP=self.pod_ip, podIPs=[{"ip": self.pod_ip}])
         if init_statuses:
             st["initContainerStatuses"] = init_statuses
         return st
+
+    def _status_failed(self, e: Exception) -> None:
+        """The API did not take the status (overloaded, restarting): the containers are
+        fine, so the worker goes on and posts it again shortly, as the kubelet's status
+        manager does."""
+        log.warning("status of pod %s/%s not posted, retrying: %s", self.ns, self.name, e)
+        self.status_retry_at = time.time() + STATUS_RETRY
 
     async def _post_status(self) -> None:
         st = self._status()
         if st == self.last_status:
             return
         try:
-            pod = await self.agent.client.patch(kind("pods"), self.ns, self.name, {"status": st}, sub="status")
+            pod = await self.host.client.patch(kind("pods"), self.ns, self.name, {"status": st}, sub="status")
         except ApiError as e:
             if e.status == 404:
                 self.gone = True
                 self.wake.set()
                 return
-            raise
+            self._status_failed(e)
+            return
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            self._status_failed(e)
+            return
+        self.status_retry_at = 0.0
         if pod["metadata"].get("uid") != self.uid:
             return
         self.last_status = st

@@ -18,48 +18,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import os
-from typing import TYPE_CHECKING
+from typing import Callable
 
-import orjson
 from aiohttp import WSMsgType, web
 
-if TYPE_CHECKING:
-    from .agent import Agent
+from ..wire import EOF_MESSAGE, dial_error, error_message
 
 log = logging.getLogger(__name__)
 CHUNK = 64 * 1024
 DIAL_TIMEOUT = 10.0
-EOF_MESSAGE = orjson.dumps({"eof": True}).decode()
+PodAddress = Callable[[str, str], str]
+"""(namespace, pod name) -> the IP of that pod on this node; raises LookupError with a
+message for kubectl when the pod does not run here or has no IP yet."""
 
 
-def error_message(text: str) -> str:
-    return orjson.dumps({"error": text}).decode()
-
-
-def dial_error(ip: str, port: int, e: BaseException) -> str:
-    """Go's wording (`dial tcp 127.64.0.5:8080: connect: connection refused`), which is
-    what a Kubernetes user knows from kubectl port-forward against a kubelet."""
-    if isinstance(e, asyncio.TimeoutError):
-        return f"dial tcp {ip}:{port}: i/o timeout"
-    code = getattr(e, "errno", None)
-    reason = os.strerror(code).lower() if code else str(e)
-    if code == errno.ECONNREFUSED:
-        reason = "connection refused"
-    return f"dial tcp {ip}:{port}: connect: {reason}"
-
-
-def handler(agent: "Agent"):
-    """The aiohttp handler of `/portForward/{ns}/{pod}` for this agent."""
+def handler(token: str, pod_address: PodAddress):
+    """The aiohttp handler of `/portForward/{ns}/{pod}`: only the API server (which holds
+    the node token) may call it; `pod_address` is all it needs to know of the node."""
     async def port_forward(request: web.Request) -> web.StreamResponse:
-        return await handle(agent, request)
+        return await handle(token, pod_address, request)
     return port_forward
 
 
-async def handle(agent: "Agent", request: web.Request) -> web.StreamResponse:
-    if request.headers.get("Authorization", "") != f"Bearer {agent.cfg.token}":
+async def handle(token: str, pod_address: PodAddress, request: web.Request) -> web.StreamResponse:
+    if request.headers.get("Authorization", "") != f"Bearer {token}":
         return web.Response(status=401, text="Unauthorized")
     ns, name = request.match_info["ns"], request.match_info["pod"]
     raw = request.query.get("port", "")
@@ -68,12 +51,10 @@ async def handle(agent: "Agent", request: web.Request) -> web.StreamResponse:
     port = int(raw)
     ws = web.WebSocketResponse(heartbeat=None, max_msg_size=0, autoping=True)
     await ws.prepare(request)
-    w = agent._find_worker(ns, name)
-    ip = w.pod_ip if w is not None and not w.task.done() else None
-    if ip is None:
-        why = (f'pod "{name}" is not running on node {agent.cfg.node_name}' if w is None or w.task.done()
-               else f'pod "{name}" has no IP yet')
-        await ws.send_str(error_message(why))
+    try:
+        ip = pod_address(ns, name)
+    except LookupError as e:
+        await ws.send_str(error_message(str(e.args[0] if e.args else e)))
         await ws.close()
         return ws
     await relay_to(ws, ip, port)

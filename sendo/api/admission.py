@@ -10,13 +10,16 @@ The service allocator keeps no table of its own that a delete would have to upda
 what is taken is read from the stored Services (refreshed when the store's revision
 has moved, decoding only the Services that changed), plus the addresses it handed to
 creates that are still in flight. A deleted Service frees its IP and ports by being
-gone from the store. (With several API servers on one etcd, two servers could still
-give out one address at the same moment; that needs an allocation record written with
-compare-and-swap, as Kubernetes' IPAddress objects are.)
+gone from the store.
+
+Several API servers can share one store: every value handed out is also claimed with
+a compare-and-swap on a store key of its own (``claims.py``), so two servers that pick
+the same address at the same moment cannot both have it; the loser picks again.
 """
 from __future__ import annotations
 
 import asyncio
+import copy
 import ipaddress
 import random
 import time
@@ -28,6 +31,7 @@ import orjson
 from ..kinds.base import Cause, Obj
 from ..kinds.validation import go_value
 from . import errors
+from .claims import Claim, RangeClaims
 
 POD_NETWORK = ipaddress.ip_network("127.64.0.0/10")
 NODE_BLOCK_PREFIX = 22  # 1,022 pod IPs per node, 4,096 nodes
@@ -36,44 +40,69 @@ SERVICE_NETWORK = ipaddress.ip_network("127.32.0.0/16")
 KUBERNETES_SERVICE_IP = "127.32.0.1"  # the first usable address: the `kubernetes` Service in `default`
 NODE_PORTS = range(30000, 32768)
 IN_FLIGHT_SECONDS = 60.0  # a reservation outlives no create: this only bounds a leak if one is never seen to end
+CLAIM_ATTEMPTS = 8  # picks per request when other API servers take the values picked first
 
 Admit = Callable[[Obj], Awaitable[None]]
 AdmitUpdate = Callable[[Obj, Obj], Awaitable[None]]
 
 
 class NodeCIDRAllocator:
-    """Assigns spec.podCIDR on Node create, once; blocks stay reserved while this server runs."""
+    """Assigns spec.podCIDR on Node create, once, claiming the block in the store (``claims.py``)
+    so that nodes registering with different API servers never share one. The block of a
+    deleted node is given out again only after every other block has been."""
 
     def __init__(self, store, nodes_resource):
         self.store = store
         self.nodes = nodes_resource
-        self.taken: set[str] | None = None
-        self.blocks = list(POD_NETWORK.subnets(new_prefix=NODE_BLOCK_PREFIX))
-        self.cursor = 0
+        self.blocks = [str(b) for b in POD_NETWORK.subnets(new_prefix=NODE_BLOCK_PREFIX)]
+        self.cursor: int | None = None
+        self.claims = RangeClaims(store, "podcidrs")
+        self._in_flight: dict[str, asyncio.Task] = {}  # block -> the request it was given to
+        self._seen: dict[str, tuple[int, str | None]] = {}  # node key -> (mod_rev, podCIDR), decoded once
+
+    async def _taken(self) -> set[str]:
+        kvs, _ = await self.store.list(self.nodes.prefix())
+        seen = {}
+        for kv in kvs:
+            known = self._seen.get(kv.key)
+            if known is None or known[0] != kv.mod_rev:
+                spec = orjson.loads(kv.data).get("spec")
+                known = (kv.mod_rev, spec.get("podCIDR") if isinstance(spec, dict) else None)
+            seen[kv.key] = known
+        self._seen = seen
+        return {cidr for _, cidr in seen.values() if cidr}
 
     async def __call__(self, obj: dict[str, Any]) -> None:
         spec = obj.setdefault("spec", {})
-        if spec.get("podCIDR"):
+        if not isinstance(spec, dict) or spec.get("podCIDR"):  # validation reports a malformed spec
             return
-        if self.taken is None:
-            self.taken = set()
-            for kv in self.store.list_nowait(self.nodes.prefix()):
-                cidr = (orjson.loads(kv.value).get("spec") or {}).get("podCIDR")
-                if cidr:
-                    self.taken.add(cidr)
-            if not self.taken:
+        meta = obj.get("metadata") or {}
+        key = self.nodes.key(None, meta.get("name") or "")
+        for _ in range(CLAIM_ATTEMPTS):
+            held = await self._taken()
+            foreign = await self.claims.foreign_in_flight()
+            self._in_flight = {b: t for b, t in self._in_flight.items() if not t.done()}
+            if self.cursor is None:
                 # a new cluster starts at a random block, so two clusters on one machine
                 # (parallel tests, a second `sendo up`) almost never share pod IPs
-                self.cursor = random.randrange(len(self.blocks))
-        for i in range(len(self.blocks)):
-            block = str(self.blocks[(self.cursor + i) % len(self.blocks)])
-            if block not in self.taken:
-                self.taken.add(block)
-                self.cursor = (self.cursor + i + 1) % len(self.blocks)
+                self.cursor = random.randrange(len(self.blocks)) if not held else 0
+            block = self._next(held | foreign.keys() | self._in_flight.keys())
+            self._in_flight[block] = asyncio.current_task()
+            if await self.claims.claim(block, key, lambda c: c.value in held or self.claims.in_flight_elsewhere(c)):
                 spec["podCIDR"] = block
                 spec["podCIDRs"] = [block]
                 return
-        raise RuntimeError("the pod network 127.64.0.0/10 has no free node block left")
+            del self._in_flight[block]
+        raise errors.conflict("nodes", meta.get("name") or "", "too many concurrent pod CIDR allocations, try again")
+
+    def _next(self, taken: set[str]) -> str:
+        n = len(self.blocks)
+        for i in range(n):
+            block = self.blocks[(self.cursor + i) % n]
+            if block not in taken:
+                self.cursor = (self.cursor + i + 1) % n
+                return block
+        raise errors.APIError(422, f"the pod network {POD_NETWORK} has no free node block left", "Invalid")
 
 
 # ======================================================================= services
@@ -142,6 +171,10 @@ class ServiceAllocator:
         self._ip_count: dict[int, int] = {}
         self._port_count: dict[int, int] = {}
         self._in_flight: list[_Reservation] = []
+        self.ip_claims = RangeClaims(store, "serviceips")
+        self.port_claims = RangeClaims(store, "servicenodeports", server=self.ip_claims.server)
+        self._foreign_ips: dict[int, str] = {}  # value -> owner key, claimed by another server, maybe in flight
+        self._foreign_ports: dict[int, str] = {}
 
     @property
     def node_port_range(self) -> str:
@@ -149,12 +182,12 @@ class ServiceAllocator:
 
     # ----------------------------------------------------------------- entry points
     async def __call__(self, obj: Obj) -> None:
-        self.admit(obj, None)
+        await self.admit(obj, None)
 
     async def admit_update(self, obj: Obj, old: Obj) -> None:
-        self.admit(obj, old)
+        await self.admit(obj, old)
 
-    def admit(self, obj: Obj, old: Obj | None) -> None:
+    async def admit(self, obj: Obj, old: Obj | None) -> None:
         """Fill in and check the cluster IPs, IP families and node ports of a Service being written."""
         spec = obj.get("spec")
         if not isinstance(spec, dict) or self.services.strategy.validate(obj):
@@ -162,7 +195,18 @@ class ServiceAllocator:
         meta = obj.get("metadata") or {}
         key = self.services.key(meta.get("namespace"), meta.get("name") or "")
         name = meta.get("name") or meta.get("generateName") or ""
-        self._refresh()
+        requested = copy.deepcopy(spec)
+        for _ in range(CLAIM_ATTEMPTS):
+            await self._refresh()
+            reservation = self._reserve(spec, key, name, old)  # no await inside: one loop never gives a value twice
+            if reservation is None or await self._claim(reservation):
+                return
+            # another server was first: pick again from what the request asked for
+            self._in_flight = [r for r in self._in_flight if r is not reservation]
+            obj["spec"] = spec = copy.deepcopy(requested)
+        raise errors.conflict("services", name, "too many concurrent allocations, try again")
+
+    def _reserve(self, spec: dict, key: str, name: str, old: Obj | None) -> _Reservation | None:
         task, now = asyncio.current_task(), self.clock()
         # a request's task ends when its write is stored (visible to _refresh) or has failed; a task that
         # comes back is sequential, so its earlier write is over too
@@ -177,18 +221,41 @@ class ServiceAllocator:
             self._assign_node_ports(spec, key, reservation, causes)
         if causes:
             raise errors.invalid("Service", "", name, causes)
-        if reservation.ips or reservation.ports:
-            self._in_flight.append(reservation)
+        if not (reservation.ips or reservation.ports):
+            return None
+        self._in_flight.append(reservation)
+        return reservation
+
+    async def _claim(self, res: _Reservation) -> bool:
+        """Claim in the store what ``res`` was given and the Service does not hold yet; False if
+        another server holds one of them."""
+        own = self._held.get(res.key)
+        wanted = [(self.ip_claims, str(ipaddress.ip_address(ip)), self._ip_count) for ip in res.ips
+                  if own is None or ip not in own.ips]
+        wanted += [(self.port_claims, str(p), self._port_count) for p in res.ports if own is None or p not in own.ports]
+
+        def busy(claims: RangeClaims, counts: dict[int, int]):
+            def held(c: Claim) -> bool:  # a stored Service has it, or another server's write may be in flight
+                value = int(ipaddress.ip_address(c.value)) if claims is self.ip_claims else int(c.value)
+                return counts.get(value, 0) > 0 or claims.in_flight_elsewhere(c)
+            return held
+        got = await asyncio.gather(*(claims.claim(value, res.key, busy(claims, counts))
+                                     for claims, value, counts in wanted))
+        return all(got)
 
     # ----------------------------------------------------------------- what is taken
-    def _refresh(self) -> None:
-        """Bring the taken sets up to the store's latest revision, decoding only what changed."""
+    async def _refresh(self) -> None:
+        """Bring the taken sets up to the store's latest revision, decoding only what changed,
+        and learn what other API servers are handing out right now."""
+        self._foreign_ips = {int(ipaddress.ip_address(v)): owner
+                             for v, owner in (await self.ip_claims.foreign_in_flight()).items()}
+        self._foreign_ports = {int(v): owner for v, owner in (await self.port_claims.foreign_in_flight()).items()}
         rev = self.store.revision
         if rev == self._rev:
             return
-        self._rev = rev
+        kvs, self._rev = await self.store.list(self.services.prefix())
         seen = set()
-        for kv in self.store.list_nowait(self.services.prefix()):
+        for kv in kvs:
             seen.add(kv.key)
             held = self._held.get(kv.key)
             if held is not None and held.mod_rev == kv.mod_rev:
@@ -196,7 +263,7 @@ class ServiceAllocator:
             if held is not None:
                 self._count(held, -1)
             try:
-                spec = orjson.loads(kv.value).get("spec")
+                spec = orjson.loads(kv.data).get("spec")
             except (orjson.JSONDecodeError, AttributeError):
                 spec = None
             spec = spec if isinstance(spec, dict) else {}
@@ -235,12 +302,14 @@ class ServiceAllocator:
     def _ip_taken(self, ip: int, key: str) -> bool:
         own = self._held.get(key)
         n = self._ip_count.get(ip, 0) - (1 if own is not None and ip in own.ips else 0)
-        return n > 0 or any(ip in r.ips for r in self._in_flight)
+        return (n > 0 or any(ip in r.ips for r in self._in_flight)
+                or self._foreign_ips.get(ip, key) != key)
 
     def _port_taken(self, port: int, key: str) -> bool:
         own = self._held.get(key)
         n = self._port_count.get(port, 0) - (1 if own is not None and port in own.ports else 0)
-        return n > 0 or any(port in r.ports for r in self._in_flight)
+        return (n > 0 or any(port in r.ports for r in self._in_flight)
+                or self._foreign_ports.get(port, key) != key)
 
     # ----------------------------------------------------------------- cluster IPs
     def _assign_cluster_ip(self, spec: dict, key: str, res: _Reservation, causes: list[Cause]) -> None:

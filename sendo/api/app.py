@@ -3,22 +3,33 @@ from __future__ import annotations
 
 import base64
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import yaml
 from starlette.responses import Response, StreamingResponse
 
 from .. import __version__
 from ..kinds.base import Cause, unsupported
 from ..kinds.fields import selectable
+from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
-from . import discovery, errors, openapi_proto, patch as patching, podlogs, portforward, protobuf, tokens as sa_tokens
+from . import discovery, errors, limits, openapi_proto, podlogs, portforward, protobuf
+from . import patch as patching
+from . import tokens as sa_tokens
 from .errors import APIError
 from .http import Request
-from .meta import make_filter
+from .options import (
+    ANONYMOUS,
+    AllowAll,
+    Authorizer,
+    RequestOptions,
+    User,
+    forbidden,
+    verb_of,
+)
+from .paths import Target, parse_path
+from .query import Query
 from .resources import APPLY_PATCH, ResourceAPI, decode
 from .table import table, wants_table
 from .watch import WatchStream
@@ -29,16 +40,10 @@ PUBLIC_PATHS = {"/version", "/version/", "/healthz", "/readyz", "/livez"}
 # kinds whose DELETE answers with the deleted object; the others answer with a Status
 RETURN_DELETED_OBJECT = {("", "pods"), ("", "services")}
 FIELD_MANAGER_MAX = 128
-_BOOLS = {"1": True, "t": True, "T": True, "true": True, "True": True, "TRUE": True,
-          "0": False, "f": False, "F": False, "false": False, "False": False, "FALSE": False}
-
-
-@dataclass
-class User:
-    name: str
-    groups: list[str] = field(default_factory=list)
-    uid: str = ""
-    extra: dict[str, list[str]] = field(default_factory=dict)
+# the options kind each write method's query parameters belong to (named in 422s)
+OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions",
+                "DELETE": "DeleteOptions"}
+__all__ = ["APIServer", "User", "parse_path"]
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -50,48 +55,17 @@ def error_response(e: APIError) -> Response:
     return json_response(e.status(), e.code)
 
 
-@dataclass
-class Target:
-    """What a URL names: a group/version, maybe a resource, namespace, name, subresource."""
-
-    group: str
-    version: str
-    plural: str = ""
-    namespace: str | None = None
-    name: str | None = None
-    sub: str | None = None
-
-
-def parse_path(path: str) -> Target | None:
-    segs = [s for s in path.split("/") if s]
-    if not segs:
-        return None
-    if segs[0] == "api" and len(segs) >= 2:
-        group, version, rest = "", segs[1], segs[2:]
-    elif segs[0] == "apis" and len(segs) >= 3:
-        group, version, rest = segs[1], segs[2], segs[3:]
-    else:
-        return None
-    t = Target(group, version)
-    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in ("status", "finalize"):
-        t.namespace, rest = rest[1], rest[2:]
-    if len(rest) > 3:
-        return None
-    t.plural = rest[0] if rest else ""
-    t.name = rest[1] if len(rest) > 1 else None
-    t.sub = rest[2] if len(rest) > 2 else None
-    return t
-
-
 class APIServer:
     def __init__(self, store: Store, registry: Registry, tokens: dict[str, User],
-                 node_token: str | None = None, sa_signer: sa_tokens.TokenSigner | None = None):
+                 node_token: str | None = None, sa_signer: sa_tokens.TokenSigner | None = None,
+                 authorizer: Authorizer | None = None):
         self.store = store
         self.registry = registry
         self.tokens = tokens
         self.node_token = node_token
         # ServiceAccount tokens (JWTs); without a key of the server's, one for this process only
         self.sa_tokens = sa_tokens.ServiceAccountTokens(store, registry, sa_signer or sa_tokens.TokenSigner.generate())
+        self.authorizer: Authorizer = authorizer or AllowAll()  # RBAC plugs in here
         self.api = ResourceAPI(store, registry)
         self.app = self.asgi
 
@@ -109,19 +83,19 @@ class APIServer:
     async def handle(self, request: Request) -> Response:
         path = request.url.path
         try:
-            if path not in PUBLIC_PATHS:
-                await self.authenticate(request)
-            return await self.route(request, path)
+            user = ANONYMOUS if path in PUBLIC_PATHS else await self.authenticate(request)
+            return await self.route(request, path, user)
         except APIError as e:
             return error_response(e)
+        except SelectorError as e:
+            return error_response(errors.bad_request(str(e)))
         except Exception as e:  # never a bare 500 without a Status
             log.exception("internal error serving %s %s", request.method, path)
             return error_response(APIError(500, f"internal error: {type(e).__name__}: {e}"))
 
     async def authenticate(self, request: Request) -> User:
-        """The admin and node tokens, or a ServiceAccount token (tokens.py). There is no
-        authorization yet: every authenticated user, ServiceAccounts included, may do
-        anything (RBAC comes later)."""
+        """The admin and node tokens, or a ServiceAccount token (tokens.py); what the user may
+        do is ``authorize``'s question."""
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             token = auth[7:].strip()
@@ -136,13 +110,34 @@ class APIServer:
                     log.info("refused a service account token: %s", e)
         raise APIError(401, "Unauthorized", "Unauthorized")
 
-    async def route(self, request: Request, path: str) -> Response:
+    async def authorize(self, options: RequestOptions, verb: str, t: "Target") -> None:
+        """Between routing and serving: may ``options.user`` do ``verb`` on ``t``? (403 if not)"""
+        decision = await self.authorizer.authorize(options, verb, t)
+        if not decision.allowed:
+            raise forbidden(options, verb, t, decision.reason)
+
+    async def route(self, request: Request, path: str, user: User = ANONYMOUS) -> Response:
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/") or "/"  # /version/ and /api/ are the same as without the slash
         if path in ("/healthz", "/readyz", "/livez"):
             return Response(b"ok", media_type="text/plain")
         if path == "/version":
             return json_response(version_info())
+        t = parse_path(path)
+        if t is None or not t.plural:  # discovery and OpenAPI: authorized by path, as Kubernetes does
+            await self.authorize(RequestOptions(user), request.method.lower(), Target("", "", path=path))
+            return await self.non_resource(path, t, request.headers.get("accept"))
+        r = self.registry.get(t.group, t.version, t.plural)
+        if r is None or (r.namespaced and t.namespace is None and t.name is not None) or \
+                (not r.namespaced and t.namespace is not None) or (t.sub and t.sub not in r.subresources):
+            raise errors.no_route()
+        q = Query(request.query_params)
+        options = RequestOptions(user)
+        await self.authorize(options, verb_of(request.method, t, request.method == "GET" and t.name is None
+                                              and q.bool("watch")), t)
+        return await self.serve(request, r, t, q, options)
+
+    async def non_resource(self, path: str, t: Target | None, accept: str | None = None) -> Response:
         if path == "/api":
             return json_response(discovery.api_versions())
         if path == "/apis":
@@ -150,31 +145,17 @@ class APIServer:
         if path.startswith("/openapi/v3"):
             return await self.openapi_v3(path)
         if path == "/openapi/v2":  # kubectl asks for protobuf, other clients for JSON
-            if openapi_proto.wants_protobuf(request.headers.get("accept")):
+            if openapi_proto.wants_protobuf(accept):
                 return Response(await self.api.openapi.v2_protobuf(), media_type=openapi_proto.MEDIA_TYPE)
             return json_response(await self.api.openapi.v2())
-        t = parse_path(path)
-        if t is None:
-            if path.startswith("/apis/") and path.count("/") == 2:
-                g = discovery.api_group(self.registry, path.split("/")[2])
-                if g:
-                    return json_response(g)
-            raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
-        if not t.plural:
-            doc = discovery.resource_list(self.registry, t.group, t.version)
-            if doc is None:
-                raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
-            return json_response(doc)
-        r = self.registry.get(t.group, t.version, t.plural)
-        if r is None:
-            raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
-        if r.namespaced and t.namespace is None and t.name is not None:
-            raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
-        if not r.namespaced and t.namespace is not None:
-            raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
-        if t.sub and t.sub not in r.subresources:
-            raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
-        return await self.serve(request, r, t)
+        if t is None and path.startswith("/apis/") and path.count("/") == 2:
+            g = discovery.api_group(self.registry, path.split("/")[2])
+            if g:
+                return json_response(g)
+        doc = discovery.resource_list(self.registry, t.group, t.version) if t is not None else None
+        if doc is None:
+            raise errors.no_route()
+        return json_response(doc)
 
     async def openapi_v3(self, path: str) -> Response:
         rest = path[len("/openapi/v3"):].strip("/")
@@ -187,93 +168,82 @@ class APIServer:
         elif parts[0] == "apis" and len(parts) == 3:
             doc = await self.api.openapi.group_version(parts[1], parts[2])
         if doc is None:
-            raise APIError(404, f"the server could not find the requested resource ({path})", "NotFound")
+            raise errors.no_route()
         return json_response(doc)
 
     # ----------------------------------------------------------------- verbs
-    async def serve(self, request: Request, r, t: Target) -> Response:
+    async def serve(self, request: Request, r, t: Target, q: Query, opts: RequestOptions) -> Response:
         m = request.method
-        q = request.query_params
-        dry = "All" in q.getlist("dryRun")
         ns = t.namespace if r.namespaced else None
+        if m in OPTIONS_KIND:
+            write_options(request, q, opts, OPTIONS_KIND[m])
         if t.name is None:
             if m == "GET":
-                if q.get("watch") in ("1", "true"):
-                    return self.watch(request, r, ns)
-                return await self.list(request, r, ns)
+                if q.bool("watch"):
+                    return self.watch(request, q, r, ns)
+                return await self.list(request, q, r, ns)
             if m == "POST":
-                manager = field_manager(request, "CreateOptions")
-                validation, warnings = field_validation(request, "CreateOptions"), []
-                kv = await self.api.create(r, ns, await self.body(request), dry, manager, validation, warnings)
-                return with_warnings(json_response(kv.value, 201), warnings)
+                kv = await self.api.create(r, ns, await self.body(request), opts)
+                return with_warnings(json_response(kv.value, 201), opts.warnings)
             if m == "DELETE":
-                return await self.delete_collection(request, r, ns)
-            raise APIError(405, f"{m} is not supported on a collection", "MethodNotAllowed")
+                return await self.delete_collection(request, q, r, ns, opts)
+            raise errors.method_not_supported(r, m)
         if t.sub == "token":  # serviceaccounts/<name>/token: a TokenRequest
             if m != "POST":
-                raise APIError(405, "token only supports POST (create)", "MethodNotAllowed")
+                raise errors.method_not_supported(r, m, "token")
             return json_response(await self.sa_tokens.token_request(ns, t.name, await self.body(request)), 201)
         if t.sub == "log":
-            return await podlogs.serve(self, request, r, ns, t.name)
+            return await podlogs.serve(self, request, q, r, ns, t.name)
         if t.sub == "portforward":
             return await portforward.serve_http(self, request, ns, t.name)
         if t.sub == "binding":
             if m != "POST":
-                raise APIError(405, "binding only supports POST", "MethodNotAllowed")
+                raise errors.method_not_supported(r, m, "binding")
             await self.api.bind(r, ns, t.name, await self.body(request))
             return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                   "code": 201}, 201)
         if t.sub == "scale":
-            return await self.scale(request, r, ns, t.name, dry)
+            return await self.scale(request, r, ns, t.name, opts)
         if m == "GET":
             kv = await self.api.get_kv(r, ns, t.name)
             if wants_table(request.headers.get("accept")):
                 obj = decode(kv.value)
                 return json_response(table(r, [obj], {"resourceVersion": str(kv.mod_rev)},
-                                           q.get("includeObject")))
+                                           q.str("includeObject")))
             return json_response(kv.value)
         if m == "PUT":
-            manager = field_manager(request, "UpdateOptions")
-            validation, warnings = field_validation(request, "UpdateOptions"), []
-            kv = await self.api.update(r, ns, t.name, await self.body(request), t.sub, dry, manager,
-                                       validation, warnings)
-            return with_warnings(json_response(kv.value), warnings)
+            kv = await self.api.update(r, ns, t.name, await self.body(request), t.sub, opts)
+            return with_warnings(json_response(kv.value), opts.warnings)
         if m == "PATCH":
-            ctype = request.headers.get("content-type", "").split(";")[0].strip()
-            apply = ctype == APPLY_PATCH
-            manager = field_manager(request, "PatchOptions", apply)
-            validation, warnings = field_validation(request, "PatchOptions"), []
-            if apply:
-                kv, created = await self.api.apply(r, ns, t.name, await request.body(), manager,
-                                                   query_bool(q, "force"), t.sub, dry, validation, warnings)
-                return with_warnings(json_response(kv.value, 201 if created else 200), warnings)
-            kv = await self.api.patch(r, ns, t.name, ctype, await request.body(), t.sub, dry, manager,
-                                      validation, warnings)
-            return with_warnings(json_response(kv.value), warnings)
+            ctype = content_type(request)
+            if ctype == APPLY_PATCH:
+                kv, created = await self.api.apply(r, ns, t.name, await request.body(), t.sub, opts)
+                return with_warnings(json_response(kv.value, 201 if created else 200), opts.warnings)
+            kv = await self.api.patch(r, ns, t.name, ctype, await request.body(), t.sub, opts)
+            return with_warnings(json_response(kv.value), opts.warnings)
         if m == "DELETE":
-            options = await self.delete_options(request)
-            kv, gone = await self.api.delete(r, ns, t.name, options, dry)
+            kv, gone = await self.api.delete(r, ns, t.name, await self.delete_options(request, q, opts), opts)
             if not gone or (r.group, r.plural) in RETURN_DELETED_OBJECT:
                 return json_response(kv.value)
             return json_response(deleted_status(r, kv))
-        raise APIError(405, f"{m} is not supported here", "MethodNotAllowed")
+        raise errors.method_not_supported(r, m, t.sub)
 
     async def body(self, request: Request) -> Any:
         raw = await request.body()
         if not raw:
             raise errors.bad_request("the request has no body")
-        ctype = request.headers.get("content-type", JSON).split(";")[0].strip()
+        ctype = content_type(request) or JSON
         if protobuf.is_protobuf(ctype):
-            return self._protobuf(raw)
-        try:
-            if ctype in ("application/yaml", "application/x-yaml", "text/yaml"):
-                return yaml.safe_load(raw)
-            if ctype and ctype not in (JSON, "*/*", "text/plain"):
-                raise APIError(415, f"the body content type {ctype!r} is not supported; send "
-                               "application/json or application/yaml", "UnsupportedMediaType")
-            return orjson.loads(raw)
-        except (orjson.JSONDecodeError, yaml.YAMLError) as e:
-            raise errors.bad_request(f"the request body is not valid {ctype}: {e}")
+            return limits.check_depth(self._protobuf(raw))
+        if ctype in ("application/yaml", "application/x-yaml", "text/yaml"):
+            try:
+                return limits.check_depth(limits.load_yaml(raw))
+            except limits.yaml.YAMLError as e:
+                raise errors.bad_request(f"the request body is not valid {ctype}: {e}")
+        if ctype not in (JSON, "*/*", "text/plain"):
+            raise APIError(415, f"the body content type {ctype!r} is not supported; send "
+                           "application/json or application/yaml", "UnsupportedMediaType")
+        return limits.check_depth(decode_json(raw, "the request body"))
 
     @staticmethod
     def _protobuf(raw: bytes) -> dict[str, Any]:
@@ -283,44 +253,67 @@ class APIServer:
         except protobuf.ProtobufError as e:
             raise APIError(415, str(e), "UnsupportedMediaType")
 
-    async def delete_options(self, request: Request) -> dict[str, Any]:
-        opts: dict[str, Any] = {}
+    async def delete_options(self, request: Request, q: Query, opts: RequestOptions) -> dict[str, Any]:
+        """DeleteOptions from the body and the query (the query wins), checked by type before
+        anything is deleted; a body's ``dryRun`` counts as the query's does."""
+        body: Any = {}
         raw = await request.body()
-        if raw and protobuf.is_protobuf(request.headers.get("content-type", "")):
-            opts = self._protobuf(raw)  # kubectl drain --disable-eviction
+        if raw and protobuf.is_protobuf(content_type(request)):
+            body = self._protobuf(raw)  # kubectl drain --disable-eviction
         elif raw:
-            try:
-                opts = orjson.loads(raw) or {}
-            except orjson.JSONDecodeError as e:
-                raise errors.bad_request(f"DeleteOptions is not valid JSON: {e}")
-            if not isinstance(opts, dict):
+            body = decode_json(raw, "DeleteOptions")
+            if body is None:
+                body = {}
+            if not isinstance(body, dict):
                 raise errors.bad_request("DeleteOptions must be a JSON object")
-        q = request.query_params
-        if q.get("gracePeriodSeconds") is not None:
-            opts["gracePeriodSeconds"] = q["gracePeriodSeconds"]
-        if q.get("propagationPolicy"):
-            opts["propagationPolicy"] = q["propagationPolicy"]
-        policy = opts.get("propagationPolicy")
+        limits.check_depth(body, "DeleteOptions")
+        for name in ("gracePeriodSeconds",):
+            v = body.get(name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                raise errors.bad_request(f"DeleteOptions.{name} must be an integer, not {v!r}")
+        dry = body.get("dryRun")
+        if dry is not None:
+            if not isinstance(dry, list) or any(v != "All" for v in dry):
+                raise errors.invalid("DeleteOptions", "meta.k8s.io", "", [
+                    unsupported("dryRun", dry, ["All"])])
+            opts.dry_run = opts.dry_run or bool(dry)
+        grace = q.int("gracePeriodSeconds")
+        if grace is not None:
+            body["gracePeriodSeconds"] = grace
+        if q.str("propagationPolicy"):
+            body["propagationPolicy"] = q.str("propagationPolicy")
+        if q.str("orphanDependents") is not None:
+            body["orphanDependents"] = q.bool("orphanDependents")
+        policy = body.get("propagationPolicy")
         if policy not in (None, "Background", "Foreground", "Orphan"):
-            raise errors.invalid("DeleteOptions", "", "", [
+            raise errors.invalid("DeleteOptions", "meta.k8s.io", "", [
                 unsupported("propagationPolicy", policy, ["Foreground", "Background", "Orphan"])])
-        return opts
+        return body
 
-    async def list(self, request: Request, r, ns: str | None) -> Response:
-        q = request.query_params
-        match = make_filter(q.get("labelSelector"), q.get("fieldSelector"), selectable(r))
-        rv = q.get("resourceVersion") or ""
-        revision = 0
-        if rv and rv != "0" and q.get("resourceVersionMatch") == "Exact":
-            revision = int(rv) if rv.isdigit() else -1
-            if revision < 0:
-                raise errors.bad_request(f'invalid resourceVersion "{rv}"')
+    def list_revision(self, q: Query) -> int:
+        """The revision a list is read at: 0 (the latest) unless resourceVersionMatch=Exact."""
+        rv = q.str("resourceVersion") or ""
+        match = q.choice("resourceVersionMatch", ["Exact", "NotOlderThan"], "ListOptions")
+        if match and not rv:
+            raise errors.invalid("ListOptions", "meta.k8s.io", "", [Cause(
+                "resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden unless resourceVersion "
+                "is provided", "FieldValueForbidden")])
+        if rv and not rv.isdigit():
+            raise errors.bad_request(f'invalid resourceVersion "{rv}": must be a non-negative integer')
+        if match != "Exact" or rv == "0":
+            return 0
+        if int(rv) > self.store.revision:
+            raise errors.too_large_resource_version(int(rv), self.store.revision)
+        return int(rv)
+
+    async def list(self, request: Request, q: Query, r, ns: str | None) -> Response:
+        match = make_filter(q.str("labelSelector"), q.str("fieldSelector"), selectable(r))
         try:
-            kvs, rev = await self.api.list_kvs(r, ns, revision)
+            kvs, rev = await self.api.list_kvs(r, ns, self.list_revision(q))
         except Compacted as e:
             raise errors.gone(f"too old resource version: {e.requested} ({e.compact_rev})")
-        limit = int(q.get("limit") or 0)
-        cont = q.get("continue")
+        limit = q.int("limit") or 0
+        cont = q.str("continue")
         start_key = None
         if cont:
             try:
@@ -346,7 +339,7 @@ class APIServer:
                 if match is not None and not match(obj):
                     continue
                 items.append(obj)
-            if limit and len(items) >= limit:
+            if limit > 0 and len(items) >= limit:
                 next_key = kv.key
                 break
         list_meta: dict[str, Any] = {"resourceVersion": str(rev)}
@@ -354,28 +347,28 @@ class APIServer:
             token = orjson.dumps({"rv": rev, "start": next_key})
             list_meta["continue"] = base64.urlsafe_b64encode(token).decode().rstrip("=")
         if as_table:
-            return json_response(table(r, items, list_meta, q.get("includeObject")))
+            return json_response(table(r, items, list_meta, q.str("includeObject")))
         head = orjson.dumps({"kind": r.list_kind, "apiVersion": r.api_version, "metadata": list_meta})
         parts = [v if isinstance(v, bytes) else orjson.dumps(v) for v in items]
         return Response(head[:-1] + b',"items":[' + b",".join(parts) + b"]}", media_type=JSON)
 
-    def watch(self, request: Request, r, ns: str | None) -> Response:
-        q = request.query_params
-        timeout = q.get("timeoutSeconds")
-        send_initial = q.get("sendInitialEvents")
-        match = make_filter(q.get("labelSelector"), q.get("fieldSelector"), selectable(r))
-        ws = WatchStream(self.store, r, ns, match,
-                         q.get("resourceVersion"), float(timeout) if timeout else None,
-                         q.get("allowWatchBookmarks") in ("1", "true"),
-                         None if send_initial is None else send_initial == "true",
+    def watch(self, request: Request, q: Query, r, ns: str | None) -> Response:
+        timeout = q.int("timeoutSeconds")
+        rv = q.str("resourceVersion")
+        if rv and rv.isdigit() and int(rv) > self.store.revision:
+            raise errors.too_large_resource_version(int(rv), self.store.revision)
+        match = make_filter(q.str("labelSelector"), q.str("fieldSelector"), selectable(r))
+        ws = WatchStream(self.store, r, ns, match, rv,
+                         float(timeout) if timeout else None,  # absent or 0: the server's default
+                         q.bool("allowWatchBookmarks"), q.opt_bool("sendInitialEvents"),
                          wants_table(request.headers.get("accept")))
         return StreamingResponse(ws.stream(), media_type=JSON,
                                  headers={"Transfer-Encoding": "chunked", "Cache-Control": "no-cache"})
 
-    async def delete_collection(self, request: Request, r, ns: str | None) -> Response:
-        q = request.query_params
-        match = make_filter(q.get("labelSelector"), q.get("fieldSelector"), selectable(r))
-        options = await self.delete_options(request)
+    async def delete_collection(self, request: Request, q: Query, r, ns: str | None,
+                                opts: RequestOptions) -> Response:
+        match = make_filter(q.str("labelSelector"), q.str("fieldSelector"), selectable(r))
+        options = await self.delete_options(request, q, opts)
         kvs, rev = await self.api.list_kvs(r, ns)
         deleted = []
         for kv in kvs:
@@ -384,7 +377,7 @@ class APIServer:
                 continue
             try:
                 dkv, _ = await self.api.delete(r, obj["metadata"].get("namespace"), obj["metadata"]["name"],
-                                               options, "All" in q.getlist("dryRun"))
+                                               options, opts)
                 deleted.append(dkv.value)
             except APIError as e:
                 if e.code != 404:
@@ -393,21 +386,16 @@ class APIServer:
                              "metadata": {"resourceVersion": str(self.store.revision)}})
         return Response(head[:-1] + b',"items":[' + b",".join(deleted) + b"]}", media_type=JSON)
 
-    async def scale(self, request: Request, r, ns: str | None, name: str, dry: bool) -> Response:
+    async def scale(self, request: Request, r, ns: str | None, name: str, opts: RequestOptions) -> Response:
         m = request.method
         if m == "GET":
             return json_response(self.api.scale_of(r, await self.api.get(r, ns, name)))
         if m == "PUT":
-            manager = field_manager(request, "UpdateOptions")
             body = await self.body(request)
-            return json_response(await self.api.update_scale(r, ns, name, lambda _: body, dry, manager))
+            return json_response(await self.api.update_scale(r, ns, name, lambda _: body, opts))
         if m == "PATCH":
-            ctype = request.headers.get("content-type", "").split(";")[0].strip()
-            manager = field_manager(request, "PatchOptions", ctype == APPLY_PATCH)
-            try:
-                p = orjson.loads(await request.body())
-            except orjson.JSONDecodeError as e:
-                raise errors.bad_request(f"the patch is not valid JSON: {e}")
+            ctype = content_type(request)
+            p = limits.check_depth(decode_json(await request.body(), "the patch"), "the patch")
 
             def apply(scale):
                 try:
@@ -418,16 +406,47 @@ class APIServer:
                     return patching.json_merge_patch(scale, p)
                 except patching.PatchError as e:
                     raise APIError(422, e.message, "Invalid")
-            return json_response(await self.api.update_scale(r, ns, name, apply, dry, manager))
-        raise APIError(405, f"{m} is not supported on scale", "MethodNotAllowed")
+            return json_response(await self.api.update_scale(r, ns, name, apply, opts))
+        raise errors.method_not_supported(r, m, "scale")
 
 
-def field_manager(request: Request, options_kind: str, apply: bool = False) -> str:
+def content_type(request: Request) -> str:
+    """The body's media type, lowercased; a charset other than UTF-8 is refused (415), as
+    every Kubernetes body format is UTF-8."""
+    raw = request.headers.get("content-type", "")
+    media, _, params = raw.partition(";")
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        charset = value.strip().strip('"').lower()
+        if key.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            raise APIError(415, f'the body charset "{charset}" is not supported: send UTF-8',
+                           "UnsupportedMediaType")
+    return media.strip().lower()
+
+
+def decode_json(raw: bytes, what: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise errors.bad_request(f"{what} is not valid JSON: {e}")
+
+
+def write_options(request: Request, q: Query, opts: RequestOptions, kind: str) -> None:
+    """Fill a write's options from the query; every bad value is refused before anything is written."""
+    opts.dry_run = q.dry_run(kind)
+    if kind == "DeleteOptions":
+        return
+    apply = kind == "PatchOptions" and content_type(request) == APPLY_PATCH
+    opts.field_manager = field_manager(request, q, kind, apply)
+    opts.field_validation = q.choice("fieldValidation", ["Ignore", "Strict", "Warn"], kind)
+    opts.force = apply and q.bool("force")
+
+
+def field_manager(request: Request, q: Query, options_kind: str, apply: bool = False) -> str:
     """Who a write is recorded under: ?fieldManager=, else the client's User-Agent up to
     its first "/" (kubectl-client-side-apply, kubectl-edit, …), as Kubernetes does.
     Apply must name itself; ``force`` belongs to apply alone."""
-    q = request.query_params
-    given = q.get("fieldManager") or ""
+    given = q.str("fieldManager") or ""
     causes: list[Cause] = []
     if options_kind == "PatchOptions":
         if not apply and "force" in q:
@@ -453,31 +472,33 @@ def field_manager(request: Request, options_kind: str, apply: bool = False) -> s
     return prefix
 
 
-def field_validation(request: Request, options_kind: str) -> str:
-    """?fieldValidation=Strict|Warn|Ignore: what to do with unknown fields (absent: as Ignore)."""
-    value = request.query_params.get("fieldValidation") or ""
-    if value not in ("", "Ignore", "Warn", "Strict"):
-        raise errors.invalid(options_kind, "meta.k8s.io", "", [
-            unsupported("fieldValidation", value, ["", "Ignore", "Strict", "Warn"])])
-    return value
+def warning_header(text: str) -> str:
+    """`299 - "text"` with the text quoted as Go's strconv.Quote would for the characters a
+    header cannot carry: a newline in a field name must not end the header (and with it the
+    response, after the object was stored)."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    # header values go out as latin-1: carry UTF-8 bytes through it unchanged
+    return f'299 - "{"".join(out)}"'.encode().decode("latin-1")
 
 
 def with_warnings(response: Response, warnings: list[str]) -> Response:
     """One `Warning: 299 - "text"` header per warning (kubectl prints them)."""
     for text in warnings:
-        quoted = text.replace("\\", "\\\\").replace('"', '\\"')
-        # header values go out as latin-1: carry UTF-8 bytes through it unchanged
-        response.headers.append("Warning", f'299 - "{quoted}"'.encode().decode("latin-1"))
+        response.headers.append("Warning", warning_header(text))
     return response
-
-
-def query_bool(q, name: str) -> bool:
-    value = q.get(name)
-    if value is None or value == "":
-        return False
-    if value not in _BOOLS:
-        raise errors.bad_request(f'invalid value for "{name}": {value!r} is not a boolean')
-    return _BOOLS[value]
 
 
 def deleted_status(r, kv) -> dict[str, Any]:

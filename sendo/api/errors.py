@@ -21,10 +21,12 @@ class APIError(Exception):
         self.details = details
 
     def status(self) -> dict[str, Any]:
-        s = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-             "message": self.message, "reason": self.reason, "code": self.code}
-        if self.details:
+        """The Status body, field for field in the order kube-apiserver writes it."""
+        s: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                             "message": self.message, "reason": self.reason}
+        if self.details is not None:
             s["details"] = self.details
+        s["code"] = self.code
         return s
 
 
@@ -57,10 +59,14 @@ def invalid(kind: str, group: str, name: str, causes: list[Cause]) -> APIError:
     texts = [c.text() for c in causes]
     joined = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
     details = {"name": name, "group": group, "kind": kind,
-               "causes": [{"reason": c.reason, "message": c.message, "field": c.field} for c in causes]}
-    if not group:
-        details.pop("group")
-    return APIError(422, f'{qualified} "{name}" is invalid: {joined}', "Invalid", details)
+               "causes": [_omit_empty({"reason": c.reason, "message": c.message, "field": c.field})
+                          for c in causes]}
+    return APIError(422, f'{qualified} "{name}" is invalid: {joined}', "Invalid", _omit_empty(details))
+
+
+def _omit_empty(d: dict[str, Any]) -> dict[str, Any]:
+    """Status fields are `omitempty` in Kubernetes: an empty name or field is left out."""
+    return {k: v for k, v in d.items() if v not in ("", None)}
 
 
 def bad_request(message: str) -> APIError:
@@ -69,3 +75,28 @@ def bad_request(message: str) -> APIError:
 
 def gone(message: str) -> APIError:
     return APIError(410, message, "Expired")
+
+
+def no_route() -> APIError:
+    """A URL that names no resource: kube-apiserver's 404 (empty details)."""
+    return APIError(404, "the server could not find the requested resource", "NotFound", {})
+
+
+_VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+def method_not_supported(r, method: str, sub: str | None = None) -> APIError:
+    """405 as Kubernetes words it: `create is not supported on resources of kind "pods/log"`."""
+    resource = r.plural + (f"/{sub}" if sub else "")
+    qualified = resource + (f".{r.group}" if r.group else "")
+    details = {"group": r.group, "kind": resource} if r.group else {"kind": resource}
+    return APIError(405, f'{_VERBS.get(method, method)} is not supported on resources of kind "{qualified}"',
+                    "MethodNotAllowed", details)
+
+
+def too_large_resource_version(requested: int, current: int) -> APIError:
+    """A resourceVersion the store has not reached: 504 with the cause client-go's reflector
+    recognises (it lists again), as kube-apiserver answers."""
+    return APIError(504, f"Timeout: Too large resource version: {requested}, current: {current}", "Timeout",
+                    {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                     "retryAfterSeconds": 1})

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping
 
 import orjson
 
-from .meta import now_rfc3339
+from ..kinds.meta import now_rfc3339
 from .patch import KIND_SCHEMAS, REPLACE, MergeList
 
 Obj = dict[str, Any]

@@ -7,6 +7,8 @@ from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
 
+from .limits import MAX_BODY, body_too_large
+
 
 class _URL:
     __slots__ = ("path",)
@@ -43,13 +45,22 @@ class Request:
         return self._headers
 
     async def body(self) -> bytes:
+        """The whole body, read chunk by chunk and refused (413) as soon as it passes
+        MAX_BODY: a client cannot make the server buffer more than the limit."""
         if self._body is None:
-            chunks = []
+            declared = self.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > MAX_BODY:
+                raise body_too_large()
+            chunks, size = [], 0
             while True:
                 message = await self._receive()
                 if message["type"] == "http.disconnect":
                     break
-                chunks.append(message.get("body", b""))
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise body_too_large()
+                chunks.append(chunk)
                 if not message.get("more_body"):
                     break
             self._body = b"".join(chunks)

@@ -2,39 +2,41 @@
 to the kubelet. The agent's address comes from its Node object."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import aiohttp
 from starlette.responses import Response, StreamingResponse
 
 from . import errors
-from .http import Request
+from .agentlink import AgentLink, node_agent
 from .errors import APIError
-from .resources import decode
+from .http import Request
+from .query import Query
 
-if TYPE_CHECKING:
-    from .app import APIServer
-
-PASSED_PARAMS = ("follow", "tailLines", "limitBytes", "previous", "sinceSeconds", "sinceTime", "timestamps")
-
-
-def agent_endpoint(node: dict) -> str:
-    status = node.get("status") or {}
-    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-    addrs = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
-    host = addrs.get("InternalIP") or addrs.get("Hostname")
-    if not port or not host:
-        raise APIError(503, f"node {node['metadata']['name']} has no agent endpoint yet", "ServiceUnavailable")
-    return f"http://{host}:{port}"
+# PodLogOptions passed on to the agent, parsed here by type and sent in one spelling
+BOOL_PARAMS = ("follow", "previous", "timestamps")
+INT_PARAMS = {"tailLines": 0, "limitBytes": 1, "sinceSeconds": 1}  # name -> least value
 
 
-async def serve(server: "APIServer", request: Request, pods, ns: str, name: str) -> Response:
+def agent_params(q: Query) -> dict[str, str]:
+    """The log options the agent reads, checked (400 naming a bad one) and canonical, so
+    ``follow=True`` means what ``follow=true`` does."""
+    params = {k: ("true" if q.bool(k) else "false") for k in BOOL_PARAMS if k in q}
+    for k, least in INT_PARAMS.items():
+        n = q.int(k, minimum=least)
+        if n is not None:
+            params[k] = str(n)
+    if q.str("sinceTime"):
+        params["sinceTime"] = q.str("sinceTime")
+    return params
+
+
+async def serve(server: AgentLink, request: Request, q: Query, pods, ns: str, name: str) -> Response:
     if request.method != "GET":
-        raise APIError(405, "log only supports GET", "MethodNotAllowed")
+        raise errors.method_not_supported(pods, request.method, "log")
+    params = agent_params(q)
     pod = await server.api.get(pods, ns, name)
     containers = [c["name"] for c in pod.get("spec", {}).get("containers", [])]
     inits = [c["name"] for c in pod.get("spec", {}).get("initContainers", []) or []]
-    container = request.query_params.get("container")
+    container = q.str("container")
     if not container:
         if len(containers) != 1:
             raise errors.bad_request(f"a container name must be specified for pod {name}, choose one of: "
@@ -46,10 +48,7 @@ async def serve(server: "APIServer", request: Request, pods, ns: str, name: str)
     if not node_name:
         raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: '
                                  "the pod is not scheduled yet")
-    nodes = server.registry.get("", "v1", "nodes")
-    node = decode((await server.api.get_kv(nodes, None, node_name)).value)
-    url = f"{agent_endpoint(node)}/containerLogs/{ns}/{name}/{container}"
-    params = {k: request.query_params[k] for k in PASSED_PARAMS if k in request.query_params}
+    url = f"{await node_agent(server, node_name)}/containerLogs/{ns}/{name}/{container}"
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
     try:
         resp = await session.get(url, params=params,

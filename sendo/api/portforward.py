@@ -35,19 +35,17 @@ import logging
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 import aiohttp
 import orjson
 
+from ..wire import EOF_MESSAGE, dial_error
 from . import errors
+from .agentlink import AgentLink, node_agent
 from .errors import APIError
 from .http import Request
-from .podlogs import agent_endpoint
-from .resources import decode
-
-if TYPE_CHECKING:
-    from .app import APIServer
+from .paths import parse_path
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +278,6 @@ class AgentTunnel:
         await self._ws.send_bytes(data)
 
     async def send_eof(self) -> None:
-        from ..agent.portforward import EOF_MESSAGE
         await self._ws.send_str(EOF_MESSAGE)
 
     async def recv(self) -> bytes | None:
@@ -310,7 +307,6 @@ class TCPTunnel:
 
     @classmethod
     async def open(cls, host: str, port: int) -> "TCPTunnel":
-        from ..agent.portforward import dial_error
         try:
             return cls(*await asyncio.wait_for(asyncio.open_connection(host, port), 10))
         except (OSError, asyncio.TimeoutError) as e:
@@ -622,7 +618,7 @@ class ChannelSession:
 
 
 # ============================================================================ the API server side
-async def _target(server: "APIServer", ns: str, name: str) -> tuple[str, str]:
+async def _target(server: AgentLink, ns: str, name: str) -> tuple[str, str]:
     """(agent URL, node name) of a pod that can be forwarded to, else an APIError."""
     pods = server.registry.get("", "v1", "pods")
     pod = await server.api.get(pods, ns, name)
@@ -632,12 +628,10 @@ async def _target(server: "APIServer", ns: str, name: str) -> tuple[str, str]:
     phase = (pod.get("status") or {}).get("phase")
     if phase in ("Succeeded", "Failed"):
         raise errors.bad_request(f"cannot port-forward to a completed pod; current phase is {phase}")
-    nodes = server.registry.get("", "v1", "nodes")
-    node = decode((await server.api.get_kv(nodes, None, node_name)).value)
-    return agent_endpoint(node), node_name
+    return await node_agent(server, node_name), node_name
 
 
-async def serve_http(server: "APIServer", request: Request, ns: str, name: str) -> Any:
+async def serve_http(server: AgentLink, request: Request, ns: str, name: str) -> Any:
     """A portforward request that is not a WebSocket: kubectl's SPDY fallback, or a
     hand-made request. Report why the pod cannot be forwarded to, else what to send."""
     if request.method not in ("GET", "POST"):
@@ -655,9 +649,8 @@ async def _deny(send, e: APIError) -> None:
     await send({"type": "websocket.http.response.body", "body": body})
 
 
-async def websocket(server: "APIServer", scope, receive, send) -> None:
+async def websocket(server: AgentLink, scope, receive, send) -> None:
     """ASGI `websocket` scope: pods/<name>/portforward is the one WebSocket the API serves."""
-    from .app import parse_path
     msg = await receive()
     if msg["type"] != "websocket.connect":
         return

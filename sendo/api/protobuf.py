@@ -26,8 +26,9 @@ import base64
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
+
+from ..kinds.meta import rfc3339
 
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
@@ -555,7 +556,7 @@ def _time(seen: dict[int, Any]) -> str | None:
         return None  # Go encodes the zero Time as an empty message; JSON omits it
     secs = seen.get(1, 0)
     try:
-        return datetime.fromtimestamp(secs, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return rfc3339(secs)
     except (OverflowError, OSError, ValueError):
         raise ProtobufError(f"timestamp {secs} is out of range") from None
 

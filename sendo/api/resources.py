@@ -9,23 +9,30 @@ server-side apply (the rules themselves live in fieldmanager.py).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import re
+import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import orjson
-import yaml
 
-from ..kinds.base import Cause, Obj, Resource, invalid as invalid_cause, required
+from ..kinds.base import Cause, Obj, Resource, required
+from ..kinds.base import invalid as invalid_cause
+from ..kinds.meta import now_rfc3339, random_suffix, rfc3339
+from ..kinds.objectmeta import meta_type_causes
+from ..kinds.printing import selector_string
 from ..kinds.registry import Registry
 from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
-from . import errors, fieldmanager, patch as patching
-from . import admission
-from .meta import now_rfc3339, random_suffix, selector_string
+from ..store.versioner import encode as stored
+from . import admission, errors, fieldmanager, limits
+from . import patch as patching
 from .openapi import OpenAPI
+from .options import RequestOptions
 
-MAX_RETRIES = 20
+MAX_RETRIES = 20  # conditional writes and server-side loops
+RETRY_SECONDS = 60.0  # a non-conditional write retries on conflict until it applies, within this
 SERVER_OWNED_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                      "generation", "selfLink")
 
@@ -39,25 +46,35 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 
 
-class _ApplyLoader(yaml.SafeLoader):
-    """YAML as Kubernetes reads it into JSON: timestamps stay strings."""
-
-
-_ApplyLoader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-
-
 def parse_apply_body(body: bytes) -> Any:
     """An apply body is YAML; kubectl and most clients send JSON, which is also YAML."""
     try:
-        return orjson.loads(body)
+        return limits.check_depth(orjson.loads(body))
     except orjson.JSONDecodeError:
         pass
     try:
-        return yaml.load(body, Loader=_ApplyLoader)
-    except yaml.YAMLError as e:
+        return limits.check_depth(limits.load_yaml(body))
+    except limits.yaml.YAMLError as e:
         raise errors.bad_request(f"error decoding YAML: {e}")
+
+
+def retries(conditional: bool) -> Iterator[int]:
+    """Attempts of a read-change-write loop: a conditional write (the client named a
+    resourceVersion) gets MAX_RETRIES; any other retries until it applies, as Kubernetes'
+    GuaranteedUpdate does, bounded by RETRY_SECONDS so no request loops forever."""
+    if conditional:
+        yield from range(MAX_RETRIES)
+        return
+    deadline = time.monotonic() + RETRY_SECONDS
+    attempt = 0
+    while attempt < MAX_RETRIES or time.monotonic() < deadline:
+        yield attempt
+        attempt += 1
+
+
+def _server_options(opts: RequestOptions | None) -> RequestOptions:
+    """The options of a call from inside the server (no manager: its writes are not recorded)."""
+    return opts if opts is not None else RequestOptions()
 
 
 def decode(value: bytes) -> Obj:
@@ -71,14 +88,6 @@ def clone(obj: Any) -> Any:
         return orjson.loads(orjson.dumps(obj))
     except TypeError:
         return copy.deepcopy(obj)
-
-
-def render_with_rv(obj: Obj) -> Callable[[int], bytes]:
-    """The store calls this with the revision it assigns; the object carries it."""
-    def render(rev: int) -> bytes:
-        obj["metadata"]["resourceVersion"] = str(rev)
-        return orjson.dumps(obj)
-    return render
 
 
 def _spec_view(obj: Obj) -> Any:
@@ -112,15 +121,16 @@ class ResourceAPI:
         return await self.store.list(r.prefix(ns), revision)
 
     # ----------------------------------------------------------------- create
-    async def create(self, r: Resource, ns: str | None, obj: Any, dry_run: bool = False,
-                     manager: str | None = None, validation: str = "", warnings: list[str] | None = None) -> KV:
-        """Create; ``manager`` (None: not recorded) becomes the owner of every field set.
+    async def create(self, r: Resource, ns: str | None, obj: Any, opts: RequestOptions | None = None) -> KV:
+        """Create; ``opts.field_manager`` (None: not recorded) becomes the owner of every field set.
 
-        ``validation`` is the request's fieldValidation: Strict refuses unknown fields,
-        Warn adds them to ``warnings``; otherwise they are not looked for.
+        ``opts.field_validation``: Strict refuses unknown fields, Warn adds them to
+        ``opts.warnings``; otherwise they are not looked for.
         """
+        opts = _server_options(opts)
+        dry_run, manager = opts.dry_run, opts.field_manager
         obj = self._check_body(r, ns, obj)
-        await self._check_fields(r, obj, None, validation, warnings, self._decoding(r))
+        await self._check_fields(r, obj, None, opts.field_validation, opts.warnings, self._decoding(r))
         meta = obj["metadata"]
         generated = not meta.get("name") and meta.get("generateName")
         if not meta.get("name") and not generated:
@@ -147,7 +157,7 @@ class ResourceAPI:
             if dry_run:
                 return KV(r.key(ns, meta["name"]), orjson.dumps(obj), self.store.revision, 0)
             try:
-                return await self.store.create(r.key(ns, meta["name"]), render_with_rv(obj))
+                return await self.store.create(r.key(ns, meta["name"]), stored(obj))
             except KeyExists:
                 if not generated or attempt == 7:
                     raise errors.already_exists(r.group_resource, meta["name"], r.group, r.plural)
@@ -183,6 +193,8 @@ class ResourceAPI:
             meta = obj["metadata"] = {}
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
+        if causes := meta_type_causes(meta):
+            raise errors.invalid(r.kind, r.group, name or "", causes)
         if r.namespaced:
             if meta.get("namespace") and meta["namespace"] != ns:
                 raise errors.bad_request(
@@ -204,6 +216,7 @@ class ResourceAPI:
             causes += r.strategy.validate_update(obj, old)
         if causes:
             raise errors.invalid(r.kind, r.group, obj["metadata"].get("name", ""), causes)
+        limits.check_object_size(len(orjson.dumps(obj)), f'{r.group_resource} "{obj["metadata"].get("name", "")}"')
 
     @staticmethod
     def _validate_meta(r: Resource, obj: Obj) -> list[Cause]:
@@ -228,15 +241,16 @@ class ResourceAPI:
 
     # ----------------------------------------------------------------- update
     async def update(self, r: Resource, ns: str | None, name: str, obj: Any,
-                     subresource: str | None = None, dry_run: bool = False, manager: str | None = None,
-                     validation: str = "", warnings: list[str] | None = None) -> KV:
+                     subresource: str | None = None, opts: RequestOptions | None = None) -> KV:
+        opts = _server_options(opts)
+        dry_run, manager = opts.dry_run, opts.field_manager
         obj = self._check_body(r, ns, obj, name)
         want_rv = obj["metadata"].get("resourceVersion")
         kv = await self.get_kv(r, ns, name)
-        await self._check_fields(r, obj, decode(kv.value), validation, warnings, self._decoding(r))
+        await self._check_fields(r, obj, decode(kv.value), opts.field_validation, opts.warnings, self._decoding(r))
         if want_rv and want_rv != str(kv.mod_rev):
             raise errors.conflict(r.group_resource, name, group=r.group, plural=r.plural)
-        for attempt in range(MAX_RETRIES):
+        for attempt in retries(bool(want_rv)):
             old = decode(kv.value)
             new = self._merge_update(r, clone(obj), old, subresource)
             self._record(r, old, new, manager, subresource)
@@ -258,8 +272,16 @@ class ResourceAPI:
             r.strategy.default(new)  # schema defaults apply to status too (custom resources)
             return new
         if subresource == "finalize":  # namespaces: only spec.finalizers changes
+            spec = obj.get("spec") or {}
+            if not isinstance(spec, dict):
+                raise errors.invalid(r.kind, r.group, obj["metadata"]["name"],
+                                     [invalid_cause("spec", spec, "must be an object")])
+            finalizers = spec.get("finalizers") or []
+            if not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers):
+                raise errors.invalid(r.kind, r.group, obj["metadata"]["name"],
+                                     [invalid_cause("spec.finalizers", finalizers, "must be a list of strings")])
             new = clone(old)
-            new.setdefault("spec", {})["finalizers"] = list((obj.get("spec") or {}).get("finalizers") or [])
+            new.setdefault("spec", {})["finalizers"] = list(finalizers)
             return new
         meta, old_meta = obj["metadata"], old["metadata"]
         for k in SERVER_OWNED_META:
@@ -297,14 +319,15 @@ class ResourceAPI:
             return KV(kv.key, orjson.dumps(new), kv.mod_rev, kv.create_rev)
         meta = new["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and not r.strategy.holds_deletion(new):
-            return await self.store.delete(kv.key, expected_rev=kv.mod_rev, render=render_with_rv(new))
-        return await self.store.update(kv.key, render_with_rv(new), expected_rev=kv.mod_rev)
+            return await self.store.delete(kv.key, expected_rev=kv.mod_rev, data=stored(new))
+        return await self.store.update(kv.key, stored(new), expected_rev=kv.mod_rev)
 
     async def modify(self, r: Resource, ns: str | None, name: str, change: Callable[[Obj], Obj | None],
                      subresource: str | None = None, dry_run: bool = False,
                      expected_rv: str | None = None, manager: str | None = None) -> KV:
-        """Read, change, write; retried on conflict (the guaranteed-update loop)."""
-        for _ in range(MAX_RETRIES):
+        """Read, change, write; retried on conflict (the guaranteed-update loop), until it
+        applies unless the caller expects a resourceVersion."""
+        for _ in retries(bool(expected_rv)):
             kv = await self.get_kv(r, ns, name)
             if expected_rv and expected_rv != str(kv.mod_rev):
                 raise errors.conflict(r.group_resource, name, group=r.group, plural=r.plural)
@@ -324,20 +347,20 @@ class ResourceAPI:
 
     # ----------------------------------------------------------------- patch
     async def patch(self, r: Resource, ns: str | None, name: str, content_type: str, body: bytes,
-                    subresource: str | None = None, dry_run: bool = False, manager: str | None = None,
-                    validation: str = "", warnings: list[str] | None = None) -> KV:
+                    subresource: str | None = None, opts: RequestOptions | None = None) -> KV:
         """A merge, JSON or strategic merge patch (server-side apply is ``apply``)."""
+        opts = _server_options(opts)
+        validation, warnings = opts.field_validation, opts.warnings
         ctype = content_type.split(";")[0].strip()
         if ctype not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH) or (ctype == STRATEGIC_PATCH and r.custom):
             raise self.unsupported_patch(r)
         try:
-            p = orjson.loads(body)
+            p = limits.check_depth(orjson.loads(body), "the patch")
         except orjson.JSONDecodeError as e:
             raise errors.bad_request(f"the patch is not valid JSON: {e}")
         apply_patch = self._patcher(r, ctype, p)
-        expected_rv = None
-        if isinstance(p, dict):
-            expected_rv = (p.get("metadata") or {}).get("resourceVersion")
+        meta = p.get("metadata") if isinstance(p, dict) else None
+        expected_rv = meta.get("resourceVersion") if isinstance(meta, dict) else None  # else: refused below
 
         find_unknown = await self._unknown_finder(r, validation)
 
@@ -354,7 +377,7 @@ class ResourceAPI:
                     warnings.clear()  # a retried attempt reports afresh
                 self._report_unknown(find_unknown(new), before, validation, warnings, "")
             return new
-        return await self.modify(r, ns, name, change, subresource, dry_run, expected_rv, manager)
+        return await self.modify(r, ns, name, change, subresource, opts.dry_run, expected_rv, opts.field_manager)
 
     # ----------------------------------------------------------------- fieldValidation
     @staticmethod
@@ -406,20 +429,23 @@ class ResourceAPI:
         return lambda old: patching.strategic_merge_patch(old, p, r.kind)
 
     # ----------------------------------------------------------------- apply
-    async def apply(self, r: Resource, ns: str | None, name: str, body: bytes, manager: str,
-                    force: bool = False, subresource: str | None = None,
-                    dry_run: bool = False, validation: str = "",
-                    warnings: list[str] | None = None) -> tuple[KV, bool]:
-        """Server-side apply of the intent in ``body``; creates a missing object.
+    async def apply(self, r: Resource, ns: str | None, name: str, body: bytes,
+                    subresource: str | None = None, opts: RequestOptions | None = None) -> tuple[KV, bool]:
+        """Server-side apply of the intent in ``body`` by ``opts.field_manager``; creates a
+        missing object.
 
         Returns the object and whether it was created.
         """
+        opts = _server_options(opts)
+        manager, force, dry_run = opts.field_manager or "", opts.force, opts.dry_run
         if subresource not in (None, "status"):
             raise self.unsupported_patch(r)
         applied = self._check_body(r, ns, parse_apply_body(body), name)
         if applied["metadata"].get("managedFields") is not None:
             raise errors.bad_request("metadata.managedFields must be nil")
-        await self._check_fields(r, applied, None, validation, warnings, "")
+        await self._check_fields(r, applied, None, opts.field_validation, opts.warnings, "")
+        # the create below records apply's own managedFields: it must not record an update too
+        create_opts = dataclasses.replace(opts, field_manager=None, field_validation="")
         expected_rv = applied["metadata"].get("resourceVersion")
 
         def change(old: Obj | None) -> Obj:
@@ -429,12 +455,12 @@ class ResourceAPI:
             except fieldmanager.ApplyConflict as c:
                 raise errors.APIError(409, c.message, "Conflict", {"causes": c.causes()})
 
-        for _ in range(MAX_RETRIES):
+        for _ in retries(bool(expected_rv)):
             if subresource is None and await self.store.get(r.key(ns, name)) is None:
                 if expected_rv:
                     raise errors.not_found(r.group_resource, name, r.group, r.plural)
                 try:
-                    return await self.create(r, ns, change(None), dry_run), True
+                    return await self.create(r, ns, change(None), create_opts), True
                 except errors.APIError as e:
                     if e.reason != "AlreadyExists":
                         raise
@@ -448,12 +474,16 @@ class ResourceAPI:
 
     # ----------------------------------------------------------------- delete
     async def delete(self, r: Resource, ns: str | None, name: str, options: dict[str, Any],
-                     dry_run: bool = False) -> tuple[KV, bool]:
-        """Delete or start deleting. Returns the object and whether it is gone already."""
+                     opts: RequestOptions | None = None) -> tuple[KV, bool]:
+        """Delete or start deleting (``options`` is the DeleteOptions body). Returns the object
+        and whether it is gone already."""
+        dry_run = _server_options(opts).dry_run
         grace = options.get("gracePeriodSeconds")
         policy = options.get("propagationPolicy") or ("Orphan" if options.get("orphanDependents") else None)
         pre = options.get("preconditions") or {}
-        for _ in range(MAX_RETRIES):
+        if not isinstance(pre, dict):
+            raise errors.bad_request("DeleteOptions.preconditions must be an object")
+        for _ in retries(bool(pre.get("resourceVersion"))):
             kv = await self.get_kv(r, ns, name)
             obj = decode(kv.value)
             meta = obj["metadata"]
@@ -488,10 +518,10 @@ class ResourceAPI:
             if pod_grace:
                 deadline = now + dt.timedelta(seconds=pod_grace)
                 if not nm.get("deletionTimestamp") or pod_grace < (nm.get("deletionGracePeriodSeconds") or 1e9):
-                    nm["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    nm["deletionTimestamp"] = rfc3339(deadline)
                     nm["deletionGracePeriodSeconds"] = pod_grace
             elif not nm.get("deletionTimestamp"):
-                nm["deletionTimestamp"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+                nm["deletionTimestamp"] = rfc3339(now)
                 nm["deletionGracePeriodSeconds"] = 0
             r.strategy.begin_deletion(new)
             if new == obj:
@@ -499,7 +529,7 @@ class ResourceAPI:
             if dry_run:
                 return KV(kv.key, orjson.dumps(new), kv.mod_rev, kv.create_rev), False
             try:
-                return await self.store.update(kv.key, render_with_rv(new), expected_rev=kv.mod_rev), False
+                return await self.store.update(kv.key, stored(new), expected_rev=kv.mod_rev), False
             except Conflict:
                 continue
         raise errors.conflict(r.group_resource, name, "too many concurrent writers", r.group, r.plural)
@@ -548,9 +578,9 @@ class ResourceAPI:
                 "spec": {"replicas": dig(r.scale.spec_replicas) or 0}, "status": status}
 
     async def update_scale(self, r: Resource, ns: str | None, name: str,
-                           to_scale: Callable[[Obj], Obj], dry_run: bool = False,
-                           manager: str | None = None) -> Obj:
+                           to_scale: Callable[[Obj], Obj], opts: RequestOptions | None = None) -> Obj:
         """Apply a change to the Scale view and write the replicas back to the parent."""
+        opts = _server_options(opts)
         def change(old: Obj) -> Obj:
             scale = to_scale(self.scale_of(r, old))
             if not isinstance(scale, dict):
@@ -567,7 +597,7 @@ class ResourceAPI:
                 cur = cur.setdefault(p, {})
             cur[r.scale.spec_replicas[-1]] = replicas
             return old
-        kv = await self.modify(r, ns, name, change, "scale", dry_run=dry_run, manager=manager)
+        kv = await self.modify(r, ns, name, change, "scale", dry_run=opts.dry_run, manager=opts.field_manager)
         return self.scale_of(r, decode(kv.value))
 
     async def bind(self, pods: Resource, ns: str, name: str, binding: Any) -> None:
@@ -590,12 +620,12 @@ class ResourceAPI:
                           "lastTransitionTime": now_rfc3339()})
             pod["status"]["conditions"] = conds
             return pod
-        for _ in range(MAX_RETRIES):
+        for _ in retries(False):
             kv = await self.get_kv(pods, ns, name)
             old = decode(kv.value)
             new = change(old)  # freshly decoded: ours to change
             try:
-                await self.store.update(kv.key, render_with_rv(new), expected_rev=kv.mod_rev)
+                await self.store.update(kv.key, stored(new), expected_rev=kv.mod_rev)
                 return
             except Conflict:
                 continue

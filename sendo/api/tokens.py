@@ -40,13 +40,16 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from ..kinds.base import Cause, invalid, required, unsupported
+from ..kinds.meta import now_rfc3339, rfc3339
 from ..kinds.registry import Registry
 from ..store import Store
 from . import errors
-from .meta import now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -204,10 +207,6 @@ class ServiceAccountUser:
     extra: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _rfc3339(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _parse_time(ts: Any) -> float | None:
     if not isinstance(ts, str):
         return None
@@ -301,7 +300,7 @@ class ServiceAccountTokens:
         out_spec: dict[str, Any] = {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": ref}
         return {"kind": "TokenRequest", "apiVersion": API_VERSION,
                 "metadata": {"name": name, "namespace": ns, "creationTimestamp": now_rfc3339()},
-                "spec": out_spec, "status": {"token": token, "expirationTimestamp": _rfc3339(exp)}}
+                "spec": out_spec, "status": {"token": token, "expirationTimestamp": rfc3339(exp)}}
 
     def _validate(self, name: str, spec: dict[str, Any]) -> tuple[list[str], int, dict[str, Any] | None]:
         causes: list[Cause] = []

@@ -58,6 +58,10 @@ def _write_kubeconfig(data_dir: str, url: str, token: str, ca_pem: bytes) -> str
     return path
 
 
+_PORT_HELP = ("API port (default 6443, or the next free one if that is taken). A port given here is kept: "
+              "the command fails if another process holds it.")
+_DATASTORE_HELP = ("Where the cluster state is stored, as a URL: sqlite:///path/to/state.db "
+                   "(default: DATA_DIR/server/state.db).")
 _INGRESS_HELP = ("Run the ingress controller: an HTTP(S) reverse proxy on the node's address that serves "
                  "Ingresses of class `sendo` (the default class).")
 _INGRESS_HTTP_HELP = ("Port of the ingress controller's HTTP listener (default: 80 as root, else 8080; "
@@ -70,10 +74,24 @@ def _ingress_config(enabled: bool, http_port: Optional[int], https_port: Optiona
     return {"ingress": enabled, "ingress_http_port": http_port, "ingress_https_port": https_port}
 
 
+_RUNTIME_HELP = ("Container runtime for pods without a runtimeClassName (pods pick another with a "
+                 "RuntimeClass whose handler names it; `process` is always available).")
+
+
+def _runtime_option(name: str) -> str:
+    """The --runtime value, checked before anything starts: an unknown name lists the known ones."""
+    from ..agent.runtime.registry import UnknownRuntime, check
+    try:
+        return check(name)
+    except UnknownRuntime as e:
+        raise typer.BadParameter(str(e), param_hint="--runtime") from None
+
+
 @app.command()
 def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster keeps its state."),
-       port: int = typer.Option(6443, help="API port; the next free one is used if it is taken."),
+       port: Optional[int] = typer.Option(None, help=_PORT_HELP, show_default=False),
        host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
+       datastore: Optional[str] = typer.Option(None, help=_DATASTORE_HELP, show_default=False),
        node_name: str = typer.Option(socket.gethostname(), help="Name of this machine's node."),
        apply: Optional[list[Path]] = typer.Option(None, help="Manifests to apply once the cluster is ready."),
        ingress: bool = typer.Option(True, "--ingress/--no-ingress", help=_INGRESS_HELP),
@@ -81,6 +99,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
                                                        help=_INGRESS_HTTP_HELP, show_default=False),
        ingress_https_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTPS_PORT",
                                                         help=_INGRESS_HTTPS_HELP, show_default=False),
+       runtime: str = typer.Option("process", help=_RUNTIME_HELP, callback=_runtime_option),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
 
@@ -88,22 +107,44 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     same objects and pods. Ctrl-C or SIGTERM stops the cluster and its pods' processes.
     """
     _logging(verbose)
-    run(_up(os.path.abspath(data_dir), port, host, node_name, apply or [], time.monotonic(),
-            _ingress_config(ingress, ingress_http_port, ingress_https_port)))
+    cfg = _server_config(data_dir, port, host, datastore)
+    run(_up(cfg, node_name, apply or [], time.monotonic(),
+            {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime}))
 
 
-async def _up(data_dir: str, port: int, host: str, node_name: str, manifests: list[Path], t0: float,
-              ingress: dict | None = None) -> None:
+def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Optional[str], **kw):
+    """The server's settings from the command line; a bad --datastore or a taken --port ends the
+    command with a message that names the option."""
+    from ..server import ServerConfig
+    from ..store import DatastoreURLError, open_store
+    if datastore:
+        try:
+            open_store(datastore)  # only parsed here: the store opens when the server starts
+        except DatastoreURLError as e:
+            raise typer.BadParameter(str(e), param_hint="--datastore")
+    return ServerConfig(data_dir=os.path.abspath(data_dir), host=host, port=6443 if port is None else port,
+                        port_fallback=port is None, datastore=datastore, **kw)
+
+
+async def _start_server(server) -> None:
+    from ..serving import PortInUse
+    try:
+        await server.start()
+    except PortInUse as e:
+        console.print(f"[red]error:[/] {e.strerror or e}")
+        raise SystemExit(1)
+
+
+async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_options: dict | None = None) -> None:
     from ..agent.agent import Agent, AgentConfig
-    from ..server import Server, ServerConfig, free_port
+    from ..server import Server
 
-    os.makedirs(data_dir, exist_ok=True)
-    cfg = ServerConfig(data_dir=data_dir, host=host, port=free_port(host, port))
+    data_dir, host = cfg.data_dir, cfg.host
     server = Server(cfg)
     with console.status("starting the API server…"):
-        await server.start()
+        await _start_server(server)
     agent = Agent(AgentConfig(server=cfg.url, token=server.node_token, node_name=node_name, data_dir=data_dir,
-                              ca_pem=server.ca_pem, address=host, **(ingress or {})))
+                              ca_pem=server.ca_pem, address=host, **(agent_options or {})))
     try:
         with console.status("starting the agent…"):
             await agent.start()
@@ -137,8 +178,9 @@ async def _up(data_dir: str, port: int, host: str, node_name: str, manifests: li
 
 @app.command()
 def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server keeps its state."),
-           port: int = typer.Option(6443, help="API port; the next free one is used if it is taken."),
+           port: Optional[int] = typer.Option(None, help=_PORT_HELP, show_default=False),
            host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
+           datastore: Optional[str] = typer.Option(None, help=_DATASTORE_HELP, show_default=False),
            controllers: bool = typer.Option(True, help="Run the scheduler and controllers in this process."),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
@@ -146,16 +188,15 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
     Agents join with the node token this prints (`sendo agent --server … --token …`).
     """
     _logging(verbose)
-    run(_server(os.path.abspath(data_dir), port, host, controllers))
+    run(_server(_server_config(data_dir, port, host, datastore, controllers=controllers)))
 
 
-async def _server(data_dir: str, port: int, host: str, controllers: bool) -> None:
-    from ..server import Server, ServerConfig, free_port
-    cfg = ServerConfig(data_dir=data_dir, host=host, port=free_port(host, port), controllers=controllers)
+async def _server(cfg) -> None:
+    from ..server import Server
     s = Server(cfg)
-    await s.start()
-    path = _write_kubeconfig(data_dir, cfg.url, s.admin_token, s.ca_pem)
-    console.print(f"[green]sendo server[/] at {cfg.url}; state in {data_dir}")
+    await _start_server(s)
+    path = _write_kubeconfig(cfg.data_dir, cfg.url, s.admin_token, s.ca_pem)
+    console.print(f"[green]sendo server[/] at {cfg.url}; state in {cfg.data_dir}")
     console.print(f"Join a node:  sendo agent --server {cfg.url} --token {s.node_token} "
                   f"--ca-cert {s.tls.ca_cert} --node-name NAME")
     print(f"export KUBECONFIG={path}", flush=True)
@@ -181,6 +222,7 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
                                                           help=_INGRESS_HTTP_HELP, show_default=False),
           ingress_https_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTPS_PORT",
                                                            help=_INGRESS_HTTPS_HELP, show_default=False),
+          runtime: str = typer.Option("process", help=_RUNTIME_HELP, callback=_runtime_option),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the agent does.")):
     """Run a node agent: register the node and run the pods bound to it."""
     _logging(verbose)
@@ -189,7 +231,7 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
         run(_hollow(server, token, ca, hollow, node_name, pod_start_delay / 1000))
         return
     run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods,
-               _ingress_config(ingress, ingress_http_port, ingress_https_port)))
+               {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime}))
 
 
 async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix: str, delay: float) -> None:
@@ -205,10 +247,10 @@ async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix:
 
 
 async def _agent(server: str, token: str, node_name: str, ca: bytes | None, data_dir: str, address: str,
-                 stop_pods: bool, ingress: dict | None = None) -> None:
+                 stop_pods: bool, agent_options: dict | None = None) -> None:
     from ..agent.agent import Agent, AgentConfig
     a = Agent(AgentConfig(server=server, token=token, node_name=node_name, data_dir=data_dir, ca_pem=ca,
-                          address=address, **(ingress or {})))
+                          address=address, **(agent_options or {})))
     await a.start()
     console.print(f"[green]sendo agent[/] {node_name} joined {server}")
     if a.ingress:

@@ -12,6 +12,7 @@ import random
 from typing import Any, Callable
 
 from ..kinds.base import Resource
+from ..tasks import stop_tasks
 from .rest import ApiError, Client
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,7 @@ class Informer:
         return self._task
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks([self._task], "informer")
 
     def _emit(self, kind: str, obj: Obj, old: Obj | None) -> None:
         for h in self.handlers:

@@ -10,9 +10,10 @@ import asyncio
 import logging
 from typing import Any
 
-from ..client import ApiError, Client, Informer, WorkQueue
+from ..client import ApiError, Client, WorkQueue
+from ..client.factory import InformerFactory  # noqa: F401  (moved down to client/; controllers import it here)
 from ..client.informer import obj_key
-from ..kinds.base import Resource
+from ..tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -59,13 +60,7 @@ class Controller:
         self._tasks = [asyncio.create_task(self._worker(), name=f"{self.name}-{i}") for i in range(self.workers)]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks(self._tasks, f"{type(self).__name__} worker")
 
     async def _worker(self) -> None:
         while True:
@@ -87,28 +82,3 @@ class Controller:
                     self.queue.add_after(key, again)
             finally:
                 self.queue.done(key)
-
-
-class InformerFactory:
-    """One shared informer per kind, so controllers in one process share caches."""
-
-    def __init__(self, client: Client):
-        self.client = client
-        self._informers: dict[tuple, Informer] = {}
-
-    def get(self, r: Resource, namespace: str | None = None, label_selector: str | None = None,
-            field_selector: str | None = None) -> Informer:
-        k = (r.group, r.plural, namespace, label_selector, field_selector)
-        if k not in self._informers:
-            self._informers[k] = Informer(self.client, r, namespace, label_selector, field_selector)
-        return self._informers[k]
-
-    async def start(self, timeout: float = 30.0) -> None:
-        for inf in self._informers.values():
-            if inf._task is None:
-                inf.start()
-        await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in self._informers.values())), timeout)
-
-    async def stop(self) -> None:
-        for inf in self._informers.values():
-            await inf.stop()

@@ -16,10 +16,10 @@ from typing import Any
 
 import orjson
 
-from ..api.meta import now_rfc3339, parse_time
 from ..client import kind
+from ..client.events import EventRecorder
+from ..kinds.meta import now_rfc3339, parse_time
 from .base import Controller, owner_key, split_key
-from .events import EventRecorder
 from .podutil import controlled_by, controller_ref
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ Obj = dict[str, Any]
 
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
-DEFAULT_KINDS = (("pods", ""), ("replicasets", "apps"), ("deployments", "apps"))
+DEFAULT_KINDS = (("pods", ""), ("replicasets", "apps"), ("deployments", "apps"), ("replicationcontrollers", ""))
 MAX_ABSENT = 10_000  # remembered gone owners (saves a GET per dependent of a big deleted owner)
 MAX_CONFLICT_RETRIES = 5
 

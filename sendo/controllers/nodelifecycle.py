@@ -19,9 +19,9 @@ import logging
 import time
 from typing import Any
 
-from ..api.meta import now_rfc3339
 from ..client import ApiError, Client, kind
 from ..client.informer import obj_key
+from ..kinds.meta import now_rfc3339
 from .base import Controller, InformerFactory
 
 log = logging.getLogger(__name__)

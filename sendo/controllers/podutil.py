@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ..api.meta import parse_time
+from ..kinds.meta import parse_time
 
 Obj = dict[str, Any]
 

@@ -14,9 +14,16 @@ import time
 from typing import Any
 
 from ..client import ApiError, kind
+from ..client.events import EventRecorder
 from .base import Controller, owner_key, split_key
-from .events import EventRecorder
-from .podutil import available_in, controlled_by, controller_ref, is_active, is_ready, restarts
+from .podutil import (
+    available_in,
+    controlled_by,
+    controller_ref,
+    is_active,
+    is_ready,
+    restarts,
+)
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -40,35 +47,37 @@ class _Expectations:
 class ReplicaSetController(Controller):
     name = "replicaset-controller"
     workers = 4
+    resource = ("replicasets", "apps")  # what it reconciles: a subclass names another kind
+    owner_kind = "ReplicaSet"
 
     async def stop(self) -> None:
         await super().stop()
         await self.recorder.close()
 
     def setup(self) -> None:
-        self.rs_kind = kind("replicasets", "apps")
+        self.rs_kind = kind(*self.resource)
         self.pod_kind = kind("pods")
         self.rs_inf = self.informers.get(self.rs_kind)
         self.pod_inf = self.informers.get(self.pod_kind)
         self.rs_inf.add_handler(lambda t, o, old: self.enqueue(o))
         self.pod_inf.add_handler(self._on_pod)
         self.expect: dict[str, _Expectations] = {}
-        self.recorder = EventRecorder(self.client, "replicaset-controller")
+        self.recorder = EventRecorder(self.client, self.name)
         self._pods_by_owner: dict[str, dict[str, Obj]] = {}  # owner uid -> pod key -> pod
 
     def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:
         k = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
         for p in (old, pod):
-            for uid in _rs_owner_uids(p):
+            for uid in _owner_uids(p, self.owner_kind):
                 bucket = self._pods_by_owner.get(uid)
                 if bucket is not None:
                     bucket.pop(k, None)
                     if not bucket:
                         del self._pods_by_owner[uid]
         if typ != "DELETED":
-            for uid in _rs_owner_uids(pod):
+            for uid in _owner_uids(pod, self.owner_kind):
                 self._pods_by_owner.setdefault(uid, {})[k] = pod
-        key = owner_key(pod, "ReplicaSet")
+        key = owner_key(pod, self.owner_kind)
         if key:
             self.queue.add(key)
 
@@ -172,8 +181,8 @@ def _neg_time(ts: str) -> str:
     return "".join(chr(0x10FFFF - ord(c)) for c in ts)
 
 
-def _rs_owner_uids(pod: Obj | None) -> list[str]:
+def _owner_uids(pod: Obj | None, owner_kind: str) -> list[str]:
     if pod is None:
         return []
     return [r["uid"] for r in pod["metadata"].get("ownerReferences") or []
-            if r.get("controller") and r.get("kind") == "ReplicaSet"]
+            if r.get("controller") and r.get("kind") == owner_kind]

@@ -1,24 +1,25 @@
 """apps/v1 kinds: Deployments, ReplicaSets, DaemonSets and StatefulSets.
 
 Each carries a pod template that is defaulted and validated exactly like a Pod's spec
-(core.default_pod_spec, validation.validate_pod_template), plus a selector that must
+(podspec.default_pod_spec, podspec.validate_pod_template), plus a selector that must
 select that template and can never change once the object exists (the controllers
 find their pods by it).
 """
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable
 
-from .base import Cause, Column, Obj, Printer, Resource, ScaleSpec, forbidden, required, unsupported
-from .core import default_pod_spec, default_pvc_spec, set_default, strip_nulls, validate_pvc_spec
-from .printing import (as_dict, container_cells, dicts, format_labels, format_selector, name_of, object_age,
-                       selector_string)
+from .base import (Cause, Column, Obj, Printer, Resource, ScaleSpec, forbidden, required, set_default, strip_nulls,
+                   unsupported)
+from .podspec import default_pod_spec, validate_pod_template
+from .pvc import default_pvc_spec, validate_pvc_spec
+from .printing import (age_column, as_dict, container_cells, dicts, format_labels, format_selector, name_column,
+                       name_of, object_age, selector_string)
 from .validation import (KindStrategy, check_enum, check_int, check_name, get, go_selector, go_value,
                          int_or_percent_value, invalid_value, is_dns1123_label, is_dns1123_subdomain,
                          normalized_selector, required_because, selector_is_empty, selector_matches, type_invalid,
-                         validate_int_or_percent, validate_label_selector, validate_object_meta,
-                         validate_pod_template)
+                         validate_int_or_percent, validate_label_selector, validate_object_meta)
 
 STRATEGY_TYPES = ["Recreate", "RollingUpdate"]
 
@@ -42,14 +43,19 @@ def validate_selector_and_template(spec: dict, kind: str) -> list[Cause]:
         causes += validate_label_selector(sel, "spec.selector")
         if isinstance(sel, dict) and selector_is_empty(sel):
             causes.append(Cause("spec.selector", f"Invalid value: {go_selector(sel)}: empty selector is invalid for {kind.lower()}"))
-    template = spec.get("template")
-    causes += validate_pod_template(template, "spec.template")
+    selector_ok = isinstance(sel, dict) and not selector_is_empty(sel) and not causes
+    matches = (lambda labels: selector_matches(sel, labels)) if selector_ok else None
+    return causes + validate_workload_template(spec.get("template"), matches, kind)
+
+
+def validate_workload_template(template: Any, matches: Callable[[dict], bool] | None, kind: str) -> list[Cause]:
+    """A valid always-restarting pod template whose labels the selector matches (None: the
+    selector is itself invalid, so it is not compared)."""
+    causes = validate_pod_template(template, "spec.template")
     if not isinstance(template, dict):
         return causes
     labels = as_dict(template.get("metadata")).get("labels") or {}
-    selector_ok = isinstance(sel, dict) and not selector_is_empty(sel) and \
-        not any(c.field.startswith("spec.selector") for c in causes)
-    if selector_ok and not selector_matches(sel, labels):
+    if matches is not None and isinstance(labels, dict) and not matches(labels):
         causes.append(Cause("spec.template.metadata.labels",
                             f"Invalid value: {go_value(labels)}: `selector` does not match template `labels`"))
     tspec = as_dict(template.get("spec"))
@@ -79,10 +85,23 @@ def _spec_or_causes(obj: Obj) -> tuple[dict | None, list[Cause]]:
 
 
 class WorkloadStrategy(KindStrategy):
-    """What Deployments and ReplicaSets share: a cleared status on create, a fixed selector."""
+    """What workload kinds share: a cleared status on create, a fixed selector, and the status
+    counters Kubernetes always writes (they are not omitempty: the official clients refuse a
+    DaemonSet, StatefulSet or ReplicaSet whose status lacks them, even right after create)."""
+
+    required_status: tuple[str, ...] = ()
+
+    def default(self, obj: Obj) -> None:
+        self.default_spec(obj)
+        status = obj.get("status")
+        for key in self.required_status:
+            set_default(status, key, 0)
+
+    def default_spec(self, obj: Obj) -> None:
+        """The kind's own defaults."""
 
     def prepare_create(self, obj: Obj) -> None:
-        obj["status"] = {}
+        obj["status"] = dict.fromkeys(self.required_status, 0)
 
     def validate_update(self, obj: Obj, old: Obj) -> list[Cause]:
         return validate_selector_unchanged(obj, old)
@@ -144,9 +163,7 @@ def deployment_row(d: Obj) -> list[Any]:
 
 
 def _workload_columns(first: list[Column]) -> list[Column]:
-    return [Column("Name", format="name", description="Name of the object, unique within its namespace."),
-            *first,
-            Column("Age", description="Time since the object was created."),
+    return [name_column(), *first, age_column(),
             Column("Containers", priority=1, description="Names of the containers in the pod template."),
             Column("Images", priority=1, description="Images of the containers in the pod template."),
             Column("Selector", priority=1, description="Labels of the pods this object manages.")]
@@ -163,7 +180,7 @@ DEPLOYMENT_PRINTER = Printer(
 
 
 class DeploymentStrategy(WorkloadStrategy):
-    def default(self, obj: Obj) -> None:
+    def default_spec(self, obj: Obj) -> None:
         spec = obj.get("spec")
         if not isinstance(spec, dict):
             return
@@ -206,7 +223,9 @@ REPLICASET_PRINTER = Printer(
 
 
 class ReplicaSetStrategy(WorkloadStrategy):
-    def default(self, obj: Obj) -> None:
+    required_status = ("replicas",)
+
+    def default_spec(self, obj: Obj) -> None:
         spec = obj.get("spec")
         if isinstance(spec, dict):
             set_default(spec, "replicas", 1)
@@ -293,7 +312,9 @@ DAEMONSET_PRINTER = Printer(
 
 
 class DaemonSetStrategy(WorkloadStrategy):
-    def default(self, obj: Obj) -> None:
+    required_status = ("currentNumberScheduled", "desiredNumberScheduled", "numberMisscheduled", "numberReady")
+
+    def default_spec(self, obj: Obj) -> None:
         spec = obj.get("spec")
         if not isinstance(spec, dict):
             return
@@ -309,7 +330,7 @@ class DaemonSetStrategy(WorkloadStrategy):
         default_template(spec)
 
     def prepare_create(self, obj: Obj) -> None:
-        obj["status"] = {}
+        super().prepare_create(obj)
         _set_template_generation(obj, 1)
 
     def prepare_update(self, obj: Obj, old: Obj) -> None:
@@ -330,7 +351,7 @@ class DaemonSetStrategy(WorkloadStrategy):
         causes += validate_selector_and_template(spec, "DaemonSet")
         causes += validate_daemonset_strategy(spec.get("updateStrategy"))
         for key in ("minReadySeconds", "templateGeneration", "revisionHistoryLimit"):
-            check_int(spec, key, f"spec.{key}", causes, minimum=0)
+            check_int(spec, key, f"spec.{key}", causes, minimum=0, int64=key == "templateGeneration")
         return causes
 
 
@@ -367,7 +388,7 @@ def _spec_with_claim_volumes(spec: dict) -> dict:
     tspec = as_dict(template).get("spec") if isinstance(template, dict) else None
     if not isinstance(tspec, dict) or not isinstance(tspec.get("volumes", []), list):
         return spec
-    have = {v.get("name") for v in dicts(tspec.get("volumes"))}
+    have = {v.get("name") for v in dicts(tspec.get("volumes")) if isinstance(v.get("name"), str)}
     extra = [{"name": n, "persistentVolumeClaim": {"claimName": n}} for n in _claim_template_names(spec)
              if n not in have]
     if not extra:
@@ -483,7 +504,9 @@ STATEFULSET_PRINTER = Printer(
 
 
 class StatefulSetStrategy(WorkloadStrategy):
-    def default(self, obj: Obj) -> None:
+    required_status = ("replicas",)
+
+    def default_spec(self, obj: Obj) -> None:
         spec = obj.get("spec")
         if not isinstance(spec, dict):
             return

@@ -142,3 +142,18 @@ class Resource:
 
     def key(self, namespace: str | None, name: str) -> str:
         return self.prefix(namespace if self.namespaced else None) + name
+
+
+def set_default(d: Any, key: str, value: Any) -> None:
+    """Set d[key] when d is a mapping and the key is absent or null."""
+    if isinstance(d, dict) and d.get(key) is None:
+        d[key] = value
+
+
+def strip_nulls(v: Any) -> Any:
+    """JSON null and an absent key mean the same; compare without the nulls."""
+    if isinstance(v, dict):
+        return {k: strip_nulls(x) for k, x in v.items() if x is not None}
+    if isinstance(v, list):
+        return [strip_nulls(x) for x in v]
+    return v

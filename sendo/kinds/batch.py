@@ -17,14 +17,15 @@ import zoneinfo
 from typing import Any
 
 from .apps import default_template
-from .base import Cause, Column, Obj, Printer, Resource, duplicate, required, unsupported
-from .core import set_default, strip_nulls
-from .printing import (as_dict, as_list, container_cells, dicts, human_age, human_duration, name_of,
-                       object_age, parse_timestamp, selector_string)
-from .validation import (KindStrategy, check_enum, check_int, get, go_selector, go_value, invalid_value,
+from .base import (Cause, Column, Obj, Printer, Resource, duplicate, required, set_default, strip_nulls,
+                   unsupported)
+from .printing import (age_column, as_dict, as_list, container_cells, dicts, human_age, human_duration, name_column,
+                       name_of, object_age, parse_timestamp, selector_string)
+from .validation import (KindStrategy, check_enum, check_int, fits, get, go_selector, go_value, invalid_value,
                          is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_type, normalized_selector,
                          required_because, selector_matches, type_invalid, validate_label_selector,
-                         validate_object_meta, validate_pod_template)
+                         validate_object_meta)
+from .podspec import validate_pod_template
 
 JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
@@ -200,7 +201,8 @@ def validate_schedule(schedule: Any, path: str) -> list[Cause]:
 
 def _template_containers(spec: dict) -> set[str]:
     tspec = as_dict(as_dict(spec.get("template")).get("spec"))
-    return {c.get("name") for c in dicts(tspec.get("containers")) + dicts(tspec.get("initContainers"))}
+    names = (c.get("name") for c in dicts(tspec.get("containers")) + dicts(tspec.get("initContainers")))
+    return {n for n in names if isinstance(n, str)}  # the pod spec's validation reports the others
 
 
 def _validate_exit_codes(req: Any, path: str, containers: set[str]) -> list[Cause]:
@@ -230,6 +232,8 @@ def _validate_exit_codes(req: Any, path: str, containers: set[str]) -> list[Caus
         p = f"{path}.values[{j}]"
         if not is_type(v, int):
             causes.append(type_invalid(p, v, int))
+            continue
+        if not fits(v, p, causes):
             continue
         if op == "In" and v == 0:
             causes.append(invalid_value(p, v, "must not be 0 for the In operator"))
@@ -430,7 +434,7 @@ def validate_job_spec(spec: dict, path: str) -> list[Cause]:
     causes: list[Cause] = []
     for key in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished",
                 "backoffLimitPerIndex", "maxFailedIndexes"):
-        check_int(spec, key, f"{path}.{key}", causes, minimum=0)
+        check_int(spec, key, f"{path}.{key}", causes, minimum=0, int64=key == "activeDeadlineSeconds")
     if spec.get("maxFailedIndexes") is not None and spec.get("backoffLimitPerIndex") is None:
         causes.append(required_because(f"{path}.backoffLimitPerIndex", "when maxFailedIndexes is specified"))
     get(spec, "suspend", f"{path}.suspend", bool, causes)
@@ -705,14 +709,6 @@ def job_row(job: Obj) -> list[Any]:
             names, images, selector_string(spec.get("selector"))]
 
 
-def _name_column() -> Column:
-    return Column("Name", format="name", description="Name of the object, unique within its namespace.")
-
-
-def _age_column() -> Column:
-    return Column("Age", description="Time since the object was created.")
-
-
 def _wide_columns() -> list[Column]:
     return [Column("Containers", priority=1, description="Names of each container in the template."),
             Column("Images", priority=1, description="Images referenced by each container in the template."),
@@ -720,11 +716,11 @@ def _wide_columns() -> list[Column]:
 
 
 JOB_PRINTER = Printer(
-    columns=[_name_column(),
+    columns=[name_column(),
              Column("Status", description="Status of the job."),
              Column("Completions", description="Succeeded pods out of the wanted completions."),
              Column("Duration", description="Time required to complete the job."),
-             _age_column(), *_wide_columns()],
+             age_column(), *_wide_columns()],
     row=job_row,
 )
 
@@ -799,7 +795,7 @@ def validate_cronjob(cj: Obj) -> list[Cause]:
     if not isinstance(spec, dict):
         return [required("spec.schedule") if spec is None else type_invalid("spec", spec, dict)]
     causes = validate_schedule(spec.get("schedule"), "spec.schedule")
-    check_int(spec, "startingDeadlineSeconds", "spec.startingDeadlineSeconds", causes, minimum=0)
+    check_int(spec, "startingDeadlineSeconds", "spec.startingDeadlineSeconds", causes, minimum=0, int64=True)
     causes += validate_time_zone(spec.get("timeZone"), "spec.timeZone")
     check_enum(spec.get("concurrencyPolicy"), "spec.concurrencyPolicy", CONCURRENCY_POLICIES, causes)
     get(spec, "suspend", "spec.suspend", bool, causes)
@@ -831,13 +827,13 @@ def cronjob_row(cj: Obj) -> list[Any]:
 
 
 CRONJOB_PRINTER = Printer(
-    columns=[_name_column(),
+    columns=[name_column(),
              Column("Schedule", description="The schedule in cron format."),
              Column("Timezone", description="The time zone the schedule is read in."),
              Column("Suspend", type="boolean", description="Whether new runs are held back."),
              Column("Active", type="integer", description="Jobs running now."),
              Column("Last Schedule", description="When a job was last started."),
-             _age_column(), *_wide_columns()],
+             age_column(), *_wide_columns()],
     row=cronjob_row,
 )
 

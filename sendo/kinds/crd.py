@@ -10,11 +10,11 @@ kind itself is the registrar's job.
 """
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Any
 
 from .base import Cause, Column, Obj, Printer, Resource, required, unsupported
+from .meta import now_rfc3339
 from .printing import as_dict, dicts, name_of
 from .schema import check_schema
 from .validation import KindStrategy, go_value, invalid_value, is_dns1123_subdomain
@@ -39,10 +39,6 @@ def is_dns1035_label(v: str) -> list[str]:
                     "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
                     f"regex used for validation is '{_DNS1035_FMT}')")
     return errs
-
-
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ----------------------------------------------------------------- JSONPath (printer columns)
@@ -283,6 +279,8 @@ def validate_crd_spec(spec: dict) -> list[Cause]:
         for i, v in enumerate(versions):
             causes += validate_version(v, f"spec.versions[{i}]")
             name = as_dict(v).get("name")
+            if not isinstance(name, str):
+                continue  # validate_version reports it
             if name in seen:
                 causes.append(Cause(f"spec.versions[{i}].name", f"Duplicate value: {go_value(name)}",
                                     "FieldValueDuplicate"))

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Cause, Column, Obj, Printer, Resource, required, unsupported
-from .core import endpoint_ip_causes, set_default
+from .base import set_default
+from .endpoints import endpoint_ip_causes
 from .printing import as_dict, as_list, dicts, name_of, object_age
-from .validation import (PROTOCOLS, KindStrategy, get, invalid_value, is_dns1123_label, is_dns1123_subdomain,
+from .validation import (PROTOCOLS, KindStrategy, fits, get, invalid_value, is_dns1123_label, is_dns1123_subdomain,
                          is_label_value, is_qualified_name, is_type, type_invalid, validate_labels)
 
 ADDRESS_TYPES = ["FQDN", "IPv4", "IPv6"]
@@ -135,6 +136,8 @@ def validate_slice_ports(ports: Any) -> list[Cause]:
         number = port.get("port")
         if number is not None and not is_type(number, int):
             causes.append(type_invalid(f"{p}.port", number, int))
+        elif number is not None:
+            fits(number, f"{p}.port", causes)
         app = get(port, "appProtocol", f"{p}.appProtocol", str, causes)
         if app:
             causes += [invalid_value(f"{p}.appProtocol", app, m) for m in is_qualified_name(app)]

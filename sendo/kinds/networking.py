@@ -12,8 +12,8 @@ import re
 from typing import Any
 
 from .base import Cause, Column, Obj, Printer, Resource, forbidden, required, unsupported
-from .core import set_default
-from .printing import as_dict, as_list, dicts, format_selector, name_of, object_age
+from .base import set_default
+from .printing import age_column, as_dict, as_list, dicts, format_selector, name_column, name_of, object_age
 from .validation import (KindStrategy, PROTOCOLS, get, invalid_value, is_dns1123_label,
                          is_dns1123_subdomain, is_port_name, is_port_number, is_type, required_because,
                          too_long, type_invalid, validate_label_selector)
@@ -32,15 +32,6 @@ _INVALID_PATH_SUFFIXES = ("/..", "/.")
 _WILDCARD_FMT = r"\*\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 _WILDCARD = re.compile(f"^{_WILDCARD_FMT}$")
 _URL_PATH = re.compile(r"^[A-Za-z0-9/\-._~%!$&'()*+,;=:]+$")
-
-
-def _name_column() -> Column:
-    return Column("Name", format="name", description="Name must be unique within a namespace.")
-
-
-def _age_column() -> Column:
-    return Column("Age", description="CreationTimestamp is a timestamp representing the server time when this "
-                                     "object was created.")
 
 
 # ======================================================================= host names
@@ -287,12 +278,12 @@ def ingress_row(ing: Obj) -> list[Any]:
 
 INGRESS_PRINTER = Printer(
     columns=[
-        _name_column(),
+        name_column(),
         Column("Class", description="The name of the IngressClass resource that should be used for this Ingress."),
         Column("Hosts", description="Hosts that incoming requests are matched against before the ingress rule."),
         Column("Address", description="Address is a list containing ingress points for the load-balancer."),
         Column("Ports", description="Ports of TLS configurations that open."),
-        _age_column(),
+        age_column(),
     ],
     row=ingress_row,
 )
@@ -382,12 +373,12 @@ def ingress_class_row(cls: Obj) -> list[Any]:
 
 INGRESS_CLASS_PRINTER = Printer(
     columns=[
-        _name_column(),
+        name_column(),
         Column("Controller", description="Controller refers to the name of the controller that should handle "
                                          "this class."),
         Column("Parameters", description="Parameters is a link to a custom resource containing additional "
                                          "configuration for the controller."),
-        _age_column(),
+        age_column(),
     ],
     row=ingress_class_row,
 )
@@ -519,9 +510,9 @@ def network_policy_row(np: Obj) -> list[Any]:
 
 NETWORK_POLICY_PRINTER = Printer(
     columns=[
-        _name_column(),
+        name_column(),
         Column("Pod-Selector", description="Selects the pods to which this NetworkPolicy object applies."),
-        _age_column(),
+        age_column(),
     ],
     row=network_policy_row,
 )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from .base import Column
+
 Obj = dict[str, Any]
 
 
@@ -128,3 +130,11 @@ def container_cells(containers: Any) -> tuple[str, str]:
     """The CONTAINERS and IMAGES cells: names and images, comma-joined."""
     cs = dicts(containers)
     return ",".join(str(c.get("name", "")) for c in cs), ",".join(str(c.get("image", "")) for c in cs)
+
+
+def name_column() -> Column:
+    return Column("Name", format="name", description="Name of the object, unique within its namespace.")
+
+
+def age_column() -> Column:
+    return Column("Age", description="Time since the object was created.")

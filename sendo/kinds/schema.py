@@ -22,6 +22,7 @@ import uuid
 from typing import Any
 
 from .base import Cause, forbidden, required
+from .userregex import PatternError, pattern_error, search
 from .validation import go_value
 
 Schema = dict[str, Any]
@@ -331,8 +332,8 @@ def _check_string(v: str, s: Schema, path: str, causes: list[Cause]) -> None:
     pattern = s.get("pattern")
     if isinstance(pattern, str):
         try:
-            matched = re.search(pattern, v) is not None
-        except re.error:
+            matched = search(pattern, v)
+        except PatternError:
             matched = True  # check_schema refuses such schemas; never fail a write on our side
         if not matched:
             causes.append(_invalid(path, v, f"should match '{pattern}'"))
@@ -571,11 +572,10 @@ def _check_keywords(s: Schema, path: str) -> list[Cause]:
                             "FieldValueTypeInvalid"))
     pattern = s.get("pattern")
     if pattern is not None:
-        try:
-            re.compile(pattern)
-        except (re.error, TypeError) as e:
+        why = pattern_error(pattern) if isinstance(pattern, str) else "must be a string"
+        if why is not None:
             causes.append(Cause(f"{path}.pattern", f"Invalid value: {go_value(pattern)}: must be a valid regular "
-                                                   f"expression, but isn't: {e}"))
+                                                   f"expression (RE2 syntax), but isn't: {why}"))
     return causes
 
 

@@ -1,8 +1,7 @@
 """Field checks shared by every kind, worded as Kubernetes words them.
 
-Names, label keys and values, annotations, label selectors, and the whole pod spec
-(Pod, and the templates of Deployments and ReplicaSets use the same function with a
-different path prefix, so "spec.template.spec.containers[0].image" comes for free).
+Names, label keys and values, annotations, label selectors, int-or-percent values;
+the pod spec has its own module (podspec.py).
 
 Every check returns a list of `Cause`s and never raises: objects arrive as parsed JSON
 and may hold any type anywhere, and a bad one must become a 422, never a 500.
@@ -13,8 +12,7 @@ import json
 import re
 from typing import Any
 
-from .base import Cause, Obj, Strategy, duplicate, forbidden, required, unsupported
-from .quantity import QuantityError, parse_quantity
+from .base import Cause, Obj, Strategy, forbidden, required, unsupported
 
 # ----------------------------------------------------------------- causes, Go-style values
 
@@ -243,11 +241,28 @@ def check_enum(value: Any, path: str, allowed: list[str], causes: list[Cause], *
         causes.append(unsupported(path, value, sorted(allowed)))
 
 
+MAX_INT32 = 2**31 - 1
+MAX_INT64 = 2**63 - 1
+
+
+def fits(v: int, path: str, causes: list[Cause], *, int64: bool = False) -> bool:
+    """Whether v fits the int32 (or int64) field at path; a cause when it does not."""
+    top = MAX_INT64 if int64 else MAX_INT32
+    if -top - 1 <= v <= top:
+        return True
+    causes.append(invalid_value(path, v, f"must fit in a {64 if int64 else 32}-bit integer (at most {top})"))
+    return False
+
+
 def check_int(parent: Any, key: str, path: str, causes: list[Cause], *, minimum: int | None = None,
-              maximum: int | None = None) -> int | None:
-    """An optional integer field within bounds; returns it when present and well-typed."""
+              maximum: int | None = None, int64: bool = False) -> int | None:
+    """An optional integer field within bounds; returns it when present and well-typed.
+
+    Kubernetes' fields are int32 unless ``int64``: a larger number never reaches its
+    validation (the decoder refuses it), so it must not reach a controller here either.
+    """
     v = get(parent, key, path, int, causes)
-    if v is None:
+    if v is None or not fits(v, path, causes, int64=int64):
         return None
     if minimum is not None and maximum is not None and not minimum <= v <= maximum:
         causes.append(invalid_value(path, v, f"must be between {minimum} and {maximum}, inclusive"))
@@ -325,6 +340,13 @@ class KindStrategy(Strategy):
 
     def validate_object(self, obj: Obj) -> list[Cause]:
         return []
+
+
+class NoStatus(KindStrategy):
+    """Kinds without a status subresource or generation (Event, ConfigMap, Secret)."""
+
+    has_status = False
+    has_spec = False
 
 
 def name_of(obj: Obj) -> str:
@@ -431,7 +453,10 @@ def validate_int_or_percent(v: Any, path: str) -> list[Cause]:
     if v is None:
         return []
     if is_type(v, int):
-        return [invalid_value(path, v, "must be greater than or equal to 0")] if v < 0 else []
+        causes: list[Cause] = []
+        if fits(v, path, causes) and v < 0:
+            causes.append(invalid_value(path, v, "must be greater than or equal to 0"))
+        return causes
     if isinstance(v, str):
         if is_percent(v):
             return []
@@ -440,375 +465,7 @@ def validate_int_or_percent(v: Any, path: str) -> list[Cause]:
     return [invalid_value(path, v, "must be an integer or percentage (e.g '5%')")]
 
 
-# ----------------------------------------------------------------- pod spec
+# ----------------------------------------------------------------- shared enums
 
-RESTART_POLICIES = ["Always", "OnFailure", "Never"]
-DNS_POLICIES = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"]
-PULL_POLICIES = ["Always", "IfNotPresent", "Never"]
 PROTOCOLS = ["TCP", "UDP", "SCTP"]
-TERMINATION_MESSAGE_POLICIES = ["File", "FallbackToLogsOnError"]
-TOLERATION_OPERATORS = ["Exists", "Equal"]
 TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
-STANDARD_CONTAINER_RESOURCES = {"cpu", "memory", "ephemeral-storage"}
-ENV_FIELD_PATHS = ["metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName",
-                   "spec.serviceAccountName", "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs"]
-ENV_RESOURCE_FIELDS = ["limits.cpu", "limits.ephemeral-storage", "limits.memory",
-                       "requests.cpu", "requests.ephemeral-storage", "requests.memory"]
-PROBE_HANDLERS = ["exec", "httpGet", "tcpSocket", "grpc"]
-MAX_INT32 = 2**31 - 1
-
-
-def validate_pod_template(template: Any, path: str) -> list[Cause]:
-    """A PodTemplateSpec (Deployment, ReplicaSet): its labels and annotations, then its spec."""
-    if template is None:
-        return [required(path)]
-    if not isinstance(template, dict):
-        return [type_invalid(path, template, dict)]
-    causes = validate_object_meta(template.get("metadata"), f"{path}.metadata")
-    spec = template.get("spec")
-    if not isinstance(spec, dict):
-        causes.append(required(f"{path}.spec.containers") if spec is None else type_invalid(f"{path}.spec", spec, dict))
-        return causes
-    return causes + validate_pod_spec(spec, f"{path}.spec")
-
-
-def validate_pod_spec(spec: dict, path: str) -> list[Cause]:
-    """Everything inside a PodSpec; `path` is "spec" for a Pod, "spec.template.spec" for templates."""
-    causes: list[Cause] = []
-    volumes = validate_volumes(spec, path, causes)
-    containers = spec.get("containers")
-    if containers is None or containers == []:
-        causes.append(required(f"{path}.containers"))
-    elif not isinstance(containers, list):
-        causes.append(type_invalid(f"{path}.containers", containers, list))
-        containers = []
-    seen: set[str] = set()
-    for i, c in enumerate(get(spec, "initContainers", f"{path}.initContainers", list, causes) or []):
-        causes += validate_container(c, f"{path}.initContainers[{i}]", volumes, seen, init=True)
-    for i, c in enumerate(containers or []):
-        causes += validate_container(c, f"{path}.containers[{i}]", volumes, seen, init=False)
-    check_enum(spec.get("restartPolicy"), f"{path}.restartPolicy", RESTART_POLICIES, causes)
-    check_enum(spec.get("dnsPolicy"), f"{path}.dnsPolicy", DNS_POLICIES, causes)
-    if spec.get("dnsPolicy") == "None" and not isinstance(spec.get("dnsConfig"), dict):
-        causes.append(required_because(f"{path}.dnsConfig", "must provide `dnsConfig` when `dnsPolicy` is None"))
-    check_int(spec, "terminationGracePeriodSeconds", f"{path}.terminationGracePeriodSeconds", causes, minimum=0)
-    check_int(spec, "activeDeadlineSeconds", f"{path}.activeDeadlineSeconds", causes, minimum=1, maximum=MAX_INT32)
-    causes += validate_labels(spec.get("nodeSelector"), f"{path}.nodeSelector")
-    for key, check in (("nodeName", is_dns1123_subdomain), ("serviceAccountName", is_dns1123_subdomain),
-                       ("hostname", is_dns1123_label), ("subdomain", is_dns1123_label)):
-        v = get(spec, key, f"{path}.{key}", str, causes)
-        if v:
-            causes += [invalid_value(f"{path}.{key}", v, m) for m in check(v)]
-    causes += validate_tolerations(spec.get("tolerations"), f"{path}.tolerations")
-    return causes
-
-
-def validate_volumes(spec: dict, path: str, causes: list[Cause]) -> set[str]:
-    """Unique DNS-label names and exactly one source each; returns the names for volumeMounts."""
-    names: set[str] = set()
-    for i, vol in enumerate(get(spec, "volumes", f"{path}.volumes", list, causes) or []):
-        p = f"{path}.volumes[{i}]"
-        if not isinstance(vol, dict):
-            causes.append(type_invalid(p, vol, dict))
-            continue
-        name = vol.get("name")
-        check_name(name, f"{p}.name", is_dns1123_label, causes)
-        if isinstance(name, str) and name:
-            if name in names:
-                causes.append(duplicate(f"{p}.name", name))
-            names.add(name)
-        sources = [k for k, v in vol.items() if k != "name" and v is not None]
-        if not sources:
-            causes.append(required_because(p, "must specify a volume type"))
-        for extra in sources[1:]:
-            causes.append(forbidden(f"{p}.{extra}", "may not specify more than 1 volume type"))
-    return names
-
-
-def validate_container(c: Any, path: str, volumes: set[str], seen: set[str], *, init: bool) -> list[Cause]:
-    """One container; `seen` carries names across containers and initContainers (must be unique)."""
-    if not isinstance(c, dict):
-        return [type_invalid(path, c, dict)]
-    causes: list[Cause] = []
-    name = c.get("name")
-    check_name(name, f"{path}.name", is_dns1123_label, causes)
-    if isinstance(name, str) and name:
-        if name in seen:
-            causes.append(duplicate(f"{path}.name", name))
-        seen.add(name)
-    image = c.get("image")
-    if image is None or image == "":
-        causes.append(required(f"{path}.image"))
-    elif not isinstance(image, str):
-        causes.append(type_invalid(f"{path}.image", image, str))
-    elif image != image.strip():
-        causes.append(invalid_value(f"{path}.image", image, "must not have leading or trailing whitespace"))
-    check_enum(c.get("imagePullPolicy"), f"{path}.imagePullPolicy", PULL_POLICIES, causes)
-    check_enum(c.get("terminationMessagePolicy"), f"{path}.terminationMessagePolicy",
-               TERMINATION_MESSAGE_POLICIES, causes)
-    for key in ("command", "args"):
-        check_string_list(c, key, f"{path}.{key}", causes)
-    get(c, "workingDir", f"{path}.workingDir", str, causes)
-    causes += validate_container_ports(c.get("ports"), f"{path}.ports")
-    causes += validate_env(c.get("env"), f"{path}.env")
-    causes += validate_env_from(c.get("envFrom"), f"{path}.envFrom")
-    causes += validate_resources(c.get("resources"), f"{path}.resources")
-    causes += validate_volume_mounts(c.get("volumeMounts"), f"{path}.volumeMounts", volumes)
-    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-        causes += validate_probe(c.get(probe), f"{path}.{probe}", single_success=probe != "readinessProbe")
-    restart = c.get("restartPolicy")
-    if restart is not None:
-        if init:
-            check_enum(restart, f"{path}.restartPolicy", ["Always"], causes)
-        else:
-            causes.append(forbidden(f"{path}.restartPolicy", "may not be set for non-init containers"))
-    return causes
-
-
-def validate_container_ports(ports: Any, path: str) -> list[Cause]:
-    """containerPort 1-65535, protocol TCP/UDP/SCTP, optional unique IANA service names."""
-    causes: list[Cause] = []
-    if ports is None:
-        return causes
-    if not isinstance(ports, list):
-        return [type_invalid(path, ports, list)]
-    names: set[str] = set()
-    for i, port in enumerate(ports):
-        p = f"{path}[{i}]"
-        if not isinstance(port, dict):
-            causes.append(type_invalid(p, port, dict))
-            continue
-        name = get(port, "name", f"{p}.name", str, causes)
-        if name:
-            causes += [invalid_value(f"{p}.name", name, m) for m in is_port_name(name)]
-            if name in names:
-                causes.append(duplicate(f"{p}.name", name))
-            names.add(name)
-        cp = port.get("containerPort")
-        if cp is None or cp == 0:
-            causes.append(required(f"{p}.containerPort"))
-        elif not is_type(cp, int):
-            causes.append(type_invalid(f"{p}.containerPort", cp, int))
-        else:
-            causes += [invalid_value(f"{p}.containerPort", cp, m) for m in is_port_number(cp)]
-        hp = get(port, "hostPort", f"{p}.hostPort", int, causes)
-        if hp:
-            causes += [invalid_value(f"{p}.hostPort", hp, m) for m in is_port_number(hp)]
-        check_enum(port.get("protocol"), f"{p}.protocol", PROTOCOLS, causes)
-    return causes
-
-
-def validate_env(env: Any, path: str) -> list[Cause]:
-    """Named variables with a literal value or exactly one valueFrom source."""
-    causes: list[Cause] = []
-    if env is None:
-        return causes
-    if not isinstance(env, list):
-        return [type_invalid(path, env, list)]
-    for i, ev in enumerate(env):
-        p = f"{path}[{i}]"
-        if not isinstance(ev, dict):
-            causes.append(type_invalid(p, ev, dict))
-            continue
-        check_name(ev.get("name"), f"{p}.name", is_env_var_name, causes)
-        get(ev, "value", f"{p}.value", str, causes)
-        causes += validate_env_value_from(ev, f"{p}.valueFrom")
-    return causes
-
-
-def validate_env_value_from(ev: dict, path: str) -> list[Cause]:
-    causes: list[Cause] = []
-    vf = get(ev, "valueFrom", path, dict, causes)
-    if vf is None:
-        return causes
-    sources = [k for k in ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef") if vf.get(k) is not None]
-    if not sources:
-        causes.append(invalid_value(path, "", "must specify one of: `fieldRef`, `resourceFieldRef`, "
-                                              "`configMapKeyRef` or `secretKeyRef`"))
-    elif ev.get("value"):
-        causes.append(invalid_value(path, "", "may not be specified when `value` is not empty"))
-    elif len(sources) > 1:
-        causes.append(invalid_value(path, "", "may not have more than one field specified at a time"))
-    for src in sources:
-        ref = get(vf, src, f"{path}.{src}", dict, causes)
-        if ref is None:
-            continue
-        p = f"{path}.{src}"
-        if src == "fieldRef":
-            fp = ref.get("fieldPath")
-            if not fp:
-                causes.append(required(f"{p}.fieldPath"))
-            elif not (fp in ENV_FIELD_PATHS or re.match(r"^metadata\.(labels|annotations)\['[^']+'\]$", str(fp))):
-                causes.append(unsupported(f"{p}.fieldPath", fp, ENV_FIELD_PATHS))
-        elif src == "resourceFieldRef":
-            check_enum(ref.get("resource"), f"{p}.resource", ENV_RESOURCE_FIELDS, causes)
-        else:
-            check_name(ref.get("name"), f"{p}.name", is_dns1123_subdomain, causes)
-            check_name(ref.get("key"), f"{p}.key", is_config_key, causes)
-    return causes
-
-
-def validate_env_from(env_from: Any, path: str) -> list[Cause]:
-    if env_from is None:
-        return []
-    if not isinstance(env_from, list):
-        return [type_invalid(path, env_from, list)]
-    causes: list[Cause] = []
-    for i, src in enumerate(env_from):
-        p = f"{path}[{i}]"
-        if not isinstance(src, dict):
-            causes.append(type_invalid(p, src, dict))
-            continue
-        refs = [k for k in ("configMapRef", "secretRef") if src.get(k) is not None]
-        if not refs:
-            causes.append(invalid_value(path, "", "must specify one of: `configMapRef` or `secretRef`"))
-        elif len(refs) > 1:
-            causes.append(invalid_value(path, "", "may not have more than one field specified at a time"))
-        for r in refs:
-            ref = get(src, r, f"{p}.{r}", dict, causes)
-            if ref is not None:
-                check_name(ref.get("name"), f"{p}.{r}.name", is_dns1123_subdomain, causes)
-    return causes
-
-
-def _overcommit_allowed(resource: str) -> bool:
-    """Native resources may request less than their limit; extended ones and hugepages may not."""
-    native = "/" not in resource or "kubernetes.io/" in resource
-    return native and not resource.startswith("hugepages-")
-
-
-def validate_resource_name(name: str, path: str) -> list[Cause]:
-    if "/" not in name:
-        if name in STANDARD_CONTAINER_RESOURCES or name.startswith("hugepages-"):
-            return []
-        return [invalid_value(path, name, "must be a standard resource for containers")]
-    return [invalid_value(path, name, m) for m in is_qualified_name(name)]
-
-
-def validate_resources(res: Any, path: str) -> list[Cause]:
-    """Parseable, non-negative quantities, and every request at most its limit."""
-    causes: list[Cause] = []
-    if res is None:
-        return causes
-    if not isinstance(res, dict):
-        return [type_invalid(path, res, dict)]
-    parsed: dict[str, dict[str, Any]] = {}
-    for section in ("limits", "requests"):
-        parsed[section] = {}
-        for name, q in (get(res, section, f"{path}.{section}", dict, causes) or {}).items():
-            p = f"{path}.{section}[{name}]"
-            causes += validate_resource_name(name, p)
-            try:
-                value = parse_quantity(q)
-            except QuantityError as e:
-                causes.append(invalid_value(p, q, e.reason))
-                continue
-            if value < 0:
-                causes.append(invalid_value(p, q, "must be greater than or equal to 0"))
-            parsed[section][name] = (q, value)
-    for name, (q, value) in parsed["requests"].items():
-        if name not in parsed["limits"]:
-            continue
-        lim_text, lim = parsed["limits"][name]
-        if value != lim and not _overcommit_allowed(name):
-            causes.append(invalid_value(f"{path}.requests", str(q), f"must be equal to {name} limit of {lim_text}"))
-        elif value > lim:
-            causes.append(invalid_value(f"{path}.requests", str(q),
-                                        f"must be less than or equal to {name} limit of {lim_text}"))
-    return causes
-
-
-def validate_volume_mounts(mounts: Any, path: str, volumes: set[str]) -> list[Cause]:
-    """Each mount names a volume of the pod and a mountPath not used twice."""
-    causes: list[Cause] = []
-    if mounts is None:
-        return causes
-    if not isinstance(mounts, list):
-        return [type_invalid(path, mounts, list)]
-    paths: set[str] = set()
-    for i, m in enumerate(mounts):
-        p = f"{path}[{i}]"
-        if not isinstance(m, dict):
-            causes.append(type_invalid(p, m, dict))
-            continue
-        name = m.get("name")
-        if not name:
-            causes.append(required(f"{p}.name"))
-        elif name not in volumes:
-            causes.append(not_found(f"{p}.name", name))
-        mp = m.get("mountPath")
-        if not mp:
-            causes.append(required(f"{p}.mountPath"))
-        elif not isinstance(mp, str):
-            causes.append(type_invalid(f"{p}.mountPath", mp, str))
-        else:
-            if mp in paths:
-                causes.append(invalid_value(f"{p}.mountPath", mp, "must be unique"))
-            paths.add(mp)
-    return causes
-
-
-def validate_probe(probe: Any, path: str, *, single_success: bool) -> list[Cause]:
-    """Exactly one handler, non-negative timings; liveness and startup need successThreshold 1."""
-    causes: list[Cause] = []
-    if probe is None:
-        return causes
-    if not isinstance(probe, dict):
-        return [type_invalid(path, probe, dict)]
-    handlers = [h for h in PROBE_HANDLERS if probe.get(h) is not None]
-    if not handlers:
-        causes.append(required_because(path, "must specify a handler type"))
-    for extra in handlers[1:]:
-        causes.append(forbidden(f"{path}.{extra}", "may not specify more than 1 handler type"))
-    for h in ("httpGet", "tcpSocket"):
-        action = get(probe, h, f"{path}.{h}", dict, causes)
-        if action is not None:
-            causes += validate_port_ref(action.get("port"), f"{path}.{h}.port")
-    for key in ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"):
-        check_int(probe, key, f"{path}.{key}", causes, minimum=0)
-    st = probe.get("successThreshold")
-    if single_success and is_type(st, int) and st != 1:
-        causes.append(invalid_value(f"{path}.successThreshold", st, "must be 1"))
-    if not single_success and probe.get("terminationGracePeriodSeconds") is not None:
-        causes.append(invalid_value(f"{path}.terminationGracePeriodSeconds",
-                                    probe["terminationGracePeriodSeconds"], "must not be set for readinessProbes"))
-    return causes
-
-
-def validate_port_ref(port: Any, path: str) -> list[Cause]:
-    """A port given as a number (1-65535) or by the name of a container port."""
-    if port is None or port == "" or port == 0:
-        return [required(path)]
-    if is_type(port, int):
-        return [invalid_value(path, port, m) for m in is_port_number(port)]
-    if isinstance(port, str):
-        return [invalid_value(path, port, m) for m in is_port_name(port)]
-    return [type_invalid(path, port, int)]
-
-
-def validate_tolerations(tolerations: Any, path: str) -> list[Cause]:
-    causes: list[Cause] = []
-    if tolerations is None:
-        return causes
-    if not isinstance(tolerations, list):
-        return [type_invalid(path, tolerations, list)]
-    for i, t in enumerate(tolerations):
-        p = f"{path}[{i}]"
-        if not isinstance(t, dict):
-            causes.append(type_invalid(p, t, dict))
-            continue
-        key, op = t.get("key") or "", t.get("operator") or "Equal"
-        if key:
-            check_name(key, f"{p}.key", is_qualified_name, causes)
-        check_enum(op, f"{p}.operator", TOLERATION_OPERATORS, causes)
-        if not key and op != "Exists":
-            causes.append(invalid_value(f"{p}.operator", op, 'operator must be Exists when `key` is empty, '
-                                                             'which means "match all values and all keys"'))
-        if op == "Exists" and t.get("value"):
-            causes.append(invalid_value(f"{p}.operator", t.get("value"),
-                                        "value must be empty when `operator` is 'Exists'"))
-        check_enum(t.get("effect"), f"{p}.effect", TAINT_EFFECTS, causes, optional=True)
-        if t.get("tolerationSeconds") is not None and t.get("effect") != "NoExecute":
-            causes.append(invalid_value(f"{p}.effect", t.get("effect"),
-                                        "effect must be 'NoExecute' when `tolerationSeconds` is set"))
-    return causes

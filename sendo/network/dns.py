@@ -17,7 +17,8 @@ from typing import Any
 
 from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, SRV, A, DNSRecord
 
-from ..client import Client, Informer, kind
+from ..client import Client, kind
+from ..client.factory import InformerFactory
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -40,14 +41,16 @@ def host_resolvers(path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:
 
 class ClusterDNS:
     def __init__(self, client: Client, host: str = "127.0.0.1", port: int = 53, domain: str = "cluster.local",
-                 upstreams: list[tuple[str, int]] | None = None):
+                 upstreams: list[tuple[str, int]] | None = None, informers: InformerFactory | None = None):
         self.client = client
         self.host, self.port = host, port
         self.domain = domain.strip(".").lower()
         self.upstreams = [u for u in (host_resolvers() if upstreams is None else upstreams)
                           if u != (host, port)]  # never forward to ourselves
-        self.services = Informer(client, kind("services"))
-        self.slices = Informer(client, kind("endpointslices", "discovery.k8s.io"))
+        self._own_informers = informers is None  # else the agent's, shared with the proxy and ingress
+        self.informers = informers or InformerFactory(client)
+        self.services = self.informers.get(kind("services"))
+        self.slices = self.informers.get(kind("endpointslices", "discovery.k8s.io"))
         self._transport: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.AbstractServer | None = None
 
@@ -56,10 +59,7 @@ class ClusterDNS:
         return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
-        if self.services._task is None:
-            self.services.start()
-            self.slices.start()
-        await asyncio.wait_for(asyncio.gather(self.services.synced.wait(), self.slices.synced.wait()), 30)
+        await self.informers.start(self.services, self.slices)
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(lambda: _UDP(self), local_addr=(self.host,
                                                                                                 self.port))
@@ -82,8 +82,8 @@ class ClusterDNS:
         if self._tcp:
             self._tcp.close()
             await self._tcp.wait_closed()
-        await self.services.stop()
-        await self.slices.stop()
+        if self._own_informers:
+            await self.informers.stop()
 
     # ----------------------------------------------------------------- answering
     async def answer(self, data: bytes) -> bytes | None:

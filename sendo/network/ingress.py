@@ -71,11 +71,18 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from ..client import ApiError, Client, Informer, kind
+from ..client import ApiError, Client, kind
+from ..client.events import EventRecorder
+from ..client.factory import InformerFactory
 from ..client.informer import obj_key
+from ..kinds.networking import (
+    DEFAULT_CLASS_ANNOTATION,
+    ingress_class_of,
+    is_default_class,
+)
+from ..tasks import stop_tasks
 from .lbstatus import LoadBalancerStatus
-from ..controllers.events import EventRecorder
-from ..kinds.networking import DEFAULT_CLASS_ANNOTATION, ingress_class_of, is_default_class
+from .resync import resync_loop
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -367,7 +374,7 @@ class IngressController:
                  http_port: int | None = None, https_port: int | None = None,
                  resolver: Resolver | None = None, recorder: EventRecorder | None = None,
                  connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT,
-                 create_class: bool = True):
+                 create_class: bool = True, informers: InformerFactory | None = None):
         dh, ds = default_ports()
         self.client = client
         self.node_name = node_name
@@ -381,10 +388,12 @@ class IngressController:
         self.recorder = recorder or EventRecorder(client, "ingress-controller", node_name)
         self._own_recorder = recorder is None
         self.ing_kind = kind("ingresses", "networking.k8s.io")
-        self.ingresses = Informer(client, self.ing_kind)
-        self.classes = Informer(client, kind("ingressclasses", "networking.k8s.io"))
-        self.services = Informer(client, kind("services"))
-        self.secrets = Informer(client, kind("secrets"), field_selector=f"type={TLS_SECRET_TYPE}")
+        self._own_informers = informers is None  # else the agent's, shared with the proxy and DNS
+        self.informers = informers or InformerFactory(client)
+        self.ingresses = self.informers.get(self.ing_kind)
+        self.classes = self.informers.get(kind("ingressclasses", "networking.k8s.io"))
+        self.services = self.informers.get(kind("services"))
+        self.secrets = self.informers.get(kind("secrets"), field_selector=f"type={TLS_SECRET_TYPE}")
         for inf in (self.ingresses, self.classes, self.secrets):
             inf.add_handler(lambda t, o, old: self._dirty.set())
         self.snapshot = _Snapshot()
@@ -404,10 +413,7 @@ class IngressController:
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self, timeout: float = 30.0) -> None:
-        infs = (self.ingresses, self.classes, self.services, self.secrets)
-        for inf in infs:
-            inf.start()
-        await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in infs)), timeout)
+        await self.informers.start(self.ingresses, self.classes, self.services, self.secrets, timeout=timeout)
         if self.create_class:
             await self._ensure_class()
         self._session = aiohttp.ClientSession(
@@ -424,16 +430,14 @@ class IngressController:
         self._tasks = [asyncio.create_task(self._sync_loop(), name="ingress-sync")]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks, "ingress task")
         await self.lb_status.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
-        for inf in (self.ingresses, self.classes, self.services, self.secrets):
-            await inf.stop()
+        if self._own_informers:
+            await self.informers.stop()
         if self._own_recorder:
             await self.recorder.close()
 
@@ -473,22 +477,11 @@ class IngressController:
                 log.warning("ingress: cannot create IngressClass %s: %s", CLASS_NAME, e)
 
     async def _sync_loop(self) -> None:
-        while True:
-            retry = any(lst.site is None for lst in self.listeners)
-            try:
-                await asyncio.wait_for(self._dirty.wait(), BIND_RETRY if retry else None)
-            except asyncio.TimeoutError:
-                pass
-            self._dirty.clear()
-            try:
-                self.sync()
-                await self._bind_listeners()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("ingress controller sync failed")
-                await asyncio.sleep(1.0)  # back-off after an unexpected failure
-                self._dirty.set()
+        async def sync_and_bind() -> None:
+            self.sync()
+            await self._bind_listeners()
+        await resync_loop(self._dirty, sync_and_bind, "ingress controller",
+                          lambda: BIND_RETRY if any(lst.site is None for lst in self.listeners) else None)
 
     # ----------------------------------------------------------------- desired state
     def our_classes(self) -> tuple[set[str], bool]:

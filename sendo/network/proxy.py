@@ -59,10 +59,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ..client import Client, Informer, kind
+from ..client import Client, kind
+from ..client.events import EventRecorder
+from ..client.factory import InformerFactory
 from ..client.informer import obj_key
+from ..tasks import stop_tasks
 from .lbstatus import LoadBalancerStatus
-from ..controllers.events import EventRecorder
+from .resync import resync_loop
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -163,7 +166,8 @@ class _Desired(NamedTuple):
 
 class ServiceProxy:
     def __init__(self, client: Client, node_name: str, node_ip: str = "127.0.0.1", *,
-                 udp_idle_timeout: float = UDP_IDLE_TIMEOUT, recorder: EventRecorder | None = None):
+                 udp_idle_timeout: float = UDP_IDLE_TIMEOUT, recorder: EventRecorder | None = None,
+                 informers: InformerFactory | None = None):
         self.client = client
         self.node_name = node_name
         self.node_ip = node_ip
@@ -171,8 +175,10 @@ class ServiceProxy:
         self.recorder = recorder or EventRecorder(client, "service-proxy", node_name)
         self._own_recorder = recorder is None
         self.svc_kind = kind("services")
-        self.services = Informer(client, self.svc_kind)
-        self.slices = Informer(client, kind("endpointslices", "discovery.k8s.io"))
+        self._own_informers = informers is None  # else the agent's, shared with DNS and ingress
+        self.informers = informers or InformerFactory(client)
+        self.services = self.informers.get(self.svc_kind)
+        self.slices = self.informers.get(kind("endpointslices", "discovery.k8s.io"))
         self.services.add_handler(lambda t, o, old: self._dirty.set())
         self.slices.add_handler(self._on_slice)
         self._slices_by_svc: dict[str, dict[str, Obj]] = {}
@@ -189,43 +195,26 @@ class ServiceProxy:
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self, timeout: float = 30.0) -> None:
-        self.services.start()
-        self.slices.start()
-        await asyncio.wait_for(asyncio.gather(self.services.synced.wait(), self.slices.synced.wait()), timeout)
+        await self.informers.start(self.services, self.slices, timeout=timeout)
         await self.sync()
         self._tasks = [asyncio.create_task(self._sync_loop(), name="proxy-sync"),
                        asyncio.create_task(self._housekeeping(), name="proxy-housekeeping")]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks, "proxy task")
         await self.lb_status.close()
         for lst in self.listeners.values():
             lst.close()
         self.listeners.clear()
         for conn in list(self._conns):
             conn.abort()
-        await self.services.stop()
-        await self.slices.stop()
+        if self._own_informers:
+            await self.informers.stop()
         if self._own_recorder:
             await self.recorder.close()
 
     async def _sync_loop(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._dirty.wait(), BIND_RETRY if self._failed else None)
-            except asyncio.TimeoutError:
-                pass
-            self._dirty.clear()
-            try:
-                await self.sync()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("service proxy sync failed")
-                await asyncio.sleep(1.0)  # back-off after an unexpected failure
-                self._dirty.set()
+        await resync_loop(self._dirty, self.sync, "service proxy", lambda: BIND_RETRY if self._failed else None)
 
     async def _housekeeping(self) -> None:
         while True:

@@ -18,12 +18,21 @@ import logging
 from collections import Counter
 from typing import Any
 
-from ..api.meta import now_rfc3339
 from ..client import ApiError, Client, kind
+from ..client.events import EventRecorder
 from ..client.informer import obj_key
 from ..controllers.base import Controller, InformerFactory, split_key
-from ..controllers.events import EventRecorder
-from .plugins import NodeInfo, PodInfo, Requests, fit_error, nodes_to_find, owner_uid, pick, pod_requests
+from ..kinds.meta import now_rfc3339
+from .plugins import (
+    NodeInfo,
+    PodInfo,
+    Requests,
+    fit_error,
+    nodes_to_find,
+    owner_uid,
+    pick,
+    pod_requests,
+)
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]

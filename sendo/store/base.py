@@ -1,19 +1,24 @@
 """The Store protocol: a revisioned key-value log, the shape etcd and kine share.
 
-Every write gets the next global revision. Objects carry it as
-metadata.resourceVersion, so the value is rendered by a callback that receives the
-revision assigned to the write (``Render``).
+Every write gets the next global revision. A store keeps the bytes it was given; the
+revision becomes the object's metadata.resourceVersion only when a ``KV`` is read
+(``versioner.py``), so writers need not know the revision in advance and several API
+servers can write to one store.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Protocol
+from typing import AsyncIterator, Protocol
 
-Render = Callable[[int], bytes]
+from .versioner import splice, unsplice, with_version
 
 
 class StoreError(Exception):
     pass
+
+
+class DatastoreURLError(ValueError):
+    """A --datastore URL that names no known store, or that its store cannot use."""
 
 
 class KeyExists(StoreError):
@@ -41,12 +46,43 @@ class Compacted(StoreError):
         self.compact_rev = compact_rev
 
 
-@dataclass(slots=True)
 class KV:
-    key: str
-    value: bytes
-    mod_rev: int
-    create_rev: int
+    """One version of a key. ``data`` is what the store holds; ``value`` is what readers and
+    watchers are served: the data with ``mod_rev`` as metadata.resourceVersion, made on first
+    use and then shared by every reader and watcher of this version. Once ``value`` is made,
+    ``data`` is derived from it, so a version read many times is held once."""
+
+    __slots__ = ("key", "mod_rev", "create_rev", "size", "_data", "_value")
+
+    def __init__(self, key: str, value: bytes | None, mod_rev: int, create_rev: int, data: bytes | None = None):
+        """``value``: bytes to serve as they are (a dry run's answer); a store passes ``data`` instead."""
+        self.key, self.mod_rev, self.create_rev = key, mod_rev, create_rev
+        self._value = value
+        self._data = value if data is None else data
+        self.size = len(self._data)  # of the stored form
+
+    @classmethod
+    def stored(cls, key: str, data: bytes, mod_rev: int, create_rev: int) -> "KV":
+        return cls(key, None, mod_rev, create_rev, data)
+
+    @property
+    def value(self) -> bytes:
+        v = self._value
+        if v is None:
+            v = splice(self._data, self.mod_rev)
+            if v is None:
+                v = with_version(self._data, self.mod_rev)  # another layout: keep the stored form too
+            else:
+                self._data = None  # unsplice() gives it back
+            self._value = v
+        return v
+
+    @property
+    def data(self) -> bytes:
+        return self._data if self._data is not None else unsplice(self._value)
+
+    def __repr__(self) -> str:
+        return f"KV({self.key!r}, mod_rev={self.mod_rev}, create_rev={self.create_rev}, {self.size} bytes)"
 
 
 @dataclass(slots=True)
@@ -79,11 +115,12 @@ class Store(Protocol):
 
     async def count(self, prefix: str) -> int: ...
 
-    async def create(self, key: str, render: Render) -> KV: ...
+    async def create(self, key: str, data: bytes) -> KV: ...
 
-    async def update(self, key: str, render: Render, expected_rev: int | None = None) -> KV: ...
+    async def update(self, key: str, data: bytes, expected_rev: int | None = None) -> KV: ...
 
-    async def delete(self, key: str, expected_rev: int | None = None, render: Render | None = None) -> KV: ...
+    async def delete(self, key: str, expected_rev: int | None = None, data: bytes | None = None) -> KV:
+        """``data``: the object's last state, for the tombstone and the delete event (else the current value)."""
 
     def watch(self, prefix: str, from_rev: int = 0) -> Watch: ...
 

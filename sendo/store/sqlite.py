@@ -1,48 +1,44 @@
 """SQLite store: one table as a revision log (the kine design), WAL mode, group commit.
 
 Every write appends a row whose primary key is the new global revision. The newest
-row of a key is its current value; a row with deleted=1 is a tombstone. Old rows are
-compacted in the background and the WAL is checkpointed after each compaction.
+row of a key is its current value; a row with deleted=1 is a tombstone. Rows hold
+objects without their resourceVersion (``versioner.py``). Old rows are compacted in
+the background; the file's table and space reclamation live in ``sqlite_schema.py``.
 
 This process is the store's only writer, so the latest value of every key is also
 kept in memory (a sorted map): gets, lists and watches at the current revision never
 touch the disk. Writes are queued and committed in batches by one writer task (one
 fsync for many writes); a write is acknowledged only after its batch is durable, and
-only then becomes visible to readers and watchers.
+only then becomes visible to readers and watchers. Recent events are kept in a ring
+bounded by count and by bytes for watchers; older ones are read from the table.
 """
 from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import logging
 import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from sortedcontainers import SortedDict
 
-from .base import KV, Compacted, Conflict, Event, KeyExists, KeyNotFound, Render, StoreError
+from ..private import create_private, private_dir, tighten
+from ..tasks import stop_tasks
+from .base import KV, Compacted, Conflict, DatastoreURLError, Event, KeyExists, KeyNotFound, StoreError
+from .sqlite_schema import compact_rows, prepare
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS kv (
-    rev        INTEGER PRIMARY KEY,
-    key        TEXT    NOT NULL,
-    created    INTEGER NOT NULL,
-    deleted    INTEGER NOT NULL,
-    create_rev INTEGER NOT NULL,
-    prev_rev   INTEGER NOT NULL,
-    value      BLOB    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS kv_key_rev ON kv (key, rev);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
-
 MAX_BATCH = 2000
 WATCH_QUEUE_LIMIT = 50_000  # a watcher further behind than this is closed; its client re-lists
+RING_BYTES = 64 << 20  # recent events kept in memory, by stored size; older ones are read from the table
+WATCH_QUEUE_BYTES = 64 << 20  # a watcher with more unread than this is closed too
+HISTORY_CHUNK = 256  # events read from the table at a time for a watch that starts in the past
 
 
 def prefix_end(prefix: str) -> str:
@@ -54,7 +50,7 @@ def prefix_end(prefix: str) -> str:
 class _Op:
     kind: str
     key: str
-    render: Render | None
+    data: bytes | None
     expected_rev: int | None
     future: asyncio.Future
 
@@ -66,8 +62,10 @@ class SQLiteWatch:
     store: "SQLiteStore"
     prefix: str
     after: int
-    backfill_to: int = 0  # history (after, backfill_to] comes from the database first
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    backfill_to: int = 0  # history (after, backfill_to] comes from the database first, in chunks
+    history: collections.deque = field(default_factory=collections.deque)  # the chunk being served
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)  # live events, served after the history
+    queued_bytes: int = 0
     closed: bool = False
     error: Exception | None = None
 
@@ -75,25 +73,41 @@ class SQLiteWatch:
         return self
 
     async def __anext__(self) -> Event:
-        if self.backfill_to:
-            to, self.backfill_to = self.backfill_to, 0
-            for ev in await self.store._history(self.prefix, self.after, to):
-                self.queue.put_nowait(ev)
+        while self.backfill_to:
+            if self.history:
+                return self.history.popleft()
+            if self.after < self.store.compact_revision:  # compacted between two chunks
+                raise Compacted(self.after, self.store.compact_revision)
+            chunk = await self.store._history(self.prefix, self.after, self.backfill_to)
+            if not chunk:
+                self.backfill_to = 0
+                break
+            self.after = chunk[-1].kv.mod_rev
+            self.history.extend(chunk)
         item = await self.queue.get()
         if item is None:
             if self.error:
                 raise self.error
             raise StopAsyncIteration
+        self.queued_bytes -= item.kv.size
         return item
+
+    def _put(self, ev: Event) -> None:
+        self.queued_bytes += ev.kv.size
+        self.queue.put_nowait(ev)
 
     def push(self, ev: Event) -> None:
         if self.closed:
             return
-        if self.queue.qsize() >= WATCH_QUEUE_LIMIT:
+        if self.queue.qsize() >= WATCH_QUEUE_LIMIT or self.queued_bytes + ev.kv.size > self.store.watch_queue_bytes:
+            # a watcher this far behind is closed; its client re-lists. What it had not read is let go now
             self.error = StoreError("watcher fell too far behind")
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queued_bytes = 0
             self.close()
             return
-        self.queue.put_nowait(ev)
+        self._put(ev)
 
     def close(self) -> None:
         if not self.closed:
@@ -104,11 +118,14 @@ class SQLiteWatch:
 
 class SQLiteStore:
     def __init__(self, path: str, *, compact_interval: float = 60.0, compact_keep: int = 10_000,
-                 ring_size: int = 50_000):
+                 ring_size: int = 50_000, ring_bytes: int = RING_BYTES, watch_queue_bytes: int = WATCH_QUEUE_BYTES):
         self.path = path
         self.compact_interval = compact_interval
         self.compact_keep = compact_keep
         self.ring_size = ring_size
+        self.ring_bytes = ring_bytes
+        self.watch_queue_bytes = watch_queue_bytes
+        self._ring_used = 0  # bytes of the values in _ring
         self._rev = 0
         self._compact_rev = 0
         self._latest: SortedDict = SortedDict()  # key -> KV
@@ -121,6 +138,15 @@ class SQLiteStore:
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-read")
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> "SQLiteStore":
+        """``sqlite:///abs/path/state.db`` (or ``sqlite://relative/path``)."""
+        parts = urlsplit(url)
+        path = unquote(parts.netloc + parts.path)
+        if not path or parts.query or parts.fragment:
+            raise DatastoreURLError(f"{url!r}: a SQLite datastore is sqlite:///path/to/state.db")
+        return cls(path)
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -139,10 +165,13 @@ class SQLiteStore:
         return conn
 
     def _open_writer(self) -> None:
-        d = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(d, exist_ok=True)
+        private_dir(os.path.dirname(os.path.abspath(self.path)))
+        create_private(self.path)  # 0600 before SQLite opens it: its -wal and -shm get the same mode
+        for extra in (self.path + "-wal", self.path + "-shm"):
+            if os.path.exists(extra):
+                tighten(extra)
         conn = self._wconn = self._connect()
-        conn.executescript(SCHEMA)
+        prepare(conn)
         row = conn.execute("SELECT value FROM meta WHERE name='compact_rev'").fetchone()
         self._compact_rev = row[0] if row else 0
         row = conn.execute("SELECT MAX(rev) FROM kv").fetchone()
@@ -152,19 +181,13 @@ class SQLiteStore:
             "JOIN (SELECT key, MAX(rev) AS r FROM kv GROUP BY key) m ON k.rev = m.r "
             "WHERE k.deleted = 0")
         for key, value, rev, create_rev in cur:
-            self._latest[key] = KV(key, value, rev, create_rev)
+            self._latest[key] = KV.stored(key, value, rev, create_rev)
 
     def _open_reader(self) -> None:
         self._rconn = self._connect()
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks(self._tasks, "store task")
         self._tasks = []
         for ws in list(self._watchers.values()):
             for w in list(ws):
@@ -215,24 +238,24 @@ class SQLiteStore:
             "(SELECT key, MAX(rev) AS r FROM kv WHERE key >= ? AND key < ? AND rev <= ? GROUP BY key) m "
             "ON k.rev = m.r WHERE k.deleted = 0 ORDER BY k.key",
             (prefix, prefix_end(prefix), revision))
-        return [KV(key, value, rev, crev) for key, value, rev, crev in cur]
+        return [KV.stored(key, value, rev, crev) for key, value, rev, crev in cur]
 
     # ----------------------------------------------------------------- writes
-    def _submit(self, kind: str, key: str, render: Render | None, expected_rev: int | None) -> asyncio.Future:
+    def _submit(self, kind: str, key: str, data: bytes | None, expected_rev: int | None) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         if self._queue is None:
             raise StoreError("store is not started")
-        self._queue.put_nowait(_Op(kind, key, render, expected_rev, fut))
+        self._queue.put_nowait(_Op(kind, key, data, expected_rev, fut))
         return fut
 
-    async def create(self, key: str, render: Render) -> KV:
-        return await self._submit("create", key, render, None)
+    async def create(self, key: str, data: bytes) -> KV:
+        return await self._submit("create", key, data, None)
 
-    async def update(self, key: str, render: Render, expected_rev: int | None = None) -> KV:
-        return await self._submit("update", key, render, expected_rev)
+    async def update(self, key: str, data: bytes, expected_rev: int | None = None) -> KV:
+        return await self._submit("update", key, data, expected_rev)
 
-    async def delete(self, key: str, expected_rev: int | None = None, render: Render | None = None) -> KV:
-        return await self._submit("delete", key, render, expected_rev)
+    async def delete(self, key: str, expected_rev: int | None = None, data: bytes | None = None) -> KV:
+        return await self._submit("delete", key, data, expected_rev)
 
     async def _writer(self) -> None:
         loop = asyncio.get_running_loop()
@@ -249,7 +272,7 @@ class SQLiteStore:
                 cur = overlay[op.key] if op.key in overlay else self._latest.get(op.key)
                 try:
                     ev, row = self._apply(op, cur, rev + 1)
-                except Exception as e:  # refused (exists, conflict, …) or render failed
+                except Exception as e:  # refused: exists, missing, conflict
                     done.append((op, e))
                     continue
                 rev += 1
@@ -286,17 +309,17 @@ class SQLiteStore:
         if op.kind == "create":
             if cur is not None:
                 raise KeyExists(op.key)
-            kv = KV(op.key, op.render(rev), rev, rev)
-            return Event("create", kv, None), (rev, op.key, 1, 0, rev, 0, kv.value)
+            kv = KV.stored(op.key, op.data, rev, rev)
+            return Event("create", kv, None), (rev, op.key, 1, 0, rev, 0, kv.data)
         if cur is None:
             raise KeyNotFound(op.key)
         if op.expected_rev is not None and op.expected_rev != cur.mod_rev:
             raise Conflict(cur.mod_rev)
         if op.kind == "update":
-            kv = KV(op.key, op.render(rev), rev, cur.create_rev)
-            return Event("update", kv, cur), (rev, op.key, 0, 0, cur.create_rev, cur.mod_rev, kv.value)
-        value = op.render(rev) if op.render else cur.value
-        kv = KV(op.key, value, rev, cur.create_rev)
+            kv = KV.stored(op.key, op.data, rev, cur.create_rev)
+            return Event("update", kv, cur), (rev, op.key, 0, 0, cur.create_rev, cur.mod_rev, kv.data)
+        value = cur.data if op.data is None else op.data
+        kv = KV.stored(op.key, value, rev, cur.create_rev)
         return Event("delete", kv, cur), (rev, op.key, 0, 1, cur.create_rev, cur.mod_rev, value)
 
     def _commit(self, rows: list[tuple]) -> None:
@@ -326,7 +349,7 @@ class SQLiteStore:
                 i = bisect.bisect_right(self._ring_revs, after)
                 for ev in self._ring[i:]:
                     if ev.kv.key.startswith(prefix):
-                        w.queue.put_nowait(ev)
+                        w._put(ev)
             else:
                 w.backfill_to = self._rev
         self._watchers.setdefault(prefix, set()).add(w)
@@ -342,16 +365,34 @@ class SQLiteStore:
     def _publish(self, events: list[Event]) -> None:
         self._ring.extend(events)
         self._ring_revs.extend(ev.kv.mod_rev for ev in events)
-        if len(self._ring) > 2 * self.ring_size:
-            del self._ring[:-self.ring_size]
-            del self._ring_revs[:-self.ring_size]
+        self._ring_used += sum(ev.kv.size for ev in events)
+        if len(self._ring) > 2 * self.ring_size or self._ring_used > self.ring_bytes:
+            self._trim_ring(len(self._ring) - self.ring_size, self.ring_bytes // 2)
         for prefix, ws in list(self._watchers.items()):
             for ev in events:
                 if ev.kv.key.startswith(prefix):
                     for w in list(ws):
                         w.push(ev)
 
+    def _trim_ring(self, drop: int, keep_bytes: int, upto_rev: int = 0) -> None:
+        """Forget the oldest events: at least ``drop`` of them, then more until at most ``keep_bytes``
+        remain, and every one at or below ``upto_rev``. A watcher that needs them reads the table."""
+        n, used, ring = max(drop, 0), self._ring_used, self._ring
+        used -= sum(ev.kv.size for ev in ring[:n])
+        while n < len(ring) and (used > keep_bytes or ring[n].kv.mod_rev <= upto_rev):
+            used -= ring[n].kv.size
+            n += 1
+        if n:
+            del ring[:n]
+            del self._ring_revs[:n]
+        self._ring_used = used
+
+    def ring_stats(self) -> tuple[int, int]:
+        """(events, bytes) of recent events held in memory for watchers."""
+        return len(self._ring), self._ring_used
+
     async def _history(self, prefix: str, after: int, to: int) -> list[Event]:
+        """The next HISTORY_CHUNK events under prefix with after < revision <= to."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reader_pool, self._history_rows, prefix, after, to)
 
@@ -359,17 +400,17 @@ class SQLiteStore:
         conn = self._rconn
         rows = conn.execute(
             "SELECT rev, key, created, deleted, create_rev, prev_rev, value FROM kv "
-            "WHERE key >= ? AND key < ? AND rev > ? AND rev <= ? ORDER BY rev",
-            (prefix, prefix_end(prefix), after, to)).fetchall()
+            "WHERE key >= ? AND key < ? AND rev > ? AND rev <= ? ORDER BY rev LIMIT ?",
+            (prefix, prefix_end(prefix), after, to, HISTORY_CHUNK)).fetchall()
         events = []
         for rev, key, created, deleted, create_rev, prev_rev, value in rows:
             prev = None
             if prev_rev:
                 p = conn.execute("SELECT value, create_rev FROM kv WHERE rev = ?", (prev_rev,)).fetchone()
                 if p:
-                    prev = KV(key, p[0], prev_rev, p[1])
+                    prev = KV.stored(key, p[0], prev_rev, p[1])
             kind = "create" if created else "delete" if deleted else "update"
-            events.append(Event(kind, KV(key, value, rev, create_rev), prev))
+            events.append(Event(kind, KV.stored(key, value, rev, create_rev), prev))
         return events
 
     # ----------------------------------------------------------------- compaction
@@ -377,25 +418,10 @@ class SQLiteStore:
         revision = min(revision, self._rev)
         if revision <= self._compact_rev:
             return
+        self._compact_rev = revision  # no watch may start below it from now on: the ring can let go
+        self._trim_ring(0, self.ring_bytes, upto_rev=revision)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer_pool, self._compact_rows, revision)
-        self._compact_rev = revision
-
-    def _compact_rows(self, revision: int) -> None:
-        conn = self._wconn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                "DELETE FROM kv WHERE rev <= :r AND (deleted = 1 OR EXISTS "
-                "(SELECT 1 FROM kv k2 WHERE k2.key = kv.key AND k2.rev > kv.rev AND k2.rev <= :r))",
-                {"r": revision})
-            conn.execute("INSERT INTO meta (name, value) VALUES ('compact_rev', ?) "
-                         "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (revision,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await loop.run_in_executor(self._writer_pool, compact_rows, self._wconn, revision)
 
     async def _compactor(self) -> None:
         while True:

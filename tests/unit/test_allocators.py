@@ -271,3 +271,57 @@ async def test_cronjob_with_a_bad_schedule_is_refused_naming_the_field(client):
     body["spec"]["schedule"] = "@hourly"
     made = await client.create(CRONJOBS, body)
     assert made["spec"]["concurrencyPolicy"] == "Allow" and made["spec"]["successfulJobsHistoryLimit"] == 3
+
+
+# ============================================================================ several API servers
+
+
+async def test_two_api_servers_on_one_store_never_hand_out_one_address(tmp_path):
+    """Each ResourceAPI is one API server's allocator state; only the store is shared."""
+    import orjson
+
+    from sendo.api.resources import ResourceAPI
+    from sendo.kinds.registry import builtin_registry
+    from sendo.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(tmp_path / "state.db"), compact_interval=3600)
+    await store.start()
+    try:
+        registry = builtin_registry()
+        a, b = ResourceAPI(store, registry), ResourceAPI(store, registry)
+        services, nodes = registry.get("", "v1", "services"), registry.get("", "v1", "nodes")
+        await a.create(registry.get("", "v1", "namespaces"), None, {"metadata": {"name": "default"}})
+
+        def body(kv):
+            return orjson.loads(kv.value)
+
+        made = await asyncio.gather(*((a, b)[i % 2].create(services, "default", svc(f"s{i}", type="NodePort"))
+                                      for i in range(30)))
+        ips = [body(kv)["spec"]["clusterIP"] for kv in made]
+        ports = [p["nodePort"] for kv in made for p in body(kv)["spec"]["ports"]]
+        assert len(set(ips)) == 30 and len(set(ports)) == 30
+
+        wanted = svc("x", clusterIP="127.32.9.9", type="NodePort", ports=[{"port": 80, "nodePort": 31999}])
+        results = await asyncio.gather(*((a, b)[i % 2].create(services, "default", {**wanted, "metadata": {
+            "name": f"want{i}", "namespace": "default"}}) for i in range(6)), return_exceptions=True)
+        assert sum(not isinstance(r, Exception) for r in results) == 1
+        assert all(getattr(r, "code", None) == 422 for r in results if isinstance(r, Exception))
+
+        await a.create(nodes, None, {"metadata": {"name": "n0"}})  # both now start at the same block
+        made = await asyncio.gather(*((a, b)[i % 2].create(nodes, None, {"metadata": {"name": f"n{i}"}})
+                                      for i in range(1, 11)))
+        cidrs = [body(kv)["spec"]["podCIDR"] for kv in made]
+        assert len(set(cidrs)) == 10
+    finally:
+        await store.close()
+
+
+async def test_a_deleted_services_address_is_taken_over_from_its_ended_claim(client, server):
+    made = await client.create(SVC, svc("first", type="NodePort"))
+    ip, port = made["spec"]["clusterIP"], made["spec"]["ports"][0]["nodePort"]
+    await client.delete(SVC, "default", "first")
+    again = await client.create(SVC, svc("second", clusterIP=ip, type="NodePort",
+                                         ports=[{"port": 80, "nodePort": port}]))
+    assert again["spec"]["clusterIP"] == ip and again["spec"]["ports"][0]["nodePort"] == port
+    claim = await server.store.get(f"/registry/ranges/serviceips/{ip}")
+    assert claim is not None and b"/services/default/second" in claim.data

@@ -162,6 +162,36 @@ async def test_invalid_crds_are_422_naming_the_field(client):
     assert (await client.request("GET", CRDS))["items"] == []
 
 
+
+async def test_patterns_re2_cannot_compile_are_refused_at_crd_creation(client):
+    field = "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[image].pattern"
+    for pattern in [r"^(a)\1$", "^(?=a)b", "("]:
+        bad = crd()
+        bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["image"] = {
+            "type": "string", "pattern": pattern}
+        err = await expect_error(client.request("POST", CRDS, body=bad), 422)
+        causes = {c["field"]: c["message"] for c in err["details"]["causes"]}
+        assert "must be a valid regular expression (RE2 syntax)" in causes[field], err["message"]
+
+
+async def test_a_backtracking_pattern_never_blocks_the_api(client, server):
+    """^(a+)+$ against 31 a's and a "!" took Python's re 31 s on the server's only loop."""
+    body = crd()
+    body["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["image"] = {
+        "type": "string", "pattern": "^(a+)+$"}
+    await define(client, body)
+    write = asyncio.create_task(expect_error(client.request("POST", CT, body=crontab("evil", image="a" * 31 + "!")),
+                                             422))
+    try:
+        for _ in range(5):  # the API keeps answering while the write is matched
+            assert await asyncio.wait_for(client.request("GET", "/healthz"), timeout=10) == "ok"
+        err = await asyncio.wait_for(write, timeout=10)
+    finally:
+        write.cancel()
+    assert err["details"]["causes"][0]["field"] == "spec.image"
+    assert "should match '^(a+)+$'" in err["message"]
+    assert (await client.request("POST", CT, body=crontab("fine", image="aaa")))["spec"]["image"] == "aaa"
+
 async def test_names_already_in_use_are_not_accepted(client, server):
     await define(client)
     other = crd(plural="crontabz", kind="CronTab")

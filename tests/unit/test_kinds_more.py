@@ -535,7 +535,8 @@ def test_daemonset_defaults_generation_and_printer():
     d = create("DaemonSet", ds())
     strategy = d["spec"]["updateStrategy"]
     assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
-    assert d["spec"]["revisionHistoryLimit"] == 10 and d["status"] == {}
+    assert d["spec"]["revisionHistoryLimit"] == 10 and d["status"] == {
+        "currentNumberScheduled": 0, "desiredNumberScheduled": 0, "numberMisscheduled": 0, "numberReady": 0}
     assert d["metadata"]["annotations"]["deprecated.daemonset.template.generation"] == "1"
     assert RES["DaemonSet"].strategy.validate(d) == []
     d["status"] = {"desiredNumberScheduled": 3, "currentNumberScheduled": 3, "numberReady": 2,

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from sendo.api.meta import micro_now, now_rfc3339
+from sendo.kinds.meta import micro_now, now_rfc3339
 from sendo.client import kind
 from sendo.controllers.base import InformerFactory
 from sendo.controllers.nodelifecycle import NodeLifecycleController

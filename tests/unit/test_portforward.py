@@ -9,7 +9,6 @@ import os
 import ssl
 import struct
 import zlib
-from types import SimpleNamespace
 
 import aiohttp
 import pytest
@@ -303,19 +302,25 @@ async def test_session_client_gone_stops_everything():
 
 # ---------------------------------------------------------------------------- the agent's relay
 class FakeAgent:
-    def __init__(self, token: str, pod_ip: str | None = "127.0.0.1"):
-        self.cfg = SimpleNamespace(token=token, node_name="node-a")
-        self.worker = SimpleNamespace(pod_ip=pod_ip, task=SimpleNamespace(done=lambda: False))
+    """The node as port-forward sees it: one pod, default/web, at pod_ip."""
 
-    def _find_worker(self, ns, name):
-        return self.worker if (ns, name) == ("default", "web") else None
+    def __init__(self, token: str, pod_ip: str | None = "127.0.0.1"):
+        self.token = token
+        self.pod_ip = pod_ip
+
+    def pod_address(self, ns, name):
+        if (ns, name) != ("default", "web"):
+            raise LookupError(f'pod "{name}" is not running on node node-a')
+        if not self.pod_ip:
+            raise LookupError(f'pod "{name}" has no IP yet')
+        return self.pod_ip
 
 
 @pytest.fixture
 async def agent_url():
     agent = FakeAgent("node-secret")
     app = web.Application()
-    app.router.add_get("/portForward/{ns}/{pod}", agentpf.handler(agent))
+    app.router.add_get("/portForward/{ns}/{pod}", agentpf.handler(agent.token, agent.pod_address))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -357,7 +362,7 @@ async def test_agent_reports_dial_errors_and_refuses_strangers(agent_url):
         await t.recv()
     await t.close()
 
-    agent.worker.pod_ip = None
+    agent.pod_ip = None
     t = await pf.AgentTunnel.open(url, "node-secret", "default", "web", 80, "node-a")
     with pytest.raises(TunnelError, match="has no IP yet"):
         await t.recv()
@@ -419,7 +424,7 @@ async def test_api_server_websocket_end_to_end(server, client, tmp_path):
     """kubectl's handshake against the real API server, relayed through a stand-in agent."""
     agent = FakeAgent(server.node_token)
     app = web.Application()
-    app.router.add_get("/portForward/{ns}/{pod}", agentpf.handler(agent))
+    app.router.add_get("/portForward/{ns}/{pod}", agentpf.handler(agent.token, agent.pod_address))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -565,23 +565,23 @@ class _StubClient:
 
 
 class _StubAgent:
-    """What a PodWorker uses of the agent: a real process runtime, the rest recorded."""
+    """A PodHost for a real PodWorker: a real process runtime, the rest recorded."""
 
     def __init__(self, tmp, pod: dict):
-        import ipaddress
         import random
-        from types import SimpleNamespace
 
-        from sendo.agent.agent import PodIPs
         from sendo.agent.runtime import ProcessRuntime
-        self.cfg = SimpleNamespace(address="127.0.0.1", backoff_base=0.5, backoff_max=1.0)
-        self.ips = PodIPs()
-        self.ips.net = ipaddress.ip_network(f"127.{random.randint(100, 199)}.{random.randint(0, 255)}.0/24")
+        self.node_address = "127.0.0.1"
+        self.backoff = (0.5, 1.0)
         self.pods_dir, self.logs_dir = str(tmp / "pods"), str(tmp / "logs")
         self.runtime = ProcessRuntime(str(tmp / "containers"))
+        self.cidr = f"127.{random.randint(100, 199)}.{random.randint(0, 255)}.0/24"
         self.client = _StubClient(pod)
         self.events: list[tuple[str, str, str]] = []
         self.failed = False
+
+    def runtime_for(self, pod):
+        return self.runtime
 
     def base_env(self, pod, ip):
         return {"PATH": os.environ.get("PATH", os.defpath)}
@@ -623,6 +623,7 @@ async def test_pod_worker_readiness_liveness_and_hooks(tmp_path):
                       lifecycle={"postStart": {"exec": {"command": ["/bin/sh", "-c", "echo poststart >> lifecycle"]}},
                                  "preStop": {"exec": {"command": ["/bin/sh", "-c", "echo prestop >> lifecycle"]}}})
     agent = _StubAgent(tmp_path, pod)
+    await agent.runtime.update_runtime_config(agent.cidr)
     w = PodWorker(agent, pod, [])
     try:
         def cs() -> dict:
@@ -678,6 +679,7 @@ async def test_pod_worker_startup_probe_and_failed_post_start(tmp_path):
                                     "failureThreshold": 100},
                       readinessProbe={"tcpSocket": {"port": port}, "periodSeconds": 0.2})
     agent = _StubAgent(tmp_path, pod)
+    await agent.runtime.update_runtime_config(agent.cidr)
     w = PodWorker(agent, pod, [])
     try:
         def cs() -> dict:
@@ -695,6 +697,7 @@ async def test_pod_worker_startup_probe_and_failed_post_start(tmp_path):
     port = _free_port()
     pod = _worker_pod(port, lifecycle={"postStart": {"exec": {"command": ["/bin/sh", "-c", "exit 7"]}}})
     agent = _StubAgent(tmp_path / "second", pod)
+    await agent.runtime.update_runtime_config(agent.cidr)
     w = PodWorker(agent, pod, [])
     try:
         await wait_until(lambda: any(r == "FailedPostStartHook" for _, r, _ in agent.events), 10,
@@ -704,6 +707,34 @@ async def test_pod_worker_startup_probe_and_failed_post_start(tmp_path):
                          what="restarted after the failed hook")
         assert not any("running" in s["containerStatuses"][0]["state"] for s in agent.client.statuses)
         assert all(s["phase"] == "Pending" for s in agent.client.statuses[:1])
+    finally:
+        w.task.cancel()
+        await w.stop_containers(1.0)
+        await agent.runtime.close()
+
+
+async def test_pod_worker_survives_a_status_the_api_did_not_take(tmp_path):
+    """An overloaded API (a 500, a timeout) on a status patch must not end the worker: the
+    container keeps running and the status is posted again."""
+    from sendo.agent.podworker import PodWorker
+    from sendo.client import ApiError
+    pod = _worker_pod(_free_port())
+    agent = _StubAgent(tmp_path, pod)
+    await agent.runtime.update_runtime_config(agent.cidr)
+    real_patch, failures = agent.client.patch, []
+
+    async def flaky_patch(*a, **kw):
+        if len(failures) < 2:
+            failures.append(1)
+            raise ApiError(500, {"message": "etcdserver: request timed out"} if failures == [1] else "busy")
+        return await real_patch(*a, **kw)
+    agent.client.patch = flaky_patch
+    w = PodWorker(agent, pod, [])
+    try:
+        await wait_until(lambda: agent.client.statuses and "running" in
+                         agent.client.statuses[-1]["containerStatuses"][0]["state"], 15, what="status posted")
+        assert len(failures) == 2 and not agent.failed and not w.task.done()
+        assert agent.client.statuses[-1]["containerStatuses"][0]["restartCount"] == 0
     finally:
         w.task.cancel()
         await w.stop_containers(1.0)

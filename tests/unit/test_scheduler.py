@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from sendo.api.meta import now_rfc3339
+from sendo.kinds.meta import now_rfc3339
 from sendo.client import kind
 from sendo.controllers.base import InformerFactory
 from sendo.scheduler.plugins import NodeInfo, PodInfo, fit_error, nodes_to_find, tolerates

@@ -113,6 +113,15 @@ def test_string_messages_and_pattern():
         f"spec.cronSpec: Invalid value: \"* * * *\": spec.cronSpec in body should match '{schema['pattern']}'"]
 
 
+
+def test_patterns_match_as_go_and_re2_do():
+    """`$` is the end of the text (Python's re also matches before a final newline)."""
+    schema = {"type": "string", "pattern": "^[a-z]+$"}
+    assert validate("abc", schema) == []
+    assert texts(validate("abc\n", schema, "spec.s")) == [
+        "spec.s: Invalid value: \"abc\\n\": spec.s in body should match '^[a-z]+$'"]
+    assert validate("xx-abc", {"type": "string", "pattern": "abc"}) == []  # unanchored, as JSON Schema says
+
 def test_formats():
     dt = {"type": "string", "format": "date-time"}
     for good in ("2024-05-01T10:00:00Z", "2024-05-01T10:00:00.123+02:00"):

@@ -15,12 +15,16 @@ How a container maps onto a process, and why:
   identified by pid AND start time, so a recycled pid is never mistaken for ours.
   An adopted process is not our child, so its exit status cannot be read: it is
   reported as the kubelet reports a lost container (ContainerStatusUnknown, 137).
+* A pod's sandbox is a loopback IP of the node's podCIDR (`loopback.py`), and its
+  directory on the node is the containers' default working directory. The image is
+  not used: the command runs from the host, so a container needs `command` or `args`.
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import errno
+import ipaddress
 import logging
 import os
 import signal
@@ -30,6 +34,7 @@ import time
 import orjson
 import psutil
 
+from ... import __version__
 from .base import (
     REASON_COMPLETED,
     REASON_ERROR,
@@ -39,9 +44,12 @@ from .base import (
     ContainerHandle,
     ContainerSpec,
     ExitInfo,
+    Sandbox,
+    SandboxConfig,
     StartError,
     container_id,
 )
+from .loopback import LoopbackSandboxes
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +73,41 @@ class _Entry:
 
 class ProcessRuntime:
     """Runs containers as host processes. One instance per agent; `state_dir` must
-    survive agent restarts (it holds one JSON record per running container)."""
+    survive agent restarts (it holds one JSON record per running container, and the
+    pod sandboxes under `sandboxes/`)."""
+
+    name = "process"
 
     def __init__(self, state_dir: str):
         self.state_dir = state_dir
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         self._entries: dict[str, _Entry] = {}
         self._background: set[asyncio.Task] = set()  # reapers of forgotten children
+        self.sandboxes = LoopbackSandboxes(os.path.join(state_dir, "sandboxes"))
+
+    def version(self) -> str:
+        return f"process://{__version__}"
+
+    # ---- sandboxes -------------------------------------------------------------
+
+    async def update_runtime_config(self, pod_cidr: str) -> None:
+        self.sandboxes.ips.net = ipaddress.ip_network(pod_cidr)
+
+    async def run_pod_sandbox(self, config: SandboxConfig) -> Sandbox:
+        return self.sandboxes.run(config)
+
+    async def stop_pod_sandbox(self, sandbox_id: str) -> None:
+        for entry in [e for e in self._entries.values() if e.handle.spec.sandbox_id == sandbox_id]:
+            await self.stop(entry.handle, 0)
+
+    async def remove_pod_sandbox(self, sandbox_id: str) -> None:
+        await self.stop_pod_sandbox(sandbox_id)
+        for entry in [e for e in self._entries.values() if e.handle.spec.sandbox_id == sandbox_id]:
+            await self.forget(entry.handle)
+        self.sandboxes.remove(sandbox_id)
+
+    async def list_pod_sandboxes(self) -> list[Sandbox]:
+        return list(self.sandboxes.by_id.values())
 
     # ---- start ---------------------------------------------------------------
 
@@ -81,12 +117,11 @@ class ProcessRuntime:
         if old is not None and not old.exit.done():
             raise RuntimeError(f"container {cid} is already running (pid {old.handle.pid})")
         if not spec.argv:
-            raise StartError("no command specified")
-        if spec.working_dir is not None and not os.path.isdir(spec.working_dir):
-            raise StartError(
-                f'working directory "{spec.working_dir}": no such directory'
-            )
-        executable = _resolve_executable(spec.argv[0], spec.env, spec.working_dir)
+            raise StartError("no command specified: the process runtime runs no image, so it needs "
+                             "command or args")
+        cwd = self._working_dir(spec)
+        spec = dataclasses.replace(spec, working_dir=cwd)  # the handle tells hooks and probes where it runs
+        executable = _resolve_executable(spec.argv[0], spec.env, cwd)
 
         fd = _open_log(spec.log_path)
         try:
@@ -100,7 +135,7 @@ class ProcessRuntime:
                 stdout=fd,
                 stderr=fd,
                 env=dict(spec.env),  # exactly this env, even when empty
-                cwd=spec.working_dir,
+                cwd=cwd,
                 start_new_session=True,
             )
         except OSError as e:
@@ -135,6 +170,21 @@ class ProcessRuntime:
             del self._entries[cid]
             raise StartError(f"cannot record container state in {self.state_dir}: {e.strerror or e}") from e
         return handle
+
+    def _working_dir(self, spec: ContainerSpec) -> str | None:
+        """The pod's directory unless the container names one. In a sandbox a missing
+        working directory is created, as an engine creates it inside the container;
+        a container run on its own must name one that exists."""
+        sandbox = self.sandboxes.by_id.get(spec.sandbox_id) if spec.sandbox_id else None
+        wd = spec.working_dir or (sandbox.pod_dir if sandbox else None)
+        if wd is not None and sandbox is not None:
+            try:
+                os.makedirs(wd, exist_ok=True)
+            except OSError as e:
+                raise StartError(f'working directory "{wd}": {e.strerror or e}') from e
+        if wd is not None and not os.path.isdir(wd):
+            raise StartError(f'working directory "{wd}": no such directory')
+        return wd
 
     async def _reap(self, entry: _Entry, proc: subprocess.Popen) -> None:
         rc = await _wait_child(proc)
@@ -179,6 +229,7 @@ class ProcessRuntime:
     async def adopt(self) -> list[ContainerHandle]:
         """Read the records back; take over every container whose process is still
         the same process (pid and start time). Clean up the other records."""
+        self.sandboxes.load()
         handles = []
         for name in sorted(os.listdir(self.state_dir)):
             path = os.path.join(self.state_dir, name)
@@ -337,8 +388,7 @@ class ProcessRuntime:
 
 
 def _handle_from_record(rec: dict) -> tuple[ContainerHandle, int | None]:
-    names = {f.name for f in dataclasses.fields(ContainerSpec)}
-    spec = ContainerSpec(**{k: v for k, v in rec["spec"].items() if k in names})
+    spec = ContainerSpec.from_dict(rec["spec"])
     handle = ContainerHandle(
         id=rec["id"],
         spec=spec,

@@ -1,4 +1,6 @@
-"""Object metadata helpers: timestamps, names, label and field selectors."""
+"""Object metadata helpers every layer shares: timestamps, generated names, label and
+field selectors. It sits in `kinds` (the bottom layer) so controllers, the scheduler
+and the agent never import the API server to format a time or match a label."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,16 +8,27 @@ import re
 import secrets
 from typing import Any, Callable
 
-from .errors import bad_request
+
+class SelectorError(ValueError):
+    """A label or field selector a person wrote cannot be parsed; the API answers 400."""
+
 
 NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes avoids vowels and look-alikes
 
 
+def rfc3339(t: float | dt.datetime) -> str:
+    """A Kubernetes `Time` (second precision, UTC, "Z") from epoch seconds or a datetime."""
+    if not isinstance(t, dt.datetime):
+        t = dt.datetime.fromtimestamp(t, dt.timezone.utc)
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(dt.datetime.now(dt.timezone.utc))
 
 
 def micro_now() -> str:
+    """A Kubernetes `MicroTime` (Events, Leases): microsecond precision."""
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -43,7 +56,7 @@ def parse_label_selector(text: str | None) -> list[Requirement]:
     i = 0
 
     def fail(msg: str):
-        raise bad_request(f'unable to parse requirement: invalid label selector "{text}": {msg}')
+        raise SelectorError(f'unable to parse requirement: invalid label selector "{text}": {msg}')
 
     while i < len(toks):
         t = toks[i]
@@ -122,24 +135,9 @@ def selector_from_label_selector(sel: dict[str, Any] | None) -> list[Requirement
     for e in sel.get("matchExpressions") or []:
         op = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}.get(e.get("operator"))
         if op is None:
-            raise bad_request(f"invalid label selector operator {e.get('operator')!r}")
+            raise SelectorError(f"invalid label selector operator {e.get('operator')!r}")
         reqs.append((e["key"], op, tuple(e.get("values") or ())))
     return reqs
-
-
-def selector_string(sel: dict[str, Any] | None) -> str:
-    """The string form of a structured selector (what status.selector holds for scale)."""
-    parts = []
-    for key, op, vals in selector_from_label_selector(sel):
-        if op == "=":
-            parts.append(f"{key}={vals[0]}")
-        elif op in ("in", "notin"):
-            parts.append(f"{key} {op} ({','.join(vals)})")
-        elif op == "exists":
-            parts.append(key)
-        else:
-            parts.append(f"!{key}")
-    return ",".join(parts)
 
 
 # ----------------------------------------------------------------- field selectors
@@ -164,7 +162,7 @@ def parse_field_selector(text: str | None) -> list[FieldReq]:
             k, v = part.split("=", 1)
             out.append((k.strip(), True, v.strip()))
         else:
-            raise bad_request(f'invalid field selector "{text}": "{part}" is not an equality')
+            raise SelectorError(f'invalid field selector "{text}": "{part}" is not an equality')
     return out
 
 
@@ -197,7 +195,7 @@ def make_filter(label_selector: str | None, field_selector: str | None,
     if selectable is not None:
         for path, _, _ in freqs:
             if path not in selectable:
-                raise bad_request(f"field label not supported: {path}")
+                raise SelectorError(f"field label not supported: {path}")
     if not lreqs and not freqs:
         return None
 

@@ -13,8 +13,9 @@ import logging
 import time
 from typing import Any
 
-from ..api.meta import micro_now, now_rfc3339, random_suffix
-from ..client import ApiError, Client, kind
+from ..kinds.meta import micro_now, now_rfc3339, random_suffix
+from ..tasks import stop_tasks
+from .rest import ApiError, Client, kind
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -71,13 +72,7 @@ class EventRecorder:
             await self.record(*args)
 
     async def close(self) -> None:
-        for t in self._writers:
-            t.cancel()
-        for t in self._writers:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks(self._writers, "event writer")
         self._writers, self._queue = [], None
 
     async def record(self, obj: Obj, type: str, reason: str, message: str) -> None:
