@@ -37,6 +37,7 @@ class Suite:
     tests: tuple[str, ...]  # test files, relative to the extracted tree
     shims: tuple[str, ...] = ()  # packages that get our e2e_test/base.py
     conftest: str | None = None  # a conftest of ours for the suite (a file in this directory)
+    deselect: tuple[str, ...] = ()  # tests whose outcome depends on the machine's speed, not on sendo
     timeout: float = 600.0  # for the whole suite
 
 
@@ -49,7 +50,9 @@ SUITES = {s.name: s for s in (
           ("kubernetes_asyncio/dynamic/client_test.py", "kubernetes_asyncio/dynamic/discovery_test.py"),
           shims=("kubernetes_asyncio",)),
     Suite("kr8s", KR8S, ("kr8s",), ("kr8s/tests/test_api.py", "kr8s/tests/test_objects.py"),
-          conftest="kr8s_conftest.py"),
+          conftest="kr8s_conftest.py",
+          # expects a 10 µs client timeout to expire: passes or fails with the machine's load
+          deselect=("kr8s/tests/test_api.py::test_api_timeout",)),
 )}
 
 
@@ -80,7 +83,8 @@ def run(suite: Suite, root: Path, env: dict[str, str]) -> dict[str, Outcome]:
     prepare(suite, root)
     report = root / "report.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:randomly",
-           f"--junitxml={report}", "-o", "junit_family=xunit2", *suite.tests]
+           f"--junitxml={report}", "-o", "junit_family=xunit2", *(f"--deselect={t}" for t in suite.deselect),
+           *suite.tests]
     log = root / "pytest.log"
     with open(log, "wb") as out:
         try:
