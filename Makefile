@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv up test unit e2e bench clean
+.PHONY: venv up test lint unit e2e bench clean
 
 venv: $(STAMP)
 
@@ -17,11 +17,22 @@ $(STAMP): pyproject.toml requirements.lock
 up: venv
 	$(BIN)/sendo up --apply examples/hello-web.yaml
 
-test: venv
+# modules whose types mypy checks; add a module once it passes
+TYPED   := sendo/client sendo/tasks.py sendo/wire.py sendo/kinds/meta.py sendo/api/paths.py sendo/api/agentlink.py
+
+test: venv lint
 	$(BIN)/pytest -q -n 2 --dist loadfile tests
+
+lint: venv
+	$(BIN)/ruff check sendo tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy --ignore-missing-imports --follow-imports=silent $(TYPED)
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
+
+integration: venv
+	$(BIN)/pytest -q tests/integration
 
 e2e: venv
 	$(BIN)/pytest -q tests/e2e

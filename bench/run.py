@@ -21,7 +21,7 @@ import time
 import psutil
 
 from bench.harness import Cluster, percentile, start_hollow, start_server, wait_for
-from sendo.client import ApiError, kind
+from sendo.client import kind
 
 PODS, DEPLOY, NODES, CM = kind("pods"), kind("deployments", "apps"), kind("nodes"), kind("configmaps")
 FULL = dict(http_rate=1000, http_count=5000, endpoint_changes=10, dns_seconds=3, hollow_nodes=1000, deployments=100, replicas=100, sched_nodes=1000, sched_pods=5000,

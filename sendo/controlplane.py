@@ -9,46 +9,89 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any, Callable
 
 from .client import Client
-from .controllers.base import InformerFactory
+from .controllers.base import Controller, InformerFactory
+from .controllers.deployment import DeploymentController
+from .controllers.endpoints import EndpointsController
+from .controllers.gc import GarbageCollector
+from .controllers.namespace import NamespaceController
+from .controllers.nodelifecycle import NodeLifecycleController
+from .controllers.replicaset import ReplicaSetController
+from .controllers.replicationcontroller import ReplicationManager
+from .controllers.serviceaccounts import ServiceAccountsController
+from .scheduler.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
+# Every control loop by name, in start order. A loop is a class taking (client,
+# informers, **options); adding one means one module and one line here. The names
+# follow kube-controller-manager's --controllers where a counterpart exists.
+CONTROLLERS: dict[str, Callable[..., Controller]] = {
+    "scheduler": Scheduler,
+    "deployment": DeploymentController,
+    "replicaset": ReplicaSetController,
+    "replicationcontroller": ReplicationManager,
+    "garbagecollector": GarbageCollector,
+    "namespace": NamespaceController,
+    "nodelifecycle": NodeLifecycleController,
+    "endpoints": EndpointsController,
+    "serviceaccount": ServiceAccountsController,
+}
+# Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.
+OFF_BY_DEFAULT: frozenset[str] = frozenset()
+
+
+class UnknownControllerError(ValueError):
+    """A --controllers entry that names no loop."""
+
+
+def select_controllers(spec: str = "*") -> list[str]:
+    """The loops a --controllers value turns on, in start order.
+
+    As kube-controller-manager reads it: a comma-separated list where `*` means every
+    loop that is on by default, `name` turns a loop on and `-name` turns it off (which
+    wins over `*`). Unknown names are refused with the list of known ones.
+    """
+    on: set[str] = set()
+    off: set[str] = set()
+    star = False
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        if item == "*":
+            star = True
+            continue
+        name = item[1:] if item.startswith("-") else item
+        if name not in CONTROLLERS:
+            raise UnknownControllerError(
+                f"unknown controller {name!r} in --controllers {spec!r}; known controllers: "
+                + ", ".join(CONTROLLERS))
+        (off if item.startswith("-") else on).add(name)
+    return [n for n in CONTROLLERS
+            if n not in off and (n in on or (star and n not in OFF_BY_DEFAULT))]
+
 
 class ControlPlane:
-    def __init__(self, url: str, token: str, ca_pem: bytes | None, node_grace_seconds: float = 40.0):
-        from .controllers.deployment import DeploymentController
-        from .controllers.endpoints import EndpointsController
-        from .controllers.gc import GarbageCollector
-        from .controllers.namespace import NamespaceController
-        from .controllers.nodelifecycle import NodeLifecycleController
-        from .controllers.replicaset import ReplicaSetController
-        from .controllers.replicationcontroller import ReplicationManager
-        from .controllers.serviceaccounts import ServiceAccountsController
-        from .scheduler.scheduler import Scheduler
+    """The selected loops sharing one REST client and one set of informers."""
 
+    def __init__(self, url: str, token: str, ca_pem: bytes | None, controllers: str = "*",
+                 options: dict[str, dict[str, Any]] | None = None):
+        names = select_controllers(controllers)
         self.client = Client(url, token, ca_pem, user_agent="sendo-controller-manager")
         self.informers = InformerFactory(self.client)
-        self.loops = [
-            Scheduler(self.client, self.informers),
-            DeploymentController(self.client, self.informers),
-            ReplicaSetController(self.client, self.informers),
-            ReplicationManager(self.client, self.informers),
-            GarbageCollector(self.client, self.informers),
-            NamespaceController(self.client, self.informers),
-            NodeLifecycleController(self.client, self.informers, grace_seconds=node_grace_seconds),
-            EndpointsController(self.client, self.informers),
-            ServiceAccountsController(self.client, self.informers),
-        ]
+        options = options or {}
+        self.loops = {n: CONTROLLERS[n](self.client, self.informers, **options.get(n, {})) for n in names}
 
     async def start(self) -> None:
         await self.informers.start()
-        for loop in self.loops:
+        for loop in self.loops.values():
             await loop.start()
 
     async def stop(self) -> None:
-        for loop in self.loops:
+        for loop in self.loops.values():
             await loop.stop()
         await self.informers.stop()
         await self.client.close()
@@ -66,9 +109,9 @@ class ControlPlaneProcess:
     """`sendo controllers` as a child process: started with the server, restarted if it
     exits, stopped (by its PID) with the server."""
 
-    def __init__(self, url: str, token_file: str, ca_file: str, log_path: str):
+    def __init__(self, url: str, token_file: str, ca_file: str, log_path: str, controllers: str = "*"):
         self.args = [sys.executable, "-m", "sendo.cli.main", "controllers", "--server", url,
-                     "--token-file", token_file, "--ca-cert", ca_file]
+                     "--token-file", token_file, "--ca-cert", ca_file, "--controllers", controllers]
         self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task | None = None
@@ -107,11 +150,11 @@ class ControlPlaneProcess:
                 await self.proc.wait()
 
 
-async def run_controllers(url: str, token: str, ca_pem: bytes | None) -> None:
+async def run_controllers(url: str, token: str, ca_pem: bytes | None, controllers: str = "*") -> None:
     """The body of `sendo controllers`: run until SIGTERM/SIGINT."""
     from .client.rest import wait_ready
     await wait_ready(url, ca_pem)
-    cp = ControlPlane(url, token, ca_pem)
+    cp = ControlPlane(url, token, ca_pem, controllers)
     await cp.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -40,6 +40,7 @@ class ServerConfig:
     port_fallback: bool = False  # the port was not chosen by the user: take the next free one if it is taken
     datastore: str | None = None  # a store URL (sendo.store.registry); None: SQLite under the server dir
     controllers: bool = True
+    controller_names: str = "*"  # which loops run, as `--controllers` says (controlplane.select_controllers)
     controllers_in_process: bool = False  # run the loops in this process (tests, debugging)
     idle_timeout: float = 5.0  # seconds a connection may wait for its next request
     first_request_timeout: float = 30.0  # seconds from the end of the TLS handshake to the first request
@@ -117,13 +118,14 @@ class Server:
             await asyncio.sleep(0.01)  # poll uvicorn's start-up flag
         if self.cfg.controllers and self.cfg.controllers_in_process:
             from .controlplane import ControlPlane
-            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem)
+            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names)
             await self.control.start()
         elif self.cfg.controllers:
             from .controlplane import ControlPlaneProcess
             self.control = ControlPlaneProcess(self.cfg.url, os.path.join(self.cfg.server_dir, "admin-token"),
                                                self.tls.ca_cert, os.path.join(self.cfg.server_dir,
-                                                                              "controllers.log"))
+                                                                              "controllers.log"),
+                                               self.cfg.controller_names)
             await self.control.start()
 
     async def _bootstrap(self) -> None:

@@ -1,16 +1,14 @@
 """Shared fixtures: a real API server (SQLite store, HTTPS, tokens) on a free port."""
 from __future__ import annotations
 
-import asyncio
 import os
-import time
-from typing import Awaitable, Callable
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from sendo.client import Client
 from sendo.server import Server, ServerConfig, free_port
+from tests.waiting import wait_until  # noqa: F401  (tests import it from here too)
 
 # CI runs on a loaded 2-core machine: property tests must not depend on speed. The "ci"
 # profile (the default) has no deadline, no too_slow health check and a fixed seed, so
@@ -20,20 +18,6 @@ settings.register_profile("ci", deadline=None, suppress_health_check=_NOT_SPEED,
                           print_blob=True)
 settings.register_profile("dev", deadline=None, suppress_health_check=_NOT_SPEED)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-async def wait_until(cond: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0,
-                     interval: float = 0.05, what: str = "condition") -> None:
-    """Poll cond until it is true; fail after the deadline. Tests never sleep blindly."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = cond()
-        if asyncio.iscoroutine(r):
-            r = await r
-        if r:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)  # poll interval of a deadline-bounded wait
 
 
 @pytest.fixture
@@ -50,3 +34,21 @@ async def client(server):
     c = Client(server.cfg.url, server.admin_token, server.ca_pem)
     yield c
     await c.close()
+
+
+@pytest.fixture
+async def fake_api():
+    """A FakeClient and FakeInformers (tests/fakeapi.py) for reconcile-level tests;
+    `fake_api.build(ControllerClass)` makes a controller on them, stopped afterwards."""
+    from tests.fakeapi import FakeClient, FakeInformers
+    client = FakeClient()
+    api = FakeInformers(client)
+    made = []
+
+    def build(cls, **options):
+        made.append(cls(client, api, **options))
+        return made[-1]
+    api.build = build
+    yield api
+    for c in made:
+        await c.stop()

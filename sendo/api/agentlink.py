@@ -33,4 +33,5 @@ def agent_endpoint(node: dict) -> str:
 async def node_agent(server: AgentLink, node_name: str) -> str:
     """The base URL of the agent of `node_name`."""
     nodes = server.registry.get("", "v1", "nodes")
+    assert nodes is not None  # a built-in kind
     return agent_endpoint(decode((await server.api.get_kv(nodes, None, node_name)).value))

@@ -70,6 +70,25 @@ _INGRESS_HTTPS_HELP = ("Port of the ingress controller's HTTPS listener, which p
                        "from the Ingresses' tls Secrets (default: 443 as root, else 8443; 0 picks any free port).")
 
 
+_CONTROLLERS_HELP = ("Control loops to run, read as kube-controller-manager reads it: `*` every default loop, "
+                     "`name` turns one on, `-name` turns one off, e.g. `*,-nodelifecycle`. An unknown name "
+                     "is refused with the list of known ones.")
+
+
+def _check_controllers(spec: str) -> str:
+    """Refuse a bad --controllers value before anything starts."""
+    from ..controlplane import UnknownControllerError, select_controllers
+    try:
+        select_controllers(spec)
+    except UnknownControllerError as e:
+        raise typer.BadParameter(str(e)) from None
+    return spec
+
+
+def _controllers_option() -> str:
+    return typer.Option("*", "--controllers", callback=_check_controllers, help=_CONTROLLERS_HELP)
+
+
 def _ingress_config(enabled: bool, http_port: Optional[int], https_port: Optional[int]) -> dict:
     return {"ingress": enabled, "ingress_http_port": http_port, "ingress_https_port": https_port}
 
@@ -100,6 +119,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
        ingress_https_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTPS_PORT",
                                                         help=_INGRESS_HTTPS_HELP, show_default=False),
        runtime: str = typer.Option("process", help=_RUNTIME_HELP, callback=_runtime_option),
+       controllers: str = _controllers_option(),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
 
@@ -107,7 +127,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     same objects and pods. Ctrl-C or SIGTERM stops the cluster and its pods' processes.
     """
     _logging(verbose)
-    cfg = _server_config(data_dir, port, host, datastore)
+    cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers)
     run(_up(cfg, node_name, apply or [], time.monotonic(),
             {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime}))
 
@@ -181,14 +201,17 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
            port: Optional[int] = typer.Option(None, help=_PORT_HELP, show_default=False),
            host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
            datastore: Optional[str] = typer.Option(None, help=_DATASTORE_HELP, show_default=False),
-           controllers: bool = typer.Option(True, help="Run the scheduler and controllers in this process."),
+           no_controllers: bool = typer.Option(False, "--no-controllers",
+                                               help="Run no control loops here (run `sendo controllers` apart)."),
+           controllers: str = _controllers_option(),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
 
     Agents join with the node token this prints (`sendo agent --server … --token …`).
     """
     _logging(verbose)
-    run(_server(_server_config(data_dir, port, host, datastore, controllers=controllers)))
+    run(_server(_server_config(data_dir, port, host, datastore, controllers=not no_controllers,
+                               controller_names=controllers)))
 
 
 async def _server(cfg) -> None:
@@ -265,6 +288,7 @@ async def _agent(server: str, token: str, node_name: str, ca: bytes | None, data
 def controllers(server: str = typer.Option(..., help="API server URL."),
                 token_file: Path = typer.Option(..., help="File holding a token with full access."),
                 ca_cert: Optional[Path] = typer.Option(None, help="CA certificate of the API server (PEM)."),
+                controllers: str = _controllers_option(),
                 verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the controllers do.")):
     """Run the scheduler and controllers against an API server.
 
@@ -273,7 +297,7 @@ def controllers(server: str = typer.Option(..., help="API server URL."),
     _logging(verbose)
     from ..controlplane import run_controllers
     ca = ca_cert.read_bytes() if ca_cert else None
-    run(run_controllers(server, token_file.read_text().strip(), ca))
+    run(run_controllers(server, token_file.read_text().strip(), ca, controllers))
 
 
 def main() -> None:

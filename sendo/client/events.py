@@ -67,8 +67,10 @@ class EventRecorder:
             log.debug("dropping event %s for %s", reason, obj.get("metadata", {}).get("name"))
 
     async def _drain(self) -> None:
+        queue = self._queue
+        assert queue is not None  # _drain runs only once the queue exists
         while True:
-            args = await self._queue.get()
+            args = await queue.get()
             await self.record(*args)
 
     async def close(self) -> None:

@@ -115,15 +115,25 @@ class DeploymentController(Controller):
         else:
             await self._rolling(d, new_rs, old)
         await self._cleanup(d, old)
-        await self._sync_revision(d, new_rs)
+        d = await self._sync_revision(d, new_rs)
         return await self._sync_status(d, new_rs, old)
 
-    async def _sync_revision(self, d: Obj, new_rs: Obj) -> None:
-        """The Deployment carries its newest ReplicaSet's revision (kubectl rollout reads it)."""
+    async def _sync_revision(self, d: Obj, new_rs: Obj) -> Obj:
+        """The Deployment carries its newest ReplicaSet's revision (kubectl rollout reads it).
+
+        Returns d with the resourceVersion of that write, so the status update that
+        follows does not conflict with our own patch. If the spec changed meanwhile (a
+        new generation), d is returned as it was: its status write conflicts and the key
+        is retried, rather than claiming a generation this pass never acted on."""
         rev = str(revision_of(new_rs))
-        if (d["metadata"].get("annotations") or {}).get(REVISION) != rev:
-            await self.client.patch(self.d_kind, d["metadata"]["namespace"], d["metadata"]["name"],
-                                    {"metadata": {"annotations": {REVISION: rev}}})
+        if (d["metadata"].get("annotations") or {}).get(REVISION) == rev:
+            return d
+        written = await self.client.patch(self.d_kind, d["metadata"]["namespace"], d["metadata"]["name"],
+                                          {"metadata": {"annotations": {REVISION: rev}}})
+        if written["metadata"].get("generation") != d["metadata"].get("generation"):
+            return d
+        return {**d, "metadata": {**d["metadata"], "resourceVersion": written["metadata"]["resourceVersion"],
+                                  "annotations": written["metadata"].get("annotations")}}
 
     async def _create_rs(self, d: Obj, h: str, old: list[Obj]) -> Obj:
         spec = d["spec"]

@@ -127,6 +127,19 @@ def labels_match(reqs: list[Requirement], labels: dict[str, str] | None) -> bool
     return True
 
 
+def selector_matches(sel: Any, labels: Any) -> bool:
+    """Whether a structured LabelSelector (matchLabels + matchExpressions) selects an
+    object with these labels: an empty selector selects everything, one that cannot be
+    read selects nothing (as Kubernetes treats a selector it cannot convert)."""
+    if not isinstance(sel, dict):
+        return True
+    try:
+        reqs = selector_from_label_selector(sel)
+    except (SelectorError, KeyError, TypeError, AttributeError):
+        return False
+    return labels_match(reqs, labels if isinstance(labels, dict) else {})
+
+
 def selector_from_label_selector(sel: dict[str, Any] | None) -> list[Requirement]:
     """The structured form (matchLabels + matchExpressions) as requirements."""
     if not sel:

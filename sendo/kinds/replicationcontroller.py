@@ -11,7 +11,8 @@ from typing import Any
 from .apps import REPLICASET_PRINTER, WorkloadStrategy, default_template, replicaset_row, validate_workload_template
 from .base import Cause, Obj, Printer, required, set_default
 from .printing import as_dict
-from .validation import check_int, selector_matches, type_invalid, validate_labels
+from .meta import selector_matches
+from .validation import check_int, type_invalid, validate_labels
 
 
 def _template_labels(spec: dict) -> dict:

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from .base import Cause, Obj, Strategy, forbidden, required, unsupported
+from .meta import selector_matches  # noqa: F401  (kinds import it from here)
 
 # ----------------------------------------------------------------- causes, Go-style values
 
@@ -389,28 +390,6 @@ def validate_label_selector(sel: Any, path: str) -> list[Cause]:
 
 def selector_is_empty(sel: Any) -> bool:
     return not isinstance(sel, dict) or not (sel.get("matchLabels") or sel.get("matchExpressions"))
-
-
-def selector_matches(sel: Any, labels: Any) -> bool:
-    """Whether a LabelSelector selects an object with these labels (empty selects all)."""
-    labels = labels if isinstance(labels, dict) else {}
-    if not isinstance(sel, dict):
-        return True
-    for k, v in (sel.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for e in sel.get("matchExpressions") or []:
-        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
-        present = key in labels
-        if op == "In" and not (present and labels[key] in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-    return True
 
 
 def normalized_selector(sel: Any) -> dict:

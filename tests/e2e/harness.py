@@ -29,11 +29,12 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import psutil
 
 from sendo.server import free_port
+from tests.waiting import poll  # noqa: F401  (e2e tests import it from here)
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = Path(sys.executable).parent / "kubectl"
@@ -41,27 +42,6 @@ START_DEADLINE = 30.0
 STOP_DEADLINE = 20.0
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy",
                "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-
-
-# ---------------------------------------------------------------------------- polling
-
-def poll(cond: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2,
-         what: str = "condition") -> Any:
-    """Call cond until it returns something truthy and return that; fail after the
-    deadline. The synchronous twin of tests.conftest.wait_until: never sleep blindly."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            r = cond()
-        except AssertionError as e:  # a condition may assert to explain why it is not met yet
-            r, last_exc = None, e
-        if r:
-            return r
-        if time.monotonic() > deadline:
-            extra = f" (last: {last_exc})" if last_exc else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
-        time.sleep(interval)  # poll interval of a deadline-bounded wait
 
 
 # ---------------------------------------------------------------------------- HTTP to pods

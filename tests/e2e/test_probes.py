@@ -12,12 +12,13 @@ from pathlib import Path
 
 from .harness import Cluster, answers, poll, to_yaml, unique_port
 
-# /ready answers 500 until $READY_FILE exists (200 without one), /fail always 500,
-# anything else 200. On SIGTERM it appends "sigterm" to $TERM_LOG (if set) and exits.
+# /ready answers 500 until $READY_FILE exists (200 without one) and counts its hits in
+# $READY_HITS (if set), /fail always 500, anything else 200. On SIGTERM it appends "sigterm" to $TERM_LOG (if set) and exits.
 SERVER = """
 import http.server, os, signal, sys
 ip, port = os.environ["POD_IP"], int(os.environ["PORT"])
 ready_file, term_log = os.environ.get("READY_FILE"), os.environ.get("TERM_LOG")
+ready_hits = os.environ.get("READY_HITS")
 
 def on_term(*_):
     if term_log:
@@ -32,6 +33,9 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/ready":
             code = 200 if not ready_file or os.path.exists(ready_file) else 500
+            if ready_hits:
+                with open(ready_hits, "a") as f:
+                    f.write("hit\\n")
         elif self.path == "/fail":
             code = 500
         else:
@@ -87,18 +91,33 @@ def _has_event(cluster: Cluster, name: str, reason: str, message: str) -> bool:
     return any(e.get("reason") == reason and e.get("message") == message for e in _events(cluster, name))
 
 
-def _hold(cond, seconds: float, what: str) -> None:
-    """cond must stay true for the whole time (sampled)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        assert cond(), what
-        time.sleep(0.3)  # sampling interval of a bounded observation
+def _runs(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _hold(cond, runs_file: Path, runs: int, what: str) -> None:
+    """cond must be true at every sample until a probe has run `runs` more times (each run
+    appends a line to runs_file). Counting runs, not seconds, proves the probe was at work:
+    a probe that never ran would leave the wait to time out instead of passing."""
+    start, broken = _runs(runs_file), []
+
+    def probed() -> bool:
+        if not cond():
+            broken.append(True)
+        return _runs(runs_file) >= start + runs
+    poll(probed, 30, interval=0.3, what=f"{runs} more probe runs ({runs_file.name})")
+    assert not broken, what
+
+
+def _counting(command: list[str], runs_file: Path) -> list[str]:
+    """An exec probe command that also appends a line to runs_file each time it runs."""
+    return ["/bin/sh", "-c", f'echo run >> "{runs_file}"; exec "$@"', "probe", *command]
 
 
 def test_readiness_probe_gates_ready(cluster: Cluster, tmp_path: Path):
-    port, ready_file = unique_port(), tmp_path / "ready"
+    port, ready_file, hits = unique_port(), tmp_path / "ready", tmp_path / "ready-hits"
     cluster.kubectl("apply", "-f", "-", input=to_yaml(_pod(
-        "ready-web", port, env={"READY_FILE": str(ready_file)},
+        "ready-web", port, env={"READY_FILE": str(ready_file), "READY_HITS": str(hits)},
         readinessProbe={"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1,
                         "failureThreshold": 1})))
     poll(lambda: _serving(cluster, "ready-web", port), 30, what="the server running and answering")
@@ -108,7 +127,7 @@ def test_readiness_probe_gates_ready(cluster: Cluster, tmp_path: Path):
         return (pod["status"]["phase"] == "Running" and _cs(pod)["ready"] is False
                 and _cs(pod)["started"] is True and _cond(pod, "Ready").get("status") == "False"
                 and _cond(pod, "ContainersReady").get("status") == "False")
-    _hold(not_ready, 3, "a pod whose readiness endpoint answers 500 must stay Ready=False")
+    _hold(not_ready, hits, 3, "a pod whose readiness endpoint answers 500 must stay Ready=False")
     pod = _get(cluster, "ready-web")
     assert _cond(pod, "Ready")["reason"] == "ContainersNotReady"
     assert _cs(pod)["restartCount"] == 0  # readiness never restarts anything
@@ -148,25 +167,30 @@ def test_liveness_failure_restarts_the_container(cluster: Cluster):
 
 def test_startup_probe_holds_readiness_and_liveness_back(cluster: Cluster, tmp_path: Path):
     port, started_file = unique_port(), tmp_path / "started"
-    check = {"exec": {"command": ["test", "-f", str(started_file)]}, "periodSeconds": 1}
+    startup_runs, liveness_runs = tmp_path / "startup-runs", tmp_path / "liveness-runs"
+    test = ["test", "-f", str(started_file)]
     cluster.kubectl("apply", "-f", "-", input=to_yaml(_pod(
         "slow-web", port,
-        startupProbe={**check, "failureThreshold": 120},
+        startupProbe={"exec": {"command": _counting(test, startup_runs)}, "periodSeconds": 1,
+                      "failureThreshold": 120},
         # would kill the container at its first run before the file exists
-        livenessProbe={**check, "failureThreshold": 1},
+        livenessProbe={"exec": {"command": _counting(test, liveness_runs)}, "periodSeconds": 1,
+                       "failureThreshold": 1},
         readinessProbe={"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1})))
     poll(lambda: _serving(cluster, "slow-web", port), 30, what="the server running and answering")
 
     def held() -> bool:
         cs = _cs(_get(cluster, "slow-web"))
         return cs["started"] is False and cs["ready"] is False and cs["restartCount"] == 0
-    _hold(held, 3, "started and ready must stay false until the startup probe succeeds")
+    _hold(held, startup_runs, 3, "started and ready must stay false until the startup probe succeeds")
+    assert _runs(liveness_runs) == 0  # liveness waited for startup too
 
     started_file.write_text("ok")
     pod = poll(lambda: (p := _get(cluster, "slow-web")) and _cond(p, "Ready").get("status") == "True" and p,
                15, what="Ready once the startup probe succeeded")
     assert _cs(pod)["started"] is True and _cs(pod)["ready"] is True
-    _hold(lambda: _cs(_get(cluster, "slow-web"))["restartCount"] == 0, 2, "liveness passes once started")
+    _hold(lambda: _cs(_get(cluster, "slow-web"))["restartCount"] == 0, liveness_runs, 2,
+          "liveness passes once started")
 
 
 def test_post_start_before_ready_and_pre_stop_before_sigterm(cluster: Cluster, tmp_path: Path):
@@ -208,8 +232,9 @@ def test_pre_stop_counts_against_the_grace_period(cluster: Cluster):
     began = time.monotonic()
     cluster.kubectl("delete", "pod", "slow-stop", "--wait=true", "--timeout=60s")
     took = time.monotonic() - began
-    # 3 s of grace for the hook, then at least 2 s more after SIGTERM (the server exits at once)
-    assert 2.5 <= took < 15, took
+    # 3 s of grace for the hook, then at least 2 s more after SIGTERM (the server exits at once);
+    # far less than the hook's 60 s, which it would take if the hook did not count
+    assert 2.5 <= took < 45, took
 
 
 def test_failed_post_start_hook_kills_the_container(cluster: Cluster):

@@ -4,7 +4,6 @@ stopped sending them connections. A bounded request loop on loopback counts fail
 from __future__ import annotations
 
 import threading
-import time
 
 from .harness import Cluster, http_get, poll, to_yaml, unique_port
 

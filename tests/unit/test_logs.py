@@ -1,23 +1,11 @@
 """Container logs: layout, tail/limit/since, copytruncate rotation, following."""
 import asyncio
 import os
-import time
 
 import pytest
 
 from sendo.agent.logs import container_log_path, follow_log, read_log, rotate_if_needed
-
-
-async def wait_for(cond, timeout=10.0, interval=0.01):
-    """Poll `cond` until it is true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
+from tests.waiting import wait_until
 
 
 def slurp(path) -> bytes:
@@ -134,9 +122,9 @@ def test_rotate_keeps_older_copies(log, writer):
 async def test_follow_yields_tail_then_new_data_and_ends_when_not_running(log, writer):
     writer.write(b"1\n2\n3\n")
     f = Follower(log, tail_lines=1)
-    await wait_for(lambda: f.data == b"3\n")
+    await wait_until(lambda: f.data == b"3\n")
     writer.write(b"4\n")
-    await wait_for(lambda: f.data == b"3\n4\n")
+    await wait_until(lambda: f.data == b"3\n4\n")
     writer.write(b"5\n")  # written just before the container exits: still delivered
     assert await f.finish() == b"3\n4\n5\n"
 
@@ -147,7 +135,7 @@ async def test_follow_waits_for_the_file_to_appear(log, tmp_path):
     w = Writer(path)
     try:
         w.write(b"hello\n")
-        await wait_for(lambda: f.data == b"hello\n")
+        await wait_until(lambda: f.data == b"hello\n")
     finally:
         w.close()
     assert await f.finish() == b"hello\n"
@@ -158,10 +146,10 @@ async def test_follow_waits_for_the_file_to_appear(log, tmp_path):
 async def test_follow_survives_copytruncate_rotation(log, writer):
     f = Follower(log)
     writer.write(b"before\n")
-    await wait_for(lambda: f.data == b"before\n")
+    await wait_until(lambda: f.data == b"before\n")
     assert rotate_if_needed(log, max_bytes=1)
     writer.write(b"after\n")
-    await wait_for(lambda: f.data == b"before\nafter\n")
+    await wait_until(lambda: f.data == b"before\nafter\n")
     assert await f.finish() == b"before\nafter\n"
 
 
@@ -187,45 +175,15 @@ async def test_follow_gets_bytes_written_just_before_a_rotation(log, writer):
 async def test_follow_moves_to_a_replaced_file(log, writer, tmp_path):
     f = Follower(log)
     writer.write(b"old\n")
-    await wait_for(lambda: f.data == b"old\n")
+    await wait_until(lambda: f.data == b"old\n")
     os.rename(log, str(tmp_path / "moved.log"))
     writer.write(b"old2\n")  # still the old file, read before moving on
     w2 = Writer(log)
     try:
         w2.write(b"new\n")
-        await wait_for(lambda: f.data == b"old\nold2\nnew\n")
+        await wait_until(lambda: f.data == b"old\nold2\nnew\n")
     finally:
         w2.close()
     assert await f.finish() == b"old\nold2\nnew\n"
 
 
-async def test_follow_a_real_container_to_its_end(tmp_path):
-    """How the agent wires it: the follow ends once the container's wait() is done,
-    and nothing the container wrote before exiting is lost."""
-    import signal
-    import sys
-
-    from sendo.agent.runtime import ContainerSpec, ProcessRuntime
-
-    rt = ProcessRuntime(str(tmp_path / "state"))
-    spec = ContainerSpec(
-        "u", "ns", "p", "c", 0,
-        [sys.executable, "-c", "for i in range(2000): print(i, flush=True)"],
-        {}, None, container_log_path(str(tmp_path / "logs"), "ns", "p", "u", "c", 0),
-    )
-    h = await rt.start(spec)
-    exited = asyncio.create_task(rt.wait(h))
-    try:
-        chunks = follow_log(spec.log_path, tail_lines=None, is_running=lambda: not exited.done(), poll_interval=0.01)
-        data = await asyncio.wait_for(_collect(chunks), 20)
-        assert data == "".join(f"{i}\n" for i in range(2000)).encode()
-        assert (await exited).exit_code == 0
-    finally:
-        if not exited.done():
-            os.killpg(h.pid, signal.SIGKILL)
-        await asyncio.wait_for(exited, 10)
-        await rt.close()
-
-
-async def _collect(agen) -> bytes:
-    return b"".join([c async for c in agen])

@@ -1,16 +1,14 @@
 """pods/portforward: SPDY/3.1 framing, the server-side SPDY session (kubectl's stream
-pairs) against a local echo server, the agent's WebSocket relay, the channel protocol,
-and the API server's WebSocket entry point. Everything runs on 127.0.0.1."""
+pairs) against a local echo server, the agent's WebSocket relay and the channel protocol. The API server's WebSocket entry
+point is tested in tests/integration/test_portforward.py. Everything runs on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import os
-import ssl
 import struct
 import zlib
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -18,96 +16,18 @@ from sendo.agent import portforward as agentpf
 from sendo.api import portforward as pf
 from sendo.api.portforward import (DATA, GOAWAY, PING, RST_STREAM, SYN_REPLY, SYN_STREAM, ChannelSession,
                                    FrameReader, FrameWriter, SpdySession, TCPTunnel, TunnelError)
-from sendo.client import kind
 
 from conftest import wait_until
-
+from tests.portforward_helpers import EchoServer, SpdyClient, FakeAgent
 
 
 # ---------------------------------------------------------------------------- helpers
-class EchoServer:
-    """Echoes every byte back; after the client's EOF it half-closes too. Counts connections."""
-
-    def __init__(self):
-        self.connections = 0
-        self.server: asyncio.base_events.Server | None = None
-
-    async def __aenter__(self) -> "EchoServer":
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def _serve(self, reader, writer):
-        self.connections += 1
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-            writer.write_eof()
-            await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    async def __aexit__(self, *exc):
-        self.server.close()
-        await self.server.wait_closed()
-
-
 def closed_port() -> int:
     """A loopback port nobody listens on."""
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class SpdyClient:
-    """What kubectl does, in miniature: opens error+data stream pairs and reads frames."""
-
-    def __init__(self):
-        self.writer = FrameWriter()
-        self.reader = FrameReader()
-        self.to_server: asyncio.Queue[bytes] = asyncio.Queue()
-        self.next_id = 1
-        self.request_id = 0
-        self.frames: list = []
-        self.data: dict[int, bytearray] = {}
-        self.fin: set[int] = set()
-        self.replied: set[int] = set()
-        self.reset: set[int] = set()
-        self.pings: list[int] = []
-        self.changed = asyncio.Event()
-
-    async def from_server(self, raw: bytes) -> None:  # the session's send()
-        for f in self.reader.feed(raw):
-            self.frames.append(f)
-            if f.type == DATA:
-                self.data.setdefault(f.stream_id, bytearray()).extend(f.data)
-                if f.fin:
-                    self.fin.add(f.stream_id)
-            elif f.type == SYN_REPLY:
-                self.replied.add(f.stream_id)
-            elif f.type == RST_STREAM:
-                self.reset.add(f.stream_id)
-            elif f.type == PING:
-                self.pings.append(f.value)
-        self.changed.set()
-
-    def open_pair(self, port: int | str) -> tuple[bytes, int, int]:
-        """SYN_STREAM frames for an error stream then a data stream (one request id)."""
-        rid, self.request_id = self.request_id, self.request_id + 1
-        err, data = self.next_id, self.next_id + 2
-        self.next_id += 4
-        h = {"port": [str(port)], "requestid": [str(rid)]}
-        frames = (self.writer.syn_stream(err, {"streamtype": ["error"], **h}) +
-                  self.writer.data(err, b"", fin=True) +  # kubectl half-closes the error stream at once
-                  self.writer.syn_stream(data, {"streamtype": ["data"], **h}))
-        return frames, err, data
-
-    async def wait(self, cond, timeout: float = 10.0) -> None:
-        await wait_until(cond, timeout, 0.01)
 
 
 # ---------------------------------------------------------------------------- framing
@@ -301,19 +221,6 @@ async def test_session_client_gone_stops_everything():
 
 
 # ---------------------------------------------------------------------------- the agent's relay
-class FakeAgent:
-    """The node as port-forward sees it: one pod, default/web, at pod_ip."""
-
-    def __init__(self, token: str, pod_ip: str | None = "127.0.0.1"):
-        self.token = token
-        self.pod_ip = pod_ip
-
-    def pod_address(self, ns, name):
-        if (ns, name) != ("default", "web"):
-            raise LookupError(f'pod "{name}" is not running on node node-a')
-        if not self.pod_ip:
-            raise LookupError(f'pod "{name}" has no IP yet')
-        return self.pod_ip
 
 
 @pytest.fixture
@@ -402,106 +309,6 @@ async def test_channel_session_first_frames_carry_the_port():
         await wait_until(lambda: any(m.get("bytes") == b"\x00hello" for m in sent[4:]), 5)
         await wait_until(lambda: any(m.get("bytes", b"").startswith(b"\x03error forwarding port") for m in sent), 5)
         await s.close()
-
-
-# ---------------------------------------------------------------------------- the API server's WebSocket
-async def _register_node(client, agent_base: str) -> None:
-    host, port = agent_base.removeprefix("http://").split(":")
-    await client.create(kind("nodes"), {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"}})
-    await client.patch(kind("nodes"), None, "node-a", {"status": {
-        "addresses": [{"type": "InternalIP", "address": host}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": int(port)}}}}, sub="status")
-
-
-def _pod(name: str, node: str | None) -> dict:
-    spec = {"containers": [{"name": "c", "image": "x", "command": ["true"]}]}
-    if node:
-        spec["nodeName"] = node
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
-
-
-async def test_api_server_websocket_end_to_end(server, client, tmp_path):
-    """kubectl's handshake against the real API server, relayed through a stand-in agent."""
-    agent = FakeAgent(server.node_token)
-    app = web.Application()
-    app.router.add_get("/portForward/{ns}/{pod}", agentpf.handler(agent.token, agent.pod_address))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-    ctx = ssl.create_default_context(cadata=server.ca_pem.decode())
-    url = server.cfg.url.replace("https://", "wss://") + "/api/v1/namespaces/default/pods/{}/portforward"
-    auth = {"Authorization": f"Bearer {server.admin_token}"}
-    try:
-        await _register_node(client, base)
-        await client.create(kind("pods"), _pod("web", "node-a"), "default")
-        await client.create(kind("pods"), _pod("pending", None), "default")
-        async with EchoServer() as echo, aiohttp.ClientSession() as http:
-            # refusals are Kubernetes Status objects with the HTTP code kubectl reports
-            for name, headers, protocols, code, text in [
-                ("web", {}, [pf.TUNNEL_PROTOCOL], 401, "Unauthorized"),
-                ("missing", auth, [pf.TUNNEL_PROTOCOL], 404, 'pods "missing" not found'),
-                ("pending", auth, [pf.TUNNEL_PROTOCOL], 400, "does not have a host assigned"),
-                ("web", auth, ["base64.channel.k8s.io"], 400, "subprotocols"),
-            ]:
-                with pytest.raises(aiohttp.WSServerHandshakeError) as e:
-                    await http.ws_connect(url.format(name), ssl=ctx, headers=headers, protocols=protocols)
-                assert e.value.status == code, (name, e.value)
-                async with http.get(url.format(name).replace("wss://", "https://"), ssl=ctx,
-                                    headers={**headers, "Connection": "Upgrade", "Upgrade": "websocket",
-                                             "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZQ==",
-                                             "Sec-WebSocket-Protocol": ",".join(protocols)}) as r:
-                    body = await r.json()
-                    assert r.status == code and body["kind"] == "Status" and text in body["message"], body
-            # the WebSocket URL of another subresource is not found
-            with pytest.raises(aiohttp.WSServerHandshakeError) as e:
-                await http.ws_connect(url.format("web").replace("/portforward", "/exec"), ssl=ctx, headers=auth,
-                                      protocols=["v5.channel.k8s.io"])
-            assert e.value.status == 404
-            # a plain GET (kubectl's SPDY fallback) is told what to do
-            async with http.post(url.format("web").replace("wss://", "https://"), ssl=ctx, headers=auth) as r:
-                assert r.status == 400 and "WebSocket" in (await r.json())["message"]
-
-            ws = await http.ws_connect(url.format("web"), ssl=ctx, headers=auth,
-                                       protocols=["SPDY/3.1+portforward.k8s.io"])
-            assert ws.protocol == pf.TUNNEL_PROTOCOL
-            c = SpdyClient()
-
-            async def pump():
-                async for msg in ws:
-                    if msg.type == aiohttp.WSMsgType.BINARY:
-                        await c.from_server(msg.data)
-            pumper = asyncio.create_task(pump())
-            frames, err, data = c.open_pair(echo.port)
-            for i in range(0, len(frames), 7):  # cut anywhere, as Go's framer does
-                await ws.send_bytes(frames[i:i + 7])
-            body = os.urandom(1_500_000)
-            for i in range(0, len(body), 32768):
-                await ws.send_bytes(c.writer.data(data, body[i:i + 32768]))
-            await ws.send_bytes(c.writer.data(data, b"", fin=True))
-            await c.wait(lambda: data in c.fin, 20)
-            assert bytes(c.data[data]) == body
-            await ws.send_bytes(c.writer.rst_stream(data, pf.RST_CANCEL))
-            await c.wait(lambda: err in c.fin)
-            assert not c.data.get(err)
-            await ws.send_bytes(c.writer.ping(3))
-            await c.wait(lambda: c.pings == [3])
-            await ws.close()
-            pumper.cancel()
-
-            # the Python client's protocol: v4.channel.k8s.io with ?ports=
-            ws = await http.ws_connect(url.format("web") + f"?ports={echo.port}", ssl=ctx, headers=auth,
-                                       protocols=["v4.channel.k8s.io"])
-            assert ws.protocol == "v4.channel.k8s.io"
-            port_le = struct.pack("<H", echo.port)
-            assert (await ws.receive_bytes()) == b"\x00" + port_le
-            assert (await ws.receive_bytes()) == b"\x01" + port_le
-            await ws.send_bytes(b"\x00hi there")
-            assert (await ws.receive_bytes()) == b"\x00hi there"
-            await ws.close()
-    finally:
-        await runner.cleanup()
 
 
 async def test_session_resets_a_stream_whose_pair_never_comes(monkeypatch):

@@ -14,21 +14,12 @@ import pytest
 
 from sendo.agent.logs import container_log_path
 from sendo.agent.runtime import ContainerSpec, ProcessRuntime, StartError
+from tests.waiting import wait_until
 
 PY = sys.executable
 PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-async def wait_for(cond, timeout=10.0, interval=0.01):
-    """Poll `cond` until it is true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 def gone(pid: int) -> bool:
@@ -260,10 +251,8 @@ async def test_stop_lets_a_process_that_traps_sigterm_exit(rt, procs, tmp_path):
             signal.pause()
     """
     h = await procs.start(rt, make_spec(tmp_path, py(code)))
-    await wait_for(lambda: "ready" in read(h.spec.log_path))
-    t0 = time.monotonic()
-    info = await asyncio.wait_for(rt.stop(h, grace_seconds=30), 10)
-    assert time.monotonic() - t0 < 5
+    await wait_until(lambda: "ready" in read(h.spec.log_path))
+    info = await asyncio.wait_for(rt.stop(h, grace_seconds=30), 10)  # well within the 30 s of grace
     assert (info.exit_code, info.signal, info.reason) == (0, None, "Completed")
     assert read(h.spec.log_path) == "ready\nbye\n"
 
@@ -283,7 +272,7 @@ async def test_stop_kills_a_process_ignoring_sigterm_after_grace(rt, procs, tmp_
             signal.pause()
     """
     h = await procs.start(rt, make_spec(tmp_path, py(code)))
-    await wait_for(lambda: "ready" in read(h.spec.log_path))
+    await wait_until(lambda: "ready" in read(h.spec.log_path))
     t0 = time.monotonic()
     info = await asyncio.wait_for(rt.stop(h, grace_seconds=0.5), 10)
     assert time.monotonic() - t0 >= 0.5
@@ -305,12 +294,12 @@ async def test_stop_kills_children_that_ignore_sigterm(rt, procs, tmp_path):
     # the grandchild ignores SIGTERM; the shell dies of it; the group must still go
     script = f"(trap '' TERM; exec sleep 1000) & echo $! > {pidfile}; wait"
     h = await procs.start(rt, make_spec(tmp_path, ["sh", "-c", script]))
-    gc = int(await wait_for(lambda: read(pidfile).strip()))
+    gc = int(await wait_until(lambda: read(pidfile).strip()))
     procs.track(gc)
-    await wait_for(lambda: psutil.Process(gc).name() == "sleep")
+    await wait_until(lambda: psutil.Process(gc).name() == "sleep")
     info = await asyncio.wait_for(rt.stop(h, grace_seconds=30), 10)
     assert info.exit_code == 143
-    await wait_for(lambda: gone(gc))
+    await wait_until(lambda: gone(gc))
 
 
 async def test_children_left_behind_die_with_the_main_process(rt, procs, tmp_path):
@@ -320,17 +309,14 @@ async def test_children_left_behind_die_with_the_main_process(rt, procs, tmp_pat
     assert info.exit_code == 0
     gc = int(read(pidfile))
     procs.track(gc)
-    await wait_for(lambda: gone(gc))
+    await wait_until(lambda: gone(gc))
 
 
 async def test_many_containers_at_once(rt, procs, tmp_path, state_dir):
     specs = [make_spec(tmp_path, ["sleep", "1000"], name=f"c{i}") for i in range(50)]
-    t0 = time.monotonic()
-    handles = await asyncio.gather(*(procs.start(rt, s) for s in specs))
-    elapsed = time.monotonic() - t0
+    handles = await asyncio.wait_for(asyncio.gather(*(procs.start(rt, s) for s in specs)), 60)
     assert len({h.pid for h in handles}) == 50
     assert len(os.listdir(state_dir)) == 50
-    assert elapsed < 10, elapsed
     infos = await asyncio.wait_for(asyncio.gather(*(rt.stop(h, 5) for h in handles)), 20)
     assert {i.exit_code for i in infos} == {143}
 
@@ -360,7 +346,7 @@ async def test_a_new_instance_adopts_running_containers(rt, procs, tmp_path, sta
 
         info = await asyncio.wait_for(rt2.stop(a1, grace_seconds=5), 10)
         assert (info.exit_code, info.reason) == (137, "ContainerStatusUnknown")
-        await wait_for(lambda: gone(h1.pid))
+        await wait_until(lambda: gone(h1.pid))
         assert (await asyncio.wait_for(rt.wait(h1), 10)).exit_code == 143  # the parent knows better
 
         os.kill(h2.pid, signal.SIGKILL)  # an adopted container that dies on its own
@@ -403,7 +389,7 @@ async def test_adopt_after_the_agent_process_exited(procs, tmp_path, state_dir):
         infos = await asyncio.wait_for(asyncio.gather(*(rt.stop(h, 5) for h in adopted)), 10)
         assert {i.reason for i in infos} == {"ContainerStatusUnknown"}
         for pid in pids:
-            await wait_for(lambda: gone(pid))
+            await wait_until(lambda: gone(pid))
     finally:
         await rt.close()
 
@@ -419,7 +405,7 @@ async def test_close_leaves_containers_running_for_the_next_instance(rt, procs, 
     try:
         assert [a.pid for a in await rt2.adopt()] == [h.pid]
         await asyncio.wait_for(rt2.stop(h, 5), 10)
-        await wait_for(lambda: gone(h.pid))
+        await wait_until(lambda: gone(h.pid))
     finally:
         await rt2.close()
 

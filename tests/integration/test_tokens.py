@@ -10,7 +10,6 @@ import pytest
 
 from sendo.agent.env import ConfigError
 from sendo.agent.identity import TOKEN_DIR, PodIdentity
-from sendo.api import tokens
 from sendo.api.tokens import TokenError, TokenSigner
 from sendo.client import ApiError, Client, kind
 from sendo.controllers.base import InformerFactory

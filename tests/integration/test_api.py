@@ -7,7 +7,6 @@ import orjson
 import pytest
 
 from sendo.client import ApiError, kind
-from sendo.client.rest import path
 
 CM = kind("configmaps")
 PODS = kind("pods")

@@ -1,0 +1,90 @@
+"""Control loops by name: the registry and `--controllers`, as kube-controller-manager reads it."""
+import pytest
+from typer.testing import CliRunner
+
+from sendo import controlplane
+from sendo.cli import main as cli_main
+from sendo.cli.main import app
+from sendo.controlplane import CONTROLLERS, ControlPlane, UnknownControllerError, select_controllers
+
+ALL = list(CONTROLLERS)
+
+
+def test_star_is_every_default_loop_in_start_order():
+    assert select_controllers("*") == ALL
+    assert ALL[0] == "scheduler" and {"deployment", "replicaset", "garbagecollector", "namespace",
+                                      "nodelifecycle", "endpoints", "serviceaccount"} <= set(ALL)
+
+
+def test_minus_turns_a_loop_off_wherever_it_stands():
+    assert select_controllers("*,-nodelifecycle") == [n for n in ALL if n != "nodelifecycle"]
+    assert select_controllers("-nodelifecycle,*") == select_controllers("*,-nodelifecycle")
+    assert select_controllers(" * , -scheduler , -endpoints ") == [n for n in ALL if n not in ("scheduler",
+                                                                                             "endpoints")]
+
+
+def test_names_alone_run_only_those():
+    assert select_controllers("replicaset,deployment") == ["deployment", "replicaset"]  # start order kept
+    assert select_controllers("deployment,-deployment") == []  # off wins
+    assert select_controllers("") == []
+
+
+def test_loops_off_by_default_need_their_name(monkeypatch):
+    monkeypatch.setattr(controlplane, "OFF_BY_DEFAULT", frozenset({"nodelifecycle"}))
+    assert "nodelifecycle" not in select_controllers("*")
+    assert "nodelifecycle" in select_controllers("*,nodelifecycle")
+
+
+def test_unknown_name_is_refused_with_the_known_ones():
+    with pytest.raises(UnknownControllerError) as e:
+        select_controllers("*,-hpa")
+    msg = str(e.value)
+    assert "'hpa'" in msg and all(n in msg for n in ALL)
+
+
+async def test_control_plane_builds_only_the_selected_loops():
+    cp = ControlPlane("https://127.0.0.1:1", "token", None, "*,-nodelifecycle,-scheduler")
+    try:
+        assert list(cp.loops) == [n for n in ALL if n not in ("nodelifecycle", "scheduler")]
+        assert all(isinstance(loop, CONTROLLERS[n]) for n, loop in cp.loops.items())
+    finally:
+        for loop in cp.loops.values():
+            await loop.stop()
+        await cp.client.close()
+
+
+async def test_options_reach_the_loop_they_name():
+    cp = ControlPlane("https://127.0.0.1:1", "token", None, "nodelifecycle",
+                      options={"nodelifecycle": {"grace_seconds": 7.5}})
+    try:
+        assert cp.loops["nodelifecycle"].grace == 7.5
+    finally:
+        await cp.loops["nodelifecycle"].stop()
+        await cp.client.close()
+
+
+@pytest.mark.parametrize("command", [["controllers", "--server", "https://127.0.0.1:1", "--token-file", "/dev/null"],
+                                     ["server"], ["up"]])
+def test_every_command_refuses_an_unknown_controller_before_starting(command, tmp_path, monkeypatch):
+    started = []
+    monkeypatch.setattr(cli_main, "run", lambda coro: (started.append(coro), coro.close()))  # never start
+    args = command + (["--data-dir", str(tmp_path)] if command[0] != "controllers" else [])
+    r = CliRunner().invoke(app, args + ["--controllers", "*,-nodelifecycel"])
+    assert started == []
+    assert r.exit_code == 2
+    out = " ".join(r.output.translate(str.maketrans("", "", "│╭╮╰╯─")).split())  # rich boxes and wraps it
+    assert "unknown controller 'nodelifecycel'" in out and "nodelifecycle" in out.replace("'nodelifecycel'", "")
+
+
+def test_a_good_selection_reaches_the_control_plane(monkeypatch, tmp_path):
+    calls = []
+
+    async def run_controllers(url, token, ca, controllers):
+        calls.append((url, token, controllers))
+    monkeypatch.setattr(controlplane, "run_controllers", run_controllers)
+    token = tmp_path / "token"
+    token.write_text("t")
+    r = CliRunner().invoke(app, ["controllers", "--server", "https://127.0.0.1:1", "--token-file", str(token),
+                                 "--controllers", "*,-scheduler"])
+    assert r.exit_code == 0, r.output
+    assert calls == [("https://127.0.0.1:1", "t", "*,-scheduler")]

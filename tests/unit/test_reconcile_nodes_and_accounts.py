@@ -1,0 +1,85 @@
+"""Node lifecycle and ServiceAccount controllers, one reconcile at a time on a fake API."""
+from sendo.client import kind
+from sendo.controllers.nodelifecycle import LEASE_NAMESPACE, UNREACHABLE, NodeLifecycleController
+from sendo.controllers.serviceaccounts import ServiceAccountsController
+
+NODES, PODS, LEASES = kind("nodes"), kind("pods"), kind("leases", "coordination.k8s.io")
+NAMESPACES, ACCOUNTS = kind("namespaces"), kind("serviceaccounts")
+BEAT = "2026-01-01T00:00:00Z"
+
+
+def node(name="n1", ready="True"):
+    return {"metadata": {"name": name},
+            "status": {"conditions": [{"type": "Ready", "status": ready, "lastHeartbeatTime": BEAT},
+                                      {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": BEAT}]}}
+
+
+def lease(name="n1"):
+    return {"metadata": {"name": name, "namespace": LEASE_NAMESPACE},
+            "spec": {"holderIdentity": name, "renewTime": "2026-01-01T00:00:00.000000Z"}}
+
+
+def pod(name, node_name="n1", ready=True):
+    return {"metadata": {"name": name, "namespace": "default"}, "spec": {"nodeName": node_name},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+async def test_a_silent_node_goes_unknown_its_pods_unready_and_it_is_tainted(fake_api):
+    nl = fake_api.build(NodeLifecycleController, grace_seconds=0)  # silent for 0 s is too long
+    fake_api.add(NODES, node())
+    fake_api.add(LEASES, lease())
+    fake_api.add(PODS, pod("here"), pod("elsewhere", node_name="n2"), pod("already", ready=False))
+    writes = await fake_api.run(nl, "n1")
+    assert [(c.method, c.path) for c in writes] == [
+        ("PATCH", "/api/v1/nodes/n1/status"), ("PATCH", "/api/v1/namespaces/default/pods/here/status"),
+        ("PATCH", "/api/v1/nodes/n1")]
+    conds = writes[0].body["status"]["conditions"]
+    assert {c["type"]: (c["status"], c["reason"]) for c in conds} == {
+        "Ready": ("Unknown", "NodeStatusUnknown"), "MemoryPressure": ("Unknown", "NodeStatusUnknown")}
+    assert all(c["lastHeartbeatTime"] == BEAT for c in conds)  # not a heartbeat of ours
+    assert writes[0].content_type.endswith("strategic-merge-patch+json")
+    assert writes[1].body["status"]["conditions"][0] | {"type": "Ready", "status": "False"} == \
+        writes[1].body["status"]["conditions"][0]
+    (taint,) = writes[2].body["spec"]["taints"]
+    assert (taint["key"], taint["effect"]) == (UNREACHABLE, "NoSchedule")
+    assert writes[2].body["metadata"]["resourceVersion"]  # guarded against a concurrent change
+
+
+async def test_a_node_heard_from_is_left_alone_until_its_grace_is_over(fake_api):
+    nl = fake_api.build(NodeLifecycleController, grace_seconds=40)
+    fake_api.add(NODES, node())
+    fake_api.add(LEASES, lease())
+    fake_api.add(PODS, pod("here"))
+    fake_api.fake.calls.clear()
+    recheck = await nl.reconcile("n1")
+    assert fake_api.fake.calls == []
+    assert 39 < recheck <= 40.05  # it looks again when the grace would run out
+
+
+async def test_a_node_that_reports_not_ready_gets_the_not_ready_taint_only(fake_api):
+    nl = fake_api.build(NodeLifecycleController, grace_seconds=40)
+    fake_api.add(NODES, node(ready="False") | {"spec": {"taints": [
+        {"key": UNREACHABLE, "effect": "NoSchedule"}, {"key": "dedicated", "effect": "NoSchedule"}]}})
+    writes = await fake_api.run(nl, "n1")
+    assert [(c.method, c.path) for c in writes] == [("PATCH", "/api/v1/nodes/n1")]
+    assert [(t["key"], t["effect"]) for t in writes[0].body["spec"]["taints"]] == [
+        ("dedicated", "NoSchedule"), ("node.kubernetes.io/not-ready", "NoSchedule")]
+
+
+async def test_every_active_namespace_gets_a_default_serviceaccount(fake_api):
+    sa = fake_api.build(ServiceAccountsController)
+    fake_api.add(NAMESPACES, {"metadata": {"name": "team"}, "status": {"phase": "Active"}})
+    writes = await fake_api.run(sa, "team")
+    assert [(c.method, c.path) for c in writes] == [("POST", "/api/v1/namespaces/team/serviceaccounts")]
+    assert writes[0].body["metadata"] == {"name": "default", "namespace": "team"}
+    assert await fake_api.run(sa, "team") == []  # the informer shows it now
+
+
+async def test_no_account_for_a_terminating_namespace_and_a_lost_race_is_fine(fake_api):
+    sa = fake_api.build(ServiceAccountsController)
+    fake_api.add(NAMESPACES, {"metadata": {"name": "going", "deletionTimestamp": BEAT},
+                              "status": {"phase": "Terminating"}},
+                 {"metadata": {"name": "raced"}, "status": {"phase": "Active"}})
+    assert await fake_api.run(sa, "going") == []
+    fake_api.fake.fail("POST", "/api/v1/namespaces/raced/serviceaccounts", 409, "AlreadyExists")
+    await fake_api.run(sa, "raced")  # someone else created it meanwhile: not an error
