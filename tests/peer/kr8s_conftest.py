@@ -2,7 +2,7 @@
 
 `k8s_cluster` is the `sendo up` the peer runner started (`$KUBECONFIG`) with the real
 kubectl, shaped like the pytest-kind object the tests use. Every test is bounded
-(`PEER_TEST_TIMEOUT` s, by SIGALRM): a test waiting for something sendo lacks fails
+(`PEER_TEST_TIMEOUT` s per phase, by SIGALRM): a test waiting for something sendo lacks fails
 instead of hanging the suite.
 """
 import gc
@@ -57,8 +57,8 @@ def _expire(signum, frame):
     raise TestTimeout(f"test ran past {PEER_TEST_TIMEOUT}s")
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item, nextitem):
+def _bounded():
+    """Arm the alarm for one phase only: it must never fire while pytest itself reports."""
     old = signal.signal(signal.SIGALRM, _expire)
     signal.alarm(PEER_TEST_TIMEOUT)
     try:
@@ -66,3 +66,18 @@ def pytest_runtest_protocol(item, nextitem):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    return (yield from _bounded())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    return (yield from _bounded())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    return (yield from _bounded())
