@@ -14,7 +14,7 @@ from ..kinds.fields import selectable
 from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
-from . import discovery, errors, limits, podlogs, portforward, protobuf
+from . import discovery, errors, limits, openapi_proto, podlogs, portforward, protobuf
 from . import patch as patching
 from . import tokens as sa_tokens
 from .errors import APIError
@@ -126,7 +126,7 @@ class APIServer:
         t = parse_path(path)
         if t is None or not t.plural:  # discovery and OpenAPI: authorized by path, as Kubernetes does
             await self.authorize(RequestOptions(user), request.method.lower(), Target("", "", path=path))
-            return await self.non_resource(path, t)
+            return await self.non_resource(path, t, request.headers.get("accept"))
         r = self.registry.get(t.group, t.version, t.plural)
         if r is None or (r.namespaced and t.namespace is None and t.name is not None) or \
                 (not r.namespaced and t.namespace is not None) or (t.sub and t.sub not in r.subresources):
@@ -137,15 +137,16 @@ class APIServer:
                                               and q.bool("watch")), t)
         return await self.serve(request, r, t, q, options)
 
-    async def non_resource(self, path: str, t: Target | None) -> Response:
+    async def non_resource(self, path: str, t: Target | None, accept: str | None = None) -> Response:
         if path == "/api":
             return json_response(discovery.api_versions())
         if path == "/apis":
             return json_response(discovery.api_group_list(self.registry))
         if path.startswith("/openapi/v3"):
             return await self.openapi_v3(path)
-        if path == "/openapi/v2":
-            # JSON even when protobuf is asked for (kubectl's v2 reader then falls back, as on a 404)
+        if path == "/openapi/v2":  # kubectl asks for protobuf, other clients for JSON
+            if openapi_proto.wants_protobuf(accept):
+                return Response(await self.api.openapi.v2_protobuf(), media_type=openapi_proto.MEDIA_TYPE)
             return json_response(await self.api.openapi.v2())
         if t is None and path.startswith("/apis/") and path.count("/") == 2:
             g = discovery.api_group(self.registry, path.split("/")[2])

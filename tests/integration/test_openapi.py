@@ -3,6 +3,7 @@ fieldValidation (Strict / Warn / Ignore) through the API and through the real ku
 import asyncio
 import copy
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -50,15 +51,20 @@ def deployment(name="web", **spec):
                                   "spec": {"containers": [{"name": "c", "image": "busybox"}]}}, **spec}}
 
 
-async def call(server, method, url, body=None, content_type="application/json", **params):
-    """(status, parsed body, [Warning header values]) of one request."""
+async def request(server, method, url, body=None, headers=None, **params):
+    """(status, response headers, raw body) of one request."""
     ctx = ssl.create_default_context(cadata=server.ca_pem.decode())
-    headers = {"Authorization": f"Bearer {server.admin_token}", "Content-Type": content_type}
+    headers = {"Authorization": f"Bearer {server.admin_token}", **(headers or {})}
     data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
         async with s.request(method, server.cfg.url + url, data=data, headers=headers, params=params) as r:
-            raw = await r.read()
-            return r.status, orjson.loads(raw) if raw else None, r.headers.getall("Warning", [])
+            return r.status, r.headers, await r.read()
+
+
+async def call(server, method, url, body=None, content_type="application/json", **params):
+    """(status, parsed body, [Warning header values]) of one request."""
+    status, headers, raw = await request(server, method, url, body, {"Content-Type": content_type}, **params)
+    return status, orjson.loads(raw) if raw else None, headers.getall("Warning", [])
 
 
 async def define_crd(server, body=None):
@@ -196,9 +202,8 @@ async def test_v2_document_is_swagger_with_definitions_and_paths(server):
     assert defs[POD]["properties"]["metadata"]["$ref"] == f"#/definitions/{OBJECT_META}"
     patch = doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"]
     assert {"name": "fieldValidation", "in": "query", "type": "string", "uniqueItems": True} in patch["parameters"]
-    # clients that ask for protobuf get JSON
     status, again, _ = await call(server, "GET", "/openapi/v2")
-    assert again == doc
+    assert again == doc  # rendered once
 
 
 async def test_custom_kind_schema_comes_from_its_crd(server):
@@ -496,3 +501,115 @@ async def test_kubectl_apply_with_a_typo_is_refused_unless_validation_is_off(ser
     path.write_text(yaml.safe_dump(deployment("ok")))
     rc, out, err = await kubectl(kube_env, "apply", "-f", str(path))
     assert rc == 0 and "deployment.apps/ok created" in out and "Warning" not in err, err
+
+
+# ----------------------------------------------------------------- every operation usable by generic tools
+
+
+async def test_every_operation_declares_its_path_parameters_query_types_and_body(server):
+    """A tool that knows only the document (schemathesis, an SDK generator) can call
+    every operation: each {param} of a path is declared, writes carry a body."""
+    _, root, _ = await call(server, "GET", "/openapi/v3")
+    ops = 0
+    for entry in root["paths"].values():
+        _, doc, _ = await call(server, "GET", entry["serverRelativeURL"])
+        for path, item in doc["paths"].items():
+            declared = {p["name"] for p in item.get("parameters", []) if p["in"] == "path"}
+            assert declared == set(re.findall(r"{(\w+)}", path)), path
+            for method, op in item.items():
+                if method == "parameters":
+                    continue
+                ops += 1
+                for p in op["parameters"]:
+                    assert p["in"] == "query" and p["schema"]["type"] in ("string", "integer", "boolean"), (path, p)
+                if method in ("post", "put", "patch"):
+                    content = op["requestBody"]["content"]
+                    assert all("schema" in c for c in content.values()), (path, method)
+                    if method == "patch":
+                        assert "application/merge-patch+json" in content
+                else:
+                    assert method == "delete" or "requestBody" not in op, (path, method)
+    assert ops >= 200  # 22 kinds × 7 operations, plus their subresources
+
+    _, v3, _ = await call(server, "GET", root["paths"]["api/v1"]["serverRelativeURL"])
+    pods = v3["paths"]["/api/v1/namespaces/{namespace}/pods"]
+    assert {"name": "limit", "in": "query", "schema": {"type": "integer", "uniqueItems": True}} in (
+        pods["get"]["parameters"])
+    assert pods["post"]["requestBody"]["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{POD}"}
+    assert "/api/v1/namespaces/{namespace}/pods/{name}/status" in v3["paths"]
+    assert "/api/v1/namespaces/{namespace}/pods/{name}/binding" in v3["paths"]
+    # v2: the same as body parameters
+    _, v2, _ = await call(server, "GET", "/openapi/v2")
+    put = v2["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["put"]
+    assert {"name": "body", "in": "body", "required": True,
+            "schema": {"$ref": f"#/definitions/{DEPLOYMENT}"}} in put["parameters"]
+    patch = v2["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+    assert "application/strategic-merge-patch+json" in patch["consumes"]
+
+
+async def test_documents_carry_the_patch_merge_keys(server):
+    _, v2, _ = await call(server, "GET", "/openapi/v2")
+    containers = v2["definitions"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]
+    assert containers["x-kubernetes-patch-merge-key"] == "name"
+    assert containers["x-kubernetes-patch-strategy"] == "merge"
+    env = v2["definitions"]["io.k8s.api.core.v1.Container"]["properties"]["env"]
+    assert env["x-kubernetes-patch-merge-key"] == "name"
+    assert "x-kubernetes-patch-strategy" not in v2["definitions"]["io.k8s.api.core.v1.PodSpec"]["properties"][
+        "tolerations"]
+
+
+# ----------------------------------------------------------------- /openapi/v2 in protobuf
+
+
+def _wire(buf: bytes) -> dict[int, list]:
+    """Field number → values of one protobuf message (length-delimited values as bytes)."""
+    from sendo.api.protobuf import fields
+    out: dict[int, list] = {}
+    for num, _, val in fields(buf):
+        out.setdefault(num, []).append(val)
+    return out
+
+
+async def test_v2_in_protobuf_when_kubectl_asks_for_it(server):
+    accept = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf, application/json"  # as kubectl asks
+    status, headers, raw = await request(server, "GET", "/openapi/v2", headers={"Accept": accept})
+    assert status == 200
+    assert headers["Content-Type"] == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    doc = _wire(raw)
+    assert doc[1] == [b"2.0"]
+    definitions = {_wire(d)[1][0].decode(): _wire(d)[2][0] for d in _wire(doc[9][0])[1]}
+    pod = _wire(definitions[POD])
+    assert pod[4][0].decode().startswith("Pod is a collection of containers")  # description
+    assert _wire(pod[22][0])[1] == [b"object"]  # type
+    gvk = {_wire(e)[1][0]: _wire(_wire(e)[2][0])[2][0] for e in pod[31]}
+    assert orjson.loads(gvk[b"x-kubernetes-group-version-kind"]) == [{"group": "", "version": "v1", "kind": "Pod"}]
+    paths = {_wire(p)[1][0].decode() for p in _wire(doc[8][0])[2]}
+    assert "/apis/apps/v1/namespaces/{namespace}/deployments/{name}" in paths
+    _, as_json, _ = await call(server, "GET", "/openapi/v2")  # JSON clients still get JSON
+    assert as_json["swagger"] == "2.0"
+
+
+async def test_kubectl_apply_of_a_kind_the_server_lacks_says_so(kube_env, tmp_path):
+    path = tmp_path / "widget.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}))
+    rc, out, err = await kubectl(kube_env, "apply", "-f", str(path))
+    assert rc != 0
+    assert 'no matches for kind "Widget" in version "example.com/v1"' in err, err
+    assert "proto:" not in err
+
+
+async def test_kubectl_apply_removes_a_list_entry_dropped_from_the_manifest(server, kube_env, tmp_path):
+    """kubectl computes apply patches from the documents: without the merge keys it would
+    send the env list whole and the server, merging by name, would keep the removed one."""
+    d = deployment()
+    d["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    path = tmp_path / "web.yaml"
+    path.write_text(yaml.safe_dump(d))
+    rc, _, err = await kubectl(kube_env, "apply", "-f", str(path))
+    assert rc == 0, err
+    d["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "A", "value": "3"}]
+    path.write_text(yaml.safe_dump(d))
+    rc, _, err = await kubectl(kube_env, "apply", "-f", str(path))
+    assert rc == 0, err
+    _, now, _ = await call(server, "GET", f"{DEPLOYS}/web")
+    assert now["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "A", "value": "3"}]
