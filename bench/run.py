@@ -97,7 +97,15 @@ async def bench_pod_start(client, size: dict, figures: dict) -> None:
         created[name] = time.perf_counter()
         await client.create(PODS, body, "default")
     await asyncio.gather(*[create(i) for i in range(n)])
-    await asyncio.wait_for(w, 120)
+    try:
+        await asyncio.wait_for(w, 120)
+    except asyncio.TimeoutError:
+        pods = (await client.list(PODS, "default", labelSelector="bench=start"))["items"]
+        seen = sorted(running)
+        states = [(p["metadata"]["name"], p["metadata"].get("resourceVersion"), p["spec"].get("nodeName"),
+                   (p.get("status") or {}).get("phase")) for p in pods]
+        raise AssertionError(f"not every pod was seen Running within 120 s; the watch saw {seen}; "
+                             f"the API lists {states}") from None
     lat = [(running[k] - created[k]) * 1000 for k in created]
     figures["pod_start_p50_ms"] = round(percentile(lat, 50), 1)
     figures["pod_start_p99_ms"] = round(percentile(lat, 99), 1)
