@@ -68,7 +68,11 @@ async def bench_up(size: dict, root: str, figures: dict) -> None:
     log(f"sendo up ready in {figures['up_to_ready_s']}s")
     client = c.client()
     try:
-        await bench_pod_start(client, size, figures)
+        try:
+            await bench_pod_start(client, size, figures)
+        except AssertionError as e:  # the burst hang (issue 15): show what the cluster logged
+            with open(os.path.join(d, "up.log"), errors="replace") as f:
+                raise AssertionError(f"{e}\n--- sendo up log (last lines) ---\n{''.join(f.readlines()[-25:])}") from None
         await bench_heal(client, figures)
     finally:
         await client.close()
