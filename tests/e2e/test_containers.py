@@ -218,7 +218,9 @@ def _try_http(c: Cluster, ip: str) -> str | None:
 def test_logs_follow_and_previous_come_from_the_engine(docker_cluster, container_image):
     image, _ = container_image
     c = docker_cluster
-    script = 'echo "out $(date +%s%N)"; echo err >&2; sleep 1; echo done; exit 3'
+    # it runs long enough for `kubectl logs -f` to attach on a loaded machine (a 1 s run
+    # could end and sit in back-off before kubectl follows, which then prints nothing)
+    script = 'echo "out $(date +%s%N)"; echo err >&2; sleep 12; echo done; exit 3'
     c.kubectl("apply", "-f", "-", input=to_yaml(pod("talker", image, command=["sh", "-c", script],
                                                     restart="Always")))
     poll(lambda: phase(c, "talker") == "Running", 90, what="talker running")
