@@ -230,14 +230,8 @@ class ResourceAPI:
             causes.append(invalid_cause("metadata.name", name, f"a lowercase {what} must consist of lower case "
                               "alphanumeric characters, '-' or '.', and must start and end with an "
                               "alphanumeric character"))
-        for field in ("labels", "annotations"):
-            v = meta.get(field)
-            if v is not None and (not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values())):
-                causes.append(invalid_cause(f"metadata.{field}", v, "must be a map of string keys to string values"))
-        fin = meta.get("finalizers")
-        if fin is not None and (not isinstance(fin, list) or not all(isinstance(x, str) for x in fin)):
-            causes.append(invalid_cause("metadata.finalizers", fin, "must be a list of strings"))
-        return causes
+        # field types again after patches and server-side changes (create checked them already)
+        return causes + meta_type_causes(meta)
 
     # ----------------------------------------------------------------- update
     async def update(self, r: Resource, ns: str | None, name: str, obj: Any,
