@@ -766,7 +766,7 @@ def test_immutable_configmap():
 
 
 def test_secret_defaults_merge_string_data():
-    s = create("Secret", {"metadata": {"name": "db", "creationTimestamp": ago(minutes=1)},
+    s = create("Secret", {"metadata": {"name": "db", "creationTimestamp": ago(days=2)},
                           "data": {"user": base64.b64encode(b"old").decode()},
                           "stringData": {"user": "admin", "password": "s3cret"}})
     assert "stringData" not in s
@@ -774,7 +774,7 @@ def test_secret_defaults_merge_string_data():
     assert base64.b64decode(s["data"]["user"]) == b"admin"
     assert base64.b64decode(s["data"]["password"]) == b"s3cret"
     assert RES["Secret"].strategy.validate(s) == []
-    assert row("Secret", s) == {"Name": "db", "Type": "Opaque", "Data": 2, "Age": "60s"}
+    assert row("Secret", s) == {"Name": "db", "Type": "Opaque", "Data": 2, "Age": "2d"}
 
 
 def test_secret_rules():
