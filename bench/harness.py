@@ -85,7 +85,8 @@ def start_server(data_dir: str, up: bool = False) -> Cluster:
 
 
 def start_hollow(c: Cluster, nodes: int, log_dir: str, delay_ms: float = 0) -> Proc:
-    return _start(SENDO + ["agent", "--hollow", str(nodes), "--server", c.url, "--token", c.node_token,
+    # hollow nodes act for many nodes at once: the node token speaks for one node only
+    return _start(SENDO + ["agent", "--hollow", str(nodes), "--server", c.url, "--token", c.admin_token,
                            "--ca-cert", os.path.join(c.data_dir, "server", "tls", "ca.crt"),
                            "--node-name", "hollow", "--pod-start-delay", str(delay_ms)],
                   os.path.join(log_dir, "hollow.log"), "hollow nodes ready", timeout=600)

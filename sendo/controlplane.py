@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from .client import Client
 from .controllers.base import Controller, InformerFactory
+from .controllers.clusterroleaggregation import ClusterRoleAggregationController
 from .controllers.deployment import DeploymentController
 from .controllers.endpoints import EndpointsController
 from .controllers.gc import GarbageCollector
@@ -38,6 +39,7 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "nodelifecycle": NodeLifecycleController,
     "endpoints": EndpointsController,
     "serviceaccount": ServiceAccountsController,
+    "clusterrole-aggregation": ClusterRoleAggregationController,
 }
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.
 OFF_BY_DEFAULT: frozenset[str] = frozenset()

@@ -94,3 +94,32 @@ def client_context(ca_pem: bytes | None) -> ssl.SSLContext:
     if ca_pem:
         ctx.load_verify_locations(cadata=ca_pem.decode())
     return ctx
+
+
+CLIENT_VALIDITY = dt.timedelta(days=365)
+
+
+def issue_client_cert(directory: str, user: str, groups: list[str] | tuple[str, ...] = (),
+                      validity: dt.timedelta = CLIENT_VALIDITY) -> tuple[bytes, bytes]:
+    """A client certificate the cluster CA (in ``directory``, made by ``ensure_tls``) signs:
+    CN = the user, one O per group, usable only for client authentication.
+    Returns (certificate PEM, private key PEM)."""
+    with open(os.path.join(directory, "ca.key"), "rb") as f:
+        ca_key = serialization.load_pem_private_key(f.read(), password=None)
+    with open(os.path.join(directory, "ca.crt"), "rb") as f:
+        ca = x509.load_pem_x509_certificate(f.read())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user),
+                         *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups)])
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + validity)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
+                                         content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, encipher_only=False,
+                                         decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)

@@ -12,12 +12,14 @@ import base64
 import logging
 import os
 import secrets
+import ssl
 from dataclasses import dataclass
 
 import uvicorn
 
 from .api.app import APIServer, User
 from .api.crds import CRDRegistrar
+from .api.bootstrap_policy import bootstrap_rbac
 from .api.admission import kubernetes_service_objects
 from .api.tokens import TokenSigner
 from .kinds.registry import builtin_registry
@@ -83,8 +85,8 @@ class Server:
         self.ca_pem = self.tls.ca_pem()
         self.store = open_store(cfg.datastore or default_url(os.path.join(cfg.server_dir, "state.db")))
         self.registry = builtin_registry()
-        tokens = {self.admin_token: User("admin", ["system:masters"]),
-                  self.node_token: User("system:node", ["system:nodes"])}
+        # the admin is in system:masters; the node token names its node in a header (api/app.py)
+        tokens = {self.admin_token: User("admin", ["system:masters", "system:authenticated"])}
         self.api = APIServer(self.store, self.registry, tokens, self.node_token, self.sa_signer)
         self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
         self._uvicorn: HTTPServer | None = None
@@ -98,6 +100,8 @@ class Server:
         try:
             await self.store.start()
             await self._bootstrap()
+            await bootstrap_rbac(self.api.api, self.registry)
+            await self.api.start()
             await self.crds.start()  # stored CRDs are served before the first request
         except BaseException:
             sock.close()
@@ -108,7 +112,9 @@ class Server:
                                 ws="wsproto",  # the WebSocket implementation port-forward is built on
                                 http=guarded_protocol(limit, cfg.first_request_timeout),
                                 timeout_keep_alive=cfg.idle_timeout,
-                                ssl_certfile=self.tls.cert, ssl_keyfile=self.tls.key)
+                                ssl_certfile=self.tls.cert, ssl_keyfile=self.tls.key,
+                                # client certificates the cluster CA signed identify users (sendo user add)
+                                ssl_cert_reqs=ssl.CERT_OPTIONAL, ssl_ca_certs=self.tls.ca_cert)
         self._uvicorn = HTTPServer(config, [sock], cfg.handshake_timeout)
         self._tasks.append(asyncio.create_task(self._uvicorn.serve(), name="uvicorn"))
         while not self._uvicorn.started:
@@ -157,6 +163,7 @@ class Server:
             except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 t.cancel()
         await self.crds.stop()
+        await self.api.stop()
         await self.store.close()
 
 

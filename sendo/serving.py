@@ -9,6 +9,10 @@
   ``first_request_timeout``, and later ones within uvicorn's keep-alive timeout.
 * A cap on open connections: beyond it a new connection is closed at once and a log
   line says so, so file descriptors are never all taken by clients.
+* Client certificates: when the server asks for them (``ssl_cert_reqs=CERT_OPTIONAL`` and
+  the cluster CA), a certificate the CA signed is verified by the TLS handshake and its
+  subject, CN (the user) and O (the groups), is put in every request's scope state under
+  ``CLIENT_CERT`` for the API's authentication. A client without one still connects.
 """
 from __future__ import annotations
 
@@ -25,6 +29,21 @@ log = logging.getLogger(__name__)
 
 FALLBACK_PORTS = 100  # an unset port tries the default and the next 99, then any free one
 FD_RESERVE = 256  # descriptors kept for the store, agents' pods, logs and outgoing connections
+CLIENT_CERT = "sendo.client_cert"  # scope["state"] key: (user, groups) of a verified client certificate
+
+
+def cert_subject(peercert: dict | None) -> tuple[str, list[str]] | None:
+    """(CN, [O, …]) of a certificate as ``SSLSocket.getpeercert()`` gives it (verified ones only)."""
+    if not peercert:
+        return None
+    cn, orgs = "", []
+    for rdn in peercert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                cn = value
+            elif key == "organizationName":
+                orgs.append(value)
+    return (cn, orgs) if cn else None
 
 
 class PortInUse(OSError):
@@ -89,6 +108,9 @@ class _CappedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
                 cls._logged, cls._refused = now, 0
             return
         super().connection_made(transport)
+        subject = cert_subject(transport.get_extra_info("peercert"))
+        if subject is not None:  # every request on this connection is this certificate's
+            self.app_state = {**self.app_state, CLIENT_CERT: subject}
         # a client that connects and never sends a request is closed too (uvicorn only times out
         # the wait between requests); a loaded client may be slow to send its first one
         self.timeout_keep_alive_task = self.loop.call_later(self.first_request_timeout,

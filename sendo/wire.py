@@ -1,5 +1,5 @@
 """Wire details the API server and the agents share, kept below both so neither imports
-the other: how a query parameter's boolean is spelled (Go's `strconv.ParseBool`, which
+the other: the header naming an agent's node, how a query parameter's boolean is spelled (Go's `strconv.ParseBool`, which
 is what every Kubernetes client expects), and the messages of the port-forward tunnel
 between the API server and an agent's `/portForward` endpoint."""
 from __future__ import annotations
@@ -9,6 +9,9 @@ import errno
 import os
 
 import orjson
+
+# the header an agent sends with the node token: the node it speaks for (user system:node:<name>)
+NODE_HEADER = "X-Sendo-Node"
 
 _TRUE = {"", "1", "t", "T"}  # plus any case of "true"; an empty value (``?watch``) is true
 _FALSE = {"0", "f", "F"}  # plus any case of "false"

@@ -24,6 +24,7 @@ from ..client.factory import InformerFactory
 from ..client.informer import obj_key
 from ..kinds.meta import now_rfc3339
 from ..tasks import stop_tasks
+from ..wire import NODE_HEADER
 from . import logs as logfiles
 from . import portforward
 from .env import service_links
@@ -76,7 +77,10 @@ class Agent:
         self.dir = os.path.join(cfg.data_dir, "agent", cfg.node_name)
         self.pods_dir = os.path.join(self.dir, "pods")
         self.logs_dir = os.path.join(self.dir, "logs")
-        self.client = Client(cfg.server, cfg.token, cfg.ca_pem, user_agent=f"sendo-agent/{cfg.node_name}")
+        # the node token speaks for the node named in X-Sendo-Node: user system:node:<name>, which
+        # the node authorizer limits to this node's objects and its pods' Secrets and ConfigMaps
+        self.client = Client(cfg.server, cfg.token, cfg.ca_pem, user_agent=f"sendo-agent/{cfg.node_name}",
+                             headers={NODE_HEADER: cfg.node_name})
         self.informers = InformerFactory(self.client)  # one watch per kind for the agent and its network services
         # runtime name (= RuntimeClass handler) -> runtime; the first is the node's default
         self.runtimes: dict[str, Runtime] = {n: open_runtime(n, self.dir, **cfg.runtime_options(n))

@@ -19,6 +19,8 @@ class AgentLink(Protocol):
 
     def authenticate(self, request: Any) -> Awaitable[Any] | Any: ...
 
+    async def authorize(self, options: Any, verb: str, t: Any) -> None: ...
+
 
 def agent_endpoint(node: dict) -> str:
     status = node.get("status") or {}

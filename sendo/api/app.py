@@ -14,20 +14,27 @@ from ..kinds.fields import selectable
 from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
-from . import discovery, errors, limits, openapi_proto, podlogs, portforward, protobuf
+from ..serving import CLIENT_CERT
+from ..wire import NODE_HEADER
+from ..kinds.rbac import GROUP as RBAC_GROUP
+from ..kinds.rbac import REVIEW_GROUPS
+from . import discovery, errors, limits, openapi_proto, podlogs, portforward, protobuf, reviews
 from . import patch as patching
 from . import tokens as sa_tokens
 from .errors import APIError
 from .http import Request
+from .nodeauth import NodeAuthorizer, NodeGraph, restrict_node_writes
 from .options import (
     ANONYMOUS,
-    AllowAll,
     Authorizer,
     RequestOptions,
     User,
     forbidden,
+    set_current_user,
     verb_of,
 )
+from .rbac import Authorizer as RBACAuthorizer
+from .rbac import EscalationGuard, RBACState
 from .paths import Target, parse_path
 from .query import Query
 from .resources import APPLY_PATCH, ResourceAPI, decode
@@ -37,6 +44,7 @@ from .watch import WatchStream
 log = logging.getLogger(__name__)
 JSON = "application/json"
 PUBLIC_PATHS = {"/version", "/version/", "/healthz", "/readyz", "/livez"}
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # kinds whose DELETE answers with the deleted object; the others answer with a Status
 RETURN_DELETED_OBJECT = {("", "pods"), ("", "services")}
 FIELD_MANAGER_MAX = 128
@@ -65,9 +73,25 @@ class APIServer:
         self.node_token = node_token
         # ServiceAccount tokens (JWTs); without a key of the server's, one for this process only
         self.sa_tokens = sa_tokens.ServiceAccountTokens(store, registry, sa_signer or sa_tokens.TokenSigner.generate())
-        self.authorizer: Authorizer = authorizer or AllowAll()  # RBAC plugs in here
         self.api = ResourceAPI(store, registry)
+        # RBAC (rbac.py) and the node authorizer (nodeauth.py), from in-memory state the store feeds
+        self.rbac = RBACState(store)
+        self.node_graph = NodeGraph(store)
+        self.rbac_authorizer = RBACAuthorizer(self.rbac, NodeAuthorizer(self.node_graph))
+        self.authorizer: Authorizer = authorizer or self.rbac_authorizer
+        self.api.guards.update(EscalationGuard(self.rbac, self.rbac_authorizer).guards())
+        self.api.guards[("", "nodes")] = restrict_node_writes
+        self.api.guards[("coordination.k8s.io", "leases")] = restrict_node_writes
         self.app = self.asgi
+
+    async def start(self) -> None:
+        """The authorizers' in-memory state: read from the store, then kept by watches."""
+        self.rbac.start()
+        await self.node_graph.start()
+
+    async def stop(self) -> None:
+        await self.rbac.stop()
+        await self.node_graph.stop()
 
     async def asgi(self, scope, receive, send) -> None:
         """The ASGI entry point (lifespan events are not used)."""
@@ -84,6 +108,7 @@ class APIServer:
         path = request.url.path
         try:
             user = ANONYMOUS if path in PUBLIC_PATHS else await self.authenticate(request)
+            set_current_user(user)
             return await self.route(request, path, user)
         except APIError as e:
             return error_response(e)
@@ -94,11 +119,14 @@ class APIServer:
             return error_response(APIError(500, f"internal error: {type(e).__name__}: {e}"))
 
     async def authenticate(self, request: Request) -> User:
-        """The admin and node tokens, or a ServiceAccount token (tokens.py); what the user may
-        do is ``authorize``'s question."""
+        """A client certificate the cluster CA signed (CN = user, O = groups), the admin
+        token, the node token (with the node named in ``X-Sendo-Node``), or a ServiceAccount
+        token (tokens.py); what the user may do is ``authorize``'s question."""
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             token = auth[7:].strip()
+            if token == self.node_token and self.node_token:
+                return node_user(request.headers.get(NODE_HEADER, ""))
             user = self.tokens.get(token)
             if user is not None:
                 return user
@@ -108,7 +136,12 @@ class APIServer:
                     return User(sa.name, sa.groups, sa.uid, sa.extra)
                 except sa_tokens.TokenError as e:
                     log.info("refused a service account token: %s", e)
-        raise APIError(401, "Unauthorized", "Unauthorized")
+            raise unauthorized()
+        subject = (request.scope.get("state") or {}).get(CLIENT_CERT)
+        if subject is not None:
+            name, groups = subject
+            return User(name, [*groups, "system:authenticated"])
+        raise unauthorized()
 
     async def authorize(self, options: RequestOptions, verb: str, t: "Target") -> None:
         """Between routing and serving: may ``options.user`` do ``verb`` on ``t``? (403 if not)"""
@@ -133,9 +166,23 @@ class APIServer:
             raise errors.no_route()
         q = Query(request.query_params)
         options = RequestOptions(user)
+        if request.method == "GET" and t.name is None:
+            t.field_selector = q.str("fieldSelector") or ""
         await self.authorize(options, verb_of(request.method, t, request.method == "GET" and t.name is None
                                               and q.bool("watch")), t)
-        return await self.serve(request, r, t, q, options)
+        if r.group in REVIEW_GROUPS:
+            return await self.review(request, r, t, user)
+        response = await self.serve(request, r, t, q, options)
+        if r.group == RBAC_GROUP and request.method in WRITE_METHODS:
+            self.rbac.invalidate()  # the writer's next request is decided by what it wrote
+        return response
+
+    async def review(self, request: Request, r, t: Target, user: User) -> Response:
+        if request.method != "POST" or t.name is not None:
+            raise errors.method_not_supported(r, request.method, t.sub)
+        answer = await reviews.serve(self.rbac_authorizer, self.rbac, r.plural, await self.body(request), user,
+                                     t.namespace if r.namespaced else None)
+        return json_response(answer, 201)
 
     async def non_resource(self, path: str, t: Target | None, accept: str | None = None) -> Response:
         if path == "/api":
@@ -408,6 +455,19 @@ class APIServer:
                     raise APIError(422, e.message, "Invalid")
             return json_response(await self.api.update_scale(r, ns, name, apply, opts))
         raise errors.method_not_supported(r, m, "scale")
+
+
+def unauthorized() -> APIError:
+    return APIError(401, "Unauthorized", "Unauthorized")
+
+
+def node_user(name: str) -> User:
+    """The identity of an agent: ``system:node:<name>`` in ``system:nodes``. The node token
+    without a node name authenticates no one."""
+    if not name or len(name) > 253 or not all(c.isalnum() or c in "-." for c in name):
+        log.info("refused the node token without a valid %s header", NODE_HEADER)
+        raise unauthorized()
+    return User(f"system:node:{name}", ["system:nodes", "system:authenticated"])
 
 
 def content_type(request: Request) -> str:

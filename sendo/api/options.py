@@ -1,8 +1,9 @@
 """Who asks and how: the user behind a request and the options of its write, built once in
 ``app.py`` and handed to ``ResourceAPI``, plus the authorization step between routing and
-serving (allow-all until RBAC lands; a denial is Kubernetes' 403 Status)."""
+serving (``rbac.Authorizer`` on a server; a denial is Kubernetes' 403 Status)."""
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +20,18 @@ class User:
 
 ANONYMOUS = User("system:anonymous", ["system:unauthenticated"])
 SERVER = User("system:apiserver", ["system:masters"])
+# who the request being served speaks for; the server's own writes (bootstrap) are SERVER's.
+# Set by the API once a request is authenticated; write guards (RBAC escalation checks,
+# the node restriction) read it where only the object is passed.
+_CURRENT_USER: ContextVar[User] = ContextVar("sendo_user", default=SERVER)
+
+
+def current_user() -> User:
+    return _CURRENT_USER.get()
+
+
+def set_current_user(user: User) -> None:
+    _CURRENT_USER.set(user)
 
 
 @dataclass
@@ -51,7 +64,7 @@ class Authorizer(Protocol):
 
 
 class AllowAll:
-    """Every authenticated user may do anything (until RBAC)."""
+    """Every authenticated user may do anything (an APIServer built without an authorizer)."""
 
     async def authorize(self, options: RequestOptions, verb: str, target) -> Decision:
         return Decision(True)

@@ -17,6 +17,7 @@ class Target:
     name: str | None = None
     sub: str | None = None
     path: str = ""
+    field_selector: str = ""  # of a list or watch: the node authorizer reads it (AuthorizeWithSelectors)
 
 
 def parse_path(path: str) -> Target | None:

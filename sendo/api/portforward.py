@@ -45,6 +45,7 @@ from . import errors
 from .agentlink import AgentLink, node_agent
 from .errors import APIError
 from .http import Request
+from .options import RequestOptions
 from .paths import parse_path
 
 log = logging.getLogger(__name__)
@@ -660,12 +661,13 @@ async def websocket(server: AgentLink, scope, receive, send) -> None:
         try:
             user = server.authenticate(request)
             if inspect.isawaitable(user):
-                await user
+                user = await user
             t = parse_path(scope["path"].rstrip("/"))
             if t is None or (t.group, t.version, t.plural, t.sub) != ("", "v1", "pods", "portforward") \
                     or not t.namespace or not t.name:  # the one WebSocket the API serves
                 raise APIError(404, f"the server could not find the requested resource ({scope['path']})",
                                "NotFound")
+            await server.authorize(RequestOptions(user), "create", t)  # as for the SPDY POST
             if TUNNEL_PROTOCOL in offered:
                 protocol, ports = TUNNEL_PROTOCOL, []
             elif chosen := next((p for p in offered if p in CHANNEL_PROTOCOLS), None):

@@ -14,7 +14,7 @@ import datetime as dt
 import re
 import time
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 import orjson
 
@@ -24,6 +24,8 @@ from ..kinds.meta import now_rfc3339, random_suffix, rfc3339
 from ..kinds.objectmeta import meta_type_causes
 from ..kinds.printing import selector_string
 from ..kinds.registry import Registry
+from ..kinds.rbac import GROUP as RBAC_GROUP
+from ..kinds.rbac import path_segment_problems
 from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
 from ..store.versioner import encode as stored
 from . import admission, errors, fieldmanager, limits
@@ -106,6 +108,10 @@ class ResourceAPI:
         # node podCIDRs, Service cluster IPs and node ports
         self.admission = admission.admission_steps(store, registry)
         self.update_admission = admission.update_steps(self.admission)
+        # (group, plural) -> checks of who writes what, run on the validated object just
+        # before it is stored (RBAC escalation prevention, the node restriction); they read
+        # the writer from options.current_user()
+        self.guards: dict[tuple[str, str], Callable[[str, Obj, Obj | None], Awaitable[None]]] = {}
 
     # ----------------------------------------------------------------- reads
     async def get_kv(self, r: Resource, ns: str | None, name: str) -> KV:
@@ -154,6 +160,8 @@ class ResourceAPI:
                         await admit(obj)
                 self._record(r, None, obj, manager, None)
             self._validate(r, obj, None)
+            if (guard := self.guards.get((r.group, r.plural))) is not None:
+                await guard(r.plural, obj, None)
             if dry_run:
                 return KV(r.key(ns, meta["name"]), orjson.dumps(obj), self.store.revision, 0)
             try:
@@ -223,6 +231,9 @@ class ResourceAPI:
         meta = obj["metadata"]
         causes: list[Cause] = []
         name = meta.get("name", "")
+        if r.group == RBAC_GROUP:  # RBAC names are path segments (system:discovery)
+            problems = path_segment_problems(name) if isinstance(name, str) and name else ["must be a string"]
+            return causes + [invalid_cause("metadata.name", name, p) for p in problems] + meta_type_causes(meta)
         as_label = r.plural in _NAME_AS_LABEL
         pattern, limit = (_DNS_LABEL, 63) if as_label else (_DNS_SUBDOMAIN, 253)
         if not isinstance(name, str) or len(name) > limit or not pattern.match(name):
@@ -309,6 +320,8 @@ class ResourceAPI:
         new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
         if new == old:
             return kv  # nothing changed: no write, no event, same resourceVersion
+        if subresource is None and (guard := self.guards.get((r.group, r.plural))) is not None:
+            await guard(r.plural, new, old)
         if dry_run:
             return KV(kv.key, orjson.dumps(new), kv.mod_rev, kv.create_rev)
         meta = new["metadata"]

@@ -16,8 +16,11 @@ import typer
 import yaml
 from rich.console import Console
 
+from . import users
+
 app = typer.Typer(help="sendo: a container orchestrator that speaks the Kubernetes API.",
                   no_args_is_help=True, add_completion=False)
+app.add_typer(users.app, name="user")
 console = Console(stderr=True, highlight=False)
 
 DEFAULT_DATA_DIR = os.environ.get("SENDO_DATA_DIR") or str(Path.home() / ".sendo")
@@ -248,7 +251,8 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
           address: str = typer.Option("127.0.0.1", help="Address the API server reaches this agent at."),
           stop_pods: bool = typer.Option(False, help="On exit, stop the pods' processes too."),
           hollow: int = typer.Option(0, help="Run this many hollow (fake) nodes instead, for benchmarks: "
-                                             "pods bound to them go Running without any process."),
+                                             "pods bound to them go Running without any process. "
+                                             "They act for many nodes: give them the admin token."),
           pod_start_delay: float = typer.Option(0.0, help="Hollow nodes: milliseconds a pod takes to 'start'."),
           ingress: bool = typer.Option(True, "--ingress/--no-ingress", help=_INGRESS_HELP),
           ingress_http_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTP_PORT",

@@ -55,8 +55,9 @@ class ApiError(Exception):
 
 class Client:
     def __init__(self, server: str, token: str, ca_pem: bytes | None = None, user_agent: str = "sendo",
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, headers: dict[str, str] | None = None):
         self.server = server.rstrip("/")
+        self.headers = dict(headers or {})  # sent with every request (an agent's X-Sendo-Node)
         self.ssl = client_context(ca_pem) if self.server.startswith("https") else None
         self.token = token
         self.user_agent = user_agent
@@ -68,7 +69,7 @@ class Client:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers={"Authorization": f"Bearer {self.token}", "User-Agent": self.user_agent,
-                         "Accept": "application/json"},
+                         "Accept": "application/json", **self.headers},
                 connector=aiohttp.TCPConnector(limit=64, ssl=self.ssl if self.ssl else True),
                 json_serialize=lambda o: orjson.dumps(o).decode())
         return self._session

@@ -44,6 +44,8 @@ class Registry:
 def builtin_registry() -> Registry:
     from . import apps, batch, coordination, core, crd, discovery, networking
     from . import node  # RuntimeClass
+    from . import rbac  # RBAC kinds and the review kinds
 
     return Registry([*core.RESOURCES, *apps.RESOURCES, *batch.RESOURCES, *coordination.RESOURCES,
-                     *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES, *node.RESOURCES])
+                     *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES, *node.RESOURCES,
+                     *rbac.RESOURCES])

@@ -1,6 +1,7 @@
 """Workload identity against a real `sendo up`: ServiceAccount tokens made with
 `kubectl create token` and used by kubectl, and pods that talk to the API with the
-official client's in-cluster config from the token the agent gives them."""
+official client's in-cluster config from the token the agent gives them (bound to the
+`view` ClusterRole first: a ServiceAccount can do nothing until bound)."""
 from __future__ import annotations
 
 import base64
@@ -46,6 +47,9 @@ def claims(token: str) -> dict:
 
 def test_kubectl_create_token_gives_a_token_kubectl_can_use(cluster: Cluster, tmp_path):
     wait_for_default_sa(cluster)
+    # a ServiceAccount can do nothing until bound (RBAC): let it read the namespace
+    cluster.kubectl("create", "rolebinding", "default-view", "--clusterrole=view",
+                    "--serviceaccount=default:default")
     token = cluster.kubectl("create", "token", "default").stdout.strip()
     c = claims(token)
     assert c["sub"] == "system:serviceaccount:default:default"
@@ -110,6 +114,8 @@ def _finished_log(cluster: Cluster, name: str) -> str:
 
 def test_a_pod_lists_pods_with_its_own_token_and_the_official_client(cluster: Cluster):
     wait_for_default_sa(cluster)
+    cluster.kubectl("create", "rolebinding", "default-view", "--clusterrole=view",
+                    "--serviceaccount=default:default")
     cluster.kubectl("apply", "-f", "-", input=to_yaml(
         _pod("lister", POD_SCRIPT),
         _pod("no-token", ENV_SCRIPT, automountServiceAccountToken=False)))

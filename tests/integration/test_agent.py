@@ -176,7 +176,7 @@ async def test_hollow_nodes_leases_are_owned_by_their_nodes(server, client):
     """Hollow nodes renew through the agent's lease code, so their Leases are owned by their
     Nodes (the garbage collector removes a deleted node's Lease) as a real node's are."""
     from sendo.agent.hollow import HollowNodes
-    h = HollowNodes(server.cfg.url, server.node_token, server.ca_pem, 2, prefix="ghost")
+    h = HollowNodes(server.cfg.url, server.admin_token, server.ca_pem, 2, prefix="ghost")
     await h.start()
     try:
         for name in h.names:

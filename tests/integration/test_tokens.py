@@ -11,6 +11,7 @@ import pytest
 from sendo.agent.env import ConfigError
 from sendo.agent.identity import TOKEN_DIR, PodIdentity
 from sendo.api.tokens import TokenError, TokenSigner
+from sendo.wire import NODE_HEADER
 from sendo.client import ApiError, Client, kind
 from sendo.controllers.base import InformerFactory
 from sendo.controllers.serviceaccounts import ServiceAccountsController
@@ -45,10 +46,13 @@ async def request_token(client, name="robot", ns="default", **spec):
 
 
 async def works(server, token) -> bool:
-    """Whether the API accepts the token (a GET of pods answers 200)."""
+    """Whether the API accepts the token: a SelfSubjectReview (which every authenticated
+    user may ask, RBAC's system:basic-user) names the token's ServiceAccount."""
     c = Client(server.cfg.url, token, server.ca_pem)
     try:
-        await c.list(PODS, "default")
+        review = await c.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                                 body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        assert review["status"]["userInfo"]["username"].startswith("system:serviceaccount:")
         return True
     except ApiError as e:
         assert e.status == 401 and e.body["reason"] == "Unauthorized", e
@@ -250,13 +254,14 @@ async def test_every_active_namespace_gets_a_default_serviceaccount(client):
 async def test_pod_identity_writes_refreshes_and_skips_tokens(server, client, tmp_path):
     await client.create(SA, sa("robot"))
     await client.create(SA, sa("quiet", automountServiceAccountToken=False))
-    pods = {name: await client.create(PODS, pod(name, **spec)) for name, spec in (
+    pods = {name: await client.create(PODS, pod(name, nodeName="n1", **spec)) for name, spec in (
         ("app", {"serviceAccountName": "robot"}), ("no-mount", {"automountServiceAccountToken": False}),
         ("quiet-app", {"serviceAccountName": "quiet"}),
         ("loud-app", {"serviceAccountName": "quiet", "automountServiceAccountToken": True}),
         ("orphan", {"serviceAccountName": "missing"}))}
     ready: list[str] = []
-    node = Client(server.cfg.url, server.node_token, server.ca_pem)  # the agent's own credentials
+    # the agent's own credentials: the node token for node n1, which runs these pods
+    node = Client(server.cfg.url, server.node_token, server.ca_pem, headers={NODE_HEADER: "n1"})
     ident = PodIdentity(node, server.cfg.url, server.ca_pem, str(tmp_path / "pods"),
                         alive=lambda uid: True, on_ready=ready.append)
     try:

@@ -866,6 +866,9 @@ def test_lease_rules_and_printer():
 
 def test_every_builtin_kind_has_rules_and_columns():
     for r in REG.all():
+        if "list" not in r.verbs:  # the review kinds are only ever created, never listed
+            assert r.printer is None and r.verbs == ["create"], r.kind
+            continue
         assert r.printer is not None, r.kind
         assert r.printer.columns[0].name in ("Name", "Last Seen"), r.kind
 
@@ -893,4 +896,5 @@ def test_malformed_objects_never_crash(kind, spec, extra):
     s.validate(obj)
     s.validate_update(obj, copy.deepcopy(obj))
     s.prepare_update(copy.deepcopy(obj), obj)
-    assert len(r.printer.row(obj)) == len(r.printer.columns)
+    if r.printer is not None:  # every listable kind has one (above)
+        assert len(r.printer.row(obj)) == len(r.printer.columns)
