@@ -23,17 +23,15 @@ refused because the watch has not delivered it yet.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any, Iterator
 
 import orjson
 
-from ..store import Store, StoreError
+from ..store import Event, Store
 from .errors import APIError
+from .follow import follow
 from .options import Decision, User, current_user
 from .paths import Target
-
-log = logging.getLogger(__name__)
 
 NODE_PREFIX = "system:node:"
 NODES_GROUP = "system:nodes"
@@ -132,23 +130,17 @@ class NodeGraph:
                 self.uses[(node, ref)] = self.uses.get((node, ref), 0) + 1
 
     async def _watch_loop(self, rev: int) -> None:
-        while True:
-            try:
-                watch = self.store.watch(PODS, rev)
-                try:
-                    async for ev in watch:
-                        rev = ev.kv.mod_rev
-                        self._set(ev.kv.key, None if ev.type == "delete" else orjson.loads(ev.kv.value))
-                finally:
-                    watch.close()
-            except StoreError as e:
-                log.warning("node graph watch ended (%s); re-listing pods", e)
+        def on_event(ev: Event) -> None:
+            self._set(ev.kv.key, None if ev.type == "delete" else orjson.loads(ev.kv.value))
+
+        async def reread() -> int:
             kvs, rev = await self.store.list(PODS)
             self.pods.clear()
             self.uses.clear()
             for kv in kvs:
                 self._set(kv.key, orjson.loads(kv.value))
-            await asyncio.sleep(0.1)
+            return rev
+        await follow(self.store, PODS, rev, on_event, reread)
 
     def pod_on(self, node: str, ns: str, name: str) -> bool:
         entry = self.pods.get(f"{PODS}{ns}/{name}")

@@ -26,8 +26,9 @@ from typing import Any, Iterable
 import orjson
 
 from ..kinds.rbac import GROUP
-from ..store import Store, StoreError
+from ..store import Store
 from .errors import APIError
+from .follow import follow
 from .options import SERVER, Decision, RequestOptions, User, current_user
 from .paths import Target
 
@@ -199,21 +200,10 @@ class RBACState:
         self._generation += 1
 
     async def _watch_loop(self) -> None:
-        rev = self.store.revision
-        while True:
-            try:
-                watch = self.store.watch(PREFIX, rev)
-                try:
-                    async for ev in watch:
-                        rev = ev.kv.mod_rev
-                        self.invalidate()
-                finally:
-                    watch.close()
-            except StoreError as e:
-                log.warning("RBAC watch ended (%s); re-reading the roles", e)
-            rev = self.store.revision
+        async def reread() -> int:
             self.invalidate()
-            await asyncio.sleep(0.1)  # bounded restart rate if the store keeps refusing
+            return self.store.revision
+        await follow(self.store, PREFIX, self.store.revision, lambda ev: self.invalidate(), reread)
 
     async def _ensure(self) -> None:
         if self._built == self._generation:
