@@ -8,7 +8,8 @@
   store (an in-memory read for the embedded store) and clears the per-subject rule sets,
   which are otherwise computed once per (user, groups, namespace) and reused. Writes made
   through this server invalidate it before their response is sent, so a client that
-  created a RoleBinding is authorized by it on its next request.
+  created a RoleBinding is authorized by it on its next request. Decisions themselves are
+  remembered too (per subject, namespace, verb and object) until the next change.
 * ``Authorizer``: system:masters may do anything (Kubernetes' privileged group), nodes
   are decided by the node authorizer (``nodeauth.py``), everyone else by their rules.
 * Escalation prevention: a Role or ClusterRole may only be written with rules the writer
@@ -38,6 +39,7 @@ MASTERS = "system:masters"
 SA_PREFIX = "system:serviceaccount:"
 PREFIX = f"/registry/{GROUP}/"
 CACHE_MAX = 10_000  # per-subject rule sets kept; cleared beyond (a burst of distinct users)
+DECISIONS_MAX = 100_000  # decisions kept (per subject, namespace, verb and object); cleared beyond
 
 
 def _strs(v: Any) -> frozenset[str]:
@@ -181,6 +183,7 @@ class RBACState:
         self.cluster_bindings: list[_Binding] = []
         self.bindings: dict[str, list[_Binding]] = {}
         self._sets: dict[tuple[str, tuple[str, ...], str | None], tuple[Rule, ...]] = {}
+        self.decisions: dict[tuple, bool] = {}  # answers given from the current state
         self._generation = 0  # bumped by every invalidation
         self._built = -1  # the generation the state was built at
         self._lock = asyncio.Lock()
@@ -239,6 +242,7 @@ class RBACState:
         self.roles, self.cluster_roles, self.cluster_role_objs = roles, cluster_roles, objs
         self.cluster_bindings, self.bindings = cluster_bindings, bindings
         self._sets = {}
+        self.decisions = {}
         self.rebuilds += 1
 
     # ---- questions
@@ -286,13 +290,17 @@ def request_namespace(t: Target) -> str | None:
 
 
 async def rbac_allows(state: RBACState, user: User, verb: str, t: Target) -> bool:
-    for rule in await state.rules_for(user, request_namespace(t)):
-        if t.plural:
-            if rule.allows(verb, t.group, t.plural, t.sub, t.name):
-                return True
-        elif rule.urls and rule.allows_url(verb, t.path):
-            return True
-    return False
+    ns = request_namespace(t)
+    rules = await state.rules_for(user, ns)
+    key = (user.name, tuple(user.groups), ns, verb, t.group, t.plural, t.sub, t.name, t.path)
+    allowed = state.decisions.get(key)
+    if allowed is None:
+        allowed = any(rule.allows(verb, t.group, t.plural, t.sub, t.name) if t.plural
+                      else bool(rule.urls) and rule.allows_url(verb, t.path) for rule in rules)
+        if len(state.decisions) >= DECISIONS_MAX:
+            state.decisions.clear()
+        state.decisions[key] = allowed
+    return allowed
 
 
 class Authorizer:

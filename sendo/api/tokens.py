@@ -19,9 +19,8 @@ by kube-apiserver:
   any) still exists with the same uid. Deleting the ServiceAccount or the pod
   revokes the token at once.
 
-Authorization does not exist yet: an authenticated ServiceAccount may do anything an
-admin may. RBAC will narrow that; until then, treat every token as an admin
-credential of the cluster.
+What an authenticated ServiceAccount may do is RBAC's decision (``rbac.py``): nothing
+until a binding grants it something.
 """
 from __future__ import annotations
 
