@@ -39,6 +39,7 @@ MASTERS = "system:masters"
 SA_PREFIX = "system:serviceaccount:"
 PREFIX = f"/registry/{GROUP}/"
 CACHE_MAX = 10_000  # per-subject rule sets kept; cleared beyond (a burst of distinct users)
+MAX_ATOMS = 100_000  # single permissions one requested rule may break into for the escalation check
 DECISIONS_MAX = 100_000  # decisions kept (per subject, namespace, verb and object); cleared beyond
 
 
@@ -106,6 +107,17 @@ class Rule:
                         yield Rule(frozenset([verb]), frozenset([group]), frozenset([res]),
                                    frozenset([name]) if name else frozenset())
 
+    def covers_whole(self, rule: "Rule") -> bool:
+        """A quick, conservative check that this rule grants all of ``rule`` at once."""
+        def within(mine: frozenset[str], theirs: frozenset[str]) -> bool:
+            return "*" in mine or theirs <= mine
+        if not within(self.verbs, rule.verbs):
+            return False
+        if rule.urls:
+            return not rule.groups and ("*" in self.urls or rule.urls <= self.urls)
+        return within(self.groups, rule.groups) and within(self.resources, rule.resources) and (
+            not self.names or (bool(rule.names) and rule.names <= self.names))
+
     def covers(self, atom: "Rule") -> bool:
         """Whether this rule grants everything the single permission ``atom`` does."""
         verb = next(iter(atom.verbs))
@@ -137,6 +149,12 @@ def uncovered(owner: list[Rule], requested: list[Rule]) -> list[Rule]:
     """The single permissions in ``requested`` that no rule of ``owner`` grants."""
     missing = []
     for rule in requested:
+        if any(o.covers_whole(rule) for o in owner):
+            continue
+        size = len(rule.verbs) * (len(rule.urls) + len(rule.groups) * len(rule.resources) * max(1, len(rule.names)))
+        if size > MAX_ATOMS:  # too many single permissions to check one by one: refused whole
+            missing.append(rule)
+            continue
         for atom in rule.atoms():
             if not any(o.covers(atom) for o in owner):
                 missing.append(atom)

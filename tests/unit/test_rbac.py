@@ -48,6 +48,9 @@ def test_covering_is_per_single_permission():
     assert uncovered(owner, [rule(["*"], [""], ["pods"])])  # "*" is only covered by "*"
     assert uncovered([rule(["get"], [""], ["secrets"], ["a"])], [rule(["get"], [""], ["secrets"])])
     assert uncovered([rule(["get"], [""], ["secrets"])], [rule(["get"], [""], ["secrets"], ["a"])]) == []
+    huge = rule([f"v{i}" for i in range(100)], [f"g{i}" for i in range(100)], [f"r{i}" for i in range(100)])
+    assert uncovered(owner, [huge]) == [huge]  # too big to break down: refused whole, at once
+    assert uncovered([rule(["*"], ["*"], ["*"])], [huge]) == []  # unless one rule holds all of it
     full = [rule(["*"], ["*"], ["*"]), Rule(frozenset("*"), urls=frozenset("*"))]
     assert uncovered(full, [Rule(frozenset(["get"]), urls=frozenset(["/metrics"])),
                             rule(["escalate"], ["rbac.authorization.k8s.io"], ["roles"])]) == []
