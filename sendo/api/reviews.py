@@ -14,6 +14,7 @@ from typing import Any
 from ..kinds.base import Cause, invalid, required
 from ..kinds.meta import now_rfc3339
 from . import errors
+from .nodeauth import node_of
 from .options import User
 from .paths import Target
 from .rbac import Authorizer, RBACState
@@ -97,8 +98,10 @@ async def rules_review(state: RBACState, body: dict[str, Any], me: User) -> dict
     resource_rules, url_rules = [], []
     for r in await state.rules_for(me, ns):
         (url_rules if r.urls else resource_rules).append(r.to_json())
-    return _answer(body, "SelfSubjectRulesReview", AUTHZ, {"resourceRules": resource_rules,
-                                                           "nonResourceRules": url_rules, "incomplete": False})
+    status: dict[str, Any] = {"resourceRules": resource_rules, "nonResourceRules": url_rules, "incomplete": False}
+    if node_of(me) is not None:  # what the node authorizer allows depends on the pods: not listable as rules
+        status.update(incomplete=True, evaluationError="the node authorizer's permissions are not listed")
+    return _answer(body, "SelfSubjectRulesReview", AUTHZ, status)
 
 
 def self_subject_review(body: dict[str, Any], me: User) -> dict[str, Any]:

@@ -186,6 +186,11 @@ async def test_a_node_reads_only_what_its_pods_use_and_writes_only_itself(server
     anonymous_node = Client(server.cfg.url, server.node_token, server.ca_pem)
     try:
         assert (await n1.get(SECRETS, "default", "used"))["data"] == {"k": "dg=="}
+        me = await n1.request("POST", WHOAMI, body={})
+        assert me["status"]["userInfo"]["username"] == "system:node:n1"
+        rules = await n1.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+                                 body={"spec": {"namespace": "default"}})
+        assert rules["status"]["incomplete"] is True  # the node authorizer's part is not a list of rules
         for c, name in ((n1, "unused"), (n2, "used")):
             with pytest.raises(ApiError) as e:
                 await c.get(SECRETS, "default", name)
