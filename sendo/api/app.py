@@ -124,24 +124,30 @@ class APIServer:
         token (tokens.py); what the user may do is ``authorize``'s question."""
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
-            token = auth[7:].strip()
-            if token == self.node_token and self.node_token:
-                return node_user(request.headers.get(NODE_HEADER, ""))
-            user = self.tokens.get(token)
-            if user is not None:
-                return user
-            if sa_tokens.looks_like_jwt(token):
-                try:
-                    sa = await self.sa_tokens.authenticate(token)
-                    return User(sa.name, sa.groups, sa.uid, sa.extra)
-                except sa_tokens.TokenError as e:
-                    log.info("refused a service account token: %s", e)
-            raise unauthorized()
+            user = await self.authenticate_token(auth[7:].strip(), request.headers.get(NODE_HEADER, ""))
+            if user is None:
+                raise unauthorized()
+            return user
         subject = (request.scope.get("state") or {}).get(CLIENT_CERT)
         if subject is not None:
             name, groups = subject
             return User(name, [*groups, "system:authenticated"])
         raise unauthorized()
+
+    async def authenticate_token(self, token: str, node_name: str = "") -> User | None:
+        """Who a bearer token speaks for (None: no one); also answers TokenReviews."""
+        if token == self.node_token and self.node_token:
+            return node_user(node_name)
+        user = self.tokens.get(token)
+        if user is not None:
+            return user
+        if sa_tokens.looks_like_jwt(token):
+            try:
+                sa = await self.sa_tokens.authenticate(token)
+                return User(sa.name, sa.groups, sa.uid, sa.extra)
+            except sa_tokens.TokenError as e:
+                log.info("refused a service account token: %s", e)
+        return None
 
     async def authorize(self, options: RequestOptions, verb: str, t: "Target") -> None:
         """Between routing and serving: may ``options.user`` do ``verb`` on ``t``? (403 if not)"""
@@ -181,7 +187,7 @@ class APIServer:
         if request.method != "POST" or t.name is not None:
             raise errors.method_not_supported(r, request.method, t.sub)
         answer = await reviews.serve(self.rbac_authorizer, self.rbac, r.plural, await self.body(request), user,
-                                     t.namespace if r.namespaced else None)
+                                     t.namespace if r.namespaced else None, self.authenticate_token)
         return json_response(answer, 201)
 
     async def non_resource(self, path: str, t: Target | None, accept: str | None = None) -> Response:
@@ -461,12 +467,12 @@ def unauthorized() -> APIError:
     return APIError(401, "Unauthorized", "Unauthorized")
 
 
-def node_user(name: str) -> User:
+def node_user(name: str) -> User | None:
     """The identity of an agent: ``system:node:<name>`` in ``system:nodes``. The node token
     without a node name authenticates no one."""
     if not name or len(name) > 253 or not all(c.isalnum() or c in "-." for c in name):
         log.info("refused the node token without a valid %s header", NODE_HEADER)
-        raise unauthorized()
+        return None
     return User(f"system:node:{name}", ["system:nodes", "system:authenticated"])
 
 

@@ -113,6 +113,9 @@ def cluster_roles() -> list[dict[str, Any]]:
         _role("system:basic-user", [
             rule(["authorization.k8s.io"], ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], ["create"]),
             rule(["authentication.k8s.io"], ["selfsubjectreviews"], ["create"])]),
+        _role("system:auth-delegator", [  # for servers that delegate authentication and authorization
+            rule(["authentication.k8s.io"], ["tokenreviews"], ["create"]),
+            rule(["authorization.k8s.io"], ["subjectaccessreviews"], ["create"])]),
         _role("system:aggregate-to-view", VIEW_RULES, _to("view")),
         _role("system:aggregate-to-edit", EDIT_RULES, _to("edit")),
         _role("system:aggregate-to-admin", ADMIN_RULES, _to("admin")),

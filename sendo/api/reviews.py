@@ -3,13 +3,14 @@
 * authorization.k8s.io/v1 ``SelfSubjectAccessReview`` (may I?), ``SubjectAccessReview``
   and ``LocalSubjectAccessReview`` (may they?), ``SelfSubjectRulesReview`` (what may I do
   in this namespace?) — ``kubectl auth can-i [--list]``;
-* authentication.k8s.io/v1 ``SelfSubjectReview`` (who am I?) — ``kubectl auth whoami``.
+* authentication.k8s.io/v1 ``SelfSubjectReview`` (who am I?) — ``kubectl auth whoami``,
+  and ``TokenReview`` (who is this token?), which needs ``create`` on tokenreviews.
 
 The answer is the request with a ``status`` added, as kube-apiserver answers (201).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from ..kinds.base import Cause, invalid, required
 from ..kinds.meta import now_rfc3339
@@ -18,6 +19,9 @@ from .nodeauth import node_of
 from .options import User
 from .paths import Target
 from .rbac import Authorizer, RBACState
+from .tokens import API_AUDIENCES
+
+TokenAuthenticator = Callable[[str], Awaitable[User | None]]
 
 AUTHZ = "authorization.k8s.io"
 AUTHN = "authentication.k8s.io"
@@ -113,12 +117,39 @@ def self_subject_review(body: dict[str, Any], me: User) -> dict[str, Any]:
     return _answer(body, "SelfSubjectReview", AUTHN, {"userInfo": info})
 
 
+async def token_review(body: dict[str, Any], authenticate: TokenAuthenticator) -> dict[str, Any]:
+    """Who a bearer token speaks for (what webhook authenticators and kr8s' whoami ask)."""
+    spec = body.get("spec")
+    token = spec.get("token") if isinstance(spec, dict) else None
+    if not isinstance(token, str) or not token:
+        raise errors.invalid("TokenReview", AUTHN, "", [required("spec.token")])
+    audiences = spec.get("audiences") or []
+    if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+        raise errors.invalid("TokenReview", AUTHN, "", [invalid("spec.audiences", audiences,
+                                                                "must be a list of strings")])
+    user = await authenticate(token)
+    if user is not None and audiences and not set(audiences) & set(API_AUDIENCES):
+        user = None  # the token is the API server's, not for the audiences asked about
+    out = {**body, "spec": {k: v for k, v in spec.items() if k != "token"}}  # never echo the token
+    if user is None:
+        return _answer(out, "TokenReview", AUTHN, {"user": {}, "error": "invalid bearer token"})
+    info: dict[str, Any] = {"username": user.name, "groups": list(user.groups)}
+    if user.uid:
+        info["uid"] = user.uid
+    if user.extra:
+        info["extra"] = user.extra
+    return _answer(out, "TokenReview", AUTHN, {"authenticated": True, "user": info,
+                                               "audiences": list(audiences or API_AUDIENCES)})
+
+
 async def serve(authorizer: Authorizer, state: RBACState, plural: str, body: Any, me: User,
-                namespace: str | None) -> dict[str, Any]:
+                namespace: str | None, authenticate: TokenAuthenticator) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise errors.bad_request("the body of the request must be an object")
     if plural == "selfsubjectreviews":
         return self_subject_review(body, me)
+    if plural == "tokenreviews":
+        return await token_review(body, authenticate)
     if plural == "selfsubjectrulesreviews":
         return await rules_review(state, body, me)
     kind = {"selfsubjectaccessreviews": "SelfSubjectAccessReview", "subjectaccessreviews": "SubjectAccessReview",

@@ -268,5 +268,6 @@ RESOURCES = [
     _review("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews"),
     _review("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", True),
     _review("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews"),
+    _review("authentication.k8s.io", "TokenReview", "tokenreviews"),
 ]
 

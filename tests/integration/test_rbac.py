@@ -144,6 +144,26 @@ async def test_escalation_is_refused_unless_held_or_granted_bind_or_escalate(ser
         await dave.close()
 
 
+async def test_token_reviews_say_who_a_token_is_and_never_echo_it(server, client):
+    robot = await sa_client(server, client, "robot")
+    url = "/apis/authentication.k8s.io/v1/tokenreviews"
+    try:
+        answer = await client.request("POST", url, body={"spec": {"token": robot.token}})
+        assert answer["status"]["authenticated"] is True
+        assert answer["status"]["user"]["username"] == "system:serviceaccount:default:robot"
+        assert "token" not in answer["spec"]
+        bad = await client.request("POST", url, body={"spec": {"token": "nope"}})
+        assert "authenticated" not in bad["status"] and bad["status"]["error"]
+        with pytest.raises(ApiError) as e:  # asking is a permission of its own
+            await robot.request("POST", url, body={"spec": {"token": robot.token}})
+        assert e.value.status == 403
+        with pytest.raises(ApiError) as e:
+            await client.request("POST", url, body={"spec": {}})
+        assert e.value.status == 422 and e.value.body["details"]["causes"][0]["field"] == "spec.token"
+    finally:
+        await robot.close()
+
+
 async def test_invalid_rbac_objects_get_422_naming_the_field(client):
     with pytest.raises(ApiError) as e:
         await client.create(ROLES, {"metadata": {"name": "r", "namespace": "default"},
