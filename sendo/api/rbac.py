@@ -381,15 +381,22 @@ class EscalationGuard:
                         f"is attempting to grant RBAC permissions not currently held:\n{detail}", "Forbidden",
                         {"name": name, "group": GROUP, "kind": plural})
 
-    async def role(self, plural: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    @staticmethod
+    def _writer(plural: str, obj: dict[str, Any], old: dict[str, Any] | None,
+                grants: tuple[str, ...]) -> tuple[User, str | None, str] | None:
+        """Who writes, and where: None when there is nothing to check (system:masters, or a
+        change that leaves every field in ``grants`` as it was)."""
         user = current_user()
-        if MASTERS in user.groups:
-            return
+        if MASTERS in user.groups or (old is not None and all(old.get(k) == obj.get(k) for k in grants)):
+            return None
         meta = obj["metadata"]
-        ns, name = meta.get("namespace") if plural == "roles" else None, meta.get("name", "")
-        if old is not None and old.get("rules") == obj.get("rules") and \
-                old.get("aggregationRule") == obj.get("aggregationRule"):
-            return  # metadata only: nothing granted
+        return user, meta.get("namespace") if plural in ("roles", "rolebindings") else None, meta.get("name", "")
+
+    async def role(self, plural: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        writer = self._writer(plural, obj, old, ("rules", "aggregationRule"))
+        if writer is None:
+            return
+        user, ns, name = writer
         if await self._verb_allowed(user, "escalate", plural, ns, name):
             return
         owner = list(await self.state.rules_for(user, ns))
@@ -402,13 +409,10 @@ class EscalationGuard:
             raise self._refuse(plural, name, user, _describe(missing))
 
     async def binding(self, plural: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        user = current_user()
-        if MASTERS in user.groups:
+        writer = self._writer(plural, obj, old, ("roleRef", "subjects"))
+        if writer is None:
             return
-        meta = obj["metadata"]
-        ns, name = meta.get("namespace") if plural == "rolebindings" else None, meta.get("name", "")
-        if old is not None and old.get("roleRef") == obj.get("roleRef") and old.get("subjects") == obj.get("subjects"):
-            return
+        user, ns, name = writer
         ref = obj.get("roleRef") or {}
         kind, role = ref.get("kind", ""), ref.get("name", "")
         role_plural = "clusterroles" if kind == "ClusterRole" else "roles"
