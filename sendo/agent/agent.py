@@ -23,7 +23,7 @@ from ..client.events import EventRecorder
 from ..client.factory import InformerFactory
 from ..client.informer import obj_key
 from ..kinds.meta import now_rfc3339
-from ..tasks import stop_tasks
+from ..tasks import DUMP_SECTIONS, stop_tasks
 from . import logs as logfiles
 from . import portforward
 from .env import service_links
@@ -131,12 +131,14 @@ class Agent:
                                              http_port=self.cfg.ingress_http_port,
                                              https_port=self.cfg.ingress_https_port, informers=self.informers)
             await self.ingress.start()
+        DUMP_SECTIONS[f"pod workers of node {self.cfg.node_name}"] = self._describe_workers
         self._tasks = [asyncio.create_task(self._heartbeat(), name="lease"),
                        asyncio.create_task(self._status_loop(), name="node-status"),
                        asyncio.create_task(self._rotate_logs(), name="log-rotation")]
 
     async def stop(self, stop_pods: bool = False) -> None:
         """Stop the agent. Pods keep running unless stop_pods (then their processes stop too)."""
+        DUMP_SECTIONS.pop(f"pod workers of node {self.cfg.node_name}", None)
         for t in [*self._tasks, *self._cleanups]:
             t.cancel()
         if self.ingress:
@@ -251,6 +253,10 @@ class Agent:
                 for f in files:
                     if f.endswith(".log"):
                         await asyncio.to_thread(logfiles.rotate_if_needed, os.path.join(root, f))
+
+    def _describe_workers(self) -> str:
+        """For the SIGUSR1 dump: what each pod worker is waiting for."""
+        return "\n".join(w.describe() for w in self.workers.values()) or "(none)"
 
     # ----------------------------------------------------------------- pods
     def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:

@@ -39,7 +39,6 @@ from ..kinds.meta import rfc3339
 from ..tasks import wait_event
 from . import hooks, probes
 from .host import PodHost
-from .identity import WAITING as TOKEN_WAITING
 from .logs import container_log_path
 from .prestart import CONTAINER_HOOKS, POD_HOOKS, HookError
 from .runtime import (
@@ -125,9 +124,24 @@ class PodWorker:
         self.status_retry_at = 0.0  # a status post failed: post again at this time
         self.start_time: str | None = (pod.get("status") or {}).get("startTime")
         self.last_status: Obj | None = None
+        # when this pass's decisions want another pass (a container in back-off or whose
+        # configuration failed), even if that time passes before the worker sleeps
+        self.due: list[float] = []
         self.terminating = False  # probes and hooks no longer act once stopping began
         self.containers = self._containers(pod, adopted)
         self.task = asyncio.create_task(self._run(), name=f"pod-{self.ns}/{self.name}")
+
+    def describe(self) -> str:
+        """One line per container of what this worker holds: for the SIGUSR1 dump."""
+        now = time.time()
+        lines = [f"pod {self.ns}/{self.name} uid={self.uid} gone={self.gone} wake={self.wake.is_set()} "
+                 f"sandbox={self.sandbox.id if self.sandbox else None} prepare_in={self.prepare_at - now:.1f}s "
+                 f"status_retry_at={self.status_retry_at} posted={bool(self.last_status)} "
+                 f"phase={(self.last_status or {}).get('phase')}"]
+        for c in self.containers.values():
+            lines.append(f"  container {c.name}: running={c.running} waiting={c.waiting} exit={c.exit} "
+                         f"next_start_in={c.next_start - now:.1f}s restarts={c.restarts} attempts={c.attempts}")
+        return "\n".join(lines)
 
     # ----------------------------------------------------------------- inputs
     def update(self, pod: Obj) -> None:
@@ -176,6 +190,7 @@ class PodWorker:
                 if self.gone or self.pod["metadata"].get("deletionTimestamp"):
                     await self._terminate()
                     return
+                self.due = []
                 if await self._prepared():
                     await self._sync()
                 await self._post_status()
@@ -219,11 +234,12 @@ class PodWorker:
 
     async def _sleep(self) -> None:
         now = time.time()
-        pending = [c.next_start - now for c in self.containers.values()
-                   if not c.running and c.next_start > now]
-        if self.sandbox is None and self.prepare_at > now:
-            pending.append(self.prepare_at - now)
-        pending += [c.pull_backoff_at - now for c in self.containers.values() if c.pull_backoff_at > now]
+        # a time that passed while the status was posted (a slow API) means "now", never "never"
+        pending = [max(t - now, 0.0) for t in self.due]
+        if self.sandbox is None and self.prepare_at:
+            pending.append(max(self.prepare_at - now, 0.0))
+        pending += [max(c.pull_backoff_at - now, 0.0) for c in self.containers.values()
+                    if c.pull_backoff_at and c.waiting and c.waiting[0] == "ErrImagePull"]
         if self.status_retry_at:
             pending.append(max(self.status_retry_at - now, 0.0))
         timeout = min(pending) if pending else None
@@ -273,6 +289,7 @@ class PodWorker:
     async def _maybe_start(self, c: Container) -> None:
         now = time.time()
         if c.next_start > now:
+            self.due.append(c.next_start)
             return  # in back-off; the worker wakes when it ends
         if c.state_unknown:
             c.last = (ExitInfo(137, None, now, "ContainerStatusUnknown",
@@ -289,8 +306,9 @@ class PodWorker:
                 c.next_start = now + min(cap, base * 2 ** c.pull_failures)
                 c.pull_failures += 1
                 c.pull_backoff_at = now + PULL_BACKOFF_SHOWN_AFTER
+            self.due.append(c.next_start)
             return
-        c.pull_failures = 0
+        c.pull_failures, c.pull_backoff_at = 0, 0.0
         if c.exit is not None:
             c.last = (c.exit, c.exit_started_at)
             c.restarts += 1
@@ -302,6 +320,7 @@ class PodWorker:
             c.exit = ExitInfo(128, None, time.time(), "StartError", str(e))
             c.exit_started_at = 0.0
             self._schedule_restart(c, ran=0.0)
+            self.due.append(c.next_start)
             self.host.event(self.pod, "Warning", "Failed", f"Error: {e}")
             return
         c.handle, c.waiting, c.image_id = h, None, h.image_id
@@ -357,10 +376,10 @@ class PodWorker:
         return [c.handle for c in self.containers.values() if c.handle is not None]
 
     def token_ready(self) -> None:
-        """The pod's token is on disk: containers that failed only for want of it start now,
-        not after the configuration back-off."""
+        """The pod's token is on disk: containers whose configuration failed (for want of it,
+        or because getting it failed) start now, not after the configuration back-off."""
         for c in self.containers.values():
-            if not c.running and c.waiting and TOKEN_WAITING in c.waiting[1]:
+            if not c.running and c.waiting and c.waiting[0] == "CreateContainerConfigError":
                 c.next_start = 0.0
         self.wake.set()
 

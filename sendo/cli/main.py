@@ -16,6 +16,8 @@ import typer
 import yaml
 from rich.console import Console
 
+from ..tasks import install_task_dump
+
 app = typer.Typer(help="sendo: a container orchestrator that speaks the Kubernetes API.",
                   no_args_is_help=True, add_completion=False)
 console = Console(stderr=True, highlight=False)
@@ -30,8 +32,11 @@ def run(coro) -> None:
         factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         factory = None
+    async def main():
+        install_task_dump()  # `kill -USR1 PID`: every task's stack on stderr
+        await coro
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(coro)
+        runner.run(main())
 
 
 def _logging(verbose: bool) -> None:
