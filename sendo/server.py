@@ -12,11 +12,12 @@ import base64
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvicorn
 
 from .api.app import APIServer, User
+from .api.audit import AuditConfig
 from .api.crds import CRDRegistrar
 from .api.admission import kubernetes_service_objects
 from .api.tokens import TokenSigner
@@ -46,6 +47,7 @@ class ServerConfig:
     first_request_timeout: float = 30.0  # seconds from the end of the TLS handshake to the first request
     handshake_timeout: float = 30.0  # seconds a client has to finish its TLS handshake
     max_connections: int = 0  # open client connections at most; 0: what the fd limit leaves room for
+    audit: AuditConfig = field(default_factory=AuditConfig)  # the audit log (api/audit.py); off by default
 
     @property
     def url(self) -> str:
@@ -85,7 +87,8 @@ class Server:
         self.registry = builtin_registry()
         tokens = {self.admin_token: User("admin", ["system:masters"]),
                   self.node_token: User("system:node", ["system:nodes"])}
-        self.api = APIServer(self.store, self.registry, tokens, self.node_token, self.sa_signer)
+        self.api = APIServer(self.store, self.registry, tokens, self.node_token, self.sa_signer,
+                             auditor=cfg.audit.open())
         self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
         self._uvicorn: HTTPServer | None = None
         self._tasks: list[asyncio.Task] = []
@@ -158,6 +161,8 @@ class Server:
                 t.cancel()
         await self.crds.stop()
         await self.store.close()
+        if self.api.auditor is not None:
+            self.api.auditor.log.close()
 
 
 def kubeconfig(url: str, token: str, ca_pem: bytes, name: str = "sendo") -> dict:

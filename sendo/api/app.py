@@ -17,6 +17,7 @@ from ..store import Compacted, Store
 from . import discovery, errors, limits, openapi_proto, podlogs, portforward, protobuf
 from . import patch as patching
 from . import tokens as sa_tokens
+from .audit import Auditor, audit_begin, audit_end
 from .errors import APIError
 from .http import Request
 from .options import (
@@ -58,7 +59,7 @@ def error_response(e: APIError) -> Response:
 class APIServer:
     def __init__(self, store: Store, registry: Registry, tokens: dict[str, User],
                  node_token: str | None = None, sa_signer: sa_tokens.TokenSigner | None = None,
-                 authorizer: Authorizer | None = None):
+                 authorizer: Authorizer | None = None, auditor: Auditor | None = None):
         self.store = store
         self.registry = registry
         self.tokens = tokens
@@ -66,6 +67,7 @@ class APIServer:
         # ServiceAccount tokens (JWTs); without a key of the server's, one for this process only
         self.sa_tokens = sa_tokens.ServiceAccountTokens(store, registry, sa_signer or sa_tokens.TokenSigner.generate())
         self.authorizer: Authorizer = authorizer or AllowAll()  # RBAC plugs in here
+        self.auditor = auditor  # the audit log (audit.py), when --audit-policy-file asks for one
         self.api = ResourceAPI(store, registry)
         self.app = self.asgi
 
@@ -82,16 +84,25 @@ class APIServer:
     # ----------------------------------------------------------------- entry
     async def handle(self, request: Request) -> Response:
         path = request.url.path
+        user, record = None, None
         try:
             user = ANONYMOUS if path in PUBLIC_PATHS else await self.authenticate(request)
-            return await self.route(request, path, user)
+            if self.auditor is not None:
+                record = audit_begin(self.auditor, request, user)
+            response = await self.route(request, path, user)
         except APIError as e:
-            return error_response(e)
+            response = error_response(e)
         except SelectorError as e:
-            return error_response(errors.bad_request(str(e)))
+            response = error_response(errors.bad_request(str(e)))
         except Exception as e:  # never a bare 500 without a Status
             log.exception("internal error serving %s %s", request.method, path)
-            return error_response(APIError(500, f"internal error: {type(e).__name__}: {e}"))
+            response = error_response(APIError(500, f"internal error: {type(e).__name__}: {e}"))
+        if self.auditor is not None:
+            if user is None:  # refused before it had a user: recorded as the anonymous caller
+                record = audit_begin(self.auditor, request, ANONYMOUS)
+            if record is not None:
+                audit_end(record, request, response)
+        return response
 
     async def authenticate(self, request: Request) -> User:
         """The admin and node tokens, or a ServiceAccount token (tokens.py); what the user may
@@ -229,6 +240,10 @@ class APIServer:
         raise errors.method_not_supported(r, m, t.sub)
 
     async def body(self, request: Request) -> Any:
+        request.decoded = await self._decode_body(request)
+        return request.decoded
+
+    async def _decode_body(self, request: Request) -> Any:
         raw = await request.body()
         if not raw:
             raise errors.bad_request("the request has no body")

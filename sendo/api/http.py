@@ -18,7 +18,7 @@ class _URL:
 
 
 class Request:
-    __slots__ = ("scope", "_receive", "_body", "_query", "_headers", "url")
+    __slots__ = ("scope", "_receive", "_body", "_query", "_headers", "url", "decoded")
 
     def __init__(self, scope: dict[str, Any], receive):
         self.scope = scope
@@ -27,6 +27,7 @@ class Request:
         self._query: QueryParams | None = None
         self._headers: Headers | None = None
         self.url = _URL(scope["path"])
+        self.decoded: Any = None  # the body as the API decoded it (JSON, YAML or protobuf): for the audit log
 
     @property
     def method(self) -> str:

@@ -75,6 +75,12 @@ _INGRESS_HTTPS_HELP = ("Port of the ingress controller's HTTPS listener, which p
                        "from the Ingresses' tls Secrets (default: 443 as root, else 8443; 0 picks any free port).")
 
 
+_AUDIT_POLICY_HELP = ("Audit policy (Kubernetes' audit.k8s.io/v1 Policy, YAML): which requests are recorded "
+                      "and at which level (None, Metadata, Request, RequestResponse). Needs --audit-log-path.")
+_AUDIT_LOG_HELP = ("Where audit events are appended as JSON lines (`-`: standard output); rotated by size. "
+                   "Needs --audit-policy-file.")
+
+
 _CONTROLLERS_HELP = ("Control loops to run, read as kube-controller-manager reads it: `*` every default loop, "
                      "`name` turns one on, `-name` turns one off, e.g. `*,-nodelifecycle`. An unknown name "
                      "is refused with the list of known ones.")
@@ -134,6 +140,10 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
        controllers: str = _controllers_option(),
        engine: str = typer.Option("", help=_ENGINE_HELP, show_default=False),
        container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.", show_default=False),
+       audit_policy_file: Optional[Path] = typer.Option(None, help=_AUDIT_POLICY_HELP, show_default=False),
+       audit_log_path: Optional[str] = typer.Option(None, help=_AUDIT_LOG_HELP, show_default=False),
+       audit_log_maxsize: int = typer.Option(100, help="Megabytes an audit log file may reach before it is rotated."),
+       audit_log_maxbackup: int = typer.Option(10, help="Rotated audit log files kept (the oldest go first)."),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
 
@@ -141,10 +151,23 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     same objects and pods. Ctrl-C or SIGTERM stops the cluster and its pods' processes.
     """
     _logging(verbose)
-    cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers)
+    cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers,
+                         audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
+                                             audit_log_maxbackup))
     run(_up(cfg, node_name, apply or [], time.monotonic(),
             {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
              "engine": engine, "container_cidr": container_cidr}))
+
+
+def _audit_config(policy: Optional[Path], path: Optional[str], maxsize: int, maxbackup: int):
+    """The --audit-* options, checked before anything starts: a bad policy names the field at fault."""
+    from ..api.audit import AuditConfig, PolicyError
+    cfg = AuditConfig(str(policy) if policy else None, path, maxsize, maxbackup)
+    try:
+        cfg.check()
+    except PolicyError as e:
+        raise typer.BadParameter(str(e), param_hint="--audit-policy-file")
+    return cfg
 
 
 def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Optional[str], **kw):
@@ -219,6 +242,10 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
            no_controllers: bool = typer.Option(False, "--no-controllers",
                                                help="Run no control loops here (run `sendo controllers` apart)."),
            controllers: str = _controllers_option(),
+           audit_policy_file: Optional[Path] = typer.Option(None, help=_AUDIT_POLICY_HELP, show_default=False),
+           audit_log_path: Optional[str] = typer.Option(None, help=_AUDIT_LOG_HELP, show_default=False),
+           audit_log_maxsize: int = typer.Option(100, help="Megabytes an audit log file may reach before it is rotated."),
+           audit_log_maxbackup: int = typer.Option(10, help="Rotated audit log files kept (the oldest go first)."),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
 
@@ -226,7 +253,9 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
     """
     _logging(verbose)
     run(_server(_server_config(data_dir, port, host, datastore, controllers=not no_controllers,
-                               controller_names=controllers)))
+                               controller_names=controllers,
+                               audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
+                                                   audit_log_maxbackup))))
 
 
 async def _server(cfg) -> None:
