@@ -25,7 +25,7 @@ from .kinds.registry import builtin_registry
 from .pki import ensure_tls
 from .private import private_dir
 from .serving import APIServer as HTTPServer, default_connection_limit, free_port, guarded_protocol, listen_socket
-from .store import default_url, open_store
+from .store import default_url, encryption, open_store
 
 __all__ = ["Server", "ServerConfig", "free_port", "kubeconfig", "read_or_create_secret"]
 
@@ -84,11 +84,18 @@ class Server:
         self.sa_signer = TokenSigner.load_or_create(os.path.join(cfg.server_dir, "sa.key"))
         self.ca_pem = self.tls.ca_pem()
         self.store = open_store(cfg.datastore or default_url(os.path.join(cfg.server_dir, "state.db")))
+        # Secrets sealed at rest, on by default: the key is in server/encryption-config.yaml (0600)
+        transformer, self.encryption_config = encryption.load_or_create(cfg.server_dir)
+        if hasattr(self.store, "transformer"):
+            self.store.transformer = transformer
+        else:
+            log.warning("the %s store does not seal Secrets at rest yet", type(self.store).__name__)
         self.registry = builtin_registry()
         tokens = {self.admin_token: User("admin", ["system:masters"]),
                   self.node_token: User("system:node", ["system:nodes"])}
         self.api = APIServer(self.store, self.registry, tokens, self.node_token, self.sa_signer,
                              auditor=cfg.audit.open())
+        self.api.encryption_config = self.encryption_config if hasattr(self.store, "reseal") else None
         self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
         self._uvicorn: HTTPServer | None = None
         self._tasks: list[asyncio.Task] = []

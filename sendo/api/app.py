@@ -14,7 +14,7 @@ from ..kinds.fields import selectable
 from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
-from . import discovery, errors, limits, openapi_proto, podlogs, portforward, protobuf
+from . import discovery, errors, limits, openapi_proto, podlogs, portforward, protobuf, rotation
 from . import patch as patching
 from . import tokens as sa_tokens
 from .audit import Auditor, audit_begin, audit_end
@@ -68,6 +68,7 @@ class APIServer:
         self.sa_tokens = sa_tokens.ServiceAccountTokens(store, registry, sa_signer or sa_tokens.TokenSigner.generate())
         self.authorizer: Authorizer = authorizer or AllowAll()  # RBAC plugs in here
         self.auditor = auditor  # the audit log (audit.py), when --audit-policy-file asks for one
+        self.encryption_config: str | None = None  # the file of the keys Secrets are sealed with (rotation.py)
         self.api = ResourceAPI(store, registry)
         self.app = self.asgi
 
@@ -134,6 +135,10 @@ class APIServer:
             return Response(b"ok", media_type="text/plain")
         if path == "/version":
             return json_response(version_info())
+        if path == rotation.PATH:
+            if request.method != "POST":
+                raise APIError(405, f"{rotation.PATH} takes POST", "MethodNotAllowed")
+            return json_response(await rotation.rotate(self.store, self.encryption_config, user))
         t = parse_path(path)
         if t is None or not t.plural:  # discovery and OpenAPI: authorized by path, as Kubernetes does
             await self.authorize(RequestOptions(user), request.method.lower(), Target("", "", path=path))

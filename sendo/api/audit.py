@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import yaml
+
+from ..configfile import ConfigFileError, load_yaml_file
 
 from .options import verb_of
 from .paths import parse_path
@@ -113,13 +114,9 @@ class Policy:
     @classmethod
     def load(cls, path: str) -> "Policy":
         try:
-            with open(path) as f:
-                doc = yaml.safe_load(f)
-        except OSError as e:
-            raise PolicyError(f"cannot read the audit policy {path}: {e.strerror or e}")
-        except yaml.YAMLError as e:
-            raise PolicyError(f"the audit policy {path} is not valid YAML: {e}")
-        return cls.parse(doc)
+            return cls.parse(load_yaml_file(path, "the audit policy"))
+        except ConfigFileError as e:
+            raise PolicyError(str(e))
 
     @classmethod
     def parse(cls, doc: Any) -> "Policy":

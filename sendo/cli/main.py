@@ -348,6 +348,55 @@ def controllers(server: str = typer.Option(..., help="API server URL."),
     run(run_controllers(server, token_file.read_text().strip(), ca, controllers))
 
 
+secrets_app = typer.Typer(help="Secrets at rest: sealed with AES-GCM, key in DATA_DIR/server/encryption-config.yaml.",
+                          no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("rotate-key")
+def rotate_key(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="The data directory of the running server "
+                                            "(its kubeconfig and admin token are used).")):
+    """Seal every Secret with a new key, while the server runs.
+
+    The new key goes first in the encryption configuration with the old ones kept behind
+    it, every stored value is sealed again (writes go on meanwhile), then the old keys
+    are dropped. Reads never fail during the rotation. Keep a copy of the new
+    configuration file with your snapshots.
+    """
+    import base64
+
+    from ..client.rest import Client
+    cfg_path = os.path.join(data_dir, "kubeconfig")
+    try:
+        kc = yaml.safe_load(open(cfg_path))
+        cluster = kc["clusters"][0]["cluster"]
+        token = open(os.path.join(data_dir, "server", "admin-token")).read().strip()
+    except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError) as e:
+        console.print(f"[red]error:[/] no running server's kubeconfig and admin token in {data_dir} ({e}); "
+                      "give the server's --data-dir")
+        raise SystemExit(1)
+    ca = base64.b64decode(cluster["certificate-authority-data"]) if "certificate-authority-data" in cluster else None
+
+    async def go() -> dict:
+        from ..api.rotation import PATH
+        c = Client(cluster["server"], token, ca, timeout=600)
+        try:
+            return await c.request("POST", PATH, body={})
+        finally:
+            await c.close()
+    from ..client import ApiError
+    try:
+        with console.status("sealing every Secret with a new key…"):
+            status = asyncio.run(go())
+    except ApiError as e:
+        console.print(f"[red]error:[/] {e.body.get('message', e)}")
+        raise SystemExit(1)
+    except OSError as e:
+        console.print(f"[red]error:[/] cannot reach the server at {cluster['server']}: {e}")
+        raise SystemExit(1)
+    console.print(status.get("message", "done"))
+
+
 def main() -> None:
     app()
 
