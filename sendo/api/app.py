@@ -148,7 +148,7 @@ class APIServer:
                 (not r.namespaced and t.namespace is not None) or (t.sub and t.sub not in r.subresources):
             raise errors.no_route()
         q = Query(request.query_params)
-        options = RequestOptions(user)
+        options = request.options = RequestOptions(user)
         await self.authorize(options, verb_of(request.method, t, request.method == "GET" and t.name is None
                                               and q.bool("watch")), t)
         return await self.serve(request, r, t, q, options)

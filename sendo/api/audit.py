@@ -250,6 +250,7 @@ class AuditRecord:
     audit_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     received: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     request_body: Any = None
+    annotations: dict[str, str] = field(default_factory=dict)  # e.g. Pod Security's audit-violations
 
     def event(self, stage: str, code: int | None = None, reason: str = "", response: Any = None) -> Obj:
         r = self.req
@@ -271,6 +272,8 @@ class AuditRecord:
                 if reason:
                     status["reason"] = reason
             ev["responseStatus"] = status
+        if self.annotations:
+            ev["annotations"] = dict(self.annotations)
         if self.level in ("Request", "RequestResponse") and self.request_body is not None:
             ev["requestObject"] = self._trim(self.request_body)
         if self.level == "RequestResponse" and response is not None and stage == "ResponseComplete":
@@ -336,6 +339,8 @@ def audit_end(record: AuditRecord, request, response) -> None:
     if created and isinstance(parsed, dict):  # a create names its object in the body, not the URL
         record.req.name = (parsed.get("metadata") or {}).get("name") or ""
     reason = parsed.get("reason", "") if code >= 400 and isinstance(parsed, dict) else ""
+    if request.options is not None and request.options.audit_annotations:
+        record.annotations.update(request.options.audit_annotations)
     record.complete(code, reason, parsed if record.level == "RequestResponse" else None)
 
 

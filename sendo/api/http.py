@@ -18,7 +18,7 @@ class _URL:
 
 
 class Request:
-    __slots__ = ("scope", "_receive", "_body", "_query", "_headers", "url", "decoded")
+    __slots__ = ("scope", "_receive", "_body", "_query", "_headers", "url", "decoded", "options")
 
     def __init__(self, scope: dict[str, Any], receive):
         self.scope = scope
@@ -28,6 +28,7 @@ class Request:
         self._headers: Headers | None = None
         self.url = _URL(scope["path"])
         self.decoded: Any = None  # the body as the API decoded it (JSON, YAML or protobuf): for the audit log
+        self.options: Any = None  # the RequestOptions it was served with (their audit annotations)
 
     @property
     def method(self) -> str:

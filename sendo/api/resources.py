@@ -26,7 +26,7 @@ from ..kinds.printing import selector_string
 from ..kinds.registry import Registry
 from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
 from ..store.versioner import encode as stored
-from . import admission, errors, fieldmanager, limits
+from . import admission, errors, fieldmanager, limits, podsecurity
 from . import patch as patching
 from .openapi import OpenAPI
 from .options import RequestOptions
@@ -135,8 +135,7 @@ class ResourceAPI:
         generated = not meta.get("name") and meta.get("generateName")
         if not meta.get("name") and not generated:
             raise errors.invalid(r.kind, r.group, "", [required("metadata.name")])
-        if r.namespaced:
-            await self._check_namespace_open(ns)
+        namespace = await self._check_namespace_open(ns) if r.namespaced else None
         for k in SERVER_OWNED_META + ("resourceVersion",):
             meta.pop(k, None)
         meta["uid"] = str(uuid.uuid4())
@@ -154,6 +153,8 @@ class ResourceAPI:
                         await admit(obj)
                 self._record(r, None, obj, manager, None)
             self._validate(r, obj, None)
+            if namespace is not None and attempt == 0:
+                podsecurity.admit(r.group, r.plural, obj, namespace.value, opts)
             if dry_run:
                 return KV(r.key(ns, meta["name"]), orjson.dumps(obj), self.store.revision, 0)
             try:
@@ -163,7 +164,8 @@ class ResourceAPI:
                     raise errors.already_exists(r.group_resource, meta["name"], r.group, r.plural)
         raise AssertionError("unreachable")
 
-    async def _check_namespace_open(self, ns: str | None) -> None:
+    async def _check_namespace_open(self, ns: str | None) -> KV:
+        """The namespace's stored version, if new objects may be made in it (else 404 or 403)."""
         if not ns:
             raise errors.bad_request("a namespace is required for this kind")
         kv = await self.store.get(self.namespaces.key(None, ns))
@@ -175,6 +177,7 @@ class ResourceAPI:
                 "Forbidden", {"name": ns, "kind": "namespaces",
                               "causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
                                           "message": f"namespace {ns} is being terminated"}]})
+        return kv
 
     def _check_body(self, r: Resource, ns: str | None, obj: Any, name: str | None = None) -> Obj:
         if not isinstance(obj, dict):

@@ -122,3 +122,80 @@ def test_a_bad_policy_stops_sendo_up_naming_the_field(tmp_path):
     assert not (tmp_path / "d").exists()  # nothing started, nothing written
 
 
+
+
+# ----------------------------------------------------------------- Pod Security admission
+PRIVILEGED_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: priv}
+spec:
+  containers:
+  - name: c
+    image: none
+    command: [sleep, "3600"]
+    securityContext: {privileged: true}
+"""
+
+RESTRICTED_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: tidy}
+spec:
+  securityContext: {runAsNonRoot: true, runAsUser: 1000, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: c
+    image: none
+    command: [sleep, "3600"]
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+"""
+
+
+def test_restricted_namespace_refuses_a_privileged_pod_and_admits_a_compliant_one(audited):
+    c, log = audited
+    c.kubectl("create", "namespace", "secure")
+    c.kubectl("label", "namespace", "secure", "pod-security.kubernetes.io/enforce=restricted",
+              "pod-security.kubernetes.io/audit=restricted")
+    r = c.kubectl("apply", "-n", "secure", "-f", "-", input=PRIVILEGED_POD, check=False)
+    assert r.returncode != 0
+    assert 'pods "priv" is forbidden: violates PodSecurity "restricted:latest"' in r.stderr, r.stderr
+    for rule in ("privileged (container \"c\" must not set securityContext.privileged=true)",
+                 "allowPrivilegeEscalation != false", "runAsNonRoot != true", "seccompProfile"):
+        assert rule in r.stderr, (rule, r.stderr)
+    assert c.kubectl("get", "pods", "-n", "secure", "-o", "name").stdout.strip() == ""  # nothing written
+    c.kubectl("apply", "-n", "secure", "-f", "-", input=RESTRICTED_POD)
+    assert c.kubectl_json("get", "pod", "tidy", "-n", "secure")["metadata"]["name"] == "tidy"
+
+
+def test_warn_mode_tells_kubectl_about_a_workload_and_audit_mode_annotates(audited):
+    c, log = audited
+    c.kubectl("create", "namespace", "lenient")
+    c.kubectl("label", "namespace", "lenient", "pod-security.kubernetes.io/warn=baseline",
+              "pod-security.kubernetes.io/audit=baseline")
+    r = c.kubectl("create", "deployment", "hostnet", "-n", "lenient", "--image=none", "--dry-run=client",
+                  "-o", "json")
+    dep = json.loads(r.stdout)
+    dep["spec"]["template"]["spec"]["hostNetwork"] = True
+    r = c.kubectl("create", "-f", "-", input=json.dumps(dep))
+    assert 'Warning: deployment "hostnet": would violate PodSecurity "baseline:latest": host namespaces ' \
+           '(hostNetwork=true)' in r.stderr, r.stderr
+    e = poll(lambda: find(log, verb="create", resource="deployments", name="hostnet"), 30, what="audit event")
+    assert "hostNetwork=true" in e["annotations"]["pod-security.kubernetes.io/audit-violations"]
+
+
+def test_official_client_gets_403_and_bad_labels_get_422(audited):
+    from kubernetes import client
+    c, log = audited
+    api = client.CoreV1Api(c.api())
+    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+        name="base", labels={"pod-security.kubernetes.io/enforce": "baseline"})))
+    pod = client.V1Pod(metadata=client.V1ObjectMeta(name="hostpid"), spec=client.V1PodSpec(
+        host_pid=True, containers=[client.V1Container(name="c", image="none", command=["sleep", "1"])]))
+    with pytest.raises(client.ApiException) as refused:
+        api.create_namespaced_pod("base", pod)
+    assert refused.value.status == 403
+    message = json.loads(refused.value.body)["message"]
+    assert 'violates PodSecurity "baseline:latest": host namespaces (hostPID=true)' in message
+    r = c.kubectl("label", "namespace", "base", "--overwrite", "pod-security.kubernetes.io/enforce=strict",
+                  check=False)
+    assert r.returncode != 0 and "pod-security.kubernetes.io/enforce" in r.stderr and "strict" in r.stderr
