@@ -18,7 +18,7 @@ from ..client.events import EventRecorder
 from .base import Controller, owner_key, split_key
 from .podutil import (
     available_in,
-    controlled_by,
+    OwnerIndex,
     controller_ref,
     is_active,
     is_ready,
@@ -63,27 +63,16 @@ class ReplicaSetController(Controller):
         self.pod_inf.add_handler(self._on_pod)
         self.expect: dict[str, _Expectations] = {}
         self.recorder = EventRecorder(self.client, self.name)
-        self._pods_by_owner: dict[str, dict[str, Obj]] = {}  # owner uid -> pod key -> pod
+        self._pods_by_owner = OwnerIndex(self.owner_kind)  # owner uid -> its pods
 
     def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:
-        k = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
-        for p in (old, pod):
-            for uid in _owner_uids(p, self.owner_kind):
-                bucket = self._pods_by_owner.get(uid)
-                if bucket is not None:
-                    bucket.pop(k, None)
-                    if not bucket:
-                        del self._pods_by_owner[uid]
-        if typ != "DELETED":
-            for uid in _owner_uids(pod, self.owner_kind):
-                self._pods_by_owner.setdefault(uid, {})[k] = pod
+        self._pods_by_owner.update(typ, pod, old)
         key = owner_key(pod, self.owner_kind)
         if key:
             self.queue.add(key)
 
     def owned_pods(self, rs: Obj) -> list[Obj]:
-        uid = rs["metadata"]["uid"]
-        return [p for p in self._pods_by_owner.get(uid, {}).values() if controlled_by(p, uid)]
+        return self._pods_by_owner.owned(rs["metadata"]["uid"])
 
     async def reconcile(self, key: str) -> float | None:
         rs = self.rs_inf.get(key)
@@ -180,9 +169,3 @@ def _neg_time(ts: str) -> str:
     """Sort key that orders newer timestamps first."""
     return "".join(chr(0x10FFFF - ord(c)) for c in ts)
 
-
-def _owner_uids(pod: Obj | None, owner_kind: str) -> list[str]:
-    if pod is None:
-        return []
-    return [r["uid"] for r in pod["metadata"].get("ownerReferences") or []
-            if r.get("controller") and r.get("kind") == owner_kind]
