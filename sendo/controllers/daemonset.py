@@ -26,7 +26,7 @@ from ..kinds.nodematch import node_selector_matches, tolerates
 from .base import Controller, owner_key, split_key
 from .deployment import resolve
 from .history import REVISION_HASH, History, sync_history, truncate_history
-from .podutil import OwnerIndex, available_in, controller_ref, is_ready, is_terminating
+from .podutil import OwnerIndex, available_in, controller_ref, count_available, is_ready, is_terminating
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -117,18 +117,15 @@ class DaemonSetController(Controller):
         self.revisions = OwnerIndex("DaemonSet")
         self.ds_inf.add_handler(lambda t, o, old: self.enqueue(o))
         self.node_inf.add_handler(self._on_node)
-        self.pod_inf.add_handler(self._on_owned(self.pods))
-        self.cr_inf.add_handler(self._on_owned(self.revisions))
+        self.pod_inf.add_handler(self.pods.handler(self._queue_owner))
+        self.cr_inf.add_handler(self.revisions.handler(self._queue_owner))
         self.recorder = EventRecorder(self.client, self.name)
         self.creating: dict[str, dict[str, float]] = {}  # ds key -> node -> when its pod was created
 
-    def _on_owned(self, index: OwnerIndex):
-        def handler(typ: str, obj: Obj, old: Obj | None) -> None:
-            index.update(typ, obj, old)
-            key = owner_key(obj, "DaemonSet")
-            if key:
-                self.queue.add(key)
-        return handler
+    def _queue_owner(self, obj: Obj) -> None:
+        key = owner_key(obj, "DaemonSet")
+        if key:
+            self.queue.add(key)
 
     def _on_node(self, typ: str, node: Obj, old: Obj | None) -> None:
         if old is not None and typ == "MODIFIED" and _node_facts(old) == _node_facts(node):
@@ -295,13 +292,11 @@ class DaemonSetController(Controller):
             current += 1
             if any((p["metadata"].get("labels") or {}).get(REVISION_HASH) == history.hash for p in alive):
                 updated += 1
-            lefts = [x for x in (available_in(p, min_ready, now) for p in alive) if x is not None]
-            if lefts:
-                ready += 1
-                if min(lefts) == 0:
-                    available += 1
-                else:
-                    recheck = min(recheck or min(lefts), min(lefts))
+            r, a, left = count_available(alive, min_ready, now)
+            ready += 1 if r else 0
+            available += 1 if a else 0
+            if left is not None and not a:
+                recheck = min(recheck or left, left)
         misscheduled = sum(1 for name, ps in by_node.items() if name not in wanted and
                            any(not is_terminating(p) and (p.get("spec") or {}).get("nodeName") for p in ps))
         status = dict(ds.get("status") or {})

@@ -51,6 +51,23 @@ def available_in(pod: Obj, min_ready_seconds: int, now: dt.datetime) -> float | 
     return max(left, 0.0)
 
 
+def count_available(pods: list[Obj], min_ready_seconds: int,
+                    now: dt.datetime) -> tuple[int, int, float | None]:
+    """(ready, available, seconds until the next ready pod becomes available or None)."""
+    ready = available = 0
+    recheck: float | None = None
+    for p in pods:
+        left = available_in(p, min_ready_seconds, now)
+        if left is None:
+            continue
+        ready += 1
+        if left == 0:
+            available += 1
+        else:
+            recheck = min(recheck or left, left)
+    return ready, available, recheck
+
+
 def restarts(pod: Obj) -> int:
     return sum(c.get("restartCount", 0) for c in (pod.get("status") or {}).get("containerStatuses") or [])
 
@@ -86,6 +103,13 @@ class OwnerIndex:
         if typ != "DELETED":
             for uid in controller_uids(obj, self.owner_kind):
                 self._by_owner.setdefault(uid, {})[k] = obj
+
+    def handler(self, queue_key) -> Any:
+        """An informer handler that keeps the index and queues the owner's key (queue_key(obj))."""
+        def on_event(typ: str, obj: Obj, old: Obj | None) -> None:
+            self.update(typ, obj, old)
+            queue_key(obj)
+        return on_event
 
     def owned(self, owner_uid: str) -> list[Obj]:
         return [o for o in self._by_owner.get(owner_uid, {}).values() if controlled_by(o, owner_uid)]

@@ -17,7 +17,7 @@ from ..client import ApiError, kind
 from ..client.events import EventRecorder
 from .base import Controller, owner_key, split_key
 from .podutil import (
-    available_in,
+    count_available,
     OwnerIndex,
     controller_ref,
     is_active,
@@ -140,21 +140,10 @@ class ReplicaSetController(Controller):
     async def _update_status(self, rs: Obj, active: list[Obj]) -> float | None:
         now = dt.datetime.now(dt.timezone.utc)
         min_ready = (rs.get("spec") or {}).get("minReadySeconds", 0) or 0
-        ready = available = 0
-        recheck = None
         labels = ((rs.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
-        fully = 0
-        for p in active:
-            if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items()):
-                fully += 1
-            left = available_in(p, min_ready, now)
-            if left is None:
-                continue
-            ready += 1
-            if left == 0:
-                available += 1
-            else:
-                recheck = min(recheck or left, left)
+        fully = sum(1 for p in active if all((p["metadata"].get("labels") or {}).get(k) == v
+                                             for k, v in labels.items()))
+        ready, available, recheck = count_available(active, min_ready, now)
         status = dict(rs.get("status") or {})
         new = {**status, "replicas": len(active), "fullyLabeledReplicas": fully, "readyReplicas": ready,
                "availableReplicas": available, "observedGeneration": rs["metadata"].get("generation", 1)}

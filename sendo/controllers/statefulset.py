@@ -27,7 +27,7 @@ from ..client import ApiError, kind
 from ..client.events import EventRecorder
 from .base import Controller, owner_key, split_key
 from .history import REVISION_HASH, History, sync_history, truncate_history
-from .podutil import OwnerIndex, available_in, controller_ref, is_ready, is_terminating
+from .podutil import OwnerIndex, controller_ref, count_available, is_ready, is_terminating
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -81,17 +81,14 @@ class StatefulSetController(Controller):
         self.pods = OwnerIndex("StatefulSet")
         self.revisions = OwnerIndex("StatefulSet")
         self.sts_inf.add_handler(lambda t, o, old: self.enqueue(o))
-        self.pod_inf.add_handler(self._on_owned(self.pods))
-        self.cr_inf.add_handler(self._on_owned(self.revisions))
+        self.pod_inf.add_handler(self.pods.handler(self._queue_owner))
+        self.cr_inf.add_handler(self.revisions.handler(self._queue_owner))
         self.recorder = EventRecorder(self.client, self.name)
 
-    def _on_owned(self, index: OwnerIndex):
-        def handler(typ: str, obj: Obj, old: Obj | None) -> None:
-            index.update(typ, obj, old)
-            key = owner_key(obj, "StatefulSet")
-            if key:
-                self.queue.add(key)
-        return handler
+    def _queue_owner(self, obj: Obj) -> None:
+        key = owner_key(obj, "StatefulSet")
+        if key:
+            self.queue.add(key)
 
     async def reconcile(self, key: str) -> float | None:
         sts = self.sts_inf.get(key)
@@ -294,24 +291,10 @@ class StatefulSetController(Controller):
         min_ready = spec.get("minReadySeconds", 0) or 0
         now = dt.datetime.now(dt.timezone.utc)
         counted = [p for p in pods if not _failed(p)]
-        ready = available = current = updated = 0
-        recheck: float | None = None
         cur_name, upd_name = current_rev["metadata"]["name"], update_rev["metadata"]["name"]
-        for p in counted:
-            if _revision_of(p) == cur_name:
-                current += 1
-            if _revision_of(p) == upd_name:
-                updated += 1
-            if is_terminating(p):
-                continue
-            left = available_in(p, min_ready, now)
-            if left is None:
-                continue
-            ready += 1
-            if left == 0:
-                available += 1
-            else:
-                recheck = min(recheck or left, left)
+        current = sum(1 for p in counted if _revision_of(p) == cur_name)
+        updated = sum(1 for p in counted if _revision_of(p) == upd_name)
+        ready, available, recheck = count_available([p for p in counted if not is_terminating(p)], min_ready, now)
         replicas = len(counted)
         status = dict(sts.get("status") or {})
         new = {**status, "observedGeneration": sts["metadata"].get("generation", 1), "replicas": replicas,
