@@ -176,11 +176,12 @@ def test_statefulset_starts_in_order_answers_by_pod_name_and_keeps_claims(cluste
                 timeout=30, what="the first revision to be current again")
 
     # a budget that allows no disruption: eviction is refused with 429 and Kubernetes' message
-    apply(cluster, {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web"},
-                    "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web-sts"}}}})
+    cluster.kubectl("create", "pdb", "web", "--selector", "app=web-sts", "--min-available", "1")
     policy = k8s.PolicyV1Api(api)
     poll(lambda: (lambda s: s.observed_generation and s.expected_pods == 1 and s.current_healthy == 1)(
         policy.read_namespaced_pod_disruption_budget_status("web", NS).status), timeout=60, what="PDB status")
+    row = cluster.kubectl("get", "pdb", "web", "--no-headers").stdout.split()
+    assert row[:4] == ["web", "1", "N/A", "0"], row
     pdb = policy.read_namespaced_pod_disruption_budget("web", NS).status
     assert pdb.disruptions_allowed == 0 and pdb.desired_healthy == 1
     assert [(c.type, c.status, c.reason) for c in pdb.conditions] == [("DisruptionAllowed", "False",
