@@ -257,6 +257,8 @@ def test_daemonset_follows_new_nodes_and_drain_respects_the_budget(cluster: Clus
         st = poll(lambda: (lambda s: s if s.number_ready == 2 and s.desired_number_scheduled == 2 else None)(
             apps.read_namespaced_daemon_set("nodeagent", NS).status), timeout=60, what="DaemonSet status")
         assert st.current_number_scheduled == 2 and st.number_misscheduled == 0 and st.updated_number_scheduled == 2
+        row = cluster.kubectl("get", "ds", "nodeagent", "--no-headers").stdout.split()
+        assert row[:6] == ["nodeagent", "2", "2", "2", "2", "2"], row
         pod = next(p for p in cluster.kubectl_json("get", "pods", "-l", "app=nodeagent")["items"]
                    if p["spec"]["nodeName"] == "hollow-0000")
         terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -289,6 +291,8 @@ def test_daemonset_follows_new_nodes_and_drain_respects_the_budget(cluster: Clus
         out = cluster.kubectl("rollout", "undo", "ds/nodeagent").stdout
         assert "rolled back" in out, out
         cluster.kubectl("rollout", "status", "ds/nodeagent", "--timeout=120s", timeout=150)
+        history = cluster.kubectl("rollout", "history", "ds/nodeagent").stdout
+        assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["2", "3"], history
         envs = [c.get("env") for p in cluster.kubectl_json("get", "pods", "-l", "app=nodeagent")["items"]
                 if not p["metadata"].get("deletionTimestamp") for c in p["spec"]["containers"]]
         assert envs == [None, None]
