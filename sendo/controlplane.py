@@ -13,7 +13,9 @@ from typing import Any, Callable
 
 from .client import Client
 from .controllers.base import Controller, InformerFactory
+from .controllers.daemonset import DaemonSetController
 from .controllers.deployment import DeploymentController
+from .controllers.disruption import DisruptionController
 from .controllers.endpoints import EndpointsController
 from .controllers.gc import GarbageCollector
 from .controllers.namespace import NamespaceController
@@ -21,6 +23,7 @@ from .controllers.nodelifecycle import NodeLifecycleController
 from .controllers.replicaset import ReplicaSetController
 from .controllers.replicationcontroller import ReplicationManager
 from .controllers.serviceaccounts import ServiceAccountsController
+from .controllers.statefulset import StatefulSetController
 from .scheduler.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,9 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "nodelifecycle": NodeLifecycleController,
     "endpoints": EndpointsController,
     "serviceaccount": ServiceAccountsController,
+    "daemonset": DaemonSetController,
+    "statefulset": StatefulSetController,
+    "disruption": DisruptionController,
 }
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.
 OFF_BY_DEFAULT: frozenset[str] = frozenset()

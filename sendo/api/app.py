@@ -14,7 +14,7 @@ from ..kinds.fields import selectable
 from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
-from . import discovery, errors, limits, openapi_proto, podlogs, portforward, protobuf, rotation
+from . import discovery, errors, eviction, limits, openapi_proto, podlogs, portforward, protobuf, rotation
 from . import patch as patching
 from . import tokens as sa_tokens
 from .audit import Auditor, audit_begin, audit_end
@@ -218,6 +218,11 @@ class APIServer:
             await self.api.bind(r, ns, t.name, await self.body(request))
             return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                   "code": 201}, 201)
+        if t.sub == "eviction":
+            if m != "POST":
+                raise errors.method_not_supported(r, m, "eviction")
+            body = await self.body(request)
+            return json_response(await eviction.evict(self.api, self.registry, r, ns, t.name, body, opts), 201)
         if t.sub == "scale":
             return await self.scale(request, r, ns, t.name, opts)
         if m == "GET":

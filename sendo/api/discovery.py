@@ -6,6 +6,7 @@ from typing import Any
 from ..kinds.registry import Registry
 
 SUBRESOURCE_KINDS = {"binding": ("Binding", "", "", ["create"]),
+                     "eviction": ("Eviction", "policy", "v1", ["create"]),
                      "log": ("Pod", "", "", ["get"]),
                      "portforward": ("PodPortForwardOptions", "", "", ["create", "get"]),
                      "finalize": (None, "", "", ["update"]),

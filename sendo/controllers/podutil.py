@@ -51,5 +51,65 @@ def available_in(pod: Obj, min_ready_seconds: int, now: dt.datetime) -> float | 
     return max(left, 0.0)
 
 
+def count_available(pods: list[Obj], min_ready_seconds: int,
+                    now: dt.datetime) -> tuple[int, int, float | None]:
+    """(ready, available, seconds until the next ready pod becomes available or None)."""
+    ready = available = 0
+    recheck: float | None = None
+    for p in pods:
+        left = available_in(p, min_ready_seconds, now)
+        if left is None:
+            continue
+        ready += 1
+        if left == 0:
+            available += 1
+        else:
+            recheck = min(recheck or left, left)
+    return ready, available, recheck
+
+
 def restarts(pod: Obj) -> int:
     return sum(c.get("restartCount", 0) for c in (pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def is_terminating(pod: Obj) -> bool:
+    return bool(pod["metadata"].get("deletionTimestamp"))
+
+
+def controller_uids(obj: Obj | None, owner_kind: str) -> list[str]:
+    if obj is None:
+        return []
+    return [r["uid"] for r in obj["metadata"].get("ownerReferences") or []
+            if r.get("controller") and r.get("kind") == owner_kind]
+
+
+class OwnerIndex:
+    """Objects (pods, revisions) by the uid of their controller of one kind, kept up to date
+    from an informer's events, so a reconcile reads its own objects without a scan."""
+
+    def __init__(self, owner_kind: str):
+        self.owner_kind = owner_kind
+        self._by_owner: dict[str, dict[str, Obj]] = {}
+
+    def update(self, typ: str, obj: Obj, old: Obj | None) -> None:
+        k = f"{obj['metadata'].get('namespace')}/{obj['metadata']['name']}"
+        for o in (old, obj):
+            for uid in controller_uids(o, self.owner_kind):
+                bucket = self._by_owner.get(uid)
+                if bucket is not None:
+                    bucket.pop(k, None)
+                    if not bucket:
+                        del self._by_owner[uid]
+        if typ != "DELETED":
+            for uid in controller_uids(obj, self.owner_kind):
+                self._by_owner.setdefault(uid, {})[k] = obj
+
+    def handler(self, queue_key) -> Any:
+        """An informer handler that keeps the index and queues the owner's key (queue_key(obj))."""
+        def on_event(typ: str, obj: Obj, old: Obj | None) -> None:
+            self.update(typ, obj, old)
+            queue_key(obj)
+        return on_event
+
+    def owned(self, owner_uid: str) -> list[Obj]:
+        return [o for o in self._by_owner.get(owner_uid, {}).values() if controlled_by(o, owner_uid)]

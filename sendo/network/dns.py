@@ -2,6 +2,8 @@
 
 Names (domain cluster.local):
   <svc>.<ns>.svc.cluster.local           A: the ClusterIP; headless: one A per ready endpoint
+  <host>.<svc>.<ns>.svc.cluster.local    headless: A of the endpoint with that hostname (a pod's
+                                         spec.hostname under spec.subdomain = svc, e.g. StatefulSet pods)
   _<port>._<proto>.<svc>.<ns>.svc...     SRV for each named port (with A records for the targets)
   <a-b-c-d>.<ns>.pod.cluster.local       A: the dashed IP (Kubernetes' "pods insecure" mode)
   <svc>.<ns>, <svc>.<ns>.svc             the same as the full name, for clients without search domains
@@ -132,6 +134,9 @@ class ClusterDNS:
         if len(labels) == 2:
             svc = self.services.get(f"{labels[1]}/{labels[0]}")
             return svc is not None and self._service(svc, qtype, qname, reply)
+        if len(labels) == 3 and not labels[0].startswith("_"):
+            svc = self.services.get(f"{labels[2]}/{labels[1]}")
+            return svc is not None and self._hostname(svc, labels[0], qtype, qname, reply)
         if len(labels) == 4 and labels[0].startswith("_") and labels[1].startswith("_"):
             svc = self.services.get(f"{labels[3]}/{labels[2]}")
             return svc is not None and self._srv(svc, labels[0][1:], labels[1][1:], qtype, qname, reply)
@@ -140,18 +145,37 @@ class ClusterDNS:
     def _service_name(self, svc: Obj) -> str:
         return f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc.{self.domain}"
 
-    def _ready_ips(self, svc: Obj) -> list[str]:
+    def _endpoints(self, svc: Obj) -> list[Obj]:
+        """The Service's endpoints DNS publishes: ready ones, or all with publishNotReadyAddresses."""
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
         publish = (svc.get("spec") or {}).get("publishNotReadyAddresses")
-        ips: list[str] = []
+        out: list[Obj] = []
         for s in self.slices.list():
             if s["metadata"].get("namespace") != ns or \
                     (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name") != name:
                 continue
-            for ep in s.get("endpoints") or []:
-                if publish or (ep.get("conditions") or {}).get("ready", True):
-                    ips.extend(a for a in ep.get("addresses") or [] if a not in ips)
+            out += [ep for ep in s.get("endpoints") or []
+                    if publish or (ep.get("conditions") or {}).get("ready", True)]
+        return out
+
+    def _ready_ips(self, svc: Obj) -> list[str]:
+        ips: list[str] = []
+        for ep in self._endpoints(svc):
+            ips.extend(a for a in ep.get("addresses") or [] if a not in ips)
         return ips
+
+    def _hostname(self, svc: Obj, host: str, qtype: str, qname: str, reply: DNSRecord) -> bool:
+        """<host>.<svc>.<ns>.svc: the addresses of the headless Service's endpoint named host."""
+        if (svc.get("spec") or {}).get("clusterIP") not in (None, "None"):
+            return False
+        ips = [a for ep in self._endpoints(svc) if (ep.get("hostname") or "").lower() == host
+               for a in ep.get("addresses") or []]
+        if not ips:
+            return False
+        if qtype in ("A", "ANY"):
+            for ip in dict.fromkeys(ips):
+                reply.add_answer(RR(qname, QTYPE.A, rdata=A(ip), ttl=TTL))
+        return True
 
     def _service(self, svc: Obj, qtype: str, qname: str, reply: DNSRecord) -> bool:
         spec = svc.get("spec") or {}
@@ -174,10 +198,11 @@ class ClusterDNS:
             return True
         target = self._service_name(svc)
         if spec.get("clusterIP") in (None, "None"):  # headless: one target per endpoint
-            for ip in self._ready_ips(svc):
-                host = f"{ip.replace('.', '-')}.{target}"
-                reply.add_answer(RR(qname, QTYPE.SRV, rdata=SRV(0, 100, port["port"], host), ttl=TTL))
-                reply.add_ar(RR(host, QTYPE.A, rdata=A(ip), ttl=TTL))
+            for ep in self._endpoints(svc):
+                for ip in ep.get("addresses") or []:
+                    host = f"{ep.get('hostname') or ip.replace('.', '-')}.{target}"
+                    reply.add_answer(RR(qname, QTYPE.SRV, rdata=SRV(0, 100, port["port"], host), ttl=TTL))
+                    reply.add_ar(RR(host, QTYPE.A, rdata=A(ip), ttl=TTL))
         else:
             reply.add_answer(RR(qname, QTYPE.SRV, rdata=SRV(0, 100, port["port"], target), ttl=TTL))
             reply.add_ar(RR(target, QTYPE.A, rdata=A(spec["clusterIP"]), ttl=TTL))
