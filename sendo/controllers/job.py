@@ -255,6 +255,9 @@ class JobController(Controller):
                 self._pods_by_owner.setdefault(uid, {})[k] = pod
         key = owner_key(pod, "Job")
         if key:
+            exp = self._expect.get(key)
+            if exp is not None:  # a pod we created has been seen: no longer in flight
+                exp.adds.pop(m["name"], None)
             self.queue.add(key)
             if typ != "DELETED" and has_finalizer(pod) and not any(u in self._jobs_by_uid for u in _job_uids(pod)):
                 self.queue.add("pod:" + k)  # its Job is gone: nothing will count it
@@ -530,7 +533,7 @@ class JobController(Controller):
             if completions is not None:
                 want = min(parallelism, completions - succeeded)
             elif succeeded > 0:
-                want = 0
+                want = min(len(active) + in_flight, parallelism)  # no new pods; the running ones finish
             have = len(active) + in_flight
             extra = _newest_first(active)[:max(have - max(want, 0), 0)]
             todo = [None] * max(want - have, 0)
