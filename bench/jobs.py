@@ -52,13 +52,15 @@ def _complete(job: dict) -> bool:
 
 
 def cpu_seconds(pids: list[int]) -> dict[str, float]:
-    """CPU time (user + system) used so far by each process and its children, by PID."""
-    out = {}
+    """CPU time (user + system) used so far by each process and its children, by the
+    sendo command they run (server, controllers, agent)."""
+    out: dict[str, float] = {}
     for pid in pids:
         try:
             p = psutil.Process(pid)
-            procs = [p] + p.children(recursive=True)
-            out[" ".join(p.cmdline()[2:4])] = sum(sum(q.cpu_times()[:2]) for q in procs)
+            for q in [p] + p.children(recursive=True):
+                name = q.cmdline()[3] if len(q.cmdline()) > 3 else str(q.pid)
+                out[name] = out.get(name, 0.0) + sum(q.cpu_times()[:2])
         except psutil.Error:
             continue
     return out

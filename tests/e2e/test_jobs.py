@@ -149,3 +149,19 @@ def test_cronjob_runs_on_its_schedule(cluster):
     created = dt.datetime.fromisoformat(job["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
     assert created >= first  # not before its time (how soon after is bench/jobs.py's figure)
     assert "tick" in cluster.kubectl("get", "cronjob", "tick").stdout
+
+
+def test_deleting_a_cronjob_and_a_job_takes_what_they_own(cluster):
+    """The garbage collector removes a deleted CronJob's Jobs and a deleted Job's pods; the
+    Job controller lets go of the pods' tracking finalizer so they can go."""
+    jobs_of_tick = [j["metadata"]["name"] for j in cluster.kubectl_json("get", "jobs")["items"]
+                    if any(r["name"] == "tick" for r in j["metadata"].get("ownerReferences") or [])]
+    assert jobs_of_tick
+    cluster.kubectl("delete", "cronjob", "tick")
+    cluster.kubectl("delete", "job", "idx", "--wait=false")
+
+    def gone():
+        left = {j["metadata"]["name"] for j in cluster.kubectl_json("get", "jobs")["items"]}
+        pods = cluster.kubectl_json("get", "pods", "-l", "batch.kubernetes.io/job-name=idx")["items"]
+        return not (left & set(jobs_of_tick + ["idx"])) and not pods
+    poll(gone, timeout=PODS_DEADLINE, what="the CronJob's Jobs and the Job's pods to go")
