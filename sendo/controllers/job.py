@@ -330,13 +330,13 @@ class JobController(Controller):
         if job["metadata"].get("deletionTimestamp"):
             await self._unfinalize([p for p in pods if self.tracked(p)])
             return None
-        job, counted = await self._track(key, job, pods)
+        job, counted, ignored = await self._record(key, job, pods)
         if finished_condition(job):
             self._expect.pop(key, None)
             self._failures.pop(uid, None)
             await self._unfinalize([p for p in pods if self.tracked(p)])
             return await self._expire(job)
-        return await self._sync(key, job, pods, counted)
+        return await self._sync(key, job, pods, counted, ignored)
 
     async def _release_orphan(self, pod_key: str) -> None:
         pod = self.pod_inf.get(pod_key)
@@ -345,9 +345,11 @@ class JobController(Controller):
         await self._unfinalize([pod])
         return None
 
-    async def _track(self, key: str, job: Obj, pods: list[Obj]) -> tuple[Obj, list[tuple[Obj, str, tuple | None]]]:
-        """Count finished pods through status.uncountedTerminatedPods (see the module doc).
-        Returns the Job as written and the pods counted now with their outcome and policy match."""
+    async def _record(self, key: str, job: Obj, pods: list[Obj]) -> tuple[Obj, list, list[Obj]]:
+        """Step 1 of counting (see the module doc): finished pods that still carry the
+        finalizer are written by uid into status.uncountedTerminatedPods. Returns the Job as
+        written, those pods with their outcome and policy match, and the pods an Ignore rule
+        matched (released uncounted)."""
         status = copy.deepcopy(job.get("status") or {})
         unc = status.get("uncountedTerminatedPods") or {}
         unc_s, unc_f = list(unc.get("succeeded") or []), list(unc.get("failed") or [])
@@ -365,7 +367,7 @@ class JobController(Controller):
                 ignored.append(p)
                 continue
             fresh.append((p, out, match))
-        if fresh:  # step 1: remember them by uid before touching their finalizers
+        if fresh:
             unc_s += [p["metadata"]["uid"] for p, out, _ in fresh if out == "succeeded"]
             unc_f += [p["metadata"]["uid"] for p, out, _ in fresh if out == "failed"]
             status["uncountedTerminatedPods"] = _uncounted(unc_s, unc_f)
@@ -373,21 +375,30 @@ class JobController(Controller):
             if fail_job and not condition_true(job, "FailureTarget") and not finished_condition(job):
                 set_condition(status, "FailureTarget", "True", "PodFailurePolicy", fail_job[1], rfc3339(self.now()))
             job = await self._write_status(key, job, status)
-            status = copy.deepcopy(job["status"])
-        pending = set(unc_s) | set(unc_f)
-        if not pending and not ignored:
-            return job, fresh
-        # step 2: release the pods; step 3: count those released (or already gone)
+        return job, fresh, ignored
+
+    def _release(self, status: Obj, pods: list[Obj], ignored: list[Obj]) -> asyncio.Future | None:
+        """Step 2, started in the background: remove the finalizer of the recorded pods (and
+        of the ignored ones) while the reconcile goes on deciding and creating."""
+        unc = status.get("uncountedTerminatedPods") or {}
+        pending = set(unc.get("succeeded") or []) | set(unc.get("failed") or [])
+        holding = [p for p in pods if p["metadata"]["uid"] in pending and self.tracked(p)] + ignored
+        return asyncio.ensure_future(self._unfinalize(holding)) if holding else None
+
+    async def _count(self, status: Obj, pods: list[Obj], release: asyncio.Future | None, indexed: bool) -> None:
+        """Step 3, in the status about to be written: recorded pods that no longer carry
+        the finalizer (or are gone) move into succeeded / failed / completedIndexes."""
+        if release is not None:
+            await release
+        unc = status.get("uncountedTerminatedPods") or {}
+        unc_s, unc_f = list(unc.get("succeeded") or []), list(unc.get("failed") or [])
         by_uid = {p["metadata"]["uid"]: p for p in pods}
-        holding = [by_uid[u] for u in pending if u in by_uid and self.tracked(by_uid[u])]
-        released = {p["metadata"]["uid"] for p in await self._unfinalize(holding + ignored)}
-        done = {u for u in pending if u in released or u not in by_uid or not self.tracked(by_uid[u])}
+        done = {u for u in unc_s + unc_f if u not in by_uid or not self.tracked(by_uid[u])}
         if not done:
-            return job, fresh
-        indexed = (job.get("spec") or {}).get("completionMode") == "Indexed"
-        completed = parse_index_set(status.get("completedIndexes"))
+            return
         succeeded = [u for u in unc_s if u in done]
         if indexed:
+            completed = parse_index_set(status.get("completedIndexes"))
             completed |= {i for u in succeeded if u in by_uid for i in [pod_index(by_uid[u])] if i is not None}
             status["completedIndexes"] = format_index_set(completed)
             status["succeeded"] = len(completed)
@@ -396,8 +407,6 @@ class JobController(Controller):
         status["failed"] = (status.get("failed") or 0) + len([u for u in unc_f if u in done])
         status["uncountedTerminatedPods"] = _uncounted([u for u in unc_s if u not in done],
                                                        [u for u in unc_f if u not in done])
-        job = await self._write_status(key, job, status)
-        return job, fresh
 
     def _note_failures(self, uid: str, counted: list[tuple[Obj, str, tuple | None]], now: dt.datetime) -> None:
         """Failures since the last success, and when the newest happened (for the back-off)."""
@@ -427,7 +436,7 @@ class JobController(Controller):
         delay = min(self.backoff_base * 2 ** (n - 1), self.backoff_max)
         return max(0.0, (last + dt.timedelta(seconds=delay) - now).total_seconds())
 
-    async def _sync(self, key: str, job: Obj, pods: list[Obj], counted: list) -> float | None:
+    async def _sync(self, key: str, job: Obj, pods: list[Obj], counted: list, ignored: list[Obj]) -> float | None:
         ns, name = split_key(key)
         spec = job.get("spec") or {}
         status = copy.deepcopy(job.get("status") or {})
@@ -439,9 +448,18 @@ class JobController(Controller):
         indexed = spec.get("completionMode") == "Indexed"
         completions = spec.get("completions")
         parallelism = spec.get("parallelism", 1) or 0
-        succeeded, failed = status.get("succeeded") or 0, status.get("failed") or 0
-        completed = parse_index_set(status.get("completedIndexes")) if indexed else set()
+        release = self._release(status, pods, ignored)
+        # decisions count the recorded pods too, as Kubernetes does
         unc = status.get("uncountedTerminatedPods") or {}
+        unc_s, unc_f = unc.get("succeeded") or [], unc.get("failed") or []
+        succeeded = (status.get("succeeded") or 0) + len(unc_s)
+        failed = (status.get("failed") or 0) + len(unc_f)
+        completed: set[int] = set()
+        if indexed:
+            by_uid = {p["metadata"]["uid"]: p for p in pods}
+            completed = parse_index_set(status.get("completedIndexes"))
+            completed |= {i for u in unc_s if u in by_uid for i in [pod_index(by_uid[u])] if i is not None}
+            succeeded = len(completed)
         again: list[float] = []
         self._note_failures(job["metadata"]["uid"], counted, now)
 
@@ -478,7 +496,8 @@ class JobController(Controller):
         if target or success:
             if active:
                 await self._delete_pods(job, active, exp, "the Job is finished")
-            settled = not unc.get("succeeded") and not unc.get("failed")
+            await self._count(status, pods, release, indexed)
+            settled = not status.get("uncountedTerminatedPods")
             if settled:
                 if target:
                     set_condition(status, "Failed", "True", target["reason"], target["message"], stamp)
@@ -500,6 +519,7 @@ class JobController(Controller):
                 set_condition(status, "Suspended", "True", "JobSuspended", "Job suspended", stamp)
                 self.recorder.emit(job, "Normal", "Suspended", "Job suspended")
             status.update(active=0, ready=0)
+            await self._count(status, pods, release, indexed)
             await self._status_if_changed(key, job, status)
             return None
         if condition_true(job, "Suspended"):
@@ -548,6 +568,7 @@ class JobController(Controller):
         active = [p for p in active if p not in extra]
         status["active"] = len(active) + len(exp.adds)
         status["ready"] = len([p for p in active if is_ready(p)])
+        await self._count(status, pods, release, indexed)
         await self._status_if_changed(key, job, status)
         return min(again) + 0.05 if again else None
 
