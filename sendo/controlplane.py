@@ -14,10 +14,12 @@ from typing import Any, Callable
 from .client import Client
 from .controllers.base import Controller, InformerFactory
 from .controllers.daemonset import DaemonSetController
+from .controllers.cronjob import CronJobController
 from .controllers.deployment import DeploymentController
 from .controllers.disruption import DisruptionController
 from .controllers.endpoints import EndpointsController
 from .controllers.gc import GarbageCollector
+from .controllers.job import JobController
 from .controllers.namespace import NamespaceController
 from .controllers.nodelifecycle import NodeLifecycleController
 from .controllers.replicaset import ReplicaSetController
@@ -44,6 +46,8 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "daemonset": DaemonSetController,
     "statefulset": StatefulSetController,
     "disruption": DisruptionController,
+    "job": JobController,
+    "cronjob": CronJobController,
 }
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.
 OFF_BY_DEFAULT: frozenset[str] = frozenset()
