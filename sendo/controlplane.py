@@ -20,6 +20,7 @@ from .controllers.namespace import NamespaceController
 from .controllers.nodelifecycle import NodeLifecycleController
 from .controllers.replicaset import ReplicaSetController
 from .controllers.replicationcontroller import ReplicationManager
+from .controllers.persistentvolume import PersistentVolumeController
 from .controllers.serviceaccounts import ServiceAccountsController
 from .scheduler.scheduler import Scheduler
 
@@ -38,6 +39,7 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "nodelifecycle": NodeLifecycleController,
     "endpoints": EndpointsController,
     "serviceaccount": ServiceAccountsController,
+    "persistentvolume": PersistentVolumeController,
 }
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.
 OFF_BY_DEFAULT: frozenset[str] = frozenset()

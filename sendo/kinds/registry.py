@@ -44,6 +44,8 @@ class Registry:
 def builtin_registry() -> Registry:
     from . import apps, batch, coordination, core, crd, discovery, networking
     from . import node  # RuntimeClass
+    from . import storage  # StorageClass
 
     return Registry([*core.RESOURCES, *apps.RESOURCES, *batch.RESOURCES, *coordination.RESOURCES,
-                     *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES, *node.RESOURCES])
+                     *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES, *node.RESOURCES,
+                     *storage.RESOURCES])
