@@ -33,7 +33,7 @@ from .lease import RENEW_EVERY, renew_node_lease
 from .podworker import PodWorker
 from .query import BadQuery, query_bool, query_int
 from .runtime import ContainerHandle, Runtime, SandboxError, open_runtime, registry
-from .volumes import VolumeManager
+from .volumes import VolumeManager, unmount_all
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -164,6 +164,7 @@ class Agent:
                         await rt.stop_pod_sandbox(sb.id)
                     except Exception as e:  # the agent stops anyway; the next one cleans up
                         log.warning("cannot stop the sandbox of pod %s/%s: %s", sb.namespace, sb.pod_name, e)
+            await unmount_all(self.pods_dir)  # memory-backed emptyDirs end with their pods, as at a reboot
         await self.identity.close()
         await self.volumes.close()
         for rt in self.runtimes.values():

@@ -1,0 +1,210 @@
+"""Volumes and storage without a server: the `..data` writer, downward API files, hostPath
+checks, the scheduler's claim plan and the PersistentVolume controller reconcile by reconcile."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sendo.agent import atomic
+from sendo.agent.volumes import VolumeError, downward_value, host_path_check
+from sendo.client import kind
+from sendo.controllers.persistentvolume import PersistentVolumeController, volume_fits
+from sendo.kinds.registry import builtin_registry
+from sendo.kinds.storage import CLEANUP_FINALIZER, SELECTED_NODE_ANNOTATION, STORAGE_DIR_ANNOTATION
+from sendo.scheduler.plugins import NodeInfo
+from sendo.scheduler.volumes import VOLUME_AFFINITY, plan_claims
+
+PVCS, PVS, NODES = kind("persistentvolumeclaims"), kind("persistentvolumes"), kind("nodes")
+SCS = kind("storageclasses", "storage.k8s.io")
+
+
+# ---------------------------------------------------------------------------- atomic writer
+
+def test_a_new_version_replaces_the_files_at_once_and_keys_that_went_are_unlinked(tmp_path):
+    d = str(tmp_path / "vol")
+    assert atomic.write(d, {"a": (b"1", 0o644), "sub/b": (b"2", 0o400)})
+    first = os.readlink(os.path.join(d, "..data"))
+    assert first.startswith("..") and os.readlink(os.path.join(d, "a")) == "..data/a"
+    assert open(os.path.join(d, "sub", "b"), "rb").read() == b"2"
+    assert os.stat(os.path.join(d, "sub", "b")).st_mode & 0o777 == 0o400
+    assert not atomic.write(d, {"a": (b"1", 0o644), "sub/b": (b"2", 0o400)})  # the same: nothing written
+    assert atomic.write(d, {"a": (b"changed", 0o644)})
+    assert open(os.path.join(d, "a"), "rb").read() == b"changed"
+    assert not os.path.lexists(os.path.join(d, "sub"))
+    assert not os.path.exists(os.path.join(d, first))  # the old version is gone
+    assert sorted(n for n in os.listdir(d) if n.startswith("..")) == sorted(["..data", os.readlink(os.path.join(d, "..data"))])
+
+
+# ---------------------------------------------------------------------------- downward API and hostPath
+
+POD = {"metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"b": "2", "a": "1"},
+                    "annotations": {"note": "x"}},
+       "spec": {"containers": [{"name": "c", "resources": {"limits": {"memory": "64Mi"},
+                                                           "requests": {"cpu": "250m"}}}]}}
+
+
+@pytest.mark.parametrize("item,want", [
+    ({"fieldRef": {"fieldPath": "metadata.labels"}}, b'a="1"\nb="2"'),
+    ({"fieldRef": {"fieldPath": "metadata.annotations['note']"}}, b"x"),
+    ({"fieldRef": {"fieldPath": "metadata.uid"}}, b"u1"),
+    ({"resourceFieldRef": {"containerName": "c", "resource": "limits.memory", "divisor": "1Mi"}}, b"64"),
+    ({"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}, b"250"),
+    ({"resourceFieldRef": {"containerName": "c", "resource": "limits.cpu"}}, b"4"),  # the node's, no limit
+])
+def test_downward_api_files_read_as_the_kubelet_writes_them(item, want):
+    assert downward_value(POD, item, {"cpu": "4", "memory": "1Gi"}) == want
+
+
+def test_host_path_types_are_checked_and_the_or_create_ones_create(tmp_path):
+    d, f = str(tmp_path / "d"), str(tmp_path / "f")
+    host_path_check(d, "DirectoryOrCreate")
+    host_path_check(f, "FileOrCreate")
+    assert os.path.isdir(d) and os.path.isfile(f)
+    with pytest.raises(VolumeError, match="is not a directory"):
+        host_path_check(f, "Directory")
+    with pytest.raises(VolumeError, match="is not a file"):
+        host_path_check(d, "File")
+    with pytest.raises(VolumeError, match="does not exist"):
+        host_path_check(str(tmp_path / "nope"), "Directory")
+
+
+# ---------------------------------------------------------------------------- validation
+
+def _causes(plural: str, obj: dict, group: str = "") -> list[str]:
+    r = builtin_registry().get(group, "v1", plural)
+    r.strategy.default(obj)
+    return [c.field for c in r.strategy.validate(obj)]
+
+
+def test_bad_volume_sources_and_storage_objects_name_the_field():
+    pod = {"metadata": {"name": "p"}, "spec": {
+        "containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "s", "mountPath": "/s",
+                                                                     "subPath": "/abs"}]}],
+        "volumes": [{"name": "s", "secret": {"secretName": "s", "items": [{"key": "k", "path": "../k"}]}},
+                    {"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "t",
+                                                                                     "expirationSeconds": 60}}]}},
+                    {"name": "e", "emptyDir": {"medium": "Disk"}}]}}
+    assert _causes("pods", pod) == ["spec.volumes[0].secret.items[0].path",
+                                    "spec.volumes[1].projected.sources[0].serviceAccountToken.expirationSeconds",
+                                    "spec.volumes[2].emptyDir.medium", "spec.containers[0].volumeMounts[0].subPath"]
+    pv = {"metadata": {"name": "v"}, "spec": {"accessModes": ["ReadWriteOnce"], "local": {"path": "/x"},
+                                              "persistentVolumeReclaimPolicy": "Keep"}}
+    assert _causes("persistentvolumes", pv) == ["spec.capacity", "spec.nodeAffinity",
+                                                "spec.persistentVolumeReclaimPolicy"]
+    sc = {"metadata": {"name": "c"}, "provisioner": "", "volumeBindingMode": "Later"}
+    assert _causes("storageclasses", sc, "storage.k8s.io") == ["provisioner", "volumeBindingMode"]
+    r = builtin_registry().get("storage.k8s.io", "v1", "storageclasses")
+    old = {"metadata": {"name": "c"}, "provisioner": "a.io/x"}
+    assert [c.field for c in r.strategy.validate_update({**old, "provisioner": "b.io/y"}, old)] == ["provisioner"]
+
+
+# ---------------------------------------------------------------------------- scheduler
+
+def _claim(name, volume=None, cls="local-path", selected=None):
+    meta = {"name": name, "namespace": "default", "uid": f"uid-{name}"}
+    if selected:
+        meta["annotations"] = {SELECTED_NODE_ANNOTATION: selected}
+    return {"metadata": meta, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": cls,
+                                       "resources": {"requests": {"storage": "1Gi"}},
+                                       **({"volumeName": volume} if volume else {})},
+            "status": {"phase": "Bound" if volume else "Pending"}}
+
+
+def _pod_with(*claims):
+    return {"metadata": {"name": "p", "namespace": "default"},
+            "spec": {"volumes": [{"name": c, "persistentVolumeClaim": {"claimName": c}} for c in claims]}}
+
+
+def _node(name, **labels):
+    ni = NodeInfo(name)
+    ni.set_node({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **labels}}})
+    return ni
+
+
+def test_the_scheduler_places_waiting_claims_first_and_follows_bound_volumes():
+    classes = {"local-path": {"volumeBindingMode": "WaitForFirstConsumer"}, "now": {"volumeBindingMode": "Immediate"}}
+    pv = {"metadata": {"name": "pv1"}, "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n2"]}]}]}}}}
+    claims = {"wait": _claim("wait"), "bound": _claim("bound", "pv1"), "now": _claim("now", cls="now"),
+              "picked": _claim("picked", selected="n1")}
+    plan = lambda *names: plan_claims(_pod_with(*names), lambda ns, n: claims.get(n),  # noqa: E731
+                                      {"pv1": pv}.get, classes.get)
+    assert plan_claims({"metadata": {"name": "p"}, "spec": {}}, None, None, None) is None
+    p = plan("wait")
+    assert p.error is None and p.to_select == [("default", "wait")] and p.misfit(_node("n1")) is None
+    p = plan("bound", "wait")
+    assert p.misfit(_node("n1")) == VOLUME_AFFINITY and p.misfit(_node("n2")) is None
+    assert plan("now").error == "pod has unbound immediate PersistentVolumeClaims"
+    assert plan("missing").error == 'persistentvolumeclaim "missing" not found'
+    p = plan("picked")
+    assert p.misfit(_node("n2")) and p.misfit(_node("n1")) is None and not p.to_select
+
+
+# ---------------------------------------------------------------------------- PV controller
+
+LOCAL_PATH = {"metadata": {"name": "local-path"}, "provisioner": "sendo.io/local-path", "reclaimPolicy": "Delete",
+              "volumeBindingMode": "WaitForFirstConsumer"}
+
+
+async def test_a_claim_waits_for_its_consumer_then_gets_a_volume_on_the_selected_node(fake_api):
+    pvc_ctl = fake_api.build(PersistentVolumeController)
+    fake_api.add(SCS, LOCAL_PATH)
+    fake_api.add(NODES, {"metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1"},
+                                      "annotations": {STORAGE_DIR_ANNOTATION: "/data/storage"}}})
+    fake_api.add(PVCS, _claim("data"))
+    assert await fake_api.run(pvc_ctl, "pvc:default/data") == []  # no consumer yet
+    fake_api.add(PVCS, _claim("data", selected="n1"))
+    writes = await fake_api.run(pvc_ctl, "pvc:default/data")
+    assert [(c.method, c.path) for c in writes] == [
+        ("POST", "/api/v1/persistentvolumes"), ("PATCH", "/api/v1/persistentvolumes/pvc-uid-data/status"),
+        ("PATCH", "/api/v1/namespaces/default/persistentvolumeclaims/data"),
+        ("PATCH", "/api/v1/namespaces/default/persistentvolumeclaims/data/status")]
+    pv = writes[0].body
+    assert pv["spec"]["hostPath"]["path"] == "/data/storage/pvc-uid-data_default_data"
+    assert pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["n1"]
+    assert pv["spec"]["capacity"] == {"storage": "1Gi"} and pv["metadata"]["finalizers"] == [CLEANUP_FINALIZER]
+    assert pv["spec"]["claimRef"]["uid"] == "uid-data"
+    assert writes[2].body["spec"]["volumeName"] == "pvc-uid-data"
+    assert writes[3].body["status"] == {"phase": "Bound", "capacity": {"storage": "1Gi"},
+                                        "accessModes": ["ReadWriteOnce"]}
+    assert await fake_api.run(pvc_ctl, "pvc:default/data") == []  # settled
+    assert [c.path for c in await fake_api.run(pvc_ctl, "pv:pvc-uid-data")] == []
+
+    # the claim goes: the volume is Released, then deleted (its finalizer waits for the node)
+    fake_api.fake.remove(PVCS, "default", "data")
+    writes = await fake_api.run(pvc_ctl, "pv:pvc-uid-data")
+    assert [(c.method, c.path) for c in writes] == [
+        ("PATCH", "/api/v1/persistentvolumes/pvc-uid-data/status"), ("DELETE", "/api/v1/persistentvolumes/pvc-uid-data")]
+    assert writes[0].body["status"]["phase"] == "Released"
+
+
+async def test_a_claim_takes_the_smallest_fitting_available_volume_and_a_retained_one_stays_released(fake_api):
+    pvc_ctl = fake_api.build(PersistentVolumeController)
+
+    def pv(name, size, policy="Retain"):
+        return {"metadata": {"name": name}, "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+                                                     "storageClassName": "manual", "hostPath": {"path": f"/x/{name}"},
+                                                     "persistentVolumeReclaimPolicy": policy},
+                "status": {"phase": "Available"}}
+    fake_api.add(PVS, pv("big", "10Gi"), pv("small", "2Gi"), pv("tiny", "512Mi"))
+    claim = _claim("c", cls="manual")
+    assert volume_fits(pv("small", "2Gi"), claim) and not volume_fits(pv("tiny", "512Mi"), claim)
+    fake_api.add(PVCS, claim)
+    writes = await fake_api.run(pvc_ctl, "pvc:default/c")
+    assert writes[0].path == "/api/v1/persistentvolumes/small"
+    assert writes[0].body["spec"]["claimRef"]["name"] == "c"
+    fake_api.fake.remove(PVCS, "default", "c")
+    writes = await fake_api.run(pvc_ctl, "pv:small")
+    assert [(c.method, c.body["status"]["phase"]) for c in writes] == [("PATCH", "Released")]
+
+
+async def test_a_claim_without_a_class_gets_the_default_one(fake_api):
+    pvc_ctl = fake_api.build(PersistentVolumeController)
+    fake_api.add(SCS, {**LOCAL_PATH, "metadata": {"name": "local-path", "annotations": {
+        "storageclass.kubernetes.io/is-default-class": "true"}}})
+    claim = _claim("c")
+    del claim["spec"]["storageClassName"]
+    fake_api.add(PVCS, claim)
+    writes = await fake_api.run(pvc_ctl, "pvc:default/c")
+    assert [(c.method, c.body) for c in writes] == [("PATCH", {"spec": {"storageClassName": "local-path"}})]
