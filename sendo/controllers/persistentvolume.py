@@ -172,6 +172,8 @@ class PersistentVolumeController(Controller):
             return None
         if spec.get("volumeName"):
             pv = self.volumes.get(spec["volumeName"])
+            if pv is None:  # just provisioned, its watch event not here yet? ask before calling it lost
+                pv = await self.client.get_or_none(self.pv_kind, None, spec["volumeName"])
             if pv is None:
                 return await self._claim_status(pvc, "Lost", None)
             ref = (pv.get("spec") or {}).get("claimRef") or {}

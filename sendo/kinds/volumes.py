@@ -5,7 +5,7 @@ Every check names the field at fault; nothing here raises.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 from .base import Cause, required
 from .quantity import QuantityError, parse_quantity
@@ -34,12 +34,27 @@ def _mode(parent: Any, key: str, path: str, causes: list[Cause]) -> None:
         causes.append(invalid_value(path, v, "must be a number between 0 and 0777 (octal), both inclusive"))
 
 
-def _key_items(src: dict, path: str, causes: list[Cause]) -> None:
-    for i, item in enumerate(get(src, "items", f"{path}.items", list, causes) or []):
-        p = f"{path}.items[{i}]"
-        if not isinstance(item, dict):
+def _each_dict(parent: dict, key: str, path: str, causes: list[Cause]) -> Iterator[tuple[str, dict]]:
+    """The objects of the list parent[key] with their paths; anything else is a cause."""
+    for i, item in enumerate(get(parent, key, f"{path}.{key}", list, causes) or []):
+        p = f"{path}.{key}[{i}]"
+        if isinstance(item, dict):
+            yield p, item
+        else:
             causes.append(type_invalid(p, item, dict))
-            continue
+
+
+def _is_source(src: Any, path: str, causes: list[Cause]) -> bool:
+    """A file source is an object; its defaultMode, if any, a file mode."""
+    if not isinstance(src, dict):
+        causes.append(type_invalid(path, src, dict))
+        return False
+    _mode(src, "defaultMode", f"{path}.defaultMode", causes)
+    return True
+
+
+def _key_items(src: dict, path: str, causes: list[Cause]) -> None:
+    for p, item in _each_dict(src, "items", path, causes):
         if not item.get("key"):
             causes.append(required(f"{p}.key"))
         check_relative_path(item.get("path"), f"{p}.path", causes)
@@ -48,27 +63,19 @@ def _key_items(src: dict, path: str, causes: list[Cause]) -> None:
 
 def _object_source(src: Any, path: str, name_key: str, causes: list[Cause]) -> None:
     """configMap / secret, as a volume or a projection."""
-    if not isinstance(src, dict):
-        causes.append(type_invalid(path, src, dict))
+    if not _is_source(src, path, causes):
         return
     name = src.get(name_key)
     if name is not None or name_key == "secretName":
         check_name(name, f"{path}.{name_key}", is_dns1123_subdomain, causes)
     get(src, "optional", f"{path}.optional", bool, causes)
-    _mode(src, "defaultMode", f"{path}.defaultMode", causes)
     _key_items(src, path, causes)
 
 
 def _downward_items(src: Any, path: str, causes: list[Cause]) -> None:
-    if not isinstance(src, dict):
-        causes.append(type_invalid(path, src, dict))
+    if not _is_source(src, path, causes):
         return
-    _mode(src, "defaultMode", f"{path}.defaultMode", causes)
-    for i, item in enumerate(get(src, "items", f"{path}.items", list, causes) or []):
-        p = f"{path}.items[{i}]"
-        if not isinstance(item, dict):
-            causes.append(type_invalid(p, item, dict))
-            continue
+    for p, item in _each_dict(src, "items", path, causes):
         check_relative_path(item.get("path"), f"{p}.path", causes)
         _mode(item, "mode", f"{p}.mode", causes)
         field, res = item.get("fieldRef"), item.get("resourceFieldRef")
@@ -87,26 +94,25 @@ def _downward_items(src: Any, path: str, causes: list[Cause]) -> None:
                                        field if field is not None else res, dict))
 
 
+def _file_sources(parent: dict, path: str, secret_name_key: str, causes: list[Cause]) -> None:
+    """configMap, secret and downwardAPI: as a volume (secretName) or a projection (name)."""
+    if parent.get("configMap") is not None:
+        _object_source(parent["configMap"], f"{path}.configMap", "name", causes)
+    if parent.get("secret") is not None:
+        _object_source(parent["secret"], f"{path}.secret", secret_name_key, causes)
+    if parent.get("downwardAPI") is not None:
+        _downward_items(parent["downwardAPI"], f"{path}.downwardAPI", causes)
+
+
 def _projected(src: Any, path: str, causes: list[Cause]) -> None:
-    if not isinstance(src, dict):
-        causes.append(type_invalid(path, src, dict))
+    if not _is_source(src, path, causes):
         return
-    _mode(src, "defaultMode", f"{path}.defaultMode", causes)
-    for i, s in enumerate(get(src, "sources", f"{path}.sources", list, causes) or []):
-        p = f"{path}.sources[{i}]"
-        if not isinstance(s, dict):
-            causes.append(type_invalid(p, s, dict))
-            continue
+    for p, s in _each_dict(src, "sources", path, causes):
         kinds = [k for k, v in s.items() if v is not None]
         if len(kinds) != 1:
             causes.append(invalid_value(p, kinds, "may not specify more than 1 volume type per source"
                                         if kinds else "must specify a volume source"))
-        if s.get("configMap") is not None:
-            _object_source(s["configMap"], f"{p}.configMap", "name", causes)
-        if s.get("secret") is not None:
-            _object_source(s["secret"], f"{p}.secret", "name", causes)
-        if s.get("downwardAPI") is not None:
-            _downward_items(s["downwardAPI"], f"{p}.downwardAPI", causes)
+        _file_sources(s, p, "name", causes)
         tok = s.get("serviceAccountToken")
         if tok is not None:
             tp = f"{p}.serviceAccountToken"
@@ -138,12 +144,7 @@ def validate_volume_source(vol: dict, path: str, causes: list[Cause]) -> None:
                         causes.append(invalid_value(f"{p}.sizeLimit", ed["sizeLimit"], "must be greater than zero"))
                 except (QuantityError, TypeError, ValueError):
                     causes.append(invalid_value(f"{p}.sizeLimit", ed["sizeLimit"], "must be a quantity, e.g. 64Mi"))
-    if vol.get("configMap") is not None:
-        _object_source(vol["configMap"], f"{path}.configMap", "name", causes)
-    if vol.get("secret") is not None:
-        _object_source(vol["secret"], f"{path}.secret", "secretName", causes)
-    if vol.get("downwardAPI") is not None:
-        _downward_items(vol["downwardAPI"], f"{path}.downwardAPI", causes)
+    _file_sources(vol, path, "secretName", causes)
     if vol.get("projected") is not None:
         _projected(vol["projected"], f"{path}.projected", causes)
     if vol.get("hostPath") is not None:
