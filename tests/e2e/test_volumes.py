@@ -7,6 +7,8 @@ missing mount points on the host, and a test must not leave directories in /etc.
 """
 from __future__ import annotations
 
+import base64
+import json
 import os
 from pathlib import Path
 
@@ -37,9 +39,12 @@ def events(c: Cluster, name: str) -> list[dict]:
 def test_configmap_updates_in_place_secret_mode_and_an_emptydir_shared_by_two_containers(cluster, mnt):
     c = cluster
     cfg, sec, shared, info, sub = (f"{mnt}/cfg", f"{mnt}/sec", f"{mnt}/shared", f"{mnt}/info", f"{mnt}/sub.conf")
+    proj = f"{mnt}/proj"
     loop = (f'while true; do echo "greeting=$(cat {cfg}/greeting) sub=$(cat {sub}) '
             f'mode=$(stat -L -c %a {sec}/password) pw=$(cat {sec}/password) from-b=$(cat {shared}/x) '
-            f'labels=$(cat {info}/labels | tr "\\n" ,) data=$(ls -a {cfg} | grep -c "^..data$")"; sleep 0.3; done')
+            f'labels=$(cat {info}/labels | tr "\\n" ,) data=$(ls -a {cfg} | grep -c "^..data$") '
+            f'proj=$(stat -L -c %a {proj}/nested/greet):$(cat {proj}/nested/greet):$(wc -c < {proj}/token)"; '
+            'sleep 0.3; done')
     manifest = [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config"}, "data": {"greeting": "hello"}},
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "app-secret"}, "stringData": {"password": "s3cret"}},
@@ -48,7 +53,8 @@ def test_configmap_updates_in_place_secret_mode_and_an_emptydir_shared_by_two_co
              {"name": "reader", "image": "busybox", "command": ["sh", "-c", loop],
               "volumeMounts": [{"name": "cfg", "mountPath": cfg}, {"name": "sec", "mountPath": sec},
                                {"name": "shared", "mountPath": shared}, {"name": "info", "mountPath": info},
-                               {"name": "cfg", "mountPath": sub, "subPath": "greeting"}]},
+                               {"name": "cfg", "mountPath": sub, "subPath": "greeting"},
+                               {"name": "proj", "mountPath": proj}]},
              {"name": "writer", "image": "busybox",
               "command": ["sh", "-c", f"echo written-by-b > {shared}/x; exec sleep 3600"],
               "volumeMounts": [{"name": "shared", "mountPath": shared}]}],
@@ -56,19 +62,32 @@ def test_configmap_updates_in_place_secret_mode_and_an_emptydir_shared_by_two_co
                          {"name": "sec", "secret": {"secretName": "app-secret", "defaultMode": 0o400}},
                          {"name": "shared", "emptyDir": {"medium": "Memory"}},
                          {"name": "info", "downwardAPI": {"items": [{"path": "labels",
-                                                                     "fieldRef": {"fieldPath": "metadata.labels"}}]}}]}},
+                                                                     "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                         {"name": "proj", "projected": {"sources": [
+                             {"serviceAccountToken": {"path": "token", "audience": "vault", "expirationSeconds": 3600}},
+                             {"configMap": {"name": "app-config", "items": [
+                                 {"key": "greeting", "path": "nested/greet", "mode": 0o600}]}}]}}]}},
     ]
     c.kubectl("apply", "-f", "-", input=to_yaml(*manifest))
     first = "greeting=hello sub=hello mode=400 pw=s3cret from-b=written-by-b labels=app=\"vols\" data=1"
     poll(lambda: first in logs(c, "vols", "reader"), 60, what="the volumes seen by the pod")
     assert not os.path.exists(f"{cfg}/greeting")  # on the host, the mount point stays empty
+    assert "proj=600:hello:" in logs(c, "vols", "reader")
+    # the projected token is the pod's ServiceAccount's, for the audience asked
+    pod = c.kubectl_json("get", "pod", "vols")
+    token_file = (c.data_dir / "agent" / pod["spec"]["nodeName"] / "pods" / pod["metadata"]["uid"] / "volumes" / "proj"
+                  / "token")
+    payload = token_file.read_text().split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["aud"] == ["vault"] and claims["exp"] - claims["iat"] == 3600
+    assert claims["sub"] == "system:serviceaccount:default:default"
 
     manifest[0]["data"]["greeting"] = "changed"
     c.kubectl("apply", "-f", "-", input=to_yaml(manifest[0]))
     c.kubectl("label", "pod", "vols", "tier=web")
     # the mounted ConfigMap and labels change in the running pod; a subPath mount keeps its file
     poll(lambda: 'greeting=changed sub=hello mode=400 pw=s3cret from-b=written-by-b '
-                 'labels=app="vols",tier="web" data=1' in logs(c, "vols", "reader"), 30,
+                 'labels=app="vols",tier="web" data=1 proj=600:changed:' in logs(c, "vols", "reader"), 30,
          what="the ConfigMap change in the running pod")
     c.kubectl("delete", "pod", "vols", "--wait=true", timeout=60)
     with open("/proc/self/mountinfo") as f:

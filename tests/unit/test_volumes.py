@@ -208,3 +208,86 @@ async def test_a_claim_without_a_class_gets_the_default_one(fake_api):
     fake_api.add(PVCS, claim)
     writes = await fake_api.run(pvc_ctl, "pvc:default/c")
     assert [(c.method, c.body) for c in writes] == [("PATCH", {"spec": {"storageClassName": "local-path"}})]
+
+
+# ---------------------------------------------------------------------------- mounts
+
+class _Host:
+    def __init__(self):
+        self.events = []
+
+    def event(self, pod, type_, reason, message):
+        self.events.append((type_, reason, message))
+
+
+class _Runtime:
+    def __init__(self, name, mounts_volumes):
+        self.name, self.mounts_volumes = name, mounts_volumes
+
+
+class _PodView:
+    def __init__(self, runtime, volumes):
+        self.host, self.runtime, self.volumes = _Host(), runtime, volumes
+        self.pod = {"metadata": {"name": "p", "namespace": "default", "uid": "u"}}
+
+
+def _spec():
+    from sendo.agent.runtime import ContainerSpec
+    return ContainerSpec("u", "default", "p", "c", 0, ["true"], {}, None, "/dev/null")
+
+
+CONTAINER = {"name": "c", "volumeMounts": [{"name": "config", "mountPath": "/etc/app"},
+                                           {"name": "data", "mountPath": "/data/one", "subPath": "one",
+                                            "readOnly": True}]}
+
+
+async def test_a_runtime_that_mounts_gets_one_mount_per_volume_mount(tmp_path):
+    from sendo.agent.prestart.volumes import mount_volumes
+    from sendo.agent.volumes import Volume
+    cfg, data = tmp_path / "cfg", tmp_path / "data"
+    cfg.mkdir()
+    view = _PodView(_Runtime("docker", True), {"config": Volume("config", str(cfg), read_only=True, content=True),
+                                               "data": Volume("data", str(data))})
+    data.mkdir()
+    spec = _spec()
+    await mount_volumes(view, CONTAINER, spec)
+    assert [(m.container_path, m.host_path, m.read_only) for m in spec.mounts] == [
+        ("/etc/app", str(cfg), True), ("/data/one", str(data / "one"), True)]
+    assert (data / "one").is_dir()  # a subPath in a writable volume is made
+    assert view.host.events == []
+
+
+async def test_without_mounts_the_container_gets_the_paths_and_the_pod_an_event(tmp_path):
+    from sendo.agent.prestart.volumes import mount_volumes
+    from sendo.agent.volumes import Volume
+    view = _PodView(_Runtime("process", False), {"config": Volume("config", str(tmp_path), content=True),
+                                                 "data": Volume("data", str(tmp_path))})
+    spec = _spec()
+    await mount_volumes(view, CONTAINER, spec)
+    assert spec.mounts == [] and spec.env["SENDO_VOLUME_CONFIG"] == str(tmp_path)
+    ((type_, reason, message),) = view.host.events
+    assert (type_, reason) == ("Warning", "VolumePathsMapped")
+    assert "/etc/app (volume config) is $SENDO_VOLUME_CONFIG" in message
+
+
+async def test_a_sub_path_may_not_lead_out_of_its_volume(tmp_path):
+    from sendo.agent.prestart.base import HookError
+    from sendo.agent.prestart.volumes import mount_volumes
+    from sendo.agent.volumes import Volume
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "out").symlink_to("/etc")
+    view = _PodView(_Runtime("docker", True), {"config": Volume("config", str(vol))})
+    with pytest.raises(HookError, match="leads outside"):
+        await mount_volumes(view, {"name": "c", "volumeMounts": [
+            {"name": "config", "mountPath": "/x", "subPath": "out"}]}, _spec())
+
+
+def test_the_process_runtime_mounts_parents_before_what_they_hold(tmp_path):
+    from sendo.agent.runtime import Mount
+    from sendo.agent.runtime.mountns import wrap
+    argv, exe = wrap(["sh", "-c", "true"], "/bin/sh", [Mount("/a/b", str(tmp_path)), Mount("/a", "/f", True)],
+                     "/work")
+    assert exe.endswith("unshare") and argv[:4] == [exe, "--mount", "--propagation", "private"]
+    tail = argv[argv.index("sendo-mount") + 1:]
+    assert tail == ["/work", "/f", "/a", "ro", "f", str(tmp_path), "/a/b", "rw", "d", "--", "/bin/sh", "-c", "true"]
