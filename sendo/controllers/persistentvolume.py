@@ -34,7 +34,7 @@ from ..kinds.pvc import pvc_storage_class
 from ..kinds.quantity import parse_quantity
 from ..kinds.storage import (CLEANUP_FINALIZER, DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_NODE_ANNOTATION,
                              LOCAL_PATH_PROVISIONER, PROVISIONED_BY_ANNOTATION, SELECTED_NODE_ANNOTATION,
-                             STORAGE_DIR_ANNOTATION, is_default_class)
+                             STORAGE_DIR_ANNOTATION, is_default_class, pod_claims)
 from .base import Controller, split_key
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ FALLBACK_STORAGE_DIR = "/var/lib/sendo/storage"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 BOUND_BY_CONTROLLER = "pv.kubernetes.io/bound-by-controller"
 BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
+PVC_PROTECTION = "kubernetes.io/pvc-protection"  # a claim in use by a pod is not deleted until the pod is done
 
 
 def _request(pvc: Obj) -> int:
@@ -97,6 +98,8 @@ class PersistentVolumeController(Controller):
         self.volumes = self.informers.get(self.pv_kind)
         self.classes = self.informers.get(self.sc_kind)
         self.nodes = self.informers.get(kind("nodes"))
+        self.pods = self.informers.get(kind("pods"))
+        self.pods.add_handler(self._on_pod)
         self.recorder = EventRecorder(self.client, "persistentvolume-controller")
         self.claims.add_handler(self._on_claim)
         self.volumes.add_handler(self._on_volume)
@@ -133,6 +136,21 @@ class PersistentVolumeController(Controller):
                 if ref.get("uid") == pvc["metadata"].get("uid"):
                     self.queue.add("pv:" + pv["metadata"]["name"])
 
+    def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:
+        """A pod that ends may let a claim being deleted go."""
+        if typ != "DELETED" and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            return
+        ns = pod["metadata"]["namespace"]
+        for claim in pod_claims(pod):
+            pvc = self.claims.get(f"{ns}/{claim}")
+            if pvc is not None and pvc["metadata"].get("deletionTimestamp"):
+                self.queue.add(f"pvc:{ns}/{claim}")
+
+    def _in_use(self, pvc: Obj) -> bool:
+        ns, name = pvc["metadata"]["namespace"], pvc["metadata"]["name"]
+        return any(p["metadata"].get("namespace") == ns and name in pod_claims(p)
+                   and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed") for p in self.pods.list())
+
     def _on_volume(self, typ: str, pv: Obj, old: Obj | None) -> None:
         self.queue.add("pv:" + pv["metadata"]["name"])
         ref = (pv.get("spec") or {}).get("claimRef") or {}
@@ -160,9 +178,19 @@ class PersistentVolumeController(Controller):
 
     async def _sync_claim(self, key: str) -> float | None:
         pvc = self.claims.get(key)
-        if pvc is None or pvc["metadata"].get("deletionTimestamp"):
+        if pvc is None:
             return None
         ns, name = split_key(key)
+        finalizers = list(pvc["metadata"].get("finalizers") or [])
+        if pvc["metadata"].get("deletionTimestamp"):
+            if PVC_PROTECTION in finalizers and not self._in_use(pvc):
+                finalizers.remove(PVC_PROTECTION)
+                await self.client.patch(self.pvc_kind, ns, name, {"metadata": {
+                    "finalizers": finalizers, "resourceVersion": pvc["metadata"]["resourceVersion"]}})
+            return None
+        if PVC_PROTECTION not in finalizers:
+            pvc = await self.client.patch(self.pvc_kind, ns, name, {"metadata": {
+                "finalizers": [*finalizers, PVC_PROTECTION], "resourceVersion": pvc["metadata"]["resourceVersion"]}})
         spec = pvc.get("spec") or {}
         if spec.get("storageClassName") is None and pvc_storage_class(pvc) == "" \
                 and "volume.beta.kubernetes.io/storage-class" not in (pvc["metadata"].get("annotations") or {}):

@@ -42,6 +42,13 @@ def is_default_class(sc: Obj) -> bool:
     return (ann.get(DEFAULT_CLASS_ANNOTATION) or ann.get(BETA_DEFAULT_CLASS_ANNOTATION)) == "true"
 
 
+def pod_claims(pod: Obj) -> list[str]:
+    """The names of the PersistentVolumeClaims a pod's volumes use."""
+    volumes = as_dict(pod.get("spec")).get("volumes")
+    return [as_dict(v["persistentVolumeClaim"]).get("claimName", "") for v in volumes or []
+            if isinstance(v, dict) and isinstance(v.get("persistentVolumeClaim"), dict)]
+
+
 def pv_storage_path(pv: Obj) -> str | None:
     """The directory on its node a hostPath or local volume lives in."""
     spec = as_dict(pv.get("spec"))

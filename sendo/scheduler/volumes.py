@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..kinds.storage import SELECTED_NODE_ANNOTATION
+from ..kinds.storage import SELECTED_NODE_ANNOTATION, pod_claims
 from ..kinds.nodeselector import term_matches
 from .plugins import NodeInfo
 
@@ -42,8 +42,7 @@ def plan_claims(pod: Obj, claim_of, volume_of, class_of) -> ClaimPlan | None:
     """None when the pod uses no claim. `claim_of(ns, name)`, `volume_of(name)`,
     `class_of(name)` read the informer caches."""
     ns = pod["metadata"].get("namespace", "")
-    claims = [v["persistentVolumeClaim"].get("claimName", "") for v in (pod.get("spec") or {}).get("volumes") or []
-              if isinstance(v, dict) and isinstance(v.get("persistentVolumeClaim"), dict)]
+    claims = pod_claims(pod)
     if not claims:
         return None
     plan = ClaimPlan()

@@ -102,7 +102,7 @@ def test_bad_volume_sources_and_storage_objects_name_the_field():
 # ---------------------------------------------------------------------------- scheduler
 
 def _claim(name, volume=None, cls="local-path", selected=None):
-    meta = {"name": name, "namespace": "default", "uid": f"uid-{name}"}
+    meta = {"name": name, "namespace": "default", "uid": f"uid-{name}", "finalizers": ["kubernetes.io/pvc-protection"]}
     if selected:
         meta["annotations"] = {SELECTED_NODE_ANNOTATION: selected}
     return {"metadata": meta, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": cls,
@@ -291,3 +291,21 @@ def test_the_process_runtime_mounts_parents_before_what_they_hold(tmp_path):
     assert exe.endswith("unshare") and argv[:4] == [exe, "--mount", "--propagation", "private"]
     tail = argv[argv.index("sendo-mount") + 1:]
     assert tail == ["/work", "/f", "/a", "ro", "f", str(tmp_path), "/a/b", "rw", "d", "--", "/bin/sh", "-c", "true"]
+
+
+async def test_a_claim_in_use_is_kept_until_its_pods_are_done(fake_api):
+    pvc_ctl = fake_api.build(PersistentVolumeController)
+    claim = _claim("c", cls="manual")
+    del claim["metadata"]["finalizers"]
+    fake_api.add(PVCS, claim)
+    writes = await fake_api.run(pvc_ctl, "pvc:default/c")
+    assert writes[0].body["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+    user = {"metadata": {"name": "user", "namespace": "default"}, "status": {"phase": "Running"},
+            "spec": {"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "c"}}]}}
+    fake_api.add(kind("pods"), user)
+    fake_api.add(PVCS, {**_claim("c", cls="manual"), "metadata": {
+        **_claim("c")["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"}})
+    assert await fake_api.run(pvc_ctl, "pvc:default/c") == []  # its pod runs: kept
+    fake_api.add(kind("pods"), {**user, "status": {"phase": "Succeeded"}})
+    writes = await fake_api.run(pvc_ctl, "pvc:default/c")
+    assert [(c.method, c.body["metadata"]["finalizers"]) for c in writes] == [("PATCH", [])]
