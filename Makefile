@@ -49,6 +49,7 @@ bench: venv
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.fuzz
 	$(BIN)/python -m bench.jobs
+	$(BIN)/python -m bench.volumes
 
 clean:
 	rm -rf $(VENV) .pytest_cache

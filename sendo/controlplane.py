@@ -24,6 +24,7 @@ from .controllers.namespace import NamespaceController
 from .controllers.nodelifecycle import NodeLifecycleController
 from .controllers.replicaset import ReplicaSetController
 from .controllers.replicationcontroller import ReplicationManager
+from .controllers.persistentvolume import PersistentVolumeController
 from .controllers.serviceaccounts import ServiceAccountsController
 from .controllers.statefulset import StatefulSetController
 from .scheduler.scheduler import Scheduler
@@ -48,6 +49,7 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "disruption": DisruptionController,
     "job": JobController,
     "cronjob": CronJobController,
+    "persistentvolume": PersistentVolumeController,
 }
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.
 OFF_BY_DEFAULT: frozenset[str] = frozenset()

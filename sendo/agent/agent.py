@@ -23,6 +23,7 @@ from ..client.events import EventRecorder
 from ..client.factory import InformerFactory
 from ..client.informer import obj_key
 from ..kinds.meta import now_rfc3339
+from ..kinds.storage import STORAGE_DIR_ANNOTATION
 from ..tasks import DUMP_SECTIONS, stop_tasks
 from . import logs as logfiles
 from . import portforward
@@ -32,6 +33,7 @@ from .lease import RENEW_EVERY, renew_node_lease
 from .podworker import PodWorker
 from .query import BadQuery, query_bool, query_int
 from .runtime import ContainerHandle, Runtime, SandboxError, open_runtime, registry
+from .volumes import VolumeManager, unmount_all
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -98,6 +100,11 @@ class Agent:
         # ServiceAccount tokens of the pods (identity.py)
         self.identity = PodIdentity(self.client, cfg.server, cfg.ca_pem, self.pods_dir,
                                     alive=lambda uid: uid in self.workers, on_ready=self._identity_ready)
+        # the pods' volumes; local-path PersistentVolumes of this node live in storage_dir
+        self.storage_dir = os.path.join(cfg.data_dir, "storage")
+        self.volumes = VolumeManager(self.client, self.informers, cfg.node_name, self.storage_dir,
+                                     on_change=self._volume_ready, evict=self._evict, event=self.event,
+                                     allocatable=self._allocatable)
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -117,6 +124,7 @@ class Agent:
         self.services = self.informers.get(kind("services"))  # service links; shared with DNS and proxy
         await self.informers.start(self.services)
         await self.identity.start()  # before the pods: their tokens need their ServiceAccounts
+        await self.volumes.start()
         self.pods = self.informers.get(kind("pods"), field_selector=f"spec.nodeName={self.cfg.node_name}")
         self.pods.add_handler(self._on_pod)
         await self.informers.start(self.pods)
@@ -158,7 +166,9 @@ class Agent:
                         await rt.stop_pod_sandbox(sb.id)
                     except Exception as e:  # the agent stops anyway; the next one cleans up
                         log.warning("cannot stop the sandbox of pod %s/%s: %s", sb.namespace, sb.pod_name, e)
+            await unmount_all(self.pods_dir)  # memory-backed emptyDirs end with their pods, as at a reboot
         await self.identity.close()
+        await self.volumes.close()
         for rt in self.runtimes.values():
             await rt.close()
         await self.recorder.close()
@@ -189,7 +199,8 @@ class Agent:
                            "lastTransitionTime": now})
         uname = platform.uname()
         return {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": self.cfg.node_name, "labels": labels},
+                "metadata": {"name": self.cfg.node_name, "labels": labels,
+                             "annotations": {STORAGE_DIR_ANNOTATION: self.storage_dir}},
                 "spec": {},
                 "status": {"capacity": resources, "allocatable": dict(resources), "conditions": conditions,
                            "addresses": [{"type": "InternalIP", "address": self.cfg.address},
@@ -215,8 +226,10 @@ class Agent:
                 node = await self.client.get(nodes, None, self.cfg.node_name)
         else:
             labels = {**(node["metadata"].get("labels") or {}), **want["metadata"]["labels"]}
-            if labels != node["metadata"].get("labels"):
-                node = await self.client.patch(nodes, None, self.cfg.node_name, {"metadata": {"labels": labels}})
+            annotations = {**(node["metadata"].get("annotations") or {}), **want["metadata"]["annotations"]}
+            if labels != node["metadata"].get("labels") or annotations != node["metadata"].get("annotations"):
+                node = await self.client.patch(nodes, None, self.cfg.node_name,
+                                               {"metadata": {"labels": labels, "annotations": annotations}})
         self.node = await self.client.patch(nodes, None, self.cfg.node_name, {"status": want["status"]},
                                             sub="status")
         cidr = (self.node.get("spec") or {}).get("podCIDR")
@@ -278,11 +291,27 @@ class Agent:
             self.identity.track(pod)  # its token is fetched now (and kept fresh for adopted pods)
         else:
             w.update(pod)
+            self.volumes.pod_changed(pod)
 
     def _worker_done(self, uid: str) -> None:
         w = self.workers.get(uid)
         if w is not None and w.task.done():
             del self.workers[uid]
+            self.volumes.forget(uid)
+
+    def _volume_ready(self, uid: str) -> None:
+        """Something a pod's volumes waited for (a ConfigMap, a bound claim) is here."""
+        if (w := self.workers.get(uid)) is not None:
+            w.retry_prepare()
+
+    def _evict(self, uid: str, message: str) -> None:
+        if (w := self.workers.get(uid)) is not None:
+            w.evict(message)
+
+    def _allocatable(self) -> dict[str, str]:
+        """What a container without a limit may use (the downward API's resourceFieldRef)."""
+        return {"cpu": str(os.cpu_count() or 1), "memory": str(psutil.virtual_memory().total),
+                "ephemeral-storage": str(psutil.disk_usage(self.cfg.data_dir).total)}
 
     def worker_failed(self, w: PodWorker) -> None:
         """A worker that crashed is replaced by a fresh one, which adopts the containers it

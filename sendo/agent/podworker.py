@@ -41,6 +41,7 @@ from . import hooks, probes
 from .host import PodHost
 from .logs import container_log_path
 from .prestart import CONTAINER_HOOKS, POD_HOOKS, HookError
+from .volumes import Volume, unmount_all
 from .runtime import (
     ContainerHandle,
     ContainerSpec,
@@ -128,6 +129,8 @@ class PodWorker:
         # configuration failed), even if that time passes before the worker sleeps
         self.due: list[float] = []
         self.terminating = False  # probes and hooks no longer act once stopping began
+        self.volumes: dict[str, Volume] = {}  # set by the volumes prestart hook
+        self.evicted: str | None = None  # the eviction message: the pod failed, its containers stop
         self.containers = self._containers(pod, adopted)
         self.task = asyncio.create_task(self._run(), name=f"pod-{self.ns}/{self.name}")
 
@@ -191,7 +194,9 @@ class PodWorker:
                     await self._terminate()
                     return
                 self.due = []
-                if await self._prepared():
+                if self.evicted is not None:
+                    await self._evict()
+                elif await self._prepared():
                     await self._sync()
                 await self._post_status()
                 await self._sleep()
@@ -206,6 +211,18 @@ class PodWorker:
         finally:
             for c in self.containers.values():
                 self._cancel_tasks(c, killing=True)
+
+    def evict(self, message: str) -> None:
+        """The node evicts the pod (an emptyDir over its sizeLimit): its containers stop and
+        the pod is Failed with reason Evicted, as the kubelet's eviction manager leaves it."""
+        if self.evicted is None:
+            self.evicted = message
+            self.host.event(self.pod, "Warning", "Evicted", message)
+            self.wake.set()
+
+    async def _evict(self) -> None:
+        if any(c.running for c in self.containers.values()):
+            await self.stop_containers(self._grace())
 
     async def _prepared(self) -> bool:
         """Run the pod prestart steps until they have all passed once; False while one fails."""
@@ -561,6 +578,7 @@ class PodWorker:
         if self.sandbox is not None and self.runtime is not None:
             await self.runtime.remove_pod_sandbox(self.sandbox.id)
             self.sandbox = None
+        await unmount_all(self.pod_dir)  # tmpfs emptyDirs, before their files go
         shutil.rmtree(self.pod_dir, ignore_errors=True)
         shutil.rmtree(os.path.join(self.host.logs_dir, f"{self.ns}_{self.name}_{self.uid}"), ignore_errors=True)
 
@@ -594,6 +612,8 @@ class PodWorker:
         return st
 
     def _will_restart(self, c: Container) -> bool:
+        if self.evicted is not None:
+            return False
         if c.exit is None:
             return True
         p = self.restart_policy
@@ -657,6 +677,8 @@ class PodWorker:
             st.update(podIP=self.pod_ip, podIPs=[{"ip": self.pod_ip}])
         if init_statuses:
             st["initContainerStatuses"] = init_statuses
+        if self.evicted is not None:
+            st.update(phase="Failed", reason="Evicted", message=self.evicted)
         return st
 
     def _status_failed(self, e: Exception) -> None:

@@ -32,6 +32,7 @@ from ..kinds.base import Cause, Obj
 from ..kinds.validation import go_value
 from . import errors
 from .claims import Claim, RangeClaims
+from .defaultclass import DefaultStorageClass
 
 POD_NETWORK = ipaddress.ip_network("127.64.0.0/10")
 NODE_BLOCK_PREFIX = 22  # 1,022 pod IPs per node, 4,096 nodes
@@ -465,6 +466,9 @@ def admission_steps(store, registry) -> dict[str, list[Admit]]:
     steps: dict[str, list[Admit]] = {"nodes": [NodeCIDRAllocator(store, registry.get("", "v1", "nodes"))]}
     if services is not None:
         steps["services"] = [ServiceAllocator(store, services)]
+    classes = registry.get("storage.k8s.io", "v1", "storageclasses")
+    if classes is not None:
+        steps["persistentvolumeclaims"] = [DefaultStorageClass(store, classes)]
     return steps
 
 

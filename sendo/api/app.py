@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 PUBLIC_PATHS = {"/version", "/version/", "/healthz", "/readyz", "/livez"}
 # kinds whose DELETE answers with the deleted object; the others answer with a Status
-RETURN_DELETED_OBJECT = {("", "pods"), ("", "services")}
+RETURN_DELETED_OBJECT = {("", "pods"), ("", "services"), ("", "persistentvolumeclaims"), ("", "persistentvolumes"),
+                         ("storage.k8s.io", "storageclasses")}
 FIELD_MANAGER_MAX = 128
 # the options kind each write method's query parameters belong to (named in 422s)
 OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions",

@@ -11,6 +11,7 @@ from .serviceaccount import SERVICEACCOUNT_PRINTER, ServiceAccountStrategy
 from .endpoints import ENDPOINTS_PRINTER, EndpointsStrategy
 from .pvc import PersistentVolumeClaimStrategy, PVC_PRINTER
 from .replicationcontroller import RC_PRINTER, ReplicationControllerStrategy
+from .storage import PV_RESOURCE
 
 RESOURCES = [
     Resource("", "v1", "Namespace", "namespaces", False, short_names=["ns"], subresources={"status", "finalize"},
@@ -31,6 +32,7 @@ RESOURCES = [
              strategy=EndpointsStrategy(), printer=ENDPOINTS_PRINTER),
     Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, short_names=["pvc"],
              subresources={"status"}, strategy=PersistentVolumeClaimStrategy(), printer=PVC_PRINTER),
+    PV_RESOURCE,
     Resource("", "v1", "ReplicationController", "replicationcontrollers", True, short_names=["rc"],
              categories=["all"], subresources={"status", "scale"}, scale=ScaleSpec(label_selector=None),
              strategy=ReplicationControllerStrategy(), printer=RC_PRINTER),

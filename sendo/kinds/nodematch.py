@@ -1,8 +1,9 @@
 """Which nodes a pod may run on by its own rules: tolerations against a node's taints,
 nodeSelector and required node affinity (incl. matchFields on metadata.name).
 
-The scheduler filters with these, and the DaemonSet controller decides with the same
-rules which nodes should run a daemon pod.
+The scheduler filters with these, the DaemonSet controller decides with the same rules
+which nodes should run a daemon pod, and a PersistentVolume's node affinity is a node
+selector term too.
 """
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from typing import Any
 from .base import Cause, duplicate, forbidden, Obj, required, set_default, strip_nulls, unsupported
 from .printing import as_dict, as_list, dicts
 from .quantity import parse_quantity, QuantityError
+from .volumes import validate_sub_path, validate_volume_source
 from .validation import (check_enum, check_int, check_name, check_string_list, get, invalid_value, is_config_key,
                          is_dns1123_label, is_dns1123_subdomain, is_env_var_name, is_port_name, is_port_number,
                          is_qualified_name, is_type, MAX_INT32, not_found, PROTOCOLS, required_because, TAINT_EFFECTS,
@@ -340,6 +341,7 @@ def validate_volumes(spec: dict, path: str, causes: list[Cause]) -> set[str]:
             causes.append(required_because(p, "must specify a volume type"))
         for extra in sources[1:]:
             causes.append(forbidden(f"{p}.{extra}", "may not specify more than 1 volume type"))
+        validate_volume_source(vol, p, causes)
     return names
 
 
@@ -565,6 +567,7 @@ def validate_volume_mounts(mounts: Any, path: str, volumes: set[str]) -> list[Ca
             if mp in paths:
                 causes.append(invalid_value(f"{p}.mountPath", mp, "must be unique"))
             paths.add(mp)
+        validate_sub_path(m, p, causes)
     return causes
 
 

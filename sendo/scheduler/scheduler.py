@@ -23,6 +23,7 @@ from ..client.events import EventRecorder
 from ..client.informer import obj_key
 from ..controllers.base import Controller, InformerFactory, split_key
 from ..kinds.meta import now_rfc3339
+from ..kinds.storage import SELECTED_NODE_ANNOTATION
 from .plugins import (
     NodeInfo,
     PodInfo,
@@ -33,6 +34,7 @@ from .plugins import (
     pick,
     pod_requests,
 )
+from .volumes import ClaimPlan, plan_claims
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -89,6 +91,12 @@ class Scheduler(Controller):
         self.recorder = EventRecorder(self.client, SCHEDULER_NAME)
         self.node_inf.add_handler(self._on_node)
         self.pod_inf.add_handler(self._on_pod)
+        # claims, volumes and classes: a pod waiting for one of them is tried again when it changes
+        self.pvc_inf = self.informers.get(kind("persistentvolumeclaims"))
+        self.pv_inf = self.informers.get(kind("persistentvolumes"))
+        self.sc_inf = self.informers.get(kind("storageclasses", "storage.k8s.io"))
+        for inf in (self.pvc_inf, self.pv_inf, self.sc_inf):
+            inf.add_handler(lambda t, o, old: self._wake() if t != "DELETED" else None)
 
     async def stop(self) -> None:
         await super().stop()
@@ -178,7 +186,7 @@ class Scheduler(Controller):
             self.queue.add(key)
 
     # ------------------------------------------------------------- decide
-    def find_node(self, pod: PodInfo) -> tuple[NodeInfo | None, Counter]:
+    def find_node(self, pod: PodInfo, claims: ClaimPlan | None = None) -> tuple[NodeInfo | None, Counter]:
         """Filter a rotating sample of nodes until enough fit, then score those."""
         order, nodes = self._order, self.nodes
         total = len(order)
@@ -193,6 +201,8 @@ class Scheduler(Controller):
             ni = nodes[order[(start + seen) % total]]
             seen += 1
             why = ni.misfit(pod)
+            if not why and claims is not None and (conflict := claims.misfit(ni)):
+                why = (conflict,)
             if not why:
                 feasible.append(ni)
                 if len(feasible) >= want:
@@ -213,12 +223,19 @@ class Scheduler(Controller):
         if key in self.placed:
             return None  # bound or binding; the informer has not caught up yet
         info = PodInfo(pod)
-        node, reasons = self.find_node(info)  # no await between deciding and assuming
+        claims = plan_claims(pod, lambda ns, n: self.pvc_inf.get(f"{ns}/{n}"), self.pv_inf.get, self.sc_inf.get)
+        if claims is not None and claims.error:
+            return await self._unschedulable(key, pod, f"0/{len(self._order)} nodes are available: "
+                                                       f"{claims.error}.")
+        node, reasons = self.find_node(info, claims)  # no await between deciding and assuming
         if node is None:
             return await self._unschedulable(key, pod, fit_error(len(self._order), reasons))
         placement = self._account(key, node.name, info.req, info.owner, assumed=True)
         ns, name = split_key(key)
         try:
+            for claim_ns, claim in (claims.to_select if claims else []):  # the provisioner makes them there
+                await self.client.patch(self.pvc_inf.r, claim_ns, claim,
+                                        {"metadata": {"annotations": {SELECTED_NODE_ANNOTATION: node.name}}})
             await self.client.bind(ns, name, node.name)
         except ApiError as e:
             self._unaccount(key, only=placement)

@@ -303,3 +303,30 @@ def test_a_pod_picks_docker_by_runtime_class_and_a_restarted_agent_adopts_its_co
     finally:
         c._cleanup()
         ct.cleanup_engine(c, cidr)
+
+
+def test_volumes_are_bind_mounts_and_a_configmap_change_reaches_the_running_container(docker_cluster,
+                                                                                      container_image):
+    image, _ = container_image
+    c = docker_cluster
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config"}, "data": {"mode": "blue"}}
+    p = pod("mounted", image, restart="Always",
+            command=["sh", "-c", "while true; do echo \"mode=$(cat /config/mode) shared=$(cat /shared/x) "
+                                 "perm=$(stat -L -c %a /secret/key)\"; sleep 0.3; done"],
+            volumeMounts=[{"name": "config", "mountPath": "/config"}, {"name": "shared", "mountPath": "/shared"},
+                          {"name": "secret", "mountPath": "/secret"}])
+    p["spec"]["containers"].append({"name": "side", "image": image, "volumeMounts": [
+        {"name": "shared", "mountPath": "/data"}], "command": ["sh", "-c", "echo from-side > /data/x; exec sleep 3600"]})
+    p["spec"]["volumes"] = [{"name": "config", "configMap": {"name": "web-config"}},
+                            {"name": "shared", "emptyDir": {}},
+                            {"name": "secret", "secret": {"secretName": "web-secret", "defaultMode": 0o400}}]
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-secret"}, "stringData": {"key": "k"}}
+    c.kubectl("apply", "-f", "-", input=to_yaml(cm, secret, p))
+
+    def log() -> str:
+        return c.kubectl("logs", "mounted", "-c", "main", check=False).stdout
+    poll(lambda: "mode=blue shared=from-side perm=400" in log(), 90, what="the volumes inside the container")
+    cm["data"]["mode"] = "green"
+    c.kubectl("apply", "-f", "-", input=to_yaml(cm))
+    poll(lambda: "mode=green shared=from-side perm=400" in log(), 30, what="the ConfigMap change in the container")
+    c.kubectl("delete", "pod", "mounted", "--wait=false")

@@ -153,6 +153,7 @@ class DockerRuntime:
     holds the socket of a Podman service the runtime starts."""
 
     name = "docker"
+    mounts_volumes = True  # volumes are bind mounts of the engine
 
     def __init__(self, state_dir: str, engine: str = "", pod_cidr: str = ""):
         self.state_dir = os.path.abspath(state_dir)
@@ -453,6 +454,9 @@ class DockerRuntime:
             body["Cmd"] = spec.args
         if spec.working_dir:
             body["WorkingDir"] = spec.working_dir
+        if spec.mounts:  # the pod's volumes, bind-mounted from the node
+            host["Binds"] = [f"{m.host_path}:{m.container_path}:{'ro' if m.read_only else 'rw'}"
+                             for m in spec.mounts]
         return body
 
     async def _handle(self, info: dict, spec: ContainerSpec) -> ContainerHandle:

@@ -49,6 +49,7 @@ from .base import (
     StartError,
     container_id,
 )
+from . import mountns
 from .loopback import LoopbackSandboxes
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ class ProcessRuntime:
     pod sandboxes under `sandboxes/`)."""
 
     name = "process"
+    # volumes at their mountPath (a private mount namespace per container) need root
+    mounts_volumes = mountns.available()
 
     def __init__(self, state_dir: str):
         self.state_dir = state_dir
@@ -122,6 +125,11 @@ class ProcessRuntime:
         cwd = self._working_dir(spec)
         spec = dataclasses.replace(spec, working_dir=cwd)  # the handle tells hooks and probes where it runs
         executable = _resolve_executable(spec.argv[0], spec.env, cwd)
+        argv = spec.argv
+        if spec.mounts:
+            if not self.mounts_volumes:
+                raise StartError("volumes cannot be mounted: the process runtime mounts them only as root")
+            argv, executable = mountns.wrap(spec.argv, executable, spec.mounts, cwd)
 
         fd = _open_log(spec.log_path)
         try:
@@ -129,7 +137,7 @@ class ProcessRuntime:
             # transports: those wait in a thread per child on Python 3.11 and kill the
             # child when the event loop closes, but containers must outlive the agent.
             proc = subprocess.Popen(
-                spec.argv,
+                argv,
                 executable=executable,
                 stdin=subprocess.DEVNULL,
                 stdout=fd,
