@@ -22,7 +22,7 @@ from .api.admission import kubernetes_service_objects
 from .api.tokens import TokenSigner
 from .kinds.registry import builtin_registry
 from .pki import ensure_tls
-from .private import private_dir
+from .private import private_dir, write_private
 from .serving import APIServer as HTTPServer, default_connection_limit, free_port, guarded_protocol, listen_socket
 from .store import default_url, open_store
 
@@ -82,6 +82,7 @@ class Server:
         self.sa_signer = TokenSigner.load_or_create(os.path.join(cfg.server_dir, "sa.key"))
         self.ca_pem = self.tls.ca_pem()
         self.store = open_store(cfg.datastore or default_url(os.path.join(cfg.server_dir, "state.db")))
+        self._record_datastore()
         self.registry = builtin_registry()
         tokens = {self.admin_token: User("admin", ["system:masters"]),
                   self.node_token: User("system:node", ["system:nodes"])}
@@ -90,6 +91,14 @@ class Server:
         self._uvicorn: HTTPServer | None = None
         self._tasks: list[asyncio.Task] = []
         self.control = None
+
+    def _record_datastore(self) -> None:
+        """Which store this data dir's server uses, for the commands that work on it (`sendo snapshot`)."""
+        path = os.path.join(self.cfg.server_dir, "datastore")
+        if self.cfg.datastore:
+            write_private(path, self.cfg.datastore.encode() + b"\n")
+        elif os.path.exists(path):
+            os.unlink(path)
 
     async def start(self) -> None:
         cfg = self.cfg

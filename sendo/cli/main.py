@@ -16,11 +16,19 @@ import typer
 import yaml
 from rich.console import Console
 
+from .defaults import DEFAULT_DATA_DIR
+
 app = typer.Typer(help="sendo: a container orchestrator that speaks the Kubernetes API.",
                   no_args_is_help=True, add_completion=False)
 console = Console(stderr=True, highlight=False)
 
-DEFAULT_DATA_DIR = os.environ.get("SENDO_DATA_DIR") or str(Path.home() / ".sendo")
+
+def _add_subcommands() -> None:
+    from .snapshot import snapshot_app
+    app.add_typer(snapshot_app, name="snapshot")
+
+
+_add_subcommands()
 
 
 def run(coro) -> None:
@@ -158,10 +166,14 @@ def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Opt
 
 async def _start_server(server) -> None:
     from ..serving import PortInUse
+    from ..store import StoreError
     try:
         await server.start()
     except PortInUse as e:
         console.print(f"[red]error:[/] {e.strerror or e}")
+        raise SystemExit(1)
+    except StoreError as e:  # an etcd that does not answer, …
+        console.print(f"[red]error:[/] the datastore: {e}")
         raise SystemExit(1)
 
 
