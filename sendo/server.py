@@ -12,7 +12,7 @@ import base64
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvicorn
 
@@ -20,6 +20,7 @@ from .api.app import APIServer, User
 from .api.crds import CRDRegistrar
 from .api.admission import kubernetes_service_objects
 from .api.tokens import TokenSigner
+from .client.leaderelection import Timings
 from .kinds.registry import builtin_registry
 from .pki import ensure_tls
 from .private import private_dir, write_private
@@ -46,6 +47,16 @@ class ServerConfig:
     first_request_timeout: float = 30.0  # seconds from the end of the TLS handshake to the first request
     handshake_timeout: float = 30.0  # seconds a client has to finish its TLS handshake
     max_connections: int = 0  # open client connections at most; 0: what the fd limit leaves room for
+    # the control loops run in one server only, chosen by a Lease (client/leaderelection.py):
+    # None: when the store can be shared (not SQLite); the timings are sendo's fast defaults
+    leader_elect: bool | None = None
+    election: Timings = field(default_factory=Timings)
+
+    @property
+    def elects(self) -> bool:
+        if self.leader_elect is not None:
+            return self.leader_elect
+        return bool(self.datastore) and not self.datastore.startswith("sqlite:")
 
     @property
     def url(self) -> str:
@@ -127,14 +138,16 @@ class Server:
             await asyncio.sleep(0.01)  # poll uvicorn's start-up flag
         if self.cfg.controllers and self.cfg.controllers_in_process:
             from .controlplane import ControlPlane
-            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names)
+            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names,
+                                        election=self.cfg.election if self.cfg.elects else None)
             await self.control.start()
         elif self.cfg.controllers:
             from .controlplane import ControlPlaneProcess
             self.control = ControlPlaneProcess(self.cfg.url, os.path.join(self.cfg.server_dir, "admin-token"),
                                                self.tls.ca_cert, os.path.join(self.cfg.server_dir,
                                                                               "controllers.log"),
-                                               self.cfg.controller_names)
+                                               self.cfg.controller_names,
+                                               election=self.cfg.election if self.cfg.elects else None)
             await self.control.start()
 
     async def _bootstrap(self) -> None:

@@ -5,7 +5,7 @@ import asyncio
 import orjson
 import pytest
 
-from sendo.store import Compacted, Conflict, DatastoreURLError, KeyExists, KeyNotFound, open_store
+from sendo.store import Compacted, Conflict, DatastoreURLError, KeyExists, KeyNotFound, StoreError, open_store
 from sendo.store.versioner import encode
 
 
@@ -161,6 +161,14 @@ async def test_state_survives_restart(store_url):
         assert (await s.create("/r/d", val("d"))).mod_rev == r0 + 5
     finally:
         await s.close()
+
+
+async def test_an_etcd_that_does_not_answer_is_a_store_error_naming_it():
+    from sendo.serving import free_port
+    s = open_store(f"etcd://127.0.0.1:{free_port()}?timeout=20")  # nothing listens there
+    with pytest.raises(StoreError, match="unavailable"):
+        await s.start()
+    await s.close()
 
 
 @pytest.mark.parametrize("url", ["etcd://", "etcd://host", "etcd://h:2379?bogus=1", "etcd://h:2379?cert=c",
