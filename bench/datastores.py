@@ -29,14 +29,24 @@ FULL = dict(steady_rate=300, steady_count=3000, max_seconds=5, max_writers=64, o
 TINY = dict(steady_rate=50, steady_count=50, max_seconds=1, max_writers=4, objects=50)
 
 
+def load_retried(mode: str, args: dict) -> dict:
+    """bench.load, once more if the first run lost a connection (on a loaded machine a pooled
+    keep-alive connection can be closed by the server just as the client reuses it)."""
+    try:
+        return load(mode, args)
+    except RuntimeError as e:
+        log(f"{mode} load failed ({e}); once more")
+        return load(mode, {**args, "run": args["run"] + "2"})
+
+
 async def api_writes(name: str, d: str, extra: tuple[str, ...], size: dict, figures: dict) -> None:
     os.makedirs(d)
     c = start_server(d, extra=extra)
     try:
-        r = load("steady", conn_args(c, rate=size["steady_rate"], count=size["steady_count"], run="s"))
+        r = load_retried("steady", conn_args(c, rate=size["steady_rate"], count=size["steady_count"], run="s"))
         figures[f"{name}_write_p50_ms"] = round(percentile(r["latencies_ms"], 50), 2)
         figures[f"{name}_write_p99_ms"] = round(percentile(r["latencies_ms"], 99), 2)
-        m = load("max", conn_args(c, seconds=size["max_seconds"], writers=size["max_writers"], run="m"))
+        m = load_retried("max", conn_args(c, seconds=size["max_seconds"], writers=size["max_writers"], run="m"))
         figures[f"{name}_writes_per_s"] = round(m["writes_per_s"], 1)
         log(f"{name}: {m['writes_per_s']:.0f} writes/s; at {size['steady_rate']}/s p50 "
             f"{figures[f'{name}_write_p50_ms']} ms, p99 {figures[f'{name}_write_p99_ms']} ms, "
