@@ -18,6 +18,7 @@ import uvicorn
 
 from .api.app import APIServer, User
 from .api.crds import CRDRegistrar
+from .api.errors import APIError
 from .api.admission import kubernetes_service_objects
 from .api.tokens import TokenSigner
 from .client.leaderelection import Timings
@@ -152,18 +153,26 @@ class Server:
 
     async def _bootstrap(self) -> None:
         """What every cluster has: the system namespaces, and the `kubernetes` Service in
-        `default` with endpoints that point at this server (updated if its port moved)."""
+        `default` with endpoints that point at this server (updated if its port moved).
+        Several servers may start at once on one store: what another created first is kept."""
         api = self.api.api
         ns = self.registry.get("", "v1", "namespaces")
+
+        async def create(r, namespace, obj) -> None:
+            try:
+                await api.create(r, namespace, obj)
+            except APIError as e:
+                if e.code != 409:  # AlreadyExists: another server made it a moment ago
+                    raise
         for name in SYSTEM_NAMESPACES:
             if await self.store.get(ns.key(None, name)) is None:
-                await api.create(ns, None, {"metadata": {"name": name}})
+                await create(ns, None, {"metadata": {"name": name}})
         for plural, obj in kubernetes_service_objects(self.cfg.host, self.cfg.port).items():
             group = "discovery.k8s.io" if plural == "endpointslices" else ""
             r = self.registry.get(group, "v1", plural)
             kv = await self.store.get(r.key("default", "kubernetes"))
             if kv is None:
-                await api.create(r, "default", obj)
+                await create(r, "default", obj)
             elif plural != "services":
                 await api.update(r, "default", "kubernetes", obj)
 

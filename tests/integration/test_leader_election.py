@@ -113,8 +113,9 @@ async def test_kill_9_of_the_leader_hands_the_control_loops_to_another_server(tm
     try:
         url = f"{etcd.url}/ha"
         servers = [ServerProc(str(tmp_path / f"s{i}"), url) for i in range(2)]
-        for s in servers:
-            assert s.ready.wait(120), open(os.path.join(s.data_dir, "server.log")).read()[-3000:]
+        for s in servers:  # both start at once on one store
+            await wait_until(lambda: s.ready.is_set() or s.proc.poll() is not None, 120, what="sendo server ready")
+            assert s.ready.is_set(), open(os.path.join(s.data_dir, "server.log")).read()[-3000:]
         clients = [s.client() for s in servers]
 
         async def holder(c: Client) -> int | None:
