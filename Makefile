@@ -47,6 +47,7 @@ e2e: venv containers
 
 bench: venv
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.datastores
 	$(BIN)/python -m bench.fuzz
 	$(BIN)/python -m bench.jobs
 	$(BIN)/python -m bench.volumes

@@ -12,6 +12,7 @@ import sys
 from typing import Any, Callable
 
 from .client import Client
+from .client.leaderelection import LeaderElector, Timings
 from .controllers.base import Controller, InformerFactory
 from .controllers.daemonset import DaemonSetController
 from .controllers.cronjob import CronJobController
@@ -86,27 +87,56 @@ def select_controllers(spec: str = "*") -> list[str]:
             if n not in off and (n in on or (star and n not in OFF_BY_DEFAULT))]
 
 
+LEADER_LEASE = "sendo-controller-manager"  # kube-system/<this>: who runs the loops when several servers serve
+
+
 class ControlPlane:
-    """The selected loops sharing one REST client and one set of informers."""
+    """The selected loops sharing one REST client and one set of informers.
+
+    With ``election`` (several servers on one store), every server's control plane lists and
+    watches, but the loops run only in the one that holds the ``LEADER_LEASE`` Lease: a
+    follower's caches are warm, so a new leader acts as soon as it takes over."""
 
     def __init__(self, url: str, token: str, ca_pem: bytes | None, controllers: str = "*",
-                 options: dict[str, dict[str, Any]] | None = None):
+                 options: dict[str, dict[str, Any]] | None = None, election: Timings | None = None,
+                 identity: str = ""):
         names = select_controllers(controllers)
         self.client = Client(url, token, ca_pem, user_agent="sendo-controller-manager")
         self.informers = InformerFactory(self.client)
         options = options or {}
         self.loops = {n: CONTROLLERS[n](self.client, self.informers, **options.get(n, {})) for n in names}
+        self.elector = (LeaderElector(self.client, LEADER_LEASE, identity or _identity(), timings=election)
+                        if election else None)
 
     async def start(self) -> None:
         await self.informers.start()
+        if self.elector is not None:
+            await self.elector.acquire()
         for loop in self.loops.values():
             await loop.start()
+
+    async def run(self) -> None:
+        """Start, then lead until leadership is lost (return) or forever without an election."""
+        await self.start()
+        if self.elector is None:
+            await asyncio.Event().wait()
+        else:
+            await self.elector.hold()
 
     async def stop(self) -> None:
         for loop in self.loops.values():
             await loop.stop()
+        if self.elector is not None:
+            await self.elector.release()
         await self.informers.stop()
         await self.client.close()
+
+
+def _identity() -> str:
+    import os
+    import socket
+    import uuid
+    return f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
 
 
 def _die_with_parent() -> None:
@@ -121,9 +151,16 @@ class ControlPlaneProcess:
     """`sendo controllers` as a child process: started with the server, restarted if it
     exits, stopped (by its PID) with the server."""
 
-    def __init__(self, url: str, token_file: str, ca_file: str, log_path: str, controllers: str = "*"):
+    def __init__(self, url: str, token_file: str, ca_file: str, log_path: str, controllers: str = "*",
+                 election: Timings | None = None, identity: str = ""):
         self.args = [sys.executable, "-m", "sendo.cli.main", "controllers", "--server", url,
                      "--token-file", token_file, "--ca-cert", ca_file, "--controllers", controllers]
+        if election is not None:
+            self.args += ["--leader-elect", "--leader-elect-lease-duration", str(election.lease_duration),
+                          "--leader-elect-renew-deadline", str(election.renew_deadline),
+                          "--leader-elect-retry-period", str(election.retry_period)]
+            if identity:
+                self.args += ["--leader-elect-identity", identity]
         self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task | None = None
@@ -162,18 +199,29 @@ class ControlPlaneProcess:
                 await self.proc.wait()
 
 
-async def run_controllers(url: str, token: str, ca_pem: bytes | None, controllers: str = "*") -> None:
-    """The body of `sendo controllers`: run until SIGTERM/SIGINT."""
+async def run_controllers(url: str, token: str, ca_pem: bytes | None, controllers: str = "*",
+                          election: Timings | None = None, identity: str = "") -> None:
+    """The body of `sendo controllers`: run until SIGTERM/SIGINT, or until leadership is lost
+    (exit status 1: the server starts a fresh candidate, so no loop acts on a stale view)."""
     from .client.rest import wait_ready
     await wait_ready(url, ca_pem)
-    cp = ControlPlane(url, token, ca_pem, controllers)
-    await cp.start()
+    cp = ControlPlane(url, token, ca_pem, controllers, election=election, identity=identity)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    running = asyncio.create_task(cp.run(), name="control-plane")
+    stopping = asyncio.create_task(stop.wait())
     try:
-        await stop.wait()
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for t in (running, stopping):
+            t.cancel()
+        await asyncio.gather(running, stopping, return_exceptions=True)
         await cp.stop()
+    if running.done() and not running.cancelled() and running.exception() is None:
+        log.warning("leadership lost: exiting")
+        raise SystemExit(1)
+    if running.done() and not running.cancelled() and running.exception() is not None:
+        raise running.exception()
 

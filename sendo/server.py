@@ -19,11 +19,13 @@ import uvicorn
 from .api.app import APIServer, User
 from .api.audit import AuditConfig
 from .api.crds import CRDRegistrar
+from .api.errors import APIError
 from .api.admission import kubernetes_service_objects
 from .api.tokens import TokenSigner
+from .client.leaderelection import Timings
 from .kinds.registry import builtin_registry
 from .pki import ensure_tls
-from .private import private_dir
+from .private import private_dir, write_private
 from .serving import APIServer as HTTPServer, default_connection_limit, free_port, guarded_protocol, listen_socket
 from .store import default_url, encryption, open_store
 
@@ -48,6 +50,16 @@ class ServerConfig:
     handshake_timeout: float = 30.0  # seconds a client has to finish its TLS handshake
     max_connections: int = 0  # open client connections at most; 0: what the fd limit leaves room for
     audit: AuditConfig = field(default_factory=AuditConfig)  # the audit log (api/audit.py); off by default
+    # the control loops run in one server only, chosen by a Lease (client/leaderelection.py):
+    # None: when the store can be shared (not SQLite); the timings are sendo's fast defaults
+    leader_elect: bool | None = None
+    election: Timings = field(default_factory=Timings)
+
+    @property
+    def elects(self) -> bool:
+        if self.leader_elect is not None:
+            return self.leader_elect
+        return bool(self.datastore) and not self.datastore.startswith("sqlite:")
 
     @property
     def url(self) -> str:
@@ -84,6 +96,7 @@ class Server:
         self.sa_signer = TokenSigner.load_or_create(os.path.join(cfg.server_dir, "sa.key"))
         self.ca_pem = self.tls.ca_pem()
         self.store = open_store(cfg.datastore or default_url(os.path.join(cfg.server_dir, "state.db")))
+        self._record_datastore()
         # Secrets sealed at rest, on by default: the key is in server/encryption-config.yaml (0600)
         transformer, self.encryption_config = encryption.load_or_create(cfg.server_dir)
         if hasattr(self.store, "transformer"):
@@ -100,6 +113,14 @@ class Server:
         self._uvicorn: HTTPServer | None = None
         self._tasks: list[asyncio.Task] = []
         self.control = None
+
+    def _record_datastore(self) -> None:
+        """Which store this data dir's server uses, for the commands that work on it (`sendo snapshot`)."""
+        path = os.path.join(self.cfg.server_dir, "datastore")
+        if self.cfg.datastore:
+            write_private(path, self.cfg.datastore.encode() + b"\n")
+        elif os.path.exists(path):
+            os.unlink(path)
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -128,30 +149,40 @@ class Server:
             await asyncio.sleep(0.01)  # poll uvicorn's start-up flag
         if self.cfg.controllers and self.cfg.controllers_in_process:
             from .controlplane import ControlPlane
-            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names)
+            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names,
+                                        election=self.cfg.election if self.cfg.elects else None)
             await self.control.start()
         elif self.cfg.controllers:
             from .controlplane import ControlPlaneProcess
             self.control = ControlPlaneProcess(self.cfg.url, os.path.join(self.cfg.server_dir, "admin-token"),
                                                self.tls.ca_cert, os.path.join(self.cfg.server_dir,
                                                                               "controllers.log"),
-                                               self.cfg.controller_names)
+                                               self.cfg.controller_names,
+                                               election=self.cfg.election if self.cfg.elects else None)
             await self.control.start()
 
     async def _bootstrap(self) -> None:
         """What every cluster has: the system namespaces, and the `kubernetes` Service in
-        `default` with endpoints that point at this server (updated if its port moved)."""
+        `default` with endpoints that point at this server (updated if its port moved).
+        Several servers may start at once on one store: what another created first is kept."""
         api = self.api.api
         ns = self.registry.get("", "v1", "namespaces")
+
+        async def create(r, namespace, obj) -> None:
+            try:
+                await api.create(r, namespace, obj)
+            except APIError as e:
+                if e.code != 409:  # AlreadyExists: another server made it a moment ago
+                    raise
         for name in SYSTEM_NAMESPACES:
             if await self.store.get(ns.key(None, name)) is None:
-                await api.create(ns, None, {"metadata": {"name": name}})
+                await create(ns, None, {"metadata": {"name": name}})
         for plural, obj in kubernetes_service_objects(self.cfg.host, self.cfg.port).items():
             group = "discovery.k8s.io" if plural == "endpointslices" else ""
             r = self.registry.get(group, "v1", plural)
             kv = await self.store.get(r.key("default", "kubernetes"))
             if kv is None:
-                await api.create(r, "default", obj)
+                await create(r, "default", obj)
             elif plural != "services":
                 await api.update(r, "default", "kubernetes", obj)
 

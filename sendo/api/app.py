@@ -13,7 +13,7 @@ from ..kinds.base import Cause, unsupported
 from ..kinds.fields import selectable
 from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
-from ..store import Compacted, Store
+from ..store import Compacted, Store, StoreError
 from . import discovery, errors, eviction, limits, openapi_proto, podlogs, portforward, protobuf, rotation
 from . import patch as patching
 from . import tokens as sa_tokens
@@ -96,6 +96,9 @@ class APIServer:
             response = error_response(e)
         except SelectorError as e:
             response = error_response(errors.bad_request(str(e)))
+        except StoreError as e:  # the datastore did not answer (an etcd member down, …): the client retries
+            log.warning("datastore error serving %s %s: %s", request.method, path, e)
+            response = error_response(APIError(503, f"the datastore is unavailable: {e}", "ServiceUnavailable"))
         except Exception as e:  # never a bare 500 without a Status
             log.exception("internal error serving %s %s", request.method, path)
             response = error_response(APIError(500, f"internal error: {type(e).__name__}: {e}"))
@@ -197,7 +200,7 @@ class APIServer:
         if t.name is None:
             if m == "GET":
                 if q.bool("watch"):
-                    return self.watch(request, q, r, ns)
+                    return await self.watch(request, q, r, ns)
                 return await self.list(request, q, r, ns)
             if m == "POST":
                 kv = await self.api.create(r, ns, await self.body(request), opts)
@@ -316,7 +319,7 @@ class APIServer:
                 unsupported("propagationPolicy", policy, ["Foreground", "Background", "Orphan"])])
         return body
 
-    def list_revision(self, q: Query) -> int:
+    async def list_revision(self, q: Query) -> int:
         """The revision a list is read at: 0 (the latest) unless resourceVersionMatch=Exact."""
         rv = q.str("resourceVersion") or ""
         match = q.choice("resourceVersionMatch", ["Exact", "NotOlderThan"], "ListOptions")
@@ -328,14 +331,19 @@ class APIServer:
             raise errors.bad_request(f'invalid resourceVersion "{rv}": must be a non-negative integer')
         if match != "Exact" or rv == "0":
             return 0
-        if int(rv) > self.store.revision:
-            raise errors.too_large_resource_version(int(rv), self.store.revision)
+        await self.check_reached(int(rv))
         return int(rv)
+
+    async def check_reached(self, rv: int) -> None:
+        """A resourceVersion beyond the store's newest (as this server knows it, then as the store
+        says: another server may have written it) is too large."""
+        if rv > self.store.revision and rv > await self.store.latest_revision():
+            raise errors.too_large_resource_version(rv, self.store.revision)
 
     async def list(self, request: Request, q: Query, r, ns: str | None) -> Response:
         match = make_filter(q.str("labelSelector"), q.str("fieldSelector"), selectable(r))
         try:
-            kvs, rev = await self.api.list_kvs(r, ns, self.list_revision(q))
+            kvs, rev = await self.api.list_kvs(r, ns, await self.list_revision(q))
         except Compacted as e:
             raise errors.gone(f"too old resource version: {e.requested} ({e.compact_rev})")
         limit = q.int("limit") or 0
@@ -378,11 +386,11 @@ class APIServer:
         parts = [v if isinstance(v, bytes) else orjson.dumps(v) for v in items]
         return Response(head[:-1] + b',"items":[' + b",".join(parts) + b"]}", media_type=JSON)
 
-    def watch(self, request: Request, q: Query, r, ns: str | None) -> Response:
+    async def watch(self, request: Request, q: Query, r, ns: str | None) -> Response:
         timeout = q.int("timeoutSeconds")
         rv = q.str("resourceVersion")
-        if rv and rv.isdigit() and int(rv) > self.store.revision:
-            raise errors.too_large_resource_version(int(rv), self.store.revision)
+        if rv and rv.isdigit():
+            await self.check_reached(int(rv))
         match = make_filter(q.str("labelSelector"), q.str("fieldSelector"), selectable(r))
         ws = WatchStream(self.store, r, ns, match, rv,
                          float(timeout) if timeout else None,  # absent or 0: the server's default

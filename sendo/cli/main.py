@@ -17,12 +17,19 @@ import yaml
 from rich.console import Console
 
 from ..tasks import install_task_dump
+from .defaults import DEFAULT_DATA_DIR
 
 app = typer.Typer(help="sendo: a container orchestrator that speaks the Kubernetes API.",
                   no_args_is_help=True, add_completion=False)
 console = Console(stderr=True, highlight=False)
 
-DEFAULT_DATA_DIR = os.environ.get("SENDO_DATA_DIR") or str(Path.home() / ".sendo")
+
+def _add_subcommands() -> None:
+    from .snapshot import snapshot_app
+    app.add_typer(snapshot_app, name="snapshot")
+
+
+_add_subcommands()
 
 
 def run(coro) -> None:
@@ -66,7 +73,14 @@ def _write_kubeconfig(data_dir: str, url: str, token: str, ca_pem: bytes) -> str
 _PORT_HELP = ("API port (default 6443, or the next free one if that is taken). A port given here is kept: "
               "the command fails if another process holds it.")
 _DATASTORE_HELP = ("Where the cluster state is stored, as a URL: sqlite:///path/to/state.db "
-                   "(default: DATA_DIR/server/state.db).")
+                   "(default: DATA_DIR/server/state.db), or etcd://host:2379[,host2:2379…][/key-prefix]"
+                   "[?cacert=ca.pem&cert=client.pem&key=client-key.pem&compact_interval=300] to share it "
+                   "between several servers.")
+_ELECT_HELP = ("Run the control loops only in the server that holds the kube-system/sendo-controller-manager "
+               "Lease. Default: on for a datastore several servers can share (etcd), off for SQLite.")
+_LEASE_HELP = "Leader election: seconds a leader's Lease lasts without renewal (Kubernetes: 15)."
+_RENEW_HELP = "Leader election: seconds a leader keeps trying to renew before it stops leading (Kubernetes: 10)."
+_RETRY_HELP = "Leader election: seconds between attempts to take or renew the Lease (Kubernetes: 2)."
 _INGRESS_HELP = ("Run the ingress controller: an HTTP(S) reverse proxy on the node's address that serves "
                  "Ingresses of class `sendo` (the default class).")
 _INGRESS_HTTP_HELP = ("Port of the ingress controller's HTTP listener (default: 80 as root, else 8080; "
@@ -98,6 +112,14 @@ def _check_controllers(spec: str) -> str:
 
 def _controllers_option() -> str:
     return typer.Option("*", "--controllers", callback=_check_controllers, help=_CONTROLLERS_HELP)
+
+
+def _election(lease: float, renew: float, retry: float):
+    from ..client.leaderelection import Timings
+    try:
+        return Timings(lease, renew, retry).check()
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--leader-elect-*") from None
 
 
 def _ingress_config(enabled: bool, http_port: Optional[int], https_port: Optional[int]) -> dict:
@@ -186,10 +208,14 @@ def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Opt
 
 async def _start_server(server) -> None:
     from ..serving import PortInUse
+    from ..store import StoreError
     try:
         await server.start()
     except PortInUse as e:
         console.print(f"[red]error:[/] {e.strerror or e}")
+        raise SystemExit(1)
+    except StoreError as e:  # an etcd that does not answer, …
+        console.print(f"[red]error:[/] the datastore: {e}", soft_wrap=True)
         raise SystemExit(1)
 
 
@@ -246,14 +272,22 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
            audit_log_path: Optional[str] = typer.Option(None, help=_AUDIT_LOG_HELP, show_default=False),
            audit_log_maxsize: int = typer.Option(100, help="Megabytes an audit log file may reach before it is rotated."),
            audit_log_maxbackup: int = typer.Option(10, help="Rotated audit log files kept (the oldest go first)."),
+           leader_elect: Optional[bool] = typer.Option(None, "--leader-elect/--no-leader-elect", help=_ELECT_HELP,
+                                                       show_default=False),
+           lease_duration: float = typer.Option(3.0, "--leader-elect-lease-duration", help=_LEASE_HELP),
+           renew_deadline: float = typer.Option(2.0, "--leader-elect-renew-deadline", help=_RENEW_HELP),
+           retry_period: float = typer.Option(0.5, "--leader-elect-retry-period", help=_RETRY_HELP),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
 
     Agents join with the node token this prints (`sendo agent --server … --token …`).
+    Several servers can share one etcd (--datastore etcd://…): each serves the API, and the
+    control loops run in one of them at a time (leader election through a Lease).
     """
     _logging(verbose)
     run(_server(_server_config(data_dir, port, host, datastore, controllers=not no_controllers,
-                               controller_names=controllers,
+                               controller_names=controllers, leader_elect=leader_elect,
+                               election=_election(lease_duration, renew_deadline, retry_period),
                                audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
                                                    audit_log_maxbackup))))
 
@@ -337,6 +371,13 @@ def controllers(server: str = typer.Option(..., help="API server URL."),
                 token_file: Path = typer.Option(..., help="File holding a token with full access."),
                 ca_cert: Optional[Path] = typer.Option(None, help="CA certificate of the API server (PEM)."),
                 controllers: str = _controllers_option(),
+                leader_elect: bool = typer.Option(False, "--leader-elect", help="Run the loops only while "
+                                                  "holding the kube-system/sendo-controller-manager Lease."),
+                lease_duration: float = typer.Option(3.0, "--leader-elect-lease-duration", help=_LEASE_HELP),
+                renew_deadline: float = typer.Option(2.0, "--leader-elect-renew-deadline", help=_RENEW_HELP),
+                retry_period: float = typer.Option(0.5, "--leader-elect-retry-period", help=_RETRY_HELP),
+                identity: str = typer.Option("", "--leader-elect-identity",
+                                             help="This candidate's name in the Lease (default: host_pid_random)."),
                 verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the controllers do.")):
     """Run the scheduler and controllers against an API server.
 
@@ -345,7 +386,8 @@ def controllers(server: str = typer.Option(..., help="API server URL."),
     _logging(verbose)
     from ..controlplane import run_controllers
     ca = ca_cert.read_bytes() if ca_cert else None
-    run(run_controllers(server, token_file.read_text().strip(), ca, controllers))
+    election = _election(lease_duration, renew_deadline, retry_period) if leader_elect else None
+    run(run_controllers(server, token_file.read_text().strip(), ca, controllers, election, identity))
 
 
 secrets_app = typer.Typer(help="Secrets at rest: sealed with AES-GCM, key in DATA_DIR/server/encryption-config.yaml.",

@@ -73,6 +73,14 @@ class SQLiteWatch:
     def __aiter__(self):
         return self
 
+    @property
+    def progress(self) -> int:
+        """Every event under the prefix up to this revision has been delivered (events are queued
+        as they are committed, so a drained watcher has seen all of them)."""
+        if self.backfill_to or not self.queue.empty():
+            return self.after
+        return self.store.revision
+
     async def __anext__(self) -> Event:
         while self.backfill_to:
             if self.history:
@@ -222,6 +230,9 @@ class SQLiteStore:
 
     def get_nowait(self, key: str) -> KV | None:
         return self._latest.get(key)
+
+    async def latest_revision(self) -> int:
+        return self._rev  # this process is the only writer
 
     async def list(self, prefix: str, revision: int = 0) -> tuple[list[KV], int]:
         if revision == 0 or revision >= self._rev:

@@ -79,12 +79,31 @@ def test_every_command_refuses_an_unknown_controller_before_starting(command, tm
 def test_a_good_selection_reaches_the_control_plane(monkeypatch, tmp_path):
     calls = []
 
-    async def run_controllers(url, token, ca, controllers):
-        calls.append((url, token, controllers))
+    async def run_controllers(url, token, ca, controllers, election=None, identity=""):
+        calls.append((url, token, controllers, election))
     monkeypatch.setattr(controlplane, "run_controllers", run_controllers)
     token = tmp_path / "token"
     token.write_text("t")
     r = CliRunner().invoke(app, ["controllers", "--server", "https://127.0.0.1:1", "--token-file", str(token),
                                  "--controllers", "*,-scheduler"])
     assert r.exit_code == 0, r.output
-    assert calls == [("https://127.0.0.1:1", "t", "*,-scheduler")]
+    assert calls == [("https://127.0.0.1:1", "t", "*,-scheduler", None)]  # no leader election unless asked
+
+
+def test_leader_election_flags_reach_the_control_plane_and_bad_timings_are_refused(monkeypatch, tmp_path):
+    from sendo.client.leaderelection import KUBERNETES_TIMINGS
+    calls = []
+
+    async def run_controllers(url, token, ca, controllers, election=None, identity=""):
+        calls.append((election, identity))
+    monkeypatch.setattr(controlplane, "run_controllers", run_controllers)
+    token = tmp_path / "token"
+    token.write_text("t")
+    base = ["controllers", "--server", "https://127.0.0.1:1", "--token-file", str(token), "--leader-elect"]
+    r = CliRunner().invoke(app, base + ["--leader-elect-lease-duration", "15", "--leader-elect-renew-deadline", "10",
+                                        "--leader-elect-retry-period", "2", "--leader-elect-identity", "me"])
+    assert r.exit_code == 0, r.output
+    assert calls == [(KUBERNETES_TIMINGS, "me")]
+    r = CliRunner().invoke(app, base + ["--leader-elect-lease-duration", "1", "--leader-elect-renew-deadline", "2"])
+    out = " ".join(r.output.translate(str.maketrans("", "", "│╭╮╰╯─")).split())  # rich boxes and wraps it
+    assert r.exit_code == 2 and "lease duration > renew deadline" in out and "1.0/2.0/0.5" in out
