@@ -35,6 +35,7 @@ from aetcd.utils import prefix_range_end
 from aetcd.watcher import Watcher
 
 from ..tasks import stop_tasks
+from .encryption import IDENTITY, Transformer
 from .base import KV, Compacted, Conflict, DatastoreURLError, Event, KeyExists, KeyNotFound, StoreError
 
 log = logging.getLogger(__name__)
@@ -136,8 +137,9 @@ def _is_ip(host: str) -> bool:
         return False
 
 
-def _kv(key: str, pkv: Any, mod_rev: int | None = None) -> KV:
-    return KV.stored(key, bytes(pkv.value), mod_rev or pkv.mod_revision, pkv.create_revision)
+def _kv(t: Transformer, key: str, pkv: Any, mod_rev: int | None = None) -> KV:
+    """A KV from etcd's, its value opened by the store's transformer (a sealed Secret)."""
+    return KV.stored(key, t.from_disk(key, bytes(pkv.value)), mod_rev or pkv.mod_revision, pkv.create_revision)
 
 
 @dataclass(eq=False)
@@ -196,15 +198,16 @@ class EtcdWatch:
             return
         key = ev.kv.key.decode()[len(self.store.prefix):]
         if ev.kind == "DELETE":
-            prev = _kv(key, ev.prev_kv) if ev.prev_kv is not None else None
+            prev = _kv(self.store.transformer, key, ev.prev_kv) if ev.prev_kv is not None else None
             if prev is None:  # its last value was compacted away: the delete still says which key went
                 kv = KV.stored(key, b"{}", ev.kv.mod_revision, 0)
             else:
                 kv = KV.stored(key, prev.data, ev.kv.mod_revision, prev.create_rev)
             out = Event("delete", kv, prev)
         else:
-            out = Event("create" if ev.kv.version == 1 else "update", _kv(key, ev.kv),
-                        _kv(key, ev.prev_kv) if ev.prev_kv is not None else None)
+            t = self.store.transformer
+            out = Event("create" if ev.kv.version == 1 else "update", _kv(t, key, ev.kv),
+                        _kv(t, key, ev.prev_kv) if ev.prev_kv is not None else None)
         if self.queue.qsize() >= WATCH_QUEUE_LIMIT or self.queued_bytes + out.kv.size > self.store.watch_queue_bytes:
             while not self.queue.empty():
                 self.queue.get_nowait()
@@ -234,6 +237,8 @@ class EtcdStore:
         self.cfg = cfg
         self.prefix = cfg.prefix
         self.watch_queue_bytes = watch_queue_bytes
+        # what values go through on their way to and from etcd (Secrets sealed: encryption.py)
+        self.transformer: Transformer = IDENTITY
         self._rev = 0
         self._compact_rev = 0
         self._channel: grpc.aio.Channel | None = None
@@ -340,7 +345,7 @@ class EtcdStore:
 
     async def get(self, key: str) -> KV | None:
         resp = await self._call(self._kv.Range, rpc.RangeRequest(key=self._k(key)))
-        return _kv(key, resp.kvs[0]) if resp.kvs else None
+        return _kv(self.transformer, key, resp.kvs[0]) if resp.kvs else None
 
     async def list(self, prefix: str, revision: int = 0) -> tuple[list[KV], int]:
         start, end = self._k(prefix), prefix_range_end(self._k(prefix))
@@ -350,7 +355,7 @@ class EtcdStore:
             resp = await self._call(self._kv.Range, rpc.RangeRequest(key=start, range_end=end, revision=revision,
                                                                      limit=LIST_PAGE), revision)
             revision = revision or resp.header.revision
-            out.extend(_kv(pkv.key.decode()[cut:], pkv) for pkv in resp.kvs)
+            out.extend(_kv(self.transformer, pkv.key.decode()[cut:], pkv) for pkv in resp.kvs)
             if not resp.more or not resp.kvs:
                 return out, revision
             start = resp.kvs[-1].key + b"\0"
@@ -388,7 +393,7 @@ class EtcdStore:
     async def create(self, key: str, data: bytes) -> KV:
         k = self._k(key)
         resp = await self._call(self._kv.Txn, self._txn(k, "CREATE", 0, rpc.Compare.EQUAL, [
-            rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=data))]))
+            rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=self.transformer.to_disk(key, data)))]))
         if not resp.succeeded:
             raise KeyExists(key)
         rev = resp.header.revision
@@ -397,7 +402,8 @@ class EtcdStore:
     async def update(self, key: str, data: bytes, expected_rev: int | None = None) -> KV:
         k = self._k(key)
         resp = await self._cas(key, expected_rev,
-                               rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=data, prev_kv=True)))
+                               rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=self.transformer.to_disk(key, data),
+                                                                        prev_kv=True)))
         prev = resp.responses[0].response_put.prev_kv
         return KV.stored(key, data, resp.header.revision, prev.create_revision)
 
@@ -409,7 +415,8 @@ class EtcdStore:
         resp = await self._cas(key, expected_rev, rpc.RequestOp(
             request_delete_range=rpc.DeleteRangeRequest(key=self._k(key), prev_kv=True)))
         prev = resp.responses[0].response_delete_range.prev_kvs[0]
-        return KV.stored(key, bytes(prev.value), resp.header.revision, prev.create_revision)
+        return KV.stored(key, self.transformer.from_disk(key, bytes(prev.value)), resp.header.revision,
+                         prev.create_revision)
 
     # ----------------------------------------------------------------- watch
     def watch(self, prefix: str, from_rev: int = 0) -> EtcdWatch:

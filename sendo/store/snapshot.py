@@ -10,6 +10,10 @@ A restore never touches what exists: a SQLite snapshot becomes ``NEW/server/stat
 (refused if NEW already has a store); an etcd snapshot becomes the data directory of a
 new etcd member, ``NEW/etcd`` (``etcdctl snapshot restore``), for ``etcd --data-dir``.
 A file that is neither, or is damaged, is refused with one line that says so.
+
+Secrets in a snapshot are sealed (encryption.py): `save` keeps a copy of the encryption
+configuration beside it (``<snapshot>.keys.yaml``, 0600) and `restore` puts it into the
+new data directory, so the restored cluster opens them. Keep the two files together.
 """
 from __future__ import annotations
 
@@ -24,11 +28,13 @@ import tempfile
 from dataclasses import dataclass
 
 from ..private import private_dir
+from . import encryption
 from .base import StoreError
 from .registry import default_url
 from .sqlite_schema import FORMAT
 
 SQLITE_SUFFIX, ETCD_SUFFIX = ".sqlite", ".etcd"
+KEYS_SUFFIX = ".keys.yaml"  # beside each snapshot: the encryption configuration its Secrets are sealed with
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -75,10 +81,36 @@ def _default_path(data_dir: str, suffix: str) -> str:
 def save(data_dir: str, datastore: str | None = None, path: str | None = None) -> SnapshotInfo:
     url = store_url(data_dir, datastore)
     if url.startswith("sqlite://"):
-        return _save_sqlite(url[len("sqlite://"):], path or _default_path(data_dir, SQLITE_SUFFIX))
-    if url.startswith("etcd://"):
-        return asyncio.run(_save_etcd(url, path or _default_path(data_dir, ETCD_SUFFIX)))
-    raise SnapshotError(f"no snapshots for datastore {url!r}")
+        info = _save_sqlite(url[len("sqlite://"):], path or _default_path(data_dir, SQLITE_SUFFIX))
+    elif url.startswith("etcd://"):
+        info = asyncio.run(_save_etcd(url, path or _default_path(data_dir, ETCD_SUFFIX)))
+    else:
+        raise SnapshotError(f"no snapshots for datastore {url!r}")
+    _save_keys(data_dir, info.path)
+    return info
+
+
+def keys_path(snapshot: str) -> str:
+    """The copy of the encryption configuration kept beside a snapshot: its Secrets are sealed."""
+    return snapshot + KEYS_SUFFIX
+
+
+def _save_keys(data_dir: str, snapshot: str) -> None:
+    src = os.path.join(data_dir, "server", encryption.CONFIG_NAME)
+    if os.path.exists(src):
+        tmp = _tmp_beside(keys_path(snapshot))
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, keys_path(snapshot))
+
+
+def _restore_keys(snapshot: str, data_dir: str) -> None:
+    """The snapshot's keys become the new data dir's, so the restored Secrets open."""
+    src, dst = keys_path(snapshot), os.path.join(data_dir, "server", encryption.CONFIG_NAME)
+    if os.path.exists(src) and not os.path.exists(dst):
+        private_dir(os.path.dirname(dst))
+        tmp = _tmp_beside(dst)
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
 
 
 def _tmp_beside(path: str) -> str:
@@ -217,6 +249,7 @@ def restore(path: str, data_dir: str, etcd_name: str = "default",
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        _restore_keys(path, data_dir)
         return Restored(info, data_dir, target, "")
     target = os.path.join(data_dir, "etcd")
     if os.path.exists(target):
@@ -228,6 +261,7 @@ def restore(path: str, data_dir: str, etcd_name: str = "default",
     if r.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
         raise SnapshotError(f"etcdctl snapshot restore failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    _restore_keys(path, data_dir)
     return Restored(info, data_dir, target, "")
 
 
@@ -252,4 +286,6 @@ def prune(data_dir: str, keep: int) -> list[str]:
     gone = [s.path for s in old[:max(len(old) - keep, 0)]]
     for p in gone:
         os.unlink(p)
+        if os.path.exists(keys_path(p)):
+            os.unlink(keys_path(p))
     return gone

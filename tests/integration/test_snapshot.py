@@ -16,7 +16,9 @@ from sendo.server import Server, ServerConfig, free_port
 from sendo.store.etcd_local import LocalEtcd, Member
 
 CM = kind("configmaps")
+SECRETS = kind("secrets")
 N = 40
+SECRET_VALUE = "snapshot-held-secret-value"
 
 
 def sendo(*args, check=True) -> subprocess.CompletedProcess:
@@ -51,12 +53,20 @@ async def names(c: Client) -> set[str]:
     return {o["metadata"]["name"] for o in (await c.list(CM, "default"))["items"]}
 
 
+async def secret_back(c: Client) -> bool:
+    import base64
+    s = await c.get(SECRETS, "default", "db")
+    return base64.b64decode(s["data"]["password"]).decode() == SECRET_VALUE
+
+
 async def snapshot_while_writing(data_dir: str, datastore: str | None) -> tuple[str, set[str]]:
     """N objects, then a snapshot while more are written; (its path, the objects acknowledged before it)."""
     s, c = await started(data_dir, datastore)
     try:
         for i in range(N):
             await c.create(CM, cm(f"before-{i}"))
+        await c.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "default"},
+                                 "stringData": {"password": SECRET_VALUE}})
         before = await names(c)
         stop = asyncio.Event()
 
@@ -71,6 +81,8 @@ async def snapshot_while_writing(data_dir: str, datastore: str | None) -> tuple[
         await w
         path = r.stdout.strip().splitlines()[-1]  # the path is the last line
         assert os.path.isfile(path) and path.startswith(os.path.join(data_dir, "snapshots")), r.stdout
+        assert SECRET_VALUE.encode() not in open(path, "rb").read()  # Secrets are sealed in the snapshot too
+        assert os.stat(path + ".keys.yaml").st_mode & 0o777 == 0o600  # and their keys kept beside it
         await c.request("DELETE", "/api/v1/namespaces/default/configmaps")  # then everything goes
         assert not await names(c)
     finally:
@@ -94,6 +106,7 @@ async def test_sqlite_snapshot_restore_brings_every_object_back(tmp_path):
         # consistent: the writes it holds are a prefix of the stream of writes
         nums = sorted(int(n.split("-")[1]) for n in during)
         assert nums == list(range(len(nums)))
+        assert await secret_back(c)  # the snapshot's keys came with it
     finally:
         await c.close()
         await s.stop()
@@ -119,6 +132,7 @@ async def test_etcd_snapshot_restore_brings_every_object_back(tmp_path, etcd_url
         try:
             back = await names(c)
             assert before <= back and all(n.startswith("during-") for n in back - before)
+            assert await secret_back(c)
         finally:
             await c.close()
             await s.stop()
