@@ -8,18 +8,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .client import Client
 from .controllers.base import Controller, InformerFactory
 from .controllers.deployment import DeploymentController
 from .controllers.endpoints import EndpointsController
 from .controllers.gc import GarbageCollector
+from .controllers.hpa import HPAController
 from .controllers.namespace import NamespaceController
 from .controllers.nodelifecycle import NodeLifecycleController
 from .controllers.replicaset import ReplicaSetController
 from .controllers.replicationcontroller import ReplicationManager
+from .observe import METRICS_CONTENT_TYPE, Health, exposition
 from .controllers.serviceaccounts import ServiceAccountsController
 from .scheduler.scheduler import Scheduler
 
@@ -38,6 +45,7 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "nodelifecycle": NodeLifecycleController,
     "endpoints": EndpointsController,
     "serviceaccount": ServiceAccountsController,
+    "horizontalpodautoscaling": HPAController,
 }
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.
 OFF_BY_DEFAULT: frozenset[str] = frozenset()
@@ -84,17 +92,87 @@ class ControlPlane:
         self.informers = InformerFactory(self.client)
         options = options or {}
         self.loops = {n: CONTROLLERS[n](self.client, self.informers, **options.get(n, {})) for n in names}
+        # /metrics: every loop's work queue, plus what a loop adds (the scheduler's attempts)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_QueueCollector(self.loops))  # type: ignore[arg-type]
+        for loop in self.loops.values():
+            for c in loop.collectors():
+                self.registry.register(c)
+        self.health = Health()
+        self.health.add("informer-sync", self._informers_synced)
+        for n, loop in self.loops.items():
+            self.health.add(f"controller/{n}", lambda loop=loop: None if loop.running() else "its workers stopped",
+                            live=True)
+        self._web: web.AppRunner | None = None
+        self.metrics_url = ""
+
+    def _informers_synced(self) -> str | None:
+        waiting = [i.r.plural for i in self.informers._informers.values() if not i.synced.is_set()]
+        return f"not synced yet: {', '.join(sorted(set(waiting)))}" if waiting else None
 
     async def start(self) -> None:
         await self.informers.start()
         for loop in self.loops.values():
             await loop.start()
 
+    async def serve_http(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """/metrics, /healthz, /livez, /readyz of the control loops (kube-controller-manager's
+        port 10257 serves the same); returns the base URL."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        for path in ("/healthz", "/livez", "/readyz", "/healthz/{check}", "/livez/{check}", "/readyz/{check}"):
+            app.router.add_get(path, self._health)
+        self._web = web.AppRunner(app, access_log=None)
+        await self._web.setup()
+        site = web.TCPSite(self._web, host, port, reuse_address=True)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.metrics_url = f"http://{host}:{bound}"
+        return self.metrics_url
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=exposition(self.registry), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        status, text = await self.health.answer(request.path, request.query)
+        return web.Response(status=status, text=text)
+
     async def stop(self) -> None:
+        if self._web is not None:
+            await self._web.cleanup()
         for loop in self.loops.values():
             await loop.stop()
         await self.informers.stop()
         await self.client.close()
+
+
+class _QueueCollector:
+    """client-go's workqueue metrics, labelled by the loop's name."""
+
+    def __init__(self, loops: dict[str, Controller]):
+        self.loops = loops
+
+    def collect(self) -> Iterator[Any]:
+        depth = GaugeMetricFamily("workqueue_depth", "Current depth of workqueue", labels=["name"])
+        adds = CounterMetricFamily("workqueue_adds", "Total number of adds handled by workqueue", labels=["name"])
+        retries = CounterMetricFamily("workqueue_retries", "Total number of retries handled by workqueue",
+                                      labels=["name"])
+        for name, loop in self.loops.items():
+            depth.add_metric([name], len(loop.queue))
+            adds.add_metric([name], loop.queue.adds)
+            retries.add_metric([name], loop.queue.retries)
+        yield from (depth, adds, retries)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def controller_options(hpa_sync_period: float | None = None) -> dict[str, dict[str, Any]]:
+    """Per-loop options from the command line."""
+    return {"horizontalpodautoscaling": {"sync_period": hpa_sync_period}} if hpa_sync_period else {}
 
 
 def _die_with_parent() -> None:
@@ -109,9 +187,16 @@ class ControlPlaneProcess:
     """`sendo controllers` as a child process: started with the server, restarted if it
     exits, stopped (by its PID) with the server."""
 
-    def __init__(self, url: str, token_file: str, ca_file: str, log_path: str, controllers: str = "*"):
+    def __init__(self, url: str, token_file: str, ca_file: str, log_path: str, controllers: str = "*",
+                 metrics_port: int = 0, hpa_sync_period: float | None = None):
+        # the port of /metrics and the health checks is chosen once, so it stays across restarts
+        self.metrics_port = metrics_port or free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.args = [sys.executable, "-m", "sendo.cli.main", "controllers", "--server", url,
-                     "--token-file", token_file, "--ca-cert", ca_file, "--controllers", controllers]
+                     "--token-file", token_file, "--ca-cert", ca_file, "--controllers", controllers,
+                     "--metrics-port", str(self.metrics_port)]
+        if hpa_sync_period:
+            self.args += ["--hpa-sync-period", str(hpa_sync_period)]
         self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task | None = None
@@ -150,11 +235,14 @@ class ControlPlaneProcess:
                 await self.proc.wait()
 
 
-async def run_controllers(url: str, token: str, ca_pem: bytes | None, controllers: str = "*") -> None:
+async def run_controllers(url: str, token: str, ca_pem: bytes | None, controllers: str = "*",
+                          metrics_port: int | None = None, hpa_sync_period: float | None = None) -> None:
     """The body of `sendo controllers`: run until SIGTERM/SIGINT."""
     from .client.rest import wait_ready
     await wait_ready(url, ca_pem)
-    cp = ControlPlane(url, token, ca_pem, controllers)
+    cp = ControlPlane(url, token, ca_pem, controllers, controller_options(hpa_sync_period))
+    if metrics_port is not None:
+        await cp.serve_http("127.0.0.1", metrics_port)
     await cp.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

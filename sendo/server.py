@@ -46,6 +46,7 @@ class ServerConfig:
     first_request_timeout: float = 30.0  # seconds from the end of the TLS handshake to the first request
     handshake_timeout: float = 30.0  # seconds a client has to finish its TLS handshake
     max_connections: int = 0  # open client connections at most; 0: what the fd limit leaves room for
+    hpa_sync_period: float | None = None  # seconds between HPA syncs (None: Kubernetes' 15 s)
 
     @property
     def url(self) -> str:
@@ -87,6 +88,9 @@ class Server:
                   self.node_token: User("system:node", ["system:nodes"])}
         self.api = APIServer(self.store, self.registry, tokens, self.node_token, self.sa_signer)
         self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
+        self._started: set[str] = set()  # start-up steps done, each a /readyz check
+        for step in ("poststarthook/bootstrap-system-namespaces", "crd-informer-synced"):
+            self.api.health.add(step, lambda step=step: None if step in self._started else "not finished")
         self._uvicorn: HTTPServer | None = None
         self._tasks: list[asyncio.Task] = []
         self.control = None
@@ -98,7 +102,9 @@ class Server:
         try:
             await self.store.start()
             await self._bootstrap()
+            self._started.add("poststarthook/bootstrap-system-namespaces")
             await self.crds.start()  # stored CRDs are served before the first request
+            self._started.add("crd-informer-synced")
         except BaseException:
             sock.close()
             raise
@@ -117,16 +123,34 @@ class Server:
                 raise RuntimeError("API server stopped during start-up")
             await asyncio.sleep(0.01)  # poll uvicorn's start-up flag
         if self.cfg.controllers and self.cfg.controllers_in_process:
-            from .controlplane import ControlPlane
-            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names)
+            from .controlplane import ControlPlane, controller_options
+            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names,
+                                        controller_options(self.cfg.hpa_sync_period))
+            await self.control.serve_http()
             await self.control.start()
         elif self.cfg.controllers:
             from .controlplane import ControlPlaneProcess
             self.control = ControlPlaneProcess(self.cfg.url, os.path.join(self.cfg.server_dir, "admin-token"),
                                                self.tls.ca_cert, os.path.join(self.cfg.server_dir,
                                                                               "controllers.log"),
-                                               self.cfg.controller_names)
+                                               self.cfg.controller_names, hpa_sync_period=self.cfg.hpa_sync_period)
             await self.control.start()
+        self._write_components()
+
+    @property
+    def components_file(self) -> str:
+        return os.path.join(self.cfg.server_dir, "components.json")
+
+    def _write_components(self) -> None:
+        """Where this server's components answer (/metrics, /readyz), for `sendo status`."""
+        import json
+        comps = {"apiserver": self.cfg.url}
+        if self.control is not None:
+            comps["controllers"] = self.control.metrics_url
+        tmp = self.components_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(comps, f)
+        os.replace(tmp, self.components_file)
 
     async def _bootstrap(self) -> None:
         """What every cluster has: the system namespaces, and the `kubernetes` Service in

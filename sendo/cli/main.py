@@ -104,6 +104,19 @@ _CIDR_HELP = ("docker runtime: the pod CIDR of container pods (IPv4, at most /23
               "covers it all; this node's pods get addresses from its first /24.")
 
 
+_METRICS_INTERVAL_HELP = ("Seconds between samples of the CPU and memory of the node and its containers "
+                          "(kubectl top, the HPA); Kubernetes' cadence is 15.")
+_HPA_SYNC_HELP = "Seconds between two syncs of each HorizontalPodAutoscaler (Kubernetes' default: 15)."
+
+
+def _metrics_interval_option() -> float:
+    return typer.Option(15.0, "--metrics-interval", min=1.0, help=_METRICS_INTERVAL_HELP)
+
+
+def _hpa_sync_option() -> float:
+    return typer.Option(15.0, "--hpa-sync-period", min=0.1, help=_HPA_SYNC_HELP)
+
+
 def _runtime_option(name: str) -> str:
     """The --runtime value, checked before anything starts: an unknown name lists the known ones."""
     from ..agent.runtime.registry import UnknownRuntime, check
@@ -129,6 +142,8 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
        controllers: str = _controllers_option(),
        engine: str = typer.Option("", help=_ENGINE_HELP, show_default=False),
        container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.", show_default=False),
+       metrics_interval: float = _metrics_interval_option(),
+       hpa_sync_period: float = _hpa_sync_option(),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
 
@@ -136,10 +151,11 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     same objects and pods. Ctrl-C or SIGTERM stops the cluster and its pods' processes.
     """
     _logging(verbose)
-    cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers)
+    cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers,
+                         hpa_sync_period=hpa_sync_period)
     run(_up(cfg, node_name, apply or [], time.monotonic(),
             {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
-             "engine": engine, "container_cidr": container_cidr}))
+             "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval}))
 
 
 def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Optional[str], **kw):
@@ -181,6 +197,9 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_optio
         path = _write_kubeconfig(data_dir, cfg.url, server.admin_token, server.ca_pem)
         console.print(f"[green]sendo is up[/] in {time.monotonic() - t0:.1f}s: API at {cfg.url}, "
                       f"node [bold]{node_name}[/] Ready, state in {data_dir}")
+        console.print(f"Metrics (Prometheus): {cfg.url}/metrics (admin token), controllers "
+                      f"{getattr(server.control, 'metrics_url', '-')}/metrics, agent "
+                      f"http://{host}:{agent.port}/metrics (node token); `sendo status` shows each component up 1 / 0")
         if agent.dns:
             host, port = agent.dns.host, agent.dns.port
             console.print(f"Cluster DNS at {host}:{port} (pods get it as $SENDO_DNS): "
@@ -214,6 +233,7 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
            no_controllers: bool = typer.Option(False, "--no-controllers",
                                                help="Run no control loops here (run `sendo controllers` apart)."),
            controllers: str = _controllers_option(),
+           hpa_sync_period: float = _hpa_sync_option(),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
 
@@ -221,7 +241,7 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
     """
     _logging(verbose)
     run(_server(_server_config(data_dir, port, host, datastore, controllers=not no_controllers,
-                               controller_names=controllers)))
+                               controller_names=controllers, hpa_sync_period=hpa_sync_period)))
 
 
 async def _server(cfg) -> None:
@@ -259,6 +279,7 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
           engine: str = typer.Option("", help=_ENGINE_HELP, show_default=False),
           container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.",
                                              show_default=False),
+          metrics_interval: float = _metrics_interval_option(),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the agent does.")):
     """Run a node agent: register the node and run the pods bound to it."""
     _logging(verbose)
@@ -268,7 +289,7 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
         return
     run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods,
                {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
-             "engine": engine, "container_cidr": container_cidr}))
+             "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval}))
 
 
 async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix: str, delay: float) -> None:
@@ -303,6 +324,9 @@ def controllers(server: str = typer.Option(..., help="API server URL."),
                 token_file: Path = typer.Option(..., help="File holding a token with full access."),
                 ca_cert: Optional[Path] = typer.Option(None, help="CA certificate of the API server (PEM)."),
                 controllers: str = _controllers_option(),
+                metrics_port: int = typer.Option(10257, help="Port of /metrics, /healthz, /livez and /readyz "
+                                                 "on 127.0.0.1 (kube-controller-manager's is 10257)."),
+                hpa_sync_period: float = _hpa_sync_option(),
                 verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the controllers do.")):
     """Run the scheduler and controllers against an API server.
 
@@ -311,7 +335,21 @@ def controllers(server: str = typer.Option(..., help="API server URL."),
     _logging(verbose)
     from ..controlplane import run_controllers
     ca = ca_cert.read_bytes() if ca_cert else None
-    run(run_controllers(server, token_file.read_text().strip(), ca, controllers))
+    run(run_controllers(server, token_file.read_text().strip(), ca, controllers, metrics_port, hpa_sync_period))
+
+
+@app.command()
+def status(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="The cluster's data directory (its kubeconfig "
+                                        "and the server's component list)."),
+           kubeconfig: Optional[Path] = typer.Option(None, envvar="KUBECONFIG", show_default=False,
+                                                     help="Kubeconfig of the cluster (default: DATA_DIR/kubeconfig)."),
+           timeout: float = typer.Option(5.0, help="Seconds each component has to answer.")):
+    """Each component of the cluster, up 1 or down 0, from its /readyz: the API server, the
+    controllers, and the agent of every node. Exits 1 if any is down."""
+    from .status import check_all, render
+    rows = check_all(os.path.abspath(data_dir), kubeconfig, timeout)
+    print(render(rows))
+    raise typer.Exit(0 if rows and all(r.up for r in rows) else 1)
 
 
 def main() -> None:

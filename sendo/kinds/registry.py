@@ -42,8 +42,9 @@ class Registry:
 
 
 def builtin_registry() -> Registry:
-    from . import apps, batch, coordination, core, crd, discovery, networking
+    from . import apps, autoscaling, batch, coordination, core, crd, discovery, networking
     from . import node  # RuntimeClass
 
     return Registry([*core.RESOURCES, *apps.RESOURCES, *batch.RESOURCES, *coordination.RESOURCES,
-                     *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES, *node.RESOURCES])
+                     *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES, *node.RESOURCES,
+                     *autoscaling.RESOURCES])

@@ -153,6 +153,7 @@ class DockerRuntime:
     holds the socket of a Podman service the runtime starts."""
 
     name = "docker"
+    usage_source = "cgroup"  # a container's usage is its cgroup's (agent/usage.py)
 
     def __init__(self, state_dir: str, engine: str = "", pod_cidr: str = ""):
         self.state_dir = os.path.abspath(state_dir)

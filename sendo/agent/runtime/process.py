@@ -77,6 +77,7 @@ class ProcessRuntime:
     pod sandboxes under `sandboxes/`)."""
 
     name = "process"
+    usage_source = "proctree"  # a container is its process tree (agent/usage.py)
 
     def __init__(self, state_dir: str):
         self.state_dir = state_dir
