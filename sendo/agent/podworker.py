@@ -499,8 +499,8 @@ class PodWorker:
         async def check() -> probes.Outcome:
             outcome = await probes.run_probe(probe, target, loop.timeout)
             if self.metrics is not None:
-                self.metrics.probe_result(kind_, PROBE_RESULTS.get(outcome.result, "unknown"), c.name, self.name,
-                                          self.ns)
+                self.metrics.probe_result(kind_.capitalize(), PROBE_RESULTS.get(outcome.result, "unknown"), c.name,
+                                          self.name, self.ns)
             return outcome
         loop = probes.ProbeLoop(
             kind_, probe, check, started_at=h.started_at,
