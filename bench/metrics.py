@@ -19,10 +19,6 @@ import os
 import subprocess
 import time
 
-from sendo.agent.usage import RunningContainer, UsageSampler
-from sendo.api.apimetrics import APIMetrics
-from sendo.kinds.registry import builtin_registry
-
 
 def start_pods(n: int) -> list[subprocess.Popen]:
     return [subprocess.Popen(["sleep", "600"], start_new_session=True, stdin=subprocess.DEVNULL)
@@ -30,6 +26,7 @@ def start_pods(n: int) -> list[subprocess.Popen]:
 
 
 async def sampling(n_pods: int, samples: int) -> dict:
+    from sendo.agent.usage import RunningContainer, UsageSampler
     procs = start_pods(n_pods)
     try:
         now = time.time()
@@ -60,6 +57,8 @@ async def sampling(n_pods: int, samples: int) -> dict:
 
 
 def per_request(n: int = 200_000) -> dict:
+    from sendo.api.apimetrics import APIMetrics
+    from sendo.kinds.registry import builtin_registry
     m = APIMetrics(builtin_registry())
     labels = ("POST", "", "v1", "configmaps", "", "namespace", "apiserver")
     t0 = time.perf_counter()
@@ -84,12 +83,67 @@ def _nothing(*_args) -> None:
     return None
 
 
+async def api_writes(n: int, writers: int = 32) -> dict:
+    """ConfigMap creates through the API server's ASGI entry in this process (no TLS, no
+    sockets: what is left is the request path itself, instrumentation included); the
+    CPU time per write is the figure that load on the machine does not change much."""
+    import tempfile
+
+    import orjson
+
+    from sendo.api.app import APIServer, User
+    from sendo.kinds.registry import builtin_registry
+    from sendo.store import default_url, open_store
+    with tempfile.TemporaryDirectory(prefix="sendo-bench-api-") as d:
+        store = open_store(default_url(os.path.join(d, "state.db")))
+        await store.start()
+        registry = builtin_registry()
+        api = APIServer(store, registry, {"t": User("admin", ["system:masters"])})
+        await api.api.create(registry.get("", "v1", "namespaces"), None, {"metadata": {"name": "default"}})
+        headers = [(b"authorization", b"Bearer t"), (b"content-type", b"application/json")]
+        codes: dict[int, int] = {}
+
+        async def one(i: int) -> None:
+            body = orjson.dumps({"metadata": {"name": f"cm-{i}"}, "data": {"i": str(i)}})
+            scope = {"type": "http", "method": "POST", "path": "/api/v1/namespaces/default/configmaps",
+                     "query_string": b"", "headers": headers}
+            sent = False
+
+            async def receive():
+                nonlocal sent
+                if sent:
+                    return {"type": "http.disconnect"}
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            async def send(message):
+                if message["type"] == "http.response.start":
+                    codes[message["status"]] = codes.get(message["status"], 0) + 1
+            await api.asgi(scope, receive, send)
+
+        async def writer(k: int) -> None:
+            for i in range(k, n, writers):
+                await one(i)
+        t0, c0 = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(writer(k) for k in range(writers)))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        await store.close()
+    assert codes == {201: n}, codes
+    return {"api_writes": n, "api_writes_per_s": round(n / wall), "api_cpu_us_per_write": round(cpu / n * 1e6)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--pods", type=int, default=100)
     ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--writes", type=int, default=5000)
+    ap.add_argument("--api-only", action="store_true", help="only the in-process API write figure (to compare "
+                    "two trees: PYTHONPATH=<tree> python bench/metrics.py --api-only)")
     a = ap.parse_args()
-    figures = {**asyncio.run(sampling(a.pods, a.samples)), **per_request()}
+    if a.api_only:
+        figures = asyncio.run(api_writes(a.writes))
+    else:
+        figures = {**asyncio.run(sampling(a.pods, a.samples)), **per_request(), **asyncio.run(api_writes(a.writes))}
     for k, v in figures.items():
         print(f"{k:28} {v}")
 
