@@ -47,6 +47,7 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "serviceaccount": ServiceAccountsController,
     "horizontalpodautoscaling": HPAController,
 }
+DEFAULT_METRICS_PORT = 10257  # kube-controller-manager's secure port; sendo serves plain HTTP on loopback
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.
 OFF_BY_DEFAULT: frozenset[str] = frozenset()
 
@@ -115,9 +116,10 @@ class ControlPlane:
         for loop in self.loops.values():
             await loop.start()
 
-    async def serve_http(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    async def serve_http(self, host: str = "127.0.0.1", port: int = 0, fallback: bool = False) -> str:
         """/metrics, /healthz, /livez, /readyz of the control loops (kube-controller-manager's
-        port 10257 serves the same); returns the base URL."""
+        port 10257 serves the same); returns the base URL. With ``fallback``, a port another
+        process holds is replaced by a free one (logged)."""
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         for path in ("/healthz", "/livez", "/readyz", "/healthz/{check}", "/livez/{check}", "/readyz/{check}"):
@@ -125,7 +127,14 @@ class ControlPlane:
         self._web = web.AppRunner(app, access_log=None)
         await self._web.setup()
         site = web.TCPSite(self._web, host, port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            if not fallback:
+                raise
+            log.warning("controllers: cannot listen on %s:%d (%s); using a free port", host, port, e)
+            site = web.TCPSite(self._web, host, 0)
+            await site.start()
         bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.metrics_url = f"http://{host}:{bound}"
         return self.metrics_url
@@ -242,7 +251,7 @@ async def run_controllers(url: str, token: str, ca_pem: bytes | None, controller
     await wait_ready(url, ca_pem)
     cp = ControlPlane(url, token, ca_pem, controllers, controller_options(hpa_sync_period))
     if metrics_port is not None:
-        await cp.serve_http("127.0.0.1", metrics_port)
+        await cp.serve_http("127.0.0.1", metrics_port, fallback=metrics_port == DEFAULT_METRICS_PORT)
     await cp.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -325,7 +325,8 @@ def controllers(server: str = typer.Option(..., help="API server URL."),
                 ca_cert: Optional[Path] = typer.Option(None, help="CA certificate of the API server (PEM)."),
                 controllers: str = _controllers_option(),
                 metrics_port: int = typer.Option(10257, help="Port of /metrics, /healthz, /livez and /readyz "
-                                                 "on 127.0.0.1 (kube-controller-manager's is 10257)."),
+                                                 "on 127.0.0.1 (kube-controller-manager's is 10257; if another "
+                                                 "process holds 10257, a free port, logged)."),
                 hpa_sync_period: float = _hpa_sync_option(),
                 verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the controllers do.")):
     """Run the scheduler and controllers against an API server.

@@ -76,7 +76,18 @@ def endpoints(cluster: Cluster) -> dict[str, str]:
     node = cluster.kubectl_json("get", "nodes")["items"][0]
     port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
     comps["agent"] = f"http://{node['status']['addresses'][0]['address']}:{port}"
+    # the controllers run in a child process that may still be starting
+    poll(lambda: get(cluster, comps["controllers"] + "/readyz")[0] == 200 if _listening(comps["controllers"])
+         else None, timeout=60, what="the controllers' /readyz")
     return comps
+
+
+def _listening(url: str) -> bool:
+    import socket
+    host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex((host, int(port))) == 0
 
 
 def admin_token(cluster: Cluster) -> str:
@@ -137,6 +148,9 @@ def test_top_shows_a_burning_pod_and_an_idle_one(cluster, tmp_path):
         with pytest.raises(ApiException) as e:
             api.get_namespaced_custom_object("metrics.k8s.io", "v1beta1", "default", "pods", "no-such-pod")
         assert e.value.status == 404
+        r = cluster.kubectl("create", "--raw", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods", "-f", "-",
+                            input="{}", check=False)
+        assert r.returncode != 0 and "MethodNotAllowed" in r.stderr + r.stdout or "not allow" in r.stderr, r.stderr
     finally:
         stop.touch()
         cluster.kubectl("delete", "pod", "burner", "idle", "--wait=false", check=False)

@@ -96,3 +96,44 @@ async def test_sampler_serves_summary_and_resource_metrics():
     assert sample.labels == {"container": "c", "pod": "pod", "namespace": "ns"} and sample.value > 0
     assert families["node_memory_working_set_bytes"].samples[0].value > 0
     assert families["scrape_error"].samples[0].value == 0
+
+
+def test_cgroup_usage_reads_the_v1_counters_of_the_process_cgroup(tmp_path):
+    """What the docker runtime's containers are measured by: a cgroup of our own on this
+    machine's v1 hierarchies (cpuacct, memory), a process burning CPU in it."""
+    from pathlib import Path
+
+    from sendo.agent.usage import cgroup_usage
+    name = f"sendo-test-usage-{os.getpid()}"
+    dirs = [Path("/sys/fs/cgroup/cpuacct") / name, Path("/sys/fs/cgroup/memory") / name]
+    for d in dirs:
+        d.mkdir()
+    burner = subprocess.Popen([sys.executable, "-c", "import sys, time\nsys.stdin.readline()\nt = time.time()\n"
+                               "x = bytearray(32 << 20)\nwhile time.process_time() < 0.5 and time.time() - t < 20: pass\n"
+                               "time.sleep(30)"], stdin=subprocess.PIPE)
+    try:
+        for d in dirs:
+            (d / "cgroup.procs").write_text(str(burner.pid))
+        burner.stdin.write(b"go\n")
+        burner.stdin.flush()
+        deadline = time.monotonic() + 30
+        while True:
+            got = cgroup_usage(burner.pid)
+            assert got is not None
+            if got[0] >= 0.4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        cpu, working_set = got
+        assert 0.4 <= cpu < 5  # this cgroup's CPU, not the machine's
+        assert 16 << 20 < working_set < 1 << 30  # the 32 MiB it holds, not the machine's memory
+    finally:
+        burner.kill()
+        burner.wait()
+        for d in dirs:
+            for _ in range(50):  # the killed process leaves its cgroup a moment later
+                try:
+                    d.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+    assert cgroup_usage(burner.pid) is None

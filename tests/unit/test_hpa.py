@@ -232,3 +232,17 @@ async def test_reconcile_with_a_missing_target_reports_failed_get_scale(fake_api
     assert scale_patches(await fake_api.run(hpa, f"{NS}/web")) == []
     conds = {c["type"]: (c["status"], c["reason"]) for c in status_of(fake_api)["conditions"]}
     assert conds["AbleToScale"] == ("False", "FailedGetScale")
+
+
+async def test_reconcile_scales_a_custom_resource_found_through_discovery(fake_api):
+    hpa = fake_api.build(HPAController)
+    seed(fake_api, 2, {"a": "90m", "b": "90m"})
+    url = f"/apis/example.com/v1/namespaces/{NS}/widgets/web/scale"
+    fake_api.fake.objects["/apis/example.com/v1"] = {"kind": "APIResourceList", "resources": [
+        {"name": "widgets", "kind": "Widget"}, {"name": "widgets/scale", "kind": "Scale"}]}
+    fake_api.fake.objects[url] = fake_api.fake.objects.pop(SCALE_URL)
+    obj = fake_api.fake.objects[f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/web"]
+    obj["spec"]["scaleTargetRef"] = {"apiVersion": "example.com/v1", "kind": "Widget", "name": "web"}
+    obj["metadata"]["resourceVersion"] = "99999"  # a new version: the informer takes it on the next sync
+    calls = await fake_api.run(hpa, f"{NS}/web")
+    assert [c.body["spec"]["replicas"] for c in calls if c.method == "PATCH" and c.path == url] == [4]
