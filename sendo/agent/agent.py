@@ -30,7 +30,7 @@ from . import portforward
 from .env import service_links
 from .identity import PodIdentity
 from .lease import RENEW_EVERY, renew_node_lease
-from .metrics import AgentMetrics
+from .metrics import AgentMetrics, DNSCollector
 from .podworker import PodWorker
 from .query import BadQuery, query_bool, query_int
 from .runtime import ContainerHandle, Runtime, SandboxError, open_runtime, registry
@@ -101,6 +101,7 @@ class Agent:
         self.dns = None  # network.dns.ClusterDNS when cfg.dns
         # ServiceAccount tokens of the pods (identity.py)
         self.metrics = AgentMetrics(self._counts)  # /metrics; pod workers record into it
+        self.metrics.registry.register(DNSCollector(lambda: self.dns))  # type: ignore[arg-type]
         self.usage = UsageSampler(cfg.node_name, self._running_containers, cfg.metrics_interval)
         self.resource_metrics = resource_registry(self.usage)  # /metrics/resource
         self.health = Health()

@@ -6,7 +6,7 @@ import time
 from typing import Any, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 # the kubelet's buckets for pod start duration (seconds)
 POD_START_BUCKETS = (0.5, 1, 2, 3, 4, 5, 6, 8, 10, 20, 30, 45, 60, 120, 180, 240, 300, 360, 480, 600, 900,
@@ -54,6 +54,22 @@ class _Counts:
             c.add_metric([state], n)
         yield p
         yield c
+
+
+class DNSCollector:
+    """The cluster DNS server's answers, with CoreDNS' metric name."""
+
+    def __init__(self, dns: Callable[[], Any]):
+        self.dns = dns
+
+    def collect(self) -> Iterator[Any]:
+        fam = CounterMetricFamily("coredns_dns_responses", "Counter of response status codes.",
+                                  labels=["server", "zone", "rcode"])
+        dns = self.dns()
+        if dns is not None:
+            for (zone, rcode), n in sorted(dns.responses.items()):
+                fam.add_metric([f"dns://{dns.address}", zone, rcode], n)
+        yield fam
 
 
 class Timer:

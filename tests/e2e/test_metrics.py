@@ -255,6 +255,17 @@ def test_every_component_serves_metrics_that_count_what_the_test_did(cluster):
             assert value(fams, "prober_probe_total", probe_type="Readiness", result="successful", pod="probed") > 0
             return fams
         fams = poll(agent, timeout=60, what="the agent to count the pod's readiness probes")
+        # the cluster DNS (in the agent's process) counts its answers by zone and rcode
+        import dns.message
+        import dns.query
+        import re
+        host, port = re.findall(r"Cluster DNS at (127\.[0-9.]+):([0-9]+)", cluster.log_path.read_text())[-1]
+        assert host.startswith("127.")  # loopback only
+        for name in ("kubernetes.default.svc.cluster.local", "missing.default.svc.cluster.local"):
+            dns.query.udp(dns.message.make_query(name, "A"), host, port=int(port), timeout=5)
+        fams = scrape(cluster, eps["agent"] + "/metrics", node_token(cluster))
+        assert value(fams, "coredns_dns_responses_total", zone="cluster.local.", rcode="NOERROR") >= 1
+        assert value(fams, "coredns_dns_responses_total", zone="cluster.local.", rcode="NXDOMAIN") >= 1
         assert value(fams, "kubelet_running_pods") >= 1
         assert value(fams, "kubelet_running_containers", container_state="running") >= 1
         assert value(fams, "kubelet_pod_start_duration_seconds_count") >= 1
