@@ -60,6 +60,7 @@ class ServerConfig:
         if self.leader_elect is not None:
             return self.leader_elect
         return bool(self.datastore) and not self.datastore.startswith("sqlite:")
+    hpa_sync_period: float | None = None  # seconds between HPA syncs (None: Kubernetes' 15 s)
 
     @property
     def url(self) -> str:
@@ -110,6 +111,9 @@ class Server:
                              auditor=cfg.audit.open())
         self.api.encryption_config = self.encryption_config if hasattr(self.store, "reseal") else None
         self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
+        self._started: set[str] = set()  # start-up steps done, each a /readyz check
+        for step in ("poststarthook/bootstrap-system-namespaces", "crd-informer-synced"):
+            self.api.health.add(step, lambda step=step: None if step in self._started else "not finished")
         self._uvicorn: HTTPServer | None = None
         self._tasks: list[asyncio.Task] = []
         self.control = None
@@ -129,7 +133,9 @@ class Server:
         try:
             await self.store.start()
             await self._bootstrap()
+            self._started.add("poststarthook/bootstrap-system-namespaces")
             await self.crds.start()  # stored CRDs are served before the first request
+            self._started.add("crd-informer-synced")
         except BaseException:
             sock.close()
             raise
@@ -148,9 +154,11 @@ class Server:
                 raise RuntimeError("API server stopped during start-up")
             await asyncio.sleep(0.01)  # poll uvicorn's start-up flag
         if self.cfg.controllers and self.cfg.controllers_in_process:
-            from .controlplane import ControlPlane
+            from .controlplane import ControlPlane, controller_options
             self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names,
+                                        controller_options(self.cfg.hpa_sync_period),
                                         election=self.cfg.election if self.cfg.elects else None)
+            await self.control.serve_http()
             await self.control.start()
         elif self.cfg.controllers:
             from .controlplane import ControlPlaneProcess
@@ -158,8 +166,25 @@ class Server:
                                                self.tls.ca_cert, os.path.join(self.cfg.server_dir,
                                                                               "controllers.log"),
                                                self.cfg.controller_names,
-                                               election=self.cfg.election if self.cfg.elects else None)
+                                               election=self.cfg.election if self.cfg.elects else None,
+                                               hpa_sync_period=self.cfg.hpa_sync_period)
             await self.control.start()
+        self._write_components()
+
+    @property
+    def components_file(self) -> str:
+        return os.path.join(self.cfg.server_dir, "components.json")
+
+    def _write_components(self) -> None:
+        """Where this server's components answer (/metrics, /readyz), for `sendo status`."""
+        import json
+        comps = {"apiserver": self.cfg.url}
+        if self.control is not None:
+            comps["controllers"] = self.control.metrics_url
+        tmp = self.components_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(comps, f)
+        os.replace(tmp, self.components_file)
 
     async def _bootstrap(self) -> None:
         """What every cluster has: the system namespaces, and the `kubernetes` Service in

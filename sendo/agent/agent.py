@@ -24,16 +24,19 @@ from ..client.factory import InformerFactory
 from ..client.informer import obj_key
 from ..kinds.meta import now_rfc3339
 from ..kinds.storage import STORAGE_DIR_ANNOTATION
+from ..observe import METRICS_CONTENT_TYPE, Health, exposition
 from ..tasks import DUMP_SECTIONS, stop_tasks
 from . import logs as logfiles
 from . import portforward
 from .env import service_links
 from .identity import PodIdentity
 from .lease import RENEW_EVERY, renew_node_lease
+from .metrics import AgentMetrics, DNSCollector
 from .podworker import PodWorker
 from .query import BadQuery, query_bool, query_int
 from .runtime import ContainerHandle, Runtime, SandboxError, open_runtime, registry
 from .volumes import VolumeManager, unmount_all
+from .usage import DEFAULT_INTERVAL, RunningContainer, UsageSampler, resource_registry
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -60,6 +63,7 @@ class AgentConfig:
     runtime: str = registry.DEFAULT  # runs pods without a runtimeClassName; `process` is always there too
     engine: str = ""  # docker runtime: the engine's socket ("" = DOCKER_HOST, usual paths, else podman)
     container_cidr: str = ""  # docker runtime: the pod CIDR of container pods ("" = its default)
+    metrics_interval: float = DEFAULT_INTERVAL  # seconds between resource usage samples (kubectl top)
 
     def runtime_names(self) -> list[str]:
         """The runtimes this agent opens: the default one, `process` (needs nothing) and
@@ -98,6 +102,17 @@ class Agent:
         self.ingress = None  # network.ingress.IngressController when cfg.ingress
         self.dns = None  # network.dns.ClusterDNS when cfg.dns
         # ServiceAccount tokens of the pods (identity.py)
+        self.metrics = AgentMetrics(self._counts)  # /metrics; pod workers record into it
+        self.metrics.registry.register(DNSCollector(lambda: self.dns))  # type: ignore[arg-type]
+        self.usage = UsageSampler(cfg.node_name, self._running_containers, cfg.metrics_interval)
+        self.resource_metrics = resource_registry(self.usage)  # /metrics/resource
+        self.health = Health()
+        self.health.add("node-registered", lambda: None if self.node is not None else "the node is not registered")
+        self.health.add("pods-informer", lambda: None if self.pods is not None and self.pods.synced.is_set()
+                        else "the pods bound to this node are not listed yet")
+        self.health.add("usage-sampler", lambda: None if self.usage.node is not None else "no usage sample yet")
+        self._lease_renewed = 0.0
+        self.health.add("lease", self._lease_fresh, live=True, ready=False)
         self.identity = PodIdentity(self.client, cfg.server, cfg.ca_pem, self.pods_dir,
                                     alive=lambda uid: uid in self.workers, on_ready=self._identity_ready)
         # the pods' volumes; local-path PersistentVolumes of this node live in storage_dir
@@ -129,6 +144,7 @@ class Agent:
         self.pods.add_handler(self._on_pod)
         await self.informers.start(self.pods)
         await self._stop_strays()
+        await self.usage.start()
         if self.cfg.service_proxy:
             from ..network.proxy import ServiceProxy
             self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.address, informers=self.informers)
@@ -149,6 +165,7 @@ class Agent:
         DUMP_SECTIONS.pop(f"pod workers of node {self.cfg.node_name}", None)
         for t in [*self._tasks, *self._cleanups]:
             t.cancel()
+        await self.usage.stop()
         if self.ingress:
             await self.ingress.stop()
         if self.proxy:
@@ -241,6 +258,11 @@ class Agent:
 
     async def _renew_lease(self) -> None:
         await renew_node_lease(self.client, self.cfg.node_name, self.node["metadata"]["uid"])
+        self._lease_renewed = asyncio.get_running_loop().time()
+
+    def _lease_fresh(self) -> str | None:
+        age = asyncio.get_running_loop().time() - self._lease_renewed
+        return None if age < 4 * RENEW_EVERY else f"the node Lease was last renewed {age:.0f}s ago"
 
     async def _heartbeat(self) -> None:
         while True:
@@ -420,7 +442,11 @@ class Agent:
         app = web.Application()
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
         app.router.add_get("/portForward/{ns}/{pod}", portforward.handler(self.cfg.token, self.pod_address))
-        app.router.add_get("/healthz", _healthz)
+        for path in ("/healthz", "/livez", "/readyz", "/healthz/{check}", "/livez/{check}", "/readyz/{check}"):
+            app.router.add_get(path, self._health)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/metrics/resource", self._metrics)
+        app.router.add_get("/stats/summary", self._summary)
         self._web = web.AppRunner(app, access_log=None)
         await self._web.setup()
         port = self.cfg.port or _free_port(self.cfg.address)
@@ -443,8 +469,50 @@ class Agent:
             raise LookupError(f'pod "{name}" has no IP yet')
         return w.pod_ip
 
+    # ----------------------------------------------------------------- HTTP (health, metrics)
+    async def _health(self, request: web.Request) -> web.Response:
+        status, text = await self.health.answer(request.path, request.query)
+        return web.Response(status=status, text=text)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """/metrics (the agent's own) and /metrics/resource (usage); the node token, as
+        the kubelet asks for a token."""
+        if not _authorized(request, self.cfg.token):
+            return web.Response(status=401, text="Unauthorized")
+        reg = self.resource_metrics if request.path == "/metrics/resource" else self.metrics.registry
+        return web.Response(body=exposition(reg), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def _summary(self, request: web.Request) -> web.Response:
+        """The kubelet's Summary API (CPU and memory), which metrics.k8s.io is served from."""
+        if not _authorized(request, self.cfg.token):
+            return web.Response(status=401, text="Unauthorized")
+        return web.json_response(self.usage.summary())
+
+    def _running_containers(self) -> list[RunningContainer]:
+        out = []
+        for w in self.workers.values():
+            source = getattr(w.runtime, "usage_source", "proctree")
+            for c in w.containers.values():
+                h = c.handle
+                if h is not None and h.pid and not c.init:
+                    out.append(RunningContainer(w.ns, w.name, w.uid, c.name, h.id, h.pid, source, h.started_at))
+        return out
+
+    def _counts(self) -> tuple[int, dict[str, int]]:
+        pods = sum(1 for w in self.workers.values() if w.sandbox is not None and not w.task.done())
+        states = {"running": 0, "exited": 0, "created": 0}
+        for w in self.workers.values():
+            for c in w.containers.values():
+                if c.handle is not None:
+                    states["running"] += 1
+                elif c.exit is not None:
+                    states["exited"] += 1
+                else:
+                    states["created"] += 1
+        return pods, states
+
     async def _logs(self, request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Authorization", "") != f"Bearer {self.cfg.token}":
+        if not _authorized(request, self.cfg.token):
             return web.Response(status=401, text="Unauthorized")
         ns, name, cname = (request.match_info[k] for k in ("ns", "pod", "container"))
         q = request.query
@@ -483,8 +551,8 @@ class Agent:
         return resp
 
 
-async def _healthz(_request: web.Request) -> web.Response:
-    return web.Response(text="ok")
+def _authorized(request: web.Request, token: str) -> bool:
+    return request.headers.get("Authorization", "") == f"Bearer {token}"
 
 
 def _free_port(host: str) -> int:

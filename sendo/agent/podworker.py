@@ -59,6 +59,9 @@ PREPARE_RETRY_MIN, PREPARE_RETRY_MAX = 1.0, 30.0  # back-off of failed pod prest
 CONFIG_RETRY = 2.0  # a container whose configuration failed is tried again after this
 STATUS_RETRY = 1.0  # a status the API did not take is posted again after this
 PULL_ERRORS = ("ErrImagePull", "ErrImageNeverPull")
+# prober_probe_total's result label, as the kubelet spells it, per probe outcome
+PROBE_RESULTS = {probes.SUCCESS: "successful", probes.WARNING: "successful", probes.FAILURE: "failed",
+                 probes.UNKNOWN: "unknown"}
 PULL_BACKOFF_SHOWN_AFTER = 1.0  # ErrImagePull is reported, then ImagePullBackOff until the next pull
 
 
@@ -131,6 +134,10 @@ class PodWorker:
         self.terminating = False  # probes and hooks no longer act once stopping began
         self.volumes: dict[str, Volume] = {}  # set by the volumes prestart hook
         self.evicted: str | None = None  # the eviction message: the pod failed, its containers stop
+        # the node's AgentMetrics (agent/metrics.py); a test's stand-in host may have none
+        self.metrics = getattr(host, "metrics", None)
+        self.seen_at = time.monotonic()  # for kubelet_pod_start_duration_seconds
+        self.start_observed = bool(adopted)  # an adopted pod started under an earlier agent
         self.containers = self._containers(pod, adopted)
         self.task = asyncio.create_task(self._run(), name=f"pod-{self.ns}/{self.name}")
 
@@ -331,15 +338,18 @@ class PodWorker:
             c.restarts += 1
             c.exit = None
         c.attempts += 1
+        t0 = time.perf_counter()
         try:
             h = await self.runtime.start(spec)
         except StartError as e:
+            self._runtime_op("start_container", t0, ok=False)
             c.exit = ExitInfo(128, None, time.time(), "StartError", str(e))
             c.exit_started_at = 0.0
             self._schedule_restart(c, ran=0.0)
             self.due.append(c.next_start)
             self.host.event(self.pod, "Warning", "Failed", f"Error: {e}")
             return
+        self._runtime_op("start_container", t0)
         c.handle, c.waiting, c.image_id = h, None, h.image_id
         c.waiter = asyncio.create_task(self._wait(c, h))
         self.host.event(self.pod, "Normal", "Started", f"Started container {c.name}")
@@ -522,12 +532,22 @@ class PodWorker:
 
     def _probe_task(self, c: Container, h: ContainerHandle, kind_: str, probe: Obj, target: probes.Target,
                     gate: asyncio.Event | None, initial: bool | None) -> None:
+        async def check() -> probes.Outcome:
+            outcome = await probes.run_probe(probe, target, loop.timeout)
+            if self.metrics is not None:
+                self.metrics.probe_result(kind_.capitalize(), PROBE_RESULTS.get(outcome.result, "unknown"), c.name,
+                                          self.name, self.ns)
+            return outcome
         loop = probes.ProbeLoop(
-            kind_, probe, lambda: probes.run_probe(probe, target, loop.timeout), started_at=h.started_at,
+            kind_, probe, check, started_at=h.started_at,
             on_result=lambda k, ok: self._on_probe(c, h, k, ok, probe),
             on_event=self._probe_event,
             gate=gate, initial=initial)
         c.tasks.append(asyncio.create_task(loop.run(), name=f"{kind_}-probe-{self.ns}/{self.name}/{c.name}"))
+
+    def _runtime_op(self, operation: str, t0: float, ok: bool = True) -> None:
+        if self.metrics is not None:
+            self.metrics.runtime_op(operation, time.perf_counter() - t0, ok)
 
     def _probe_event(self, type_: str, reason: str, message: str) -> None:
         if not self.terminating:
@@ -705,6 +725,10 @@ class PodWorker:
             self._status_failed(e)
             return
         self.status_retry_at = 0.0
+        if st.get("phase") == "Running" and not self.start_observed:
+            self.start_observed = True
+            if self.metrics is not None:
+                self.metrics.pod_start.observe(time.monotonic() - self.seen_at)
         if pod["metadata"].get("uid") != self.uid:
             return
         self.last_status = st

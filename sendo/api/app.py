@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -13,10 +14,12 @@ from ..kinds.base import Cause, unsupported
 from ..kinds.fields import selectable
 from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
+from ..observe import METRICS_CONTENT_TYPE, Health, exposition, is_health_path
 from ..store import Compacted, Store, StoreError
-from . import discovery, errors, eviction, limits, openapi_proto, podlogs, portforward, protobuf, rotation
+from . import discovery, errors, eviction, limits, metricsapi, openapi_proto, podlogs, portforward, protobuf, rotation
 from . import patch as patching
 from . import tokens as sa_tokens
+from .apimetrics import MUTATING, APIMetrics, TimedStore
 from .audit import Auditor, audit_begin, audit_end
 from .errors import APIError
 from .http import Request
@@ -61,8 +64,12 @@ class APIServer:
     def __init__(self, store: Store, registry: Registry, tokens: dict[str, User],
                  node_token: str | None = None, sa_signer: sa_tokens.TokenSigner | None = None,
                  authorizer: Authorizer | None = None, auditor: Auditor | None = None):
-        self.store = store
+        self.metrics = APIMetrics(registry)  # /metrics
+        self.store = store = TimedStore(store, self.metrics)  # type: ignore[assignment]
         self.registry = registry
+        self.health = Health()  # /healthz, /livez, /readyz; the server adds its own checks
+        self.health.add("store", self._store_check, live=True)
+        self.metrics_api = metricsapi.MetricsAPI(self)  # metrics.k8s.io (kubectl top, the HPA)
         self.tokens = tokens
         self.node_token = node_token
         # ServiceAccount tokens (JWTs); without a key of the server's, one for this process only
@@ -83,12 +90,31 @@ class APIServer:
         response = await self.handle(Request(scope, receive))
         await response(scope, receive, send)
 
+    async def _store_check(self) -> str | None:
+        await self.store.get("/registry/core/namespaces/default")
+        return None
+
     # ----------------------------------------------------------------- entry
     async def handle(self, request: Request) -> Response:
+        """Serve one request, counted and timed for /metrics (apimetrics.py)."""
+        m = self.metrics
+        kind = "mutating" if request.method in MUTATING else "readOnly"
+        m.inflight[kind] += 1
+        t0 = time.perf_counter()
+        try:
+            response = await self._handle(request)
+        finally:
+            m.inflight[kind] -= 1
+        m.request(request.method, request.labels or (request.method, "", "", "", "", "", "apiserver"),
+                  response.status_code, time.perf_counter() - t0)
+        return response
+
+    async def _handle(self, request: Request) -> Response:
         path = request.url.path
         user, record = None, None
         try:
-            user = ANONYMOUS if path in PUBLIC_PATHS else await self.authenticate(request)
+            public = path in PUBLIC_PATHS or is_health_path(path)
+            user = ANONYMOUS if public else await self.authenticate(request)
             if self.auditor is not None:
                 record = audit_begin(self.auditor, request, user)
             response = await self.route(request, path, user)
@@ -135,15 +161,22 @@ class APIServer:
     async def route(self, request: Request, path: str, user: User = ANONYMOUS) -> Response:
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/") or "/"  # /version/ and /api/ are the same as without the slash
-        if path in ("/healthz", "/readyz", "/livez"):
-            return Response(b"ok", media_type="text/plain")
+        if is_health_path(path):
+            status, text = await self.health.answer(path, request.query_params.multi_items())
+            return Response(text.encode(), status_code=status, media_type="text/plain")
         if path == "/version":
             return json_response(version_info())
         if path == rotation.PATH:
             if request.method != "POST":
                 raise APIError(405, f"{rotation.PATH} takes POST", "MethodNotAllowed")
             return json_response(await rotation.rotate(self.store, self.encryption_config, user))
+        if path == "/metrics":
+            await self.authorize(RequestOptions(user), "get", Target("", "", path=path))
+            await self.metrics.count_objects(self.store)
+            return Response(exposition(self.metrics.registry), media_type=METRICS_CONTENT_TYPE)
         t = parse_path(path)
+        if t is not None and t.group == metricsapi.GROUP and t.plural:
+            return await self.serve_metrics(request, t, user)
         if t is None or not t.plural:  # discovery and OpenAPI: authorized by path, as Kubernetes does
             await self.authorize(RequestOptions(user), request.method.lower(), Target("", "", path=path))
             return await self.non_resource(path, t, request.headers.get("accept"))
@@ -153,15 +186,30 @@ class APIServer:
             raise errors.no_route()
         q = Query(request.query_params)
         options = request.options = RequestOptions(user)
-        await self.authorize(options, verb_of(request.method, t, request.method == "GET" and t.name is None
-                                              and q.bool("watch")), t)
+        watch = request.method == "GET" and t.name is None and q.bool("watch")
+        request.labels = request_labels(request, t, watch)
+        await self.authorize(options, verb_of(request.method, t, watch), t)
         return await self.serve(request, r, t, q, options)
+
+    async def serve_metrics(self, request: Request, t: Target, user: User) -> Response:
+        """metrics.k8s.io, served by the API server itself (metricsapi.py)."""
+        q = Query(request.query_params)
+        watch = request.method == "GET" and t.name is None and q.bool("watch")
+        request.labels = request_labels(request, t, watch)
+        await self.authorize(RequestOptions(user), verb_of(request.method, t, watch), t)
+        return await self.metrics_api.serve(request, t, q)
 
     async def non_resource(self, path: str, t: Target | None, accept: str | None = None) -> Response:
         if path == "/api":
             return json_response(discovery.api_versions())
         if path == "/apis":
-            return json_response(discovery.api_group_list(self.registry))
+            groups = discovery.api_group_list(self.registry)
+            groups["groups"].append(metricsapi.discovery_group())
+            return json_response(groups)
+        if path == f"/apis/{metricsapi.GROUP}":
+            return json_response({"kind": "APIGroup", "apiVersion": "v1", **metricsapi.discovery_group()})
+        if path == f"/apis/{metricsapi.API_VERSION}":
+            return json_response(metricsapi.resource_list())
         if path.startswith("/openapi/v3"):
             return await self.openapi_v3(path)
         if path == "/openapi/v2":  # kubectl asks for protobuf, other clients for JSON
@@ -392,11 +440,12 @@ class APIServer:
         if rv and rv.isdigit():
             await self.check_reached(int(rv))
         match = make_filter(q.str("labelSelector"), q.str("fieldSelector"), selectable(r))
-        ws = WatchStream(self.store, r, ns, match, rv,
+        ws = WatchStream(self.store, r, ns, match, rv,  # type: ignore[arg-type]
                          float(timeout) if timeout else None,  # absent or 0: the server's default
                          q.bool("allowWatchBookmarks"), q.opt_bool("sendInitialEvents"),
                          wants_table(request.headers.get("accept")))
-        return StreamingResponse(ws.stream(), media_type=JSON,
+        stream = self.metrics.watching(ws.stream(), (r.group, r.version, r.kind))
+        return StreamingResponse(stream, media_type=JSON,
                                  headers={"Transfer-Encoding": "chunked", "Cache-Control": "no-cache"})
 
     async def delete_collection(self, request: Request, q: Query, r, ns: str | None,
@@ -442,6 +491,24 @@ class APIServer:
                     raise APIError(422, e.message, "Invalid")
             return json_response(await self.api.update_scale(r, ns, name, apply, opts))
         raise errors.method_not_supported(r, m, "scale")
+
+
+def request_labels(request: Request, t: Target, watch: bool) -> tuple[str, ...]:
+    """apiserver_request_total's verb, group, version, resource, subresource, scope, component,
+    as kube-apiserver names them (LIST and WATCH apart from GET, APPLY apart from PATCH)."""
+    m = request.method
+    if m == "GET":
+        verb = "GET" if t.name else ("WATCH" if watch else "LIST")
+    elif m == "DELETE" and not t.name:
+        verb = "DELETECOLLECTION"
+    elif m == "PATCH" and request.headers.get("content-type", "").startswith(APPLY_PATCH):
+        verb = "APPLY"
+    else:
+        verb = m
+    if t.sub in ("portforward", "exec", "attach"):
+        verb = "CONNECT"
+    scope = "resource" if t.name else ("namespace" if t.namespace else "cluster")
+    return (verb, t.group, t.version, t.plural, t.sub or "", scope, "apiserver")
 
 
 def content_type(request: Request) -> str:

@@ -33,7 +33,7 @@ async def rotate(store: Any, config_path: str | None, user) -> dict[str, Any]:
             raise APIError(500, f"cannot write a new key to {config_path}: {e}", "InternalError", {})
         sealed = await store.reseal(during)
         encryption.drop_old_keys(config_path, name)
-        store.transformer = after
+        await store.reseal(after)  # the old keys go from the store too (nothing is left to seal)
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200,
             "message": f"every Secret is sealed with key {name} ({sealed} stored values sealed again)",
             "details": {"name": name, "kind": "encryptionkey"}}

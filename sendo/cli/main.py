@@ -137,6 +137,19 @@ _CIDR_HELP = ("docker runtime: the pod CIDR of container pods (IPv4, at most /23
               "covers it all; this node's pods get addresses from its first /24.")
 
 
+_METRICS_INTERVAL_HELP = ("Seconds between samples of the CPU and memory of the node and its containers "
+                          "(kubectl top, the HPA); Kubernetes' cadence is 15.")
+_HPA_SYNC_HELP = "Seconds between two syncs of each HorizontalPodAutoscaler (Kubernetes' default: 15)."
+
+
+def _metrics_interval_option() -> float:
+    return typer.Option(15.0, "--metrics-interval", min=1.0, help=_METRICS_INTERVAL_HELP)
+
+
+def _hpa_sync_option() -> float:
+    return typer.Option(15.0, "--hpa-sync-period", min=0.1, help=_HPA_SYNC_HELP)
+
+
 def _runtime_option(name: str) -> str:
     """The --runtime value, checked before anything starts: an unknown name lists the known ones."""
     from ..agent.runtime.registry import UnknownRuntime, check
@@ -166,6 +179,8 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
        audit_log_path: Optional[str] = typer.Option(None, help=_AUDIT_LOG_HELP, show_default=False),
        audit_log_maxsize: int = typer.Option(100, help="Megabytes an audit log file may reach before it is rotated."),
        audit_log_maxbackup: int = typer.Option(10, help="Rotated audit log files kept (the oldest go first)."),
+       metrics_interval: float = _metrics_interval_option(),
+       hpa_sync_period: float = _hpa_sync_option(),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
 
@@ -175,10 +190,11 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     _logging(verbose)
     cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers,
                          audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
-                                             audit_log_maxbackup))
+                                             audit_log_maxbackup),
+                         hpa_sync_period=hpa_sync_period)
     run(_up(cfg, node_name, apply or [], time.monotonic(),
             {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
-             "engine": engine, "container_cidr": container_cidr}))
+             "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval}))
 
 
 def _audit_config(policy: Optional[Path], path: Optional[str], maxsize: int, maxbackup: int):
@@ -235,6 +251,9 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_optio
         path = _write_kubeconfig(data_dir, cfg.url, server.admin_token, server.ca_pem)
         console.print(f"[green]sendo is up[/] in {time.monotonic() - t0:.1f}s: API at {cfg.url}, "
                       f"node [bold]{node_name}[/] Ready, state in {data_dir}")
+        console.print(f"Metrics (Prometheus): {cfg.url}/metrics (admin token), controllers "
+                      f"{getattr(server.control, 'metrics_url', '-')}/metrics, agent "
+                      f"http://{host}:{agent.port}/metrics (node token); `sendo status` shows each component up 1 / 0")
         if agent.dns:
             host, port = agent.dns.host, agent.dns.port
             console.print(f"Cluster DNS at {host}:{port} (pods get it as $SENDO_DNS): "
@@ -277,6 +296,7 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
            lease_duration: float = typer.Option(3.0, "--leader-elect-lease-duration", help=_LEASE_HELP),
            renew_deadline: float = typer.Option(2.0, "--leader-elect-renew-deadline", help=_RENEW_HELP),
            retry_period: float = typer.Option(0.5, "--leader-elect-retry-period", help=_RETRY_HELP),
+           hpa_sync_period: float = _hpa_sync_option(),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
 
@@ -289,7 +309,8 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
                                controller_names=controllers, leader_elect=leader_elect,
                                election=_election(lease_duration, renew_deadline, retry_period),
                                audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
-                                                   audit_log_maxbackup))))
+                                                   audit_log_maxbackup),
+                               hpa_sync_period=hpa_sync_period)))
 
 
 async def _server(cfg) -> None:
@@ -327,6 +348,7 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
           engine: str = typer.Option("", help=_ENGINE_HELP, show_default=False),
           container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.",
                                              show_default=False),
+          metrics_interval: float = _metrics_interval_option(),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the agent does.")):
     """Run a node agent: register the node and run the pods bound to it."""
     _logging(verbose)
@@ -336,7 +358,7 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
         return
     run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods,
                {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
-             "engine": engine, "container_cidr": container_cidr}))
+             "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval}))
 
 
 async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix: str, delay: float) -> None:
@@ -378,6 +400,10 @@ def controllers(server: str = typer.Option(..., help="API server URL."),
                 retry_period: float = typer.Option(0.5, "--leader-elect-retry-period", help=_RETRY_HELP),
                 identity: str = typer.Option("", "--leader-elect-identity",
                                              help="This candidate's name in the Lease (default: host_pid_random)."),
+                metrics_port: int = typer.Option(10257, help="Port of /metrics, /healthz, /livez and /readyz "
+                                                 "on 127.0.0.1 (kube-controller-manager's is 10257; if another "
+                                                 "process holds 10257, a free port, logged)."),
+                hpa_sync_period: float = _hpa_sync_option(),
                 verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the controllers do.")):
     """Run the scheduler and controllers against an API server.
 
@@ -387,7 +413,8 @@ def controllers(server: str = typer.Option(..., help="API server URL."),
     from ..controlplane import run_controllers
     ca = ca_cert.read_bytes() if ca_cert else None
     election = _election(lease_duration, renew_deadline, retry_period) if leader_elect else None
-    run(run_controllers(server, token_file.read_text().strip(), ca, controllers, election, identity))
+    run(run_controllers(server, token_file.read_text().strip(), ca, controllers, election, identity,
+                        metrics_port, hpa_sync_period))
 
 
 secrets_app = typer.Typer(help="Secrets at rest: sealed with AES-GCM, key in DATA_DIR/server/encryption-config.yaml.",
@@ -437,6 +464,20 @@ def rotate_key(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="The data dir
         console.print(f"[red]error:[/] cannot reach the server at {cluster['server']}: {e}")
         raise SystemExit(1)
     console.print(status.get("message", "done"))
+
+
+@app.command()
+def status(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="The cluster's data directory (its kubeconfig "
+                                        "and the server's component list)."),
+           kubeconfig: Optional[Path] = typer.Option(None, envvar="KUBECONFIG", show_default=False,
+                                                     help="Kubeconfig of the cluster (default: DATA_DIR/kubeconfig)."),
+           timeout: float = typer.Option(5.0, help="Seconds each component has to answer.")):
+    """Each component of the cluster, up 1 or down 0, from its /readyz: the API server, the
+    controllers, and the agent of every node. Exits 1 if any is down."""
+    from .status import check_all, render
+    rows = check_all(os.path.abspath(data_dir), kubeconfig, timeout)
+    print(render(rows))
+    raise typer.Exit(0 if rows and all(r.up for r in rows) else 1)
 
 
 def main() -> None:

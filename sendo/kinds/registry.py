@@ -42,11 +42,11 @@ class Registry:
 
 
 def builtin_registry() -> Registry:
-    from . import apps, batch, coordination, core, crd, discovery, networking
+    from . import apps, autoscaling, batch, coordination, core, crd, discovery, networking
     from . import node  # RuntimeClass
     from . import policy  # PodDisruptionBudget
     from . import storage  # StorageClass
 
     return Registry([*core.RESOURCES, *apps.RESOURCES, *batch.RESOURCES, *coordination.RESOURCES,
                      *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES, *node.RESOURCES,
-                     *policy.RESOURCES, *storage.RESOURCES])
+                     *policy.RESOURCES, *storage.RESOURCES, *autoscaling.RESOURCES])

@@ -55,6 +55,8 @@ class ClusterDNS:
         self.slices = self.informers.get(kind("endpointslices", "discovery.k8s.io"))
         self._transport: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.AbstractServer | None = None
+        # answers by (zone: the cluster domain or "." for forwarded names, rcode), read by the agent's /metrics
+        self.responses: dict[tuple[str, str], int] = {}
 
     @property
     def address(self) -> str:
@@ -89,16 +91,26 @@ class ClusterDNS:
 
     # ----------------------------------------------------------------- answering
     async def answer(self, data: bytes) -> bytes | None:
+        """The reply to one query, counted by zone and response code."""
+        out, zone = await self._answer(data)
+        if out is not None and len(out) > 3:
+            key = (zone, RCODE.get(out[3] & 0x0F, str(out[3] & 0x0F)))
+            self.responses[key] = self.responses.get(key, 0) + 1
+        return out
+
+    async def _answer(self, data: bytes) -> tuple[bytes | None, str]:
+        """(reply, zone: the cluster domain, or "." for a name forwarded upstream)"""
+        zone = self.domain + "."
         try:
             q = DNSRecord.parse(data)
         except Exception:
-            return None  # not DNS: nothing sensible to answer
+            return None, zone  # not DNS: nothing sensible to answer
         if not q.questions:
-            return None
+            return None, zone
         name = str(q.q.qname).rstrip(".").lower()
         local = self._local_name(name)
         if local is None:
-            return await self._forward(q, data)
+            return await self._forward(q, data), "."
         reply = q.reply()
         reply.header.aa = 1
         try:
@@ -106,10 +118,10 @@ class ClusterDNS:
         except Exception:
             log.exception("DNS lookup of %s failed", name)
             reply.header.rcode = RCODE.SERVFAIL
-            return reply.pack()
+            return reply.pack(), zone
         if not found:
             reply.header.rcode = RCODE.NXDOMAIN
-        return reply.pack()
+        return reply.pack(), zone
 
     def _local_name(self, name: str) -> list[str] | None:
         """The labels before the cluster domain, or None for a name we forward."""

@@ -79,7 +79,8 @@ def test_every_command_refuses_an_unknown_controller_before_starting(command, tm
 def test_a_good_selection_reaches_the_control_plane(monkeypatch, tmp_path):
     calls = []
 
-    async def run_controllers(url, token, ca, controllers, election=None, identity=""):
+    async def run_controllers(url, token, ca, controllers, election=None, identity="", metrics_port=None,
+                              hpa_sync_period=None):
         calls.append((url, token, controllers, election))
     monkeypatch.setattr(controlplane, "run_controllers", run_controllers)
     token = tmp_path / "token"

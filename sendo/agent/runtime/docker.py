@@ -154,6 +154,7 @@ class DockerRuntime:
 
     name = "docker"
     mounts_volumes = True  # volumes are bind mounts of the engine
+    usage_source = "cgroup"  # a container's usage is its cgroup's (agent/usage.py)
 
     def __init__(self, state_dir: str, engine: str = "", pod_cidr: str = ""):
         self.state_dir = os.path.abspath(state_dir)

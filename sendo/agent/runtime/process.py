@@ -80,6 +80,7 @@ class ProcessRuntime:
     name = "process"
     # volumes at their mountPath (a private mount namespace per container) need root
     mounts_volumes = mountns.available()
+    usage_source = "proctree"  # a container is its process tree (agent/usage.py)
 
     def __init__(self, state_dir: str):
         self.state_dir = state_dir
