@@ -95,7 +95,7 @@ def test_leader_election_flags_reach_the_control_plane_and_bad_timings_are_refus
     from sendo.client.leaderelection import KUBERNETES_TIMINGS
     calls = []
 
-    async def run_controllers(url, token, ca, controllers, election=None, identity=""):
+    async def run_controllers(url, token, ca, controllers, election=None, identity="", *_):
         calls.append((election, identity))
     monkeypatch.setattr(controlplane, "run_controllers", run_controllers)
     token = tmp_path / "token"
