@@ -17,10 +17,12 @@ from .controllers.deployment import DeploymentController
 from .controllers.endpoints import EndpointsController
 from .controllers.gc import GarbageCollector
 from .controllers.namespace import NamespaceController
-from .controllers.nodelifecycle import NodeLifecycleController
+from .controllers.nodelifecycle import DEFAULT_GRACE_SECONDS, NodeLifecycleController
+from .controllers.podgc import PodGCController
 from .controllers.replicaset import ReplicaSetController
 from .controllers.replicationcontroller import ReplicationManager
 from .controllers.serviceaccounts import ServiceAccountsController
+from .controllers.tainteviction import TaintEvictionController
 from .scheduler.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "garbagecollector": GarbageCollector,
     "namespace": NamespaceController,
     "nodelifecycle": NodeLifecycleController,
+    "tainteviction": TaintEvictionController,
+    "podgc": PodGCController,
     "endpoints": EndpointsController,
     "serviceaccount": ServiceAccountsController,
 }
@@ -74,6 +78,11 @@ def select_controllers(spec: str = "*") -> list[str]:
             if n not in off and (n in on or (star and n not in OFF_BY_DEFAULT))]
 
 
+def controller_options(node_monitor_grace_period: float = DEFAULT_GRACE_SECONDS) -> dict[str, dict[str, Any]]:
+    """Loop name -> its keyword options, from the flags of `sendo controllers`/`server`/`up`."""
+    return {"nodelifecycle": {"grace_seconds": node_monitor_grace_period}}
+
+
 class ControlPlane:
     """The selected loops sharing one REST client and one set of informers."""
 
@@ -109,9 +118,11 @@ class ControlPlaneProcess:
     """`sendo controllers` as a child process: started with the server, restarted if it
     exits, stopped (by its PID) with the server."""
 
-    def __init__(self, url: str, token_file: str, ca_file: str, log_path: str, controllers: str = "*"):
+    def __init__(self, url: str, token_file: str, ca_file: str, log_path: str, controllers: str = "*",
+                 node_monitor_grace_period: float = DEFAULT_GRACE_SECONDS):
         self.args = [sys.executable, "-m", "sendo.cli.main", "controllers", "--server", url,
-                     "--token-file", token_file, "--ca-cert", ca_file, "--controllers", controllers]
+                     "--token-file", token_file, "--ca-cert", ca_file, "--controllers", controllers,
+                     "--node-monitor-grace-period", f"{node_monitor_grace_period:g}s"]
         self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task | None = None
@@ -150,11 +161,12 @@ class ControlPlaneProcess:
                 await self.proc.wait()
 
 
-async def run_controllers(url: str, token: str, ca_pem: bytes | None, controllers: str = "*") -> None:
+async def run_controllers(url: str, token: str, ca_pem: bytes | None, controllers: str = "*",
+                          options: dict[str, dict[str, Any]] | None = None) -> None:
     """The body of `sendo controllers`: run until SIGTERM/SIGINT."""
     from .client.rest import wait_ready
     await wait_ready(url, ca_pem)
-    cp = ControlPlane(url, token, ca_pem, controllers)
+    cp = ControlPlane(url, token, ca_pem, controllers, options)
     await cp.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,7 +18,7 @@ import uvicorn
 
 from .api.app import APIServer, User
 from .api.crds import CRDRegistrar
-from .api.admission import kubernetes_service_objects
+from .api.admission import AdmissionOptions, kubernetes_service_objects
 from .api.tokens import TokenSigner
 from .kinds.registry import builtin_registry
 from .pki import ensure_tls
@@ -46,6 +46,10 @@ class ServerConfig:
     first_request_timeout: float = 30.0  # seconds from the end of the TLS handshake to the first request
     handshake_timeout: float = 30.0  # seconds a client has to finish its TLS handshake
     max_connections: int = 0  # open client connections at most; 0: what the fd limit leaves room for
+    # node loss (kube-controller-manager's and kube-apiserver's flags of the same names)
+    node_monitor_grace_period: float = 40.0  # seconds without a Lease renewal or status before a node is Unknown
+    default_not_ready_toleration_seconds: int = 300  # pods' default toleration of not-ready:NoExecute
+    default_unreachable_toleration_seconds: int = 300  # pods' default toleration of unreachable:NoExecute
 
     @property
     def url(self) -> str:
@@ -85,7 +89,9 @@ class Server:
         self.registry = builtin_registry()
         tokens = {self.admin_token: User("admin", ["system:masters"]),
                   self.node_token: User("system:node", ["system:nodes"])}
-        self.api = APIServer(self.store, self.registry, tokens, self.node_token, self.sa_signer)
+        self.api = APIServer(self.store, self.registry, tokens, self.node_token, self.sa_signer,
+                             admission_options=AdmissionOptions(cfg.default_not_ready_toleration_seconds,
+                                                                cfg.default_unreachable_toleration_seconds))
         self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
         self._uvicorn: HTTPServer | None = None
         self._tasks: list[asyncio.Task] = []
@@ -117,15 +123,17 @@ class Server:
                 raise RuntimeError("API server stopped during start-up")
             await asyncio.sleep(0.01)  # poll uvicorn's start-up flag
         if self.cfg.controllers and self.cfg.controllers_in_process:
-            from .controlplane import ControlPlane
-            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names)
+            from .controlplane import ControlPlane, controller_options
+            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names,
+                                        controller_options(self.cfg.node_monitor_grace_period))
             await self.control.start()
         elif self.cfg.controllers:
             from .controlplane import ControlPlaneProcess
             self.control = ControlPlaneProcess(self.cfg.url, os.path.join(self.cfg.server_dir, "admin-token"),
                                                self.tls.ca_cert, os.path.join(self.cfg.server_dir,
                                                                               "controllers.log"),
-                                               self.cfg.controller_names)
+                                               self.cfg.controller_names,
+                                               node_monitor_grace_period=self.cfg.node_monitor_grace_period)
             await self.control.start()
 
     async def _bootstrap(self) -> None:

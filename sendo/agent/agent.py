@@ -108,6 +108,8 @@ class Agent:
         for rt in self.runtimes.values():
             for h in await rt.adopt():
                 self.adopted.setdefault(h.spec.pod_uid, (rt, []))[1].append(h)
+        await self._stop_replaced()  # before the node says Ready, before any pod starts
+        await self._post_ready()
         await self._start_runtime_classes()
         if self.cfg.dns:  # before the pods: their environment names the DNS server and Services
             from ..network.dns import ClusterDNS
@@ -217,13 +219,17 @@ class Agent:
             labels = {**(node["metadata"].get("labels") or {}), **want["metadata"]["labels"]}
             if labels != node["metadata"].get("labels"):
                 node = await self.client.patch(nodes, None, self.cfg.node_name, {"metadata": {"labels": labels}})
-        self.node = await self.client.patch(nodes, None, self.cfg.node_name, {"status": want["status"]},
-                                            sub="status")
-        cidr = (self.node.get("spec") or {}).get("podCIDR")
+        self.node = node
+        cidr = (node.get("spec") or {}).get("podCIDR")
         if not cidr:
             raise RuntimeError(f"node {self.cfg.node_name} has no podCIDR")
         for rt in self.runtimes.values():
             await rt.update_runtime_config(cidr)
+
+    async def _post_ready(self) -> None:
+        """The node's status (Ready) and its Lease: from now on the node is heard from."""
+        self.node = await self.client.patch(kind("nodes"), None, self.cfg.node_name,
+                                            {"status": self._node_object()["status"]}, sub="status")
         await self._renew_lease()
 
     async def _renew_lease(self) -> None:
@@ -297,11 +303,28 @@ class Agent:
             self._cleanups.add(t)
             t.add_done_callback(self._cleanups.discard)
 
-    async def _stop_strays(self) -> None:
+    async def _stop_replaced(self) -> None:
+        """What still runs here for pods that are no longer bound here: deleted for good, or
+        replaced elsewhere (the same name with a new uid, on another node) while this agent was
+        away — killed, or cut off behind a partition while the pods were evicted. Stopped from one
+        fresh list of the pods bound here, before the node reports Ready and before any pod
+        starts, so a replacement and its stale copy never both run once the agent is back."""
+        if not self.adopted and not any([await rt.list_pod_sandboxes() for rt in self.runtimes.values()]):
+            return
+        bound = await self.client.list(kind("pods"), fieldSelector=f"spec.nodeName={self.cfg.node_name}")
+        keep = {p["metadata"]["uid"] for p in bound.get("items") or []}
+        gone = sorted(set(self.adopted) - keep)
+        if gone:
+            log.warning("node %s: stopping the containers of %d pod(s) deleted or replaced elsewhere while the "
+                        "agent was away: %s", self.cfg.node_name, len(gone), ", ".join(gone))
+        await self._stop_strays(keep)
+
+    async def _stop_strays(self, keep: set[str] | None = None) -> None:
         """Containers and sandboxes of pods that are no longer bound here (deleted while the
-        agent was down)."""
+        agent was down). ``keep``: the pod uids to leave alone (default: those with a worker)."""
+        keep = set(self.workers) if keep is None else keep
         for uid, (rt, handles) in list(self.adopted.items()):
-            if uid in self.workers:
+            if uid in keep:
                 continue
             for h in handles:
                 await rt.stop(h, 5.0)
@@ -309,7 +332,7 @@ class Agent:
             del self.adopted[uid]
         for rt in self.runtimes.values():
             for sb in await rt.list_pod_sandboxes():
-                if sb.pod_uid not in self.workers:
+                if sb.pod_uid not in keep:
                     await rt.remove_pod_sandbox(sb.id)
 
     # ----------------------------------------------------------------- runtimes

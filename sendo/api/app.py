@@ -14,6 +14,7 @@ from ..kinds.fields import selectable
 from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
+from .admission import AdmissionOptions
 from . import discovery, errors, limits, openapi_proto, podlogs, portforward, protobuf
 from . import patch as patching
 from . import tokens as sa_tokens
@@ -58,7 +59,7 @@ def error_response(e: APIError) -> Response:
 class APIServer:
     def __init__(self, store: Store, registry: Registry, tokens: dict[str, User],
                  node_token: str | None = None, sa_signer: sa_tokens.TokenSigner | None = None,
-                 authorizer: Authorizer | None = None):
+                 authorizer: Authorizer | None = None, admission_options: AdmissionOptions | None = None):
         self.store = store
         self.registry = registry
         self.tokens = tokens
@@ -66,7 +67,7 @@ class APIServer:
         # ServiceAccount tokens (JWTs); without a key of the server's, one for this process only
         self.sa_tokens = sa_tokens.ServiceAccountTokens(store, registry, sa_signer or sa_tokens.TokenSigner.generate())
         self.authorizer: Authorizer = authorizer or AllowAll()  # RBAC plugs in here
-        self.api = ResourceAPI(store, registry)
+        self.api = ResourceAPI(store, registry, admission_options)
         self.app = self.asgi
 
     async def asgi(self, scope, receive, send) -> None:

@@ -94,6 +94,51 @@ def _controllers_option() -> str:
     return typer.Option("*", "--controllers", callback=_check_controllers, help=_CONTROLLERS_HELP)
 
 
+_GRACE_HELP = ("How long a node's agent may be silent (no Lease renewal, no status) before the node is "
+               "marked Unknown and tainted node.kubernetes.io/unreachable:NoSchedule and :NoExecute, as "
+               "kube-controller-manager's flag: a duration such as 40s, 1m30s or 500ms.")
+_NOT_READY_HELP = ("Seconds every pod tolerates node.kubernetes.io/not-ready:NoExecute unless it says otherwise "
+                   "(kube-apiserver's DefaultTolerationSeconds admission): then it is evicted and replaced.")
+_UNREACHABLE_HELP = ("Seconds every pod tolerates node.kubernetes.io/unreachable:NoExecute unless it says "
+                     "otherwise: how long pods stay on a lost node before they are replaced elsewhere.")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration ("40s", "1m30s", "500ms") or a bare number of seconds."""
+    import re
+    t = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", t):
+        return float(t)
+    if not t or not re.fullmatch(f"(?:{_DURATION_PART})+", t):
+        raise ValueError(f"invalid duration {text!r}: use a number of seconds or units such as 40s, 1m30s, 500ms")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(_DURATION_PART, t))
+
+
+def _grace_period(text: str) -> str:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    if seconds <= 0:
+        raise typer.BadParameter(f"must be more than 0, not {text!r}")
+    return text
+
+
+def _grace_option() -> str:
+    return typer.Option("40s", "--node-monitor-grace-period", callback=_grace_period, help=_GRACE_HELP)
+
+
+def _toleration_option(flag: str, help: str) -> int:
+    return typer.Option(300, flag, min=0, help=help)
+
+
+def _node_loss_config(grace: str, not_ready: int, unreachable: int) -> dict:
+    return {"node_monitor_grace_period": parse_duration(grace), "default_not_ready_toleration_seconds": not_ready,
+            "default_unreachable_toleration_seconds": unreachable}
+
+
 def _ingress_config(enabled: bool, http_port: Optional[int], https_port: Optional[int]) -> dict:
     return {"ingress": enabled, "ingress_http_port": http_port, "ingress_https_port": https_port}
 
@@ -132,6 +177,11 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
                                                         help=_INGRESS_HTTPS_HELP, show_default=False),
        runtime: str = typer.Option("process", help=_RUNTIME_HELP, callback=_runtime_option),
        controllers: str = _controllers_option(),
+       node_monitor_grace_period: str = _grace_option(),
+       default_not_ready_toleration_seconds: int = _toleration_option("--default-not-ready-toleration-seconds",
+                                                                      _NOT_READY_HELP),
+       default_unreachable_toleration_seconds: int = _toleration_option("--default-unreachable-toleration-seconds",
+                                                                        _UNREACHABLE_HELP),
        engine: str = typer.Option("", help=_ENGINE_HELP, show_default=False),
        container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.", show_default=False),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
@@ -141,7 +191,9 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     same objects and pods. Ctrl-C or SIGTERM stops the cluster and its pods' processes.
     """
     _logging(verbose)
-    cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers)
+    cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers,
+                         **_node_loss_config(node_monitor_grace_period, default_not_ready_toleration_seconds,
+                                             default_unreachable_toleration_seconds))
     run(_up(cfg, node_name, apply or [], time.monotonic(),
             {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
              "engine": engine, "container_cidr": container_cidr}))
@@ -219,6 +271,11 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
            no_controllers: bool = typer.Option(False, "--no-controllers",
                                                help="Run no control loops here (run `sendo controllers` apart)."),
            controllers: str = _controllers_option(),
+           node_monitor_grace_period: str = _grace_option(),
+           default_not_ready_toleration_seconds: int = _toleration_option("--default-not-ready-toleration-seconds",
+                                                                          _NOT_READY_HELP),
+           default_unreachable_toleration_seconds: int = _toleration_option(
+               "--default-unreachable-toleration-seconds", _UNREACHABLE_HELP),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
 
@@ -226,7 +283,9 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
     """
     _logging(verbose)
     run(_server(_server_config(data_dir, port, host, datastore, controllers=not no_controllers,
-                               controller_names=controllers)))
+                               controller_names=controllers,
+                               **_node_loss_config(node_monitor_grace_period, default_not_ready_toleration_seconds,
+                                                   default_unreachable_toleration_seconds))))
 
 
 async def _server(cfg) -> None:
@@ -256,6 +315,9 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
                                              "pods bound to them go Running without any process."),
           pod_start_delay: float = typer.Option(0.0, help="Hollow nodes: milliseconds a pod takes to 'start'."),
           ingress: bool = typer.Option(True, "--ingress/--no-ingress", help=_INGRESS_HELP),
+          service_proxy: bool = typer.Option(True, "--service-proxy/--no-service-proxy",
+                                             help="Run the service proxy on this node (off for a second agent on "
+                                                  "a machine whose first agent already serves the ClusterIPs)."),
           ingress_http_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTP_PORT",
                                                           help=_INGRESS_HTTP_HELP, show_default=False),
           ingress_https_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTPS_PORT",
@@ -273,7 +335,7 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
         return
     run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods,
                {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
-             "engine": engine, "container_cidr": container_cidr}))
+                "engine": engine, "container_cidr": container_cidr, "service_proxy": service_proxy}))
 
 
 async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix: str, delay: float) -> None:
@@ -308,15 +370,17 @@ def controllers(server: str = typer.Option(..., help="API server URL."),
                 token_file: Path = typer.Option(..., help="File holding a token with full access."),
                 ca_cert: Optional[Path] = typer.Option(None, help="CA certificate of the API server (PEM)."),
                 controllers: str = _controllers_option(),
+                node_monitor_grace_period: str = _grace_option(),
                 verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the controllers do.")):
     """Run the scheduler and controllers against an API server.
 
     `sendo server` and `sendo up` start this for you as a child process.
     """
     _logging(verbose)
-    from ..controlplane import run_controllers
+    from ..controlplane import controller_options, run_controllers
     ca = ca_cert.read_bytes() if ca_cert else None
-    run(run_controllers(server, token_file.read_text().strip(), ca, controllers))
+    run(run_controllers(server, token_file.read_text().strip(), ca, controllers,
+                        controller_options(parse_duration(node_monitor_grace_period))))
 
 
 def main() -> None:

@@ -5,9 +5,15 @@ Node's status. When neither has changed for ``grace_seconds``, this controller s
 the node's conditions to Unknown ("Kubelet stopped posting node status."), and
 marks the pods there not Ready, so Services stop sending them traffic.
 
-Taints follow the Ready condition (as kube's TaintNodesByCondition): Unknown ->
-``node.kubernetes.io/unreachable:NoSchedule``, False -> ``node.kubernetes.io/not-ready:NoSchedule``,
-True -> neither. When the agent is back it sets Ready itself and the taint goes.
+Taints follow the Ready condition: Unknown -> ``node.kubernetes.io/unreachable``, False ->
+``node.kubernetes.io/not-ready``, True -> neither; each with effect NoSchedule (as kube's
+TaintNodesByCondition: no new pods there) and NoExecute (as its taint-based eviction: the
+taint eviction controller, tainteviction.py, deletes the pods there once their toleration
+runs out, and their owners replace them on healthy nodes). When the agent is back it sets
+Ready itself and the taints go.
+
+The grace period is kube-controller-manager's ``--node-monitor-grace-period`` (40 s),
+a flag of `sendo controllers`, `sendo server` and `sendo up`.
 
 Silence is measured on this process's clock from the moment a change was seen, not
 from timestamps the agent wrote, so clock skew between hosts cannot fake a dead
@@ -20,17 +26,19 @@ import time
 from typing import Any
 
 from ..client import ApiError, Client, kind
-from ..client.informer import obj_key
 from ..kinds.meta import now_rfc3339
+from ..kinds.taints import NOT_READY_TAINT, UNREACHABLE_TAINT
 from .base import Controller, InformerFactory
+from .podutil import PodsByNode
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 LEASE_NAMESPACE = "kube-node-lease"
-UNREACHABLE = "node.kubernetes.io/unreachable"
-NOT_READY = "node.kubernetes.io/not-ready"
+UNREACHABLE, NOT_READY = UNREACHABLE_TAINT, NOT_READY_TAINT
 CONDITION_TAINTS = {"Unknown": UNREACHABLE, "False": NOT_READY}
+EFFECTS = ("NoSchedule", "NoExecute")  # the effects each condition taint is set with
+DEFAULT_GRACE_SECONDS = 40.0
 MAX_CONFLICT_RETRIES = 5
 
 
@@ -52,7 +60,7 @@ class NodeLifecycleController(Controller):
     name = "node-lifecycle-controller"
     workers = 2
 
-    def __init__(self, client: Client, informers: InformerFactory, grace_seconds: float = 40.0):
+    def __init__(self, client: Client, informers: InformerFactory, grace_seconds: float = DEFAULT_GRACE_SECONDS):
         self.grace = grace_seconds
         super().__init__(client, informers)
 
@@ -64,7 +72,7 @@ class NodeLifecycleController(Controller):
         self.pod_inf = self.informers.get(self.pod_kind)
         # node -> (last lease renewTime, last Ready heartbeat, when either was seen to change)
         self._seen: dict[str, tuple[Any, Any, float]] = {}
-        self._pods_on: dict[str, set[str]] = {}  # node name -> pod keys bound there
+        self._pods_on = PodsByNode()
         self.node_inf.add_handler(self._on_node)
         self.lease_inf.add_handler(lambda typ, lease, old: self.queue.add(lease["metadata"]["name"]))
         self.pod_inf.add_handler(self._on_pod)
@@ -76,17 +84,9 @@ class NodeLifecycleController(Controller):
         self.queue.add(name)
 
     def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:
-        key = obj_key(pod)
-        before = ((old or {}).get("spec") or {}).get("nodeName")
+        self._pods_on.update(typ, pod, old)
         node = (pod.get("spec") or {}).get("nodeName")
-        if before and (before != node or typ == "DELETED"):
-            pods = self._pods_on.get(before)
-            if pods is not None:
-                pods.discard(key)
-                if not pods:
-                    del self._pods_on[before]
         if node and typ != "DELETED":
-            self._pods_on.setdefault(node, set()).add(key)
             n = self.node_inf.get(node)
             if n is not None and ready_status(n) == "Unknown" and _pod_ready(pod):
                 self.queue.add(node)
@@ -136,7 +136,7 @@ class NodeLifecycleController(Controller):
 
     async def _mark_pods_not_ready(self, node: str) -> None:
         now = now_rfc3339()
-        for key in list(self._pods_on.get(node, ())):
+        for key in self._pods_on.keys(node):
             pod = self.pod_inf.get(key)
             if pod is None or not _pod_ready(pod) or (pod.get("spec") or {}).get("nodeName") != node:
                 continue
@@ -149,20 +149,22 @@ class NodeLifecycleController(Controller):
                     raise
 
     async def _sync_taints(self, name: str, status: str | None) -> None:
-        """Keep exactly the taint the Ready condition calls for (none when Ready)."""
-        want = CONDITION_TAINTS.get(status) if status else None  # a node that never reported: no verdict yet
+        """Keep exactly the taints the Ready condition calls for (none when Ready)."""
+        key = CONDITION_TAINTS.get(status) if status else None  # a node that never reported: no verdict yet
+        want = {(key, effect) for effect in EFFECTS} if key else set()
         node = self.node_inf.get(name)
-        if node is None or _condition_taints(node) == ({want} if want else set()):
+        if node is None or _condition_taints(node) == want:
             return
         for _ in range(MAX_CONFLICT_RETRIES):
             node = await self.client.get_or_none(self.node_kind, None, name)
             if node is None:
                 return
-            taints = [t for t in (node.get("spec") or {}).get("taints") or []
-                      if not (t.get("key") in CONDITION_TAINTS.values() and t.get("effect") == "NoSchedule")]
-            if want:
-                taints.append({"key": want, "effect": "NoSchedule", "timeAdded": now_rfc3339()})
-            if taints == ((node.get("spec") or {}).get("taints") or []):
+            old = (node.get("spec") or {}).get("taints") or []
+            taints = [t for t in old if not _is_condition_taint(t) or (t.get("key"), t.get("effect")) in want]
+            have = {(t.get("key"), t.get("effect")) for t in taints}
+            taints += [{"key": k, "effect": e, "timeAdded": now_rfc3339()}
+                       for k, e in sorted(want - have, key=lambda ke: EFFECTS.index(ke[1]))]
+            if taints == old:
                 return
             patch = {"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
                      "spec": {"taints": taints or None}}
@@ -180,6 +182,9 @@ def _pod_ready(pod: Obj) -> bool:
                for c in (pod.get("status") or {}).get("conditions") or [])
 
 
-def _condition_taints(node: Obj) -> set[str]:
-    return {t.get("key") for t in (node.get("spec") or {}).get("taints") or []
-            if t.get("key") in CONDITION_TAINTS.values() and t.get("effect") == "NoSchedule"}
+def _is_condition_taint(t: Obj) -> bool:
+    return t.get("key") in CONDITION_TAINTS.values() and t.get("effect") in EFFECTS
+
+
+def _condition_taints(node: Obj) -> set[tuple[str, str]]:
+    return {(t["key"], t["effect"]) for t in (node.get("spec") or {}).get("taints") or [] if _is_condition_taint(t)}

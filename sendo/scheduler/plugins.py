@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Any
 
 from ..kinds.quantity import parse_bytes, parse_cpu
+from ..kinds.taints import tolerates  # noqa: F401  (tests and callers import it from here)
 
 Obj = dict[str, Any]
 
@@ -109,19 +110,6 @@ class PodInfo:
 
 
 # ----------------------------------------------------------------- tolerations and affinity
-def tolerates(tolerations: list[Obj], key: str, value: str, effect: str) -> bool:
-    """Whether any toleration matches the taint (v1 Toleration.ToleratesTaint)."""
-    for t in tolerations:
-        if t.get("effect") and t["effect"] != effect:
-            continue
-        if t.get("key") and t["key"] != key:
-            continue
-        op = t.get("operator") or "Equal"
-        if op == "Exists" or (op == "Equal" and (t.get("value") or "") == value):
-            return True
-    return False
-
-
 def _requirement_matches(req: Obj, values_of: dict[str, str]) -> bool:
     key, op, vals = req.get("key", ""), req.get("operator"), req.get("values") or []
     has = key in values_of

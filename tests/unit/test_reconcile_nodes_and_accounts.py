@@ -40,8 +40,9 @@ async def test_a_silent_node_goes_unknown_its_pods_unready_and_it_is_tainted(fak
     assert writes[0].content_type.endswith("strategic-merge-patch+json")
     assert writes[1].body["status"]["conditions"][0] | {"type": "Ready", "status": "False"} == \
         writes[1].body["status"]["conditions"][0]
-    (taint,) = writes[2].body["spec"]["taints"]
-    assert (taint["key"], taint["effect"]) == (UNREACHABLE, "NoSchedule")
+    taints = writes[2].body["spec"]["taints"]
+    assert [(t["key"], t["effect"]) for t in taints] == [(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")]
+    assert all(t["timeAdded"] for t in taints)
     assert writes[2].body["metadata"]["resourceVersion"]  # guarded against a concurrent change
 
 
@@ -63,7 +64,20 @@ async def test_a_node_that_reports_not_ready_gets_the_not_ready_taint_only(fake_
     writes = await fake_api.run(nl, "n1")
     assert [(c.method, c.path) for c in writes] == [("PATCH", "/api/v1/nodes/n1")]
     assert [(t["key"], t["effect"]) for t in writes[0].body["spec"]["taints"]] == [
-        ("dedicated", "NoSchedule"), ("node.kubernetes.io/not-ready", "NoSchedule")]
+        ("dedicated", "NoSchedule"), ("node.kubernetes.io/not-ready", "NoSchedule"),
+        ("node.kubernetes.io/not-ready", "NoExecute")]
+
+
+async def test_condition_taints_are_kept_as_they_are_and_go_when_the_node_is_ready(fake_api):
+    nl = fake_api.build(NodeLifecycleController, grace_seconds=40)
+    tainted = [{"key": UNREACHABLE, "effect": "NoSchedule", "timeAdded": BEAT},
+               {"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": BEAT}]
+    fake_api.add(NODES, node(ready="Unknown") | {"spec": {"taints": tainted}})
+    fake_api.add(LEASES, lease())
+    assert await fake_api.run(nl, "n1") == []  # right already: timeAdded is not rewritten
+    fake_api.add(NODES, node(ready="True") | {"spec": {"taints": tainted + [{"key": "x", "effect": "NoExecute"}]}})
+    writes = await fake_api.run(nl, "n1")
+    assert [t["key"] for t in writes[0].body["spec"]["taints"]] == ["x"]
 
 
 async def test_every_active_namespace_gets_a_default_serviceaccount(fake_api):
