@@ -28,7 +28,7 @@ from . import logs as logfiles
 from . import portforward
 from .env import service_links
 from .identity import PodIdentity
-from .lease import RENEW_EVERY, renew_node_lease
+from .lease import LEASE_SECONDS, RENEW_FRACTION, renew_node_lease
 from .podworker import PodWorker
 from .query import BadQuery, query_bool, query_int
 from .runtime import ContainerHandle, Runtime, SandboxError, open_runtime, registry
@@ -58,6 +58,8 @@ class AgentConfig:
     runtime: str = registry.DEFAULT  # runs pods without a runtimeClassName; `process` is always there too
     engine: str = ""  # docker runtime: the engine's socket ("" = DOCKER_HOST, usual paths, else podman)
     container_cidr: str = ""  # docker runtime: the pod CIDR of container pods ("" = its default)
+    # the node Lease's duration; renewed every quarter of it (kubelet's nodeLeaseDurationSeconds)
+    node_lease_duration_seconds: int = LEASE_SECONDS
 
     def runtime_names(self) -> list[str]:
         """The runtimes this agent opens: the default one, `process` (needs nothing) and
@@ -233,11 +235,12 @@ class Agent:
         await self._renew_lease()
 
     async def _renew_lease(self) -> None:
-        await renew_node_lease(self.client, self.cfg.node_name, self.node["metadata"]["uid"])
+        await renew_node_lease(self.client, self.cfg.node_name, self.node["metadata"]["uid"],
+                               self.cfg.node_lease_duration_seconds)
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(RENEW_EVERY)  # lease renewal period
+            await asyncio.sleep(self.cfg.node_lease_duration_seconds * RENEW_FRACTION)  # lease renewal period
             try:
                 await self._renew_lease()
             except Exception as e:

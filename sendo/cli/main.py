@@ -130,6 +130,15 @@ def _grace_option() -> str:
     return typer.Option("40s", "--node-monitor-grace-period", callback=_grace_period, help=_GRACE_HELP)
 
 
+_LEASE_HELP = ("Duration of this node's Lease, renewed every quarter of it (the kubelet's "
+               "nodeLeaseDurationSeconds). Keep a quarter of it well under the control plane's "
+               "--node-monitor-grace-period.")
+
+
+def _lease_option() -> int:
+    return typer.Option(40, "--node-lease-duration-seconds", min=1, help=_LEASE_HELP)
+
+
 def _toleration_option(flag: str, help: str) -> int:
     return typer.Option(300, flag, min=0, help=help)
 
@@ -182,6 +191,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
                                                                       _NOT_READY_HELP),
        default_unreachable_toleration_seconds: int = _toleration_option("--default-unreachable-toleration-seconds",
                                                                         _UNREACHABLE_HELP),
+       node_lease_duration_seconds: int = _lease_option(),
        engine: str = typer.Option("", help=_ENGINE_HELP, show_default=False),
        container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.", show_default=False),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
@@ -196,7 +206,8 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
                                              default_unreachable_toleration_seconds))
     run(_up(cfg, node_name, apply or [], time.monotonic(),
             {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
-             "engine": engine, "container_cidr": container_cidr}))
+             "engine": engine, "container_cidr": container_cidr,
+             "node_lease_duration_seconds": node_lease_duration_seconds}))
 
 
 def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Optional[str], **kw):
@@ -326,6 +337,7 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
           engine: str = typer.Option("", help=_ENGINE_HELP, show_default=False),
           container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.",
                                              show_default=False),
+          node_lease_duration_seconds: int = _lease_option(),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the agent does.")):
     """Run a node agent: register the node and run the pods bound to it."""
     _logging(verbose)
@@ -335,7 +347,8 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
         return
     run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods,
                {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
-                "engine": engine, "container_cidr": container_cidr, "service_proxy": service_proxy}))
+                "engine": engine, "container_cidr": container_cidr, "service_proxy": service_proxy,
+                "node_lease_duration_seconds": node_lease_duration_seconds}))
 
 
 async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix: str, delay: float) -> None:
