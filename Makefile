@@ -48,6 +48,7 @@ e2e: venv containers
 bench: venv
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.fuzz
+	$(BIN)/python -m bench.nodeloss
 
 clean:
 	rm -rf $(VENV) .pytest_cache
