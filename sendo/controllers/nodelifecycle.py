@@ -15,6 +15,14 @@ Ready itself and the taints go.
 The grace period is kube-controller-manager's ``--node-monitor-grace-period`` (40 s),
 a flag of `sendo controllers`, `sendo server` and `sendo up`.
 
+As Kubernetes does, NoExecute taints (so evictions) stop when a whole zone looks down
+(nodes grouped by ``topology.kubernetes.io/zone``; one zone when unlabelled): with no Ready
+node in it (full disruption) the control plane is more likely cut off than every machine
+dead, and with more than 2 and at least 55 % of its nodes not Ready in a cluster of at most
+50 nodes (partial disruption, where Kubernetes' eviction rate for small clusters is 0).
+Then only NoSchedule is kept, and the NoExecute taints come back once the zone is healthy
+again. So a lone `sendo up` node whose agent stalls never has its pods evicted.
+
 Silence is measured on this process's clock from the moment a change was seen, not
 from timestamps the agent wrote, so clock skew between hosts cannot fake a dead
 node, and a restarted controller gives every node a full grace period.
@@ -39,6 +47,9 @@ UNREACHABLE, NOT_READY = UNREACHABLE_TAINT, NOT_READY_TAINT
 CONDITION_TAINTS = {"Unknown": UNREACHABLE, "False": NOT_READY}
 EFFECTS = ("NoSchedule", "NoExecute")  # the effects each condition taint is set with
 DEFAULT_GRACE_SECONDS = 40.0
+ZONE_LABEL = "topology.kubernetes.io/zone"
+UNHEALTHY_ZONE_THRESHOLD = 0.55  # kube-controller-manager's --unhealthy-zone-threshold
+LARGE_CLUSTER_SIZE = 50  # --large-cluster-size-threshold: below it a partially disrupted zone evicts nothing
 MAX_CONFLICT_RETRIES = 5
 
 
@@ -73,6 +84,7 @@ class NodeLifecycleController(Controller):
         # node -> (last lease renewTime, last Ready heartbeat, when either was seen to change)
         self._seen: dict[str, tuple[Any, Any, float]] = {}
         self._pods_on = PodsByNode()
+        self._zones: dict[str, dict[str, bool]] = {}  # zone -> node name -> Ready (as the cache shows it)
         self.node_inf.add_handler(self._on_node)
         self.lease_inf.add_handler(lambda typ, lease, old: self.queue.add(lease["metadata"]["name"]))
         self.pod_inf.add_handler(self._on_pod)
@@ -82,6 +94,18 @@ class NodeLifecycleController(Controller):
         if typ == "DELETED":
             self._seen.pop(name, None)
         self.queue.add(name)
+        if old is not None:
+            self._zones.get(_zone(old), {}).pop(name, None)
+        zone = self._zones.setdefault(_zone(node), {})
+        if typ == "DELETED":
+            zone.pop(name, None)
+        else:
+            zone[name] = ready_status(node) == "True"
+        if typ == "DELETED" or old is None or ready_status(old) != ready_status(node):
+            # the zone's health changed: its unhealthy nodes may need their NoExecute taint (or not)
+            for other, ready in zone.items():
+                if not ready:
+                    self.queue.add(other)
 
     def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:
         self._pods_on.update(typ, pod, old)
@@ -119,6 +143,17 @@ class NodeLifecycleController(Controller):
         await self._sync_taints(name, status)
         return max(self.grace - silent, 0.0) + 0.05 if silent < self.grace else None
 
+    def evictions_halted(self, name: str, status: str | None) -> bool:
+        """Whether the zone of node ``name`` (whose Ready status is ``status``) is disrupted
+        (see the module's doc): then its nodes get no NoExecute taints."""
+        zone = self._zones.get(_zone(self.node_inf.get(name) or {}), {})
+        ready = sum(ok for n, ok in zone.items() if n != name) + (status == "True")
+        not_ready = len(zone) + (name not in zone) - ready
+        if ready == 0:
+            return not_ready > 0
+        return (not_ready > 2 and not_ready / (ready + not_ready) >= UNHEALTHY_ZONE_THRESHOLD
+                and ready + not_ready <= LARGE_CLUSTER_SIZE)
+
     async def _mark_unknown(self, node: Obj) -> None:
         now = now_rfc3339()
         conds = [c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type")]
@@ -152,6 +187,8 @@ class NodeLifecycleController(Controller):
         """Keep exactly the taints the Ready condition calls for (none when Ready)."""
         key = CONDITION_TAINTS.get(status) if status else None  # a node that never reported: no verdict yet
         want = {(key, effect) for effect in EFFECTS} if key else set()
+        if want and self.evictions_halted(name, status):
+            want.discard((key, "NoExecute"))
         node = self.node_inf.get(name)
         if node is None or _condition_taints(node) == want:
             return
@@ -180,6 +217,10 @@ class NodeLifecycleController(Controller):
 def _pod_ready(pod: Obj) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") != "False"
                for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _zone(node: Obj) -> str:
+    return ((node.get("metadata") or {}).get("labels") or {}).get(ZONE_LABEL, "")
 
 
 def _is_condition_taint(t: Obj) -> bool:
