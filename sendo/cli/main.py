@@ -363,12 +363,38 @@ async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix:
         await h.stop()
 
 
+def _join_error(e: BaseException, server: str) -> str | None:
+    """One line for a join that cannot work (a wrong token, CA or address); None if the error
+    is not one of those."""
+    import ssl
+
+    import aiohttp
+
+    from ..client import ApiError
+    if isinstance(e, ApiError) and e.status in (401, 403):
+        return (f"the API server at {server} refused the node token ({e.status} {e.reason}): pass the token "
+                "`sendo server` printed (DATA_DIR/server/node-token)")
+    if isinstance(e, (aiohttp.ClientSSLError, ssl.SSLError)):
+        return f"cannot verify the API server at {server}: pass its CA certificate with --ca-cert ({e})"
+    if isinstance(e, (aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError)):
+        return f"cannot reach the API server at {server}: {e or 'no answer in time'}"
+    return None
+
+
 async def _agent(server: str, token: str, node_name: str, ca: bytes | None, data_dir: str, address: str,
                  stop_pods: bool, agent_options: dict | None = None) -> None:
     from ..agent.agent import Agent, AgentConfig
     a = Agent(AgentConfig(server=server, token=token, node_name=node_name, data_dir=data_dir, ca_pem=ca,
                           address=address, **(agent_options or {})))
-    await a.start()
+    try:
+        await a.start()
+    except Exception as e:
+        msg = _join_error(e, server)
+        await a.stop()  # what start opened (sessions, the HTTP listener) closes; pods are left as they are
+        if msg is None:
+            raise
+        console.print(f"[red]error:[/] {msg}", soft_wrap=True)
+        raise SystemExit(1)
     console.print(f"[green]sendo agent[/] {node_name} joined {server}")
     if a.ingress:
         console.print(a.ingress.describe())
