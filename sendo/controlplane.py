@@ -122,7 +122,7 @@ class ControlPlaneProcess:
                  node_monitor_grace_period: float = DEFAULT_GRACE_SECONDS):
         self.args = [sys.executable, "-m", "sendo.cli.main", "controllers", "--server", url,
                      "--token-file", token_file, "--ca-cert", ca_file, "--controllers", controllers,
-                     "--node-monitor-grace-period", f"{node_monitor_grace_period:g}s"]
+                     "--node-monitor-grace-period", f"{node_monitor_grace_period:.6f}"]
         self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task | None = None

@@ -115,3 +115,19 @@ def test_server_flags_reach_the_server_config(monkeypatch, tmp_path):
     r = CliRunner().invoke(app, ["server", "--data-dir", str(tmp_path), "--default-unreachable-toleration-seconds",
                                  "-1"])
     assert r.exit_code == 2 and len(seen) == 1
+
+
+def test_the_server_hands_its_grace_period_to_the_controllers_child(monkeypatch, tmp_path):
+    calls = []
+
+    async def run_controllers(url, token, ca, controllers, options):
+        calls.append(options)
+    monkeypatch.setattr(controlplane, "run_controllers", run_controllers)
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("t")
+    ca.write_text("pem")
+    child = controlplane.ControlPlaneProcess("https://127.0.0.1:1", str(token), str(ca), str(tmp_path / "log"),
+                                             node_monitor_grace_period=0.25)
+    r = CliRunner().invoke(app, child.args[child.args.index("controllers"):])  # the child's command line
+    assert r.exit_code == 0, r.output
+    assert calls == [{"nodelifecycle": {"grace_seconds": 0.25}}]
