@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -162,6 +163,7 @@ async def run(rounds: int, replicas: int) -> dict:
         await client.close()
         c.server.stop()
         _kill_leftovers(root)
+        shutil.rmtree(root, ignore_errors=True)
     med = {k: round(statistics.median(r[k] for r in results), 2) for k in ("unknown_s", "replaced_s")}
     return {"nodeloss_kill_to_unknown_s": med["unknown_s"], "nodeloss_kill_to_replaced_s": med["replaced_s"],
             "nodeloss_overhead_s": round(med["replaced_s"] - GRACE - TOLERATION, 2),
