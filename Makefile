@@ -51,6 +51,7 @@ bench: venv
 	$(BIN)/python -m bench.fuzz
 	$(BIN)/python -m bench.jobs
 	$(BIN)/python -m bench.volumes
+	$(BIN)/python -m bench.nodeloss
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -28,12 +28,14 @@ from .controllers.gc import GarbageCollector
 from .controllers.hpa import HPAController
 from .controllers.job import JobController
 from .controllers.namespace import NamespaceController
-from .controllers.nodelifecycle import NodeLifecycleController
+from .controllers.nodelifecycle import DEFAULT_GRACE_SECONDS, NodeLifecycleController
+from .controllers.podgc import PodGCController
 from .controllers.replicaset import ReplicaSetController
 from .controllers.replicationcontroller import ReplicationManager
 from .controllers.persistentvolume import PersistentVolumeController
 from .controllers.serviceaccounts import ServiceAccountsController
 from .controllers.statefulset import StatefulSetController
+from .controllers.tainteviction import TaintEvictionController
 from .observe import METRICS_CONTENT_TYPE, Health, exposition
 from .scheduler.scheduler import Scheduler
 
@@ -50,6 +52,8 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "garbagecollector": GarbageCollector,
     "namespace": NamespaceController,
     "nodelifecycle": NodeLifecycleController,
+    "tainteviction": TaintEvictionController,
+    "podgc": PodGCController,
     "endpoints": EndpointsController,
     "serviceaccount": ServiceAccountsController,
     "daemonset": DaemonSetController,
@@ -94,6 +98,15 @@ def select_controllers(spec: str = "*") -> list[str]:
         (off if item.startswith("-") else on).add(name)
     return [n for n in CONTROLLERS
             if n not in off and (n in on or (star and n not in OFF_BY_DEFAULT))]
+
+
+def controller_options(node_monitor_grace_period: float = DEFAULT_GRACE_SECONDS,
+                       hpa_sync_period: float | None = None) -> dict[str, dict[str, Any]]:
+    """Loop name -> its keyword options, from the flags of `sendo controllers`/`server`/`up`."""
+    options: dict[str, dict[str, Any]] = {"nodelifecycle": {"grace_seconds": node_monitor_grace_period}}
+    if hpa_sync_period:
+        options["horizontalpodautoscaling"] = {"sync_period": hpa_sync_period}
+    return options
 
 
 LEADER_LEASE = "sendo-controller-manager"  # kube-system/<this>: who runs the loops when several servers serve
@@ -227,11 +240,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def controller_options(hpa_sync_period: float | None = None) -> dict[str, dict[str, Any]]:
-    """Per-loop options from the command line."""
-    return {"horizontalpodautoscaling": {"sync_period": hpa_sync_period}} if hpa_sync_period else {}
-
-
 def _die_with_parent() -> None:
     """In the child: get SIGTERM when the server dies, even by kill -9, so a restarted
     server never finds a second set of controllers still running."""
@@ -246,13 +254,14 @@ class ControlPlaneProcess:
 
     def __init__(self, url: str, token_file: str, ca_file: str, log_path: str, controllers: str = "*",
                  election: Timings | None = None, identity: str = "", metrics_port: int = 0,
-                 hpa_sync_period: float | None = None):
+                 hpa_sync_period: float | None = None, node_monitor_grace_period: float = DEFAULT_GRACE_SECONDS):
         # the port of /metrics and the health checks is chosen once, so it stays across restarts
         self.metrics_port = metrics_port or free_port()
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.args = [sys.executable, "-m", "sendo.cli.main", "controllers", "--server", url,
                      "--token-file", token_file, "--ca-cert", ca_file, "--controllers", controllers,
-                     "--metrics-port", str(self.metrics_port)]
+                     "--metrics-port", str(self.metrics_port),
+                     "--node-monitor-grace-period", f"{node_monitor_grace_period:.6f}"]
         if hpa_sync_period:
             self.args += ["--hpa-sync-period", str(hpa_sync_period)]
         if election is not None:
@@ -301,13 +310,12 @@ class ControlPlaneProcess:
 
 async def run_controllers(url: str, token: str, ca_pem: bytes | None, controllers: str = "*",
                           election: Timings | None = None, identity: str = "",
-                          metrics_port: int | None = None, hpa_sync_period: float | None = None) -> None:
+                          metrics_port: int | None = None, options: dict[str, dict[str, Any]] | None = None) -> None:
     """The body of `sendo controllers`: run until SIGTERM/SIGINT, or until leadership is lost
     (exit status 1: the server starts a fresh candidate, so no loop acts on a stale view)."""
     from .client.rest import wait_ready
     await wait_ready(url, ca_pem)
-    cp = ControlPlane(url, token, ca_pem, controllers, controller_options(hpa_sync_period),
-                      election=election, identity=identity)
+    cp = ControlPlane(url, token, ca_pem, controllers, options, election=election, identity=identity)
     if metrics_port is not None:
         await cp.serve_http("127.0.0.1", metrics_port, fallback=metrics_port == DEFAULT_METRICS_PORT)
     stop = asyncio.Event()

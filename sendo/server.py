@@ -20,7 +20,7 @@ from .api.app import APIServer, User
 from .api.audit import AuditConfig
 from .api.crds import CRDRegistrar
 from .api.errors import APIError
-from .api.admission import kubernetes_service_objects
+from .api.admission import AdmissionOptions, kubernetes_service_objects
 from .api.tokens import TokenSigner
 from .client.leaderelection import Timings
 from .kinds.registry import builtin_registry
@@ -61,6 +61,10 @@ class ServerConfig:
             return self.leader_elect
         return bool(self.datastore) and not self.datastore.startswith("sqlite:")
     hpa_sync_period: float | None = None  # seconds between HPA syncs (None: Kubernetes' 15 s)
+    # node loss (kube-controller-manager's and kube-apiserver's flags of the same names)
+    node_monitor_grace_period: float = 40.0  # seconds without a Lease renewal or status before a node is Unknown
+    default_not_ready_toleration_seconds: int = 300  # pods' default toleration of not-ready:NoExecute
+    default_unreachable_toleration_seconds: int = 300  # pods' default toleration of unreachable:NoExecute
 
     @property
     def url(self) -> str:
@@ -108,7 +112,9 @@ class Server:
         tokens = {self.admin_token: User("admin", ["system:masters"]),
                   self.node_token: User("system:node", ["system:nodes"])}
         self.api = APIServer(self.store, self.registry, tokens, self.node_token, self.sa_signer,
-                             auditor=cfg.audit.open())
+                             auditor=cfg.audit.open(),
+                             admission_options=AdmissionOptions(cfg.default_not_ready_toleration_seconds,
+                                                                cfg.default_unreachable_toleration_seconds))
         self.api.encryption_config = self.encryption_config if hasattr(self.store, "reseal") else None
         self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
         self._started: set[str] = set()  # start-up steps done, each a /readyz check
@@ -156,7 +162,8 @@ class Server:
         if self.cfg.controllers and self.cfg.controllers_in_process:
             from .controlplane import ControlPlane, controller_options
             self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names,
-                                        controller_options(self.cfg.hpa_sync_period),
+                                        controller_options(self.cfg.node_monitor_grace_period,
+                                                           self.cfg.hpa_sync_period),
                                         election=self.cfg.election if self.cfg.elects else None)
             await self.control.serve_http()
             await self.control.start()
@@ -167,7 +174,8 @@ class Server:
                                                                               "controllers.log"),
                                                self.cfg.controller_names,
                                                election=self.cfg.election if self.cfg.elects else None,
-                                               hpa_sync_period=self.cfg.hpa_sync_period)
+                                               hpa_sync_period=self.cfg.hpa_sync_period,
+                                               node_monitor_grace_period=self.cfg.node_monitor_grace_period)
             await self.control.start()
         self._write_components()
 

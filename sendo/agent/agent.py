@@ -30,7 +30,7 @@ from . import logs as logfiles
 from . import portforward
 from .env import service_links
 from .identity import PodIdentity
-from .lease import RENEW_EVERY, renew_node_lease
+from .lease import LEASE_SECONDS, RENEW_FRACTION, renew_node_lease
 from .metrics import AgentMetrics, DNSCollector
 from .podworker import PodWorker
 from .query import BadQuery, query_bool, query_int
@@ -64,6 +64,8 @@ class AgentConfig:
     engine: str = ""  # docker runtime: the engine's socket ("" = DOCKER_HOST, usual paths, else podman)
     container_cidr: str = ""  # docker runtime: the pod CIDR of container pods ("" = its default)
     metrics_interval: float = DEFAULT_INTERVAL  # seconds between resource usage samples (kubectl top)
+    # the node Lease's duration; renewed every quarter of it (kubelet's nodeLeaseDurationSeconds)
+    node_lease_duration_seconds: int = LEASE_SECONDS
 
     def runtime_names(self) -> list[str]:
         """The runtimes this agent opens: the default one, `process` (needs nothing) and
@@ -130,6 +132,8 @@ class Agent:
         for rt in self.runtimes.values():
             for h in await rt.adopt():
                 self.adopted.setdefault(h.spec.pod_uid, (rt, []))[1].append(h)
+        await self._stop_replaced()  # before the node says Ready, before any pod starts
+        await self._post_ready()
         await self._start_runtime_classes()
         if self.cfg.dns:  # before the pods: their environment names the DNS server and Services
             from ..network.dns import ClusterDNS
@@ -247,26 +251,32 @@ class Agent:
             if labels != node["metadata"].get("labels") or annotations != node["metadata"].get("annotations"):
                 node = await self.client.patch(nodes, None, self.cfg.node_name,
                                                {"metadata": {"labels": labels, "annotations": annotations}})
-        self.node = await self.client.patch(nodes, None, self.cfg.node_name, {"status": want["status"]},
-                                            sub="status")
-        cidr = (self.node.get("spec") or {}).get("podCIDR")
+        self.node = node
+        cidr = (node.get("spec") or {}).get("podCIDR")
         if not cidr:
             raise RuntimeError(f"node {self.cfg.node_name} has no podCIDR")
         for rt in self.runtimes.values():
             await rt.update_runtime_config(cidr)
+
+    async def _post_ready(self) -> None:
+        """The node's status (Ready) and its Lease: from now on the node is heard from."""
+        self.node = await self.client.patch(kind("nodes"), None, self.cfg.node_name,
+                                            {"status": self._node_object()["status"]}, sub="status")
         await self._renew_lease()
 
     async def _renew_lease(self) -> None:
-        await renew_node_lease(self.client, self.cfg.node_name, self.node["metadata"]["uid"])
+        await renew_node_lease(self.client, self.cfg.node_name, self.node["metadata"]["uid"],
+                               self.cfg.node_lease_duration_seconds)
         self._lease_renewed = asyncio.get_running_loop().time()
 
     def _lease_fresh(self) -> str | None:
         age = asyncio.get_running_loop().time() - self._lease_renewed
-        return None if age < 4 * RENEW_EVERY else f"the node Lease was last renewed {age:.0f}s ago"
+        stale_after = 4 * self.cfg.node_lease_duration_seconds * RENEW_FRACTION
+        return None if age < stale_after else f"the node Lease was last renewed {age:.0f}s ago"
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(RENEW_EVERY)  # lease renewal period
+            await asyncio.sleep(self.cfg.node_lease_duration_seconds * RENEW_FRACTION)  # lease renewal period
             try:
                 await self._renew_lease()
             except Exception as e:
@@ -348,11 +358,28 @@ class Agent:
             self._cleanups.add(t)
             t.add_done_callback(self._cleanups.discard)
 
-    async def _stop_strays(self) -> None:
+    async def _stop_replaced(self) -> None:
+        """What still runs here for pods that are no longer bound here: deleted for good, or
+        replaced elsewhere (the same name with a new uid, on another node) while this agent was
+        away — killed, or cut off behind a partition while the pods were evicted. Stopped from one
+        fresh list of the pods bound here, before the node reports Ready and before any pod
+        starts, so a replacement and its stale copy never both run once the agent is back."""
+        if not self.adopted and not any([await rt.list_pod_sandboxes() for rt in self.runtimes.values()]):
+            return
+        bound = await self.client.list(kind("pods"), fieldSelector=f"spec.nodeName={self.cfg.node_name}")
+        keep = {p["metadata"]["uid"] for p in bound.get("items") or []}
+        gone = sorted(set(self.adopted) - keep)
+        if gone:
+            log.warning("node %s: stopping the containers of %d pod(s) deleted or replaced elsewhere while the "
+                        "agent was away: %s", self.cfg.node_name, len(gone), ", ".join(gone))
+        await self._stop_strays(keep)
+
+    async def _stop_strays(self, keep: set[str] | None = None) -> None:
         """Containers and sandboxes of pods that are no longer bound here (deleted while the
-        agent was down)."""
+        agent was down). ``keep``: the pod uids to leave alone (default: those with a worker)."""
+        keep = set(self.workers) if keep is None else keep
         for uid, (rt, handles) in list(self.adopted.items()):
-            if uid in self.workers:
+            if uid in keep:
                 continue
             for h in handles:
                 await rt.stop(h, 5.0)
@@ -360,7 +387,7 @@ class Agent:
             del self.adopted[uid]
         for rt in self.runtimes.values():
             for sb in await rt.list_pod_sandboxes():
-                if sb.pod_uid not in self.workers:
+                if sb.pod_uid not in keep:
                     await rt.remove_pod_sandbox(sb.id)
 
     # ----------------------------------------------------------------- runtimes

@@ -17,6 +17,7 @@ from ..kinds.registry import Registry
 from ..observe import METRICS_CONTENT_TYPE, Health, exposition, is_health_path
 from ..store import Compacted, Store, StoreError
 from . import discovery, errors, eviction, limits, metricsapi, openapi_proto, podlogs, portforward, protobuf, rotation
+from .admission import AdmissionOptions
 from . import patch as patching
 from . import tokens as sa_tokens
 from .apimetrics import MUTATING, APIMetrics, TimedStore
@@ -63,7 +64,8 @@ def error_response(e: APIError) -> Response:
 class APIServer:
     def __init__(self, store: Store, registry: Registry, tokens: dict[str, User],
                  node_token: str | None = None, sa_signer: sa_tokens.TokenSigner | None = None,
-                 authorizer: Authorizer | None = None, auditor: Auditor | None = None):
+                 authorizer: Authorizer | None = None, auditor: Auditor | None = None,
+                 admission_options: AdmissionOptions | None = None):
         self.metrics = APIMetrics(registry)  # /metrics
         self.store = store = TimedStore(store, self.metrics)  # type: ignore[assignment]
         self.registry = registry
@@ -77,7 +79,7 @@ class APIServer:
         self.authorizer: Authorizer = authorizer or AllowAll()  # RBAC plugs in here
         self.auditor = auditor  # the audit log (audit.py), when --audit-policy-file asks for one
         self.encryption_config: str | None = None  # the file of the keys Secrets are sealed with (rotation.py)
-        self.api = ResourceAPI(store, registry)
+        self.api = ResourceAPI(store, registry, admission_options)
         self.app = self.asgi
 
     async def asgi(self, scope, receive, send) -> None:

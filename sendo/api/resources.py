@@ -97,14 +97,14 @@ def _spec_view(obj: Obj) -> Any:
 class ResourceAPI:
     """The operations of the REST API, independent of HTTP."""
 
-    def __init__(self, store: Store, registry: Registry):
+    def __init__(self, store: Store, registry: Registry, admission_options: admission.AdmissionOptions | None = None):
         self.store = store
         self.registry = registry
         self.openapi = OpenAPI(registry)  # documents, and the schemas behind fieldValidation
         self.namespaces = registry.get("", "v1", "namespaces")
         # plural -> steps that complete a new (or changed) core object before validation:
-        # node podCIDRs, Service cluster IPs and node ports
-        self.admission = admission.admission_steps(store, registry)
+        # node podCIDRs, Service cluster IPs and node ports, pods' default tolerations
+        self.admission = admission.admission_steps(store, registry, admission_options)
         self.update_admission = admission.update_steps(self.admission)
 
     # ----------------------------------------------------------------- reads

@@ -122,6 +122,60 @@ def _election(lease: float, renew: float, retry: float):
         raise typer.BadParameter(str(e), param_hint="--leader-elect-*") from None
 
 
+_GRACE_HELP = ("How long a node's agent may be silent (no Lease renewal, no status) before the node is "
+               "marked Unknown and tainted node.kubernetes.io/unreachable:NoSchedule and :NoExecute, as "
+               "kube-controller-manager's flag: a duration such as 40s, 1m30s or 500ms.")
+_NOT_READY_HELP = ("Seconds every pod tolerates node.kubernetes.io/not-ready:NoExecute unless it says otherwise "
+                   "(kube-apiserver's DefaultTolerationSeconds admission): then it is evicted and replaced.")
+_UNREACHABLE_HELP = ("Seconds every pod tolerates node.kubernetes.io/unreachable:NoExecute unless it says "
+                     "otherwise: how long pods stay on a lost node before they are replaced elsewhere.")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration ("40s", "1m30s", "500ms") or a bare number of seconds."""
+    import re
+    t = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", t):
+        return float(t)
+    if not t or not re.fullmatch(f"(?:{_DURATION_PART})+", t):
+        raise ValueError(f"invalid duration {text!r}: use a number of seconds or units such as 40s, 1m30s, 500ms")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(_DURATION_PART, t))
+
+
+def _grace_period(text: str) -> str:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    if seconds <= 0:
+        raise typer.BadParameter(f"must be more than 0, not {text!r}")
+    return text
+
+
+def _grace_option() -> str:
+    return typer.Option("40s", "--node-monitor-grace-period", callback=_grace_period, help=_GRACE_HELP)
+
+
+_NODE_LEASE_HELP = ("Duration of this node's Lease, renewed every quarter of it (the kubelet's "
+               "nodeLeaseDurationSeconds). Keep a quarter of it well under the control plane's "
+               "--node-monitor-grace-period.")
+
+
+def _lease_option() -> int:
+    return typer.Option(40, "--node-lease-duration-seconds", min=1, help=_NODE_LEASE_HELP)
+
+
+def _toleration_option(flag: str, help: str) -> int:
+    return typer.Option(300, flag, min=0, help=help)
+
+
+def _node_loss_config(grace: str, not_ready: int, unreachable: int) -> dict:
+    return {"node_monitor_grace_period": parse_duration(grace), "default_not_ready_toleration_seconds": not_ready,
+            "default_unreachable_toleration_seconds": unreachable}
+
+
 def _ingress_config(enabled: bool, http_port: Optional[int], https_port: Optional[int]) -> dict:
     return {"ingress": enabled, "ingress_http_port": http_port, "ingress_https_port": https_port}
 
@@ -173,6 +227,12 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
                                                         help=_INGRESS_HTTPS_HELP, show_default=False),
        runtime: str = typer.Option("process", help=_RUNTIME_HELP, callback=_runtime_option),
        controllers: str = _controllers_option(),
+       node_monitor_grace_period: str = _grace_option(),
+       default_not_ready_toleration_seconds: int = _toleration_option("--default-not-ready-toleration-seconds",
+                                                                      _NOT_READY_HELP),
+       default_unreachable_toleration_seconds: int = _toleration_option("--default-unreachable-toleration-seconds",
+                                                                        _UNREACHABLE_HELP),
+       node_lease_duration_seconds: int = _lease_option(),
        engine: str = typer.Option("", help=_ENGINE_HELP, show_default=False),
        container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.", show_default=False),
        audit_policy_file: Optional[Path] = typer.Option(None, help=_AUDIT_POLICY_HELP, show_default=False),
@@ -191,10 +251,13 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers,
                          audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
                                              audit_log_maxbackup),
-                         hpa_sync_period=hpa_sync_period)
+                         hpa_sync_period=hpa_sync_period,
+                         **_node_loss_config(node_monitor_grace_period, default_not_ready_toleration_seconds,
+                                             default_unreachable_toleration_seconds))
     run(_up(cfg, node_name, apply or [], time.monotonic(),
             {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
-             "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval}))
+             "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval,
+             "node_lease_duration_seconds": node_lease_duration_seconds}))
 
 
 def _audit_config(policy: Optional[Path], path: Optional[str], maxsize: int, maxbackup: int):
@@ -297,6 +360,11 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
            renew_deadline: float = typer.Option(2.0, "--leader-elect-renew-deadline", help=_RENEW_HELP),
            retry_period: float = typer.Option(0.5, "--leader-elect-retry-period", help=_RETRY_HELP),
            hpa_sync_period: float = _hpa_sync_option(),
+           node_monitor_grace_period: str = _grace_option(),
+           default_not_ready_toleration_seconds: int = _toleration_option("--default-not-ready-toleration-seconds",
+                                                                          _NOT_READY_HELP),
+           default_unreachable_toleration_seconds: int = _toleration_option(
+               "--default-unreachable-toleration-seconds", _UNREACHABLE_HELP),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
 
@@ -310,7 +378,9 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
                                election=_election(lease_duration, renew_deadline, retry_period),
                                audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
                                                    audit_log_maxbackup),
-                               hpa_sync_period=hpa_sync_period)))
+                               hpa_sync_period=hpa_sync_period,
+                               **_node_loss_config(node_monitor_grace_period, default_not_ready_toleration_seconds,
+                                                   default_unreachable_toleration_seconds))))
 
 
 async def _server(cfg) -> None:
@@ -340,6 +410,9 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
                                              "pods bound to them go Running without any process."),
           pod_start_delay: float = typer.Option(0.0, help="Hollow nodes: milliseconds a pod takes to 'start'."),
           ingress: bool = typer.Option(True, "--ingress/--no-ingress", help=_INGRESS_HELP),
+          service_proxy: bool = typer.Option(True, "--service-proxy/--no-service-proxy",
+                                             help="Run the service proxy on this node (off for a second agent on "
+                                                  "a machine whose first agent already serves the ClusterIPs)."),
           ingress_http_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTP_PORT",
                                                           help=_INGRESS_HTTP_HELP, show_default=False),
           ingress_https_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTPS_PORT",
@@ -349,6 +422,7 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
           container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.",
                                              show_default=False),
           metrics_interval: float = _metrics_interval_option(),
+          node_lease_duration_seconds: int = _lease_option(),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the agent does.")):
     """Run a node agent: register the node and run the pods bound to it."""
     _logging(verbose)
@@ -358,7 +432,8 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
         return
     run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods,
                {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
-             "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval}))
+             "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval,
+             "service_proxy": service_proxy, "node_lease_duration_seconds": node_lease_duration_seconds}))
 
 
 async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix: str, delay: float) -> None:
@@ -373,12 +448,38 @@ async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix:
         await h.stop()
 
 
+def _join_error(e: BaseException, server: str) -> str | None:
+    """One line for a join that cannot work (a wrong token, CA or address); None if the error
+    is not one of those."""
+    import ssl
+
+    import aiohttp
+
+    from ..client import ApiError
+    if isinstance(e, ApiError) and e.status in (401, 403):
+        return (f"the API server at {server} refused the node token ({e.status} {e.reason}): pass the token "
+                "`sendo server` printed (DATA_DIR/server/node-token)")
+    if isinstance(e, (aiohttp.ClientSSLError, ssl.SSLError)):
+        return f"cannot verify the API server at {server}: pass its CA certificate with --ca-cert ({e})"
+    if isinstance(e, (aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError)):
+        return f"cannot reach the API server at {server}: {e or 'no answer in time'}"
+    return None
+
+
 async def _agent(server: str, token: str, node_name: str, ca: bytes | None, data_dir: str, address: str,
                  stop_pods: bool, agent_options: dict | None = None) -> None:
     from ..agent.agent import Agent, AgentConfig
     a = Agent(AgentConfig(server=server, token=token, node_name=node_name, data_dir=data_dir, ca_pem=ca,
                           address=address, **(agent_options or {})))
-    await a.start()
+    try:
+        await a.start()
+    except Exception as e:
+        msg = _join_error(e, server)
+        await a.stop()  # what start opened (sessions, the HTTP listener) closes; pods are left as they are
+        if msg is None:
+            raise
+        console.print(f"[red]error:[/] {msg}", soft_wrap=True)
+        raise SystemExit(1)
     console.print(f"[green]sendo agent[/] {node_name} joined {server}")
     if a.ingress:
         console.print(a.ingress.describe())
@@ -404,17 +505,18 @@ def controllers(server: str = typer.Option(..., help="API server URL."),
                                                  "on 127.0.0.1 (kube-controller-manager's is 10257; if another "
                                                  "process holds 10257, a free port, logged)."),
                 hpa_sync_period: float = _hpa_sync_option(),
+                node_monitor_grace_period: str = _grace_option(),
                 verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the controllers do.")):
     """Run the scheduler and controllers against an API server.
 
     `sendo server` and `sendo up` start this for you as a child process.
     """
     _logging(verbose)
-    from ..controlplane import run_controllers
+    from ..controlplane import controller_options, run_controllers
     ca = ca_cert.read_bytes() if ca_cert else None
     election = _election(lease_duration, renew_deadline, retry_period) if leader_elect else None
-    run(run_controllers(server, token_file.read_text().strip(), ca, controllers, election, identity,
-                        metrics_port, hpa_sync_period))
+    run(run_controllers(server, token_file.read_text().strip(), ca, controllers, election, identity, metrics_port,
+                        controller_options(parse_duration(node_monitor_grace_period), hpa_sync_period)))
 
 
 secrets_app = typer.Typer(help="Secrets at rest: sealed with AES-GCM, key in DATA_DIR/server/encryption-config.yaml.",

@@ -4,7 +4,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from ..client import kind
 from ..kinds.meta import parse_time
+from .base import Controller
 
 Obj = dict[str, Any]
 
@@ -113,3 +115,52 @@ class OwnerIndex:
 
     def owned(self, owner_uid: str) -> list[Obj]:
         return [o for o in self._by_owner.get(owner_uid, {}).values() if controlled_by(o, owner_uid)]
+
+
+class PodsByNode:
+    """node name -> keys of the pods bound there, kept up to date from a pod informer's
+    events (``update`` is meant to be called from its handler)."""
+
+    def __init__(self) -> None:
+        self._on: dict[str, set[str]] = {}
+
+    def update(self, typ: str, pod: Obj, old: Obj | None) -> None:
+        m = pod["metadata"]
+        key = f"{m['namespace']}/{m['name']}"
+        before = ((old or {}).get("spec") or {}).get("nodeName")
+        node = (pod.get("spec") or {}).get("nodeName")
+        if before and (before != node or typ == "DELETED"):
+            keys = self._on.get(before)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._on[before]
+        if node and typ != "DELETED":
+            self._on.setdefault(node, set()).add(key)
+
+    def keys(self, node: str) -> list[str]:
+        return sorted(self._on.get(node, ()))
+
+
+class NodePodsController(Controller):
+    """A loop keyed by pod that reacts to what happens to nodes (taint eviction, pod GC):
+    node and pod informers, and which pods are bound to which node. Subclasses implement
+    ``_on_node`` and ``_on_pod`` (called after the index is updated)."""
+
+    def setup(self) -> None:
+        self.node_kind, self.pod_kind = kind("nodes"), kind("pods")
+        self.node_inf = self.informers.get(self.node_kind)
+        self.pod_inf = self.informers.get(self.pod_kind)
+        self.pods_on = PodsByNode()
+        self.node_inf.add_handler(self._on_node)
+        self.pod_inf.add_handler(self._pod_event)
+
+    def _pod_event(self, typ: str, pod: Obj, old: Obj | None) -> None:
+        self.pods_on.update(typ, pod, old)
+        self._on_pod(typ, pod, old)
+
+    def _on_node(self, typ: str, node: Obj, old: Obj | None) -> None:
+        raise NotImplementedError
+
+    def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:
+        raise NotImplementedError

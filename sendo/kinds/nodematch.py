@@ -9,20 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .taints import tolerates  # noqa: F401  (callers take it from here with the node rules)
+
 Obj = dict[str, Any]
-
-
-def tolerates(tolerations: list[Obj], key: str, value: str, effect: str) -> bool:
-    """Whether any toleration matches the taint (v1 Toleration.ToleratesTaint)."""
-    for t in tolerations:
-        if t.get("effect") and t["effect"] != effect:
-            continue
-        if t.get("key") and t["key"] != key:
-            continue
-        op = t.get("operator") or "Equal"
-        if op == "Exists" or (op == "Equal" and (t.get("value") or "") == value):
-            return True
-    return False
 
 
 def _requirement_matches(req: Obj, values_of: dict[str, str]) -> bool:

@@ -14,6 +14,7 @@ from .base import Cause, duplicate, forbidden, Obj, required, set_default, strip
 from .printing import as_dict, as_list, dicts
 from .quantity import parse_quantity, QuantityError
 from .volumes import validate_sub_path, validate_volume_source
+from .taints import NOT_READY_TAINT, UNREACHABLE_TAINT
 from .validation import (check_enum, check_int, check_name, check_string_list, get, invalid_value, is_config_key,
                          is_dns1123_label, is_dns1123_subdomain, is_env_var_name, is_port_name, is_port_number,
                          is_qualified_name, is_type, MAX_INT32, not_found, PROTOCOLS, required_because, TAINT_EFFECTS,
@@ -87,17 +88,18 @@ def default_pod_spec(spec: Any) -> None:
         default_volume(v)
 
 
-NOT_READY_TAINT = "node.kubernetes.io/not-ready"
-UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
-DEFAULT_TOLERATION_SECONDS = 300
+DEFAULT_TOLERATION_SECONDS = 300  # kube-apiserver's --default-{not-ready,unreachable}-toleration-seconds
 
 
-def add_default_tolerations(spec: Any) -> None:
-    """Tolerate a not-ready or unreachable node for 5 minutes unless the pod says otherwise.
+def add_default_tolerations(spec: Any, not_ready_seconds: int = DEFAULT_TOLERATION_SECONDS,
+                            unreachable_seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
+    """Tolerate a not-ready or unreachable node for a while (5 minutes by default) unless the
+    pod says otherwise.
 
-    Kubernetes' DefaultTolerationSeconds admission adds these to every pod (on create and
-    update), so clients and charts expect them. A toleration with that key, or with no key
-    (it tolerates every taint), and a NoExecute or empty effect already covers it.
+    What Kubernetes' DefaultTolerationSeconds admission adds to every pod (on create and
+    update; the API server's admission calls this with its flags). A toleration with that
+    key, or with no key (it tolerates every taint), and a NoExecute or empty effect already
+    covers it.
     """
     if not isinstance(spec, dict):
         return
@@ -106,11 +108,11 @@ def add_default_tolerations(spec: Any) -> None:
         tolerations = spec["tolerations"] = []
     if not isinstance(tolerations, list):
         return  # validation reports it
-    for key in (NOT_READY_TAINT, UNREACHABLE_TAINT):
+    for key, seconds in ((NOT_READY_TAINT, not_ready_seconds), (UNREACHABLE_TAINT, unreachable_seconds)):
         if not any(isinstance(t, dict) and t.get("key") in (key, "", None)
                    and t.get("effect") in ("NoExecute", "", None) for t in tolerations):
             tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
-                                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS})
+                                "tolerationSeconds": seconds})
 
 
 def default_requests_from_limits(spec: dict) -> None:
