@@ -25,7 +25,7 @@ from ..client.informer import obj_key
 from ..kinds.meta import now_rfc3339
 from ..tasks import stop_tasks
 from . import logs as logfiles
-from . import portforward
+from . import podexec, portforward
 from .env import service_links
 from .identity import PodIdentity
 from .lease import RENEW_EVERY, renew_node_lease
@@ -385,6 +385,9 @@ class Agent:
         app = web.Application()
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
         app.router.add_get("/portForward/{ns}/{pod}", portforward.handler(self.cfg.token, self.pod_address))
+        app.router.add_get("/exec/{ns}/{pod}/{container}", podexec.handler(self.cfg.token, self.running_container))
+        app.router.add_get("/attach/{ns}/{pod}/{container}",
+                           podexec.handler(self.cfg.token, self.running_container, attach=True))
         app.router.add_get("/healthz", _healthz)
         self._web = web.AppRunner(app, access_log=None)
         await self._web.setup()
@@ -407,6 +410,18 @@ class Agent:
         if not w.pod_ip:
             raise LookupError(f'pod "{name}" has no IP yet')
         return w.pod_ip
+
+    def running_container(self, ns: str, name: str, container: str) -> tuple[Runtime, ContainerHandle]:
+        """The runtime and the running container, for exec and attach; LookupError says why not."""
+        w = self.find_worker(ns, name)
+        if w is None or w.task.done() or w.runtime is None:
+            raise LookupError(f'pod "{name}" is not running on node {self.cfg.node_name}')
+        c = w.containers.get(container)
+        if c is None:
+            raise LookupError(f'container "{container}" not found in pod "{name}"')
+        if c.handle is None:
+            raise LookupError(f'container "{container}" in pod "{name}" is not running')
+        return w.runtime, c.handle
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Authorization", "") != f"Bearer {self.cfg.token}":

@@ -14,7 +14,7 @@ from ..kinds.fields import selectable
 from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
-from . import discovery, errors, limits, openapi_proto, podlogs, portforward, protobuf
+from . import discovery, errors, limits, openapi_proto, podexec, podlogs, portforward, protobuf
 from . import patch as patching
 from . import tokens as sa_tokens
 from .errors import APIError
@@ -71,8 +71,11 @@ class APIServer:
 
     async def asgi(self, scope, receive, send) -> None:
         """The ASGI entry point (lifespan events are not used)."""
-        if scope["type"] == "websocket":  # pods/<name>/portforward (kubectl port-forward)
-            await portforward.websocket(self, scope, receive, send)
+        if scope["type"] == "websocket":  # pods/<name>/exec, /attach, /portforward
+            if podexec.is_exec_path(scope["path"]):
+                await podexec.websocket(self, scope, receive, send)
+            else:
+                await portforward.websocket(self, scope, receive, send)
             return
         if scope["type"] != "http":
             return
@@ -196,6 +199,8 @@ class APIServer:
             return await podlogs.serve(self, request, q, r, ns, t.name)
         if t.sub == "portforward":
             return await portforward.serve_http(self, request, ns, t.name)
+        if t.sub in podexec.SUBRESOURCES:
+            return await podexec.serve_http(self, request, ns, t.name, t.sub)
         if t.sub == "binding":
             if m != "POST":
                 raise errors.method_not_supported(r, m, "binding")

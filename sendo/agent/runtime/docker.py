@@ -56,6 +56,7 @@ from .base import (
     UNKNOWN_EXIT_MESSAGE,
     ContainerHandle,
     ContainerSpec,
+    ExecSession,
     ExitInfo,
     ImagePullError,
     Sandbox,
@@ -544,6 +545,45 @@ class DockerRuntime:
             if e.status not in (404, 409) and "not running" not in e.message and "state" not in e.message:
                 log.warning("cannot signal container %s: %s", cid[:12], e.message)
 
+    # ---- exec / attach ---------------------------------------------------------------
+
+    async def exec(self, handle: ContainerHandle, argv: list[str], *, stdin: bool, tty: bool) -> ExecSession:
+        """The engine's exec: the command runs in the container's namespaces with its
+        environment and working directory, over a hijacked connection."""
+        entry = self._entry(handle)
+        if entry.exit.done():
+            raise StartError(f"container {handle.spec.container_name} is not running")
+        d = await self._engine()
+        try:
+            ex = await d.containers.container(handle.id).exec(argv, stdout=True, stderr=True, stdin=stdin, tty=tty)
+            stream = ex.start(detach=False)
+            await stream._init()
+        except aiodocker.DockerError as e:
+            raise StartError(_start_message(e.message)) from e
+        return EngineStream(stream, tty, exited=lambda: _exec_exit(ex),
+                            resize=lambda w, h: ex.resize(w=w, h=h))
+
+    async def attach(self, handle: ContainerHandle, *, stdin: bool, tty: bool) -> ExecSession:
+        """The engine's attach to the container's own stdin and output (from now on)."""
+        entry = self._entry(handle)
+        if entry.exit.done():
+            raise StartError(f"container {handle.spec.container_name} is not running")
+        d = await self._engine()
+        c = d.containers.container(handle.id)
+        try:
+            stream = c.attach(stdout=True, stderr=True, stdin=stdin and handle.spec.stdin)
+            await stream._init()
+        except aiodocker.DockerError as e:
+            raise StartError(e.message) from e
+
+        async def exited() -> int:
+            return (await asyncio.shield(entry.exit)).exit_code
+
+        async def resize(w: int, h: int) -> None:
+            async with d._query(f"containers/{handle.id}/resize", "POST", params={"h": h, "w": w}):
+                pass
+        return EngineStream(stream, handle.spec.tty, exited=exited, resize=resize)
+
     # ---- adopt / forget ----------------------------------------------------------
 
     async def adopt(self) -> list[ContainerHandle]:
@@ -648,6 +688,72 @@ class DockerRuntime:
 
 
 # ---- helpers ----------------------------------------------------------------------------
+
+
+class EngineStream:
+    """An exec or attach session over the engine's hijacked connection (aiodocker's
+    Stream): output frames in, stdin bytes out, a half-close for the end of stdin."""
+
+    def __init__(self, stream: Any, tty: bool, exited: Any, resize: Any):
+        self._stream, self._tty, self._exited, self._resize = stream, tty, exited, resize
+        self._stdin_closed = False
+
+    async def read(self) -> tuple[int, bytes] | None:
+        try:
+            msg = await self._stream.read_out()
+        except (aiodocker.DockerError, OSError, asyncio.IncompleteReadError):
+            return None
+        if msg is None:
+            return None
+        return (1 if self._tty else msg.stream), msg.data
+
+    async def write(self, data: bytes) -> None:
+        if data and not self._stdin_closed:
+            try:
+                await self._stream.write_in(data)
+            except (RuntimeError, OSError, aiodocker.DockerError):
+                pass
+
+    async def close_stdin(self) -> None:
+        if self._stdin_closed:
+            return
+        self._stdin_closed = True
+        conn = self._stream._resp.connection if self._stream._resp is not None else None
+        if conn is not None and conn.transport is not None and conn.transport.can_write_eof():
+            conn.transport.write_eof()
+
+    async def resize(self, width: int, height: int) -> None:
+        if self._tty and width > 0 and height > 0:
+            try:
+                await self._resize(width, height)
+            except aiodocker.DockerError as e:
+                log.debug("resize: %s", e.message)
+
+    async def wait(self) -> int:
+        return await self._exited()
+
+    async def close(self) -> None:
+        try:
+            await self._stream.close()
+        except (OSError, aiodocker.DockerError):
+            pass
+
+
+async def _exec_exit(ex: Any) -> int:
+    """The exit code of a finished exec: the engine may report it a moment after the
+    output ended, so ask until it is not running (bounded)."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            info = await ex.inspect()
+        except aiodocker.DockerError as e:
+            log.warning("exec %s: %s", ex.id[:12], e.message)
+            return UNKNOWN_EXIT_CODE
+        if not info.get("Running") and info.get("ExitCode") is not None:
+            return int(info["ExitCode"])
+        if time.monotonic() > deadline:
+            return UNKNOWN_EXIT_CODE
+        await asyncio.sleep(0.05)  # poll interval of a deadline-bounded wait for the engine's record
 
 
 def ensure_unreachable_route(cidr: str) -> None:
