@@ -18,6 +18,7 @@ import psutil
 from aiohttp import web
 
 from .. import __version__
+from ..network.mirror import DNS_CLUSTER_IP, ServiceMirror
 from ..client import ApiError, Client, Informer, kind
 from ..client.events import EventRecorder
 from ..client.factory import InformerFactory
@@ -58,6 +59,7 @@ class AgentConfig:
     runtime: str = registry.DEFAULT  # runs pods without a runtimeClassName; `process` is always there too
     engine: str = ""  # docker runtime: the engine's socket ("" = DOCKER_HOST, usual paths, else podman)
     container_cidr: str = ""  # docker runtime: the pod CIDR of container pods ("" = its default)
+    container_service_cidr: str = ""  # docker runtime: the twins of the ClusterIPs ("" = 10.96.0.0/16)
 
     def runtime_names(self) -> list[str]:
         """The runtimes this agent opens: the default one, `process` (needs nothing) and
@@ -66,7 +68,8 @@ class AgentConfig:
 
     def runtime_options(self, name: str) -> dict[str, str]:
         if name == "docker":
-            return {"engine": self.engine, "pod_cidr": self.container_cidr}
+            return {"engine": self.engine, "pod_cidr": self.container_cidr, "host_address": self.address,
+                    "service_cidr": self.container_service_cidr}
         return {}
 
 
@@ -82,6 +85,13 @@ class Agent:
         self.runtimes: dict[str, Runtime] = {n: open_runtime(n, self.dir, **cfg.runtime_options(n))
                                              for n in cfg.runtime_names()}
         self.runtime = self.runtimes[cfg.runtime]
+        # Services as pods in their own network namespace reach them (network/mirror.py)
+        self.mirror = ServiceMirror()
+        self.container_dns = None  # network.dns.ClusterDNS on the twin of the DNS ClusterIP
+        self._container_dns_task: asyncio.Task | None = None
+        for rt in self.runtimes.values():
+            if hasattr(rt, "on_network_ready"):
+                rt.on_network_ready = self._container_network_ready
         self.recorder = EventRecorder(self.client, "kubelet", cfg.node_name)
         self.workers: dict[str, PodWorker] = {}  # pod uid -> worker
         self.adopted: dict[str, tuple[Runtime, list[ContainerHandle]]] = {}  # pod uid -> what runs
@@ -123,7 +133,8 @@ class Agent:
         await self._stop_strays()
         if self.cfg.service_proxy:
             from ..network.proxy import ServiceProxy
-            self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.address, informers=self.informers)
+            self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.address, informers=self.informers,
+                                      mirror=self.mirror)
             await self.proxy.start()
         if self.cfg.ingress:  # ports it cannot bind (in use, privileged) are logged and retried, never fatal
             from ..network.ingress import IngressController
@@ -145,6 +156,10 @@ class Agent:
             await self.proxy.stop()
         if self.dns:
             await self.dns.stop()
+        if self._container_dns_task is not None:
+            self._container_dns_task.cancel()
+        if self.container_dns is not None:
+            await self.container_dns.stop()
         await self.informers.stop()
         workers = list(self.workers.values())
         await stop_tasks((w.task for w in workers), "pod worker")
@@ -307,6 +322,26 @@ class Agent:
                     await rt.remove_pod_sandbox(sb.id)
 
     # ----------------------------------------------------------------- runtimes
+    def _container_network_ready(self, service_cidr: str) -> None:
+        """A runtime made the ClusterIPs' twins reachable from its pods: the proxy listens
+        on them too, and a cluster DNS answers those pods on the twin of its address."""
+        self.mirror.enable(service_cidr)
+        if self.cfg.dns and self._container_dns_task is None:
+            self._container_dns_task = asyncio.get_running_loop().create_task(self._start_container_dns(),
+                                                                           name="container-dns")
+
+    async def _start_container_dns(self) -> None:
+        from ..network.dns import ClusterDNS
+        host = self.mirror.twin(DNS_CLUSTER_IP)
+        assert host is not None
+        dns = ClusterDNS(self.client, host, 53, upstreams=[], informers=self.informers, translate=self.mirror.twin)
+        try:
+            await dns.start()
+        except OSError as e:
+            log.error("cluster DNS for container pods cannot listen on %s:53: %s", host, e)
+            return
+        self.container_dns = dns
+
     @property
     def node_address(self) -> str:
         return self.cfg.address

@@ -102,6 +102,9 @@ _ENGINE_HELP = ("docker runtime: the Docker Engine API socket (unix:///path). De
                 "sendo runs `podman system service` itself.")
 _CIDR_HELP = ("docker runtime: the pod CIDR of container pods (IPv4, at most /23). An unreachable route "
               "covers it all; this node's pods get addresses from its first /24.")
+_SVC_CIDR_HELP = ("docker runtime: where container pods reach Services (IPv4 /16, not loopback): each ClusterIP "
+                  "127.32.x.y has its twin at the same offset here; an unreachable route covers it, the node holds "
+                  "it as local addresses. Default: 10.96.0.0/16.")
 
 
 def _runtime_option(name: str) -> str:
@@ -129,6 +132,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
        controllers: str = _controllers_option(),
        engine: str = typer.Option("", help=_ENGINE_HELP, show_default=False),
        container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.", show_default=False),
+       container_service_cidr: str = typer.Option("", help=_SVC_CIDR_HELP, show_default=False),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
 
@@ -139,7 +143,8 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers)
     run(_up(cfg, node_name, apply or [], time.monotonic(),
             {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
-             "engine": engine, "container_cidr": container_cidr}))
+             "engine": engine, "container_cidr": container_cidr,
+             "container_service_cidr": container_service_cidr}))
 
 
 def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Optional[str], **kw):
@@ -259,6 +264,7 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
           engine: str = typer.Option("", help=_ENGINE_HELP, show_default=False),
           container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.",
                                              show_default=False),
+          container_service_cidr: str = typer.Option("", help=_SVC_CIDR_HELP, show_default=False),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the agent does.")):
     """Run a node agent: register the node and run the pods bound to it."""
     _logging(verbose)
@@ -268,7 +274,8 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
         return
     run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods,
                {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
-             "engine": engine, "container_cidr": container_cidr}))
+             "engine": engine, "container_cidr": container_cidr,
+             "container_service_cidr": container_service_cidr}))
 
 
 async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix: str, delay: float) -> None:

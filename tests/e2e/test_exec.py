@@ -11,6 +11,7 @@ container's own stdin, and the Python client's `stream()`.
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import os
 import pty
 import select
@@ -22,7 +23,7 @@ import time
 import pytest
 
 from . import containers as ct
-from .harness import KUBECTL, REPO, Cluster, poll, shared_cluster, to_yaml
+from .harness import KUBECTL, REPO, Cluster, http_get, poll, shared_cluster, to_yaml, unique_port
 
 RUNTIMES = ("docker", "process")
 
@@ -31,9 +32,9 @@ RUNTIMES = ("docker", "process")
 def cluster(tmp_path_factory, container_image):
     """One cluster for the module: both runtimes, one pod of each kept running."""
     image, _ = container_image
-    cidr = ct.free_pod_cidr()
-    with shared_cluster(tmp_path_factory.mktemp("exec-cluster"),
-                        ("--runtime", "docker", "--container-cidr", cidr)) as c:
+    cidr, svc_cidr, net_args = ct.container_cidrs()
+    with shared_cluster(tmp_path_factory.mktemp("exec-cluster"), ("--runtime", "docker", *net_args)) as c:
+        c.service_cidr = svc_cidr
         try:
             c.kubectl("apply", "-f", "-", input=to_yaml(*(sleeper(rt, image) for rt in RUNTIMES)))
             for rt in RUNTIMES:
@@ -43,7 +44,7 @@ def cluster(tmp_path_factory, container_image):
             yield c
         finally:
             c.stop()
-            ct.cleanup_engine(c, cidr)
+            ct.cleanup_engine(c, cidr, svc_cidr)
 
 
 def sleeper(runtime: str, image: str) -> dict:
@@ -156,3 +157,59 @@ def test_the_python_client_streams_exec_and_reads_the_exit_code(cluster: Cluster
         stream(v1.connect_get_namespaced_pod_exec, "sleeper-docker", "default", container="nope",
                command=["true"], stderr=True, stdin=False, stdout=True, tty=False)
     assert "container nope is not valid for pod sleeper-docker" in str(e.value)
+
+
+# ---------------------------------------------------------------------------- network
+
+WEB = "mkdir -p /www && echo \"hello from $HOSTNAME\" > /www/index.html && exec httpd -f -p 0.0.0.0:8080 -h /www"
+
+
+def test_a_container_reaches_a_service_by_name_and_a_host_port_reaches_a_container(cluster: Cluster, container_image):
+    """Inside a container: resolv.conf names the cluster DNS (on the twin of its ClusterIP),
+    `web.default.svc.cluster.local` resolves to the twin of the Service's ClusterIP, and an
+    HTTP request to it reaches a pod of the Service. On the node: the container's hostPort
+    answers on loopback. The twin range is unreachable but for the node's local route."""
+    image, _ = container_image
+    port = unique_port()
+    web = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "labels": {"app": "web"}},
+           "spec": {"terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "web", "image": image, "command": ["sh", "-c", WEB],
+                                    "ports": [{"containerPort": 8080, "hostPort": port, "hostIP": "127.0.0.1"}]}]}}
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+           "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+    cluster.kubectl("apply", "-f", "-", input=to_yaml(web, svc))
+    poll(lambda: cluster.kubectl("get", "pod", "web", "-o", "jsonpath={.status.phase}").stdout == "Running",
+         120, what="pod web to run")
+    cluster_ip = cluster.kubectl("get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}").stdout
+    net = ipaddress.ip_network(cluster.service_cidr)
+    twin = str(net.network_address + (int(ipaddress.ip_address(cluster_ip)) - int(ipaddress.ip_address("127.32.0.0"))))
+
+    # the node: the twin range is held locally, an address of it that nothing holds goes nowhere else
+    assert "unreachable" in ct.run(["ip", "route", "show", "type", "unreachable", cluster.service_cidr]).stdout
+    assert ct.route_dev(str(net.network_address + 65000)) == "lo"
+
+    resolv = cluster.kubectl("exec", "sleeper-docker", "--", "cat", "/etc/resolv.conf").stdout
+    assert "search default.svc.cluster.local svc.cluster.local cluster.local" in resolv, resolv
+    assert "ndots:5" in resolv, resolv
+
+    def lookup() -> str:
+        r = cluster.kubectl("exec", "sleeper-docker", "--", "nslookup", "web.default.svc.cluster.local", check=False)
+        assert twin in r.stdout, r.stdout + r.stderr
+        return r.stdout
+    poll(lookup, 60, what=f"web.default.svc.cluster.local to resolve to {twin} inside the container")
+    short = cluster.kubectl("exec", "sleeper-docker", "--", "nslookup", "web", check=False).stdout
+    assert twin in short, short  # through the search list
+
+    def fetch() -> str:
+        r = cluster.kubectl("exec", "sleeper-docker", "--", "sh", "-c",
+                            f'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc {twin} 80', check=False)
+        assert "hello from web" in r.stdout, r.stdout + r.stderr
+        return r.stdout
+    poll(fetch, 60, what="an HTTP answer through the Service from inside a container")
+
+    # hostPort: the node's loopback, relayed into the pod's network namespace
+    def host_port() -> bytes:
+        status, body = http_get("127.0.0.1", port)
+        assert status == 200, status
+        return body
+    assert b"hello from web" in poll(host_port, 60, what=f"hostPort {port} to answer")

@@ -40,13 +40,15 @@ import re
 import signal
 import subprocess
 import time
-from typing import Any
+from typing import Any, Callable
 
 import aiodocker
 import orjson
 
 from ... import __version__
+from ...network import mirror
 from . import engine
+from .hostports import HostPorts
 from .base import (
     REASON_COMPLETED,
     REASON_ERROR,
@@ -59,6 +61,7 @@ from .base import (
     ExecSession,
     ExitInfo,
     ImagePullError,
+    PortMapping,
     Sandbox,
     SandboxConfig,
     SandboxError,
@@ -72,6 +75,7 @@ LABEL = "io.sendo."
 L_OWNER, L_ROLE = LABEL + "owner", LABEL + "role"
 L_UID, L_NS, L_POD = LABEL + "pod-uid", LABEL + "pod-namespace", LABEL + "pod-name"
 L_CONTAINER, L_ATTEMPT, L_SPEC = LABEL + "container", LABEL + "attempt", LABEL + "spec"
+L_HOST_PORTS = LABEL + "host-ports"  # on a sandbox: its hostPort mappings, published again after an agent restart
 ROLE_SANDBOX, ROLE_CONTAINER = "sandbox", "container"
 CPU_PERIOD = 100_000  # microseconds, as the kubelet sets it
 LOG_DRAIN_DEADLINE = 5.0  # after an exit, how long the log copy may take to catch up
@@ -155,7 +159,8 @@ class DockerRuntime:
 
     name = "docker"
 
-    def __init__(self, state_dir: str, engine: str = "", pod_cidr: str = ""):
+    def __init__(self, state_dir: str, engine: str = "", pod_cidr: str = "", host_address: str = "127.0.0.1",
+                 service_cidr: str = ""):
         self.state_dir = os.path.abspath(state_dir)
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         self.engine_url = engine
@@ -165,6 +170,15 @@ class DockerRuntime:
             raise ValueError(f"docker runtime: bad pod CIDR {pod_cidr!r}: {e}") from None
         if self.pod_cidr.version != 4 or self.pod_cidr.prefixlen > 23:
             raise ValueError(f"docker runtime: the pod CIDR must be IPv4 and at most /23, not {self.pod_cidr}")
+        try:
+            self.service_cidr = mirror.parse_cidr(service_cidr)  # the ClusterIPs' twins (network/mirror.py)
+        except ValueError as e:
+            raise ValueError(f"docker runtime: {e}") from None
+        if self.service_cidr.overlaps(self.pod_cidr):
+            raise ValueError(f"docker runtime: the service CIDR {self.service_cidr} overlaps the pod CIDR "
+                             f"{self.pod_cidr}")
+        # set by the agent: called once the twin service range is reachable from the pods
+        self.on_network_ready: Callable[[str], None] | None = None
         self.subnet = next(self.pod_cidr.subnets(new_prefix=24))  # this node's pods
         self.gateway = str(next(self.subnet.hosts()))  # held by the host on the bridge
         self.owner = self.state_dir
@@ -178,6 +192,7 @@ class DockerRuntime:
         self._network_ready = False
         self._entries: dict[str, _Entry] = {}
         self.sandboxes: dict[str, Sandbox] = {}  # infra container id -> sandbox
+        self.host_ports = HostPorts(host_address)  # hostPort listeners (on the node's address by default)
         self.engine_version = ""
 
     def version(self) -> str:
@@ -227,6 +242,12 @@ class DockerRuntime:
 
     # ---- network -------------------------------------------------------------------
 
+    @property
+    def dns_address(self) -> str:
+        """Where container pods ask the cluster DNS: the twin of its ClusterIP, port 53."""
+        return str(self.service_cidr.network_address + (int(ipaddress.ip_address(mirror.DNS_CLUSTER_IP))
+                                                        - int(mirror.CLUSTER_IPS.network_address)))
+
     async def update_runtime_config(self, pod_cidr: str) -> None:
         """The node's podCIDR is the process runtime's (loopback); container pods use
         this runtime's own CIDR."""
@@ -237,9 +258,14 @@ class DockerRuntime:
                 await self._make_network()
                 await self._ensure_pause_image()
                 self._network_ready = True
+                if self.on_network_ready is not None:
+                    self.on_network_ready(str(self.service_cidr))
 
     async def _make_network(self) -> None:
         await asyncio.to_thread(ensure_unreachable_route, str(self.pod_cidr))
+        # the service twins: unreachable first, then held by the node as local addresses
+        await asyncio.to_thread(ensure_unreachable_route, str(self.service_cidr))
+        await asyncio.to_thread(ensure_local_route, str(self.service_cidr))
         d = await self._engine()
         try:
             net = await (await d.networks.get(self.network)).show()
@@ -295,9 +321,13 @@ class DockerRuntime:
         name = _name(config.namespace, config.pod_name, config.pod_uid, "sandbox")
         await self._remove_by_name(name)  # left by an agent that died half-way
         labels = {L_OWNER: self.owner, L_ROLE: ROLE_SANDBOX, L_UID: config.pod_uid, L_NS: config.namespace,
-                  L_POD: config.pod_name}
+                  L_POD: config.pod_name,
+                  L_HOST_PORTS: orjson.dumps([dataclasses.asdict(p) for p in config.ports]).decode()}
+        # the pod's resolv.conf (shared by its containers): the cluster DNS that answers with twins
+        dns = {"Dns": [self.dns_address], "DnsOptions": ["ndots:5"],
+               "DnsSearch": [f"{config.namespace}.svc.cluster.local", "svc.cluster.local", "cluster.local"]}
         body = {"Image": engine.PAUSE_IMAGE, "Hostname": config.hostname[:63], "Labels": labels,
-                "HostConfig": {"NetworkMode": self.network}}
+                "HostConfig": {"NetworkMode": self.network, **dns}}
         try:
             c = await d.containers.create(body, name=name)
             await c.start()
@@ -310,6 +340,13 @@ class DockerRuntime:
             await self._remove_by_name(name)
             raise SandboxError(f"container engine gave the sandbox no address on network {self.network}")
         sb.pod_dir = config.pod_dir
+        try:
+            await asyncio.to_thread(route_in_netns, int(info["State"].get("Pid") or 0), str(self.service_cidr),
+                                    self.gateway)
+            await self.host_ports.open(sb.id, sb.ip, config.ports)
+        except SandboxError:
+            await self._remove_by_name(name)
+            raise
         self.sandboxes[sb.id] = sb
         return sb
 
@@ -324,6 +361,7 @@ class DockerRuntime:
     async def stop_pod_sandbox(self, sandbox_id: str) -> None:
         for entry in [e for e in self._entries.values() if e.handle.spec.sandbox_id == sandbox_id]:
             await self.stop(entry.handle, 0)
+        self.host_ports.close(sandbox_id)
         await self._kill(sandbox_id, signal.SIGKILL)
 
     async def remove_pod_sandbox(self, sandbox_id: str) -> None:
@@ -608,6 +646,16 @@ class DockerRuntime:
                 await self._remove(c["Id"])
                 continue
             self.sandboxes[sb.id] = sb
+            try:
+                ports = [PortMapping(**p) for p in orjson.loads(labels.get(L_HOST_PORTS) or "[]")]
+                await self.host_ports.open(sb.id, sb.ip, ports)
+            except (ValueError, TypeError, SandboxError) as e:
+                log.warning("pod %s/%s: hostPort not published again: %s", sb.namespace, sb.pod_name, e)
+        if self.sandboxes:  # their pods reach Services again (routes, twins, DNS)
+            try:
+                await self._ensure_network()
+            except SandboxError as e:
+                log.error("docker runtime: pod network: %s", e)
         for c in found:
             labels = c.get("Labels") or {}
             if labels.get(L_ROLE) != ROLE_CONTAINER or c["Id"] in self._entries:
@@ -650,6 +698,7 @@ class DockerRuntime:
             if not entry.exit.done():
                 entry.exit.cancel()
         self._entries.clear()
+        self.host_ports.close_all()
         await self._close_engine()
 
     # ---- engine helpers ---------------------------------------------------------------
@@ -770,6 +819,33 @@ def ensure_unreachable_route(cidr: str) -> None:
         raise SandboxError(f"cannot install the unreachable route for the pod CIDR {cidr}: {e}") from e
     if r.returncode != 0 or cidr not in show():
         raise SandboxError(f"cannot install the unreachable route for the pod CIDR {cidr} (needs root): "
+                           f"{r.stderr.strip()}")
+
+
+def ensure_local_route(cidr: str) -> None:
+    """`ip route replace local <cidr> dev lo table local`: the node accepts (and its
+    sockets may bind) every address of the range, as it does 127.0.0.0/8. Blocking."""
+    argv = ["ip", "route", "replace", "local", cidr, "dev", "lo", "table", "local"]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SandboxError(f"cannot hold the service CIDR {cidr} on the node: {e}") from e
+    if r.returncode != 0:
+        raise SandboxError(f"cannot hold the service CIDR {cidr} on the node (needs root): {r.stderr.strip()}")
+
+
+def route_in_netns(pid: int, cidr: str, gateway: str) -> None:
+    """In the network namespace of process `pid` (a pod's infra container): send `cidr`
+    to the node over the pod bridge. Blocking (runs nsenter and ip)."""
+    if pid <= 0:
+        raise SandboxError("the sandbox has no process to find its network namespace by")
+    argv = ["nsenter", "-t", str(pid), "-n", "ip", "route", "replace", cidr, "via", gateway]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SandboxError(f"cannot route the service CIDR {cidr} in the pod's network namespace: {e}") from e
+    if r.returncode != 0:
+        raise SandboxError(f"cannot route the service CIDR {cidr} in the pod's network namespace: "
                            f"{r.stderr.strip()}")
 
 
