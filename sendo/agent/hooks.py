@@ -21,7 +21,7 @@ import logging
 from typing import Any
 
 from .env import expand
-from .probes import ConfigError, Target, http_request, http_url, request_headers, run_command
+from .probes import ConfigError, Target, http_request, http_url, request_headers
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -37,7 +37,7 @@ async def run_handler(handler: Obj, target: Target, *, hook: str, container: str
         if not isinstance(command, list) or not command:
             return f"{hook} exec hook of container {container!r} has no command"
         argv = [expand(str(a), target.env) for a in command]
-        r = await run_command(argv, target.env, target.cwd, None)
+        r = await target.command(argv, None)
         if r.error:
             err = r.error
         elif r.exit_code != 0:

@@ -53,6 +53,10 @@ def sleeper(runtime: str, image: str) -> dict:
                                   "env": [{"name": "GREETING", "value": f"hello from {runtime}"}]}]}
     if runtime == "process":  # the image is not used: the command runs on the host
         spec["runtimeClassName"] = "process"
+    else:  # a file only the container has: its exec readiness probe must run inside it
+        spec["containers"][0].update(command=["sh", "-c", "echo ok > /ready-in-container; exec sleep 3600"],
+                                     readinessProbe={"exec": {"command": ["cat", "/ready-in-container"]},
+                                                     "periodSeconds": 1})
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"sleeper-{runtime}"}, "spec": spec}
 
 
@@ -134,6 +138,13 @@ def test_attach_writes_to_the_containers_own_stdin_and_streams_its_output(cluste
     poll(lambda: cluster.kubectl("get", "pod", name, "-o", "jsonpath={.status.phase}").stdout == "Succeeded",
          60, what=f"pod {name} to end")
     assert cluster.kubectl("logs", name).stdout == "got over the wire\n"
+
+
+def test_an_exec_probe_of_a_container_runs_inside_it(cluster: Cluster):
+    assert not os.path.exists("/ready-in-container")
+    poll(lambda: cluster.kubectl("get", "pod", "sleeper-docker", "-o",
+                                 'jsonpath={.status.conditions[?(@.type=="Ready")].status}').stdout == "True",
+         60, what="sleeper-docker Ready through its exec readiness probe")
 
 
 def test_the_python_client_streams_exec_and_reads_the_exit_code(cluster: Cluster):
