@@ -1,7 +1,8 @@
 """Container lifecycle hooks: postStart and preStop handlers, as the kubelet runs them.
 
-* `exec`: the command runs as a host process with the container's environment and
-  working directory (like exec probes); a non-zero exit is a failure. No timeout of
+* `exec`: the command runs where exec probes run theirs (a host process with the
+  container's environment and working directory, or inside the container for a
+  runtime with containers); a non-zero exit is a failure. No timeout of
   its own: a preStop hook is bounded by the termination grace period by the caller,
   a postStart hook holds the container in ContainerCreating until it returns.
 * `httpGet`: a GET to the pod IP (or `host`) with `User-Agent: sendo-lifecycle/…`;

@@ -30,8 +30,9 @@ Kubelet behaviour kept here (pkg/kubelet/prober, pkg/probe):
   no keep-alive, at most 10 KiB of body read; default headers `User-Agent:
   sendo-probe/<version>` and `Accept: */*`, both replaceable (an empty value
   removes them) through `httpHeaders`; no proxy is ever used;
-* exec: the command runs as a host process with the container's environment and
-  working directory (the process runtime has no container to exec into), `$(VAR)`
+* exec: for a process-runtime container the command runs as a host process with the
+  container's environment and working directory; for a container with a runtime of its
+  own (docker) it runs inside the container through `Runtime.exec`; `$(VAR)`
   expanded from that environment, no shell unless the command is one; exit 0 is
   success; `timeoutSeconds` kills it (its whole process group). At most
   `EXEC_CONCURRENCY` exec probes run at once per event loop;
