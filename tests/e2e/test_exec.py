@@ -103,15 +103,20 @@ def test_exec_with_a_tty_is_interactive_and_resizable(cluster: Cluster, runtime)
                          stdout=slave, stderr=slave, env=cluster.env(), cwd=str(REPO), start_new_session=True)
     os.close(slave)
     seen = b""
-    try:
-        os.write(master, b"stty size; echo $((6*7))x; exit 4\n")
+
+    def read_until(done) -> None:
+        nonlocal seen
         deadline = time.monotonic() + 60
-        while p.poll() is None and time.monotonic() < deadline:
+        while not done() and time.monotonic() < deadline:
             if select.select([master], [], [], 0.5)[0]:
                 try:
                     seen += os.read(master, 4096)
-                except OSError:
-                    break
+                except OSError:  # kubectl exited: the pty's other side is closed
+                    return
+    try:
+        read_until(lambda: b"# " in seen or b"$ " in seen or p.poll() is not None)  # the shell's prompt
+        os.write(master, b"stty size; echo $((6*7))x; exit 4\n")
+        read_until(lambda: p.poll() is not None)
         assert p.wait(30) == 4, seen
     finally:
         if p.poll() is None:
