@@ -599,7 +599,7 @@ class DockerRuntime:
         except aiodocker.DockerError as e:
             raise StartError(_start_message(e.message)) from e
         return EngineStream(stream, tty, exited=lambda: _exec_exit(ex),
-                            resize=lambda w, h: ex.resize(w=w, h=h))
+                            resize=lambda w, h: ex.resize(w=w, h=h), exit_after_output=True)
 
     async def attach(self, handle: ContainerHandle, *, stdin: bool, tty: bool) -> ExecSession:
         """The engine's attach to the container's own stdin and output (from now on)."""
@@ -743,16 +743,21 @@ class EngineStream:
     """An exec or attach session over the engine's hijacked connection (aiodocker's
     Stream): output frames in, stdin bytes out, a half-close for the end of stdin."""
 
-    def __init__(self, stream: Any, tty: bool, exited: Any, resize: Any):
+    def __init__(self, stream: Any, tty: bool, exited: Any, resize: Any, exit_after_output: bool = False):
         self._stream, self._tty, self._exited, self._resize = stream, tty, exited, resize
         self._stdin_closed = False
+        # an exec's exit code is asked for once its output has ended (the engine has no
+        # wait for execs); an attach ends with the container
+        self._exit_after_output = exit_after_output
+        self._output_ended = asyncio.Event()
 
     async def read(self) -> tuple[int, bytes] | None:
         try:
             msg = await self._stream.read_out()
         except (aiodocker.DockerError, OSError, asyncio.IncompleteReadError):
-            return None
+            msg = None
         if msg is None:
+            self._output_ended.set()
             return None
         return (1 if self._tty else msg.stream), msg.data
 
@@ -779,6 +784,8 @@ class EngineStream:
                 log.debug("resize: %s", e.message)
 
     async def wait(self) -> int:
+        if self._exit_after_output:
+            await self._output_ended.wait()
         return await self._exited()
 
     async def close(self) -> None:
@@ -789,8 +796,8 @@ class EngineStream:
 
 
 async def _exec_exit(ex: Any) -> int:
-    """The exit code of a finished exec: the engine may report it a moment after the
-    output ended, so ask until it is not running (bounded)."""
+    """The exit code of an exec whose output has ended: the engine may report it a
+    moment later, so ask until it is not running (bounded)."""
     deadline = time.monotonic() + 10.0
     while True:
         try:
