@@ -200,6 +200,10 @@ class ServiceProxy:
     # ----------------------------------------------------------------- lifecycle
     async def start(self, timeout: float = 30.0) -> None:
         await self.informers.start(self.services, self.slices, timeout=timeout)
+        # a shared informer may have listed before our handler was added (the agent's DNS
+        # starts it first): take what its cache already holds
+        for es in self.slices.list():
+            self._on_slice("ADDED", es, None)
         await self.sync()
         self._tasks = [asyncio.create_task(self._sync_loop(), name="proxy-sync"),
                        asyncio.create_task(self._housekeeping(), name="proxy-housekeeping")]
