@@ -18,6 +18,7 @@ import psutil
 from aiohttp import web
 
 from .. import __version__
+from ..network.mirror import DNS_CLUSTER_IP, ServiceMirror
 from ..client import ApiError, Client, Informer, kind
 from ..client.events import EventRecorder
 from ..client.factory import InformerFactory
@@ -27,7 +28,7 @@ from ..kinds.storage import STORAGE_DIR_ANNOTATION
 from ..observe import METRICS_CONTENT_TYPE, Health, exposition
 from ..tasks import DUMP_SECTIONS, stop_tasks
 from . import logs as logfiles
-from . import portforward
+from . import podexec, portforward
 from .env import service_links
 from .identity import PodIdentity
 from .lease import LEASE_SECONDS, RENEW_FRACTION, renew_node_lease
@@ -66,6 +67,7 @@ class AgentConfig:
     metrics_interval: float = DEFAULT_INTERVAL  # seconds between resource usage samples (kubectl top)
     # the node Lease's duration; renewed every quarter of it (kubelet's nodeLeaseDurationSeconds)
     node_lease_duration_seconds: int = LEASE_SECONDS
+    container_service_cidr: str = ""  # docker runtime: the twins of the ClusterIPs ("" = 10.96.0.0/16)
 
     def runtime_names(self) -> list[str]:
         """The runtimes this agent opens: the default one, `process` (needs nothing) and
@@ -74,7 +76,8 @@ class AgentConfig:
 
     def runtime_options(self, name: str) -> dict[str, str]:
         if name == "docker":
-            return {"engine": self.engine, "pod_cidr": self.container_cidr}
+            return {"engine": self.engine, "pod_cidr": self.container_cidr, "host_address": self.address,
+                    "service_cidr": self.container_service_cidr}
         return {}
 
 
@@ -90,6 +93,13 @@ class Agent:
         self.runtimes: dict[str, Runtime] = {n: open_runtime(n, self.dir, **cfg.runtime_options(n))
                                              for n in cfg.runtime_names()}
         self.runtime = self.runtimes[cfg.runtime]
+        # Services as pods in their own network namespace reach them (network/mirror.py)
+        self.mirror = ServiceMirror()
+        self.container_dns = None  # network.dns.ClusterDNS on the twin of the DNS ClusterIP
+        self._container_dns_task: asyncio.Task | None = None
+        for rt in self.runtimes.values():
+            if hasattr(rt, "on_network_ready"):
+                rt.on_network_ready = self._container_network_ready
         self.recorder = EventRecorder(self.client, "kubelet", cfg.node_name)
         self.workers: dict[str, PodWorker] = {}  # pod uid -> worker
         self.adopted: dict[str, tuple[Runtime, list[ContainerHandle]]] = {}  # pod uid -> what runs
@@ -151,7 +161,8 @@ class Agent:
         await self.usage.start()
         if self.cfg.service_proxy:
             from ..network.proxy import ServiceProxy
-            self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.address, informers=self.informers)
+            self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.address, informers=self.informers,
+                                      mirror=self.mirror)
             await self.proxy.start()
         if self.cfg.ingress:  # ports it cannot bind (in use, privileged) are logged and retried, never fatal
             from ..network.ingress import IngressController
@@ -176,6 +187,10 @@ class Agent:
             await self.proxy.stop()
         if self.dns:
             await self.dns.stop()
+        if self._container_dns_task is not None:
+            self._container_dns_task.cancel()
+        if self.container_dns is not None:
+            await self.container_dns.stop()
         await self.informers.stop()
         workers = list(self.workers.values())
         await stop_tasks((w.task for w in workers), "pod worker")
@@ -391,6 +406,26 @@ class Agent:
                     await rt.remove_pod_sandbox(sb.id)
 
     # ----------------------------------------------------------------- runtimes
+    def _container_network_ready(self, service_cidr: str) -> None:
+        """A runtime made the ClusterIPs' twins reachable from its pods: the proxy listens
+        on them too, and a cluster DNS answers those pods on the twin of its address."""
+        self.mirror.enable(service_cidr)
+        if self.cfg.dns and self._container_dns_task is None:
+            self._container_dns_task = asyncio.get_running_loop().create_task(self._start_container_dns(),
+                                                                           name="container-dns")
+
+    async def _start_container_dns(self) -> None:
+        from ..network.dns import ClusterDNS
+        host = self.mirror.twin(DNS_CLUSTER_IP)
+        assert host is not None
+        dns = ClusterDNS(self.client, host, 53, upstreams=[], informers=self.informers, translate=self.mirror.twin)
+        try:
+            await dns.start()
+        except OSError as e:
+            log.error("cluster DNS for container pods cannot listen on %s:53: %s", host, e)
+            return
+        self.container_dns = dns
+
     @property
     def node_address(self) -> str:
         return self.cfg.address
@@ -469,6 +504,9 @@ class Agent:
         app = web.Application()
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
         app.router.add_get("/portForward/{ns}/{pod}", portforward.handler(self.cfg.token, self.pod_address))
+        app.router.add_get("/exec/{ns}/{pod}/{container}", podexec.handler(self.cfg.token, self.running_container))
+        app.router.add_get("/attach/{ns}/{pod}/{container}",
+                           podexec.handler(self.cfg.token, self.running_container, attach=True))
         for path in ("/healthz", "/livez", "/readyz", "/healthz/{check}", "/livez/{check}", "/readyz/{check}"):
             app.router.add_get(path, self._health)
         app.router.add_get("/metrics", self._metrics)
@@ -537,6 +575,18 @@ class Agent:
                 else:
                     states["created"] += 1
         return pods, states
+
+    def running_container(self, ns: str, name: str, container: str) -> tuple[Runtime, ContainerHandle]:
+        """The runtime and the running container, for exec and attach; LookupError says why not."""
+        w = self.find_worker(ns, name)
+        if w is None or w.task.done() or w.runtime is None:
+            raise LookupError(f'pod "{name}" is not running on node {self.cfg.node_name}')
+        c = w.containers.get(container)
+        if c is None:
+            raise LookupError(f'container "{container}" not found in pod "{name}"')
+        if c.handle is None:
+            raise LookupError(f'container "{container}" in pod "{name}" is not running')
+        return w.runtime, c.handle
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         if not _authorized(request, self.cfg.token):

@@ -484,7 +484,11 @@ class PodWorker:
 
     # ----------------------------------------------------------------- health
     def _target(self, c: Container, h: ContainerHandle) -> probes.Target:
-        return probes.Target(self.pod_ip or "", c.spec, h.spec.env, h.spec.working_dir)
+        run = None
+        runtime = self.runtime
+        if runtime is not None and runtime.name != "process":  # exec handlers run inside the container
+            run = probes.in_container(lambda argv: runtime.exec(h, argv, stdin=False, tty=False))
+        return probes.Target(self.pod_ip or "", c.spec, h.spec.env, h.spec.working_dir, run)
 
     def _after_start(self, c: Container, h: ContainerHandle) -> None:
         """A new run began: its postStart hook, then its probes."""

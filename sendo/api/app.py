@@ -16,7 +16,8 @@ from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
 from ..observe import METRICS_CONTENT_TYPE, Health, exposition, is_health_path
 from ..store import Compacted, Store, StoreError
-from . import discovery, errors, eviction, limits, metricsapi, openapi_proto, podlogs, portforward, protobuf, rotation
+from . import (discovery, errors, eviction, limits, metricsapi, openapi_proto, podexec, podlogs, portforward,
+               protobuf, rotation)
 from .admission import AdmissionOptions
 from . import patch as patching
 from . import tokens as sa_tokens
@@ -84,8 +85,11 @@ class APIServer:
 
     async def asgi(self, scope, receive, send) -> None:
         """The ASGI entry point (lifespan events are not used)."""
-        if scope["type"] == "websocket":  # pods/<name>/portforward (kubectl port-forward)
-            await portforward.websocket(self, scope, receive, send)
+        if scope["type"] == "websocket":  # pods/<name>/exec, /attach, /portforward
+            if podexec.is_exec_path(scope["path"]):
+                await podexec.websocket(self, scope, receive, send)
+            else:
+                await portforward.websocket(self, scope, receive, send)
             return
         if scope["type"] != "http":
             return
@@ -266,6 +270,8 @@ class APIServer:
             return await podlogs.serve(self, request, q, r, ns, t.name)
         if t.sub == "portforward":
             return await portforward.serve_http(self, request, ns, t.name)
+        if t.sub in podexec.SUBRESOURCES:
+            return await podexec.serve_http(self, request, ns, t.name, t.sub)
         if t.sub == "binding":
             if m != "POST":
                 raise errors.method_not_supported(r, m, "binding")

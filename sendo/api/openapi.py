@@ -169,7 +169,7 @@ def _ops(r: Resource, defs: Definitions | None) -> dict[str, list[Op]]:
             paths[f"/{{name}}/{sub}"] = [Op("post", "post", WRITE_PARAMS, t, t, written)]
         elif sub == "log":
             paths["/{name}/log"] = [Op("get", "get", LOG_PARAMS)]
-        # portforward is a connection upgrade (SPDY / WebSocket), not a REST operation
+        # portforward, exec and attach are connection upgrades (WebSocket), not REST operations
     return paths
 
 

@@ -189,6 +189,9 @@ _ENGINE_HELP = ("docker runtime: the Docker Engine API socket (unix:///path). De
                 "sendo runs `podman system service` itself.")
 _CIDR_HELP = ("docker runtime: the pod CIDR of container pods (IPv4, at most /23). An unreachable route "
               "covers it all; this node's pods get addresses from its first /24.")
+_SVC_CIDR_HELP = ("docker runtime: where container pods reach Services (IPv4 /16, not loopback): each ClusterIP "
+                  "127.32.x.y has its twin at the same offset here; an unreachable route covers it, the node holds "
+                  "it as local addresses. Default: 10.96.0.0/16.")
 
 
 _METRICS_INTERVAL_HELP = ("Seconds between samples of the CPU and memory of the node and its containers "
@@ -241,6 +244,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
        audit_log_maxbackup: int = typer.Option(10, help="Rotated audit log files kept (the oldest go first)."),
        metrics_interval: float = _metrics_interval_option(),
        hpa_sync_period: float = _hpa_sync_option(),
+       container_service_cidr: str = typer.Option("", help=_SVC_CIDR_HELP, show_default=False),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
 
@@ -257,7 +261,8 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     run(_up(cfg, node_name, apply or [], time.monotonic(),
             {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
              "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval,
-             "node_lease_duration_seconds": node_lease_duration_seconds}))
+             "node_lease_duration_seconds": node_lease_duration_seconds,
+             "container_service_cidr": container_service_cidr}))
 
 
 def _audit_config(policy: Optional[Path], path: Optional[str], maxsize: int, maxbackup: int):
@@ -423,6 +428,7 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
                                              show_default=False),
           metrics_interval: float = _metrics_interval_option(),
           node_lease_duration_seconds: int = _lease_option(),
+          container_service_cidr: str = typer.Option("", help=_SVC_CIDR_HELP, show_default=False),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the agent does.")):
     """Run a node agent: register the node and run the pods bound to it."""
     _logging(verbose)
@@ -433,7 +439,8 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
     run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods,
                {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
              "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval,
-             "service_proxy": service_proxy, "node_lease_duration_seconds": node_lease_duration_seconds}))
+             "service_proxy": service_proxy, "node_lease_duration_seconds": node_lease_duration_seconds,
+             "container_service_cidr": container_service_cidr}))
 
 
 async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix: str, delay: float) -> None:

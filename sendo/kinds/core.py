@@ -19,7 +19,7 @@ RESOURCES = [
     Resource("", "v1", "Node", "nodes", False, short_names=["no"], subresources={"status"},
              strategy=NodeStrategy(), printer=NODE_PRINTER),
     Resource("", "v1", "Pod", "pods", True, short_names=["po"], categories=["all"],
-             subresources={"status", "binding", "eviction", "log", "portforward"}, strategy=PodStrategy(), printer=POD_PRINTER),
+             subresources={"status", "binding", "eviction", "log", "portforward", "exec", "attach"}, strategy=PodStrategy(), printer=POD_PRINTER),
     Resource("", "v1", "Event", "events", True, short_names=["ev"], strategy=EventStrategy(), printer=EVENT_PRINTER),
     Resource("", "v1", "ConfigMap", "configmaps", True, short_names=["cm"], strategy=ConfigMapStrategy(),
              printer=CONFIGMAP_PRINTER),

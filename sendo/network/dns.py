@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, SRV, A, DNSRecord
 
@@ -43,8 +43,12 @@ def host_resolvers(path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:
 
 class ClusterDNS:
     def __init__(self, client: Client, host: str = "127.0.0.1", port: int = 53, domain: str = "cluster.local",
-                 upstreams: list[tuple[str, int]] | None = None, informers: InformerFactory | None = None):
+                 upstreams: list[tuple[str, int]] | None = None, informers: InformerFactory | None = None,
+                 translate: Callable[[str], str | None] | None = None):
+        """`translate`: what a ClusterIP is answered as (None: as itself); the DNS that
+        container pods ask answers with the ClusterIPs' twins (mirror.py)."""
         self.client = client
+        self.translate = translate
         self.host, self.port = host, port
         self.domain = domain.strip(".").lower()
         self.upstreams = [u for u in (host_resolvers() if upstreams is None else upstreams)
@@ -194,11 +198,15 @@ class ClusterDNS:
         if spec.get("type") == "ExternalName":
             reply.add_answer(RR(qname, QTYPE.CNAME, rdata=CNAME(spec.get("externalName", "")), ttl=TTL))
             return True
-        ips = self._ready_ips(svc) if spec.get("clusterIP") in (None, "None") else [spec["clusterIP"]]
+        ips = self._ready_ips(svc) if spec.get("clusterIP") in (None, "None") else [self._cluster_ip(spec)]
         if qtype in ("A", "ANY"):
             for ip in ips:
                 reply.add_answer(RR(qname, QTYPE.A, rdata=A(ip), ttl=TTL))
         return True  # the name exists even when it has no address of the asked type
+
+    def _cluster_ip(self, spec: Obj) -> str:
+        ip = spec["clusterIP"]
+        return (self.translate(ip) if self.translate else None) or ip
 
     def _srv(self, svc: Obj, port_name: str, proto: str, qtype: str, qname: str, reply: DNSRecord) -> bool:
         spec = svc.get("spec") or {}
@@ -217,7 +225,7 @@ class ClusterDNS:
                     reply.add_ar(RR(host, QTYPE.A, rdata=A(ip), ttl=TTL))
         else:
             reply.add_answer(RR(qname, QTYPE.SRV, rdata=SRV(0, 100, port["port"], target), ttl=TTL))
-            reply.add_ar(RR(target, QTYPE.A, rdata=A(spec["clusterIP"]), ttl=TTL))
+            reply.add_ar(RR(target, QTYPE.A, rdata=A(self._cluster_ip(spec)), ttl=TTL))
         return True
 
     def _pod(self, labels: list[str], qtype: str, qname: str, reply: DNSRecord) -> bool:
