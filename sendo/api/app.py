@@ -14,7 +14,7 @@ from ..kinds.fields import selectable
 from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
 from ..store import Compacted, Store
-from . import discovery, errors, eviction, limits, openapi_proto, podlogs, portforward, protobuf, rotation
+from . import discovery, errors, eviction, limits, openapi_proto, podlogs, portforward, protobuf, rotation, webhooks
 from . import patch as patching
 from . import tokens as sa_tokens
 from .audit import Auditor, audit_begin, audit_end
@@ -150,6 +150,7 @@ class APIServer:
             raise errors.no_route()
         q = Query(request.query_params)
         options = request.options = RequestOptions(user)
+        webhooks.REQUEST_OPTIONS.set(options)  # admission webhooks are told who asks
         await self.authorize(options, verb_of(request.method, t, request.method == "GET" and t.name is None
                                               and q.bool("watch")), t)
         return await self.serve(request, r, t, q, options)
