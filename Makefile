@@ -50,6 +50,7 @@ bench: venv
 	$(BIN)/python -m bench.fuzz
 	$(BIN)/python -m bench.jobs
 	$(BIN)/python -m bench.volumes
+	$(BIN)/python -m bench.webhooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache
