@@ -52,6 +52,7 @@ bench: venv
 	$(BIN)/python -m bench.jobs
 	$(BIN)/python -m bench.volumes
 	$(BIN)/python -m bench.nodeloss
+	$(BIN)/python -m bench.webhooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache

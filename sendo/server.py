@@ -231,6 +231,7 @@ class Server:
             except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 t.cancel()
         await self.crds.stop()
+        await self.api.api.webhooks.close()
         await self.store.close()
         if self.api.auditor is not None:
             self.api.auditor.log.close()

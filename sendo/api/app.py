@@ -17,7 +17,7 @@ from ..kinds.registry import Registry
 from ..observe import METRICS_CONTENT_TYPE, Health, exposition, is_health_path
 from ..store import Compacted, Store, StoreError
 from . import (discovery, errors, eviction, limits, metricsapi, openapi_proto, podexec, podlogs, portforward,
-               protobuf, rotation)
+               protobuf, rotation, webhooks)
 from .admission import AdmissionOptions
 from . import patch as patching
 from . import tokens as sa_tokens
@@ -194,6 +194,7 @@ class APIServer:
         options = request.options = RequestOptions(user)
         watch = request.method == "GET" and t.name is None and q.bool("watch")
         request.labels = request_labels(request, t, watch)
+        webhooks.REQUEST_OPTIONS.set(options)  # admission webhooks are told who asks
         await self.authorize(options, verb_of(request.method, t, watch), t)
         return await self.serve(request, r, t, q, options)
 

@@ -26,7 +26,7 @@ from ..kinds.printing import selector_string
 from ..kinds.registry import Registry
 from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
 from ..store.versioner import encode as stored
-from . import admission, errors, fieldmanager, limits, podsecurity
+from . import admission, errors, fieldmanager, limits, podsecurity, webhooks
 from . import patch as patching
 from .openapi import OpenAPI
 from .options import RequestOptions
@@ -106,6 +106,7 @@ class ResourceAPI:
         # node podCIDRs, Service cluster IPs and node ports, pods' default tolerations
         self.admission = admission.admission_steps(store, registry, admission_options)
         self.update_admission = admission.update_steps(self.admission)
+        self.webhooks = webhooks.Webhooks(store, registry)  # admission webhooks (webhooks.py)
 
     # ----------------------------------------------------------------- reads
     async def get_kv(self, r: Resource, ns: str | None, name: str) -> KV:
@@ -151,10 +152,17 @@ class ResourceAPI:
                 if not r.group:
                     for admit in self.admission.get(r.plural, ()):
                         await admit(obj)
+                hook = webhooks.Attributes("CREATE", r, "", ns or "", meta["name"], obj, None, opts,
+                                           {"fieldManager": manager} if manager else {})
+                await self.webhooks.mutate(hook)
+                if hook.patched:
+                    r.strategy.default(obj)
                 self._record(r, None, obj, manager, None)
             self._validate(r, obj, None)
             if namespace is not None and attempt == 0:
                 podsecurity.admit(r.group, r.plural, obj, namespace.value, opts)
+            if attempt == 0:
+                await self.webhooks.validate(hook)
             if dry_run:
                 return KV(r.key(ns, meta["name"]), orjson.dumps(obj), self.store.revision, 0)
             try:
@@ -308,7 +316,13 @@ class ResourceAPI:
         if subresource is None and not r.group:
             for admit in self.update_admission.get(r.plural, ()):
                 await admit(new, old)
+        hook = webhooks.Attributes("UPDATE", r, subresource or "", ns or "", name, new, old,
+                                   webhooks.current_options())
+        await self.webhooks.mutate(hook)
+        if hook.patched:
+            r.strategy.default(new)
         self._validate(r, new, old)
+        await self.webhooks.validate(hook)
         new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
         if new == old:
             return kv  # nothing changed: no write, no event, same resourceVersion
@@ -474,12 +488,14 @@ class ResourceAPI:
                      opts: RequestOptions | None = None) -> tuple[KV, bool]:
         """Delete or start deleting (``options`` is the DeleteOptions body). Returns the object
         and whether it is gone already."""
-        dry_run = _server_options(opts).dry_run
+        opts = _server_options(opts)
+        dry_run = opts.dry_run
         grace = options.get("gracePeriodSeconds")
         policy = options.get("propagationPolicy") or ("Orphan" if options.get("orphanDependents") else None)
         pre = options.get("preconditions") or {}
         if not isinstance(pre, dict):
             raise errors.bad_request("DeleteOptions.preconditions must be an object")
+        hook: webhooks.Attributes | None = None
         for _ in retries(bool(pre.get("resourceVersion"))):
             kv = await self.get_kv(r, ns, name)
             obj = decode(kv.value)
@@ -493,6 +509,10 @@ class ResourceAPI:
                                       f"Precondition failed: ResourceVersion in precondition: "
                                       f"{pre['resourceVersion']}, ResourceVersion in object meta: {kv.mod_rev}",
                                       r.group, r.plural)
+            if hook is None:  # admission webhooks see the deletion once
+                hook = webhooks.Attributes("DELETE", r, "", ns or "", name, None, obj, opts, options)
+                await self.webhooks.mutate(hook)
+                await self.webhooks.validate(hook)
             finalizers = list(meta.get("finalizers") or [])
             if policy == "Foreground" and "foregroundDeletion" not in finalizers:
                 finalizers.append("foregroundDeletion")
