@@ -25,6 +25,7 @@ from .controllers.nodelifecycle import NodeLifecycleController
 from .controllers.replicaset import ReplicaSetController
 from .controllers.replicationcontroller import ReplicationManager
 from .controllers.persistentvolume import PersistentVolumeController
+from .controllers.resourcequota import ResourceQuotaController
 from .controllers.serviceaccounts import ServiceAccountsController
 from .controllers.statefulset import StatefulSetController
 from .scheduler.scheduler import Scheduler
@@ -50,6 +51,7 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "job": JobController,
     "cronjob": CronJobController,
     "persistentvolume": PersistentVolumeController,
+    "resourcequota": ResourceQuotaController,
 }
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.
 OFF_BY_DEFAULT: frozenset[str] = frozenset()

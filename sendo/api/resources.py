@@ -26,7 +26,7 @@ from ..kinds.printing import selector_string
 from ..kinds.registry import Registry
 from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
 from ..store.versioner import encode as stored
-from . import admission, errors, fieldmanager, limits, podsecurity
+from . import admission, errors, fieldmanager, limits, podsecurity, quota
 from . import patch as patching
 from .openapi import OpenAPI
 from .options import RequestOptions
@@ -106,6 +106,7 @@ class ResourceAPI:
         # node podCIDRs, Service cluster IPs and node ports
         self.admission = admission.admission_steps(store, registry)
         self.update_admission = admission.update_steps(self.admission)
+        self.quota = quota.QuotaAdmission(store, registry)  # ResourceQuota: charged last, before the write
 
     # ----------------------------------------------------------------- reads
     async def get_kv(self, r: Resource, ns: str | None, name: str) -> KV:
@@ -155,6 +156,7 @@ class ResourceAPI:
             self._validate(r, obj, None)
             if namespace is not None and attempt == 0:
                 podsecurity.admit(r.group, r.plural, obj, namespace.value, opts)
+                await self.quota.admit(r.group, r.plural, ns or "", obj, dry_run)
             if dry_run:
                 return KV(r.key(ns, meta["name"]), orjson.dumps(obj), self.store.revision, 0)
             try:
