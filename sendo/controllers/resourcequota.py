@@ -9,8 +9,9 @@ charged is forgotten.
 
 Triggers: a quota's own changes, and pod adds, deletes and phase changes in its
 namespace (pods come from the shared pod informer). Other kinds are recounted on those
-triggers and every ``RECHECK_SECONDS`` for quotas that track them, as Kubernetes'
-controller also resyncs. The count is read with LISTs from the API after the quota is
+triggers and every ``RECHECK_SECONDS`` for quotas that track them; every quota is
+recounted every ``RESYNC_SECONDS`` (a create refused after its charge, e.g. a name
+taken, leaves no event to react to), as Kubernetes' controller also resyncs. The count is read with LISTs from the API after the quota is
 read, and the status is written with the quota's resourceVersion: if admission charged
 the quota meanwhile, the write conflicts and the count is redone.
 """
@@ -25,7 +26,8 @@ from .base import Controller, split_key
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
-RECHECK_SECONDS = 10.0
+RECHECK_SECONDS = 10.0  # quotas that count kinds other than pods (no informer for those)
+RESYNC_SECONDS = 60.0  # every quota: forgets charges whose object was never written
 
 
 class ResourceQuotaController(Controller):
@@ -84,6 +86,4 @@ class ResourceQuotaController(Controller):
                     return None
                 raise
             log.info("resourcequota %s: used %s", key, new["used"])
-        if q.tracked_kinds(quota) - {("", "pods")}:
-            return RECHECK_SECONDS
-        return None
+        return RECHECK_SECONDS if q.tracked_kinds(quota) - {("", "pods")} else RESYNC_SECONDS

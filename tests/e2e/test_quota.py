@@ -76,6 +76,10 @@ def test_limitrange_defaults_a_pod_and_refuses_one_above_max(cluster):
                         check=False)
     assert r.returncode != 0
     assert 'pods "huge" is forbidden: maximum cpu usage per Container is 1, but limit is 2' in r.stderr, r.stderr
+    described = cluster.kubectl("describe", "limits", "bounds", "-n", "team-b").stdout
+    assert ("Container", "cpu", "-", "1", "100m", "500m", "-") in {tuple(x.split()) for x in described.splitlines()}, \
+        described
+    assert "maxLimitRequestRatio" in cluster.kubectl("explain", "limitrange.spec.limits").stdout
     with pytest.raises(client.ApiException) as e:
         core.create_namespaced_limit_range("team-b", {"metadata": {"name": "bad"}, "spec": {"limits": [
             {"type": "Container", "min": {"cpu": "2"}, "max": {"cpu": "1"}}]}})
