@@ -7,8 +7,10 @@ so a deleted or finished pod (Succeeded/Failed pods use nothing), a deleted Serv
 ConfigMap, Secret, claim… frees its share, and a create that failed after being
 charged is forgotten.
 
-Triggers: a quota's own changes, and pod adds, deletes and phase changes in its
-namespace (pods come from the shared pod informer). Other kinds are recounted on those
+Triggers: a quota's own changes, and pod deletes and pods finishing in its namespace
+(pods come from the shared pod informer); adds are not triggers, as in Kubernetes'
+replenishment: admission charged them, and a recount between a charge and the write
+of the object it was for could only undercount. Other kinds are recounted on those
 triggers and every ``RECHECK_SECONDS`` for quotas that track them; every quota is
 recounted every ``RESYNC_SECONDS`` (a create refused after its charge, e.g. a name
 taken, leaves no event to react to), as Kubernetes' controller also resyncs. The count is read with LISTs from the API after the quota is
@@ -41,10 +43,11 @@ class ResourceQuotaController(Controller):
         self.pods.add_handler(self._on_pod)
 
     def _on_pod(self, event: str, pod: Obj, old: Obj | None) -> None:
-        if event == "MODIFIED" and old is not None and q.pod_is_terminal(pod) == q.pod_is_terminal(old) \
-                and (pod.get("spec") or {}).get("containers") == (old.get("spec") or {}).get("containers"):
-            return
-        self.enqueue_namespace(pod["metadata"].get("namespace") or "")
+        """Usage goes down when a pod is deleted or finishes; an added pod was charged by admission,
+        so adds trigger nothing (a recount racing a charge could only undercount)."""
+        finished = event == "MODIFIED" and old is not None and q.pod_is_terminal(pod) and not q.pod_is_terminal(old)
+        if event == "DELETED" or finished:
+            self.enqueue_namespace(pod["metadata"].get("namespace") or "")
 
     def enqueue_namespace(self, ns: str) -> None:
         for quota in self.quotas.list():

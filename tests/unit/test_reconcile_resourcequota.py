@@ -48,7 +48,12 @@ async def test_pod_events_enqueue_the_quotas_of_their_namespace(fake_api):
     fake_api.sync()
     while len(ctl.queue):
         ctl.queue.done(await ctl.queue.get())
-    ctl._on_pod("ADDED", pod("a"), None)
+    ctl._on_pod("ADDED", pod("a"), None)  # charged by admission
     ctl._on_pod("MODIFIED", pod("a"), pod("a"))  # nothing that counts changed
-    ctl._on_pod("ADDED", pod("x", ns="elsewhere"), None)
+    ctl._on_pod("DELETED", pod("x", ns="elsewhere"), pod("x", ns="elsewhere"))
+    assert len(ctl.queue) == 0
+    ctl._on_pod("MODIFIED", pod("a", phase="Failed"), pod("a"))
     assert len(ctl.queue) == 1 and await ctl.queue.get() == f"{NS}/q"
+    ctl.queue.done(f"{NS}/q")
+    ctl._on_pod("DELETED", pod("a"), pod("a"))
+    assert len(ctl.queue) == 1
