@@ -33,6 +33,7 @@ from .controllers.podgc import PodGCController
 from .controllers.replicaset import ReplicaSetController
 from .controllers.replicationcontroller import ReplicationManager
 from .controllers.persistentvolume import PersistentVolumeController
+from .controllers.resourcequota import ResourceQuotaController
 from .controllers.serviceaccounts import ServiceAccountsController
 from .controllers.statefulset import StatefulSetController
 from .controllers.tainteviction import TaintEvictionController
@@ -63,6 +64,7 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "cronjob": CronJobController,
     "persistentvolume": PersistentVolumeController,
     "horizontalpodautoscaling": HPAController,
+    "resourcequota": ResourceQuotaController,
 }
 DEFAULT_METRICS_PORT = 10257  # kube-controller-manager's secure port; sendo serves plain HTTP on loopback
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.

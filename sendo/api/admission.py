@@ -36,6 +36,7 @@ from ..kinds.validation import go_value
 from . import errors
 from .claims import Claim, RangeClaims
 from .defaultclass import DefaultStorageClass
+from .quota import LimitRanger
 
 POD_NETWORK = ipaddress.ip_network("127.64.0.0/10")
 NODE_BLOCK_PREFIX = 22  # 1,022 pod IPs per node, 4,096 nodes
@@ -501,7 +502,15 @@ def admission_steps(store, registry, options: AdmissionOptions | None = None) ->
     classes = registry.get("storage.k8s.io", "v1", "storageclasses")
     if classes is not None:
         steps["persistentvolumeclaims"] = [DefaultStorageClass(store, classes)]
+    _add_limit_rangers(steps, store, registry)
     return steps
+
+
+def _add_limit_rangers(steps: dict[str, list[Admit]], store, registry) -> None:
+    """LimitRange defaults and bounds for new pods and claims (after the other steps)."""
+    if registry.get("", "v1", "limitranges") is not None:
+        for plural in ("pods", "persistentvolumeclaims"):
+            steps.setdefault(plural, []).append(LimitRanger(store, registry, plural))
 
 
 def update_steps(create_steps: dict[str, list[Admit]]) -> dict[str, list[AdmitUpdate]]:

@@ -26,7 +26,7 @@ from ..kinds.printing import selector_string
 from ..kinds.registry import Registry
 from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
 from ..store.versioner import encode as stored
-from . import admission, errors, fieldmanager, limits, podsecurity, webhooks
+from . import admission, errors, fieldmanager, limits, podsecurity, quota, webhooks
 from . import patch as patching
 from .openapi import OpenAPI
 from .options import RequestOptions
@@ -107,6 +107,7 @@ class ResourceAPI:
         self.admission = admission.admission_steps(store, registry, admission_options)
         self.update_admission = admission.update_steps(self.admission)
         self.webhooks = webhooks.Webhooks(store, registry)  # admission webhooks (webhooks.py)
+        self.quota = quota.QuotaAdmission(store, registry)  # ResourceQuota: charged last, before the write
 
     # ----------------------------------------------------------------- reads
     async def get_kv(self, r: Resource, ns: str | None, name: str) -> KV:
@@ -163,6 +164,8 @@ class ResourceAPI:
                 podsecurity.admit(r.group, r.plural, obj, namespace.value, opts)
             if attempt == 0:
                 await self.webhooks.validate(hook)
+            if namespace is not None and attempt == 0:
+                await self.quota.admit(r.group, r.plural, ns or "", obj, dry_run)
             if dry_run:
                 return KV(r.key(ns, meta["name"]), orjson.dumps(obj), self.store.revision, 0)
             try:

@@ -12,6 +12,7 @@ from .endpoints import ENDPOINTS_PRINTER, EndpointsStrategy
 from .pvc import PersistentVolumeClaimStrategy, PVC_PRINTER
 from .replicationcontroller import RC_PRINTER, ReplicationControllerStrategy
 from .storage import PV_RESOURCE
+from .quota import LIMITRANGE_PRINTER, LimitRangeStrategy, QUOTA_PRINTER, ResourceQuotaStrategy
 
 RESOURCES = [
     Resource("", "v1", "Namespace", "namespaces", False, short_names=["ns"], subresources={"status", "finalize"},
@@ -36,4 +37,8 @@ RESOURCES = [
     Resource("", "v1", "ReplicationController", "replicationcontrollers", True, short_names=["rc"],
              categories=["all"], subresources={"status", "scale"}, scale=ScaleSpec(label_selector=None),
              strategy=ReplicationControllerStrategy(), printer=RC_PRINTER),
+    Resource("", "v1", "ResourceQuota", "resourcequotas", True, short_names=["quota"], subresources={"status"},
+             strategy=ResourceQuotaStrategy(), printer=QUOTA_PRINTER),
+    Resource("", "v1", "LimitRange", "limitranges", True, short_names=["limits"], strategy=LimitRangeStrategy(),
+             printer=LIMITRANGE_PRINTER),
 ]

@@ -12,13 +12,13 @@ from typing import Any
 
 from .base import Cause, duplicate, forbidden, Obj, required, set_default, strip_nulls, unsupported
 from .printing import as_dict, as_list, dicts
-from .quantity import parse_quantity, QuantityError
+from .quantity import parse_quantity
 from .volumes import validate_sub_path, validate_volume_source
 from .taints import NOT_READY_TAINT, UNREACHABLE_TAINT
 from .validation import (check_enum, check_int, check_name, check_string_list, get, invalid_value, is_config_key,
                          is_dns1123_label, is_dns1123_subdomain, is_env_var_name, is_port_name, is_port_number,
-                         is_qualified_name, is_type, MAX_INT32, not_found, PROTOCOLS, required_because, TAINT_EFFECTS,
-                         type_invalid, validate_labels, validate_object_meta)
+                         is_qualified_name, is_type, MAX_INT32, nonnegative_quantity, not_found, PROTOCOLS,
+                         required_because, TAINT_EFFECTS, type_invalid, validate_labels, validate_object_meta)
 
 
 # ======================================================================= pod spec defaults
@@ -520,14 +520,9 @@ def validate_resources(res: Any, path: str) -> list[Cause]:
         for name, q in (get(res, section, f"{path}.{section}", dict, causes) or {}).items():
             p = f"{path}.{section}[{name}]"
             causes += validate_resource_name(name, p)
-            try:
-                value = parse_quantity(q)
-            except QuantityError as e:
-                causes.append(invalid_value(p, q, e.reason))
-                continue
-            if value < 0:
-                causes.append(invalid_value(p, q, "must be greater than or equal to 0"))
-            parsed[section][name] = (q, value)
+            value = nonnegative_quantity(q, p, causes)
+            if value is not None:
+                parsed[section][name] = (q, value)
     for name, (q, value) in parsed["requests"].items():
         if name not in parsed["limits"]:
             continue
