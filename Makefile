@@ -26,7 +26,7 @@ up: venv
 	$(BIN)/sendo up --runtime $(RUNTIME) --apply examples/hello-web.yaml
 
 # modules whose types mypy checks; add a module once it passes
-TYPED   := sendo/client sendo/tasks.py sendo/wire.py sendo/kinds/meta.py sendo/api/paths.py sendo/api/agentlink.py
+TYPED   := sendo/client sendo/tasks.py sendo/wire.py sendo/kinds/meta.py sendo/api/paths.py sendo/api/agentlink.py sendo/api/audit.py
 
 test: venv containers lint
 	$(BIN)/pytest -q -n 2 --dist loadfile tests
@@ -48,7 +48,12 @@ e2e: venv containers
 bench: venv
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.rbac
+	$(BIN)/python -m bench.datastores
 	$(BIN)/python -m bench.fuzz
+	$(BIN)/python -m bench.jobs
+	$(BIN)/python -m bench.volumes
+	$(BIN)/python -m bench.nodeloss
+	$(BIN)/python -m bench.webhooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -71,11 +71,11 @@ class Cluster:
         return Client(self.url, self.admin_token, self.ca_pem, timeout=120)
 
 
-def start_server(data_dir: str, up: bool = False) -> Cluster:
-    """`sendo server` (or `sendo up`, with an agent) on a free port."""
+def start_server(data_dir: str, up: bool = False, extra: tuple[str, ...] = ()) -> Cluster:
+    """`sendo server` (or `sendo up`, with an agent) on a free port; ``extra``: more options."""
     port = free_port()
     cmd = "up" if up else "server"
-    proc = _start(SENDO + [cmd, "--data-dir", data_dir, "--port", str(port)],
+    proc = _start(SENDO + [cmd, "--data-dir", data_dir, "--port", str(port), *extra],
                   os.path.join(data_dir, f"{cmd}.log") if os.path.isdir(data_dir) else f"/tmp/sendo-bench-{cmd}.log",
                   "export KUBECONFIG=")
     sdir = os.path.join(data_dir, "server")

@@ -71,12 +71,31 @@ async def bench_up(size: dict, root: str, figures: dict) -> None:
         try:
             await bench_pod_start(client, size, figures)
         except AssertionError as e:  # the burst hang (issue 15): show what the cluster logged
-            with open(os.path.join(d, "up.log"), errors="replace") as f:
-                raise AssertionError(f"{e}\n--- sendo up log (last lines) ---\n{''.join(f.readlines()[-25:])}") from None
+            raise AssertionError(f"{e}\n{await _stuck_report(c, os.path.join(d, 'up.log'))}") from None
         await bench_heal(client, figures)
     finally:
         await client.close()
         c.server.stop()
+
+
+async def _stuck_report(c: Cluster, log_path: str) -> str:
+    """The last lines of the sendo up log and, asked for with SIGUSR1, where every one of
+    its asyncio tasks is waiting (sendo.tasks.dump_tasks)."""
+    with open(log_path, errors="replace") as f:
+        before = len(f.read())
+    c.server.popen.send_signal(signal.SIGUSR1)
+    text = ""
+    for _ in range(50):  # bounded: 5 s for the dump to appear
+        await asyncio.sleep(0.1)
+        with open(log_path, errors="replace") as f:
+            text = f.read()
+        if "asyncio tasks ---" in text[before:]:
+            await asyncio.sleep(0.5)
+            with open(log_path, errors="replace") as f:
+                text = f.read()
+            break
+    tail = "".join(text[:before].splitlines(keepends=True)[-25:])
+    return f"--- sendo up log (last lines) ---\n{tail}--- tasks (SIGUSR1) ---\n{text[before:]}"
 
 
 async def bench_pod_start(client, size: dict, figures: dict) -> None:

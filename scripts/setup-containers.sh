@@ -1,12 +1,13 @@
 #!/bin/sh
 # Install what the `docker` runtime and the container tests need on Debian 12:
 # Podman (serves the Docker Engine API), runc, the OCI registry, static busybox (the
-# test images are built from it), and the containers.conf settings these machines need
+# test images are built from it), etcd (server and etcdctl: the `etcd://` datastore and
+# its tests), and the containers.conf settings these machines need
 # (see DESIGN.md, "Facts about these machines"). Idempotent: when everything is in
 # place it only checks and returns.
 set -eu
 
-PACKAGES="podman runc docker-registry busybox-static"
+PACKAGES="podman runc docker-registry busybox-static etcd-server etcd-client"
 CONF=/etc/containers/containers.conf
 DROPIN=/etc/containers/containers.conf.d/50-sendo.conf
 
@@ -21,8 +22,8 @@ if [ -n "$missing" ]; then
         exit 1
     fi
     echo "setup-containers: installing$missing" >&2
-    # No service may start during the installation (docker-registry ships one): the
-    # tests start their own registry on loopback, by PID.
+    # No service may start during the installation (docker-registry and etcd-server ship
+    # one): the tests start their own registry and etcd on loopback, by PID.
     policy=/usr/sbin/policy-rc.d
     made_policy=""
     if [ ! -e "$policy" ]; then

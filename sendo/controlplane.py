@@ -8,20 +8,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .client import Client
+from .client.leaderelection import LeaderElector, Timings
 from .controllers.base import Controller, InformerFactory
 from .controllers.clusterroleaggregation import ClusterRoleAggregationController
+from .controllers.daemonset import DaemonSetController
+from .controllers.cronjob import CronJobController
 from .controllers.deployment import DeploymentController
+from .controllers.disruption import DisruptionController
 from .controllers.endpoints import EndpointsController
 from .controllers.gc import GarbageCollector
+from .controllers.hpa import HPAController
+from .controllers.job import JobController
 from .controllers.namespace import NamespaceController
-from .controllers.nodelifecycle import NodeLifecycleController
+from .controllers.nodelifecycle import DEFAULT_GRACE_SECONDS, NodeLifecycleController
+from .controllers.podgc import PodGCController
 from .controllers.replicaset import ReplicaSetController
 from .controllers.replicationcontroller import ReplicationManager
+from .controllers.persistentvolume import PersistentVolumeController
+from .controllers.resourcequota import ResourceQuotaController
 from .controllers.serviceaccounts import ServiceAccountsController
+from .controllers.statefulset import StatefulSetController
+from .controllers.tainteviction import TaintEvictionController
+from .observe import METRICS_CONTENT_TYPE, Health, exposition
 from .scheduler.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -37,10 +54,21 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "garbagecollector": GarbageCollector,
     "namespace": NamespaceController,
     "nodelifecycle": NodeLifecycleController,
+    "tainteviction": TaintEvictionController,
+    "podgc": PodGCController,
     "endpoints": EndpointsController,
     "serviceaccount": ServiceAccountsController,
+    "daemonset": DaemonSetController,
+    "statefulset": StatefulSetController,
+    "disruption": DisruptionController,
+    "job": JobController,
+    "cronjob": CronJobController,
+    "persistentvolume": PersistentVolumeController,
+    "horizontalpodautoscaling": HPAController,
+    "resourcequota": ResourceQuotaController,
     "clusterrole-aggregation": ClusterRoleAggregationController,
 }
+DEFAULT_METRICS_PORT = 10257  # kube-controller-manager's secure port; sendo serves plain HTTP on loopback
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.
 OFF_BY_DEFAULT: frozenset[str] = frozenset()
 
@@ -76,27 +104,144 @@ def select_controllers(spec: str = "*") -> list[str]:
             if n not in off and (n in on or (star and n not in OFF_BY_DEFAULT))]
 
 
+def controller_options(node_monitor_grace_period: float = DEFAULT_GRACE_SECONDS,
+                       hpa_sync_period: float | None = None) -> dict[str, dict[str, Any]]:
+    """Loop name -> its keyword options, from the flags of `sendo controllers`/`server`/`up`."""
+    options: dict[str, dict[str, Any]] = {"nodelifecycle": {"grace_seconds": node_monitor_grace_period}}
+    if hpa_sync_period:
+        options["horizontalpodautoscaling"] = {"sync_period": hpa_sync_period}
+    return options
+
+
+LEADER_LEASE = "sendo-controller-manager"  # kube-system/<this>: who runs the loops when several servers serve
+
+
 class ControlPlane:
-    """The selected loops sharing one REST client and one set of informers."""
+    """The selected loops sharing one REST client and one set of informers.
+
+    With ``election`` (several servers on one store), every server's control plane lists and
+    watches, but the loops run only in the one that holds the ``LEADER_LEASE`` Lease: a
+    follower's caches are warm, so a new leader acts as soon as it takes over."""
 
     def __init__(self, url: str, token: str, ca_pem: bytes | None, controllers: str = "*",
-                 options: dict[str, dict[str, Any]] | None = None):
+                 options: dict[str, dict[str, Any]] | None = None, election: Timings | None = None,
+                 identity: str = ""):
         names = select_controllers(controllers)
         self.client = Client(url, token, ca_pem, user_agent="sendo-controller-manager")
         self.informers = InformerFactory(self.client)
         options = options or {}
         self.loops = {n: CONTROLLERS[n](self.client, self.informers, **options.get(n, {})) for n in names}
+        self.elector = (LeaderElector(self.client, LEADER_LEASE, identity or _identity(), timings=election)
+                        if election else None)
+        # /metrics: every loop's work queue, plus what a loop adds (the scheduler's attempts)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_QueueCollector(self.loops))  # type: ignore[arg-type]
+        for loop in self.loops.values():
+            for c in loop.collectors():
+                self.registry.register(c)
+        self.health = Health()
+        self.health.add("informer-sync", self._informers_synced)
+        for n, loop in self.loops.items():
+            self.health.add(f"controller/{n}", lambda loop=loop: self._loop_health(loop), live=True)
+        self._web: web.AppRunner | None = None
+        self.metrics_url = ""
+
+    def _loop_health(self, loop: Controller) -> str | None:
+        """A loop's workers run once this control plane leads (a follower's do not yet)."""
+        if loop.running() or (self.elector is not None and not self.elector.is_leader):
+            return None
+        return "its workers stopped"
+
+    def _informers_synced(self) -> str | None:
+        waiting = [i.r.plural for i in self.informers._informers.values() if not i.synced.is_set()]
+        return f"not synced yet: {', '.join(sorted(set(waiting)))}" if waiting else None
+
 
     async def start(self) -> None:
         await self.informers.start()
+        if self.elector is not None:
+            await self.elector.acquire()
         for loop in self.loops.values():
             await loop.start()
 
+    async def run(self) -> None:
+        """Start, then lead until leadership is lost (return) or forever without an election."""
+        await self.start()
+        if self.elector is None:
+            await asyncio.Event().wait()
+        else:
+            await self.elector.hold()
+
+    async def serve_http(self, host: str = "127.0.0.1", port: int = 0, fallback: bool = False) -> str:
+        """/metrics, /healthz, /livez, /readyz of the control loops (kube-controller-manager's
+        port 10257 serves the same); returns the base URL. With ``fallback``, a port another
+        process holds is replaced by a free one (logged)."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        for path in ("/healthz", "/livez", "/readyz", "/healthz/{check}", "/livez/{check}", "/readyz/{check}"):
+            app.router.add_get(path, self._health)
+        self._web = web.AppRunner(app, access_log=None)
+        await self._web.setup()
+        site = web.TCPSite(self._web, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as e:
+            if not fallback:
+                raise
+            log.warning("controllers: cannot listen on %s:%d (%s); using a free port", host, port, e)
+            site = web.TCPSite(self._web, host, 0)
+            await site.start()
+        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.metrics_url = f"http://{host}:{bound}"
+        return self.metrics_url
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=exposition(self.registry), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        status, text = await self.health.answer(request.path, request.query)
+        return web.Response(status=status, text=text)
+
     async def stop(self) -> None:
+        if self._web is not None:
+            await self._web.cleanup()
         for loop in self.loops.values():
             await loop.stop()
+        if self.elector is not None:
+            await self.elector.release()
         await self.informers.stop()
         await self.client.close()
+
+
+def _identity() -> str:
+    import os
+    import socket
+    import uuid
+    return f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+class _QueueCollector:
+    """client-go's workqueue metrics, labelled by the loop's name."""
+
+    def __init__(self, loops: dict[str, Controller]):
+        self.loops = loops
+
+    def collect(self) -> Iterator[Any]:
+        depth = GaugeMetricFamily("workqueue_depth", "Current depth of workqueue", labels=["name"])
+        adds = CounterMetricFamily("workqueue_adds", "Total number of adds handled by workqueue", labels=["name"])
+        retries = CounterMetricFamily("workqueue_retries", "Total number of retries handled by workqueue",
+                                      labels=["name"])
+        for name, loop in self.loops.items():
+            depth.add_metric([name], len(loop.queue))
+            adds.add_metric([name], loop.queue.adds)
+            retries.add_metric([name], loop.queue.retries)
+        yield from (depth, adds, retries)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def _die_with_parent() -> None:
@@ -111,9 +256,24 @@ class ControlPlaneProcess:
     """`sendo controllers` as a child process: started with the server, restarted if it
     exits, stopped (by its PID) with the server."""
 
-    def __init__(self, url: str, token_file: str, ca_file: str, log_path: str, controllers: str = "*"):
+    def __init__(self, url: str, token_file: str, ca_file: str, log_path: str, controllers: str = "*",
+                 election: Timings | None = None, identity: str = "", metrics_port: int = 0,
+                 hpa_sync_period: float | None = None, node_monitor_grace_period: float = DEFAULT_GRACE_SECONDS):
+        # the port of /metrics and the health checks is chosen once, so it stays across restarts
+        self.metrics_port = metrics_port or free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.args = [sys.executable, "-m", "sendo.cli.main", "controllers", "--server", url,
-                     "--token-file", token_file, "--ca-cert", ca_file, "--controllers", controllers]
+                     "--token-file", token_file, "--ca-cert", ca_file, "--controllers", controllers,
+                     "--metrics-port", str(self.metrics_port),
+                     "--node-monitor-grace-period", f"{node_monitor_grace_period:.6f}"]
+        if hpa_sync_period:
+            self.args += ["--hpa-sync-period", str(hpa_sync_period)]
+        if election is not None:
+            self.args += ["--leader-elect", "--leader-elect-lease-duration", str(election.lease_duration),
+                          "--leader-elect-renew-deadline", str(election.renew_deadline),
+                          "--leader-elect-retry-period", str(election.retry_period)]
+            if identity:
+                self.args += ["--leader-elect-identity", identity]
         self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task | None = None
@@ -152,18 +312,32 @@ class ControlPlaneProcess:
                 await self.proc.wait()
 
 
-async def run_controllers(url: str, token: str, ca_pem: bytes | None, controllers: str = "*") -> None:
-    """The body of `sendo controllers`: run until SIGTERM/SIGINT."""
+async def run_controllers(url: str, token: str, ca_pem: bytes | None, controllers: str = "*",
+                          election: Timings | None = None, identity: str = "",
+                          metrics_port: int | None = None, options: dict[str, dict[str, Any]] | None = None) -> None:
+    """The body of `sendo controllers`: run until SIGTERM/SIGINT, or until leadership is lost
+    (exit status 1: the server starts a fresh candidate, so no loop acts on a stale view)."""
     from .client.rest import wait_ready
     await wait_ready(url, ca_pem)
-    cp = ControlPlane(url, token, ca_pem, controllers)
-    await cp.start()
+    cp = ControlPlane(url, token, ca_pem, controllers, options, election=election, identity=identity)
+    if metrics_port is not None:
+        await cp.serve_http("127.0.0.1", metrics_port, fallback=metrics_port == DEFAULT_METRICS_PORT)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    running = asyncio.create_task(cp.run(), name="control-plane")
+    stopping = asyncio.create_task(stop.wait())
     try:
-        await stop.wait()
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for t in (running, stopping):
+            t.cancel()
+        await asyncio.gather(running, stopping, return_exceptions=True)
         await cp.stop()
+    if running.done() and not running.cancelled() and running.exception() is None:
+        log.warning("leadership lost: exiting")
+        raise SystemExit(1)
+    if running.done() and not running.cancelled() and running.exception() is not None:
+        raise running.exception()
 

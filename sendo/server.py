@@ -13,20 +13,23 @@ import logging
 import os
 import secrets
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvicorn
 
 from .api.app import APIServer, User
+from .api.audit import AuditConfig
 from .api.crds import CRDRegistrar
 from .api.bootstrap_policy import bootstrap_rbac
-from .api.admission import kubernetes_service_objects
+from .api.errors import APIError
+from .api.admission import AdmissionOptions, kubernetes_service_objects
 from .api.tokens import TokenSigner
+from .client.leaderelection import Timings
 from .kinds.registry import builtin_registry
 from .pki import ensure_tls
-from .private import private_dir
+from .private import private_dir, write_private
 from .serving import APIServer as HTTPServer, default_connection_limit, free_port, guarded_protocol, listen_socket
-from .store import default_url, open_store
+from .store import default_url, encryption, open_store
 
 __all__ = ["Server", "ServerConfig", "free_port", "kubeconfig", "read_or_create_secret"]
 
@@ -48,6 +51,22 @@ class ServerConfig:
     first_request_timeout: float = 30.0  # seconds from the end of the TLS handshake to the first request
     handshake_timeout: float = 30.0  # seconds a client has to finish its TLS handshake
     max_connections: int = 0  # open client connections at most; 0: what the fd limit leaves room for
+    audit: AuditConfig = field(default_factory=AuditConfig)  # the audit log (api/audit.py); off by default
+    # the control loops run in one server only, chosen by a Lease (client/leaderelection.py):
+    # None: when the store can be shared (not SQLite); the timings are sendo's fast defaults
+    leader_elect: bool | None = None
+    election: Timings = field(default_factory=Timings)
+
+    @property
+    def elects(self) -> bool:
+        if self.leader_elect is not None:
+            return self.leader_elect
+        return bool(self.datastore) and not self.datastore.startswith("sqlite:")
+    hpa_sync_period: float | None = None  # seconds between HPA syncs (None: Kubernetes' 15 s)
+    # node loss (kube-controller-manager's and kube-apiserver's flags of the same names)
+    node_monitor_grace_period: float = 40.0  # seconds without a Lease renewal or status before a node is Unknown
+    default_not_ready_toleration_seconds: int = 300  # pods' default toleration of not-ready:NoExecute
+    default_unreachable_toleration_seconds: int = 300  # pods' default toleration of unreachable:NoExecute
 
     @property
     def url(self) -> str:
@@ -84,14 +103,36 @@ class Server:
         self.sa_signer = TokenSigner.load_or_create(os.path.join(cfg.server_dir, "sa.key"))
         self.ca_pem = self.tls.ca_pem()
         self.store = open_store(cfg.datastore or default_url(os.path.join(cfg.server_dir, "state.db")))
+        self._record_datastore()
+        # Secrets sealed at rest, on by default: the key is in server/encryption-config.yaml (0600)
+        transformer, self.encryption_config = encryption.load_or_create(cfg.server_dir)
+        if hasattr(self.store, "transformer"):
+            self.store.transformer = transformer
+        else:
+            log.warning("the %s store does not seal Secrets at rest yet", type(self.store).__name__)
         self.registry = builtin_registry()
         # the admin is in system:masters; the node token names its node in a header (api/app.py)
         tokens = {self.admin_token: User("admin", ["system:masters", "system:authenticated"])}
-        self.api = APIServer(self.store, self.registry, tokens, self.node_token, self.sa_signer)
+        self.api = APIServer(self.store, self.registry, tokens, self.node_token, self.sa_signer,
+                             auditor=cfg.audit.open(),
+                             admission_options=AdmissionOptions(cfg.default_not_ready_toleration_seconds,
+                                                                cfg.default_unreachable_toleration_seconds))
+        self.api.encryption_config = self.encryption_config if hasattr(self.store, "reseal") else None
         self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
+        self._started: set[str] = set()  # start-up steps done, each a /readyz check
+        for step in ("poststarthook/bootstrap-system-namespaces", "crd-informer-synced"):
+            self.api.health.add(step, lambda step=step: None if step in self._started else "not finished")
         self._uvicorn: HTTPServer | None = None
         self._tasks: list[asyncio.Task] = []
         self.control = None
+
+    def _record_datastore(self) -> None:
+        """Which store this data dir's server uses, for the commands that work on it (`sendo snapshot`)."""
+        path = os.path.join(self.cfg.server_dir, "datastore")
+        if self.cfg.datastore:
+            write_private(path, self.cfg.datastore.encode() + b"\n")
+        elif os.path.exists(path):
+            os.unlink(path)
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -102,7 +143,9 @@ class Server:
             await self._bootstrap()
             await bootstrap_rbac(self.api.api, self.registry)
             await self.api.start()
+            self._started.add("poststarthook/bootstrap-system-namespaces")
             await self.crds.start()  # stored CRDs are served before the first request
+            self._started.add("crd-informer-synced")
         except BaseException:
             sock.close()
             raise
@@ -123,31 +166,62 @@ class Server:
                 raise RuntimeError("API server stopped during start-up")
             await asyncio.sleep(0.01)  # poll uvicorn's start-up flag
         if self.cfg.controllers and self.cfg.controllers_in_process:
-            from .controlplane import ControlPlane
-            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names)
+            from .controlplane import ControlPlane, controller_options
+            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names,
+                                        controller_options(self.cfg.node_monitor_grace_period,
+                                                           self.cfg.hpa_sync_period),
+                                        election=self.cfg.election if self.cfg.elects else None)
+            await self.control.serve_http()
             await self.control.start()
         elif self.cfg.controllers:
             from .controlplane import ControlPlaneProcess
             self.control = ControlPlaneProcess(self.cfg.url, os.path.join(self.cfg.server_dir, "admin-token"),
                                                self.tls.ca_cert, os.path.join(self.cfg.server_dir,
                                                                               "controllers.log"),
-                                               self.cfg.controller_names)
+                                               self.cfg.controller_names,
+                                               election=self.cfg.election if self.cfg.elects else None,
+                                               hpa_sync_period=self.cfg.hpa_sync_period,
+                                               node_monitor_grace_period=self.cfg.node_monitor_grace_period)
             await self.control.start()
+        self._write_components()
+
+    @property
+    def components_file(self) -> str:
+        return os.path.join(self.cfg.server_dir, "components.json")
+
+    def _write_components(self) -> None:
+        """Where this server's components answer (/metrics, /readyz), for `sendo status`."""
+        import json
+        comps = {"apiserver": self.cfg.url}
+        if self.control is not None:
+            comps["controllers"] = self.control.metrics_url
+        tmp = self.components_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(comps, f)
+        os.replace(tmp, self.components_file)
 
     async def _bootstrap(self) -> None:
         """What every cluster has: the system namespaces, and the `kubernetes` Service in
-        `default` with endpoints that point at this server (updated if its port moved)."""
+        `default` with endpoints that point at this server (updated if its port moved).
+        Several servers may start at once on one store: what another created first is kept."""
         api = self.api.api
         ns = self.registry.get("", "v1", "namespaces")
+
+        async def create(r, namespace, obj) -> None:
+            try:
+                await api.create(r, namespace, obj)
+            except APIError as e:
+                if e.code != 409:  # AlreadyExists: another server made it a moment ago
+                    raise
         for name in SYSTEM_NAMESPACES:
             if await self.store.get(ns.key(None, name)) is None:
-                await api.create(ns, None, {"metadata": {"name": name}})
+                await create(ns, None, {"metadata": {"name": name}})
         for plural, obj in kubernetes_service_objects(self.cfg.host, self.cfg.port).items():
             group = "discovery.k8s.io" if plural == "endpointslices" else ""
             r = self.registry.get(group, "v1", plural)
             kv = await self.store.get(r.key("default", "kubernetes"))
             if kv is None:
-                await api.create(r, "default", obj)
+                await create(r, "default", obj)
             elif plural != "services":
                 await api.update(r, "default", "kubernetes", obj)
 
@@ -163,8 +237,11 @@ class Server:
             except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 t.cancel()
         await self.crds.stop()
+        await self.api.api.webhooks.close()
         await self.api.stop()
         await self.store.close()
+        if self.api.auditor is not None:
+            self.api.auditor.log.close()
 
 
 def kubeconfig(url: str, token: str, ca_pem: bytes, name: str = "sendo") -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Iterable
+from typing import Callable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -30,3 +30,54 @@ async def stop_tasks(tasks: Iterable[asyncio.Task | asyncio.Future | None], what
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             log.error("%s %s had failed: %r", what, getattr(t, "get_name", lambda: "?")(), result,
                       exc_info=result)
+
+
+# name → function returning text: state that parts of the process add to the SIGUSR1 dump
+DUMP_SECTIONS: dict[str, Callable[[], str]] = {}
+
+
+def dump_tasks(out=None) -> None:
+    """Write every asyncio task of the running loop with where it is waiting now: what
+    `kill -USR1 <pid>` prints to stderr, to see what a process that seems stuck is
+    waiting for (Go prints its goroutines on SIGQUIT for the same reason)."""
+    import io
+    import sys
+    buf = io.StringIO()
+    tasks = sorted(asyncio.all_tasks(), key=lambda t: t.get_name())
+    buf.write(f"--- {len(tasks)} asyncio tasks ---\n")
+    for t in tasks:
+        buf.write(f"task {t.get_name()}:\n")
+        for line in _awaiting(t.get_coro()):
+            buf.write(f"    {line}\n")
+    for name, describe in list(DUMP_SECTIONS.items()):
+        buf.write(f"--- {name} ---\n")
+        try:
+            buf.write(describe().rstrip("\n") + "\n")
+        except Exception as e:  # a diagnostic must not break the process it describes
+            buf.write(f"({name} could not be described: {e!r})\n")
+    (out or sys.stderr).write(buf.getvalue())
+    (out or sys.stderr).flush()
+
+
+def install_task_dump() -> None:
+    """SIGUSR1 dumps the running loop's tasks (see dump_tasks)."""
+    import signal
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
+    except (NotImplementedError, RuntimeError):  # no signals here (not the main thread)
+        pass
+
+
+def _awaiting(coro) -> list[str]:
+    """The chain of coroutines `coro` is suspended in, outermost first (a task's own stack
+    shows only its outermost frame)."""
+    lines = []
+    for _ in range(50):
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            if coro is not None:
+                lines.append(f"waiting on {coro!r}"[:300])
+            break
+        lines.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return lines

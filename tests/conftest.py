@@ -52,3 +52,28 @@ async def fake_api():
     yield api
     for c in made:
         await c.stop()
+
+
+@pytest.fixture(scope="session")
+def etcd(tmp_path_factory):
+    """One etcd member on free loopback ports for this test process (stopped by PID at the end);
+    each test that uses it works under a key prefix of its own (``etcd_url``)."""
+    from sendo.store.etcd_local import LocalEtcd
+    e = LocalEtcd(str(tmp_path_factory.mktemp("etcd"))).start()
+    yield e
+    e.stop()
+
+
+@pytest.fixture
+def etcd_url(etcd, request):
+    """A --datastore URL on the shared etcd whose keys no other test sees."""
+    import re
+    return f"{etcd.url}/{re.sub(r'[^A-Za-z0-9_.-]', '-', request.node.name)}"
+
+
+@pytest.fixture(params=["sqlite", "etcd"])
+def store_url(request, tmp_path):
+    """A datastore URL of each kind: the same test runs on SQLite and on etcd."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path}/state.db"
+    return request.getfixturevalue("etcd_url")

@@ -18,21 +18,27 @@ import psutil
 from aiohttp import web
 
 from .. import __version__
+from ..network.mirror import DNS_CLUSTER_IP, ServiceMirror
 from ..client import ApiError, Client, Informer, kind
 from ..client.events import EventRecorder
 from ..client.factory import InformerFactory
 from ..client.informer import obj_key
 from ..kinds.meta import now_rfc3339
-from ..tasks import stop_tasks
+from ..kinds.storage import STORAGE_DIR_ANNOTATION
+from ..observe import METRICS_CONTENT_TYPE, Health, exposition
+from ..tasks import DUMP_SECTIONS, stop_tasks
 from ..wire import NODE_HEADER
 from . import logs as logfiles
-from . import portforward
+from . import podexec, portforward
 from .env import service_links
 from .identity import PodIdentity
-from .lease import RENEW_EVERY, renew_node_lease
+from .lease import LEASE_SECONDS, RENEW_FRACTION, renew_node_lease
+from .metrics import AgentMetrics, DNSCollector
 from .podworker import PodWorker
 from .query import BadQuery, query_bool, query_int
 from .runtime import ContainerHandle, Runtime, SandboxError, open_runtime, registry
+from .volumes import VolumeManager, unmount_all
+from .usage import DEFAULT_INTERVAL, RunningContainer, UsageSampler, resource_registry
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -59,6 +65,10 @@ class AgentConfig:
     runtime: str = registry.DEFAULT  # runs pods without a runtimeClassName; `process` is always there too
     engine: str = ""  # docker runtime: the engine's socket ("" = DOCKER_HOST, usual paths, else podman)
     container_cidr: str = ""  # docker runtime: the pod CIDR of container pods ("" = its default)
+    metrics_interval: float = DEFAULT_INTERVAL  # seconds between resource usage samples (kubectl top)
+    # the node Lease's duration; renewed every quarter of it (kubelet's nodeLeaseDurationSeconds)
+    node_lease_duration_seconds: int = LEASE_SECONDS
+    container_service_cidr: str = ""  # docker runtime: the twins of the ClusterIPs ("" = 10.96.0.0/16)
 
     def runtime_names(self) -> list[str]:
         """The runtimes this agent opens: the default one, `process` (needs nothing) and
@@ -67,7 +77,8 @@ class AgentConfig:
 
     def runtime_options(self, name: str) -> dict[str, str]:
         if name == "docker":
-            return {"engine": self.engine, "pod_cidr": self.container_cidr}
+            return {"engine": self.engine, "pod_cidr": self.container_cidr, "host_address": self.address,
+                    "service_cidr": self.container_service_cidr}
         return {}
 
 
@@ -86,6 +97,13 @@ class Agent:
         self.runtimes: dict[str, Runtime] = {n: open_runtime(n, self.dir, **cfg.runtime_options(n))
                                              for n in cfg.runtime_names()}
         self.runtime = self.runtimes[cfg.runtime]
+        # Services as pods in their own network namespace reach them (network/mirror.py)
+        self.mirror = ServiceMirror()
+        self.container_dns = None  # network.dns.ClusterDNS on the twin of the DNS ClusterIP
+        self._container_dns_task: asyncio.Task | None = None
+        for rt in self.runtimes.values():
+            if hasattr(rt, "on_network_ready"):
+                rt.on_network_ready = self._container_network_ready
         self.recorder = EventRecorder(self.client, "kubelet", cfg.node_name)
         self.workers: dict[str, PodWorker] = {}  # pod uid -> worker
         self.adopted: dict[str, tuple[Runtime, list[ContainerHandle]]] = {}  # pod uid -> what runs
@@ -100,8 +118,24 @@ class Agent:
         self.ingress = None  # network.ingress.IngressController when cfg.ingress
         self.dns = None  # network.dns.ClusterDNS when cfg.dns
         # ServiceAccount tokens of the pods (identity.py)
+        self.metrics = AgentMetrics(self._counts)  # /metrics; pod workers record into it
+        self.metrics.registry.register(DNSCollector(lambda: self.dns))  # type: ignore[arg-type]
+        self.usage = UsageSampler(cfg.node_name, self._running_containers, cfg.metrics_interval)
+        self.resource_metrics = resource_registry(self.usage)  # /metrics/resource
+        self.health = Health()
+        self.health.add("node-registered", lambda: None if self.node is not None else "the node is not registered")
+        self.health.add("pods-informer", lambda: None if self.pods is not None and self.pods.synced.is_set()
+                        else "the pods bound to this node are not listed yet")
+        self.health.add("usage-sampler", lambda: None if self.usage.node is not None else "no usage sample yet")
+        self._lease_renewed = 0.0
+        self.health.add("lease", self._lease_fresh, live=True, ready=False)
         self.identity = PodIdentity(self.client, cfg.server, cfg.ca_pem, self.pods_dir,
                                     alive=lambda uid: uid in self.workers, on_ready=self._identity_ready)
+        # the pods' volumes; local-path PersistentVolumes of this node live in storage_dir
+        self.storage_dir = os.path.join(cfg.data_dir, "storage")
+        self.volumes = VolumeManager(self.client, self.informers, cfg.node_name, self.storage_dir,
+                                     on_change=self._volume_ready, evict=self._evict, event=self.event,
+                                     allocatable=self._allocatable)
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -112,6 +146,8 @@ class Agent:
         for rt in self.runtimes.values():
             for h in await rt.adopt():
                 self.adopted.setdefault(h.spec.pod_uid, (rt, []))[1].append(h)
+        await self._stop_replaced()  # before the node says Ready, before any pod starts
+        await self._post_ready()
         await self._start_runtime_classes()
         if self.cfg.dns:  # before the pods: their environment names the DNS server and Services
             from ..network.dns import ClusterDNS
@@ -121,13 +157,16 @@ class Agent:
         self.services = self.informers.get(kind("services"))  # service links; shared with DNS and proxy
         await self.informers.start(self.services)
         await self.identity.start()  # before the pods: their tokens need their ServiceAccounts
+        await self.volumes.start()
         self.pods = self.informers.get(kind("pods"), field_selector=f"spec.nodeName={self.cfg.node_name}")
         self.pods.add_handler(self._on_pod)
         await self.informers.start(self.pods)
         await self._stop_strays()
+        await self.usage.start()
         if self.cfg.service_proxy:
             from ..network.proxy import ServiceProxy
-            self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.address, informers=self.informers)
+            self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.address, informers=self.informers,
+                                      mirror=self.mirror)
             await self.proxy.start()
         if self.cfg.ingress:  # ports it cannot bind (in use, privileged) are logged and retried, never fatal
             from ..network.ingress import IngressController
@@ -135,20 +174,27 @@ class Agent:
                                              http_port=self.cfg.ingress_http_port,
                                              https_port=self.cfg.ingress_https_port, informers=self.informers)
             await self.ingress.start()
+        DUMP_SECTIONS[f"pod workers of node {self.cfg.node_name}"] = self._describe_workers
         self._tasks = [asyncio.create_task(self._heartbeat(), name="lease"),
                        asyncio.create_task(self._status_loop(), name="node-status"),
                        asyncio.create_task(self._rotate_logs(), name="log-rotation")]
 
     async def stop(self, stop_pods: bool = False) -> None:
         """Stop the agent. Pods keep running unless stop_pods (then their processes stop too)."""
+        DUMP_SECTIONS.pop(f"pod workers of node {self.cfg.node_name}", None)
         for t in [*self._tasks, *self._cleanups]:
             t.cancel()
+        await self.usage.stop()
         if self.ingress:
             await self.ingress.stop()
         if self.proxy:
             await self.proxy.stop()
         if self.dns:
             await self.dns.stop()
+        if self._container_dns_task is not None:
+            self._container_dns_task.cancel()
+        if self.container_dns is not None:
+            await self.container_dns.stop()
         await self.informers.stop()
         workers = list(self.workers.values())
         await stop_tasks((w.task for w in workers), "pod worker")
@@ -160,7 +206,9 @@ class Agent:
                         await rt.stop_pod_sandbox(sb.id)
                     except Exception as e:  # the agent stops anyway; the next one cleans up
                         log.warning("cannot stop the sandbox of pod %s/%s: %s", sb.namespace, sb.pod_name, e)
+            await unmount_all(self.pods_dir)  # memory-backed emptyDirs end with their pods, as at a reboot
         await self.identity.close()
+        await self.volumes.close()
         for rt in self.runtimes.values():
             await rt.close()
         await self.recorder.close()
@@ -191,7 +239,8 @@ class Agent:
                            "lastTransitionTime": now})
         uname = platform.uname()
         return {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": self.cfg.node_name, "labels": labels},
+                "metadata": {"name": self.cfg.node_name, "labels": labels,
+                             "annotations": {STORAGE_DIR_ANNOTATION: self.storage_dir}},
                 "spec": {},
                 "status": {"capacity": resources, "allocatable": dict(resources), "conditions": conditions,
                            "addresses": [{"type": "InternalIP", "address": self.cfg.address},
@@ -217,23 +266,36 @@ class Agent:
                 node = await self.client.get(nodes, None, self.cfg.node_name)
         else:
             labels = {**(node["metadata"].get("labels") or {}), **want["metadata"]["labels"]}
-            if labels != node["metadata"].get("labels"):
-                node = await self.client.patch(nodes, None, self.cfg.node_name, {"metadata": {"labels": labels}})
-        self.node = await self.client.patch(nodes, None, self.cfg.node_name, {"status": want["status"]},
-                                            sub="status")
-        cidr = (self.node.get("spec") or {}).get("podCIDR")
+            annotations = {**(node["metadata"].get("annotations") or {}), **want["metadata"]["annotations"]}
+            if labels != node["metadata"].get("labels") or annotations != node["metadata"].get("annotations"):
+                node = await self.client.patch(nodes, None, self.cfg.node_name,
+                                               {"metadata": {"labels": labels, "annotations": annotations}})
+        self.node = node
+        cidr = (node.get("spec") or {}).get("podCIDR")
         if not cidr:
             raise RuntimeError(f"node {self.cfg.node_name} has no podCIDR")
         for rt in self.runtimes.values():
             await rt.update_runtime_config(cidr)
+
+    async def _post_ready(self) -> None:
+        """The node's status (Ready) and its Lease: from now on the node is heard from."""
+        self.node = await self.client.patch(kind("nodes"), None, self.cfg.node_name,
+                                            {"status": self._node_object()["status"]}, sub="status")
         await self._renew_lease()
 
     async def _renew_lease(self) -> None:
-        await renew_node_lease(self.client, self.cfg.node_name, self.node["metadata"]["uid"])
+        await renew_node_lease(self.client, self.cfg.node_name, self.node["metadata"]["uid"],
+                               self.cfg.node_lease_duration_seconds)
+        self._lease_renewed = asyncio.get_running_loop().time()
+
+    def _lease_fresh(self) -> str | None:
+        age = asyncio.get_running_loop().time() - self._lease_renewed
+        stale_after = 4 * self.cfg.node_lease_duration_seconds * RENEW_FRACTION
+        return None if age < stale_after else f"the node Lease was last renewed {age:.0f}s ago"
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(RENEW_EVERY)  # lease renewal period
+            await asyncio.sleep(self.cfg.node_lease_duration_seconds * RENEW_FRACTION)  # lease renewal period
             try:
                 await self._renew_lease()
             except Exception as e:
@@ -256,6 +318,10 @@ class Agent:
                     if f.endswith(".log"):
                         await asyncio.to_thread(logfiles.rotate_if_needed, os.path.join(root, f))
 
+    def _describe_workers(self) -> str:
+        """For the SIGUSR1 dump: what each pod worker is waiting for."""
+        return "\n".join(w.describe() for w in self.workers.values()) or "(none)"
+
     # ----------------------------------------------------------------- pods
     def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:
         uid = pod["metadata"]["uid"]
@@ -276,11 +342,27 @@ class Agent:
             self.identity.track(pod)  # its token is fetched now (and kept fresh for adopted pods)
         else:
             w.update(pod)
+            self.volumes.pod_changed(pod)
 
     def _worker_done(self, uid: str) -> None:
         w = self.workers.get(uid)
         if w is not None and w.task.done():
             del self.workers[uid]
+            self.volumes.forget(uid)
+
+    def _volume_ready(self, uid: str) -> None:
+        """Something a pod's volumes waited for (a ConfigMap, a bound claim) is here."""
+        if (w := self.workers.get(uid)) is not None:
+            w.retry_prepare()
+
+    def _evict(self, uid: str, message: str) -> None:
+        if (w := self.workers.get(uid)) is not None:
+            w.evict(message)
+
+    def _allocatable(self) -> dict[str, str]:
+        """What a container without a limit may use (the downward API's resourceFieldRef)."""
+        return {"cpu": str(os.cpu_count() or 1), "memory": str(psutil.virtual_memory().total),
+                "ephemeral-storage": str(psutil.disk_usage(self.cfg.data_dir).total)}
 
     def worker_failed(self, w: PodWorker) -> None:
         """A worker that crashed is replaced by a fresh one, which adopts the containers it
@@ -295,11 +377,28 @@ class Agent:
             self._cleanups.add(t)
             t.add_done_callback(self._cleanups.discard)
 
-    async def _stop_strays(self) -> None:
+    async def _stop_replaced(self) -> None:
+        """What still runs here for pods that are no longer bound here: deleted for good, or
+        replaced elsewhere (the same name with a new uid, on another node) while this agent was
+        away — killed, or cut off behind a partition while the pods were evicted. Stopped from one
+        fresh list of the pods bound here, before the node reports Ready and before any pod
+        starts, so a replacement and its stale copy never both run once the agent is back."""
+        if not self.adopted and not any([await rt.list_pod_sandboxes() for rt in self.runtimes.values()]):
+            return
+        bound = await self.client.list(kind("pods"), fieldSelector=f"spec.nodeName={self.cfg.node_name}")
+        keep = {p["metadata"]["uid"] for p in bound.get("items") or []}
+        gone = sorted(set(self.adopted) - keep)
+        if gone:
+            log.warning("node %s: stopping the containers of %d pod(s) deleted or replaced elsewhere while the "
+                        "agent was away: %s", self.cfg.node_name, len(gone), ", ".join(gone))
+        await self._stop_strays(keep)
+
+    async def _stop_strays(self, keep: set[str] | None = None) -> None:
         """Containers and sandboxes of pods that are no longer bound here (deleted while the
-        agent was down)."""
+        agent was down). ``keep``: the pod uids to leave alone (default: those with a worker)."""
+        keep = set(self.workers) if keep is None else keep
         for uid, (rt, handles) in list(self.adopted.items()):
-            if uid in self.workers:
+            if uid in keep:
                 continue
             for h in handles:
                 await rt.stop(h, 5.0)
@@ -307,10 +406,30 @@ class Agent:
             del self.adopted[uid]
         for rt in self.runtimes.values():
             for sb in await rt.list_pod_sandboxes():
-                if sb.pod_uid not in self.workers:
+                if sb.pod_uid not in keep:
                     await rt.remove_pod_sandbox(sb.id)
 
     # ----------------------------------------------------------------- runtimes
+    def _container_network_ready(self, service_cidr: str) -> None:
+        """A runtime made the ClusterIPs' twins reachable from its pods: the proxy listens
+        on them too, and a cluster DNS answers those pods on the twin of its address."""
+        self.mirror.enable(service_cidr)
+        if self.cfg.dns and self._container_dns_task is None:
+            self._container_dns_task = asyncio.get_running_loop().create_task(self._start_container_dns(),
+                                                                           name="container-dns")
+
+    async def _start_container_dns(self) -> None:
+        from ..network.dns import ClusterDNS
+        host = self.mirror.twin(DNS_CLUSTER_IP)
+        assert host is not None
+        dns = ClusterDNS(self.client, host, 53, upstreams=[], informers=self.informers, translate=self.mirror.twin)
+        try:
+            await dns.start()
+        except OSError as e:
+            log.error("cluster DNS for container pods cannot listen on %s:53: %s", host, e)
+            return
+        self.container_dns = dns
+
     @property
     def node_address(self) -> str:
         return self.cfg.address
@@ -389,7 +508,14 @@ class Agent:
         app = web.Application()
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
         app.router.add_get("/portForward/{ns}/{pod}", portforward.handler(self.cfg.token, self.pod_address))
-        app.router.add_get("/healthz", _healthz)
+        app.router.add_get("/exec/{ns}/{pod}/{container}", podexec.handler(self.cfg.token, self.running_container))
+        app.router.add_get("/attach/{ns}/{pod}/{container}",
+                           podexec.handler(self.cfg.token, self.running_container, attach=True))
+        for path in ("/healthz", "/livez", "/readyz", "/healthz/{check}", "/livez/{check}", "/readyz/{check}"):
+            app.router.add_get(path, self._health)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/metrics/resource", self._metrics)
+        app.router.add_get("/stats/summary", self._summary)
         self._web = web.AppRunner(app, access_log=None)
         await self._web.setup()
         port = self.cfg.port or _free_port(self.cfg.address)
@@ -412,8 +538,62 @@ class Agent:
             raise LookupError(f'pod "{name}" has no IP yet')
         return w.pod_ip
 
+    # ----------------------------------------------------------------- HTTP (health, metrics)
+    async def _health(self, request: web.Request) -> web.Response:
+        status, text = await self.health.answer(request.path, request.query)
+        return web.Response(status=status, text=text)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """/metrics (the agent's own) and /metrics/resource (usage); the node token, as
+        the kubelet asks for a token."""
+        if not _authorized(request, self.cfg.token):
+            return web.Response(status=401, text="Unauthorized")
+        reg = self.resource_metrics if request.path == "/metrics/resource" else self.metrics.registry
+        return web.Response(body=exposition(reg), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def _summary(self, request: web.Request) -> web.Response:
+        """The kubelet's Summary API (CPU and memory), which metrics.k8s.io is served from."""
+        if not _authorized(request, self.cfg.token):
+            return web.Response(status=401, text="Unauthorized")
+        return web.json_response(self.usage.summary())
+
+    def _running_containers(self) -> list[RunningContainer]:
+        out = []
+        for w in self.workers.values():
+            source = getattr(w.runtime, "usage_source", "proctree")
+            for c in w.containers.values():
+                h = c.handle
+                if h is not None and h.pid and not c.init:
+                    out.append(RunningContainer(w.ns, w.name, w.uid, c.name, h.id, h.pid, source, h.started_at))
+        return out
+
+    def _counts(self) -> tuple[int, dict[str, int]]:
+        pods = sum(1 for w in self.workers.values() if w.sandbox is not None and not w.task.done())
+        states = {"running": 0, "exited": 0, "created": 0}
+        for w in self.workers.values():
+            for c in w.containers.values():
+                if c.handle is not None:
+                    states["running"] += 1
+                elif c.exit is not None:
+                    states["exited"] += 1
+                else:
+                    states["created"] += 1
+        return pods, states
+
+    def running_container(self, ns: str, name: str, container: str) -> tuple[Runtime, ContainerHandle]:
+        """The runtime and the running container, for exec and attach; LookupError says why not."""
+        w = self.find_worker(ns, name)
+        if w is None or w.task.done() or w.runtime is None:
+            raise LookupError(f'pod "{name}" is not running on node {self.cfg.node_name}')
+        c = w.containers.get(container)
+        if c is None:
+            raise LookupError(f'container "{container}" not found in pod "{name}"')
+        if c.handle is None:
+            raise LookupError(f'container "{container}" in pod "{name}" is not running')
+        return w.runtime, c.handle
+
     async def _logs(self, request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Authorization", "") != f"Bearer {self.cfg.token}":
+        if not _authorized(request, self.cfg.token):
             return web.Response(status=401, text="Unauthorized")
         ns, name, cname = (request.match_info[k] for k in ("ns", "pod", "container"))
         q = request.query
@@ -452,8 +632,8 @@ class Agent:
         return resp
 
 
-async def _healthz(_request: web.Request) -> web.Response:
-    return web.Response(text="ok")
+def _authorized(request: web.Request, token: str) -> bool:
+    return request.headers.get("Authorization", "") == f"Bearer {token}"
 
 
 def _free_port(host: str) -> int:

@@ -3,6 +3,11 @@ control plane. Each node registers, heartbeats its Lease, and moves the pods bou
 to it through the real status transitions without starting any process.
 
 It speaks the same REST API as a real agent; only the runtime is missing.
+
+A pod that may finish (restartPolicy Never or OnFailure) and is annotated
+`hollow.sendo.dev/run-seconds` stops after that long with the exit code in
+`hollow.sendo.dev/exit-code` (default 0): Succeeded or Failed, as a kubelet reports
+it. Jobs put the annotations on their pod template to be measured on hollow nodes.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from .lease import RENEW_EVERY, renew_node_lease
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 CONCURRENCY = 64  # API requests in flight at once
+RUN_SECONDS = "hollow.sendo.dev/run-seconds"
+EXIT_CODE = "hollow.sendo.dev/exit-code"
 
 
 class HollowNodes:
@@ -140,12 +147,33 @@ class HollowNodes:
                     for c in pod["spec"].get("containers") or []]
         status = {"phase": "Running", "conditions": conds, "hostIP": "127.0.0.1", "podIP": ip,
                   "podIPs": [{"ip": ip}], "startTime": now, "containerStatuses": statuses}
+        if not await self._patch_status(pod, status):
+            return
+        run = _finite_run(pod)
+        if run is None:
+            return
+        await asyncio.sleep(run)  # the simulated container's run time
+        code = _exit_code(pod)
+        end = now_rfc3339()
+        for st in statuses:
+            st.update(ready=False, started=False, state={"terminated": {
+                "exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": now,
+                "finishedAt": end}})
+        for c in conds:
+            if c["type"] in ("Ready", "ContainersReady"):
+                c.update(status="False", lastTransitionTime=end, reason="PodCompleted")
+        status["phase"] = "Succeeded" if code == 0 else "Failed"
+        await self._patch_status(pod, status)
+
+    async def _patch_status(self, pod: Obj, status: Obj) -> bool:
         try:
             await self._call(self.client.patch(kind("pods"), pod["metadata"]["namespace"], pod["metadata"]["name"],
                                                {"status": status}, sub="status"))
+            return True
         except ApiError as e:
             if e.status != 404:
                 log.warning("hollow pod %s: %s", obj_key(pod), e)
+            return False
 
     async def _delete(self, pod: Obj) -> None:
         try:
@@ -158,4 +186,20 @@ class HollowNodes:
         self.handled.discard(pod["metadata"]["uid"])
 
 
+def _finite_run(pod: Obj) -> float | None:
+    """How long a pod that may finish runs (its annotation), or None to run until deleted."""
+    policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
+    if policy == "Always" or (policy == "OnFailure" and _exit_code(pod) != 0):
+        return None  # a kubelet would restart it in place: it never finishes here
+    raw = (pod["metadata"].get("annotations") or {}).get(RUN_SECONDS)
+    try:
+        return max(float(raw), 0.0) if raw is not None else None
+    except ValueError:
+        return None
 
+
+def _exit_code(pod: Obj) -> int:
+    try:
+        return int((pod["metadata"].get("annotations") or {}).get(EXIT_CODE, "0"))
+    except ValueError:
+        return 1

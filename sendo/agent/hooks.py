@@ -1,7 +1,8 @@
 """Container lifecycle hooks: postStart and preStop handlers, as the kubelet runs them.
 
-* `exec`: the command runs as a host process with the container's environment and
-  working directory (like exec probes); a non-zero exit is a failure. No timeout of
+* `exec`: the command runs where exec probes run theirs (a host process with the
+  container's environment and working directory, or inside the container for a
+  runtime with containers); a non-zero exit is a failure. No timeout of
   its own: a preStop hook is bounded by the termination grace period by the caller,
   a postStart hook holds the container in ContainerCreating until it returns.
 * `httpGet`: a GET to the pod IP (or `host`) with `User-Agent: sendo-lifecycle/…`;
@@ -21,7 +22,7 @@ import logging
 from typing import Any
 
 from .env import expand
-from .probes import ConfigError, Target, http_request, http_url, request_headers, run_command
+from .probes import ConfigError, Target, http_request, http_url, request_headers
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -37,7 +38,7 @@ async def run_handler(handler: Obj, target: Target, *, hook: str, container: str
         if not isinstance(command, list) or not command:
             return f"{hook} exec hook of container {container!r} has no command"
         argv = [expand(str(a), target.env) for a in command]
-        r = await run_command(argv, target.env, target.cwd, None)
+        r = await target.command(argv, None)
         if r.error:
             err = r.error
         elif r.exit_code != 0:

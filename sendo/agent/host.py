@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from ..client import Client
 from .runtime import Runtime
+from .volumes import VolumeManager
 
 Obj = dict[str, Any]
 
@@ -18,6 +19,7 @@ class PodHost(Protocol):
     client: Client  # the node's API client
     pods_dir: str  # each pod's directory is <pods_dir>/<uid>
     logs_dir: str
+    volumes: VolumeManager  # the pods' volumes on this node
 
     @property
     def node_address(self) -> str:

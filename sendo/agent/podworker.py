@@ -39,9 +39,9 @@ from ..kinds.meta import rfc3339
 from ..tasks import wait_event
 from . import hooks, probes
 from .host import PodHost
-from .identity import WAITING as TOKEN_WAITING
 from .logs import container_log_path
 from .prestart import CONTAINER_HOOKS, POD_HOOKS, HookError
+from .volumes import Volume, unmount_all
 from .runtime import (
     ContainerHandle,
     ContainerSpec,
@@ -59,6 +59,9 @@ PREPARE_RETRY_MIN, PREPARE_RETRY_MAX = 1.0, 30.0  # back-off of failed pod prest
 CONFIG_RETRY = 2.0  # a container whose configuration failed is tried again after this
 STATUS_RETRY = 1.0  # a status the API did not take is posted again after this
 PULL_ERRORS = ("ErrImagePull", "ErrImageNeverPull")
+# prober_probe_total's result label, as the kubelet spells it, per probe outcome
+PROBE_RESULTS = {probes.SUCCESS: "successful", probes.WARNING: "successful", probes.FAILURE: "failed",
+                 probes.UNKNOWN: "unknown"}
 PULL_BACKOFF_SHOWN_AFTER = 1.0  # ErrImagePull is reported, then ImagePullBackOff until the next pull
 
 
@@ -125,9 +128,30 @@ class PodWorker:
         self.status_retry_at = 0.0  # a status post failed: post again at this time
         self.start_time: str | None = (pod.get("status") or {}).get("startTime")
         self.last_status: Obj | None = None
+        # when this pass's decisions want another pass (a container in back-off or whose
+        # configuration failed), even if that time passes before the worker sleeps
+        self.due: list[float] = []
         self.terminating = False  # probes and hooks no longer act once stopping began
+        self.volumes: dict[str, Volume] = {}  # set by the volumes prestart hook
+        self.evicted: str | None = None  # the eviction message: the pod failed, its containers stop
+        # the node's AgentMetrics (agent/metrics.py); a test's stand-in host may have none
+        self.metrics = getattr(host, "metrics", None)
+        self.seen_at = time.monotonic()  # for kubelet_pod_start_duration_seconds
+        self.start_observed = bool(adopted)  # an adopted pod started under an earlier agent
         self.containers = self._containers(pod, adopted)
         self.task = asyncio.create_task(self._run(), name=f"pod-{self.ns}/{self.name}")
+
+    def describe(self) -> str:
+        """One line per container of what this worker holds: for the SIGUSR1 dump."""
+        now = time.time()
+        lines = [f"pod {self.ns}/{self.name} uid={self.uid} gone={self.gone} wake={self.wake.is_set()} "
+                 f"sandbox={self.sandbox.id if self.sandbox else None} prepare_in={self.prepare_at - now:.1f}s "
+                 f"status_retry_at={self.status_retry_at} posted={bool(self.last_status)} "
+                 f"phase={(self.last_status or {}).get('phase')}"]
+        for c in self.containers.values():
+            lines.append(f"  container {c.name}: running={c.running} waiting={c.waiting} exit={c.exit} "
+                         f"next_start_in={c.next_start - now:.1f}s restarts={c.restarts} attempts={c.attempts}")
+        return "\n".join(lines)
 
     # ----------------------------------------------------------------- inputs
     def update(self, pod: Obj) -> None:
@@ -176,7 +200,10 @@ class PodWorker:
                 if self.gone or self.pod["metadata"].get("deletionTimestamp"):
                     await self._terminate()
                     return
-                if await self._prepared():
+                self.due = []
+                if self.evicted is not None:
+                    await self._evict()
+                elif await self._prepared():
                     await self._sync()
                 await self._post_status()
                 await self._sleep()
@@ -191,6 +218,18 @@ class PodWorker:
         finally:
             for c in self.containers.values():
                 self._cancel_tasks(c, killing=True)
+
+    def evict(self, message: str) -> None:
+        """The node evicts the pod (an emptyDir over its sizeLimit): its containers stop and
+        the pod is Failed with reason Evicted, as the kubelet's eviction manager leaves it."""
+        if self.evicted is None:
+            self.evicted = message
+            self.host.event(self.pod, "Warning", "Evicted", message)
+            self.wake.set()
+
+    async def _evict(self) -> None:
+        if any(c.running for c in self.containers.values()):
+            await self.stop_containers(self._grace())
 
     async def _prepared(self) -> bool:
         """Run the pod prestart steps until they have all passed once; False while one fails."""
@@ -219,11 +258,12 @@ class PodWorker:
 
     async def _sleep(self) -> None:
         now = time.time()
-        pending = [c.next_start - now for c in self.containers.values()
-                   if not c.running and c.next_start > now]
-        if self.sandbox is None and self.prepare_at > now:
-            pending.append(self.prepare_at - now)
-        pending += [c.pull_backoff_at - now for c in self.containers.values() if c.pull_backoff_at > now]
+        # a time that passed while the status was posted (a slow API) means "now", never "never"
+        pending = [max(t - now, 0.0) for t in self.due]
+        if self.sandbox is None and self.prepare_at:
+            pending.append(max(self.prepare_at - now, 0.0))
+        pending += [max(c.pull_backoff_at - now, 0.0) for c in self.containers.values()
+                    if c.pull_backoff_at and c.waiting and c.waiting[0] == "ErrImagePull"]
         if self.status_retry_at:
             pending.append(max(self.status_retry_at - now, 0.0))
         timeout = min(pending) if pending else None
@@ -273,6 +313,7 @@ class PodWorker:
     async def _maybe_start(self, c: Container) -> None:
         now = time.time()
         if c.next_start > now:
+            self.due.append(c.next_start)
             return  # in back-off; the worker wakes when it ends
         if c.state_unknown:
             c.last = (ExitInfo(137, None, now, "ContainerStatusUnknown",
@@ -289,21 +330,26 @@ class PodWorker:
                 c.next_start = now + min(cap, base * 2 ** c.pull_failures)
                 c.pull_failures += 1
                 c.pull_backoff_at = now + PULL_BACKOFF_SHOWN_AFTER
+            self.due.append(c.next_start)
             return
-        c.pull_failures = 0
+        c.pull_failures, c.pull_backoff_at = 0, 0.0
         if c.exit is not None:
             c.last = (c.exit, c.exit_started_at)
             c.restarts += 1
             c.exit = None
         c.attempts += 1
+        t0 = time.perf_counter()
         try:
             h = await self.runtime.start(spec)
         except StartError as e:
+            self._runtime_op("start_container", t0, ok=False)
             c.exit = ExitInfo(128, None, time.time(), "StartError", str(e))
             c.exit_started_at = 0.0
             self._schedule_restart(c, ran=0.0)
+            self.due.append(c.next_start)
             self.host.event(self.pod, "Warning", "Failed", f"Error: {e}")
             return
+        self._runtime_op("start_container", t0)
         c.handle, c.waiting, c.image_id = h, None, h.image_id
         c.waiter = asyncio.create_task(self._wait(c, h))
         self.host.event(self.pod, "Normal", "Started", f"Started container {c.name}")
@@ -357,10 +403,10 @@ class PodWorker:
         return [c.handle for c in self.containers.values() if c.handle is not None]
 
     def token_ready(self) -> None:
-        """The pod's token is on disk: containers that failed only for want of it start now,
-        not after the configuration back-off."""
+        """The pod's token is on disk: containers whose configuration failed (for want of it,
+        or because getting it failed) start now, not after the configuration back-off."""
         for c in self.containers.values():
-            if not c.running and c.waiting and TOKEN_WAITING in c.waiting[1]:
+            if not c.running and c.waiting and c.waiting[0] == "CreateContainerConfigError":
                 c.next_start = 0.0
         self.wake.set()
 
@@ -438,7 +484,11 @@ class PodWorker:
 
     # ----------------------------------------------------------------- health
     def _target(self, c: Container, h: ContainerHandle) -> probes.Target:
-        return probes.Target(self.pod_ip or "", c.spec, h.spec.env, h.spec.working_dir)
+        run = None
+        runtime = self.runtime
+        if runtime is not None and runtime.name != "process":  # exec handlers run inside the container
+            run = probes.in_container(lambda argv: runtime.exec(h, argv, stdin=False, tty=False))
+        return probes.Target(self.pod_ip or "", c.spec, h.spec.env, h.spec.working_dir, run)
 
     def _after_start(self, c: Container, h: ContainerHandle) -> None:
         """A new run began: its postStart hook, then its probes."""
@@ -486,12 +536,22 @@ class PodWorker:
 
     def _probe_task(self, c: Container, h: ContainerHandle, kind_: str, probe: Obj, target: probes.Target,
                     gate: asyncio.Event | None, initial: bool | None) -> None:
+        async def check() -> probes.Outcome:
+            outcome = await probes.run_probe(probe, target, loop.timeout)
+            if self.metrics is not None:
+                self.metrics.probe_result(kind_.capitalize(), PROBE_RESULTS.get(outcome.result, "unknown"), c.name,
+                                          self.name, self.ns)
+            return outcome
         loop = probes.ProbeLoop(
-            kind_, probe, lambda: probes.run_probe(probe, target, loop.timeout), started_at=h.started_at,
+            kind_, probe, check, started_at=h.started_at,
             on_result=lambda k, ok: self._on_probe(c, h, k, ok, probe),
             on_event=self._probe_event,
             gate=gate, initial=initial)
         c.tasks.append(asyncio.create_task(loop.run(), name=f"{kind_}-probe-{self.ns}/{self.name}/{c.name}"))
+
+    def _runtime_op(self, operation: str, t0: float, ok: bool = True) -> None:
+        if self.metrics is not None:
+            self.metrics.runtime_op(operation, time.perf_counter() - t0, ok)
 
     def _probe_event(self, type_: str, reason: str, message: str) -> None:
         if not self.terminating:
@@ -542,6 +602,7 @@ class PodWorker:
         if self.sandbox is not None and self.runtime is not None:
             await self.runtime.remove_pod_sandbox(self.sandbox.id)
             self.sandbox = None
+        await unmount_all(self.pod_dir)  # tmpfs emptyDirs, before their files go
         shutil.rmtree(self.pod_dir, ignore_errors=True)
         shutil.rmtree(os.path.join(self.host.logs_dir, f"{self.ns}_{self.name}_{self.uid}"), ignore_errors=True)
 
@@ -575,6 +636,8 @@ class PodWorker:
         return st
 
     def _will_restart(self, c: Container) -> bool:
+        if self.evicted is not None:
+            return False
         if c.exit is None:
             return True
         p = self.restart_policy
@@ -638,6 +701,8 @@ class PodWorker:
             st.update(podIP=self.pod_ip, podIPs=[{"ip": self.pod_ip}])
         if init_statuses:
             st["initContainerStatuses"] = init_statuses
+        if self.evicted is not None:
+            st.update(phase="Failed", reason="Evicted", message=self.evicted)
         return st
 
     def _status_failed(self, e: Exception) -> None:
@@ -664,6 +729,10 @@ class PodWorker:
             self._status_failed(e)
             return
         self.status_retry_at = 0.0
+        if st.get("phase") == "Running" and not self.start_observed:
+            self.start_observed = True
+            if self.metrics is not None:
+                self.metrics.pod_start.observe(time.monotonic() - self.seen_at)
         if pod["metadata"].get("uid") != self.uid:
             return
         self.last_status = st

@@ -30,8 +30,9 @@ Kubelet behaviour kept here (pkg/kubelet/prober, pkg/probe):
   no keep-alive, at most 10 KiB of body read; default headers `User-Agent:
   sendo-probe/<version>` and `Accept: */*`, both replaceable (an empty value
   removes them) through `httpHeaders`; no proxy is ever used;
-* exec: the command runs as a host process with the container's environment and
-  working directory (the process runtime has no container to exec into), `$(VAR)`
+* exec: for a process-runtime container the command runs as a host process with the
+  container's environment and working directory; for a container with a runtime of its
+  own (docker) it runs inside the container through `Runtime.exec`; `$(VAR)`
   expanded from that environment, no shell unless the command is one; exit 0 is
   success; `timeoutSeconds` kills it (its whole process group). At most
   `EXEC_CONCURRENCY` exec probes run at once per event loop;
@@ -99,6 +100,12 @@ class Target:
     container: Obj  # the container spec (ports by name, probes)
     env: dict[str, str] = field(default_factory=dict)  # the running container's environment
     cwd: str | None = None  # and its working directory
+    # how exec handlers run (argv, env, cwd, timeout): a host process (`run_command`)
+    # unless the container has a runtime of its own to exec in (`in_container`)
+    run: "Callable[[list[str], dict[str, str], str | None, float | None], Awaitable[CommandResult]] | None" = None
+
+    async def command(self, argv: list[str], timeout: float | None) -> "CommandResult":
+        return await (self.run or run_command)(argv, self.env, self.cwd, timeout)
 
 
 class ConfigError(Exception):
@@ -444,6 +451,32 @@ async def run_command(argv: list[str], env: dict[str, str], cwd: str | None,
     return CommandResult(128 - rc if rc < 0 else rc, text)
 
 
+def in_container(exec_session: Callable[[list[str]], Awaitable[Any]]):
+    """A `Target.run` that runs the command in the container through its runtime's
+    exec (`exec_session(argv)` -> an ExecSession; StartError if it cannot start): the
+    container's namespaces, environment and working directory, not the node's."""
+    async def run(argv: list[str], env: dict[str, str], cwd: str | None, timeout: float | None) -> CommandResult:
+        try:
+            session = await exec_session(argv)
+        except Exception as e:  # StartError, or the runtime lost the container
+            return CommandResult(None, error=str(e))
+        out = bytearray()
+
+        async def collect() -> int:
+            while (piece := await session.read()) is not None:
+                if len(out) < MAX_BODY:
+                    out.extend(piece[1][: MAX_BODY - len(out)])
+            return await session.wait()
+        try:
+            rc = await asyncio.wait_for(collect(), timeout) if timeout else await collect()
+        except asyncio.TimeoutError:
+            return CommandResult(None, bytes(out).decode(errors="replace"), timed_out=True)
+        finally:
+            await session.close()
+        return CommandResult(rc, bytes(out).decode(errors="replace"))
+    return run
+
+
 def _quote(argv: list[str]) -> str:
     return "[" + " ".join(f'"{a}"' for a in argv) + "]"
 
@@ -454,7 +487,7 @@ async def exec_command(action: Obj, target: Target, timeout: float) -> Outcome:
         return Outcome(UNKNOWN, "exec probe has no command")
     argv = [expand(str(a), target.env) for a in command]
     async with exec_limiter():
-        r = await run_command(argv, target.env, target.cwd, timeout)
+        r = await target.command(argv, timeout)
     if r.error:
         return Outcome(FAILURE, r.error)
     if r.timed_out:

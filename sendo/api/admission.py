@@ -4,7 +4,9 @@
   without any set-up), so every node gets its own block of 127.64.0.0/10 and pods on
   different nodes of one machine never collide;
 * a Service's cluster IP, from 127.32.0.0/16 (127.32.0.1 is the ``kubernetes``
-  Service's), and its node ports, from 30000-32767.
+  Service's), and its node ports, from 30000-32767;
+* a pod's tolerations of the not-ready and unreachable NoExecute taints, for the
+  seconds the server's flags say (DefaultTolerationSeconds).
 
 The service allocator keeps no table of its own that a delete would have to update:
 what is taken is read from the stored Services (refreshed when the store's revision
@@ -29,9 +31,12 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from ..kinds.base import Cause, Obj
+from ..kinds.podspec import DEFAULT_TOLERATION_SECONDS, add_default_tolerations
 from ..kinds.validation import go_value
 from . import errors
 from .claims import Claim, RangeClaims
+from .defaultclass import DefaultStorageClass
+from .quota import LimitRanger
 
 POD_NETWORK = ipaddress.ip_network("127.64.0.0/10")
 NODE_BLOCK_PREFIX = 22  # 1,022 pod IPs per node, 4,096 nodes
@@ -459,13 +464,53 @@ def kubernetes_service_objects(host: str, port: int) -> dict[str, Obj]:
 # ======================================================================= wiring
 
 
-def admission_steps(store, registry) -> dict[str, list[Admit]]:
+class DefaultTolerationSeconds:
+    """Kubernetes' DefaultTolerationSeconds admission: every pod, on create and on update,
+    tolerates the ``not-ready`` and ``unreachable`` NoExecute taints for a bounded time
+    (kube-apiserver's ``--default-not-ready-toleration-seconds`` and
+    ``--default-unreachable-toleration-seconds``, 300 s each) unless it already says how
+    long it tolerates them. That time is how long its pods stay on a lost node before the
+    taint eviction controller deletes them and their owners replace them elsewhere."""
+
+    def __init__(self, not_ready_seconds: int = DEFAULT_TOLERATION_SECONDS,
+                 unreachable_seconds: int = DEFAULT_TOLERATION_SECONDS):
+        self.not_ready, self.unreachable = not_ready_seconds, unreachable_seconds
+
+    async def __call__(self, obj: Obj) -> None:
+        add_default_tolerations(obj.get("spec"), self.not_ready, self.unreachable)
+
+    async def admit_update(self, obj: Obj, old: Obj) -> None:
+        add_default_tolerations(obj.get("spec"), self.not_ready, self.unreachable)
+
+
+@dataclass
+class AdmissionOptions:
+    """The API server's admission flags."""
+    default_not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
+    default_unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
+
+
+def admission_steps(store, registry, options: AdmissionOptions | None = None) -> dict[str, list[Admit]]:
     """plural -> steps that complete a new core-group object before validation (ResourceAPI.admission)."""
+    options = options or AdmissionOptions()
     services = registry.get("", "v1", "services")
-    steps: dict[str, list[Admit]] = {"nodes": [NodeCIDRAllocator(store, registry.get("", "v1", "nodes"))]}
+    steps: dict[str, list[Admit]] = {"nodes": [NodeCIDRAllocator(store, registry.get("", "v1", "nodes"))],
+                                     "pods": [DefaultTolerationSeconds(options.default_not_ready_toleration_seconds,
+                                                                       options.default_unreachable_toleration_seconds)]}
     if services is not None:
         steps["services"] = [ServiceAllocator(store, services)]
+    classes = registry.get("storage.k8s.io", "v1", "storageclasses")
+    if classes is not None:
+        steps["persistentvolumeclaims"] = [DefaultStorageClass(store, classes)]
+    _add_limit_rangers(steps, store, registry)
     return steps
+
+
+def _add_limit_rangers(steps: dict[str, list[Admit]], store, registry) -> None:
+    """LimitRange defaults and bounds for new pods and claims (after the other steps)."""
+    if registry.get("", "v1", "limitranges") is not None:
+        for plural in ("pods", "persistentvolumeclaims"):
+            steps.setdefault(plural, []).append(LimitRanger(store, registry, plural))
 
 
 def update_steps(create_steps: dict[str, list[Admit]]) -> dict[str, list[AdmitUpdate]]:
@@ -474,6 +519,6 @@ def update_steps(create_steps: dict[str, list[Admit]]) -> dict[str, list[AdmitUp
     out: dict[str, list[AdmitUpdate]] = {}
     for plural, steps in create_steps.items():
         for step in steps:
-            if isinstance(step, ServiceAllocator):
+            if isinstance(step, (ServiceAllocator, DefaultTolerationSeconds)):
                 out.setdefault(plural, []).append(step.admit_update)
     return out

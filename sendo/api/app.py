@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -13,14 +14,19 @@ from ..kinds.base import Cause, unsupported
 from ..kinds.fields import selectable
 from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
-from ..store import Compacted, Store
-from ..serving import CLIENT_CERT
-from ..wire import NODE_HEADER
 from ..kinds.rbac import GROUP as RBAC_GROUP
 from ..kinds.rbac import REVIEW_GROUPS
-from . import discovery, errors, limits, openapi_proto, podlogs, portforward, protobuf, reviews
+from ..observe import METRICS_CONTENT_TYPE, Health, exposition, is_health_path
+from ..serving import CLIENT_CERT
+from ..store import Compacted, Store, StoreError
+from ..wire import NODE_HEADER
+from . import (discovery, errors, eviction, limits, metricsapi, openapi_proto, podexec, podlogs, portforward,
+               protobuf, reviews, rotation, webhooks)
+from .admission import AdmissionOptions
 from . import patch as patching
 from . import tokens as sa_tokens
+from .apimetrics import MUTATING, APIMetrics, TimedStore
+from .audit import Auditor, audit_begin, audit_end
 from .errors import APIError
 from .http import Request
 from .nodeauth import NodeAuthorizer, NodeGraph, restrict_node_writes
@@ -46,7 +52,8 @@ JSON = "application/json"
 PUBLIC_PATHS = {"/version", "/version/", "/healthz", "/readyz", "/livez"}
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # kinds whose DELETE answers with the deleted object; the others answer with a Status
-RETURN_DELETED_OBJECT = {("", "pods"), ("", "services")}
+RETURN_DELETED_OBJECT = {("", "pods"), ("", "services"), ("", "persistentvolumeclaims"), ("", "persistentvolumes"),
+                         ("storage.k8s.io", "storageclasses")}
 FIELD_MANAGER_MAX = 128
 # the options kind each write method's query parameters belong to (named in 422s)
 OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions",
@@ -66,14 +73,19 @@ def error_response(e: APIError) -> Response:
 class APIServer:
     def __init__(self, store: Store, registry: Registry, tokens: dict[str, User],
                  node_token: str | None = None, sa_signer: sa_tokens.TokenSigner | None = None,
-                 authorizer: Authorizer | None = None):
-        self.store = store
+                 authorizer: Authorizer | None = None, auditor: Auditor | None = None,
+                 admission_options: AdmissionOptions | None = None):
+        self.metrics = APIMetrics(registry)  # /metrics
+        self.store = store = TimedStore(store, self.metrics)  # type: ignore[assignment]
         self.registry = registry
+        self.health = Health()  # /healthz, /livez, /readyz; the server adds its own checks
+        self.health.add("store", self._store_check, live=True)
+        self.metrics_api = metricsapi.MetricsAPI(self)  # metrics.k8s.io (kubectl top, the HPA)
         self.tokens = tokens
         self.node_token = node_token
         # ServiceAccount tokens (JWTs); without a key of the server's, one for this process only
         self.sa_tokens = sa_tokens.ServiceAccountTokens(store, registry, sa_signer or sa_tokens.TokenSigner.generate())
-        self.api = ResourceAPI(store, registry)
+        self.api = ResourceAPI(store, registry, admission_options)
         # RBAC (rbac.py) and the node authorizer (nodeauth.py), from in-memory state the store feeds
         self.rbac = RBACState(store)
         self.node_graph = NodeGraph(store)
@@ -82,6 +94,8 @@ class APIServer:
         self.api.guards.update(EscalationGuard(self.rbac, self.rbac_authorizer).guards())
         self.api.guards[("", "nodes")] = restrict_node_writes
         self.api.guards[("coordination.k8s.io", "leases")] = restrict_node_writes
+        self.auditor = auditor  # the audit log (audit.py), when --audit-policy-file asks for one
+        self.encryption_config: str | None = None  # the file of the keys Secrets are sealed with (rotation.py)
         self.app = self.asgi
 
     async def start(self) -> None:
@@ -95,28 +109,62 @@ class APIServer:
 
     async def asgi(self, scope, receive, send) -> None:
         """The ASGI entry point (lifespan events are not used)."""
-        if scope["type"] == "websocket":  # pods/<name>/portforward (kubectl port-forward)
-            await portforward.websocket(self, scope, receive, send)
+        if scope["type"] == "websocket":  # pods/<name>/exec, /attach, /portforward
+            if podexec.is_exec_path(scope["path"]):
+                await podexec.websocket(self, scope, receive, send)
+            else:
+                await portforward.websocket(self, scope, receive, send)
             return
         if scope["type"] != "http":
             return
         response = await self.handle(Request(scope, receive))
         await response(scope, receive, send)
 
+    async def _store_check(self) -> str | None:
+        await self.store.get("/registry/core/namespaces/default")
+        return None
+
     # ----------------------------------------------------------------- entry
     async def handle(self, request: Request) -> Response:
-        path = request.url.path
+        """Serve one request, counted and timed for /metrics (apimetrics.py)."""
+        m = self.metrics
+        kind = "mutating" if request.method in MUTATING else "readOnly"
+        m.inflight[kind] += 1
+        t0 = time.perf_counter()
         try:
-            user = ANONYMOUS if path in PUBLIC_PATHS else await self.authenticate(request)
+            response = await self._handle(request)
+        finally:
+            m.inflight[kind] -= 1
+        m.request(request.method, request.labels or (request.method, "", "", "", "", "", "apiserver"),
+                  response.status_code, time.perf_counter() - t0)
+        return response
+
+    async def _handle(self, request: Request) -> Response:
+        path = request.url.path
+        user, record = None, None
+        try:
+            public = path in PUBLIC_PATHS or is_health_path(path)
+            user = ANONYMOUS if public else await self.authenticate(request)
             set_current_user(user)
-            return await self.route(request, path, user)
+            if self.auditor is not None:
+                record = audit_begin(self.auditor, request, user)
+            response = await self.route(request, path, user)
         except APIError as e:
-            return error_response(e)
+            response = error_response(e)
         except SelectorError as e:
-            return error_response(errors.bad_request(str(e)))
+            response = error_response(errors.bad_request(str(e)))
+        except StoreError as e:  # the datastore did not answer (an etcd member down, …): the client retries
+            log.warning("datastore error serving %s %s: %s", request.method, path, e)
+            response = error_response(APIError(503, f"the datastore is unavailable: {e}", "ServiceUnavailable"))
         except Exception as e:  # never a bare 500 without a Status
             log.exception("internal error serving %s %s", request.method, path)
-            return error_response(APIError(500, f"internal error: {type(e).__name__}: {e}"))
+            response = error_response(APIError(500, f"internal error: {type(e).__name__}: {e}"))
+        if self.auditor is not None:
+            if user is None:  # refused before it had a user: recorded as the anonymous caller
+                record = audit_begin(self.auditor, request, ANONYMOUS)
+            if record is not None:
+                audit_end(record, request, response)
+        return response
 
     async def authenticate(self, request: Request) -> User:
         """A client certificate the cluster CA signed (CN = user, O = groups), the admin
@@ -158,11 +206,22 @@ class APIServer:
     async def route(self, request: Request, path: str, user: User = ANONYMOUS) -> Response:
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/") or "/"  # /version/ and /api/ are the same as without the slash
-        if path in ("/healthz", "/readyz", "/livez"):
-            return Response(b"ok", media_type="text/plain")
+        if is_health_path(path):
+            status, text = await self.health.answer(path, request.query_params.multi_items())
+            return Response(text.encode(), status_code=status, media_type="text/plain")
         if path == "/version":
             return json_response(version_info())
+        if path == rotation.PATH:
+            if request.method != "POST":
+                raise APIError(405, f"{rotation.PATH} takes POST", "MethodNotAllowed")
+            return json_response(await rotation.rotate(self.store, self.encryption_config, user))
+        if path == "/metrics":
+            await self.authorize(RequestOptions(user), "get", Target("", "", path=path))
+            await self.metrics.count_objects(self.store)
+            return Response(exposition(self.metrics.registry), media_type=METRICS_CONTENT_TYPE)
         t = parse_path(path)
+        if t is not None and t.group == metricsapi.GROUP and t.plural:
+            return await self.serve_metrics(request, t, user)
         if t is None or not t.plural:  # discovery and OpenAPI: authorized by path, as Kubernetes does
             await self.authorize(RequestOptions(user), request.method.lower(), Target("", "", path=path))
             return await self.non_resource(path, t, request.headers.get("accept"))
@@ -171,11 +230,13 @@ class APIServer:
                 (not r.namespaced and t.namespace is not None) or (t.sub and t.sub not in r.subresources):
             raise errors.no_route()
         q = Query(request.query_params)
-        options = RequestOptions(user)
+        options = request.options = RequestOptions(user)
         if request.method == "GET" and t.name is None:
             t.field_selector = q.str("fieldSelector") or ""
-        await self.authorize(options, verb_of(request.method, t, request.method == "GET" and t.name is None
-                                              and q.bool("watch")), t)
+        watch = request.method == "GET" and t.name is None and q.bool("watch")
+        request.labels = request_labels(request, t, watch)
+        webhooks.REQUEST_OPTIONS.set(options)  # admission webhooks are told who asks
+        await self.authorize(options, verb_of(request.method, t, watch), t)
         if r.group in REVIEW_GROUPS:
             return await self.review(request, r, t, user)
         response = await self.serve(request, r, t, q, options)
@@ -190,11 +251,25 @@ class APIServer:
                                      t.namespace if r.namespaced else None, self.authenticate_token)
         return json_response(answer, 201)
 
+    async def serve_metrics(self, request: Request, t: Target, user: User) -> Response:
+        """metrics.k8s.io, served by the API server itself (metricsapi.py)."""
+        q = Query(request.query_params)
+        watch = request.method == "GET" and t.name is None and q.bool("watch")
+        request.labels = request_labels(request, t, watch)
+        await self.authorize(RequestOptions(user), verb_of(request.method, t, watch), t)
+        return await self.metrics_api.serve(request, t, q)
+
     async def non_resource(self, path: str, t: Target | None, accept: str | None = None) -> Response:
         if path == "/api":
             return json_response(discovery.api_versions())
         if path == "/apis":
-            return json_response(discovery.api_group_list(self.registry))
+            groups = discovery.api_group_list(self.registry)
+            groups["groups"].append(metricsapi.discovery_group())
+            return json_response(groups)
+        if path == f"/apis/{metricsapi.GROUP}":
+            return json_response({"kind": "APIGroup", "apiVersion": "v1", **metricsapi.discovery_group()})
+        if path == f"/apis/{metricsapi.API_VERSION}":
+            return json_response(metricsapi.resource_list())
         if path.startswith("/openapi/v3"):
             return await self.openapi_v3(path)
         if path == "/openapi/v2":  # kubectl asks for protobuf, other clients for JSON
@@ -233,7 +308,7 @@ class APIServer:
         if t.name is None:
             if m == "GET":
                 if q.bool("watch"):
-                    return self.watch(request, q, r, ns)
+                    return await self.watch(request, q, r, ns)
                 return await self.list(request, q, r, ns)
             if m == "POST":
                 kv = await self.api.create(r, ns, await self.body(request), opts)
@@ -249,12 +324,19 @@ class APIServer:
             return await podlogs.serve(self, request, q, r, ns, t.name)
         if t.sub == "portforward":
             return await portforward.serve_http(self, request, ns, t.name)
+        if t.sub in podexec.SUBRESOURCES:
+            return await podexec.serve_http(self, request, ns, t.name, t.sub)
         if t.sub == "binding":
             if m != "POST":
                 raise errors.method_not_supported(r, m, "binding")
             await self.api.bind(r, ns, t.name, await self.body(request))
             return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                   "code": 201}, 201)
+        if t.sub == "eviction":
+            if m != "POST":
+                raise errors.method_not_supported(r, m, "eviction")
+            body = await self.body(request)
+            return json_response(await eviction.evict(self.api, self.registry, r, ns, t.name, body, opts), 201)
         if t.sub == "scale":
             return await self.scale(request, r, ns, t.name, opts)
         if m == "GET":
@@ -282,6 +364,10 @@ class APIServer:
         raise errors.method_not_supported(r, m, t.sub)
 
     async def body(self, request: Request) -> Any:
+        request.decoded = await self._decode_body(request)
+        return request.decoded
+
+    async def _decode_body(self, request: Request) -> Any:
         raw = await request.body()
         if not raw:
             raise errors.bad_request("the request has no body")
@@ -343,7 +429,7 @@ class APIServer:
                 unsupported("propagationPolicy", policy, ["Foreground", "Background", "Orphan"])])
         return body
 
-    def list_revision(self, q: Query) -> int:
+    async def list_revision(self, q: Query) -> int:
         """The revision a list is read at: 0 (the latest) unless resourceVersionMatch=Exact."""
         rv = q.str("resourceVersion") or ""
         match = q.choice("resourceVersionMatch", ["Exact", "NotOlderThan"], "ListOptions")
@@ -355,14 +441,19 @@ class APIServer:
             raise errors.bad_request(f'invalid resourceVersion "{rv}": must be a non-negative integer')
         if match != "Exact" or rv == "0":
             return 0
-        if int(rv) > self.store.revision:
-            raise errors.too_large_resource_version(int(rv), self.store.revision)
+        await self.check_reached(int(rv))
         return int(rv)
+
+    async def check_reached(self, rv: int) -> None:
+        """A resourceVersion beyond the store's newest (as this server knows it, then as the store
+        says: another server may have written it) is too large."""
+        if rv > self.store.revision and rv > await self.store.latest_revision():
+            raise errors.too_large_resource_version(rv, self.store.revision)
 
     async def list(self, request: Request, q: Query, r, ns: str | None) -> Response:
         match = make_filter(q.str("labelSelector"), q.str("fieldSelector"), selectable(r))
         try:
-            kvs, rev = await self.api.list_kvs(r, ns, self.list_revision(q))
+            kvs, rev = await self.api.list_kvs(r, ns, await self.list_revision(q))
         except Compacted as e:
             raise errors.gone(f"too old resource version: {e.requested} ({e.compact_rev})")
         limit = q.int("limit") or 0
@@ -405,17 +496,18 @@ class APIServer:
         parts = [v if isinstance(v, bytes) else orjson.dumps(v) for v in items]
         return Response(head[:-1] + b',"items":[' + b",".join(parts) + b"]}", media_type=JSON)
 
-    def watch(self, request: Request, q: Query, r, ns: str | None) -> Response:
+    async def watch(self, request: Request, q: Query, r, ns: str | None) -> Response:
         timeout = q.int("timeoutSeconds")
         rv = q.str("resourceVersion")
-        if rv and rv.isdigit() and int(rv) > self.store.revision:
-            raise errors.too_large_resource_version(int(rv), self.store.revision)
+        if rv and rv.isdigit():
+            await self.check_reached(int(rv))
         match = make_filter(q.str("labelSelector"), q.str("fieldSelector"), selectable(r))
-        ws = WatchStream(self.store, r, ns, match, rv,
+        ws = WatchStream(self.store, r, ns, match, rv,  # type: ignore[arg-type]
                          float(timeout) if timeout else None,  # absent or 0: the server's default
                          q.bool("allowWatchBookmarks"), q.opt_bool("sendInitialEvents"),
                          wants_table(request.headers.get("accept")))
-        return StreamingResponse(ws.stream(), media_type=JSON,
+        stream = self.metrics.watching(ws.stream(), (r.group, r.version, r.kind))
+        return StreamingResponse(stream, media_type=JSON,
                                  headers={"Transfer-Encoding": "chunked", "Cache-Control": "no-cache"})
 
     async def delete_collection(self, request: Request, q: Query, r, ns: str | None,
@@ -474,6 +566,24 @@ def node_user(name: str) -> User | None:
         log.info("refused the node token without a valid %s header", NODE_HEADER)
         return None
     return User(f"system:node:{name}", ["system:nodes", "system:authenticated"])
+
+
+def request_labels(request: Request, t: Target, watch: bool) -> tuple[str, ...]:
+    """apiserver_request_total's verb, group, version, resource, subresource, scope, component,
+    as kube-apiserver names them (LIST and WATCH apart from GET, APPLY apart from PATCH)."""
+    m = request.method
+    if m == "GET":
+        verb = "GET" if t.name else ("WATCH" if watch else "LIST")
+    elif m == "DELETE" and not t.name:
+        verb = "DELETECOLLECTION"
+    elif m == "PATCH" and request.headers.get("content-type", "").startswith(APPLY_PATCH):
+        verb = "APPLY"
+    else:
+        verb = m
+    if t.sub in ("portforward", "exec", "attach"):
+        verb = "CONNECT"
+    scope = "resource" if t.name else ("namespace" if t.namespace else "cluster")
+    return (verb, t.group, t.version, t.plural, t.sub or "", scope, "apiserver")
 
 
 def content_type(request: Request) -> str:

@@ -6,8 +6,11 @@ from typing import Any
 from ..kinds.registry import Registry
 
 SUBRESOURCE_KINDS = {"binding": ("Binding", "", "", ["create"]),
+                     "eviction": ("Eviction", "policy", "v1", ["create"]),
                      "log": ("Pod", "", "", ["get"]),
                      "portforward": ("PodPortForwardOptions", "", "", ["create", "get"]),
+                     "exec": ("PodExecOptions", "", "", ["create", "get"]),
+                     "attach": ("PodAttachOptions", "", "", ["create", "get"]),
                      "finalize": (None, "", "", ["update"]),
                      "scale": ("Scale", "autoscaling", "v1", ["get", "patch", "update"]),
                      "status": (None, "", "", ["get", "patch", "update"]),

@@ -18,7 +18,7 @@ class _URL:
 
 
 class Request:
-    __slots__ = ("scope", "_receive", "_body", "_query", "_headers", "url")
+    __slots__ = ("scope", "_receive", "_body", "_query", "_headers", "url", "decoded", "options", "labels")
 
     def __init__(self, scope: dict[str, Any], receive):
         self.scope = scope
@@ -27,6 +27,11 @@ class Request:
         self._query: QueryParams | None = None
         self._headers: Headers | None = None
         self.url = _URL(scope["path"])
+        self.decoded: Any = None  # the body as the API decoded it (JSON, YAML or protobuf): for the audit log
+        self.options: Any = None  # the RequestOptions it was served with (their audit annotations)
+        # apiserver_request_total's labels (verb, group, version, resource, subresource,
+        # scope, component), set by the router once it knows what the request names
+        self.labels: tuple[str, ...] | None = None
 
     @property
     def method(self) -> str:

@@ -118,7 +118,7 @@ PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
 SMP = "application/strategic-merge-patch+json"
 # Request and response types of the subresources, besides the kind itself.
 EXTRA_KINDS = (("", "v1", "Binding"), ("autoscaling", "v1", "Scale"), ("authentication.k8s.io", "v1", "TokenRequest"),
-               ("", "v1", "DeleteOptions"), ("", "v1", "Status"))
+               ("", "v1", "DeleteOptions"), ("", "v1", "Status"), ("policy", "v1", "Eviction"))
 
 
 @dataclass(frozen=True)
@@ -162,13 +162,14 @@ def _ops(r: Resource, defs: Definitions | None) -> dict[str, list[Op]]:
                                          Op("patch", "patch", PATCH_PARAMS, PATCH, t)]
         elif sub == "finalize":
             paths["/{name}/finalize"] = [Op("put", "put", WRITE_PARAMS, one, one)]
-        elif sub in ("binding", "token"):
-            t = (_named(defs, "", "v1", "Binding") if sub == "binding"
-                 else _named(defs, "authentication.k8s.io", "v1", "TokenRequest"))
+        elif sub in ("binding", "token", "eviction"):
+            t = {"binding": _named(defs, "", "v1", "Binding"),
+                 "token": _named(defs, "authentication.k8s.io", "v1", "TokenRequest"),
+                 "eviction": _named(defs, "policy", "v1", "Eviction")}[sub]
             paths[f"/{{name}}/{sub}"] = [Op("post", "post", WRITE_PARAMS, t, t, written)]
         elif sub == "log":
             paths["/{name}/log"] = [Op("get", "get", LOG_PARAMS)]
-        # portforward is a connection upgrade (SPDY / WebSocket), not a REST operation
+        # portforward, exec and attach are connection upgrades (WebSocket), not REST operations
     return paths
 
 

@@ -47,6 +47,7 @@ class RequestOptions:
     field_validation: str = ""  # "", Ignore, Warn or Strict
     force: bool = False  # server-side apply only
     warnings: list[str] = field(default_factory=list)
+    audit_annotations: dict[str, str] = field(default_factory=dict)  # added to the request's audit event
 
     @property
     def groups(self) -> list[str]:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import struct
 import zlib
@@ -42,11 +41,11 @@ import orjson
 
 from ..wire import EOF_MESSAGE, dial_error
 from . import errors
-from .agentlink import AgentLink, node_agent
+from .agentlink import AgentLink, node_agent, upgrade
 from .errors import APIError
 from .http import Request
 from .options import RequestOptions
-from .paths import parse_path
+from .paths import Target, parse_path
 
 log = logging.getLogger(__name__)
 
@@ -643,46 +642,31 @@ async def serve_http(server: AgentLink, request: Request, ns: str, name: str) ->
                              "does not serve plain SPDY upgrades (do not set KUBECTL_PORT_FORWARD_WEBSOCKETS=false)")
 
 
-async def _deny(send, e: APIError) -> None:
-    body = orjson.dumps(e.status())
-    await send({"type": "websocket.http.response.start", "status": e.code,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "websocket.http.response.body", "body": body})
-
-
 async def websocket(server: AgentLink, scope, receive, send) -> None:
-    """ASGI `websocket` scope: pods/<name>/portforward is the one WebSocket the API serves."""
-    msg = await receive()
-    if msg["type"] != "websocket.connect":
-        return
-    request = Request(scope, receive)
+    """ASGI `websocket` scope: pods/<name>/portforward (kubectl port-forward)."""
     offered = [p.strip() for p in scope.get("subprotocols") or []]
-    try:
-        try:
-            user = server.authenticate(request)
-            if inspect.isawaitable(user):
-                user = await user
-            t = parse_path(scope["path"].rstrip("/"))
-            if t is None or (t.group, t.version, t.plural, t.sub) != ("", "v1", "pods", "portforward") \
-                    or not t.namespace or not t.name:  # the one WebSocket the API serves
-                raise APIError(404, f"the server could not find the requested resource ({scope['path']})",
-                               "NotFound")
-            await server.authorize(RequestOptions(user), "create", t)  # as for the SPDY POST
-            if TUNNEL_PROTOCOL in offered:
-                protocol, ports = TUNNEL_PROTOCOL, []
-            elif chosen := next((p for p in offered if p in CHANNEL_PROTOCOLS), None):
-                protocol, ports = chosen, _ports(request)
-            else:
-                raise errors.bad_request(f"none of the offered WebSocket subprotocols {offered} is supported; "
-                                         f"use {TUNNEL_PROTOCOL} or v4.channel.k8s.io")
-            base_url, node_name = await _target(server, t.namespace, t.name)
-        except APIError as e:
-            await _deny(send, e)
-            return
-    except Exception as e:
-        log.exception("internal error upgrading %s", scope.get("path"))
-        await _deny(send, APIError(500, f"internal error: {type(e).__name__}: {e}"))
+
+    async def prepare(request: Request, user: Any) -> tuple[Target, str, list[int], str, str]:
+        t = parse_path(scope["path"].rstrip("/"))
+        if t is None or (t.group, t.version, t.plural, t.sub) != ("", "v1", "pods", "portforward") \
+                or not t.namespace or not t.name:
+            raise APIError(404, f"the server could not find the requested resource ({scope['path']})",
+                           "NotFound")
+        await server.authorize(RequestOptions(user), "create", t)  # as for the SPDY POST
+        if TUNNEL_PROTOCOL in offered:
+            protocol, ports = TUNNEL_PROTOCOL, []
+        elif chosen := next((p for p in offered if p in CHANNEL_PROTOCOLS), None):
+            protocol, ports = chosen, _ports(request)
+        else:
+            raise errors.bad_request(f"none of the offered WebSocket subprotocols {offered} is supported; "
+                                     f"use {TUNNEL_PROTOCOL} or v4.channel.k8s.io")
+        return (t, protocol, ports, *await _target(server, t.namespace, t.name))
+
+    prepared = await upgrade(server, scope, receive, send, prepare)
+    if prepared is None:
         return
+    t, protocol, ports, base_url, node_name = prepared
+    assert t.namespace and t.name
     ns, name = t.namespace, t.name
 
     async def open_tunnel(port: int) -> Tunnel:

@@ -28,7 +28,7 @@ from ..kinds.rbac import GROUP as RBAC_GROUP
 from ..kinds.rbac import path_segment_problems
 from ..store import KV, Conflict, KeyExists, KeyNotFound, Store
 from ..store.versioner import encode as stored
-from . import admission, errors, fieldmanager, limits
+from . import admission, errors, fieldmanager, limits, podsecurity, quota, webhooks
 from . import patch as patching
 from .openapi import OpenAPI
 from .options import RequestOptions
@@ -99,19 +99,21 @@ def _spec_view(obj: Obj) -> Any:
 class ResourceAPI:
     """The operations of the REST API, independent of HTTP."""
 
-    def __init__(self, store: Store, registry: Registry):
+    def __init__(self, store: Store, registry: Registry, admission_options: admission.AdmissionOptions | None = None):
         self.store = store
         self.registry = registry
         self.openapi = OpenAPI(registry)  # documents, and the schemas behind fieldValidation
         self.namespaces = registry.get("", "v1", "namespaces")
         # plural -> steps that complete a new (or changed) core object before validation:
-        # node podCIDRs, Service cluster IPs and node ports
-        self.admission = admission.admission_steps(store, registry)
+        # node podCIDRs, Service cluster IPs and node ports, pods' default tolerations
+        self.admission = admission.admission_steps(store, registry, admission_options)
         self.update_admission = admission.update_steps(self.admission)
         # (group, plural) -> checks of who writes what, run on the validated object just
         # before it is stored (RBAC escalation prevention, the node restriction); they read
         # the writer from options.current_user()
         self.guards: dict[tuple[str, str], Callable[[str, Obj, Obj | None], Awaitable[None]]] = {}
+        self.webhooks = webhooks.Webhooks(store, registry)  # admission webhooks (webhooks.py)
+        self.quota = quota.QuotaAdmission(store, registry)  # ResourceQuota: charged last, before the write
 
     # ----------------------------------------------------------------- reads
     async def get_kv(self, r: Resource, ns: str | None, name: str) -> KV:
@@ -141,8 +143,7 @@ class ResourceAPI:
         generated = not meta.get("name") and meta.get("generateName")
         if not meta.get("name") and not generated:
             raise errors.invalid(r.kind, r.group, "", [required("metadata.name")])
-        if r.namespaced:
-            await self._check_namespace_open(ns)
+        namespace = await self._check_namespace_open(ns) if r.namespaced else None
         for k in SERVER_OWNED_META + ("resourceVersion",):
             meta.pop(k, None)
         meta["uid"] = str(uuid.uuid4())
@@ -158,10 +159,21 @@ class ResourceAPI:
                 if not r.group:
                     for admit in self.admission.get(r.plural, ()):
                         await admit(obj)
+                hook = webhooks.Attributes("CREATE", r, "", ns or "", meta["name"], obj, None, opts,
+                                           {"fieldManager": manager} if manager else {})
+                await self.webhooks.mutate(hook)
+                if hook.patched:
+                    r.strategy.default(obj)
                 self._record(r, None, obj, manager, None)
             self._validate(r, obj, None)
+            if namespace is not None and attempt == 0:
+                podsecurity.admit(r.group, r.plural, obj, namespace.value, opts)
+            if attempt == 0:
+                await self.webhooks.validate(hook)
             if (guard := self.guards.get((r.group, r.plural))) is not None:
                 await guard(r.plural, obj, None)
+            if namespace is not None and attempt == 0:
+                await self.quota.admit(r.group, r.plural, ns or "", obj, dry_run)
             if dry_run:
                 return KV(r.key(ns, meta["name"]), orjson.dumps(obj), self.store.revision, 0)
             try:
@@ -171,7 +183,8 @@ class ResourceAPI:
                     raise errors.already_exists(r.group_resource, meta["name"], r.group, r.plural)
         raise AssertionError("unreachable")
 
-    async def _check_namespace_open(self, ns: str | None) -> None:
+    async def _check_namespace_open(self, ns: str | None) -> KV:
+        """The namespace's stored version, if new objects may be made in it (else 404 or 403)."""
         if not ns:
             raise errors.bad_request("a namespace is required for this kind")
         kv = await self.store.get(self.namespaces.key(None, ns))
@@ -183,6 +196,7 @@ class ResourceAPI:
                 "Forbidden", {"name": ns, "kind": "namespaces",
                               "causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
                                           "message": f"namespace {ns} is being terminated"}]})
+        return kv
 
     def _check_body(self, r: Resource, ns: str | None, obj: Any, name: str | None = None) -> Obj:
         if not isinstance(obj, dict):
@@ -316,7 +330,13 @@ class ResourceAPI:
         if subresource is None and not r.group:
             for admit in self.update_admission.get(r.plural, ()):
                 await admit(new, old)
+        hook = webhooks.Attributes("UPDATE", r, subresource or "", ns or "", name, new, old,
+                                   webhooks.current_options())
+        await self.webhooks.mutate(hook)
+        if hook.patched:
+            r.strategy.default(new)
         self._validate(r, new, old)
+        await self.webhooks.validate(hook)
         new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
         if new == old:
             return kv  # nothing changed: no write, no event, same resourceVersion
@@ -484,12 +504,14 @@ class ResourceAPI:
                      opts: RequestOptions | None = None) -> tuple[KV, bool]:
         """Delete or start deleting (``options`` is the DeleteOptions body). Returns the object
         and whether it is gone already."""
-        dry_run = _server_options(opts).dry_run
+        opts = _server_options(opts)
+        dry_run = opts.dry_run
         grace = options.get("gracePeriodSeconds")
         policy = options.get("propagationPolicy") or ("Orphan" if options.get("orphanDependents") else None)
         pre = options.get("preconditions") or {}
         if not isinstance(pre, dict):
             raise errors.bad_request("DeleteOptions.preconditions must be an object")
+        hook: webhooks.Attributes | None = None
         for _ in retries(bool(pre.get("resourceVersion"))):
             kv = await self.get_kv(r, ns, name)
             obj = decode(kv.value)
@@ -503,6 +525,10 @@ class ResourceAPI:
                                       f"Precondition failed: ResourceVersion in precondition: "
                                       f"{pre['resourceVersion']}, ResourceVersion in object meta: {kv.mod_rev}",
                                       r.group, r.plural)
+            if hook is None:  # admission webhooks see the deletion once
+                hook = webhooks.Attributes("DELETE", r, "", ns or "", name, None, obj, opts, options)
+                await self.webhooks.mutate(hook)
+                await self.webhooks.validate(hook)
             finalizers = list(meta.get("finalizers") or [])
             if policy == "Foreground" and "foregroundDeletion" not in finalizers:
                 finalizers.append("foregroundDeletion")

@@ -40,12 +40,9 @@ class WatchStream:
         # rv "" or "0": start with the current state as ADDED events (Kubernetes semantics)
         self.initial = send_initial if send_initial is not None else rv in ("", "0")
         self.initial_end_bookmark = bool(send_initial)
-        prefix = r.prefix(ns)
-        self.initial_items = []
-        if self.initial:
-            self.initial_items = store.list_nowait(prefix)
-            self.watch = store.watch(prefix, store.revision)
-        else:
+        self.prefix = prefix = r.prefix(ns)
+        self.watch = None  # with initial events: opened at the revision of the list that gives them
+        if not self.initial:
             try:
                 from_rev = int(rv)
             except ValueError:
@@ -65,7 +62,7 @@ class WatchStream:
         return _frame(kind, orjson.dumps(t))
 
     def _bookmark(self, annotations: dict[str, str] | None = None) -> bytes:
-        meta: dict[str, Any] = {"resourceVersion": str(self.store.revision)}
+        meta: dict[str, Any] = {"resourceVersion": str(self.watch.progress)}
         if annotations:
             meta["annotations"] = annotations
         return _frame("BOOKMARK", orjson.dumps({"kind": self.r.kind, "apiVersion": self.r.api_version,
@@ -94,15 +91,23 @@ class WatchStream:
     async def stream(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
+        initial_items: list = []
         try:
-            for kv in self.initial_items:
+            if self.watch is None:
+                try:
+                    initial_items, rev = await self.store.list(self.prefix)
+                    self.watch = self.store.watch(self.prefix, rev)
+                except StoreError as e:
+                    yield error_frame(APIError(503, f"the datastore is unavailable: {e}", "ServiceUnavailable"))
+                    return
+            for kv in initial_items:
                 if self.match is None:
                     yield self._encode("ADDED", kv.value)
                 else:
                     obj = orjson.loads(kv.value)
                     if self.match(obj):
                         yield self._encode("ADDED", kv.value, obj)
-            self.initial_items = []
+            initial_items = []
             if self.initial_end_bookmark and self.bookmarks:
                 yield self._bookmark({"k8s.io/initial-events-end": "true"})
             it = self.watch.__aiter__()
@@ -126,4 +131,5 @@ class WatchStream:
                 if out is not None:
                     yield out
         finally:
-            self.watch.close()
+            if self.watch is not None:
+                self.watch.close()

@@ -16,14 +16,22 @@ import typer
 import yaml
 from rich.console import Console
 
+from ..tasks import install_task_dump
 from . import users
+from .defaults import DEFAULT_DATA_DIR
 
 app = typer.Typer(help="sendo: a container orchestrator that speaks the Kubernetes API.",
                   no_args_is_help=True, add_completion=False)
 app.add_typer(users.app, name="user")
 console = Console(stderr=True, highlight=False)
 
-DEFAULT_DATA_DIR = os.environ.get("SENDO_DATA_DIR") or str(Path.home() / ".sendo")
+
+def _add_subcommands() -> None:
+    from .snapshot import snapshot_app
+    app.add_typer(snapshot_app, name="snapshot")
+
+
+_add_subcommands()
 
 
 def run(coro) -> None:
@@ -33,8 +41,11 @@ def run(coro) -> None:
         factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         factory = None
+    async def main():
+        install_task_dump()  # `kill -USR1 PID`: every task's stack on stderr
+        await coro
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(coro)
+        runner.run(main())
 
 
 def _logging(verbose: bool) -> None:
@@ -64,13 +75,26 @@ def _write_kubeconfig(data_dir: str, url: str, token: str, ca_pem: bytes) -> str
 _PORT_HELP = ("API port (default 6443, or the next free one if that is taken). A port given here is kept: "
               "the command fails if another process holds it.")
 _DATASTORE_HELP = ("Where the cluster state is stored, as a URL: sqlite:///path/to/state.db "
-                   "(default: DATA_DIR/server/state.db).")
+                   "(default: DATA_DIR/server/state.db), or etcd://host:2379[,host2:2379…][/key-prefix]"
+                   "[?cacert=ca.pem&cert=client.pem&key=client-key.pem&compact_interval=300] to share it "
+                   "between several servers.")
+_ELECT_HELP = ("Run the control loops only in the server that holds the kube-system/sendo-controller-manager "
+               "Lease. Default: on for a datastore several servers can share (etcd), off for SQLite.")
+_LEASE_HELP = "Leader election: seconds a leader's Lease lasts without renewal (Kubernetes: 15)."
+_RENEW_HELP = "Leader election: seconds a leader keeps trying to renew before it stops leading (Kubernetes: 10)."
+_RETRY_HELP = "Leader election: seconds between attempts to take or renew the Lease (Kubernetes: 2)."
 _INGRESS_HELP = ("Run the ingress controller: an HTTP(S) reverse proxy on the node's address that serves "
                  "Ingresses of class `sendo` (the default class).")
 _INGRESS_HTTP_HELP = ("Port of the ingress controller's HTTP listener (default: 80 as root, else 8080; "
                       "0 picks any free port).")
 _INGRESS_HTTPS_HELP = ("Port of the ingress controller's HTTPS listener, which picks certificates by SNI "
                        "from the Ingresses' tls Secrets (default: 443 as root, else 8443; 0 picks any free port).")
+
+
+_AUDIT_POLICY_HELP = ("Audit policy (Kubernetes' audit.k8s.io/v1 Policy, YAML): which requests are recorded "
+                      "and at which level (None, Metadata, Request, RequestResponse). Needs --audit-log-path.")
+_AUDIT_LOG_HELP = ("Where audit events are appended as JSON lines (`-`: standard output); rotated by size. "
+                   "Needs --audit-policy-file.")
 
 
 _CONTROLLERS_HELP = ("Control loops to run, read as kube-controller-manager reads it: `*` every default loop, "
@@ -92,6 +116,68 @@ def _controllers_option() -> str:
     return typer.Option("*", "--controllers", callback=_check_controllers, help=_CONTROLLERS_HELP)
 
 
+def _election(lease: float, renew: float, retry: float):
+    from ..client.leaderelection import Timings
+    try:
+        return Timings(lease, renew, retry).check()
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--leader-elect-*") from None
+
+
+_GRACE_HELP = ("How long a node's agent may be silent (no Lease renewal, no status) before the node is "
+               "marked Unknown and tainted node.kubernetes.io/unreachable:NoSchedule and :NoExecute, as "
+               "kube-controller-manager's flag: a duration such as 40s, 1m30s or 500ms.")
+_NOT_READY_HELP = ("Seconds every pod tolerates node.kubernetes.io/not-ready:NoExecute unless it says otherwise "
+                   "(kube-apiserver's DefaultTolerationSeconds admission): then it is evicted and replaced.")
+_UNREACHABLE_HELP = ("Seconds every pod tolerates node.kubernetes.io/unreachable:NoExecute unless it says "
+                     "otherwise: how long pods stay on a lost node before they are replaced elsewhere.")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration ("40s", "1m30s", "500ms") or a bare number of seconds."""
+    import re
+    t = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", t):
+        return float(t)
+    if not t or not re.fullmatch(f"(?:{_DURATION_PART})+", t):
+        raise ValueError(f"invalid duration {text!r}: use a number of seconds or units such as 40s, 1m30s, 500ms")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(_DURATION_PART, t))
+
+
+def _grace_period(text: str) -> str:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    if seconds <= 0:
+        raise typer.BadParameter(f"must be more than 0, not {text!r}")
+    return text
+
+
+def _grace_option() -> str:
+    return typer.Option("40s", "--node-monitor-grace-period", callback=_grace_period, help=_GRACE_HELP)
+
+
+_NODE_LEASE_HELP = ("Duration of this node's Lease, renewed every quarter of it (the kubelet's "
+               "nodeLeaseDurationSeconds). Keep a quarter of it well under the control plane's "
+               "--node-monitor-grace-period.")
+
+
+def _lease_option() -> int:
+    return typer.Option(40, "--node-lease-duration-seconds", min=1, help=_NODE_LEASE_HELP)
+
+
+def _toleration_option(flag: str, help: str) -> int:
+    return typer.Option(300, flag, min=0, help=help)
+
+
+def _node_loss_config(grace: str, not_ready: int, unreachable: int) -> dict:
+    return {"node_monitor_grace_period": parse_duration(grace), "default_not_ready_toleration_seconds": not_ready,
+            "default_unreachable_toleration_seconds": unreachable}
+
+
 def _ingress_config(enabled: bool, http_port: Optional[int], https_port: Optional[int]) -> dict:
     return {"ingress": enabled, "ingress_http_port": http_port, "ingress_https_port": https_port}
 
@@ -105,6 +191,22 @@ _ENGINE_HELP = ("docker runtime: the Docker Engine API socket (unix:///path). De
                 "sendo runs `podman system service` itself.")
 _CIDR_HELP = ("docker runtime: the pod CIDR of container pods (IPv4, at most /23). An unreachable route "
               "covers it all; this node's pods get addresses from its first /24.")
+_SVC_CIDR_HELP = ("docker runtime: where container pods reach Services (IPv4 /16, not loopback): each ClusterIP "
+                  "127.32.x.y has its twin at the same offset here; an unreachable route covers it, the node holds "
+                  "it as local addresses. Default: 10.96.0.0/16.")
+
+
+_METRICS_INTERVAL_HELP = ("Seconds between samples of the CPU and memory of the node and its containers "
+                          "(kubectl top, the HPA); Kubernetes' cadence is 15.")
+_HPA_SYNC_HELP = "Seconds between two syncs of each HorizontalPodAutoscaler (Kubernetes' default: 15)."
+
+
+def _metrics_interval_option() -> float:
+    return typer.Option(15.0, "--metrics-interval", min=1.0, help=_METRICS_INTERVAL_HELP)
+
+
+def _hpa_sync_option() -> float:
+    return typer.Option(15.0, "--hpa-sync-period", min=0.1, help=_HPA_SYNC_HELP)
 
 
 def _runtime_option(name: str) -> str:
@@ -130,8 +232,21 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
                                                         help=_INGRESS_HTTPS_HELP, show_default=False),
        runtime: str = typer.Option("process", help=_RUNTIME_HELP, callback=_runtime_option),
        controllers: str = _controllers_option(),
+       node_monitor_grace_period: str = _grace_option(),
+       default_not_ready_toleration_seconds: int = _toleration_option("--default-not-ready-toleration-seconds",
+                                                                      _NOT_READY_HELP),
+       default_unreachable_toleration_seconds: int = _toleration_option("--default-unreachable-toleration-seconds",
+                                                                        _UNREACHABLE_HELP),
+       node_lease_duration_seconds: int = _lease_option(),
        engine: str = typer.Option("", help=_ENGINE_HELP, show_default=False),
        container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.", show_default=False),
+       audit_policy_file: Optional[Path] = typer.Option(None, help=_AUDIT_POLICY_HELP, show_default=False),
+       audit_log_path: Optional[str] = typer.Option(None, help=_AUDIT_LOG_HELP, show_default=False),
+       audit_log_maxsize: int = typer.Option(100, help="Megabytes an audit log file may reach before it is rotated."),
+       audit_log_maxbackup: int = typer.Option(10, help="Rotated audit log files kept (the oldest go first)."),
+       metrics_interval: float = _metrics_interval_option(),
+       hpa_sync_period: float = _hpa_sync_option(),
+       container_service_cidr: str = typer.Option("", help=_SVC_CIDR_HELP, show_default=False),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
 
@@ -139,10 +254,28 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     same objects and pods. Ctrl-C or SIGTERM stops the cluster and its pods' processes.
     """
     _logging(verbose)
-    cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers)
+    cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers,
+                         audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
+                                             audit_log_maxbackup),
+                         hpa_sync_period=hpa_sync_period,
+                         **_node_loss_config(node_monitor_grace_period, default_not_ready_toleration_seconds,
+                                             default_unreachable_toleration_seconds))
     run(_up(cfg, node_name, apply or [], time.monotonic(),
             {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
-             "engine": engine, "container_cidr": container_cidr}))
+             "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval,
+             "node_lease_duration_seconds": node_lease_duration_seconds,
+             "container_service_cidr": container_service_cidr}))
+
+
+def _audit_config(policy: Optional[Path], path: Optional[str], maxsize: int, maxbackup: int):
+    """The --audit-* options, checked before anything starts: a bad policy names the field at fault."""
+    from ..api.audit import AuditConfig, PolicyError
+    cfg = AuditConfig(str(policy) if policy else None, path, maxsize, maxbackup)
+    try:
+        cfg.check()
+    except PolicyError as e:
+        raise typer.BadParameter(str(e), param_hint="--audit-policy-file")
+    return cfg
 
 
 def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Optional[str], **kw):
@@ -161,10 +294,14 @@ def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Opt
 
 async def _start_server(server) -> None:
     from ..serving import PortInUse
+    from ..store import StoreError
     try:
         await server.start()
     except PortInUse as e:
         console.print(f"[red]error:[/] {e.strerror or e}")
+        raise SystemExit(1)
+    except StoreError as e:  # an etcd that does not answer, …
+        console.print(f"[red]error:[/] the datastore: {e}", soft_wrap=True)
         raise SystemExit(1)
 
 
@@ -184,6 +321,9 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_optio
         path = _write_kubeconfig(data_dir, cfg.url, server.admin_token, server.ca_pem)
         console.print(f"[green]sendo is up[/] in {time.monotonic() - t0:.1f}s: API at {cfg.url}, "
                       f"node [bold]{node_name}[/] Ready, state in {data_dir}")
+        console.print(f"Metrics (Prometheus): {cfg.url}/metrics (admin token), controllers "
+                      f"{getattr(server.control, 'metrics_url', '-')}/metrics, agent "
+                      f"http://{host}:{agent.port}/metrics (node token); `sendo status` shows each component up 1 / 0")
         if agent.dns:
             host, port = agent.dns.host, agent.dns.port
             console.print(f"Cluster DNS at {host}:{port} (pods get it as $SENDO_DNS): "
@@ -217,14 +357,37 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
            no_controllers: bool = typer.Option(False, "--no-controllers",
                                                help="Run no control loops here (run `sendo controllers` apart)."),
            controllers: str = _controllers_option(),
+           audit_policy_file: Optional[Path] = typer.Option(None, help=_AUDIT_POLICY_HELP, show_default=False),
+           audit_log_path: Optional[str] = typer.Option(None, help=_AUDIT_LOG_HELP, show_default=False),
+           audit_log_maxsize: int = typer.Option(100, help="Megabytes an audit log file may reach before it is rotated."),
+           audit_log_maxbackup: int = typer.Option(10, help="Rotated audit log files kept (the oldest go first)."),
+           leader_elect: Optional[bool] = typer.Option(None, "--leader-elect/--no-leader-elect", help=_ELECT_HELP,
+                                                       show_default=False),
+           lease_duration: float = typer.Option(3.0, "--leader-elect-lease-duration", help=_LEASE_HELP),
+           renew_deadline: float = typer.Option(2.0, "--leader-elect-renew-deadline", help=_RENEW_HELP),
+           retry_period: float = typer.Option(0.5, "--leader-elect-retry-period", help=_RETRY_HELP),
+           hpa_sync_period: float = _hpa_sync_option(),
+           node_monitor_grace_period: str = _grace_option(),
+           default_not_ready_toleration_seconds: int = _toleration_option("--default-not-ready-toleration-seconds",
+                                                                          _NOT_READY_HELP),
+           default_unreachable_toleration_seconds: int = _toleration_option(
+               "--default-unreachable-toleration-seconds", _UNREACHABLE_HELP),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
 
     Agents join with the node token this prints (`sendo agent --server … --token …`).
+    Several servers can share one etcd (--datastore etcd://…): each serves the API, and the
+    control loops run in one of them at a time (leader election through a Lease).
     """
     _logging(verbose)
     run(_server(_server_config(data_dir, port, host, datastore, controllers=not no_controllers,
-                               controller_names=controllers)))
+                               controller_names=controllers, leader_elect=leader_elect,
+                               election=_election(lease_duration, renew_deadline, retry_period),
+                               audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
+                                                   audit_log_maxbackup),
+                               hpa_sync_period=hpa_sync_period,
+                               **_node_loss_config(node_monitor_grace_period, default_not_ready_toleration_seconds,
+                                                   default_unreachable_toleration_seconds))))
 
 
 async def _server(cfg) -> None:
@@ -255,6 +418,9 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
                                              "They act for many nodes: give them the admin token."),
           pod_start_delay: float = typer.Option(0.0, help="Hollow nodes: milliseconds a pod takes to 'start'."),
           ingress: bool = typer.Option(True, "--ingress/--no-ingress", help=_INGRESS_HELP),
+          service_proxy: bool = typer.Option(True, "--service-proxy/--no-service-proxy",
+                                             help="Run the service proxy on this node (off for a second agent on "
+                                                  "a machine whose first agent already serves the ClusterIPs)."),
           ingress_http_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTP_PORT",
                                                           help=_INGRESS_HTTP_HELP, show_default=False),
           ingress_https_port: Optional[int] = typer.Option(None, envvar="SENDO_INGRESS_HTTPS_PORT",
@@ -263,6 +429,9 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
           engine: str = typer.Option("", help=_ENGINE_HELP, show_default=False),
           container_cidr: str = typer.Option("", help=_CIDR_HELP + " Default: 10.244.0.0/16.",
                                              show_default=False),
+          metrics_interval: float = _metrics_interval_option(),
+          node_lease_duration_seconds: int = _lease_option(),
+          container_service_cidr: str = typer.Option("", help=_SVC_CIDR_HELP, show_default=False),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the agent does.")):
     """Run a node agent: register the node and run the pods bound to it."""
     _logging(verbose)
@@ -272,7 +441,9 @@ def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127
         return
     run(_agent(server, token, node_name, ca, os.path.abspath(data_dir), address, stop_pods,
                {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
-             "engine": engine, "container_cidr": container_cidr}))
+             "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval,
+             "service_proxy": service_proxy, "node_lease_duration_seconds": node_lease_duration_seconds,
+             "container_service_cidr": container_service_cidr}))
 
 
 async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix: str, delay: float) -> None:
@@ -287,12 +458,38 @@ async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix:
         await h.stop()
 
 
+def _join_error(e: BaseException, server: str) -> str | None:
+    """One line for a join that cannot work (a wrong token, CA or address); None if the error
+    is not one of those."""
+    import ssl
+
+    import aiohttp
+
+    from ..client import ApiError
+    if isinstance(e, ApiError) and e.status in (401, 403):
+        return (f"the API server at {server} refused the node token ({e.status} {e.reason}): pass the token "
+                "`sendo server` printed (DATA_DIR/server/node-token)")
+    if isinstance(e, (aiohttp.ClientSSLError, ssl.SSLError)):
+        return f"cannot verify the API server at {server}: pass its CA certificate with --ca-cert ({e})"
+    if isinstance(e, (aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError)):
+        return f"cannot reach the API server at {server}: {e or 'no answer in time'}"
+    return None
+
+
 async def _agent(server: str, token: str, node_name: str, ca: bytes | None, data_dir: str, address: str,
                  stop_pods: bool, agent_options: dict | None = None) -> None:
     from ..agent.agent import Agent, AgentConfig
     a = Agent(AgentConfig(server=server, token=token, node_name=node_name, data_dir=data_dir, ca_pem=ca,
                           address=address, **(agent_options or {})))
-    await a.start()
+    try:
+        await a.start()
+    except Exception as e:
+        msg = _join_error(e, server)
+        await a.stop()  # what start opened (sessions, the HTTP listener) closes; pods are left as they are
+        if msg is None:
+            raise
+        console.print(f"[red]error:[/] {msg}", soft_wrap=True)
+        raise SystemExit(1)
     console.print(f"[green]sendo agent[/] {node_name} joined {server}")
     if a.ingress:
         console.print(a.ingress.describe())
@@ -307,15 +504,92 @@ def controllers(server: str = typer.Option(..., help="API server URL."),
                 token_file: Path = typer.Option(..., help="File holding a token with full access."),
                 ca_cert: Optional[Path] = typer.Option(None, help="CA certificate of the API server (PEM)."),
                 controllers: str = _controllers_option(),
+                leader_elect: bool = typer.Option(False, "--leader-elect", help="Run the loops only while "
+                                                  "holding the kube-system/sendo-controller-manager Lease."),
+                lease_duration: float = typer.Option(3.0, "--leader-elect-lease-duration", help=_LEASE_HELP),
+                renew_deadline: float = typer.Option(2.0, "--leader-elect-renew-deadline", help=_RENEW_HELP),
+                retry_period: float = typer.Option(0.5, "--leader-elect-retry-period", help=_RETRY_HELP),
+                identity: str = typer.Option("", "--leader-elect-identity",
+                                             help="This candidate's name in the Lease (default: host_pid_random)."),
+                metrics_port: int = typer.Option(10257, help="Port of /metrics, /healthz, /livez and /readyz "
+                                                 "on 127.0.0.1 (kube-controller-manager's is 10257; if another "
+                                                 "process holds 10257, a free port, logged)."),
+                hpa_sync_period: float = _hpa_sync_option(),
+                node_monitor_grace_period: str = _grace_option(),
                 verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the controllers do.")):
     """Run the scheduler and controllers against an API server.
 
     `sendo server` and `sendo up` start this for you as a child process.
     """
     _logging(verbose)
-    from ..controlplane import run_controllers
+    from ..controlplane import controller_options, run_controllers
     ca = ca_cert.read_bytes() if ca_cert else None
-    run(run_controllers(server, token_file.read_text().strip(), ca, controllers))
+    election = _election(lease_duration, renew_deadline, retry_period) if leader_elect else None
+    run(run_controllers(server, token_file.read_text().strip(), ca, controllers, election, identity, metrics_port,
+                        controller_options(parse_duration(node_monitor_grace_period), hpa_sync_period)))
+
+
+secrets_app = typer.Typer(help="Secrets at rest: sealed with AES-GCM, key in DATA_DIR/server/encryption-config.yaml.",
+                          no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("rotate-key")
+def rotate_key(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="The data directory of the running server "
+                                            "(its kubeconfig and admin token are used).")):
+    """Seal every Secret with a new key, while the server runs.
+
+    The new key goes first in the encryption configuration with the old ones kept behind
+    it, every stored value is sealed again (writes go on meanwhile), then the old keys
+    are dropped. Reads never fail during the rotation. Keep a copy of the new
+    configuration file with your snapshots.
+    """
+    import base64
+
+    from ..client.rest import Client
+    cfg_path = os.path.join(data_dir, "kubeconfig")
+    try:
+        kc = yaml.safe_load(open(cfg_path))
+        cluster = kc["clusters"][0]["cluster"]
+        token = open(os.path.join(data_dir, "server", "admin-token")).read().strip()
+    except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError) as e:
+        console.print(f"[red]error:[/] no running server's kubeconfig and admin token in {data_dir} ({e}); "
+                      "give the server's --data-dir")
+        raise SystemExit(1)
+    ca = base64.b64decode(cluster["certificate-authority-data"]) if "certificate-authority-data" in cluster else None
+
+    async def go() -> dict:
+        from ..api.rotation import PATH
+        c = Client(cluster["server"], token, ca, timeout=600)
+        try:
+            return await c.request("POST", PATH, body={})
+        finally:
+            await c.close()
+    from ..client import ApiError
+    try:
+        with console.status("sealing every Secret with a new key…"):
+            status = asyncio.run(go())
+    except ApiError as e:
+        console.print(f"[red]error:[/] {e.body.get('message', e)}")
+        raise SystemExit(1)
+    except OSError as e:
+        console.print(f"[red]error:[/] cannot reach the server at {cluster['server']}: {e}")
+        raise SystemExit(1)
+    console.print(status.get("message", "done"))
+
+
+@app.command()
+def status(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="The cluster's data directory (its kubeconfig "
+                                        "and the server's component list)."),
+           kubeconfig: Optional[Path] = typer.Option(None, envvar="KUBECONFIG", show_default=False,
+                                                     help="Kubeconfig of the cluster (default: DATA_DIR/kubeconfig)."),
+           timeout: float = typer.Option(5.0, help="Seconds each component has to answer.")):
+    """Each component of the cluster, up 1 or down 0, from its /readyz: the API server, the
+    controllers, and the agent of every node. Exits 1 if any is down."""
+    from .status import check_all, render
+    rows = check_all(os.path.abspath(data_dir), kubeconfig, timeout)
+    print(render(rows))
+    raise typer.Exit(0 if rows and all(r.up for r in rows) else 1)
 
 
 def main() -> None:

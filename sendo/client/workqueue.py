@@ -18,10 +18,13 @@ class WorkQueue:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.adds = 0  # workqueue_adds_total: keys queued (a key already waiting is not counted)
+        self.retries = 0  # workqueue_retries_total: keys queued again after a failure
 
     def add(self, key: str) -> None:
         if key in self._dirty:
             return
+        self.adds += 1
         self._dirty.add(key)
         if key not in self._processing:
             self._queue.put_nowait(key)
@@ -43,6 +46,7 @@ class WorkQueue:
         self.add(key)
 
     def retry(self, key: str) -> None:
+        self.retries += 1
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
         self.add_after(key, min(self.base_delay * (2 ** n), self.max_delay))

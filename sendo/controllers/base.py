@@ -56,6 +56,14 @@ class Controller:
         """Make the world match the object named by key. Return seconds to re-check, or None."""
         raise NotImplementedError
 
+    def collectors(self) -> list[Any]:
+        """Prometheus metrics of this loop beyond its work queue's (served by `sendo controllers`)."""
+        return []
+
+    def running(self) -> bool:
+        """Whether every worker is alive (a /readyz check of `sendo controllers`)."""
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._worker(), name=f"{self.name}-{i}") for i in range(self.workers)]
 

@@ -28,7 +28,10 @@ Obj = dict[str, Any]
 
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
-DEFAULT_KINDS = (("pods", ""), ("replicasets", "apps"), ("deployments", "apps"), ("replicationcontrollers", ""))
+DEFAULT_KINDS = (("pods", ""), ("replicasets", "apps"), ("deployments", "apps"), ("replicationcontrollers", ""),
+                 ("daemonsets", "apps"), ("statefulsets", "apps"), ("controllerrevisions", "apps"),
+                 ("persistentvolumeclaims", ""),
+                 ("jobs", "batch"), ("cronjobs", "batch"))  # a CronJob's Jobs go with it; a Job's pods need no GET
 MAX_ABSENT = 10_000  # remembered gone owners (saves a GET per dependent of a big deleted owner)
 MAX_CONFLICT_RETRIES = 5
 

@@ -17,8 +17,8 @@ from ..client import ApiError, kind
 from ..client.events import EventRecorder
 from .base import Controller, owner_key, split_key
 from .podutil import (
-    available_in,
-    controlled_by,
+    count_available,
+    OwnerIndex,
     controller_ref,
     is_active,
     is_ready,
@@ -63,27 +63,16 @@ class ReplicaSetController(Controller):
         self.pod_inf.add_handler(self._on_pod)
         self.expect: dict[str, _Expectations] = {}
         self.recorder = EventRecorder(self.client, self.name)
-        self._pods_by_owner: dict[str, dict[str, Obj]] = {}  # owner uid -> pod key -> pod
+        self._pods_by_owner = OwnerIndex(self.owner_kind)  # owner uid -> its pods
 
     def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:
-        k = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
-        for p in (old, pod):
-            for uid in _owner_uids(p, self.owner_kind):
-                bucket = self._pods_by_owner.get(uid)
-                if bucket is not None:
-                    bucket.pop(k, None)
-                    if not bucket:
-                        del self._pods_by_owner[uid]
-        if typ != "DELETED":
-            for uid in _owner_uids(pod, self.owner_kind):
-                self._pods_by_owner.setdefault(uid, {})[k] = pod
+        self._pods_by_owner.update(typ, pod, old)
         key = owner_key(pod, self.owner_kind)
         if key:
             self.queue.add(key)
 
     def owned_pods(self, rs: Obj) -> list[Obj]:
-        uid = rs["metadata"]["uid"]
-        return [p for p in self._pods_by_owner.get(uid, {}).values() if controlled_by(p, uid)]
+        return self._pods_by_owner.owned(rs["metadata"]["uid"])
 
     async def reconcile(self, key: str) -> float | None:
         rs = self.rs_inf.get(key)
@@ -151,21 +140,10 @@ class ReplicaSetController(Controller):
     async def _update_status(self, rs: Obj, active: list[Obj]) -> float | None:
         now = dt.datetime.now(dt.timezone.utc)
         min_ready = (rs.get("spec") or {}).get("minReadySeconds", 0) or 0
-        ready = available = 0
-        recheck = None
         labels = ((rs.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
-        fully = 0
-        for p in active:
-            if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items()):
-                fully += 1
-            left = available_in(p, min_ready, now)
-            if left is None:
-                continue
-            ready += 1
-            if left == 0:
-                available += 1
-            else:
-                recheck = min(recheck or left, left)
+        fully = sum(1 for p in active if all((p["metadata"].get("labels") or {}).get(k) == v
+                                             for k, v in labels.items()))
+        ready, available, recheck = count_available(active, min_ready, now)
         status = dict(rs.get("status") or {})
         new = {**status, "replicas": len(active), "fullyLabeledReplicas": fully, "readyReplicas": ready,
                "availableReplicas": available, "observedGeneration": rs["metadata"].get("generation", 1)}
@@ -180,9 +158,3 @@ def _neg_time(ts: str) -> str:
     """Sort key that orders newer timestamps first."""
     return "".join(chr(0x10FFFF - ord(c)) for c in ts)
 
-
-def _owner_uids(pod: Obj | None, owner_kind: str) -> list[str]:
-    if pod is None:
-        return []
-    return [r["uid"] for r in pod["metadata"].get("ownerReferences") or []
-            if r.get("controller") and r.get("kind") == owner_kind]

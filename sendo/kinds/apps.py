@@ -545,6 +545,46 @@ class StatefulSetStrategy(WorkloadStrategy):
         return []
 
 
+# ----------------------------------------------------------------- ControllerRevision
+
+
+def controllerrevision_row(cr: Obj) -> list[Any]:
+    refs = [r for r in dicts(as_dict(cr.get("metadata")).get("ownerReferences")) if r.get("controller")]
+    owner = f"{str(refs[0].get('kind', '')).lower()}.{str(refs[0].get('apiVersion', '')).split('/')[0]}/" \
+        f"{refs[0].get('name', '')}" if refs else "<none>"
+    return [name_of(cr), owner, cr.get("revision", 0), object_age(cr)]
+
+
+CONTROLLERREVISION_PRINTER = Printer(
+    columns=[name_column(), Column("Controller", description="The object this revision belongs to."),
+             Column("Revision", type="integer", description="The revision number."), age_column()],
+    row=controllerrevision_row,
+)
+
+
+class ControllerRevisionStrategy(KindStrategy):
+    """A snapshot of a DaemonSet's or StatefulSet's template: data and revision, no status.
+    The data never changes once written (only the revision number may be raised)."""
+
+    has_status = False
+    has_spec = False
+
+    def validate_object(self, obj: Obj) -> list[Cause]:
+        causes: list[Cause] = []
+        if obj.get("revision") is None:
+            causes.append(required("revision"))
+        check_int(obj, "revision", "revision", causes, minimum=0, int64=True)
+        data = obj.get("data")
+        if data is not None and not isinstance(data, dict):
+            causes.append(type_invalid("data", data, dict))
+        return causes
+
+    def validate_update(self, obj: Obj, old: Obj) -> list[Cause]:
+        if strip_nulls(obj.get("data")) != strip_nulls(old.get("data")):
+            return [invalid_value("data", "", "field is immutable")]
+        return []
+
+
 RESOURCES = [
     Resource("apps", "v1", "Deployment", "deployments", True, short_names=["deploy"], categories=["all"],
              subresources={"status", "scale"}, scale=ScaleSpec(), strategy=DeploymentStrategy(),
@@ -557,4 +597,6 @@ RESOURCES = [
     Resource("apps", "v1", "StatefulSet", "statefulsets", True, short_names=["sts"], categories=["all"],
              subresources={"status", "scale"}, scale=ScaleSpec(), strategy=StatefulSetStrategy(),
              printer=STATEFULSET_PRINTER),
+    Resource("apps", "v1", "ControllerRevision", "controllerrevisions", True, strategy=ControllerRevisionStrategy(),
+             printer=CONTROLLERREVISION_PRINTER),
 ]

@@ -574,7 +574,79 @@ def _validate_generated_selector(job: Obj, spec: dict) -> list[Cause]:
     return causes
 
 
+_JOB_COUNTERS = ("active", "ready", "succeeded", "failed", "terminating")
+
+
+def validate_job_status(job: Obj) -> list[Cause]:
+    """What a status write may hold (Kubernetes' job status rules): counters that are
+    non-negative numbers, index lists that parse, uids listed once, times that parse.
+    So no writer can hand the Job controller a status it cannot read."""
+    status = job.get("status")
+    if status is None:
+        return []
+    if not isinstance(status, dict):
+        return [type_invalid("status", status, dict)]
+    causes: list[Cause] = []
+    for key in _JOB_COUNTERS:
+        check_int(status, key, f"status.{key}", causes, minimum=0)
+    for key in ("startTime", "completionTime"):
+        value = status.get(key)
+        if value is not None and (not isinstance(value, str) or parse_timestamp(value) is None):
+            causes.append(invalid_value(f"status.{key}", value, "must be an RFC 3339 date-time"))
+    spec = as_dict(job.get("spec"))
+    completions = spec.get("completions") if is_type(spec.get("completions"), int) else None
+    for key in ("completedIndexes", "failedIndexes"):
+        value = status.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            causes.append(type_invalid(f"status.{key}", value, str))
+        elif value and (spec.get("completionMode") != "Indexed" or completions is None):
+            causes.append(invalid_value(f"status.{key}", value, "cannot set for non-indexed jobs"))
+        elif value:
+            _, err = parse_indexes(value, completions)
+            if err:
+                causes.append(invalid_value(f"status.{key}", value, f"error parsing {key}: {err}"))
+    uncounted = status.get("uncountedTerminatedPods")
+    if uncounted is not None:
+        if not isinstance(uncounted, dict):
+            causes.append(type_invalid("status.uncountedTerminatedPods", uncounted, dict))
+        else:
+            seen: set[str] = set()
+            for key in ("succeeded", "failed"):
+                path = f"status.uncountedTerminatedPods.{key}"
+                for i, uid in enumerate(get(uncounted, key, path, list, causes) or []):
+                    if not isinstance(uid, str):
+                        causes.append(type_invalid(f"{path}[{i}]", uid, str))
+                    elif not uid:
+                        causes.append(invalid_value(f"{path}[{i}]", uid, "must not be empty"))
+                    elif uid in seen:
+                        causes.append(duplicate(f"{path}[{i}]", uid))
+                    else:
+                        seen.add(uid)
+    conditions = get(status, "conditions", "status.conditions", list, causes) or []
+    true = set()
+    for i, c in enumerate(conditions):
+        if not isinstance(c, dict):
+            causes.append(type_invalid(f"status.conditions[{i}]", c, dict))
+            continue
+        for key in ("type", "status"):
+            if not isinstance(c.get(key), str) or not c.get(key):
+                causes.append(required(f"status.conditions[{i}].{key}"))
+        if c.get("status") == "True":
+            true.add(c.get("type"))
+    if {"Complete", "Failed"} <= true:
+        causes.append(invalid_value("status.conditions", "Complete, Failed",
+                                    "cannot set Complete=True and Failed=true conditions"))
+    return causes
+
+
 def validate_job(job: Obj) -> list[Cause]:
+    causes = validate_job_status(job)
+    return causes + _validate_job_object(job)
+
+
+def _validate_job_object(job: Obj) -> list[Cause]:
     spec = job.get("spec")
     if not isinstance(spec, dict):
         return [required("spec.template") if spec is None else type_invalid("spec", spec, dict)]

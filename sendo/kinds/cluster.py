@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from . import podsecurity
 from .base import Cause, Column, duplicate, forbidden, Obj, Printer, set_default
 from .printing import age_column, as_dict, dicts, name_column, name_of, object_age
 from .validation import check_enum, check_name, get, is_qualified_name, KindStrategy, TAINT_EFFECTS, type_invalid
@@ -67,7 +68,8 @@ class NamespaceStrategy(KindStrategy):
         spec = get(obj, "spec", "spec", dict, causes) or {}
         for i, f in enumerate(get(spec, "finalizers", "spec.finalizers", list, causes) or []):
             check_name(f, f"spec.finalizers[{i}]", is_qualified_name, causes)
-        return causes
+        labels = as_dict(as_dict(obj.get("metadata")).get("labels"))
+        return causes + podsecurity.label_causes(labels)
 
 
 NAMESPACE_PRINTER = Printer(

@@ -11,6 +11,8 @@ from .serviceaccount import SERVICEACCOUNT_PRINTER, ServiceAccountStrategy
 from .endpoints import ENDPOINTS_PRINTER, EndpointsStrategy
 from .pvc import PersistentVolumeClaimStrategy, PVC_PRINTER
 from .replicationcontroller import RC_PRINTER, ReplicationControllerStrategy
+from .storage import PV_RESOURCE
+from .quota import LIMITRANGE_PRINTER, LimitRangeStrategy, QUOTA_PRINTER, ResourceQuotaStrategy
 
 RESOURCES = [
     Resource("", "v1", "Namespace", "namespaces", False, short_names=["ns"], subresources={"status", "finalize"},
@@ -18,7 +20,7 @@ RESOURCES = [
     Resource("", "v1", "Node", "nodes", False, short_names=["no"], subresources={"status"},
              strategy=NodeStrategy(), printer=NODE_PRINTER),
     Resource("", "v1", "Pod", "pods", True, short_names=["po"], categories=["all"],
-             subresources={"status", "binding", "log", "portforward"}, strategy=PodStrategy(), printer=POD_PRINTER),
+             subresources={"status", "binding", "eviction", "log", "portforward", "exec", "attach"}, strategy=PodStrategy(), printer=POD_PRINTER),
     Resource("", "v1", "Event", "events", True, short_names=["ev"], strategy=EventStrategy(), printer=EVENT_PRINTER),
     Resource("", "v1", "ConfigMap", "configmaps", True, short_names=["cm"], strategy=ConfigMapStrategy(),
              printer=CONFIGMAP_PRINTER),
@@ -31,7 +33,12 @@ RESOURCES = [
              strategy=EndpointsStrategy(), printer=ENDPOINTS_PRINTER),
     Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, short_names=["pvc"],
              subresources={"status"}, strategy=PersistentVolumeClaimStrategy(), printer=PVC_PRINTER),
+    PV_RESOURCE,
     Resource("", "v1", "ReplicationController", "replicationcontrollers", True, short_names=["rc"],
              categories=["all"], subresources={"status", "scale"}, scale=ScaleSpec(label_selector=None),
              strategy=ReplicationControllerStrategy(), printer=RC_PRINTER),
+    Resource("", "v1", "ResourceQuota", "resourcequotas", True, short_names=["quota"], subresources={"status"},
+             strategy=ResourceQuotaStrategy(), printer=QUOTA_PRINTER),
+    Resource("", "v1", "LimitRange", "limitranges", True, short_names=["limits"], strategy=LimitRangeStrategy(),
+             printer=LIMITRANGE_PRINTER),
 ]

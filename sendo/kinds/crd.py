@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from .base import Cause, Column, Obj, Printer, Resource, required, unsupported
-from .meta import now_rfc3339
+from .meta import set_status_condition
 from .printing import as_dict, dicts, name_of
 from .schema import check_schema
 from .validation import KindStrategy, go_value, invalid_value, is_dns1123_subdomain
@@ -376,18 +376,7 @@ class CRDStrategy(KindStrategy):
 
 def set_condition(crd: Obj, ctype: str, status: str, reason: str, message: str) -> None:
     """Set one status condition; lastTransitionTime moves only when status changes."""
-    st = crd.setdefault("status", {})
-    conds = st.setdefault("conditions", [])
-    if not isinstance(conds, list):
-        conds = st["conditions"] = []
-    for c in conds:
-        if isinstance(c, dict) and c.get("type") == ctype:
-            if c.get("status") != status:
-                c["lastTransitionTime"] = now_rfc3339()
-            c.update(status=status, reason=reason, message=message)
-            return
-    conds.append({"type": ctype, "status": status, "lastTransitionTime": now_rfc3339(), "reason": reason,
-                  "message": message})
+    set_status_condition(crd.setdefault("status", {}), ctype, status, reason, message)
 
 
 def crd_row(crd: Obj) -> list[Any]:

@@ -27,6 +27,22 @@ def now_rfc3339() -> str:
     return rfc3339(dt.datetime.now(dt.timezone.utc))
 
 
+def set_status_condition(status: dict, ctype: str, value: str, reason: str, message: str) -> None:
+    """Set one condition in ``status["conditions"]``; lastTransitionTime moves only when its
+    status changes."""
+    conds = status.setdefault("conditions", [])
+    if not isinstance(conds, list):
+        conds = status["conditions"] = []
+    for c in conds:
+        if isinstance(c, dict) and c.get("type") == ctype:
+            if c.get("status") != value:
+                c["lastTransitionTime"] = now_rfc3339()
+            c.update(status=value, reason=reason, message=message)
+            return
+    conds.append({"type": ctype, "status": value, "lastTransitionTime": now_rfc3339(), "reason": reason,
+                  "message": message})
+
+
 def micro_now() -> str:
     """A Kubernetes `MicroTime` (Events, Leases): microsecond precision."""
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -6,7 +6,7 @@ from typing import Any
 from .base import Cause, Column, Obj, Printer, required, set_default
 from .printing import age_column, as_dict, dicts, human_age, name_column, name_of, object_age, parse_timestamp
 from .validation import is_type, KindStrategy, type_invalid
-from .podspec import (add_default_tolerations, default_pod_spec, default_requests_from_limits, pod_qos_class,
+from .podspec import (default_pod_spec, default_requests_from_limits, pod_qos_class,
                       validate_pod_spec, validate_pod_update)
 
 
@@ -169,13 +169,11 @@ class PodStrategy(KindStrategy):
             spec["serviceAccountName"] = sa
             if not spec.get("serviceAccount"):
                 spec["serviceAccount"] = sa
-        add_default_tolerations(spec)
 
     def prepare_update(self, obj: Obj, old: Obj) -> None:
-        """The identity set at creation stays when an update omits it (it cannot change); so do
-        the default tolerations (an update may only add tolerations)."""
+        """The identity set at creation stays when an update omits it (it cannot change). (The
+        default tolerations come back through the API server's admission, api/admission.py.)"""
         spec, old_spec = obj.get("spec"), old.get("spec")
-        add_default_tolerations(spec)
         if isinstance(spec, dict) and isinstance(old_spec, dict):
             for key in ("serviceAccountName", "serviceAccount"):
                 if not spec.get(key) and old_spec.get(key):

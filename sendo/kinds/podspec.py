@@ -12,11 +12,13 @@ from typing import Any
 
 from .base import Cause, duplicate, forbidden, Obj, required, set_default, strip_nulls, unsupported
 from .printing import as_dict, as_list, dicts
-from .quantity import parse_quantity, QuantityError
+from .quantity import parse_quantity
+from .volumes import validate_sub_path, validate_volume_source
+from .taints import NOT_READY_TAINT, UNREACHABLE_TAINT
 from .validation import (check_enum, check_int, check_name, check_string_list, get, invalid_value, is_config_key,
                          is_dns1123_label, is_dns1123_subdomain, is_env_var_name, is_port_name, is_port_number,
-                         is_qualified_name, is_type, MAX_INT32, not_found, PROTOCOLS, required_because, TAINT_EFFECTS,
-                         type_invalid, validate_labels, validate_object_meta)
+                         is_qualified_name, is_type, MAX_INT32, nonnegative_quantity, not_found, PROTOCOLS,
+                         required_because, TAINT_EFFECTS, type_invalid, validate_labels, validate_object_meta)
 
 
 # ======================================================================= pod spec defaults
@@ -86,17 +88,18 @@ def default_pod_spec(spec: Any) -> None:
         default_volume(v)
 
 
-NOT_READY_TAINT = "node.kubernetes.io/not-ready"
-UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
-DEFAULT_TOLERATION_SECONDS = 300
+DEFAULT_TOLERATION_SECONDS = 300  # kube-apiserver's --default-{not-ready,unreachable}-toleration-seconds
 
 
-def add_default_tolerations(spec: Any) -> None:
-    """Tolerate a not-ready or unreachable node for 5 minutes unless the pod says otherwise.
+def add_default_tolerations(spec: Any, not_ready_seconds: int = DEFAULT_TOLERATION_SECONDS,
+                            unreachable_seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
+    """Tolerate a not-ready or unreachable node for a while (5 minutes by default) unless the
+    pod says otherwise.
 
-    Kubernetes' DefaultTolerationSeconds admission adds these to every pod (on create and
-    update), so clients and charts expect them. A toleration with that key, or with no key
-    (it tolerates every taint), and a NoExecute or empty effect already covers it.
+    What Kubernetes' DefaultTolerationSeconds admission adds to every pod (on create and
+    update; the API server's admission calls this with its flags). A toleration with that
+    key, or with no key (it tolerates every taint), and a NoExecute or empty effect already
+    covers it.
     """
     if not isinstance(spec, dict):
         return
@@ -105,11 +108,11 @@ def add_default_tolerations(spec: Any) -> None:
         tolerations = spec["tolerations"] = []
     if not isinstance(tolerations, list):
         return  # validation reports it
-    for key in (NOT_READY_TAINT, UNREACHABLE_TAINT):
+    for key, seconds in ((NOT_READY_TAINT, not_ready_seconds), (UNREACHABLE_TAINT, unreachable_seconds)):
         if not any(isinstance(t, dict) and t.get("key") in (key, "", None)
                    and t.get("effect") in ("NoExecute", "", None) for t in tolerations):
             tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
-                                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS})
+                                "tolerationSeconds": seconds})
 
 
 def default_requests_from_limits(spec: dict) -> None:
@@ -340,6 +343,7 @@ def validate_volumes(spec: dict, path: str, causes: list[Cause]) -> set[str]:
             causes.append(required_because(p, "must specify a volume type"))
         for extra in sources[1:]:
             causes.append(forbidden(f"{p}.{extra}", "may not specify more than 1 volume type"))
+        validate_volume_source(vol, p, causes)
     return names
 
 
@@ -516,14 +520,9 @@ def validate_resources(res: Any, path: str) -> list[Cause]:
         for name, q in (get(res, section, f"{path}.{section}", dict, causes) or {}).items():
             p = f"{path}.{section}[{name}]"
             causes += validate_resource_name(name, p)
-            try:
-                value = parse_quantity(q)
-            except QuantityError as e:
-                causes.append(invalid_value(p, q, e.reason))
-                continue
-            if value < 0:
-                causes.append(invalid_value(p, q, "must be greater than or equal to 0"))
-            parsed[section][name] = (q, value)
+            value = nonnegative_quantity(q, p, causes)
+            if value is not None:
+                parsed[section][name] = (q, value)
     for name, (q, value) in parsed["requests"].items():
         if name not in parsed["limits"]:
             continue
@@ -565,6 +564,7 @@ def validate_volume_mounts(mounts: Any, path: str, volumes: set[str]) -> list[Ca
             if mp in paths:
                 causes.append(invalid_value(f"{p}.mountPath", mp, "must be unique"))
             paths.add(mp)
+        validate_sub_path(m, p, causes)
     return causes
 
 

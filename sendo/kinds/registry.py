@@ -42,10 +42,14 @@ class Registry:
 
 
 def builtin_registry() -> Registry:
-    from . import apps, batch, coordination, core, crd, discovery, networking
+    from . import admissionregistration  # webhook configurations
+    from . import apps, autoscaling, batch, coordination, core, crd, discovery, networking
     from . import node  # RuntimeClass
+    from . import policy  # PodDisruptionBudget
     from . import rbac  # RBAC kinds and the review kinds
+    from . import storage  # StorageClass
 
-    return Registry([*core.RESOURCES, *apps.RESOURCES, *batch.RESOURCES, *coordination.RESOURCES,
-                     *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES, *node.RESOURCES,
+    return Registry([*admissionregistration.RESOURCES, *core.RESOURCES, *apps.RESOURCES, *batch.RESOURCES,
+                     *coordination.RESOURCES, *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES,
+                     *node.RESOURCES, *policy.RESOURCES, *storage.RESOURCES, *autoscaling.RESOURCES,
                      *rbac.RESOURCES])

@@ -14,6 +14,7 @@ from typing import Any
 
 from .base import Cause, Obj, Strategy, forbidden, required, unsupported
 from .meta import selector_matches  # noqa: F401  (kinds import it from here)
+from .quantity import parse_quantity, QuantityError
 
 # ----------------------------------------------------------------- causes, Go-style values
 
@@ -448,3 +449,16 @@ def validate_int_or_percent(v: Any, path: str) -> list[Cause]:
 
 PROTOCOLS = ["TCP", "UDP", "SCTP"]
 TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+
+def nonnegative_quantity(q: Any, path: str, causes: list[Cause]) -> Any:
+    """The exact value of a quantity that must parse and be >= 0 (a Fraction), else None with a cause."""
+    try:
+        value = parse_quantity(q)
+    except QuantityError as e:
+        causes.append(invalid_value(path, q, e.reason))
+        return None
+    if value < 0:
+        causes.append(invalid_value(path, q, "must be greater than or equal to 0"))
+        return None
+    return value

@@ -2,6 +2,8 @@
 
 Names (domain cluster.local):
   <svc>.<ns>.svc.cluster.local           A: the ClusterIP; headless: one A per ready endpoint
+  <host>.<svc>.<ns>.svc.cluster.local    headless: A of the endpoint with that hostname (a pod's
+                                         spec.hostname under spec.subdomain = svc, e.g. StatefulSet pods)
   _<port>._<proto>.<svc>.<ns>.svc...     SRV for each named port (with A records for the targets)
   <a-b-c-d>.<ns>.pod.cluster.local       A: the dashed IP (Kubernetes' "pods insecure" mode)
   <svc>.<ns>, <svc>.<ns>.svc             the same as the full name, for clients without search domains
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, SRV, A, DNSRecord
 
@@ -41,8 +43,12 @@ def host_resolvers(path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:
 
 class ClusterDNS:
     def __init__(self, client: Client, host: str = "127.0.0.1", port: int = 53, domain: str = "cluster.local",
-                 upstreams: list[tuple[str, int]] | None = None, informers: InformerFactory | None = None):
+                 upstreams: list[tuple[str, int]] | None = None, informers: InformerFactory | None = None,
+                 translate: Callable[[str], str | None] | None = None):
+        """`translate`: what a ClusterIP is answered as (None: as itself); the DNS that
+        container pods ask answers with the ClusterIPs' twins (mirror.py)."""
         self.client = client
+        self.translate = translate
         self.host, self.port = host, port
         self.domain = domain.strip(".").lower()
         self.upstreams = [u for u in (host_resolvers() if upstreams is None else upstreams)
@@ -53,6 +59,8 @@ class ClusterDNS:
         self.slices = self.informers.get(kind("endpointslices", "discovery.k8s.io"))
         self._transport: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.AbstractServer | None = None
+        # answers by (zone: the cluster domain or "." for forwarded names, rcode), read by the agent's /metrics
+        self.responses: dict[tuple[str, str], int] = {}
 
     @property
     def address(self) -> str:
@@ -87,16 +95,26 @@ class ClusterDNS:
 
     # ----------------------------------------------------------------- answering
     async def answer(self, data: bytes) -> bytes | None:
+        """The reply to one query, counted by zone and response code."""
+        out, zone = await self._answer(data)
+        if out is not None and len(out) > 3:
+            key = (zone, RCODE.get(out[3] & 0x0F, str(out[3] & 0x0F)))
+            self.responses[key] = self.responses.get(key, 0) + 1
+        return out
+
+    async def _answer(self, data: bytes) -> tuple[bytes | None, str]:
+        """(reply, zone: the cluster domain, or "." for a name forwarded upstream)"""
+        zone = self.domain + "."
         try:
             q = DNSRecord.parse(data)
         except Exception:
-            return None  # not DNS: nothing sensible to answer
+            return None, zone  # not DNS: nothing sensible to answer
         if not q.questions:
-            return None
+            return None, zone
         name = str(q.q.qname).rstrip(".").lower()
         local = self._local_name(name)
         if local is None:
-            return await self._forward(q, data)
+            return await self._forward(q, data), "."
         reply = q.reply()
         reply.header.aa = 1
         try:
@@ -104,10 +122,10 @@ class ClusterDNS:
         except Exception:
             log.exception("DNS lookup of %s failed", name)
             reply.header.rcode = RCODE.SERVFAIL
-            return reply.pack()
+            return reply.pack(), zone
         if not found:
             reply.header.rcode = RCODE.NXDOMAIN
-        return reply.pack()
+        return reply.pack(), zone
 
     def _local_name(self, name: str) -> list[str] | None:
         """The labels before the cluster domain, or None for a name we forward."""
@@ -132,6 +150,9 @@ class ClusterDNS:
         if len(labels) == 2:
             svc = self.services.get(f"{labels[1]}/{labels[0]}")
             return svc is not None and self._service(svc, qtype, qname, reply)
+        if len(labels) == 3 and not labels[0].startswith("_"):
+            svc = self.services.get(f"{labels[2]}/{labels[1]}")
+            return svc is not None and self._hostname(svc, labels[0], qtype, qname, reply)
         if len(labels) == 4 and labels[0].startswith("_") and labels[1].startswith("_"):
             svc = self.services.get(f"{labels[3]}/{labels[2]}")
             return svc is not None and self._srv(svc, labels[0][1:], labels[1][1:], qtype, qname, reply)
@@ -140,29 +161,52 @@ class ClusterDNS:
     def _service_name(self, svc: Obj) -> str:
         return f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc.{self.domain}"
 
-    def _ready_ips(self, svc: Obj) -> list[str]:
+    def _endpoints(self, svc: Obj) -> list[Obj]:
+        """The Service's endpoints DNS publishes: ready ones, or all with publishNotReadyAddresses."""
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
         publish = (svc.get("spec") or {}).get("publishNotReadyAddresses")
-        ips: list[str] = []
+        out: list[Obj] = []
         for s in self.slices.list():
             if s["metadata"].get("namespace") != ns or \
                     (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name") != name:
                 continue
-            for ep in s.get("endpoints") or []:
-                if publish or (ep.get("conditions") or {}).get("ready", True):
-                    ips.extend(a for a in ep.get("addresses") or [] if a not in ips)
+            out += [ep for ep in s.get("endpoints") or []
+                    if publish or (ep.get("conditions") or {}).get("ready", True)]
+        return out
+
+    def _ready_ips(self, svc: Obj) -> list[str]:
+        ips: list[str] = []
+        for ep in self._endpoints(svc):
+            ips.extend(a for a in ep.get("addresses") or [] if a not in ips)
         return ips
+
+    def _hostname(self, svc: Obj, host: str, qtype: str, qname: str, reply: DNSRecord) -> bool:
+        """<host>.<svc>.<ns>.svc: the addresses of the headless Service's endpoint named host."""
+        if (svc.get("spec") or {}).get("clusterIP") not in (None, "None"):
+            return False
+        ips = [a for ep in self._endpoints(svc) if (ep.get("hostname") or "").lower() == host
+               for a in ep.get("addresses") or []]
+        if not ips:
+            return False
+        if qtype in ("A", "ANY"):
+            for ip in dict.fromkeys(ips):
+                reply.add_answer(RR(qname, QTYPE.A, rdata=A(ip), ttl=TTL))
+        return True
 
     def _service(self, svc: Obj, qtype: str, qname: str, reply: DNSRecord) -> bool:
         spec = svc.get("spec") or {}
         if spec.get("type") == "ExternalName":
             reply.add_answer(RR(qname, QTYPE.CNAME, rdata=CNAME(spec.get("externalName", "")), ttl=TTL))
             return True
-        ips = self._ready_ips(svc) if spec.get("clusterIP") in (None, "None") else [spec["clusterIP"]]
+        ips = self._ready_ips(svc) if spec.get("clusterIP") in (None, "None") else [self._cluster_ip(spec)]
         if qtype in ("A", "ANY"):
             for ip in ips:
                 reply.add_answer(RR(qname, QTYPE.A, rdata=A(ip), ttl=TTL))
         return True  # the name exists even when it has no address of the asked type
+
+    def _cluster_ip(self, spec: Obj) -> str:
+        ip = spec["clusterIP"]
+        return (self.translate(ip) if self.translate else None) or ip
 
     def _srv(self, svc: Obj, port_name: str, proto: str, qtype: str, qname: str, reply: DNSRecord) -> bool:
         spec = svc.get("spec") or {}
@@ -174,13 +218,14 @@ class ClusterDNS:
             return True
         target = self._service_name(svc)
         if spec.get("clusterIP") in (None, "None"):  # headless: one target per endpoint
-            for ip in self._ready_ips(svc):
-                host = f"{ip.replace('.', '-')}.{target}"
-                reply.add_answer(RR(qname, QTYPE.SRV, rdata=SRV(0, 100, port["port"], host), ttl=TTL))
-                reply.add_ar(RR(host, QTYPE.A, rdata=A(ip), ttl=TTL))
+            for ep in self._endpoints(svc):
+                for ip in ep.get("addresses") or []:
+                    host = f"{ep.get('hostname') or ip.replace('.', '-')}.{target}"
+                    reply.add_answer(RR(qname, QTYPE.SRV, rdata=SRV(0, 100, port["port"], host), ttl=TTL))
+                    reply.add_ar(RR(host, QTYPE.A, rdata=A(ip), ttl=TTL))
         else:
             reply.add_answer(RR(qname, QTYPE.SRV, rdata=SRV(0, 100, port["port"], target), ttl=TTL))
-            reply.add_ar(RR(target, QTYPE.A, rdata=A(spec["clusterIP"]), ttl=TTL))
+            reply.add_ar(RR(target, QTYPE.A, rdata=A(self._cluster_ip(spec)), ttl=TTL))
         return True
 
     def _pod(self, labels: list[str], qtype: str, qname: str, reply: DNSRecord) -> bool:

@@ -65,6 +65,7 @@ from ..client.factory import InformerFactory
 from ..client.informer import obj_key
 from ..tasks import stop_tasks
 from .lbstatus import LoadBalancerStatus
+from .mirror import ServiceMirror
 from .resync import resync_loop
 
 log = logging.getLogger(__name__)
@@ -167,9 +168,10 @@ class _Desired(NamedTuple):
 class ServiceProxy:
     def __init__(self, client: Client, node_name: str, node_ip: str = "127.0.0.1", *,
                  udp_idle_timeout: float = UDP_IDLE_TIMEOUT, recorder: EventRecorder | None = None,
-                 informers: InformerFactory | None = None):
+                 informers: InformerFactory | None = None, mirror: ServiceMirror | None = None):
         self.client = client
         self.node_name = node_name
+        self.mirror = mirror  # twins of the ClusterIPs for container pods (mirror.py), once enabled
         self.node_ip = node_ip
         self.udp_idle_timeout = udp_idle_timeout
         self.recorder = recorder or EventRecorder(client, "service-proxy", node_name)
@@ -192,10 +194,16 @@ class ServiceProxy:
         self._conns: set[_ClientSide] = set()  # open client connections
         self._tasks: list[asyncio.Task] = []
         self._unsupported_told: set[tuple[str, str]] = set()
+        if mirror is not None:
+            mirror.on_change(self._dirty.set)
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self, timeout: float = 30.0) -> None:
         await self.informers.start(self.services, self.slices, timeout=timeout)
+        # a shared informer may have listed before our handler was added (the agent's DNS
+        # starts it first): take what its cache already holds
+        for es in self.slices.list():
+            self._on_slice("ADDED", es, None)
         await self.sync()
         self._tasks = [asyncio.create_task(self._sync_loop(), name="proxy-sync"),
                        asyncio.create_task(self._housekeeping(), name="proxy-housekeeping")]
@@ -312,8 +320,9 @@ class ServiceProxy:
                     bkey = f"{key}:{pname}/{proto}:cluster"
                     backends[bkey] = (self._endpoints_of(key, pname, proto,
                                                          spec.get("internalTrafficPolicy") == "Local"), affinity)
-                    for ip in ips:
-                        want(ListenKey(proto, ip, number), bkey)
+                    for ip in ips:  # and its twin, for pods in their own network namespace (mirror.py)
+                        for addr in [ip, *(self.mirror.twins(ip) if self.mirror else [])]:
+                            want(ListenKey(proto, addr, number), bkey)
                 if external:
                     bkey = f"{key}:{pname}/{proto}:external"
                     backends[bkey] = (self._endpoints_of(key, pname, proto,

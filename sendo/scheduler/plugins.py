@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from ..kinds.nodematch import term_matches, tolerates
 from ..kinds.quantity import parse_bytes, parse_cpu
+
+__all__ = ["term_matches", "tolerates"]  # re-exported: the matching rules live in kinds/nodematch.py
 
 Obj = dict[str, Any]
 
@@ -106,51 +109,6 @@ class PodInfo:
         required = na.get("requiredDuringSchedulingIgnoredDuringExecution")
         self.affinity: list[Obj] | None = None if required is None else list(required.get("nodeSelectorTerms") or [])
         self.owner = owner_uid(pod)
-
-
-# ----------------------------------------------------------------- tolerations and affinity
-def tolerates(tolerations: list[Obj], key: str, value: str, effect: str) -> bool:
-    """Whether any toleration matches the taint (v1 Toleration.ToleratesTaint)."""
-    for t in tolerations:
-        if t.get("effect") and t["effect"] != effect:
-            continue
-        if t.get("key") and t["key"] != key:
-            continue
-        op = t.get("operator") or "Equal"
-        if op == "Exists" or (op == "Equal" and (t.get("value") or "") == value):
-            return True
-    return False
-
-
-def _requirement_matches(req: Obj, values_of: dict[str, str]) -> bool:
-    key, op, vals = req.get("key", ""), req.get("operator"), req.get("values") or []
-    has = key in values_of
-    v = values_of.get(key)
-    if op == "In":
-        return has and v in vals
-    if op == "NotIn":
-        return not has or v not in vals
-    if op == "Exists":
-        return has
-    if op == "DoesNotExist":
-        return not has
-    if op in ("Gt", "Lt") and has and len(vals) == 1:
-        try:
-            a, b = int(v), int(vals[0])
-        except (TypeError, ValueError):
-            return False
-        return a > b if op == "Gt" else a < b
-    return False
-
-
-def term_matches(term: Obj, labels: dict[str, str], name: str) -> bool:
-    """One nodeSelectorTerm: all its expressions and fields hold; an empty term matches nothing."""
-    exprs, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
-    if not exprs and not fields:
-        return False
-    node_fields = {"metadata.name": name}
-    return (all(_requirement_matches(e, labels) for e in exprs)
-            and all(_requirement_matches(f, node_fields) for f in fields))
 
 
 # ----------------------------------------------------------------- nodes

@@ -15,14 +15,19 @@ timer retries them otherwise.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from typing import Any
+
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram
 
 from ..client import ApiError, Client, kind
 from ..client.events import EventRecorder
 from ..client.informer import obj_key
 from ..controllers.base import Controller, InformerFactory, split_key
 from ..kinds.meta import now_rfc3339
+from ..kinds.storage import SELECTED_NODE_ANNOTATION
 from .plugins import (
     NodeInfo,
     PodInfo,
@@ -33,6 +38,7 @@ from .plugins import (
     pick,
     pod_requests,
 )
+from .volumes import ClaimPlan, plan_claims
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -87,8 +93,22 @@ class Scheduler(Controller):
         self.unschedulable: dict[str, int] = {}  # pod key -> failed attempts
         self._reported: dict[str, str] = {}  # pod key -> last FailedScheduling message sent
         self.recorder = EventRecorder(self.client, SCHEDULER_NAME)
+        # kube-scheduler's metrics; registered by the process that runs the loop
+        self.attempts = PromCounter("scheduler_schedule_attempts", "Number of attempts to schedule pods, by the "
+                                    "result. 'unschedulable' means a pod could not be scheduled, while 'error' "
+                                    "means an internal scheduler problem.", ["result", "profile"], registry=None)
+        self.attempt_seconds = Histogram("scheduler_scheduling_attempt_duration_seconds", "Scheduling attempt "
+                                         "latency in seconds (scheduling algorithm + binding)", ["result", "profile"],
+                                         buckets=(0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256,
+                                                  0.512, 1.024, 2.048, 4.096, 8.192, 16.384), registry=None)
         self.node_inf.add_handler(self._on_node)
         self.pod_inf.add_handler(self._on_pod)
+        # claims, volumes and classes: a pod waiting for one of them is tried again when it changes
+        self.pvc_inf = self.informers.get(kind("persistentvolumeclaims"))
+        self.pv_inf = self.informers.get(kind("persistentvolumes"))
+        self.sc_inf = self.informers.get(kind("storageclasses", "storage.k8s.io"))
+        for inf in (self.pvc_inf, self.pv_inf, self.sc_inf):
+            inf.add_handler(lambda t, o, old: self._wake() if t != "DELETED" else None)
 
     async def stop(self) -> None:
         await super().stop()
@@ -178,7 +198,7 @@ class Scheduler(Controller):
             self.queue.add(key)
 
     # ------------------------------------------------------------- decide
-    def find_node(self, pod: PodInfo) -> tuple[NodeInfo | None, Counter]:
+    def find_node(self, pod: PodInfo, claims: ClaimPlan | None = None) -> tuple[NodeInfo | None, Counter]:
         """Filter a rotating sample of nodes until enough fit, then score those."""
         order, nodes = self._order, self.nodes
         total = len(order)
@@ -193,6 +213,8 @@ class Scheduler(Controller):
             ni = nodes[order[(start + seen) % total]]
             seen += 1
             why = ni.misfit(pod)
+            if not why and claims is not None and (conflict := claims.misfit(ni)):
+                why = (conflict,)
             if not why:
                 feasible.append(ni)
                 if len(feasible) >= want:
@@ -205,27 +227,50 @@ class Scheduler(Controller):
             return None, reasons
         return pick(feasible, pod), reasons
 
+    def collectors(self) -> list[Any]:
+        return [self.attempts, self.attempt_seconds]
+
     async def reconcile(self, key: str) -> float | None:
+        """One scheduling attempt, counted by result in scheduler_schedule_attempts_total."""
+        t0 = time.perf_counter()
+        result = "error"
+        try:
+            again, result = await self._attempt(key)
+            return again
+        finally:
+            if result:
+                self.attempts.labels(result, "default-scheduler").inc()
+                self.attempt_seconds.labels(result, "default-scheduler").observe(time.perf_counter() - t0)
+
+    async def _attempt(self, key: str) -> tuple[float | None, str]:
+        """(re-check after, result: scheduled | unschedulable | error | "" when there was nothing to do)"""
         pod = self.pod_inf.get(key)
         if pod is None or not responsible_for(pod):
             self.unschedulable.pop(key, None)
-            return None
+            return None, ""
         if key in self.placed:
-            return None  # bound or binding; the informer has not caught up yet
+            return None, ""  # bound or binding; the informer has not caught up yet
         info = PodInfo(pod)
-        node, reasons = self.find_node(info)  # no await between deciding and assuming
+        claims = plan_claims(pod, lambda ns, n: self.pvc_inf.get(f"{ns}/{n}"), self.pv_inf.get, self.sc_inf.get)
+        if claims is not None and claims.error:
+            return await self._unschedulable(key, pod, f"0/{len(self._order)} nodes are available: "
+                                                       f"{claims.error}.")
+        node, reasons = self.find_node(info, claims)  # no await between deciding and assuming
         if node is None:
-            return await self._unschedulable(key, pod, fit_error(len(self._order), reasons))
+            return await self._unschedulable(key, pod, fit_error(len(self._order), reasons)), "unschedulable"
         placement = self._account(key, node.name, info.req, info.owner, assumed=True)
         ns, name = split_key(key)
         try:
+            for claim_ns, claim in (claims.to_select if claims else []):  # the provisioner makes them there
+                await self.client.patch(self.pvc_inf.r, claim_ns, claim,
+                                        {"metadata": {"annotations": {SELECTED_NODE_ANNOTATION: node.name}}})
             await self.client.bind(ns, name, node.name)
         except ApiError as e:
             self._unaccount(key, only=placement)
             if e.status == 404:
-                return None  # the pod is gone
+                return None, "error"  # the pod is gone
             if e.status == 409:
-                return 1.0  # bound elsewhere, being deleted, or contended: look again shortly
+                return 1.0, "error"  # bound elsewhere, being deleted, or contended: look again shortly
             raise
         except BaseException:
             self._unaccount(key, only=placement)
@@ -233,7 +278,7 @@ class Scheduler(Controller):
         self.unschedulable.pop(key, None)
         self._reported.pop(key, None)
         self._event(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node.name}")
-        return None
+        return None, "scheduled"
 
     # ------------------------------------------------------------- failure
     async def _unschedulable(self, key: str, pod: Obj, message: str) -> float:

@@ -95,6 +95,10 @@ class Event:
 class Watch(Protocol):
     def __aiter__(self) -> AsyncIterator[Event]: ...
 
+    @property
+    def progress(self) -> int:
+        """A revision up to which every matching event has been delivered (a bookmark's)."""
+
     def close(self) -> None: ...
 
 
@@ -108,6 +112,10 @@ class Store(Protocol):
 
     @property
     def compact_revision(self) -> int: ...
+
+    async def latest_revision(self) -> int:
+        """The newest revision as the store itself says (``revision`` is what this server has seen;
+        with several servers on one store another may have written since)."""
 
     async def get(self, key: str) -> KV | None: ...
 

@@ -14,6 +14,7 @@ from .base import DatastoreURLError, Store
 # scheme -> "module:Class"; the class has ``from_url(url: str) -> Store``
 STORES: dict[str, str] = {
     "sqlite": "sendo.store.sqlite:SQLiteStore",
+    "etcd": "sendo.store.etcd:EtcdStore",
 }
 
 

@@ -29,6 +29,7 @@ from sortedcontainers import SortedDict
 
 from ..private import create_private, private_dir, tighten
 from ..tasks import stop_tasks
+from .encryption import IDENTITY, Transformer
 from .base import KV, Compacted, Conflict, DatastoreURLError, Event, KeyExists, KeyNotFound, StoreError
 from .sqlite_schema import compact_rows, prepare
 
@@ -71,6 +72,14 @@ class SQLiteWatch:
 
     def __aiter__(self):
         return self
+
+    @property
+    def progress(self) -> int:
+        """Every event under the prefix up to this revision has been delivered (events are queued
+        as they are committed, so a drained watcher has seen all of them)."""
+        if self.backfill_to or not self.queue.empty():
+            return self.after
+        return self.store.revision
 
     async def __anext__(self) -> Event:
         while self.backfill_to:
@@ -120,6 +129,8 @@ class SQLiteStore:
     def __init__(self, path: str, *, compact_interval: float = 60.0, compact_keep: int = 10_000,
                  ring_size: int = 50_000, ring_bytes: int = RING_BYTES, watch_queue_bytes: int = WATCH_QUEUE_BYTES):
         self.path = path
+        # what values go through on their way to and from the disk (Secrets sealed: encryption.py)
+        self.transformer: Transformer = IDENTITY
         self.compact_interval = compact_interval
         self.compact_keep = compact_keep
         self.ring_size = ring_size
@@ -156,6 +167,10 @@ class SQLiteStore:
         self._queue = asyncio.Queue()
         self._tasks = [asyncio.create_task(self._writer(), name="sqlite-writer"),
                        asyncio.create_task(self._compactor(), name="sqlite-compactor")]
+        sealed = await self.reseal()  # values written before encryption was on, or under an older key
+        if sealed:
+            log.warning("sealed %d stored values again (now: %s)", sealed,
+                        self.transformer.primary or "plaintext, the identity provider is first")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -180,8 +195,9 @@ class SQLiteStore:
             "SELECT k.key, k.value, k.rev, k.create_rev FROM kv k "
             "JOIN (SELECT key, MAX(rev) AS r FROM kv GROUP BY key) m ON k.rev = m.r "
             "WHERE k.deleted = 0")
+        opened = self.transformer.from_disk
         for key, value, rev, create_rev in cur:
-            self._latest[key] = KV.stored(key, value, rev, create_rev)
+            self._latest[key] = KV.stored(key, opened(key, value), rev, create_rev)
 
     def _open_reader(self) -> None:
         self._rconn = self._connect()
@@ -215,6 +231,9 @@ class SQLiteStore:
     def get_nowait(self, key: str) -> KV | None:
         return self._latest.get(key)
 
+    async def latest_revision(self) -> int:
+        return self._rev  # this process is the only writer
+
     async def list(self, prefix: str, revision: int = 0) -> tuple[list[KV], int]:
         if revision == 0 or revision >= self._rev:
             if revision > self._rev:
@@ -238,7 +257,8 @@ class SQLiteStore:
             "(SELECT key, MAX(rev) AS r FROM kv WHERE key >= ? AND key < ? AND rev <= ? GROUP BY key) m "
             "ON k.rev = m.r WHERE k.deleted = 0 ORDER BY k.key",
             (prefix, prefix_end(prefix), revision))
-        return [KV.stored(key, value, rev, crev) for key, value, rev, crev in cur]
+        opened = self.transformer.from_disk
+        return [KV.stored(key, opened(key, value), rev, crev) for key, value, rev, crev in cur]
 
     # ----------------------------------------------------------------- writes
     def _submit(self, kind: str, key: str, data: bytes | None, expected_rev: int | None) -> asyncio.Future:
@@ -324,6 +344,8 @@ class SQLiteStore:
 
     def _commit(self, rows: list[tuple]) -> None:
         conn = self._wconn
+        sealed = self.transformer.to_disk
+        rows = [(*r[:6], sealed(r[1], r[6])) if self.transformer.applies(r[1]) else r for r in rows]
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
@@ -333,6 +355,49 @@ class SQLiteStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    # ----------------------------------------------------------------- sealing
+    async def reseal(self, transformer: Transformer | None = None) -> int:
+        """Seal again every stored value (all revisions) that `transformer` (else the
+        current one) would seal differently: plaintext from before encryption was on, or
+        a value sealed by a key that is no longer the first. Runs on the writer's thread in
+        batches, so writes go on meanwhile; freed bytes are zeroed (secure_delete) and the
+        WAL is truncated, so no old plaintext stays in the file. Returns how many were sealed."""
+        if transformer is not None:
+            self.transformer = transformer
+        loop = asyncio.get_running_loop()
+        total = 0
+        for prefix in self.transformer.prefixes:
+            after = 0
+            while True:
+                after, n, more = await loop.run_in_executor(self._writer_pool, self._reseal_batch, prefix, after)
+                total += n
+                if not more:
+                    break
+        if total:
+            await loop.run_in_executor(self._writer_pool, self._scrub)
+        return total
+
+    def _reseal_batch(self, prefix: str, after: int, limit: int = 500) -> tuple[int, int, bool]:
+        conn, t = self._wconn, self.transformer
+        rows = conn.execute("SELECT rev, key, value FROM kv WHERE key >= ? AND key < ? AND rev > ? "
+                            "ORDER BY rev LIMIT ?", (prefix, prefix_end(prefix), after, limit)).fetchall()
+        updates = [(t.to_disk(key, t.from_disk(key, value)), rev) for rev, key, value in rows if t.stale(key, value)]
+        if updates:
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("UPDATE kv SET value = ? WHERE rev = ?", updates)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return (rows[-1][0] if rows else after), len(updates), len(rows) == limit
+
+    def _scrub(self) -> None:
+        conn = self._wconn
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA secure_delete=OFF")
 
     # ----------------------------------------------------------------- watch
     def watch(self, prefix: str, from_rev: int = 0) -> SQLiteWatch:
@@ -403,14 +468,15 @@ class SQLiteStore:
             "WHERE key >= ? AND key < ? AND rev > ? AND rev <= ? ORDER BY rev LIMIT ?",
             (prefix, prefix_end(prefix), after, to, HISTORY_CHUNK)).fetchall()
         events = []
+        opened = self.transformer.from_disk
         for rev, key, created, deleted, create_rev, prev_rev, value in rows:
             prev = None
             if prev_rev:
                 p = conn.execute("SELECT value, create_rev FROM kv WHERE rev = ?", (prev_rev,)).fetchone()
                 if p:
-                    prev = KV.stored(key, p[0], prev_rev, p[1])
+                    prev = KV.stored(key, opened(key, p[0]), prev_rev, p[1])
             kind = "create" if created else "delete" if deleted else "update"
-            events.append(Event(kind, KV.stored(key, value, rev, create_rev), prev))
+            events.append(Event(kind, KV.stored(key, opened(key, value), rev, create_rev), prev))
         return events
 
     # ----------------------------------------------------------------- compaction

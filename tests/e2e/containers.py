@@ -130,9 +130,17 @@ def remove_images_of(registry: Registry) -> None:
 
 # ---------------------------------------------------------------------------- pod CIDR
 
-def free_pod_cidr() -> str:
+def container_cidrs() -> tuple[str, str, tuple[str, ...]]:
+    """(pod CIDR, service CIDR, the `sendo up` options naming them): two free /16s, so a
+    test's cluster shares no container address with another cluster on this machine."""
+    pod = free_pod_cidr()
+    svc = free_pod_cidr(avoid=pod)
+    return pod, svc, ("--container-cidr", pod, "--container-service-cidr", svc)
+
+
+def free_pod_cidr(avoid: str = "") -> str:
     """A /16 in 10.0.0.0/8 that no route of this machine touches (other tests, other
-    clusters, the machine's own networks)."""
+    clusters, the machine's own networks), and not `avoid`."""
     routes = run(["ip", "-4", "route", "show", "table", "all"]).stdout.splitlines()
     used = []
     for line in routes:
@@ -145,7 +153,7 @@ def free_pod_cidr() -> str:
             continue
     for _ in range(200):
         cand = ipaddress.ip_network(f"10.{random.randint(100, 250)}.0.0/16")
-        if not any(cand.overlaps(u) for u in used if u.prefixlen > 0):
+        if str(cand) != avoid and not any(cand.overlaps(u) for u in used if u.prefixlen > 0):
             return str(cand)
     raise AssertionError("no free /16 in 10.100.0.0-10.250.255.255 for the test's pod CIDR")
 
@@ -194,9 +202,10 @@ def engine_containers(cluster: Cluster, *labels: str) -> list[str]:
     return run(argv).stdout.split()
 
 
-def cleanup_engine(cluster: Cluster, pod_cidr: str) -> None:
+def cleanup_engine(cluster: Cluster, pod_cidr: str, service_cidr: str = "") -> None:
     """Remove what this cluster made in the engine and the kernel: its containers (by ID),
-    its network, the unreachable route of its pod CIDR."""
+    its network, the unreachable routes of its pod and service CIDRs and the local route
+    of the latter."""
     try:
         state = docker_state_dir(cluster)
     except AssertionError:
@@ -207,6 +216,9 @@ def cleanup_engine(cluster: Cluster, pod_cidr: str) -> None:
             run(["podman", "rm", "-f", "-t", "0", *ids], check=False)
         run(["podman", "network", "rm", "-f", network_name(cluster)], check=False)
     run(["ip", "route", "del", "unreachable", pod_cidr], check=False)
+    if service_cidr:
+        run(["ip", "route", "del", "local", service_cidr, "dev", "lo", "table", "local"], check=False)
+        run(["ip", "route", "del", "unreachable", service_cidr], check=False)
 
 
 def engine_socket_elsewhere() -> bool:

@@ -73,9 +73,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 class Cluster:
-    def __init__(self, base: Path, extra_args: tuple[str, ...] = ()):
+    def __init__(self, base: Path, extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None):
         self.base = base
         self.extra_args = tuple(extra_args)  # more `sendo up` options, e.g. ("--runtime", "docker")
+        self.extra_env = dict(extra_env or {})  # more environment for `sendo up`, e.g. a short Job back-off
         self.data_dir = base / "data"
         self.home = base / "home"
         self.home.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,7 @@ class Cluster:
                 [sys.executable, "-m", "sendo.cli.main", "up", "--data-dir", str(self.data_dir),
                  "--port", str(self.port), *self.extra_args],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, cwd=str(REPO),
-                env=_env(HOME=str(self.home), COLUMNS="200"))
+                env=_env(HOME=str(self.home), COLUMNS="200", **self.extra_env))
         finally:
             log.close()
         threading.Thread(target=self._read_stdout, args=(self.proc,), daemon=True).start()
@@ -378,9 +379,10 @@ class LineReader:
 
 
 @contextlib.contextmanager
-def shared_cluster(directory: Path, extra_args: tuple[str, ...] = ()) -> Iterator["Cluster"]:
+def shared_cluster(directory: Path, extra_args: tuple[str, ...] = (),
+                   extra_env: dict[str, str] | None = None) -> Iterator["Cluster"]:
     """One `sendo up` for a whole test module (for module-scoped fixtures)."""
-    c = Cluster(directory, extra_args)
+    c = Cluster(directory, extra_args, extra_env)
     try:
         c.start()
         yield c

@@ -22,9 +22,8 @@ from .harness import Cluster, LineReader, http_get, poll, shared_cluster, to_yam
 @pytest.fixture(scope="module")
 def docker_cluster(tmp_path_factory, container_image):
     """One `sendo up --runtime docker` for the module, on a pod CIDR of its own."""
-    cidr = ct.free_pod_cidr()
-    with shared_cluster(tmp_path_factory.mktemp("docker-cluster"),
-                        ("--runtime", "docker", "--container-cidr", cidr)) as c:
+    cidr, svc_cidr, net_args = ct.container_cidrs()
+    with shared_cluster(tmp_path_factory.mktemp("docker-cluster"), ("--runtime", "docker", *net_args)) as c:
         c.pod_cidr = cidr
         try:
             yield c
@@ -37,7 +36,7 @@ def docker_cluster(tmp_path_factory, container_image):
                 assert not ct.podman_service_of(c), "the podman service outlived sendo"
         finally:
             c.stop()
-            ct.cleanup_engine(c, cidr)
+            ct.cleanup_engine(c, cidr, svc_cidr)
 
 
 def pod(name: str, image: str, *, command=None, args=None, restart="Never", **container) -> dict:
@@ -263,8 +262,8 @@ def test_a_pod_picks_docker_by_runtime_class_and_a_restarted_agent_adopts_its_co
     of sendo, the container keeps running and the new agent adopts it: same container,
     no restart, no duplicate."""
     image, _ = container_image
-    cidr = ct.free_pod_cidr()
-    c = Cluster(tmp_path, ("--container-cidr", cidr))
+    cidr, svc_cidr, net_args = ct.container_cidrs()
+    c = Cluster(tmp_path, net_args)
     try:
         c.start()
         assert c.kubectl("get", "runtimeclass", "docker", "-o", "jsonpath={.handler}").stdout == "docker"
@@ -302,4 +301,31 @@ def test_a_pod_picks_docker_by_runtime_class_and_a_restarted_agent_adopts_its_co
         poll(lambda: not ct.engine_containers(c), 30, what="the pod's containers removed from the engine")
     finally:
         c._cleanup()
-        ct.cleanup_engine(c, cidr)
+        ct.cleanup_engine(c, cidr, svc_cidr)
+
+
+def test_volumes_are_bind_mounts_and_a_configmap_change_reaches_the_running_container(docker_cluster,
+                                                                                      container_image):
+    image, _ = container_image
+    c = docker_cluster
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config"}, "data": {"mode": "blue"}}
+    p = pod("mounted", image, restart="Always",
+            command=["sh", "-c", "while true; do echo \"mode=$(cat /config/mode) shared=$(cat /shared/x) "
+                                 "perm=$(stat -L -c %a /secret/key)\"; sleep 0.3; done"],
+            volumeMounts=[{"name": "config", "mountPath": "/config"}, {"name": "shared", "mountPath": "/shared"},
+                          {"name": "secret", "mountPath": "/secret"}])
+    p["spec"]["containers"].append({"name": "side", "image": image, "volumeMounts": [
+        {"name": "shared", "mountPath": "/data"}], "command": ["sh", "-c", "echo from-side > /data/x; exec sleep 3600"]})
+    p["spec"]["volumes"] = [{"name": "config", "configMap": {"name": "web-config"}},
+                            {"name": "shared", "emptyDir": {}},
+                            {"name": "secret", "secret": {"secretName": "web-secret", "defaultMode": 0o400}}]
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-secret"}, "stringData": {"key": "k"}}
+    c.kubectl("apply", "-f", "-", input=to_yaml(cm, secret, p))
+
+    def log() -> str:
+        return c.kubectl("logs", "mounted", "-c", "main", check=False).stdout
+    poll(lambda: "mode=blue shared=from-side perm=400" in log(), 90, what="the volumes inside the container")
+    cm["data"]["mode"] = "green"
+    c.kubectl("apply", "-f", "-", input=to_yaml(cm))
+    poll(lambda: "mode=green shared=from-side perm=400" in log(), 30, what="the ConfigMap change in the container")
+    c.kubectl("delete", "pod", "mounted", "--wait=false")

@@ -85,6 +85,29 @@ async def test_headless_service_answers_each_ready_endpoint(client, cluster_dns)
     await wait_until(both, 5, what="headless endpoints in DNS")
 
 
+async def test_headless_service_answers_each_pod_by_its_hostname(client, cluster_dns):
+    """<hostname>.<svc>.<ns>.svc: the StatefulSet pods' stable names (endpoints carry the hostname)."""
+    await client.create(SVC, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kv", "namespace": "default"},
+                              "spec": {"clusterIP": "None", "selector": {"app": "kv"},
+                                       "ports": [{"name": "peer", "port": 2380}]}})
+    await client.create(SLICES, {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                                 "metadata": {"name": "kv-1", "namespace": "default",
+                                              "labels": {"kubernetes.io/service-name": "kv"}},
+                                 "addressType": "IPv4", "ports": [{"name": "peer", "port": 2380}],
+                                 "endpoints": [{"addresses": ["127.64.0.20"], "hostname": "kv-0",
+                                                "conditions": {"ready": True}},
+                                               {"addresses": ["127.64.0.21"], "hostname": "kv-1",
+                                                "conditions": {"ready": False}}]})
+
+    async def known():
+        return addresses(await ask(cluster_dns, "kv-0.kv.default.svc.cluster.local")) == ["127.64.0.20"]
+    await wait_until(known, 5, what="pod hostname in DNS")
+    assert (await ask(cluster_dns, "kv-1.kv.default.svc.cluster.local")).rcode() == dns.rcode.NXDOMAIN  # not ready
+    assert (await ask(cluster_dns, "kv-9.kv.default.svc.cluster.local")).rcode() == dns.rcode.NXDOMAIN
+    srv = await ask(cluster_dns, "_peer._tcp.kv.default.svc.cluster.local", "SRV")
+    assert [str(r.target) for rrset in srv.answer for r in rrset] == ["kv-0.kv.default.svc.cluster.local."]
+
+
 async def test_pod_names_unknown_names_and_forwarding(cluster_dns):
     assert addresses(await ask(cluster_dns, "127-64-0-5.default.pod.cluster.local")) == ["127.64.0.5"]
     missing = await ask(cluster_dns, "nope.default.svc.cluster.local")

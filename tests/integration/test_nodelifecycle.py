@@ -12,7 +12,8 @@ from sendo.controllers.nodelifecycle import NodeLifecycleController
 from conftest import wait_until
 
 NODES, PODS, LEASES = kind("nodes"), kind("pods"), kind("leases", "coordination.k8s.io")
-UNREACHABLE = {"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}
+UNREACHABLE = [{"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"},
+               {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]
 
 
 async def post_ready(client, name, status="True"):
@@ -72,7 +73,7 @@ async def test_silent_node_goes_unknown_and_back(client, lifecycle):
         async def dead_unknown():
             node = await client.get(NODES, None, "dead")
             c = condition(node, "Ready")
-            return c["status"] == "Unknown" and condition_taints(node) == [UNREACHABLE]
+            return c["status"] == "Unknown" and condition_taints(node) == UNREACHABLE
         await wait_until(dead_unknown, timeout=10, what="silent node marked Unknown and tainted")
         node = await client.get(NODES, None, "dead")
         ready = condition(node, "Ready")
@@ -104,6 +105,8 @@ async def test_silent_node_goes_unknown_and_back(client, lifecycle):
 
 
 async def test_not_ready_node_is_tainted_and_other_taints_kept(client, lifecycle):
+    await make_node(client, "well")
+    agent = asyncio.create_task(keep_renewing(client, "well"))
     await make_node(client, "sick")
     await client.patch(NODES, None, "sick", {"spec": {"taints": [{"key": "dedicated", "value": "db",
                                                                   "effect": "NoSchedule"}]}})
@@ -111,8 +114,13 @@ async def test_not_ready_node_is_tainted_and_other_taints_kept(client, lifecycle
 
     async def tainted():
         node = await client.get(NODES, None, "sick")
-        return condition_taints(node) == [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]
-    await wait_until(tainted, what="not-ready taint")
+        return condition_taints(node) == [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"},
+                                          {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]
+    try:
+        await wait_until(tainted, what="not-ready taint")
+    finally:
+        agent.cancel()
+        await asyncio.gather(agent, return_exceptions=True)
     node = await client.get(NODES, None, "sick")
     assert {"key": "dedicated", "value": "db", "effect": "NoSchedule"} in node["spec"]["taints"]
 
@@ -123,5 +131,6 @@ async def test_node_without_lease_or_status_goes_unknown_after_grace(client, lif
     async def unknown():
         node = await client.get(NODES, None, "never")
         c = condition(node, "Ready")
-        return c is not None and c["status"] == "Unknown" and condition_taints(node) == [UNREACHABLE]
+        # the only node: the whole zone is down, so no NoExecute (nothing is evicted)
+        return c is not None and c["status"] == "Unknown" and condition_taints(node) == UNREACHABLE[:1]
     await wait_until(unknown, what="never-reporting node marked Unknown")

@@ -69,7 +69,7 @@ async def test_api_server_websocket_end_to_end(server, client, tmp_path):
                     assert r.status == code and body["kind"] == "Status" and text in body["message"], body
             # the WebSocket URL of another subresource is not found
             with pytest.raises(aiohttp.WSServerHandshakeError) as e:
-                await http.ws_connect(url.format("web").replace("/portforward", "/exec"), ssl=ctx, headers=auth,
+                await http.ws_connect(url.format("web").replace("/portforward", "/proxy"), ssl=ctx, headers=auth,
                                       protocols=["v5.channel.k8s.io"])
             assert e.value.status == 404
             # a plain GET (kubectl's SPDY fallback) is told what to do

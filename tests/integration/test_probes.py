@@ -368,3 +368,40 @@ async def test_pod_worker_survives_a_status_the_api_did_not_take(tmp_path):
         w.task.cancel()
         await w.stop_containers(1.0)
         await agent.runtime.close()
+
+
+async def test_pod_worker_starts_a_container_whose_retry_time_passed_during_a_slow_status_post(tmp_path):
+    """The burst hang (issue 15): the first start fails for want of the pod's token, the
+    status post that follows takes longer than the configuration retry, and the token
+    arrives meanwhile. The worker must still start the container, not sleep for ever
+    because the retry time it had set was already in the past when it went to sleep."""
+    from sendo.agent import podworker
+    from sendo.agent.env import ConfigError
+    from sendo.agent.podworker import PodWorker
+    pod = _worker_pod(_free_port())
+    agent = _StubAgent(tmp_path, pod)
+    await agent.runtime.update_runtime_config(agent.cidr)
+    real_env, real_patch, slow = agent.base_env, agent.client.patch, []
+
+    def env_without_token_once(p, ip):
+        if not slow:
+            raise ConfigError('cannot get a token of serviceaccount default/default: serviceaccounts '
+                              '"default" not found')
+        return real_env(p, ip)
+
+    async def slow_first_patch(*a, **kw):
+        if not slow:
+            slow.append(1)
+            await asyncio.sleep(podworker.CONFIG_RETRY + 0.5)  # an API slower than the retry
+        return await real_patch(*a, **kw)
+    agent.base_env, agent.client.patch = env_without_token_once, slow_first_patch
+    w = PodWorker(agent, pod, [])
+    try:
+        await wait_until(lambda: agent.client.statuses and "running" in
+                         agent.client.statuses[-1]["containerStatuses"][0]["state"], 20, what="container running")
+        first = agent.client.statuses[0]["containerStatuses"][0]["state"]
+        assert first["waiting"]["reason"] == "CreateContainerConfigError", first
+    finally:
+        w.task.cancel()
+        await w.stop_containers(1.0)
+        await agent.runtime.close()

@@ -507,3 +507,26 @@ async def test_bind_failure_is_an_event_not_a_crash(client, node_ip, backends, m
     finally:
         blocker.close()
         await p.stop()
+
+
+async def test_slices_listed_before_the_proxy_started_are_its_backends(client, node_ip, backends):
+    """The agent's DNS starts the shared EndpointSlice informer before the proxy exists
+    (after a restart every slice is already there): the proxy takes the cache's slices."""
+    from sendo.client.factory import InformerFactory
+    bport, servers = await backends(1)
+    sport = free_port("0.0.0.0")
+    svc = await make_service(client, "early", sport)
+    await set_endpoints(client, "early", bport, [servers[0].ip])
+    informers = InformerFactory(client)
+    slices = informers.get(SLICES)
+    await informers.start(informers.get(SVCS), slices)
+    await wait_until(lambda: slices.list(), what="the slice in the shared cache")
+    p = ServiceProxy(client, "node-1", node_ip, informers=informers)
+    await p.start()
+    try:
+        cip = svc["spec"]["clusterIP"]
+        await wait_until(listening(p, cip, sport), what="cluster IP listener")
+        assert await who(cip, sport) == "b0"
+    finally:
+        await p.stop()
+        await informers.stop()

@@ -26,7 +26,7 @@ def pod(name, node_name="n1", ready=True):
 
 async def test_a_silent_node_goes_unknown_its_pods_unready_and_it_is_tainted(fake_api):
     nl = fake_api.build(NodeLifecycleController, grace_seconds=0)  # silent for 0 s is too long
-    fake_api.add(NODES, node())
+    fake_api.add(NODES, node(), node("healthy"))
     fake_api.add(LEASES, lease())
     fake_api.add(PODS, pod("here"), pod("elsewhere", node_name="n2"), pod("already", ready=False))
     writes = await fake_api.run(nl, "n1")
@@ -40,8 +40,9 @@ async def test_a_silent_node_goes_unknown_its_pods_unready_and_it_is_tainted(fak
     assert writes[0].content_type.endswith("strategic-merge-patch+json")
     assert writes[1].body["status"]["conditions"][0] | {"type": "Ready", "status": "False"} == \
         writes[1].body["status"]["conditions"][0]
-    (taint,) = writes[2].body["spec"]["taints"]
-    assert (taint["key"], taint["effect"]) == (UNREACHABLE, "NoSchedule")
+    taints = writes[2].body["spec"]["taints"]
+    assert [(t["key"], t["effect"]) for t in taints] == [(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")]
+    assert all(t["timeAdded"] for t in taints)
     assert writes[2].body["metadata"]["resourceVersion"]  # guarded against a concurrent change
 
 
@@ -58,12 +59,58 @@ async def test_a_node_heard_from_is_left_alone_until_its_grace_is_over(fake_api)
 
 async def test_a_node_that_reports_not_ready_gets_the_not_ready_taint_only(fake_api):
     nl = fake_api.build(NodeLifecycleController, grace_seconds=40)
+    fake_api.add(NODES, node("healthy"))
     fake_api.add(NODES, node(ready="False") | {"spec": {"taints": [
         {"key": UNREACHABLE, "effect": "NoSchedule"}, {"key": "dedicated", "effect": "NoSchedule"}]}})
     writes = await fake_api.run(nl, "n1")
     assert [(c.method, c.path) for c in writes] == [("PATCH", "/api/v1/nodes/n1")]
     assert [(t["key"], t["effect"]) for t in writes[0].body["spec"]["taints"]] == [
-        ("dedicated", "NoSchedule"), ("node.kubernetes.io/not-ready", "NoSchedule")]
+        ("dedicated", "NoSchedule"), ("node.kubernetes.io/not-ready", "NoSchedule"),
+        ("node.kubernetes.io/not-ready", "NoExecute")]
+
+
+async def test_condition_taints_are_kept_as_they_are_and_go_when_the_node_is_ready(fake_api):
+    nl = fake_api.build(NodeLifecycleController, grace_seconds=40)
+    tainted = [{"key": UNREACHABLE, "effect": "NoSchedule", "timeAdded": BEAT},
+               {"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": BEAT}]
+    fake_api.add(NODES, node(ready="Unknown") | {"spec": {"taints": tainted}}, node("healthy"))
+    fake_api.add(LEASES, lease())
+    assert await fake_api.run(nl, "n1") == []  # right already: timeAdded is not rewritten
+    fake_api.add(NODES, node(ready="True") | {"spec": {"taints": tainted + [{"key": "x", "effect": "NoExecute"}]}})
+    writes = await fake_api.run(nl, "n1")
+    assert [t["key"] for t in writes[0].body["spec"]["taints"]] == ["x"]
+
+
+def taint_pairs(write):
+    return [(t["key"], t["effect"]) for t in write.body["spec"]["taints"] or []]
+
+
+async def test_no_no_execute_taint_while_the_whole_zone_is_down(fake_api):
+    """A lone node (or every node of a zone) silent: the control plane is more likely cut
+    off than every machine dead, so nothing is evicted; NoExecute comes once a node is back."""
+    nl = fake_api.build(NodeLifecycleController, grace_seconds=40)
+    fake_api.add(NODES, node(ready="Unknown"))
+    writes = await fake_api.run(nl, "n1")
+    assert taint_pairs(writes[0]) == [(UNREACHABLE, "NoSchedule")]
+    fake_api.add(NODES, node("n2", ready="True"))  # another node of the zone is Ready: n1 is queued again
+    assert "n1" in {await nl.queue.get() for _ in range(len(nl.queue))}
+    writes = await fake_api.run(nl, "n1")
+    assert taint_pairs(writes[0]) == [(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")]
+
+
+async def test_zones_count_apart_and_a_mostly_down_small_zone_evicts_nothing(fake_api):
+    nl = fake_api.build(NodeLifecycleController, grace_seconds=40)
+
+    def zoned(name, zone, ready):
+        n = node(name, ready=ready)
+        n["metadata"]["labels"] = {"topology.kubernetes.io/zone": zone}
+        return n
+    fake_api.add(NODES, zoned("a1", "a", "Unknown"), zoned("b1", "b", "True"),  # zone a wholly down
+                 *(zoned(f"c{i}", "c", "Unknown") for i in range(3)), zoned("c3", "c", "True"),  # 3 of 4 down
+                 *(zoned(f"d{i}", "d", "Unknown") for i in range(2)), zoned("d2", "d", "True"))  # only 2 down
+    assert taint_pairs((await fake_api.run(nl, "a1"))[0]) == [(UNREACHABLE, "NoSchedule")]
+    assert taint_pairs((await fake_api.run(nl, "c0"))[0]) == [(UNREACHABLE, "NoSchedule")]
+    assert taint_pairs((await fake_api.run(nl, "d0"))[0]) == [(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")]
 
 
 async def test_every_active_namespace_gets_a_default_serviceaccount(fake_api):

@@ -1,5 +1,5 @@
-"""The SQLite revision-log store: revisions, compare-and-swap, watch, compaction, durability."""
-import asyncio
+"""What is the SQLite revision-log store's own: its table, its event ring, its memory and file size
+(the protocol's behaviour on every store is tests/unit/test_store.py)."""
 import os
 import sqlite3
 
@@ -7,21 +7,11 @@ import orjson
 import pytest
 from hypothesis import given, strategies as st
 
-from sendo.store import KV, Compacted, Conflict, KeyExists, KeyNotFound, StoreError
+from sendo.store import KV, StoreError
 from sendo.store.sqlite import SQLiteStore
 from sendo.store.sqlite_schema import SCHEMA
 from sendo.store.versioner import encode, with_version
-
-
-def val(s: str) -> bytes:
-    """An object named s, as a writer stores it (without a resourceVersion)."""
-    return encode({"kind": "T", "metadata": {"name": s}})
-
-
-def v(kv) -> str:
-    """name@resourceVersion of a value as readers are served it."""
-    meta = orjson.loads(kv.value)["metadata"]
-    return f"{meta['name']}@{meta['resourceVersion']}"
+from tests.unit.test_store import next_event, v, val
 
 
 @pytest.fixture
@@ -30,79 +20,6 @@ async def store(tmp_path):
     await s.start()
     yield s
     await s.close()
-
-
-async def next_event(w, timeout=5):
-    return await asyncio.wait_for(w.__anext__(), timeout)
-
-
-async def test_revisions_increase_and_readers_see_them_as_resource_version(store):
-    a = await store.create("/r/a", val("a"))
-    b = await store.create("/r/b", val("b"))
-    assert (a.mod_rev, b.mod_rev) == (1, 2)
-    assert v(a) == "a@1"
-    u = await store.update("/r/a", val("a2"), expected_rev=1)
-    assert u.mod_rev == 3 and u.create_rev == 1 and v(u) == "a2@3"
-    assert store.revision == 3
-
-
-async def test_create_existing_and_missing_update(store):
-    await store.create("/r/a", val("a"))
-    with pytest.raises(KeyExists):
-        await store.create("/r/a", val("again"))
-    with pytest.raises(KeyNotFound):
-        await store.update("/r/missing", val("x"))
-    with pytest.raises(KeyNotFound):
-        await store.delete("/r/missing")
-
-
-async def test_compare_and_swap(store):
-    a = await store.create("/r/a", val("a"))
-    await store.update("/r/a", val("b"), expected_rev=a.mod_rev)
-    with pytest.raises(Conflict) as e:
-        await store.update("/r/a", val("c"), expected_rev=a.mod_rev)
-    assert e.value.current_rev == 2
-    with pytest.raises(Conflict):
-        await store.delete("/r/a", expected_rev=a.mod_rev)
-    assert v(await store.get("/r/a")) == "b@2"
-
-
-async def test_concurrent_cas_exactly_one_wins(store):
-    a = await store.create("/r/a", val("a"))
-    results = await asyncio.gather(*[store.update("/r/a", val(str(i)), expected_rev=a.mod_rev)
-                                     for i in range(20)], return_exceptions=True)
-    assert sum(not isinstance(r, Exception) for r in results) == 1
-    assert sum(isinstance(r, Conflict) for r in results) == 19
-
-
-async def test_list_by_prefix_and_at_old_revision(store):
-    await store.create("/r/ns1/a", val("a"))
-    await store.create("/r/ns1/b", val("b"))
-    await store.create("/r/ns10/c", val("c"))
-    items, rev = await store.list("/r/ns1/")
-    assert [kv.key for kv in items] == ["/r/ns1/a", "/r/ns1/b"] and rev == 3
-    await store.update("/r/ns1/a", val("a2"))
-    await store.delete("/r/ns1/b")
-    old, _ = await store.list("/r/ns1/", revision=3)
-    assert [(kv.key, v(kv)) for kv in old] == [("/r/ns1/a", "a@1"), ("/r/ns1/b", "b@2")]
-    now, _ = await store.list("/r/ns1/")
-    assert [(kv.key, v(kv)) for kv in now] == [("/r/ns1/a", "a2@4")]
-
-
-async def test_watch_new_events_and_from_revision(store):
-    w = store.watch("/r/")
-    await store.create("/r/a", val("a"))
-    await store.create("/other/x", val("x"))
-    await store.update("/r/a", val("b"))
-    await store.delete("/r/a")
-    kinds = [(await next_event(w)).type for _ in range(3)]
-    assert kinds == ["create", "update", "delete"]
-    w.close()
-    w2 = store.watch("/r/", from_rev=1)  # replays revision 3 and 4 only
-    evs = [await next_event(w2) for _ in range(2)]
-    assert [(e.type, e.kv.mod_rev) for e in evs] == [("update", 3), ("delete", 4)]
-    assert v(evs[0].prev) == "a@1" and v(evs[1].kv) == "b@4"  # a delete is served at its revision
-    w2.close()
 
 
 async def test_watch_backfills_from_database_when_ring_is_short(tmp_path):
@@ -117,41 +34,6 @@ async def test_watch_backfills_from_database_when_ring_is_short(tmp_path):
         await s.create("/r/new", val("n"))
         assert (await next_event(w)).kv.mod_rev == 11
         w.close()
-    finally:
-        await s.close()
-
-
-async def test_compaction_expires_old_revisions_and_keeps_latest(store):
-    await store.create("/r/a", val("a"))
-    for i in range(5):
-        await store.update("/r/a", val(f"a{i}"))
-    await store.create("/r/gone", val("g"))
-    await store.delete("/r/gone")
-    await store.compact(7)
-    with pytest.raises(Compacted):
-        store.watch("/r/", from_rev=3)
-    with pytest.raises(Compacted):
-        await store.list("/r/", revision=3)
-    items, _ = await store.list("/r/", revision=8)
-    assert [v(kv) for kv in items] == ["a4@6"]
-
-
-async def test_state_survives_restart(tmp_path):
-    path = str(tmp_path / "s.db")
-    s = SQLiteStore(path)
-    await s.start()
-    await s.create("/r/a", val("a"))
-    await s.update("/r/a", val("b"))
-    await s.create("/r/c", val("c"))
-    await s.delete("/r/c")
-    await s.close()
-    s = SQLiteStore(path)
-    await s.start()
-    try:
-        assert s.revision == 4
-        assert v(await s.get("/r/a")) == "b@2"
-        assert await s.get("/r/c") is None
-        assert (await s.create("/r/d", val("d"))).mod_rev == 5
     finally:
         await s.close()
 

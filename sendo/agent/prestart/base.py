@@ -6,6 +6,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from ..host import PodHost
 from ..runtime import ContainerSpec, Runtime, Sandbox
+from ..volumes import Volume
 
 Obj = dict[str, Any]
 
@@ -20,6 +21,7 @@ class PodView(Protocol):
     name: str
     runtime: Runtime | None
     sandbox: Sandbox | None
+    volumes: dict[str, Volume]  # the pod's volumes on the node, by name (the volumes hook sets it)
 
     @property
     def pod_dir(self) -> str: ...

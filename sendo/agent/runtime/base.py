@@ -181,6 +181,36 @@ class StartError(Exception):
     as the container's waiting message with reason "RunContainerError"."""
 
 
+class ExecSession(Protocol):
+    """A command run in a running container (`kubectl exec`), or a connection to the
+    container's own stdin (`kubectl attach`). Output is read in order as it comes:
+    (1, bytes) for stdout, (2, bytes) for stderr; with a TTY everything is stdout."""
+
+    async def read(self) -> tuple[int, bytes] | None:
+        """The next piece of output, or None once the output has ended."""
+        ...
+
+    async def write(self, data: bytes) -> None:
+        """Bytes for the command's stdin (ignored when it has none)."""
+        ...
+
+    async def close_stdin(self) -> None:
+        """The client has no more input: the command reads end of file."""
+        ...
+
+    async def resize(self, width: int, height: int) -> None:
+        """The client's terminal changed size (TTY sessions only)."""
+        ...
+
+    async def wait(self) -> int:
+        """The command's exit code, once it has ended (128+signal for a signal death)."""
+        ...
+
+    async def close(self) -> None:
+        """Kill the command if it still runs (the client went away) and release it."""
+        ...
+
+
 def container_id(spec: ContainerSpec) -> str:
     """A handle id that is unique per pod, container and attempt."""
     return f"{spec.pod_uid}-{spec.container_name}-{spec.attempt}"
@@ -234,6 +264,18 @@ class Runtime(Protocol):
     async def adopt(self) -> list[ContainerHandle]:
         """After an agent restart: the containers still running from before (their
         sandboxes are taken back too)."""
+        ...
+
+    async def exec(self, handle: ContainerHandle, argv: list[str], *, stdin: bool, tty: bool) -> ExecSession:
+        """Run `argv` in the running container as `kubectl exec` does: with the
+        container's environment, working directory and (where the runtime has them) its
+        namespaces. Raise StartError when the command cannot be started."""
+        ...
+
+    async def attach(self, handle: ContainerHandle, *, stdin: bool, tty: bool) -> ExecSession:
+        """Connect to the running container's own stdin and output (`kubectl attach`):
+        output from now on; `wait` returns when the container ends. Raise StartError
+        when the container cannot be attached to."""
         ...
 
     async def forget(self, handle: ContainerHandle) -> None:

@@ -40,13 +40,15 @@ import re
 import signal
 import subprocess
 import time
-from typing import Any
+from typing import Any, Callable
 
 import aiodocker
 import orjson
 
 from ... import __version__
+from ...network import mirror
 from . import engine
+from .hostports import HostPorts
 from .base import (
     REASON_COMPLETED,
     REASON_ERROR,
@@ -56,8 +58,10 @@ from .base import (
     UNKNOWN_EXIT_MESSAGE,
     ContainerHandle,
     ContainerSpec,
+    ExecSession,
     ExitInfo,
     ImagePullError,
+    PortMapping,
     Sandbox,
     SandboxConfig,
     SandboxError,
@@ -71,6 +75,7 @@ LABEL = "io.sendo."
 L_OWNER, L_ROLE = LABEL + "owner", LABEL + "role"
 L_UID, L_NS, L_POD = LABEL + "pod-uid", LABEL + "pod-namespace", LABEL + "pod-name"
 L_CONTAINER, L_ATTEMPT, L_SPEC = LABEL + "container", LABEL + "attempt", LABEL + "spec"
+L_HOST_PORTS = LABEL + "host-ports"  # on a sandbox: its hostPort mappings, published again after an agent restart
 ROLE_SANDBOX, ROLE_CONTAINER = "sandbox", "container"
 CPU_PERIOD = 100_000  # microseconds, as the kubelet sets it
 LOG_DRAIN_DEADLINE = 5.0  # after an exit, how long the log copy may take to catch up
@@ -153,8 +158,11 @@ class DockerRuntime:
     holds the socket of a Podman service the runtime starts."""
 
     name = "docker"
+    mounts_volumes = True  # volumes are bind mounts of the engine
+    usage_source = "cgroup"  # a container's usage is its cgroup's (agent/usage.py)
 
-    def __init__(self, state_dir: str, engine: str = "", pod_cidr: str = ""):
+    def __init__(self, state_dir: str, engine: str = "", pod_cidr: str = "", host_address: str = "127.0.0.1",
+                 service_cidr: str = ""):
         self.state_dir = os.path.abspath(state_dir)
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         self.engine_url = engine
@@ -164,6 +172,15 @@ class DockerRuntime:
             raise ValueError(f"docker runtime: bad pod CIDR {pod_cidr!r}: {e}") from None
         if self.pod_cidr.version != 4 or self.pod_cidr.prefixlen > 23:
             raise ValueError(f"docker runtime: the pod CIDR must be IPv4 and at most /23, not {self.pod_cidr}")
+        try:
+            self.service_cidr = mirror.parse_cidr(service_cidr)  # the ClusterIPs' twins (network/mirror.py)
+        except ValueError as e:
+            raise ValueError(f"docker runtime: {e}") from None
+        if self.service_cidr.overlaps(self.pod_cidr):
+            raise ValueError(f"docker runtime: the service CIDR {self.service_cidr} overlaps the pod CIDR "
+                             f"{self.pod_cidr}")
+        # set by the agent: called once the twin service range is reachable from the pods
+        self.on_network_ready: Callable[[str], None] | None = None
         self.subnet = next(self.pod_cidr.subnets(new_prefix=24))  # this node's pods
         self.gateway = str(next(self.subnet.hosts()))  # held by the host on the bridge
         self.owner = self.state_dir
@@ -177,6 +194,7 @@ class DockerRuntime:
         self._network_ready = False
         self._entries: dict[str, _Entry] = {}
         self.sandboxes: dict[str, Sandbox] = {}  # infra container id -> sandbox
+        self.host_ports = HostPorts(host_address)  # hostPort listeners (on the node's address by default)
         self.engine_version = ""
 
     def version(self) -> str:
@@ -226,6 +244,12 @@ class DockerRuntime:
 
     # ---- network -------------------------------------------------------------------
 
+    @property
+    def dns_address(self) -> str:
+        """Where container pods ask the cluster DNS: the twin of its ClusterIP, port 53."""
+        return str(self.service_cidr.network_address + (int(ipaddress.ip_address(mirror.DNS_CLUSTER_IP))
+                                                        - int(mirror.CLUSTER_IPS.network_address)))
+
     async def update_runtime_config(self, pod_cidr: str) -> None:
         """The node's podCIDR is the process runtime's (loopback); container pods use
         this runtime's own CIDR."""
@@ -236,9 +260,14 @@ class DockerRuntime:
                 await self._make_network()
                 await self._ensure_pause_image()
                 self._network_ready = True
+                if self.on_network_ready is not None:
+                    self.on_network_ready(str(self.service_cidr))
 
     async def _make_network(self) -> None:
         await asyncio.to_thread(ensure_unreachable_route, str(self.pod_cidr))
+        # the service twins: unreachable first, then held by the node as local addresses
+        await asyncio.to_thread(ensure_unreachable_route, str(self.service_cidr))
+        await asyncio.to_thread(ensure_local_route, str(self.service_cidr))
         d = await self._engine()
         try:
             net = await (await d.networks.get(self.network)).show()
@@ -294,9 +323,13 @@ class DockerRuntime:
         name = _name(config.namespace, config.pod_name, config.pod_uid, "sandbox")
         await self._remove_by_name(name)  # left by an agent that died half-way
         labels = {L_OWNER: self.owner, L_ROLE: ROLE_SANDBOX, L_UID: config.pod_uid, L_NS: config.namespace,
-                  L_POD: config.pod_name}
+                  L_POD: config.pod_name,
+                  L_HOST_PORTS: orjson.dumps([dataclasses.asdict(p) for p in config.ports]).decode()}
+        # the pod's resolv.conf (shared by its containers): the cluster DNS that answers with twins
+        dns = {"Dns": [self.dns_address], "DnsOptions": ["ndots:5"],
+               "DnsSearch": [f"{config.namespace}.svc.cluster.local", "svc.cluster.local", "cluster.local"]}
         body = {"Image": engine.PAUSE_IMAGE, "Hostname": config.hostname[:63], "Labels": labels,
-                "HostConfig": {"NetworkMode": self.network}}
+                "HostConfig": {"NetworkMode": self.network, **dns}}
         try:
             c = await d.containers.create(body, name=name)
             await c.start()
@@ -309,6 +342,13 @@ class DockerRuntime:
             await self._remove_by_name(name)
             raise SandboxError(f"container engine gave the sandbox no address on network {self.network}")
         sb.pod_dir = config.pod_dir
+        try:
+            await asyncio.to_thread(route_in_netns, int(info["State"].get("Pid") or 0), str(self.service_cidr),
+                                    self.gateway)
+            await self.host_ports.open(sb.id, sb.ip, config.ports)
+        except SandboxError:
+            await self._remove_by_name(name)
+            raise
         self.sandboxes[sb.id] = sb
         return sb
 
@@ -323,6 +363,7 @@ class DockerRuntime:
     async def stop_pod_sandbox(self, sandbox_id: str) -> None:
         for entry in [e for e in self._entries.values() if e.handle.spec.sandbox_id == sandbox_id]:
             await self.stop(entry.handle, 0)
+        self.host_ports.close(sandbox_id)
         await self._kill(sandbox_id, signal.SIGKILL)
 
     async def remove_pod_sandbox(self, sandbox_id: str) -> None:
@@ -453,6 +494,9 @@ class DockerRuntime:
             body["Cmd"] = spec.args
         if spec.working_dir:
             body["WorkingDir"] = spec.working_dir
+        if spec.mounts:  # the pod's volumes, bind-mounted from the node
+            host["Binds"] = [f"{m.host_path}:{m.container_path}:{'ro' if m.read_only else 'rw'}"
+                             for m in spec.mounts]
         return body
 
     async def _handle(self, info: dict, spec: ContainerSpec) -> ContainerHandle:
@@ -544,6 +588,45 @@ class DockerRuntime:
             if e.status not in (404, 409) and "not running" not in e.message and "state" not in e.message:
                 log.warning("cannot signal container %s: %s", cid[:12], e.message)
 
+    # ---- exec / attach ---------------------------------------------------------------
+
+    async def exec(self, handle: ContainerHandle, argv: list[str], *, stdin: bool, tty: bool) -> ExecSession:
+        """The engine's exec: the command runs in the container's namespaces with its
+        environment and working directory, over a hijacked connection."""
+        entry = self._entry(handle)
+        if entry.exit.done():
+            raise StartError(f"container {handle.spec.container_name} is not running")
+        d = await self._engine()
+        try:
+            ex = await d.containers.container(handle.id).exec(argv, stdout=True, stderr=True, stdin=stdin, tty=tty)
+            stream = ex.start(detach=False)
+            await stream._init()
+        except aiodocker.DockerError as e:
+            raise StartError(_start_message(e.message)) from e
+        return EngineStream(stream, tty, exited=lambda: _exec_exit(ex),
+                            resize=lambda w, h: ex.resize(w=w, h=h), exit_after_output=True)
+
+    async def attach(self, handle: ContainerHandle, *, stdin: bool, tty: bool) -> ExecSession:
+        """The engine's attach to the container's own stdin and output (from now on)."""
+        entry = self._entry(handle)
+        if entry.exit.done():
+            raise StartError(f"container {handle.spec.container_name} is not running")
+        d = await self._engine()
+        c = d.containers.container(handle.id)
+        try:
+            stream = c.attach(stdout=True, stderr=True, stdin=stdin and handle.spec.stdin)
+            await stream._init()
+        except aiodocker.DockerError as e:
+            raise StartError(e.message) from e
+
+        async def exited() -> int:
+            return (await asyncio.shield(entry.exit)).exit_code
+
+        async def resize(w: int, h: int) -> None:
+            async with d._query(f"containers/{handle.id}/resize", "POST", params={"h": h, "w": w}):
+                pass
+        return EngineStream(stream, handle.spec.tty, exited=exited, resize=resize)
+
     # ---- adopt / forget ----------------------------------------------------------
 
     async def adopt(self) -> list[ContainerHandle]:
@@ -568,6 +651,16 @@ class DockerRuntime:
                 await self._remove(c["Id"])
                 continue
             self.sandboxes[sb.id] = sb
+            try:
+                ports = [PortMapping(**p) for p in orjson.loads(labels.get(L_HOST_PORTS) or "[]")]
+                await self.host_ports.open(sb.id, sb.ip, ports)
+            except (ValueError, TypeError, SandboxError) as e:
+                log.warning("pod %s/%s: hostPort not published again: %s", sb.namespace, sb.pod_name, e)
+        if self.sandboxes:  # their pods reach Services again (routes, twins, DNS)
+            try:
+                await self._ensure_network()
+            except SandboxError as e:
+                log.error("docker runtime: pod network: %s", e)
         for c in found:
             labels = c.get("Labels") or {}
             if labels.get(L_ROLE) != ROLE_CONTAINER or c["Id"] in self._entries:
@@ -610,6 +703,7 @@ class DockerRuntime:
             if not entry.exit.done():
                 entry.exit.cancel()
         self._entries.clear()
+        self.host_ports.close_all()
         await self._close_engine()
 
     # ---- engine helpers ---------------------------------------------------------------
@@ -650,6 +744,79 @@ class DockerRuntime:
 # ---- helpers ----------------------------------------------------------------------------
 
 
+class EngineStream:
+    """An exec or attach session over the engine's hijacked connection (aiodocker's
+    Stream): output frames in, stdin bytes out, a half-close for the end of stdin."""
+
+    def __init__(self, stream: Any, tty: bool, exited: Any, resize: Any, exit_after_output: bool = False):
+        self._stream, self._tty, self._exited, self._resize = stream, tty, exited, resize
+        self._stdin_closed = False
+        # an exec's exit code is asked for once its output has ended (the engine has no
+        # wait for execs); an attach ends with the container
+        self._exit_after_output = exit_after_output
+        self._output_ended = asyncio.Event()
+
+    async def read(self) -> tuple[int, bytes] | None:
+        try:
+            msg = await self._stream.read_out()
+        except (aiodocker.DockerError, OSError, asyncio.IncompleteReadError):
+            msg = None
+        if msg is None:
+            self._output_ended.set()
+            return None
+        return (1 if self._tty else msg.stream), msg.data
+
+    async def write(self, data: bytes) -> None:
+        if data and not self._stdin_closed:
+            try:
+                await self._stream.write_in(data)
+            except (RuntimeError, OSError, aiodocker.DockerError):
+                pass
+
+    async def close_stdin(self) -> None:
+        if self._stdin_closed:
+            return
+        self._stdin_closed = True
+        conn = self._stream._resp.connection if self._stream._resp is not None else None
+        if conn is not None and conn.transport is not None and conn.transport.can_write_eof():
+            conn.transport.write_eof()
+
+    async def resize(self, width: int, height: int) -> None:
+        if self._tty and width > 0 and height > 0:
+            try:
+                await self._resize(width, height)
+            except aiodocker.DockerError as e:
+                log.debug("resize: %s", e.message)
+
+    async def wait(self) -> int:
+        if self._exit_after_output:
+            await self._output_ended.wait()
+        return await self._exited()
+
+    async def close(self) -> None:
+        try:
+            await self._stream.close()
+        except (OSError, aiodocker.DockerError):
+            pass
+
+
+async def _exec_exit(ex: Any) -> int:
+    """The exit code of an exec whose output has ended: the engine may report it a
+    moment later, so ask until it is not running (bounded)."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            info = await ex.inspect()
+        except aiodocker.DockerError as e:
+            log.warning("exec %s: %s", ex.id[:12], e.message)
+            return UNKNOWN_EXIT_CODE
+        if not info.get("Running") and info.get("ExitCode") is not None:
+            return int(info["ExitCode"])
+        if time.monotonic() > deadline:
+            return UNKNOWN_EXIT_CODE
+        await asyncio.sleep(0.05)  # poll interval of a deadline-bounded wait for the engine's record
+
+
 def ensure_unreachable_route(cidr: str) -> None:
     """`ip route replace unreachable <cidr>`, checked. Blocking (runs `ip`)."""
     def show() -> str:
@@ -664,6 +831,33 @@ def ensure_unreachable_route(cidr: str) -> None:
         raise SandboxError(f"cannot install the unreachable route for the pod CIDR {cidr}: {e}") from e
     if r.returncode != 0 or cidr not in show():
         raise SandboxError(f"cannot install the unreachable route for the pod CIDR {cidr} (needs root): "
+                           f"{r.stderr.strip()}")
+
+
+def ensure_local_route(cidr: str) -> None:
+    """`ip route replace local <cidr> dev lo table local`: the node accepts (and its
+    sockets may bind) every address of the range, as it does 127.0.0.0/8. Blocking."""
+    argv = ["ip", "route", "replace", "local", cidr, "dev", "lo", "table", "local"]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SandboxError(f"cannot hold the service CIDR {cidr} on the node: {e}") from e
+    if r.returncode != 0:
+        raise SandboxError(f"cannot hold the service CIDR {cidr} on the node (needs root): {r.stderr.strip()}")
+
+
+def route_in_netns(pid: int, cidr: str, gateway: str) -> None:
+    """In the network namespace of process `pid` (a pod's infra container): send `cidr`
+    to the node over the pod bridge. Blocking (runs nsenter and ip)."""
+    if pid <= 0:
+        raise SandboxError("the sandbox has no process to find its network namespace by")
+    argv = ["nsenter", "-t", str(pid), "-n", "ip", "route", "replace", cidr, "via", gateway]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SandboxError(f"cannot route the service CIDR {cidr} in the pod's network namespace: {e}") from e
+    if r.returncode != 0:
+        raise SandboxError(f"cannot route the service CIDR {cidr} in the pod's network namespace: "
                            f"{r.stderr.strip()}")
 
 

@@ -35,6 +35,7 @@ import orjson
 import psutil
 
 from ... import __version__
+from ..logs import follow_log
 from .base import (
     REASON_COMPLETED,
     REASON_ERROR,
@@ -43,12 +44,14 @@ from .base import (
     UNKNOWN_EXIT_MESSAGE,
     ContainerHandle,
     ContainerSpec,
+    ExecSession,
     ExitInfo,
     Sandbox,
     SandboxConfig,
     StartError,
     container_id,
 )
+from . import hostexec, mountns
 from .loopback import LoopbackSandboxes
 
 log = logging.getLogger(__name__)
@@ -77,12 +80,16 @@ class ProcessRuntime:
     pod sandboxes under `sandboxes/`)."""
 
     name = "process"
+    # volumes at their mountPath (a private mount namespace per container) need root
+    mounts_volumes = mountns.available()
+    usage_source = "proctree"  # a container is its process tree (agent/usage.py)
 
     def __init__(self, state_dir: str):
         self.state_dir = state_dir
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         self._entries: dict[str, _Entry] = {}
         self._background: set[asyncio.Task] = set()  # reapers of forgotten children
+        self._stdin_keep: dict[str, int] = {}  # container id -> write end of a stdinOnce FIFO
         self.sandboxes = LoopbackSandboxes(os.path.join(state_dir, "sandboxes"))
 
     def version(self) -> str:
@@ -122,16 +129,28 @@ class ProcessRuntime:
         cwd = self._working_dir(spec)
         spec = dataclasses.replace(spec, working_dir=cwd)  # the handle tells hooks and probes where it runs
         executable = _resolve_executable(spec.argv[0], spec.env, cwd)
+        argv = spec.argv
+        if spec.mounts:
+            if not self.mounts_volumes:
+                raise StartError("volumes cannot be mounted: the process runtime mounts them only as root")
+            argv, executable = mountns.wrap(spec.argv, executable, spec.mounts, cwd)
 
         fd = _open_log(spec.log_path)
+        stdin_fd = subprocess.DEVNULL
+        if spec.stdin:
+            try:
+                stdin_fd = self._open_stdin_fifo(cid, spec.stdin_once)
+            except OSError as e:
+                os.close(fd)
+                raise StartError(f"cannot make the container's stdin in {self.state_dir}: {e.strerror or e}") from e
         try:
             # Popen (vfork+exec, about a millisecond) rather than asyncio's subprocess
             # transports: those wait in a thread per child on Python 3.11 and kill the
             # child when the event loop closes, but containers must outlive the agent.
             proc = subprocess.Popen(
-                spec.argv,
+                argv,
                 executable=executable,
-                stdin=subprocess.DEVNULL,
+                stdin=stdin_fd,
                 stdout=fd,
                 stderr=fd,
                 env=dict(spec.env),  # exactly this env, even when empty
@@ -144,6 +163,8 @@ class ProcessRuntime:
             raise StartError(f"invalid container command or environment: {e}") from e
         finally:
             os.close(fd)
+            if stdin_fd != subprocess.DEVNULL:
+                os.close(stdin_fd)
         started_at = time.time()
 
         ident = _identity(proc.pid)
@@ -223,6 +244,57 @@ class ProcessRuntime:
             if ident is None or ident[0] != entry.start_ticks:
                 return
         _kill_group(pid, sig)
+
+    # ---- exec / attach ---------------------------------------------------------------
+
+    async def exec(self, handle: ContainerHandle, argv: list[str], *, stdin: bool, tty: bool) -> ExecSession:
+        """A host process with the container's environment and working directory (a
+        process-runtime pod has no namespaces of its own to enter)."""
+        entry = self._entry(handle)
+        if entry.exit.done():
+            raise StartError(f"container {handle.spec.container_name} is not running")
+        if not argv:
+            raise StartError("no command given")
+        spec = handle.spec
+        executable = _resolve_executable(argv[0], spec.env, spec.working_dir)
+        try:
+            return hostexec.start(argv, executable=executable, env=spec.env, cwd=spec.working_dir, stdin=stdin,
+                                  tty=tty, wait_child=_wait_child)
+        except OSError as e:
+            raise StartError(_exec_error(argv[0], e)) from e
+        except (ValueError, TypeError) as e:
+            raise StartError(f"invalid command: {e}") from e
+
+    async def attach(self, handle: ContainerHandle, *, stdin: bool, tty: bool) -> ExecSession:
+        """The container's stdin FIFO (if it declared `stdin: true`) and its log from now on."""
+        entry = self._entry(handle)
+        if entry.exit.done():
+            raise StartError(f"container {handle.spec.container_name} is not running")
+        fifo = self._fifo_path(handle.id) if handle.spec.stdin and stdin else None
+        output = follow_log(handle.spec.log_path, tail_lines=0, is_running=lambda: not entry.exit.done())
+        on_closed = (lambda: self._release_stdin(handle.id)) if handle.spec.stdin_once else None
+        return hostexec.FifoAttach(output, fifo, entry.exit, on_closed)
+
+    def _fifo_path(self, cid: str) -> str:
+        return os.path.join(self.state_dir, cid.replace("/", "_") + ".stdin")
+
+    def _open_stdin_fifo(self, cid: str, once: bool) -> int:
+        """The container's stdin: a FIFO that `attach` writes to. Without stdinOnce the
+        container holds a write end itself, so it never reads end of file; with it, the
+        runtime holds the only other write end until the first attach closes its stdin."""
+        path = self._fifo_path(cid)
+        _unlink(path)
+        os.mkfifo(path, 0o600)
+        if not once:
+            return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        keep = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        self._stdin_keep[cid] = keep
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # does not block: `keep` is a writer
+
+    def _release_stdin(self, cid: str) -> None:
+        keep = self._stdin_keep.pop(cid, None)
+        if keep is not None:
+            os.close(keep)
 
     # ---- adopt / forget ----------------------------------------------------------
 
@@ -325,7 +397,9 @@ class ProcessRuntime:
         entry = self._entries.pop(handle.id, None)
         if entry is not None:
             self._detach(entry)
+        self._release_stdin(handle.id)
         _unlink(self._record_path(handle.id))
+        _unlink(self._fifo_path(handle.id))
 
     async def close(self) -> None:
         """Stop watching every container but leave them running and their records in

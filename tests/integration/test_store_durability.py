@@ -1,4 +1,4 @@
-"""The SQLite revision-log store's durability against a writer process killed with kill -9."""
+"""Every store's durability against a writer process killed with kill -9 (SQLite and etcd)."""
 
 import asyncio
 import os
@@ -7,29 +7,28 @@ import subprocess
 import sys
 import textwrap
 
-from sendo.store.sqlite import SQLiteStore
+from sendo.store import open_store
 
 
-def test_acknowledged_writes_survive_kill_9(tmp_path):
+def test_acknowledged_writes_survive_kill_9(store_url):
     """A writer prints each acknowledged revision; after kill -9 every printed one is there."""
-    path = str(tmp_path / "s.db")
     code = textwrap.dedent(f"""
         import asyncio, sys
-        from sendo.store.sqlite import SQLiteStore
+        from sendo.store import open_store
         async def main():
-            s = SQLiteStore({path!r}); await s.start()
+            s = open_store({store_url!r}); await s.start()
             i = 0
             while True:
                 kvs = await asyncio.gather(*[s.create(f"/k/{{i+j}}", b"v") for j in range(10)])
                 i += 10
-                print(max(kv.mod_rev for kv in kvs), flush=True)
+                print(i, max(kv.mod_rev for kv in kvs), flush=True)
         asyncio.run(main())
     """)
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
-        acked = 0
+        acked = acked_rev = 0
         for line in p.stdout:
-            acked = int(line)
+            acked, acked_rev = map(int, line.split())
             if acked >= 300:
                 break
     finally:
@@ -37,10 +36,10 @@ def test_acknowledged_writes_survive_kill_9(tmp_path):
         p.wait()
 
     async def check():
-        s = SQLiteStore(path)
+        s = open_store(store_url)
         await s.start()
         try:
-            assert s.revision >= acked
+            assert s.revision >= acked_rev
             assert await s.count("/k/") >= acked
         finally:
             await s.close()
