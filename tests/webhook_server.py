@@ -72,7 +72,9 @@ class WebhookServer:
         self.httpd.daemon_threads = True
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(tls.cert, tls.key)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        # the TLS handshake happens in each connection's own thread, not in accept(): a client
+        # that stalls its handshake cannot stop serve_forever (and so stop()) from returning
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
@@ -81,9 +83,11 @@ class WebhookServer:
         return f"https://127.0.0.1:{self.port}{path}"
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        """Idempotent: a test may stop the server and its fixture stop it again."""
+        if self._thread.is_alive():
+            self.httpd.shutdown()
+            self._thread.join(10)
         self.httpd.server_close()
-        self._thread.join(10)
 
     def paths_seen(self) -> list[str]:
         return [p for p, _ in self.reviews]
