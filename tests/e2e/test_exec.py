@@ -104,19 +104,25 @@ def test_exec_with_a_tty_is_interactive_and_resizable(cluster: Cluster, runtime)
     os.close(slave)
     seen = b""
 
-    def read_until(done) -> None:
+    def read_until(done, seconds: float) -> None:
         nonlocal seen
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + seconds
         while not done() and time.monotonic() < deadline:
-            if select.select([master], [], [], 0.5)[0]:
+            if select.select([master], [], [], min(0.5, seconds))[0]:
                 try:
                     seen += os.read(master, 4096)
                 except OSError:  # kubectl exited: the pty's other side is closed
                     return
     try:
-        read_until(lambda: b"# " in seen or b"$ " in seen or p.poll() is not None)  # the shell's prompt
-        os.write(master, b"stty size; echo $((6*7))x; exit 4\n")
-        read_until(lambda: p.poll() is not None)
+        read_until(lambda: b"# " in seen or b"$ " in seen or p.poll() is not None, 60)  # the shell's prompt
+        # kubectl sends the terminal's size on the resize channel from a goroutine of its
+        # own, which may reach the shell after the prompt: ask until it has arrived
+        deadline = time.monotonic() + 30
+        while b"33 101" not in seen and p.poll() is None and time.monotonic() < deadline:
+            os.write(master, b"stty size\n")
+            read_until(lambda: b"33 101" in seen or p.poll() is not None, 1)
+        os.write(master, b"echo $((6*7))x; exit 4\n")
+        read_until(lambda: p.poll() is not None, 60)
         assert p.wait(30) == 4, seen
     finally:
         if p.poll() is None:

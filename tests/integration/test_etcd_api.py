@@ -47,8 +47,7 @@ async def test_two_servers_on_one_etcd_share_objects_watches_and_410(tmp_path, e
         got = await cb.get(CM, "default", "shared")  # written through a, read through b
         assert got["metadata"]["resourceVersion"] == rv and got["metadata"]["uid"] == made["metadata"]["uid"]
         # a watch on b from that revision sees an update made through a
-        watching = asyncio.create_task(watch_lines(b, rv, 1))
-        await asyncio.sleep(0.2)
+        watching = asyncio.create_task(watch_lines(b, rv, 1))  # from rv: an update after it is replayed
         upd = await ca.patch(CM, "default", "shared", {"data": {"v": "1"}})
         (ev,) = await asyncio.wait_for(watching, 30)
         assert ev["type"] == "MODIFIED" and ev["object"]["metadata"]["resourceVersion"] == upd["metadata"]["resourceVersion"]

@@ -37,9 +37,13 @@ async def test_one_leader_then_takeover_after_expiry_and_at_once_after_release(c
     lease = await client.get(LEASES, "kube-system", "test-lease")
     assert lease["spec"]["holderIdentity"] == "b" and lease["spec"]["leaseTransitions"] == 1
     assert not await a.try_acquire_or_renew()  # the old leader learns it lost
+    renewed = (await client.get(LEASES, "kube-system", "test-lease"))["spec"]["renewTime"]
     holding = asyncio.create_task(b.hold())
-    await asyncio.sleep(0.3)
-    assert not holding.done() and b.is_leader  # renewing
+
+    async def renewed_again() -> bool:
+        return (await client.get(LEASES, "kube-system", "test-lease"))["spec"]["renewTime"] != renewed
+    await wait_until(renewed_again, 30, what="b renewing its lease while it holds it")
+    assert not holding.done() and b.is_leader
     holding.cancel()
     await b.release()
     t0 = time.monotonic()
