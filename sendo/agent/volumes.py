@@ -10,8 +10,10 @@ every volume of the pod exist on the node and answers where each one is:
 * configMap, secret, downwardAPI, projected: files under `<pod dir>/volumes/<name>`,
   written by `atomic.write` (the kubelet's `..data` layout) and written again whenever
   the ConfigMap, Secret or pod (labels, annotations) changes, or a projected token is
-  due for renewal. ConfigMaps, Secrets, claims and volumes come from the agent's shared
-  informers (one watch per kind for the node), started when a pod first needs them.
+  due for renewal. Each ConfigMap, Secret and claim a pod uses is watched on its own
+  (a list/watch selecting it by name, as the kubelet's watch strategy does: the node
+  authorizer lets a node read only what its pods use), from the first pod that needs
+  it until the last one is gone. PersistentVolumes come from one informer.
 * hostPath: the path itself, after the `type` check (DirectoryOrCreate makes it).
 * persistentVolumeClaim: the bound PersistentVolume's hostPath or local path; until the
   claim is bound the pod waits (its containers show why).
@@ -50,6 +52,8 @@ SIZE_CHECK_EVERY = 3.0  # emptyDir sizeLimit checks
 TOKEN_EXPIRATION = 3600
 TOKEN_REFRESH_AT = 0.8
 CONTENT_SOURCES = ("configMap", "secret", "downwardAPI", "projected")
+WATCH_SYNC_TIMEOUT = 30.0  # for the first list of a newly watched ConfigMap, Secret or claim
+Ref = tuple[str, str, str]  # (plural, namespace, name)
 
 
 class VolumeError(Exception):
@@ -79,19 +83,22 @@ class _Pod:
         return self.pod["metadata"]["namespace"]
 
 
-def _refs(pod: Obj) -> set[tuple[str, str]]:
-    """(plural, name) of every ConfigMap and Secret the pod's volumes read."""
-    out: set[tuple[str, str]] = set()
+def _refs(pod: Obj) -> set[Ref]:
+    """(plural, namespace, name) of every ConfigMap, Secret and claim the pod's volumes read."""
+    ns = pod["metadata"].get("namespace", "")
+    out: set[Ref] = set()
     for v in (pod.get("spec") or {}).get("volumes") or []:
         if v.get("configMap"):
-            out.add(("configmaps", v["configMap"].get("name", "")))
+            out.add(("configmaps", ns, v["configMap"].get("name", "")))
         if v.get("secret"):
-            out.add(("secrets", v["secret"].get("secretName", "")))
+            out.add(("secrets", ns, v["secret"].get("secretName", "")))
+        if v.get("persistentVolumeClaim"):
+            out.add(("persistentvolumeclaims", ns, v["persistentVolumeClaim"].get("claimName", "")))
         for s in (v.get("projected") or {}).get("sources") or []:
             if s.get("configMap"):
-                out.add(("configmaps", s["configMap"].get("name", "")))
+                out.add(("configmaps", ns, s["configMap"].get("name", "")))
             if s.get("secret"):
-                out.add(("secrets", s["secret"].get("name", "")))
+                out.add(("secrets", ns, s["secret"].get("name", "")))
     return out
 
 
@@ -212,7 +219,8 @@ class VolumeManager:
         self.storage_dir = storage_dir
         self.on_change, self.evict, self.event, self.allocatable = on_change, evict, event, allocatable
         self.pods: dict[str, _Pod] = {}
-        self._informers: dict[str, Informer] = {}
+        self._pvs: Informer | None = None
+        self._watches: dict[Ref, Informer] = {}  # one per ConfigMap, Secret and claim in use
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -220,29 +228,47 @@ class VolumeManager:
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        pvs = await self._informer("persistentvolumes")
-        pvs.add_handler(self._on_pv)
-        for pv in pvs.list():
+        self._pvs = self.informers.get(kind("persistentvolumes"))
+        self._pvs.add_handler(self._on_pv)
+        self._pvs.add_handler(lambda t, o, old: self._claims_changed())
+        await self.informers.start(self._pvs)
+        for pv in self._pvs.list():
             self._on_pv("ADDED", pv, None)
         self._tasks = [asyncio.create_task(self._writer(), name="volume-writer"),
                        asyncio.create_task(self._sweep(), name="volume-sweep")]
 
     async def close(self) -> None:
         await stop_tasks(self._tasks, "volume manager")
+        watches, self._watches = list(self._watches.values()), {}
+        for inf in watches:
+            await inf.stop()
 
-    async def _informer(self, plural: str) -> Informer:
-        inf = self._informers.get(plural)
+    async def _object(self, ref: Ref) -> Obj | None:
+        """The ConfigMap, Secret or claim, from its own watch (started on first use)."""
+        plural, ns, name = ref
+        inf = self._watches.get(ref)
         if inf is None:
-            inf = self._informers[plural] = self.informers.get(kind(plural))
-            if plural in ("configmaps", "secrets"):
-                inf.add_handler(lambda t, o, old, p=plural: self._object_changed(p, o))
-            elif plural == "persistentvolumeclaims" or plural == "persistentvolumes":
+            inf = self._watches[ref] = Informer(self.client, kind(plural), ns, field_selector=f"metadata.name={name}")
+            if plural == "persistentvolumeclaims":
                 inf.add_handler(lambda t, o, old: self._claims_changed())
-        await self.informers.start(inf)
-        return inf
+            else:
+                inf.add_handler(lambda t, o, old, p=plural: self._object_changed(p, o))
+            inf.start()
+        try:
+            await asyncio.wait_for(asyncio.shield(inf.synced.wait()), WATCH_SYNC_TIMEOUT)
+        except TimeoutError:
+            raise VolumeError(f"cannot read {plural[:-1]} {ns}/{name}: its list did not answer in "
+                              f"{WATCH_SYNC_TIMEOUT:.0f}s (see the agent's log)") from None
+        return inf.get(f"{ns}/{name}")
 
     def forget(self, uid: str) -> None:
         self.pods.pop(uid, None)
+        used = set().union(*(_refs(e.pod) for e in self.pods.values()))
+        for ref in [r for r in self._watches if r not in used]:
+            inf = self._watches.pop(ref)
+            t = asyncio.get_running_loop().create_task(inf.stop(), name=f"unwatch-{ref[0]}-{ref[2]}")
+            self._tasks.append(t)
+            t.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
 
     # ----------------------------------------------------------------- setup
     async def setup(self, pod: Obj, pod_dir: str) -> dict[str, Volume]:
@@ -295,9 +321,7 @@ class VolumeManager:
     async def _claim(self, entry: _Pod, v: Obj) -> Volume:
         src = v["persistentVolumeClaim"]
         claim = src.get("claimName", "")
-        pvcs = await self._informer("persistentvolumeclaims")
-        pvs = await self._informer("persistentvolumes")
-        pvc = pvcs.get(f"{entry.ns}/{claim}")
+        pvc = await self._object(("persistentvolumeclaims", entry.ns, claim))
         if pvc is None:
             raise VolumeError(f'persistentvolumeclaim "{claim}" not found')
         if pvc["metadata"].get("deletionTimestamp"):
@@ -305,7 +329,7 @@ class VolumeManager:
         volume = (pvc.get("spec") or {}).get("volumeName")
         if (pvc.get("status") or {}).get("phase") != "Bound" or not volume:
             raise VolumeError(f'waiting for persistentvolumeclaim "{claim}" to be bound')
-        pv = pvs.get(volume)
+        pv = self._pvs.get(volume) if self._pvs is not None else None
         if pv is None:
             raise VolumeError(f'persistentvolume "{volume}" of claim "{claim}" not found')
         path = pv_storage_path(pv)
@@ -346,7 +370,7 @@ class VolumeManager:
 
     async def _object_files(self, plural: str, entry: _Pod, src: Obj, name_key: str, modes: Obj) -> atomic.Payload:
         name = src.get(name_key, "")
-        obj = (await self._informer(plural)).get(f"{entry.ns}/{name}")
+        obj = await self._object((plural, entry.ns, name))
         what = "secret" if plural == "secrets" else "configmap"
         optional = bool(src.get("optional"))
         if obj is None:
@@ -408,7 +432,7 @@ class VolumeManager:
     def _object_changed(self, plural: str, obj: Obj) -> None:
         ns, name = obj["metadata"].get("namespace"), obj["metadata"]["name"]
         for uid, entry in self.pods.items():
-            if entry.ns == ns and (plural, name) in _refs(entry.pod):
+            if (plural, ns, name) in _refs(entry.pod):
                 self._mark(uid)
 
     def _claims_changed(self) -> None:

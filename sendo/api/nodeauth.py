@@ -11,8 +11,12 @@ An agent may
 * write only its own Node (and its status) and its own Lease in ``kube-node-lease``;
 * change the status of, and delete, only the pods bound to it;
 * read a Secret, ConfigMap or PersistentVolumeClaim only while a pod bound to it uses it
-  (volumes, env, envFrom, imagePullSecrets), and ask for a token only of the
-  ServiceAccount such a pod runs as;
+  (volumes, env, envFrom, imagePullSecrets) — a get by name, or a list/watch selecting
+  that one object (``fieldSelector=metadata.name=<name>``, the kubelet's per-object
+  watch) — and ask for a token only of the ServiceAccount such a pod runs as;
+* read PersistentVolumes (they hold where a volume is, not secrets: the agent mounts the
+  volumes bound to its pods' claims and watches for deleted local-path volumes), and
+  remove finalizers from (patch) only the local-path volumes placed on it;
 * list and watch Secrets of type ``kubernetes.io/tls`` (and only with that field
   selector): every node runs the ingress controller, which serves their certificates;
 * write Events.
@@ -27,6 +31,7 @@ from typing import Any, Iterator
 
 import orjson
 
+from ..kinds.storage import LOCAL_PATH_NODE_ANNOTATION
 from ..store import Event, Store
 from .errors import APIError
 from .follow import follow
@@ -39,10 +44,12 @@ PODS = "/registry/core/pods/"
 READ = {"get", "list", "watch"}
 READABLE = {("", "nodes"), ("", "pods"), ("", "services"), ("", "endpoints"), ("", "serviceaccounts"),
             ("discovery.k8s.io", "endpointslices"), ("networking.k8s.io", "ingresses"),
-            ("networking.k8s.io", "ingressclasses"), ("node.k8s.io", "runtimeclasses")}
+            ("networking.k8s.io", "ingressclasses"), ("node.k8s.io", "runtimeclasses"), ("", "persistentvolumes")}
 DECLARED = {("node.k8s.io", "runtimeclasses"), ("networking.k8s.io", "ingressclasses")}  # what a node serves
 LOAD_BALANCED = {("", "services"), ("networking.k8s.io", "ingresses")}  # status.loadBalancer the node fills
 TLS_SELECTOR = "type=kubernetes.io/tls"
+NAME_SELECTOR = "metadata.name="
+PVS = "/registry/core/persistentvolumes/"
 LEASE_NAMESPACE = "kube-node-lease"
 Ref = tuple[str, str, str]  # (plural, namespace, name)
 
@@ -190,16 +197,36 @@ class NodeAuthorizer:
             if (verb in ("update", "patch") and sub == "status") or (verb == "delete" and sub is None):
                 return self.graph.pod_on(node, ns, name) or await self.graph.fresh_pod_on(node, ns, name)
             return False
-        if (g, plural) == ("", "secrets") and verb in ("list", "watch") and not name:
-            return t.field_selector == TLS_SELECTOR
-        if (g, plural) in (("", "secrets"), ("", "configmaps"), ("", "persistentvolumeclaims")) and name:
-            return verb == "get" and not sub and await self._uses(node, (plural, ns, name))
+        if (g, plural) == ("", "secrets") and verb in ("list", "watch") and t.field_selector == TLS_SELECTOR:
+            return not name
+        if (g, plural) in (("", "secrets"), ("", "configmaps"), ("", "persistentvolumeclaims")):
+            if name:
+                return verb == "get" and not sub and await self._uses(node, (plural, ns, name))
+            one = _one_name(t.field_selector)
+            return verb in ("list", "watch") and bool(ns and one) and await self._uses(node, (plural, ns, one))
+        if (g, plural) == ("", "persistentvolumes") and name:
+            return verb == "patch" and not sub and await self._local_volume_of(node, name)
         if (g, plural, sub) == ("", "serviceaccounts", "token") and name:
             return verb == "create" and await self._uses(node, ("serviceaccounts", ns, name))
         return False
 
     async def _uses(self, node: str, ref: Ref) -> bool:
         return self.graph.used_by(node, ref) or await self.graph.fresh_used_by(node, ref)
+
+    async def _local_volume_of(self, node: str, name: str) -> bool:
+        kv = await self.graph.store.get(f"{PVS}{name}")
+        if kv is None:
+            return False
+        annotations = (orjson.loads(kv.value).get("metadata") or {}).get("annotations") or {}
+        return annotations.get(LOCAL_PATH_NODE_ANNOTATION) == node
+
+
+def _one_name(field_selector: str) -> str:
+    """The name a field selector picks when it picks exactly one object by name, else ""."""
+    sel = field_selector.strip()
+    if not sel.startswith(NAME_SELECTOR) or "," in sel:
+        return ""
+    return sel[len(NAME_SELECTOR):]
 
 
 async def restrict_node_writes(plural: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:

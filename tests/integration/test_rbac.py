@@ -218,6 +218,24 @@ async def test_a_node_reads_only_what_its_pods_use_and_writes_only_itself(server
         with pytest.raises(ApiError) as e:
             await n1.list(SECRETS, "default")
         assert e.value.status == 403
+        # the kubelet's per-object watch: a list selecting exactly the one it uses
+        one = await n1.list(SECRETS, "default", fieldSelector="metadata.name=used")
+        assert [s["metadata"]["name"] for s in one["items"]] == ["used"]
+        for c, selector in ((n1, "metadata.name=unused"), (n2, "metadata.name=used"),
+                            (n1, "metadata.name=used,type=Opaque")):
+            with pytest.raises(ApiError) as e:
+                await c.list(SECRETS, "default", fieldSelector=selector)
+            assert e.value.status == 403, selector
+        # PersistentVolumes: read by every node; a local-path one changed only by its node
+        pvs = kind("persistentvolumes")
+        await client.create(pvs, {"metadata": {"name": "pv-n1", "annotations": {"sendo.io/local-path-node": "n1"}},
+                                  "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                                           "hostPath": {"path": "/tmp/pv-n1"}}})
+        assert [p["metadata"]["name"] for p in (await n2.list(pvs))["items"]] == ["pv-n1"]
+        await n1.patch(pvs, None, "pv-n1", {"metadata": {"labels": {"seen": "n1"}}})
+        with pytest.raises(ApiError) as e:
+            await n2.patch(pvs, None, "pv-n1", {"metadata": {"labels": {"seen": "n2"}}})
+        assert e.value.status == 403
         await n1.create(NODES, {"metadata": {"name": "n1"}})
         with pytest.raises(ApiError) as e:
             await n1.create(NODES, {"metadata": {"name": "n2"}})
