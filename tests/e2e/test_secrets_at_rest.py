@@ -70,10 +70,12 @@ def test_secrets_are_sealed_rotated_online_and_read_after_restart(cluster):
     import ssl
     import urllib.error
     import urllib.request
+
+    from sendo.wire import NODE_HEADER
     ctx = ssl.create_default_context(cafile=str(cluster.data_dir / "server" / "tls" / "ca.crt"))
     node_token = (cluster.data_dir / "server" / "node-token").read_text().strip()
     req = urllib.request.Request(f"https://127.0.0.1:{cluster.port}/sendo/v1/encryption/rotate", data=b"{}",
-                                 method="POST", headers={"Authorization": f"Bearer {node_token}"})
+                                 method="POST", headers={"Authorization": f"Bearer {node_token}", NODE_HEADER: "vm"})
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
     try:
         opener.open(req, timeout=30)

@@ -205,7 +205,8 @@ class HollowNode:
         server_dir = cluster.data_dir / "server"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sendo.cli.main", "agent", "--server", f"https://127.0.0.1:{cluster.port}",
-             "--token", (server_dir / "node-token").read_text().strip(),
+             # hollow nodes act for many nodes at once; a node token speaks for one node only
+             "--token", (server_dir / "admin-token").read_text().strip(),
              "--ca-cert", str(server_dir / "tls" / "ca.crt"), "--hollow", "1", "--node-name", "hollow"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(REPO))
 
