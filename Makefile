@@ -49,7 +49,7 @@ integration: venv containers
 e2e: venv containers console
 	$(BIN)/pytest -q tests/e2e
 
-bench: venv
+bench: venv console
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.datastores
 	$(BIN)/python -m bench.fuzz
@@ -57,6 +57,7 @@ bench: venv
 	$(BIN)/python -m bench.volumes
 	$(BIN)/python -m bench.nodeloss
 	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.console
 
 clean:
 	rm -rf $(VENV) .pytest_cache
