@@ -166,6 +166,44 @@ def test_yaml_view_and_apply(cluster, page, screens):
     page.screenshot(screens / "5-yaml.png")
 
 
+# strings a YAML writer must quote or escape, or they come back as something else
+TRICKY = {"bool-word": "yes", "number": "0123", "float": "1e3", "null-word": "null", "colon": "a: b",
+          "hash": "#not a comment", "lead-space": "  x", "empty": "", "lines": "one\ntwo\n", "dash": "- item",
+          "quote": 'say "hi"', "unicode": "船頭 ✓", "tab": "a\tb", "brace": "{x}", "star": "*ref"}
+
+
+def test_yaml_round_trip_conflict_and_force(cluster, page, screens):
+    """A ConfigMap of awkward strings survives the console's YAML unchanged; a changed value
+    that kubectl's apply owns is a conflict until Force is ticked."""
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "console-cm"}, "data": TRICKY}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(cm))
+    page.evaluate("location.hash = '#yaml'")
+    page.wait("document.activeElement?.id === 'h-yaml'", what="the YAML view")
+    page.evaluate("document.getElementById('yaml-path').value = '/api/v1/namespaces/default/configmaps/console-cm'")
+    page.evaluate("document.getElementById('yaml-load').click()")
+    page.wait("document.getElementById('yaml-text').value.includes('kind: ConfigMap')", what="the ConfigMap's YAML")
+
+    def apply(force: bool) -> str:
+        page.evaluate("document.getElementById('yaml-result').textContent = ''")
+        page.evaluate(f"document.getElementById('yaml-force').checked = {json.dumps(force)}")
+        page.evaluate("document.querySelector('#yaml-form button[type=submit]').click()")
+        return page.wait("(t => t.startsWith('applied') || t.startsWith('not applied') ? t : '')"
+                         "(document.getElementById('yaml-result').textContent)", what="the apply's answer")
+
+    assert apply(False).startswith("applied")
+    assert cluster.kubectl_json("get", "configmap", "console-cm")["data"] == TRICKY
+    text_now = page.evaluate("document.getElementById('yaml-text').value")
+    edited = text_now.replace('bool-word: "yes"', 'bool-word: "no"')
+    assert edited != text_now, text_now
+    page.evaluate(f"document.getElementById('yaml-text').value = {json.dumps(edited)}")
+    refused = apply(False)
+    assert refused.startswith("not applied: 409"), refused
+    assert cluster.kubectl_json("get", "configmap", "console-cm")["data"]["bool-word"] == "yes"
+    page.screenshot(screens / "6-conflict.png")
+    assert apply(True).startswith("applied")
+    assert cluster.kubectl_json("get", "configmap", "console-cm")["data"] == {**TRICKY, "bool-word": "no"}
+
+
 def test_events_nodes_and_autoscalers(cluster, page, screens):
     page.evaluate("location.hash = '#events'")
     page.wait("[...document.querySelectorAll('#events-body tr')].some(r => r.cells[3].textContent === "
@@ -176,11 +214,11 @@ def test_events_nodes_and_autoscalers(cluster, page, screens):
     # usage comes from metrics.k8s.io (sampled every second here); Refresh reads it again
     page.wait(f"(document.getElementById('nodes-refresh').click(), {row(node)}?.cells[4].textContent"
               ".match(/^[1-9][0-9]*Mi \\//))", timeout=60, what="the node's memory usage")
-    page.screenshot(screens / "6-nodes.png")
+    page.screenshot(screens / "7-nodes.png")
     cluster.kubectl("autoscale", "deployment", "console-web", "--min=1", "--max=3", "--cpu-percent=50")
     page.evaluate("location.hash = '#hpa'")
     page.wait(f"{row('console-web')}?.cells[1].textContent === 'Deployment/console-web'", what="the HPA row")
     page.wait(f"{row('console-web')}.cells[7].textContent.includes('AbleToScale=True')", timeout=60,
               what="the HPA's conditions, live")
     assert cells(page, "console-web")[3:5] == ["1", "3"]
-    page.screenshot(screens / "7-hpa.png")
+    page.screenshot(screens / "8-hpa.png")

@@ -74,6 +74,7 @@ async function listWatch(path, signal, onList, onEvent, onState = () => {}) {
       }
     } catch (e) {
       if (signal.aborted) return;
+      if (e.code === 403) { onState('forbidden'); fail(e); return; }  // this token may not see these
       onState(`reconnecting (${e.message})`);
       await sleep(1000, signal);
     }
