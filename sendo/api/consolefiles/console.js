@@ -376,7 +376,6 @@ async function streamLogs(signal) {
   const pod = $('logs-pod').value.trim();
   try {
     const response = await call(`${nsPath('/api/v1', 'pods')}/${encodeURIComponent(pod)}/log?${q}`, { signal });
-    out.setAttribute('aria-busy', 'false');
     status(`streaming the logs of ${pod}`);
     for await (const chunk of chunks(response)) {
       const atEnd = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
