@@ -16,7 +16,7 @@ from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
 from ..observe import METRICS_CONTENT_TYPE, Health, exposition, is_health_path
 from ..store import Compacted, Store, StoreError
-from . import (discovery, errors, eviction, limits, metricsapi, openapi_proto, podexec, podlogs, portforward,
+from . import (console, discovery, errors, eviction, limits, metricsapi, openapi_proto, podexec, podlogs, portforward,
                protobuf, rotation, webhooks)
 from .admission import AdmissionOptions
 from . import patch as patching
@@ -119,7 +119,7 @@ class APIServer:
         path = request.url.path
         user, record = None, None
         try:
-            public = path in PUBLIC_PATHS or is_health_path(path)
+            public = path in PUBLIC_PATHS or is_health_path(path) or console.owns(path)
             user = ANONYMOUS if public else await self.authenticate(request)
             if self.auditor is not None:
                 record = audit_begin(self.auditor, request, user)
@@ -165,6 +165,8 @@ class APIServer:
             raise forbidden(options, verb, t, decision.reason)
 
     async def route(self, request: Request, path: str, user: User = ANONYMOUS) -> Response:
+        if console.owns(path):  # the web console's static files (console.py)
+            return console.serve(request.method, path)
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/") or "/"  # /version/ and /api/ are the same as without the slash
         if is_health_path(path):

@@ -339,6 +339,8 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_optio
             console.print(f"export PATH={os.path.dirname(bundled)}:$PATH   # kubectl from the dev dependencies")
         console.print("kubectl get nodes,pods -o wide\n"
                       + ("" if manifests else "kubectl apply -f examples/hello-web.yaml\n")
+                      + f"Web console: {cfg.url}/console/ — log in with the admin token:\n"
+                      + "  kubectl config view --raw -o jsonpath='{.users[0].user.token}'\n"
                       + "Ctrl-C stops the cluster and its pods; `sendo up` with the same --data-dir resumes it.")
         await _until_signalled()
         console.print("stopping…")
@@ -394,6 +396,7 @@ async def _server(cfg) -> None:
     await _start_server(s)
     path = _write_kubeconfig(cfg.data_dir, cfg.url, s.admin_token, s.ca_pem)
     console.print(f"[green]sendo server[/] at {cfg.url}; state in {cfg.data_dir}")
+    console.print(f"Web console: {cfg.url}/console/ (log in with a bearer token, e.g. the kubeconfig's)")
     console.print(f"Join a node:  sendo agent --server {cfg.url} --token {s.node_token} "
                   f"--ca-cert {s.tls.ca_cert} --node-name NAME")
     print(f"export KUBECONFIG={path}", flush=True)
