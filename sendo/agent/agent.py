@@ -125,7 +125,7 @@ class Agent:
         self.health.add("usage-sampler", lambda: None if self.usage.node is not None else "no usage sample yet")
         self._lease_renewed = 0.0
         self.health.add("lease", self._lease_fresh, live=True, ready=False)
-        self.identity = PodIdentity(self.client, cfg.server, cfg.ca_pem, self.pods_dir,
+        self.identity = PodIdentity(self.client, self.client.servers.urls[0], cfg.ca_pem, self.pods_dir,
                                     alive=lambda uid: uid in self.workers, on_ready=self._identity_ready)
         # the pods' volumes; local-path PersistentVolumes of this node live in storage_dir
         self.storage_dir = os.path.join(cfg.data_dir, "storage")
