@@ -41,6 +41,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 6443
     port_fallback: bool = False  # the port was not chosen by the user: take the next free one if it is taken
+    advertise_port: int | None = None  # where pods reach the API (the `kubernetes` Service): a balancer's port
     datastore: str | None = None  # a store URL (sendo.store.registry); None: SQLite under the server dir
     controllers: bool = True
     controller_names: str = "*"  # which loops run, as `--controllers` says (controlplane.select_controllers)
@@ -238,7 +239,7 @@ class Server:
         for name in SYSTEM_NAMESPACES:
             if await self.store.get(ns.key(None, name)) is None:
                 await create(ns, None, {"metadata": {"name": name}})
-        for plural, obj in kubernetes_service_objects(self.cfg.host, self.cfg.port).items():
+        for plural, obj in kubernetes_service_objects(self.cfg.host, self.cfg.advertise_port or self.cfg.port).items():
             group = "discovery.k8s.io" if plural == "endpointslices" else ""
             r = self.registry.get(group, "v1", plural)
             kv = await self.store.get(r.key("default", "kubernetes"))

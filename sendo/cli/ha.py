@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -116,6 +117,8 @@ class HACluster:
         self.servers = [ServerProcess(f"s{i}", os.path.join(data_dir, "servers", f"s{i}"), p, opts.host)
                         for i, p in enumerate(layout["servers"])]
         self.balancer = None
+        self._sock: socket.socket | None = None
+        self.port = opts.port
         self.watchers: list[asyncio.Task] = []
 
     @property
@@ -136,6 +139,11 @@ class HACluster:
 
     async def start(self) -> None:
         from ..server import share_identity
+        from ..serving import listen_socket
+        # the balancer's port first: a taken --port fails before anything starts, and the
+        # servers send pods (the `kubernetes` Service) to it
+        self._sock = listen_socket(self.opts.host, self.opts.port, self.opts.port_fallback)
+        self.port = self._sock.getsockname()[1]
         private_dir(os.path.join(self.data_dir, "servers"), own=True)
         share_identity(self.source_dir, [s.server_dir for s in self.servers], self.opts.host)
         if self.etcd is not None:
@@ -152,7 +160,8 @@ class HACluster:
     async def _spawn(self, s: ServerProcess) -> None:
         from ..tasks import die_with_parent
         args = [sys.executable, "-m", "sendo.cli.main", "server", "--data-dir", s.data_dir, "--host", s.host,
-                "--port", str(s.port), "--datastore", self.datastore, "--leader-elect", *self.opts.server_args]
+                "--port", str(s.port), "--advertise-port", str(self.port), "--datastore", self.datastore,
+                "--leader-elect", *self.opts.server_args]
         if self.opts.verbose:
             args.append("--verbose")
         with open(s.log_path, "ab") as log:
@@ -176,16 +185,13 @@ class HACluster:
             raise SystemExit(f"sendo server {s.name} not ready in {SERVER_START_DEADLINE:.0f}s; see {s.log_path}")
 
     async def _start_balancer(self, ca: bytes) -> None:
-        from ..serving import listen_socket
         from .balancer import TCPBalancer
-        sock = listen_socket(self.opts.host, self.opts.port, self.opts.port_fallback)
         self.balancer = TCPBalancer([(s.host, s.port) for s in self.servers], ca)
-        await self.balancer.start(sock)
+        await self.balancer.start(self._sock)
 
     @property
     def url(self) -> str:
-        assert self.balancer is not None
-        return f"https://{self.opts.host}:{self.balancer.port}"
+        return f"https://{self.opts.host}:{self.port}"
 
     async def _watch(self, s: ServerProcess) -> None:
         from .main import console
@@ -210,6 +216,8 @@ class HACluster:
                 await p.wait()
         if self.balancer is not None:
             await self.balancer.stop()
+        elif self._sock is not None:
+            self._sock.close()
         if self.etcd is not None:
             await asyncio.to_thread(self.etcd.stop)
 
@@ -235,7 +243,7 @@ async def up_ha(data_dir: str, opts: HAOptions, node_name: str, manifests: list[
             ca = f.read()
         agent = Agent(AgentConfig(server=",".join(cluster.urls), token=cluster.token("node-token"),
                                   node_name=node_name, data_dir=data_dir, ca_pem=ca, address=opts.host,
-                                  **agent_options))
+                                  pods_api_url=cluster.url, **agent_options))
         with console.status("starting the agent…"):
             await agent.start()
         path = _write_kubeconfig(data_dir, cluster.url, cluster.token("admin-token"), ca)

@@ -415,6 +415,9 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
                                                                           _NOT_READY_HELP),
            default_unreachable_toleration_seconds: int = _toleration_option(
                "--default-unreachable-toleration-seconds", _UNREACHABLE_HELP),
+           advertise_port: Optional[int] = typer.Option(None, help="Port the `kubernetes` Service in `default` "
+                                                        "sends pods to (default: --port), e.g. a balancer's in "
+                                                        "front of several servers.", show_default=False),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
 
@@ -428,7 +431,7 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
                                election=_election(lease_duration, renew_deadline, retry_period),
                                audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
                                                    audit_log_maxbackup),
-                               hpa_sync_period=hpa_sync_period,
+                               hpa_sync_period=hpa_sync_period, advertise_port=advertise_port,
                                **_node_loss_config(node_monitor_grace_period, default_not_ready_toleration_seconds,
                                                    default_unreachable_toleration_seconds))))
 

@@ -81,6 +81,10 @@ def test_kill_9_of_the_leading_server_keeps_kubectl_working_and_loops_running(cl
     new = poll(lambda: (h := holder(cluster)) and h != ident and h, 60, what="another holder of the Lease")
     assert psutil.Process(int(new.split("_")[-2])).parent().pid in set(before) - {leader.pid}
 
+    # pods reach the API through the balancer too: the `kubernetes` Service's endpoints name it
+    eps = cluster.kubectl_json("get", "endpoints", "kubernetes")
+    assert eps["subsets"][0]["ports"][0]["port"] == cluster.port
+
     port = unique_port()
     cluster.kubectl("apply", "-f", "-", input=to_yaml(web_deployment("after-kill", port, replicas=2)))
     poll(lambda: ready_pods(cluster, "app=after-kill", 2, port), 90,
