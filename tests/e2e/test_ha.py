@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -80,6 +82,13 @@ def test_kill_9_of_the_leading_server_keeps_kubectl_working_and_loops_running(cl
     assert nodes.stdout.split() == ["node/ha-node"]
     new = poll(lambda: (h := holder(cluster)) and h != ident and h, 60, what="another holder of the Lease")
     assert psutil.Process(int(new.split("_")[-2])).parent().pid in set(before) - {leader.pid}
+
+    # `sendo status` shows each server and its controllers, the dead one down
+    st = subprocess.run([sys.executable, "-m", "sendo.cli.main", "status", "--data-dir", str(cluster.data_dir)],
+                        capture_output=True, text=True, env=cluster.env(), timeout=60)
+    servers_rows = [line.split() for line in st.stdout.splitlines() if line.startswith("apiserver ")][1:]
+    assert st.returncode == 1 and len(servers_rows) == 3, st.stdout + st.stderr
+    assert sorted(r[3] for r in servers_rows) == ["0", "1", "1"], st.stdout
 
     # pods reach the API through the balancer too: the `kubernetes` Service's endpoints name it
     eps = cluster.kubectl_json("get", "endpoints", "kubernetes")
