@@ -232,3 +232,12 @@ async def test_balancer_ends_a_connection_when_its_server_goes(backends, balance
         assert serving.connections == 0
     finally:
         w.close()
+
+
+def test_server_options_take_a_list_and_refuse_a_bad_one():
+    import typer
+
+    from sendo.cli.main import _server_list
+    assert _server_list("https://h1:6443, https://h2:6443/") == "https://h1:6443,https://h2:6443"
+    with pytest.raises(typer.BadParameter, match="all be https"):
+        _server_list("https://h1:6443,http://h2:6443")
