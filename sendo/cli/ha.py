@@ -233,12 +233,17 @@ def _tail(path: str, n: int = 20) -> str:
 async def up_ha(data_dir: str, opts: HAOptions, node_name: str, manifests: list[Path], t0: float,
                 agent_options: dict) -> None:
     from ..agent.agent import Agent, AgentConfig
+    from ..serving import PortInUse
     from .main import _write_kubeconfig, console, serve_until_signalled
     cluster = HACluster(data_dir, opts)
     agent = None
     try:
         with console.status(f"starting {opts.servers} etcd members and {opts.servers} API servers…"):
-            await cluster.start()
+            try:
+                await cluster.start()
+            except PortInUse as e:
+                console.print(f"[red]error:[/] {e.strerror or e}")
+                raise SystemExit(1)
         with open(cluster.ca_file, "rb") as f:
             ca = f.read()
         agent = Agent(AgentConfig(server=",".join(cluster.urls), token=cluster.token("node-token"),
