@@ -1,6 +1,7 @@
 """`sendo up --servers 3`: three etcd members and three API servers on loopback behind the
 balancer the kubeconfig points at. One cluster for the module; the tests run in order:
 
+0. every server accepts the others' tokens and opens their sealed Secrets;
 1. kill -9 the server whose controllers hold the Lease (and those controllers: the machine
    "dies", nothing is given up cleanly) → kubectl through the kubeconfig answers at once,
    another server's controllers take the Lease, and a Deployment created after the kill
@@ -66,6 +67,43 @@ def kill9(procs: list[psutil.Process]) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(procs, timeout=10)
+
+
+def server_get(cluster: Cluster, port: int, path: str, token: str) -> tuple[int, dict]:
+    """GET straight from one server (not through the balancer), trusting the kubeconfig's CA."""
+    import base64
+    import json
+    import ssl
+    import urllib.error
+    import urllib.request
+    ca = base64.b64decode(cluster.kubeconfig_data()["clusters"][0]["cluster"]["certificate-authority-data"])
+    ctx = ssl.create_default_context(cadata=ca.decode())
+    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
+    try:
+        with opener.open(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_servers_share_one_identity(cluster: Cluster):
+    """Each server serves the certificate the kubeconfig's CA trusts, takes the admin token
+    and a ServiceAccount token another server issued, and opens Secrets another sealed."""
+    import json
+    ports = json.loads((cluster.data_dir / "ha" / "layout.json").read_text())["servers"]
+    assert len(ports) == 3
+    admin = cluster.kubeconfig_data()["users"][0]["user"]["token"]
+    cluster.kubectl("create", "secret", "generic", "shared", "--from-literal=k=v1")
+    sa_token = cluster.kubectl("create", "token", "default").stdout.strip()
+    for port in ports:
+        code, secret = server_get(cluster, port, "/api/v1/namespaces/default/secrets/shared", admin)
+        assert code == 200 and secret["data"]["k"] == "djE=", (port, code, secret)
+        code, review = server_get(cluster, port, "/api/v1/namespaces/default/pods", sa_token)
+        assert code in (200, 403), (port, code, review)  # authenticated (the account may not list pods)
+        if code == 403:
+            assert "system:serviceaccount:default:default" in review.get("message", ""), review
+        assert server_get(cluster, port, "/api/v1/namespaces", "not-a-token")[0] == 401
 
 
 def test_kill_9_of_the_leading_server_keeps_kubectl_working_and_loops_running(cluster: Cluster):
