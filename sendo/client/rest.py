@@ -215,10 +215,13 @@ class Client:
         params = _params({**params, "watch": "true"})
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
 
-        async def connect(base: str) -> aiohttp.ClientResponse:
-            return await self.session.get(base + path(r, ns), params=params, timeout=timeout)
-        resp = await self._failover("GET", connect)
         base = self.server
+
+        async def connect(url: str) -> aiohttp.ClientResponse:
+            nonlocal base
+            base = url  # the server this stream comes from
+            return await self.session.get(url + path(r, ns), params=params, timeout=timeout)
+        resp = await self._failover("GET", connect)
         async with resp:
             if resp.status >= 400:
                 raise ApiError(resp.status, orjson.loads(await resp.read() or b"{}"))
