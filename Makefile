@@ -58,6 +58,7 @@ bench: venv console
 	$(BIN)/python -m bench.nodeloss
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.console
+	$(BIN)/python -m bench.ha
 
 clean:
 	rm -rf $(VENV) .pytest_cache
