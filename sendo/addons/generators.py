@@ -39,9 +39,12 @@ def prometheus_scrape_config(values: Obj, facts: Obj) -> str:
         for c in found:
             labels = {"component": component, **({"node": c["node"]} if c.get("node") else {})}
             targets.append({"targets": [_target(c)], "labels": labels})
-        scrape_configs.append({"job_name": f"{values['jobPrefix']}{component}", "scheme": found[0]["scheme"],
-                               "metrics_path": "/metrics", **auth.get(component, {}),
-                               "static_configs": targets})
+        job = {"job_name": f"{values['jobPrefix']}{component}", "scheme": found[0]["scheme"],
+               "metrics_path": "/metrics", **auth.get(component, {}), "static_configs": targets}
+        scrape_configs.append(job)
+        if component == "agent" and values.get("resourceMetrics"):  # the kubelet-style usage figures
+            scrape_configs.append({**job, "job_name": f"{values['jobPrefix']}agent-resource",
+                                   "metrics_path": "/metrics/resource"})
     doc = {"global": {"scrape_interval": values["scrapeInterval"]}, "scrape_configs": scrape_configs}
     return yaml.safe_dump(doc, sort_keys=False)
 

@@ -5,13 +5,16 @@ exactly what was added, log shipping to a file, and 422s naming the field."""
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
+import urllib.request
 import uuid
 
 import pytest
 import yaml
 from kubernetes import client as k8s
+from prometheus_client.parser import text_string_to_metric_families
 
 from .harness import REPO, Cluster, poll
 
@@ -52,17 +55,37 @@ def healthy(a: dict) -> bool:
     return conds.get("Healthy") == "True" and a["status"].get("observedGeneration") == a["metadata"]["generation"]
 
 
+def scrape_as_prometheus(job: dict) -> int:
+    """Scrape every target of a job as Prometheus would (its scheme, path, CA and token files;
+    loopback only) and parse each answer; the number of metric families seen."""
+    families = 0
+    ca = (job.get("tls_config") or {}).get("ca_file")
+    ctx = ssl.create_default_context(cafile=ca) if ca else None
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
+    token_file = (job.get("authorization") or {}).get("credentials_file")
+    headers = {"Authorization": "Bearer " + open(token_file).read().strip()} if token_file else {}
+    for target in (t for sc in job["static_configs"] for t in sc["targets"]):
+        assert target.startswith("127."), target  # network safety: sendo up serves on loopback
+        req = urllib.request.Request(f"{job['scheme']}://{target}{job['metrics_path']}", headers=headers)
+        with opener.open(req, timeout=10) as r:
+            families += len(list(text_string_to_metric_families(r.read().decode())))
+    return families
+
+
 def test_prometheus_scrape_lists_every_component_follows_config_and_goes_away(cluster):
     objs = k8s.CustomObjectsApi(cluster.api())
     before = names(cluster, "configmaps")
+    server = cluster.data_dir / "server"
     objs.create_cluster_custom_object(GROUP, VERSION, PLURAL, {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "Addon", "metadata": {"name": "prometheus-scrape"},
-        "spec": {"config": {"scrapeInterval": "15s"}}})
+        "spec": {"config": {"scrapeInterval": "15s", "caFile": str(server / "tls" / "ca.crt"),
+                            "apiTokenFile": str(server / "admin-token"),
+                            "nodeTokenFile": str(server / "node-token")}}})
     cm = poll(lambda: configmap(cluster, "sendo-prometheus-scrape"), timeout=60, what="the scrape ConfigMap")
     scrape = yaml.safe_load(cm["data"]["prometheus.yml"])
     assert scrape["global"]["scrape_interval"] == "15s"
     jobs = {j["job_name"]: j for j in scrape["scrape_configs"]}
-    assert set(jobs) == {"sendo-apiserver", "sendo-controllers", "sendo-agent"}
+    assert set(jobs) == {"sendo-apiserver", "sendo-controllers", "sendo-agent", "sendo-agent-resource"}
     targets = {k: [t for sc in j["static_configs"] for t in sc["targets"]] for k, j in jobs.items()}
     assert targets["sendo-apiserver"] == [f"127.0.0.1:{cluster.port}"]
     comps = json.loads((cluster.data_dir / "server" / "components.json").read_text())
@@ -71,6 +94,8 @@ def test_prometheus_scrape_lists_every_component_follows_config_and_goes_away(cl
     agent_port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
     assert [t.rsplit(":", 1)[1] for t in targets["sendo-agent"]] == [str(agent_port)]
     assert jobs["sendo-agent"]["static_configs"][0]["labels"]["node"] == node["metadata"]["name"]
+    for job in jobs.values():  # every target answers with Prometheus text, using the config as written
+        assert scrape_as_prometheus(job) > 0, job["job_name"]
     managers = {m["manager"] for m in cm["metadata"]["managedFields"]}
     assert managers == {"sendo-addons/prometheus-scrape"}
 

@@ -75,7 +75,7 @@ def test_a_placeholder_alone_keeps_its_type_inside_text_it_is_spliced():
 
 def test_scrape_config_has_a_job_per_component_and_a_target_per_endpoint():
     entry = catalogue()["prometheus-scrape"]
-    vals = values_of(entry, {"scrapeInterval": "5s", "jobPrefix": "x-"})
+    vals = values_of(entry, {"scrapeInterval": "5s", "jobPrefix": "x-", "resourceMetrics": False})
     doc = yaml.safe_load(GENERATORS["prometheus-scrape-config"](vals, {"components": COMPONENTS}))
     assert doc["global"]["scrape_interval"] == "5s"
     jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
@@ -84,6 +84,10 @@ def test_scrape_config_has_a_job_per_component_and_a_target_per_endpoint():
     assert jobs["x-agent"]["static_configs"] == [{"targets": ["127.0.0.1:10250"],
                                                   "labels": {"component": "agent", "node": "n1"}}]
     assert jobs["x-controllers"]["static_configs"][0]["targets"] == ["127.0.0.1:10257"]
+    vals["resourceMetrics"] = True
+    doc = yaml.safe_load(GENERATORS["prometheus-scrape-config"](vals, {"components": COMPONENTS}))
+    resource = next(j for j in doc["scrape_configs"] if j["job_name"] == "x-agent-resource")
+    assert resource["metrics_path"] == "/metrics/resource" and resource["static_configs"] == jobs["x-agent"]["static_configs"]
 
 
 @pytest.mark.parametrize("config,field,reason", [
@@ -142,7 +146,7 @@ async def test_enabling_applies_under_the_addons_field_manager_and_records_it(fa
     scrape = yaml.safe_load(cm["data"]["prometheus.yml"])
     assert scrape["global"]["scrape_interval"] == "10s"
     assert {j["job_name"] for j in scrape["scrape_configs"]} == {"sendo-apiserver", "sendo-controllers",
-                                                                 "sendo-agent"}
+                                                                 "sendo-agent", "sendo-agent-resource"}
     a = stored(fake_api, "prometheus-scrape")
     assert FINALIZER in a["metadata"]["finalizers"]
     assert a["status"]["applied"] == [{"apiVersion": "v1", "kind": "ConfigMap", "namespace": "kube-system",
