@@ -11,9 +11,10 @@ deletes everything recorded (the ``addons.sendo.dev/cleanup`` finalizer holds a 
 Addon until then). Only objects that still carry the add-on's label are deleted, so an
 object someone else took over is left alone.
 
-Conditions: Applied (the last apply went through), Progressing (its workloads are not
-Ready yet), Healthy (every DaemonSet, Deployment and StatefulSet it applied is Ready; an
-add-on without workloads is Healthy once applied). While not Healthy the Addon is looked
+Conditions: Applied (the last apply went through), Healthy (every DaemonSet, Deployment
+and StatefulSet it applied is Ready; an add-on without workloads is Healthy once applied),
+Progressing (an enable or config change is rolling out: its workloads are not Ready yet),
+Degraded (an apply failed, or a workload that was Ready at this generation is not). While not Healthy the Addon is looked
 at again every few seconds; an add-on that reads the cluster's endpoints is also
 re-rendered when a Node's agent endpoint changes and every ``resync`` seconds.
 """
@@ -108,12 +109,13 @@ class AddonController(Controller):
             await self.set_finalizer(addon, False)
             return None
         if entry is None:  # the API refuses such names; an Addon from an older catalogue could remain
-            new = self.conditions(status, applied=("False", "UnknownAddon", "no such add-on in the catalogue"))
+            new = self.conditions(status, Applied=("False", "UnknownAddon", "no such add-on in the catalogue"))
             await self.write_status(addon, {**new, "applied": previous, "message": f"unknown add-on {key}"})
             return None
         if entry.builtin:
-            new = self.conditions(status, applied=("True", "BuiltIn", entry.builtin),
-                                  healthy=("True", "BuiltIn", entry.builtin), progressing=("False", "BuiltIn", ""))
+            new = self.conditions(status, Applied=("True", "BuiltIn", entry.builtin),
+                                  Healthy=("True", "BuiltIn", entry.builtin), Progressing=("False", "BuiltIn", ""),
+                                  Degraded=("False", "BuiltIn", ""))
             addon = await self.write_status(addon, {**new, "applied": [], "message": "built in: " + entry.builtin})
             await self.set_finalizer(addon, False)
             return None
@@ -125,8 +127,8 @@ class AddonController(Controller):
     async def disable(self, addon: Obj, status: Obj, previous: list[Obj]) -> float | None:
         left = await self.prune(addon["metadata"]["name"], previous)
         message = f"disabled; removing {len(left)} applied objects" if left else "disabled"
-        new = self.conditions(status, applied=("False", "Disabled", message), healthy=("False", "Disabled", message),
-                              progressing=("False", "Disabled", message))
+        off = ("False", "Disabled", message)
+        new = self.conditions(status, Applied=off, Healthy=off, Progressing=off, Degraded=off)
         addon = await self.write_status(addon, {**new, "applied": left, "message": message})
         if left:
             return NOT_READY_RECHECK
@@ -148,20 +150,25 @@ class AddonController(Controller):
         if error:  # keep every record: nothing is pruned until a whole render applied
             keys = {ref_key(r) for r in current}
             applied = current + [r for r in previous if ref_key(r) not in keys]
-            new = self.conditions(status, applied=("False", "ApplyFailed", error),
-                                  healthy=("False", "ApplyFailed", error), progressing=("True", "ApplyFailed", error))
+            failed = ("False", "ApplyFailed", error)
+            new = self.conditions(status, Applied=failed, Healthy=failed, Progressing=failed,
+                                  Degraded=("True", "ApplyFailed", error))
             await self.write_status(addon, {**new, "applied": applied, "message": error})
             return NOT_READY_RECHECK * 3
         keys = {ref_key(r) for r in current}
         left = await self.prune(name, [r for r in previous if ref_key(r) not in keys])
         waiting = await self.waiting(current)
         done = f"applied {len(current)} object{'' if len(current) == 1 else 's'}"
-        if waiting:
-            new = self.conditions(status, applied=("True", "Applied", done), healthy=("False", "NotReady", waiting),
-                                  progressing=("True", "NotReady", waiting))
+        if waiting and self.was_healthy(addon):  # it worked at this generation and no longer does
+            new = self.conditions(status, Applied=("True", "Applied", done), Healthy=("False", "NotReady", waiting),
+                                  Progressing=("False", "NotReady", waiting), Degraded=("True", "NotReady", waiting))
+        elif waiting:  # a fresh enable or config change rolling out
+            new = self.conditions(status, Applied=("True", "Applied", done), Healthy=("False", "NotReady", waiting),
+                                  Progressing=("True", "RollingOut", waiting), Degraded=("False", "RollingOut", ""))
         else:
-            new = self.conditions(status, applied=("True", "Applied", done), healthy=("True", "Ready", "ready"),
-                                  progressing=("False", "Ready", "ready"))
+            ready = ("False", "Ready", "ready")
+            new = self.conditions(status, Applied=("True", "Applied", done), Healthy=("True", "Ready", "ready"),
+                                  Progressing=ready, Degraded=ready)
         await self.write_status(addon, {**new, "applied": current + left, "message": waiting or f"{done}, ready"})
         if waiting or left:
             return NOT_READY_RECHECK
@@ -249,14 +256,20 @@ class AddonController(Controller):
         return "; ".join(reasons)
 
     @staticmethod
-    def conditions(status: Obj, applied: tuple[str, str, str] | None = None,
-                   healthy: tuple[str, str, str] | None = None,
-                   progressing: tuple[str, str, str] | None = None) -> Obj:
+    def conditions(status: Obj, **values: tuple[str, str, str]) -> Obj:
+        """The status's conditions with these set (type -> (status, reason, message))."""
         new = {"conditions": [dict(c) for c in dicts(status.get("conditions"))]}
-        for ctype, value in (("Applied", applied), ("Healthy", healthy), ("Progressing", progressing)):
-            if value is not None:
-                set_status_condition(new, ctype, *value)
+        for ctype, value in values.items():
+            set_status_condition(new, ctype, *value)
         return new
+
+    @staticmethod
+    def was_healthy(addon: Obj) -> bool:
+        """Whether the add-on was Healthy at its current generation (so not Ready now is a fault)."""
+        status = as_dict(addon.get("status"))
+        healthy = next((c for c in dicts(status.get("conditions")) if c.get("type") == "Healthy"), {})
+        return healthy.get("status") == "True" and status.get("observedGeneration") == \
+            addon["metadata"].get("generation") and healthy.get("reason") == "Ready"
 
     async def write_status(self, addon: Obj, status: Obj) -> Obj:
         """The Addon with this status (written only when it differs from what it has)."""

@@ -4,10 +4,12 @@ rendering the cluster's real component endpoints, config changes, disabling that
 exactly what was added, log shipping to a file, and 422s naming the field."""
 from __future__ import annotations
 
+import http.server
 import json
 import ssl
 import subprocess
 import sys
+import threading
 import urllib.request
 import uuid
 
@@ -126,7 +128,7 @@ def test_prometheus_scrape_lists_every_component_follows_config_and_goes_away(cl
     objs.delete_cluster_custom_object(GROUP, VERSION, PLURAL, "prometheus-scrape")
 
 
-def test_log_shipping_to_a_file_ships_a_pods_line_and_disabling_removes_the_shippers(cluster):
+def test_log_shipping_to_a_file_then_an_endpoint_and_disabling_removes_the_shippers(cluster):
     out = cluster.base / "shipped.jsonl"
     r = sendo(cluster, "enable", "log-shipping", "--set", f"file={out}", "--set", "namespaces=default")
     assert r.returncode == 0, r.stderr
@@ -144,6 +146,31 @@ def test_log_shipping_to_a_file_ships_a_pods_line_and_disabling_removes_the_ship
     objs = k8s.CustomObjectsApi(cluster.api())
     poll(lambda: healthy(addon(objs, "log-shipping")), timeout=60, what="log-shipping Healthy")
     assert names(cluster, "daemonsets") == {"sendo-log-shipper"}
+
+    # the same add-on switched to an HTTP endpoint (this test's own, on loopback): the
+    # DaemonSet is updated and the new shipper posts the pod's lines there
+    received: list[bytes] = []
+
+    class Sink(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    try:
+        objs.patch_cluster_custom_object(GROUP, VERSION, PLURAL, "log-shipping", {"spec": {"config": {
+            "file": None, "url": f"http://127.0.0.1:{sink.server_port}/logs"}}})
+
+        def posted():
+            recs = [json.loads(line) for body in list(received) for line in body.decode().splitlines()]
+            return next((r for r in recs if r["line"] == token and r["pod"] == "talker"), None)
+        poll(posted, timeout=90, what="the pod's line posted to the endpoint")
+    finally:
+        sink.shutdown()
 
     cluster.kubectl("patch", "addon", "log-shipping", "--type", "merge", "-p", '{"spec":{"enabled":false}}')
     poll(lambda: names(cluster, "daemonsets") == set(), timeout=60, what="the DaemonSet removed")

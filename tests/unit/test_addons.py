@@ -151,7 +151,7 @@ async def test_enabling_applies_under_the_addons_field_manager_and_records_it(fa
     assert FINALIZER in a["metadata"]["finalizers"]
     assert a["status"]["applied"] == [{"apiVersion": "v1", "kind": "ConfigMap", "namespace": "kube-system",
                                        "name": "sendo-prometheus-scrape"}]
-    assert conditions(a) == {"Applied": "True", "Healthy": "True", "Progressing": "False"}
+    assert conditions(a) == {"Applied": "True", "Healthy": "True", "Progressing": "False", "Degraded": "False"}
     again = await fake_api.run(ctl, "prometheus-scrape")  # nothing changed: only the idempotent apply
     assert [(c.method, c.path) for c in again] == [("PATCH", CM_PATH)]
 
@@ -229,7 +229,8 @@ async def test_a_failed_apply_prunes_nothing_and_says_why(fake_api):
     writes = await fake_api.run(ctl, "prometheus-scrape")
     assert "DELETE" not in [c.method for c in writes] and CM_PATH in fake_api.fake.objects
     a = stored(fake_api, "prometheus-scrape")
-    assert conditions(a)["Applied"] == "False" and "injected by the test" in a["status"]["message"]
+    assert conditions(a)["Applied"] == "False" and conditions(a)["Degraded"] == "True"
+    assert "injected by the test" in a["status"]["message"]
     assert [r["name"] for r in a["status"]["applied"]] == ["sendo-prometheus-scrape"]
 
 
@@ -254,13 +255,18 @@ async def test_log_shipping_is_healthy_only_once_its_daemonset_is_ready(fake_api
     assert container["command"] == ["/py", "-m", "sendo.addons.logship", "--file", "/var/log/all.jsonl"]
     assert ds["spec"]["template"]["spec"]["runtimeClassName"] == "process"
     a = stored(fake_api, "log-shipping")
-    assert conditions(a) == {"Applied": "True", "Healthy": "False", "Progressing": "True"}
+    assert conditions(a) == {"Applied": "True", "Healthy": "False", "Progressing": "True", "Degraded": "False"}
     assert "0 of 0" not in a["status"]["message"] and recheck
     ds["status"] = {"observedGeneration": 1, "desiredNumberScheduled": 1, "numberReady": 1,
                     "updatedNumberScheduled": 1}
     fake_api.sync()
     assert await ctl.reconcile("log-shipping") is None
     assert conditions(stored(fake_api, "log-shipping"))["Healthy"] == "True"
+    fake_api.fake.objects[DS_PATH]["status"]["numberReady"] = 0  # a shipper stopped being Ready: degraded
+    fake_api.sync()
+    assert await ctl.reconcile("log-shipping")
+    assert conditions(stored(fake_api, "log-shipping")) == {"Applied": "True", "Healthy": "False",
+                                                             "Progressing": "False", "Degraded": "True"}
 
 
 def test_workload_readiness():
