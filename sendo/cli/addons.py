@@ -135,6 +135,8 @@ def _built_in(name: str) -> str:
 @addons_app.command("enable")
 def enable(name: str = typer.Argument(..., help="The add-on (see `sendo addons list`)."),
            set_: list[str] = typer.Option([], "--set", help="An option, key=value (repeatable); key= removes it."),
+           wait: float = typer.Option(0, "--wait", min=0, help="Seconds to wait for the add-on to be Healthy "
+                                      "(0: do not wait); exits 1 if it is not by then."),
            data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="The cluster's data directory."),
            kubeconfig: Optional[Path] = typer.Option(None, envvar="KUBECONFIG", show_default=False,
                                                      help=_KUBECONFIG_HELP)):
@@ -158,8 +160,29 @@ def enable(name: str = typer.Argument(..., help="The add-on (see `sendo addons l
         body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name},
                 "spec": {"enabled": True, "config": {k: v for k, v in config.items() if v is not None}}}
         return await c.create(r, body)
-    _call(data_dir, kubeconfig, work)
+    obj = _call(data_dir, kubeconfig, work)
     console.print(f"addon {name} enabled")
+    if wait:
+        _wait_healthy(data_dir, kubeconfig, name, int(obj["metadata"].get("generation") or 1), wait)
+
+
+def _wait_healthy(data_dir: str, kubeconfig: Optional[Path], name: str, generation: int, seconds: float) -> None:
+    """Poll the Addon until its controller reports it Healthy for this generation (or give up)."""
+    async def work(c):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        obj: dict = {}
+        while loop.time() < deadline:
+            obj = await c.get(_addon_kind(), None, name)
+            status = obj.get("status") or {}
+            if (status.get("observedGeneration") or 0) >= generation and _condition(obj, "Healthy") == "True":
+                return True, status.get("message", "")
+            await asyncio.sleep(0.5)
+        return False, (obj.get("status") or {}).get("message") or "no status yet"
+    ok, message = _call(data_dir, kubeconfig, work)
+    if not ok:
+        _fail(f"addon {name} is not Healthy after {seconds:g}s: {message}")
+    console.print(f"addon {name} is Healthy: {message}")
 
 
 @addons_app.command("disable")

@@ -130,8 +130,9 @@ def test_prometheus_scrape_lists_every_component_follows_config_and_goes_away(cl
 
 def test_log_shipping_to_a_file_then_an_endpoint_and_disabling_removes_the_shippers(cluster):
     out = cluster.base / "shipped.jsonl"
-    r = sendo(cluster, "enable", "log-shipping", "--set", f"file={out}", "--set", "namespaces=default")
-    assert r.returncode == 0, r.stderr
+    r = sendo(cluster, "enable", "log-shipping", "--set", f"file={out}", "--set", "namespaces=default",
+              "--wait", "90")
+    assert r.returncode == 0 and "is Healthy" in r.stderr, r.stderr  # its DaemonSet's pod is Ready
     token = f"shipped-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("run", "talker", "--image=unused", "--restart=Never", "--command", "--",
                     "sh", "-c", f"echo {token}; sleep 120")
@@ -198,7 +199,7 @@ def test_a_bad_addon_is_a_422_naming_the_field(cluster):
     assert [c["field"] for c in status["details"]["causes"]] == ["spec.config.file"]
     status = refused(body("dns", {"enabled": False}))
     assert [c["field"] for c in status["details"]["causes"]] == ["spec.enabled"]
-    r = cluster.kubectl("apply", "-f", "-", check=False, input=yaml.safe_dump(
+    r = cluster.kubectl("create", "-f", "-", check=False, input=yaml.safe_dump(
         body("prometheus-scrape", {"config": {"scrapeInterval": "soon"}})))
     assert r.returncode != 0 and "spec.config.scrapeInterval" in r.stderr
     r = sendo(cluster, "enable", "prometheus-scrape", "--set", "bogus=1")

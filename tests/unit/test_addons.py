@@ -10,6 +10,7 @@ import yaml
 from sendo.addons import FINALIZER, LABEL, catalogue, config_errors, render, substitute, values_of
 from sendo.addons.generators import GENERATORS
 from sendo.addons.logship import FileSink, HTTPSink, Shipper, running_containers
+from sendo.cli.addons import parse_sets
 from sendo.client import kind
 from sendo.controllers.addons import AddonController, workload_waiting
 from sendo.kinds.addons import AddonStrategy
@@ -352,3 +353,13 @@ def test_the_http_sink_posts_json_lines_to_its_endpoint():
     finally:
         srv.shutdown()
     assert got == [("application/x-ndjson", b'{"line": "one"}\n{"line": "two"}\n')]
+
+
+def test_cli_sets_take_the_options_type_and_an_empty_value_removes_the_key():
+    entry = catalogue()["log-shipping"]
+    assert parse_sets(entry, ["namespaces=a, b", "file=/x", "url="]) == {
+        "namespaces": ["a", "b"], "file": "/x", "url": None}
+    assert parse_sets(catalogue()["prometheus-scrape"], ["resourceMetrics=false"]) == {"resourceMetrics": False}
+    assert parse_sets(None, ["colour=red"]) == {"colour": "red"}  # the server names what is wrong
+    with pytest.raises(ValueError):
+        parse_sets(entry, ["novalue"])
