@@ -9,6 +9,9 @@ Each add-on is one YAML file in ``catalogue/``: its name, a description, its opt
 - ``builtin``: a sentence saying that the piece is part of sendo itself and how it is
   switched (there is nothing to apply).
 
+``defaultEnabled`` marks a piece sendo runs when no Addon exists, ``adoptLabels`` the labels
+sendo gives the objects it makes for it itself, which disabling deletes too.
+
 Nothing here talks to the API: the kind's validation (``kinds/addons.py``), the add-on
 controller (``controllers/addons.py``) and the CLI all read the same entries.
 """
@@ -59,6 +62,16 @@ class Entry:
     one_of: tuple[str, ...] = ()  # exactly one of these options must be set
     generate: dict[str, str] = field(default_factory=dict)  # placeholder -> generator name
     manifests: tuple[Obj, ...] = ()
+    default_enabled: bool = False  # sendo runs it when no Addon says otherwise
+    adopt_labels: dict[str, str] = field(default_factory=dict)  # labels of objects sendo makes itself
+
+    def owns(self, obj: Obj) -> bool:
+        """Whether an object in the cluster is this add-on's to delete: it carries the add-on's
+        label, or (for a piece sendo also makes itself) the labels sendo gives it."""
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        if labels.get(LABEL) == self.name:
+            return True
+        return bool(self.adopt_labels) and all(labels.get(k) == v for k, v in self.adopt_labels.items())
 
     def defaults(self) -> dict[str, Any]:
         return {k: copy.deepcopy(o.default) for k, o in self.options.items() if o.default is not None}
@@ -73,7 +86,8 @@ def _entry(doc: Obj) -> Entry:
             raise ValueError(f"add-on {doc.get('name')}: option {o.name} has unknown type {o.type}")
     return Entry(str(doc["name"]), " ".join(str(doc.get("description", "")).split()),
                  " ".join(str(doc.get("builtin") or "").split()), str(doc.get("summary") or ""), options, tuple(doc.get("oneOf") or ()),
-                 dict(doc.get("generate") or {}), tuple(doc.get("manifests") or ()))
+                 dict(doc.get("generate") or {}), tuple(doc.get("manifests") or ()),
+                 bool(doc.get("defaultEnabled", False)), dict(doc.get("adoptLabels") or {}))
 
 
 @functools.cache

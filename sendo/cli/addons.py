@@ -121,9 +121,12 @@ def list_addons(wide: bool = typer.Option(False, "--wide", "-w", help="Also each
         if entry.builtin:
             table.add_row(name, "built in", "-", entry.summary, *more)
             continue
-        enabled = a is not None and (a.get("spec") or {}).get("enabled") is not False
-        message = str((a.get("status") or {}).get("message") or "") if a else ""
-        table.add_row(name, "true" if enabled else "false", _condition(a, "Healthy") if a else "-", message, *more)
+        if a is None:
+            shown, message = ("true", "on by default") if entry.default_enabled else ("false", "")
+        else:
+            shown = "false" if (a.get("spec") or {}).get("enabled") is False else "true"
+            message = str((a.get("status") or {}).get("message") or "")
+        table.add_row(name, shown, _condition(a, "Healthy") if a else "-", message, *more)
     out.print(table)
 
 
@@ -198,8 +201,12 @@ def disable(name: str = typer.Argument(..., help="The add-on."),
         try:
             return await c.patch(_addon_kind(), None, name, {"spec": {"enabled": False}})
         except ApiError as e:
-            if e.status == 404 and name in catalogue():
-                return None  # never enabled: nothing to do
-            raise
+            entry = catalogue().get(name)
+            if e.status != 404 or entry is None:
+                raise
+        if not entry.default_enabled:
+            return None  # never enabled: nothing to do
+        return await c.create(_addon_kind(), {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name},
+                                              "spec": {"enabled": False}})  # on by default: say off
     _call(data_dir, kubeconfig, work)
     console.print(f"addon {name} disabled")

@@ -9,7 +9,9 @@ each object with server-side apply under the add-on's own field manager
 before that are no longer rendered are deleted (pruned); disabling or deleting the Addon
 deletes everything recorded (the ``addons.sendo.dev/cleanup`` finalizer holds a deleted
 Addon until then). Only objects that still carry the add-on's label are deleted, so an
-object someone else took over is left alone.
+object someone else took over is left alone — except that a piece sendo also makes itself
+(``adoptLabels`` in its entry: the ``local-path`` StorageClass the persistentvolume loop
+creates) is deleted on disable when it carries sendo's own labels.
 
 Conditions: Applied (the last apply went through), Healthy (every DaemonSet, Deployment
 and StatefulSet it applied is Ready; an add-on without workloads is Healthy once applied),
@@ -25,7 +27,7 @@ import sys
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from ..addons import (FIELD_MANAGER_PREFIX, FINALIZER, GROUP, LABEL, PLURAL, VERSION, Entry, catalogue, ref_key,
+from ..addons import (FIELD_MANAGER_PREFIX, FINALIZER, GROUP, PLURAL, VERSION, Entry, catalogue, ref_key,
                       ref_of, render, values_of)
 from ..addons.generators import FACTS, GENERATORS
 from ..client import ApiError, kind, path
@@ -102,7 +104,7 @@ class AddonController(Controller):
         status = as_dict(addon.get("status"))
         previous = dicts(status.get("applied"))
         if meta.get("deletionTimestamp"):
-            left = await self.prune(key, previous)
+            left = await self.prune(entry or Entry(key, ""), previous)
             if left:
                 await self.write_status(addon, {**status, "applied": left, "message": f"removing {len(left)} objects"})
                 return NOT_READY_RECHECK
@@ -120,12 +122,16 @@ class AddonController(Controller):
             await self.set_finalizer(addon, False)
             return None
         if as_dict(addon.get("spec")).get("enabled") is False:
-            return await self.disable(addon, status, previous)
+            if entry.adopt_labels:  # what sendo made itself for this piece goes too
+                keys = {ref_key(r) for r in previous}
+                rendered = render(entry, await self.values(entry, as_dict(addon.get("spec")).get("config")))
+                previous = previous + [r for r in map(ref_of, rendered) if ref_key(r) not in keys]
+            return await self.disable(addon, entry, status, previous)
         await self.set_finalizer(addon, True)
         return await self.enable(addon, entry, status, previous)
 
-    async def disable(self, addon: Obj, status: Obj, previous: list[Obj]) -> float | None:
-        left = await self.prune(addon["metadata"]["name"], previous)
+    async def disable(self, addon: Obj, entry: Entry, status: Obj, previous: list[Obj]) -> float | None:
+        left = await self.prune(entry, previous)
         message = f"disabled; removing {len(left)} applied objects" if left else "disabled"
         off = ("False", "Disabled", message)
         new = self.conditions(status, Applied=off, Healthy=off, Progressing=off, Degraded=off)
@@ -156,7 +162,7 @@ class AddonController(Controller):
             await self.write_status(addon, {**new, "applied": applied, "message": error})
             return NOT_READY_RECHECK * 3
         keys = {ref_key(r) for r in current}
-        left = await self.prune(name, [r for r in previous if ref_key(r) not in keys])
+        left = await self.prune(entry, [r for r in previous if ref_key(r) not in keys])
         waiting = await self.waiting(current)
         done = f"applied {len(current)} object{'' if len(current) == 1 else 's'}"
         if waiting and self.was_healthy(addon):  # it worked at this generation and no longer does
@@ -223,14 +229,15 @@ class AddonController(Controller):
                                          params={"fieldManager": FIELD_MANAGER_PREFIX + addon, "force": "true"},
                                          content_type=APPLY)
 
-    async def prune(self, addon: str, refs: list[Obj]) -> list[Obj]:
-        """Delete what the add-on applied of refs; returns the refs still there (a failed delete)."""
+    async def prune(self, entry: Entry, refs: list[Obj]) -> list[Obj]:
+        """Delete what the add-on owns of refs; returns the refs still there (a failed delete)."""
         left = []
+        addon = entry.name
         for ref in refs:
             try:
                 r = self.resource(ref)
                 cur = await self.client.get_or_none(r, ref.get("namespace"), str(ref.get("name", "")))
-                if cur is None or as_dict(as_dict(cur.get("metadata")).get("labels")).get(LABEL) != addon:
+                if cur is None or not entry.owns(cur):
                     continue  # gone, or no longer the add-on's: not ours to delete
                 await self.client.delete(r, ref.get("namespace"), ref["name"], propagationPolicy="Background",
                                          preconditions={"uid": cur["metadata"]["uid"]})

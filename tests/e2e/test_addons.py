@@ -180,6 +180,20 @@ def test_log_shipping_to_a_file_then_an_endpoint_and_disabling_removes_the_shipp
     cluster.kubectl("delete", "pod", "talker", "--wait=false")
 
 
+def test_local_path_storage_is_switched_off_and_on(cluster):
+    assert cluster.kubectl_json("get", "storageclass", "local-path")["provisioner"] == "sendo.io/local-path"
+    r = sendo(cluster, "disable", "local-path-storage")
+    assert r.returncode == 0, r.stderr
+    poll(lambda: cluster.kubectl("get", "storageclass", "local-path", check=False).returncode != 0, timeout=60,
+         what="the local-path StorageClass deleted")
+    cluster.kubectl("patch", "addon", "local-path-storage", "--type", "merge", "-p", '{"spec":{"enabled":true}}')
+    poll(lambda: cluster.kubectl("get", "storageclass", "local-path", check=False).returncode == 0, timeout=60,
+         what="the local-path StorageClass back")
+    sc = cluster.kubectl_json("get", "storageclass", "local-path")
+    assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert sc["provisioner"] == "sendo.io/local-path"
+
+
 def test_a_bad_addon_is_a_422_naming_the_field(cluster):
     objs = k8s.CustomObjectsApi(cluster.api())
 

@@ -363,3 +363,45 @@ def test_cli_sets_take_the_options_type_and_an_empty_value_removes_the_key():
     assert parse_sets(None, ["colour=red"]) == {"colour": "red"}  # the server names what is wrong
     with pytest.raises(ValueError):
         parse_sets(entry, ["novalue"])
+
+
+# ----------------------------------------------------------------- a piece sendo makes itself
+
+SC_PATH = "/apis/storage.k8s.io/v1/storageclasses/local-path"
+STORAGECLASSES = kind("storageclasses", "storage.k8s.io")
+
+
+def local_path_class(labels):
+    return {"metadata": {"name": "local-path", "labels": labels}, "provisioner": "sendo.io/local-path"}
+
+
+@pytest.mark.parametrize("labels,deleted", [
+    ({"app.kubernetes.io/managed-by": "sendo"}, True),  # made by the persistentvolume loop
+    ({}, False),  # a class of the user's that happens to have the name
+])
+async def test_disabling_local_path_storage_deletes_the_class_sendo_made(fake_api, labels, deleted):
+    ctl = cluster(fake_api)
+    fake_api.add(STORAGECLASSES, local_path_class(labels))
+    fake_api.add(ADDONS, addon("local-path-storage", enabled=False))
+    await fake_api.run(ctl, "local-path-storage")
+    assert (SC_PATH not in fake_api.fake.objects) == deleted
+
+
+async def test_enabling_local_path_storage_applies_the_default_class(fake_api):
+    ctl = cluster(fake_api)
+    fake_api.add(ADDONS, addon("local-path-storage"))
+    await fake_api.run(ctl, "local-path-storage")
+    sc = fake_api.fake.objects[SC_PATH]
+    assert sc["provisioner"] == "sendo.io/local-path"
+    assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert conditions(stored(fake_api, "local-path-storage"))["Healthy"] == "True"
+
+
+@pytest.mark.parametrize("enabled,created", [(False, False), (True, True), (None, True)])
+async def test_the_persistentvolume_loop_makes_the_class_unless_the_addon_is_disabled(fake_api, enabled, created):
+    from sendo.controllers.persistentvolume import PersistentVolumeController
+    pv = fake_api.build(PersistentVolumeController)
+    if enabled is not None:
+        fake_api.add(ADDONS, addon("local-path-storage", enabled=enabled))
+    await pv._default_class()
+    assert (SC_PATH in fake_api.fake.objects) == created
