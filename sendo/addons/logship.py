@@ -68,6 +68,7 @@ def running_containers(pod: dict) -> list[tuple[str, int]]:
 class FileSink:
     def __init__(self, path: str):
         self.lock = threading.Lock()
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self.f = open(path, "a", buffering=1)
 
     def put(self, record: dict) -> None:

@@ -8,7 +8,8 @@ each object with server-side apply under the add-on's own field manager
 ``addons.sendo.dev/name=<name>``, and records it in ``status.applied``. Objects recorded
 before that are no longer rendered are deleted (pruned); disabling or deleting the Addon
 deletes everything recorded (the ``addons.sendo.dev/cleanup`` finalizer holds a deleted
-Addon until then). Only objects that still carry the add-on's label are deleted, so an
+Addon until then); for a piece that is on by default, deleting its Addon means "back to
+the default", so its objects are applied again instead. Only objects that still carry the add-on's label are deleted, so an
 object someone else took over is left alone — except that a piece sendo also makes itself
 (``adoptLabels`` in its entry: the ``local-path`` StorageClass the persistentvolume loop
 creates) is deleted on disable when it carries sendo's own labels.
@@ -103,6 +104,11 @@ class AddonController(Controller):
         entry = catalogue().get(key)
         status = as_dict(addon.get("status"))
         previous = dicts(status.get("applied"))
+        if meta.get("deletionTimestamp") and entry is not None and entry.default_enabled:
+            for obj in render(entry, await self.values(entry, {})):  # no Addon means on: as sendo makes it
+                await self.apply(key, obj)
+            await self.set_finalizer(addon, False)
+            return None
         if meta.get("deletionTimestamp"):
             left = await self.prune(entry or Entry(key, ""), previous)
             if left:
@@ -138,7 +144,8 @@ class AddonController(Controller):
         addon = await self.write_status(addon, {**new, "applied": left, "message": message})
         if left:
             return NOT_READY_RECHECK
-        await self.set_finalizer(addon, False)
+        # a piece that is on by default is put back when its Addon goes: hold it until then
+        await self.set_finalizer(addon, entry.default_enabled)
         return None
 
     async def enable(self, addon: Obj, entry: Entry, status: Obj, previous: list[Obj]) -> float | None:

@@ -317,7 +317,7 @@ def shipped_pod(name, node="n1", running=True, restarts=0):
 
 
 def test_the_shipper_follows_running_containers_of_its_node_into_a_file(tmp_path):
-    out = tmp_path / "all.jsonl"
+    out = tmp_path / "made-by-the-sink" / "all.jsonl"
     api = FakePodsAPI([shipped_pod("a"), shipped_pod("b", node="n2"), shipped_pod("c", running=False)],
                       {("default", "a", "c"): ["hello", "world"]})
     s = Shipper(api, "n1", FileSink(str(out)), [])
@@ -405,3 +405,19 @@ async def test_the_persistentvolume_loop_makes_the_class_unless_the_addon_is_dis
         fake_api.add(ADDONS, addon("local-path-storage", enabled=enabled))
     await pv._default_class()
     assert (SC_PATH in fake_api.fake.objects) == created
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_deleting_the_local_path_addon_goes_back_to_the_default_on(fake_api, enabled):
+    ctl = cluster(fake_api)
+    fake_api.add(STORAGECLASSES, local_path_class({"app.kubernetes.io/managed-by": "sendo"}))
+    fake_api.add(ADDONS, addon("local-path-storage", enabled=enabled))
+    await fake_api.run(ctl, "local-path-storage")
+    a = stored(fake_api, "local-path-storage")
+    assert FINALIZER in a["metadata"]["finalizers"]  # held also while disabled
+    assert (SC_PATH in fake_api.fake.objects) == enabled
+    a["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    fake_api.add(ADDONS, a)
+    await fake_api.run(ctl, "local-path-storage")
+    assert SC_PATH in fake_api.fake.objects
+    assert FINALIZER not in stored(fake_api, "local-path-storage")["metadata"]["finalizers"]
