@@ -30,7 +30,7 @@ up: venv
 	$(BIN)/sendo up --runtime $(RUNTIME) --apply examples/hello-web.yaml
 
 # modules whose types mypy checks; add a module once it passes
-TYPED   := sendo/client sendo/tasks.py sendo/wire.py sendo/kinds/meta.py sendo/api/paths.py sendo/api/agentlink.py sendo/api/audit.py
+TYPED   := sendo/client sendo/tasks.py sendo/wire.py sendo/kinds/meta.py sendo/api/paths.py sendo/api/agentlink.py sendo/api/audit.py sendo/addons sendo/kinds/addons.py sendo/controllers/addons.py
 
 test: venv containers console lint
 	$(BIN)/pytest -q -n 2 --dist loadfile tests

@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .client import Client
 from .client.leaderelection import LeaderElector, Timings
+from .controllers.addons import AddonController
 from .controllers.base import Controller, InformerFactory
 from .controllers.daemonset import DaemonSetController
 from .controllers.cronjob import CronJobController
@@ -66,6 +67,7 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "persistentvolume": PersistentVolumeController,
     "horizontalpodautoscaling": HPAController,
     "resourcequota": ResourceQuotaController,
+    "addons": AddonController,
 }
 DEFAULT_METRICS_PORT = 10257  # kube-controller-manager's secure port; sendo serves plain HTTP on loopback
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.
@@ -129,6 +131,8 @@ class ControlPlane:
         self.client = Client(url, token, ca_pem, user_agent="sendo-controller-manager")
         self.informers = InformerFactory(self.client)
         options = options or {}
+        if "addons" in names:  # the add-on manager lists this process's /metrics among the components
+            options = {**options, "addons": {"controllers_url": lambda: self.metrics_url, **options.get("addons", {})}}
         self.loops = {n: CONTROLLERS[n](self.client, self.informers, **options.get(n, {})) for n in names}
         self.elector = (LeaderElector(self.client, LEADER_LEASE, identity or _identity(), timings=election)
                         if election else None)

@@ -25,8 +25,10 @@ console = Console(stderr=True, highlight=False)
 
 
 def _add_subcommands() -> None:
+    from .addons import addons_app
     from .snapshot import snapshot_app
     app.add_typer(snapshot_app, name="snapshot")
+    app.add_typer(addons_app, name="addons")
 
 
 _add_subcommands()
