@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .client import Client
 from .client.leaderelection import LeaderElector, Timings
+from .controllers.addons import AddonController
 from .controllers.base import Controller, InformerFactory
 from .controllers.clusterroleaggregation import ClusterRoleAggregationController
 from .controllers.daemonset import DaemonSetController
@@ -40,6 +41,7 @@ from .controllers.statefulset import StatefulSetController
 from .controllers.tainteviction import TaintEvictionController
 from .observe import METRICS_CONTENT_TYPE, Health, exposition
 from .scheduler.scheduler import Scheduler
+from .tasks import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "horizontalpodautoscaling": HPAController,
     "resourcequota": ResourceQuotaController,
     "clusterrole-aggregation": ClusterRoleAggregationController,
+    "addons": AddonController,
 }
 DEFAULT_METRICS_PORT = 10257  # kube-controller-manager's secure port; sendo serves plain HTTP on loopback
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.
@@ -130,6 +133,8 @@ class ControlPlane:
         self.client = Client(url, token, ca_pem, user_agent="sendo-controller-manager")
         self.informers = InformerFactory(self.client)
         options = options or {}
+        if "addons" in names:  # the add-on manager lists this process's /metrics among the components
+            options = {**options, "addons": {"controllers_url": lambda: self.metrics_url, **options.get("addons", {})}}
         self.loops = {n: CONTROLLERS[n](self.client, self.informers, **options.get(n, {})) for n in names}
         self.elector = (LeaderElector(self.client, LEADER_LEASE, identity or _identity(), timings=election)
                         if election else None)
@@ -244,14 +249,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the server dies, even by kill -9, so a restarted
-    server never finds a second set of controllers still running."""
-    import ctypes
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 class ControlPlaneProcess:
     """`sendo controllers` as a child process: started with the server, restarted if it
     exits, stopped (by its PID) with the server."""
@@ -286,7 +283,7 @@ class ControlPlaneProcess:
     async def _spawn(self) -> None:
         with open(self.log_path, "ab") as logf:
             self.proc = await asyncio.create_subprocess_exec(*self.args, stdin=asyncio.subprocess.DEVNULL,
-                                                             stdout=logf, stderr=logf, preexec_fn=_die_with_parent)
+                                                             stdout=logf, stderr=logf, preexec_fn=die_with_parent)
 
     async def _supervise(self) -> None:
         backoff = 0.5

@@ -20,7 +20,7 @@ from ..observe import METRICS_CONTENT_TYPE, Health, exposition, is_health_path
 from ..serving import CLIENT_CERT
 from ..store import Compacted, Store, StoreError
 from ..wire import NODE_HEADER
-from . import (discovery, errors, eviction, limits, metricsapi, openapi_proto, podexec, podlogs, portforward,
+from . import (console, discovery, errors, eviction, limits, metricsapi, openapi_proto, podexec, podlogs, portforward,
                protobuf, reviews, rotation, webhooks)
 from .admission import AdmissionOptions
 from . import patch as patching
@@ -143,7 +143,7 @@ class APIServer:
         path = request.url.path
         user, record = None, None
         try:
-            public = path in PUBLIC_PATHS or is_health_path(path)
+            public = path in PUBLIC_PATHS or is_health_path(path) or console.owns(path)
             user = ANONYMOUS if public else await self.authenticate(request)
             set_current_user(user)
             if self.auditor is not None:
@@ -204,6 +204,8 @@ class APIServer:
             raise forbidden(options, verb, t, decision.reason)
 
     async def route(self, request: Request, path: str, user: User = ANONYMOUS) -> Response:
+        if console.owns(path):  # the web console's static files (console.py)
+            return console.serve(request.method, path)
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/") or "/"  # /version/ and /api/ are the same as without the slash
         if is_health_path(path):

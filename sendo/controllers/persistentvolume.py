@@ -116,6 +116,9 @@ class PersistentVolumeController(Controller):
     async def _default_class(self) -> None:
         if self.classes.get(DEFAULT_CLASS) is not None:
             return
+        addon = await self.client.get_or_none(kind("addons", "sendo.dev", "v1alpha1"), None, "local-path-storage")
+        if addon is not None and (addon.get("spec") or {}).get("enabled") is False:
+            return  # switched off with `sendo addons disable local-path-storage`
         body = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
                 "metadata": {"name": DEFAULT_CLASS, "annotations": {DEFAULT_CLASS_ANNOTATION: "true"},
                              "labels": {"app.kubernetes.io/managed-by": "sendo"}},

@@ -42,6 +42,7 @@ class Registry:
 
 
 def builtin_registry() -> Registry:
+    from . import addons  # sendo.dev Addon
     from . import admissionregistration  # webhook configurations
     from . import apps, autoscaling, batch, coordination, core, crd, discovery, networking
     from . import node  # RuntimeClass
@@ -52,4 +53,4 @@ def builtin_registry() -> Registry:
     return Registry([*admissionregistration.RESOURCES, *core.RESOURCES, *apps.RESOURCES, *batch.RESOURCES,
                      *coordination.RESOURCES, *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES,
                      *node.RESOURCES, *policy.RESOURCES, *storage.RESOURCES, *autoscaling.RESOURCES,
-                     *rbac.RESOURCES])
+                     *rbac.RESOURCES, *addons.RESOURCES])
