@@ -17,7 +17,7 @@ from ..kinds.registry import Registry
 from ..observe import METRICS_CONTENT_TYPE, Health, exposition, is_health_path
 from ..store import Compacted, Store, StoreError
 from . import (discovery, errors, eviction, limits, metricsapi, openapi_proto, podexec, podlogs, portforward,
-               protobuf, rotation, webhooks)
+               protobuf, proxy, rotation, webhooks)
 from .admission import AdmissionOptions
 from . import patch as patching
 from . import tokens as sa_tokens
@@ -165,6 +165,8 @@ class APIServer:
             raise forbidden(options, verb, t, decision.reason)
 
     async def route(self, request: Request, path: str, user: User = ANONYMOUS) -> Response:
+        if proxied := proxy.split(path):  # pods|services|nodes/<id>/proxy/<path>: the path is kept as sent
+            return await self.serve_proxy(request, proxied[0], user)
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/") or "/"  # /version/ and /api/ are the same as without the slash
         if is_health_path(path):
@@ -197,6 +199,19 @@ class APIServer:
         webhooks.REQUEST_OPTIONS.set(options)  # admission webhooks are told who asks
         await self.authorize(options, verb_of(request.method, t, watch), t)
         return await self.serve(request, r, t, q, options)
+
+    async def serve_proxy(self, request: Request, base: str, user: User) -> Response:
+        """pods/proxy, services/proxy, nodes/proxy (proxy.py): authorized as the subresource."""
+        t = parse_path(base)
+        r = self.registry.get(t.group, t.version, t.plural) if t is not None else None
+        if t is None or r is None or not t.name or "proxy" not in r.subresources:
+            raise errors.no_route()
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        rest = proxy.split(raw.decode("latin-1").partition("?")[0])
+        options = request.options = RequestOptions(user)
+        request.labels = request_labels(request, t, False)
+        await self.authorize(options, verb_of(request.method, t, False), t)
+        return await proxy.serve(self, request, t.plural, t.namespace, t.name, base, rest[1] if rest else "")
 
     async def serve_metrics(self, request: Request, t: Target, user: User) -> Response:
         """metrics.k8s.io, served by the API server itself (metricsapi.py)."""
@@ -514,7 +529,7 @@ def request_labels(request: Request, t: Target, watch: bool) -> tuple[str, ...]:
         verb = "APPLY"
     else:
         verb = m
-    if t.sub in ("portforward", "exec", "attach"):
+    if t.sub in ("portforward", "exec", "attach", "proxy"):
         verb = "CONNECT"
     scope = "resource" if t.name else ("namespace" if t.namespace else "cluster")
     return (verb, t.group, t.version, t.plural, t.sub or "", scope, "apiserver")
