@@ -81,3 +81,49 @@ def test_python_client_connect_calls(world):
     core = client.CoreV1Api(cluster.api())
     assert "Directory listing" in core.connect_get_namespaced_service_proxy_with_path("pweb:http", NS, "")
     assert "Directory listing" in core.connect_get_namespaced_pod_proxy_with_path(f"{pod}:{port}", NS, "")
+
+
+def test_kubectl_autoscale_read_back_in_v1(world):
+    cluster, _, _ = world
+    cluster.kubectl("autoscale", "deployment", "pweb", "--min=1", "--max=3", "--cpu=60%", "--memory=70%")
+    hpa = cluster.kubectl_json("get", "horizontalpodautoscalers.v1.autoscaling", "pweb")
+    assert hpa["apiVersion"] == "autoscaling/v1"
+    assert hpa["spec"]["targetCPUUtilizationPercentage"] == 60 and hpa["spec"]["maxReplicas"] == 3
+    assert json.loads(hpa["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"]) == [
+        {"type": "Resource", "resource": {"name": "memory", "targetAverageUtilization": 70}}]
+    # a v1 manifest applied by kubectl changes the one object every version sees
+    hpa["spec"]["targetCPUUtilizationPercentage"] = 45
+    for k in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
+        hpa["metadata"].pop(k, None)
+    hpa.pop("status", None)
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(hpa))
+    v2 = cluster.kubectl_json("get", "horizontalpodautoscalers.v2.autoscaling", "pweb")
+    assert [(m["resource"]["name"], m["resource"]["target"]["averageUtilization"]) for m in v2["spec"]["metrics"]] \
+        == [("memory", 70), ("cpu", 45)]
+    assert "pweb" in cluster.kubectl("get", "horizontalpodautoscalers.v1.autoscaling").stdout
+    cluster.kubectl("delete", "horizontalpodautoscalers.v1.autoscaling", "pweb")
+
+
+def test_python_client_autoscaling_v1(world):
+    from kubernetes import client
+    cluster, _, _ = world
+    api = client.AutoscalingV1Api(cluster.api())
+    body = client.V1HorizontalPodAutoscaler(
+        metadata=client.V1ObjectMeta(name="pweb-v1"),
+        spec=client.V1HorizontalPodAutoscalerSpec(
+            scale_target_ref=client.V1CrossVersionObjectReference(api_version="apps/v1", kind="Deployment",
+                                                                  name="pweb"),
+            min_replicas=1, max_replicas=2, target_cpu_utilization_percentage=75))
+    made = api.create_namespaced_horizontal_pod_autoscaler(NS, body)
+    assert made.api_version == "autoscaling/v1" and made.spec.target_cpu_utilization_percentage == 75
+    read = api.read_namespaced_horizontal_pod_autoscaler("pweb-v1", NS)
+    assert read.spec.max_replicas == 2 and read.spec.scale_target_ref.name == "pweb"
+    v2 = client.AutoscalingV2Api(cluster.api()).read_namespaced_horizontal_pod_autoscaler("pweb-v1", NS)
+    assert v2.spec.metrics[0].resource.target.average_utilization == 75
+    # the HPA controller, which works in v2, reports into the status v1 clients read
+    poll(lambda: api.read_namespaced_horizontal_pod_autoscaler_status("pweb-v1", NS).status.current_replicas,
+         90, what="the HPA controller's status of pweb-v1")
+    scale = api.read_namespaced_deployment_scale("pweb", NS) if hasattr(api, "read_namespaced_deployment_scale") \
+        else client.AppsV1Api(cluster.api()).read_namespaced_deployment_scale("pweb", NS)
+    assert scale.api_version == "autoscaling/v1" and scale.spec.replicas >= 1
+    api.delete_namespaced_horizontal_pod_autoscaler("pweb-v1", NS)
