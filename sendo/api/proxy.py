@@ -22,14 +22,17 @@ Failures are Status objects: 404 (no such pod, service, endpoints or node), 400 
 name or port that does not parse), 503 (no endpoints available, or the port does not
 answer: "error trying to reach service: ...").
 
-Not served: connection upgrades (WebSockets) through the proxy, and the `https`
-scheme (TLS to the pod): both are refused with a Status.
+With the `https` scheme the relay speaks TLS inside the tunnel and, as kube-apiserver
+does for pods and services, does not verify the target's certificate.
+
+Not served: connection upgrades (WebSockets) through the proxy (refused with a Status).
 """
 from __future__ import annotations
 
 import ipaddress
 import random
 import re
+import ssl
 from typing import Any, AsyncIterator
 
 import h11
@@ -73,8 +76,6 @@ def split_id(raw: str) -> tuple[str, str, str]:
         scheme, name, port = "", "", ""
     if not name or scheme not in ("", "http", "https"):
         raise errors.bad_request(f"invalid request {raw!r}: use [scheme:]name[:port]")
-    if scheme == "https":
-        raise errors.bad_request(f"{raw!r}: this server relays plain HTTP only; the https scheme is not supported")
     return scheme, name, port
 
 
@@ -147,14 +148,80 @@ def _core(server: AgentLink, plural: str) -> Resource:
     return r
 
 
+class TLSTunnel:
+    """TLS over another tunnel (the `https` scheme), with memory BIOs: the certificate is
+    not verified, as kube-apiserver does not verify a pod's or a service's."""
+
+    def __init__(self, inner: Tunnel, server_name: str | None = None):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        self._inner, self._in, self._out = inner, ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = ctx.wrap_bio(self._in, self._out, server_hostname=server_name)
+
+    async def _flush(self) -> None:
+        if data := self._out.read():
+            await self._inner.send(data)
+
+    async def _fill(self) -> None:
+        data = await self._inner.recv()
+        if data is None:
+            self._in.write_eof()
+        else:
+            self._in.write(data)
+
+    async def handshake(self) -> None:
+        while True:
+            try:
+                self._tls.do_handshake()
+                await self._flush()
+                return
+            except ssl.SSLWantReadError:
+                await self._flush()
+                await self._fill()
+            except ssl.SSLError as e:
+                raise TunnelError(f"TLS handshake failed: {e}")
+
+    async def send(self, data: bytes) -> None:
+        self._tls.write(data)
+        await self._flush()
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def recv(self) -> bytes | None:
+        while True:
+            try:
+                return self._tls.read(64 * 1024) or None
+            except ssl.SSLWantReadError:
+                await self._flush()
+                if self._in.eof:
+                    return None
+                await self._fill()
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return None
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 class Destination:
-    """Where to relay: opens one tunnel per request."""
+    """Where to relay: opens one tunnel per request (TLS inside it for `https`)."""
 
     def __init__(self, host: str, port: int, open_tunnel, authorization: str | None = None):
         self.host, self.port, self._open, self.authorization = host, port, open_tunnel, authorization
+        self.tls = False
 
     async def open(self) -> Tunnel:
-        return await self._open()
+        tunnel = await self._open()
+        if not self.tls:
+            return tunnel
+        secure = TLSTunnel(tunnel)
+        try:
+            await secure.handshake()
+        except BaseException:
+            await tunnel.close()
+            raise
+        return secure
 
 
 async def _pod_destination(server: AgentLink, ns: str, pod: dict, port: int) -> Destination:
@@ -319,4 +386,5 @@ async def serve(server: AgentLink, request: Request, plural: str, ns: str | None
         dest = await service_destination(server, ns or "", raw_id)
     else:
         dest = await node_destination(server, raw_id)
+    dest.tls = split_id(raw_id)[0] == "https"
     return await relay(request, dest, path)

@@ -85,7 +85,7 @@ def _metric_to_v1(m: Obj, status: bool) -> Obj:
     typ = str(m.get("type"))
     if typ not in _FIELDS:
         return copy.deepcopy(m)
-    src, out = as_dict(m.get(SOURCE_FIELD[typ])), {}
+    src, out = as_dict(m.get(SOURCE_FIELD[typ])), {}  # type: Obj, Obj
     for v1_field, path in _fields(typ, status):
         v: Any = src
         for step in path:
@@ -99,7 +99,7 @@ def _metric_to_v2(m: Obj, status: bool) -> Obj:
     typ = str(m.get("type"))
     if typ not in _FIELDS:
         return copy.deepcopy(m)
-    src, out = as_dict(m.get(SOURCE_FIELD[typ])), {}
+    src, out = as_dict(m.get(SOURCE_FIELD[typ])), {}  # type: Obj, Obj
     for v1_field, path in _fields(typ, status):
         if src.get(v1_field) is not None:
             where = out

@@ -102,6 +102,11 @@ def test_kubectl_autoscale_read_back_in_v1(world):
         == [("memory", 70), ("cpu", 45)]
     assert "pweb" in cluster.kubectl("get", "horizontalpodautoscalers.v1.autoscaling").stdout
     cluster.kubectl("delete", "horizontalpodautoscalers.v1.autoscaling", "pweb")
+    # kubectl validates v1 manifests against the v1 schema on the server (fieldValidation=Strict)
+    hpa["metadata"] = {"name": "typo"}
+    hpa["spec"]["targetCPUUtilisationPercentage"] = 50
+    r = cluster.kubectl("create", "-f", "-", input=json.dumps(hpa), check=False)
+    assert r.returncode != 0 and 'unknown field "spec.targetCPUUtilisationPercentage"' in r.stderr, r.stderr
 
 
 def test_python_client_autoscaling_v1(world):

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from sendo.agent import portforward as agentpf
 from sendo.client import kind
+from sendo.pki import ensure_tls
 
 NS = "default"
 
@@ -59,10 +60,10 @@ async def _pod_app() -> web.Application:
     return app
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
+async def _serve(app: web.Application, tls: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
     return runner, site._server.sockets[0].getsockname()[1]
 
@@ -76,13 +77,17 @@ def _pod(name: str, port: int, node: str | None = "node-a") -> dict:
 
 
 @pytest.fixture
-async def world(server, client):
+async def world(server, client, tmp_path):
     agent = Agent(server.node_token)
     agent_app = web.Application()
     agent_app.router.add_get("/portForward/{ns}/{pod}", agentpf.handler(agent.token, agent.pod_address))
     agent_app.router.add_get("/healthz", agent.healthz)
     agent_runner, agent_port = await _serve(agent_app)
     pod_runner, pod_port = await _serve(await _pod_app())
+    files = ensure_tls(str(tmp_path / "pod-tls"))
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(files.cert, files.key)
+    tls_runner, tls_port = await _serve(await _pod_app(), tls)
     await client.create(kind("nodes"), {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"}})
     await client.patch(kind("nodes"), None, "node-a", {"status": {
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
@@ -108,7 +113,8 @@ async def world(server, client):
     auth = {"Authorization": f"Bearer {server.admin_token}"}
     async with aiohttp.ClientSession(headers=auth) as http:
         yield {"http": http, "ssl": ctx, "base": server.cfg.url + f"/api/v1/namespaces/{NS}", "agent": agent,
-               "url": server.cfg.url, "pod_port": pod_port}
+               "url": server.cfg.url, "pod_port": pod_port, "tls_port": tls_port}
+    await tls_runner.cleanup()
     await pod_runner.cleanup()
     await agent_runner.cleanup()
 
@@ -129,6 +135,10 @@ async def test_pod_and_service_proxy_relay_everything(world):
             assert sent["x-test"] == "yes" and "x-drop" not in sent
             assert "authorization" not in sent and "impersonate-user" not in sent  # credentials stay here
             assert r.headers.getall("Set-Cookie") == ["a=1", "b=2"]
+    # the https scheme: TLS inside the tunnel (the pod's certificate is not verified, as in Kubernetes)
+    async with http.put(f"{base}/pods/https:web:{world['tls_port']}/proxy/secure?q=1", ssl=ctx, data=b"sealed") as r:
+        got = await r.json()
+        assert r.status == 200 and got["path"] == "/secure" and got["body"] == "sealed" and got["query"] == "q=1"
     # every method; a chunked request body
     for method in ("PUT", "PATCH", "DELETE", "GET"):
         async with http.request(method, f"{base}/pods/web:{port}/proxy/m", ssl=ctx) as r:
@@ -160,7 +170,7 @@ pods/web:99999/proxy/ 400 invalid port
 pods/web:nope/proxy/ 400 invalid port
 pods/ftp:web:80/proxy/ 400 invalid request
 pods/a:b:c:d/proxy/ 400 invalid request
-pods/https:web:80/proxy/ 400 https
+pods/https:web:{port}/proxy/ 503 TLS handshake failed
 pods/pending:{port}/proxy/ 400 has no address
 pods/web:1/proxy/ 503 error trying to reach service: dial tcp 127.0.0.1:1
 configmaps/x/proxy/ 404 -

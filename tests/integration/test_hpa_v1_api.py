@@ -102,11 +102,3 @@ async def test_discovery_serves_both_versions_preferring_v2(client):
     names = {r["name"] for r in (await client.request("GET", "/apis/autoscaling/v1"))["resources"]}
     assert {"horizontalpodautoscalers", "horizontalpodautoscalers/status"} <= names
 
-
-async def test_v1_strict_field_validation_and_openapi(client):
-    with pytest.raises(ApiError) as e:
-        await client.request("POST", V1, body=_hpa(bogus=1), params={"fieldValidation": "Strict"})
-    assert e.value.status == 400 and 'unknown field "spec.bogus"' in e.value.body["message"]
-    doc = await client.request("GET", "/openapi/v3/apis/autoscaling/v1")
-    schema = doc["components"]["schemas"]["io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerSpec"]
-    assert "targetCPUUtilizationPercentage" in schema["properties"]
