@@ -4,12 +4,16 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv containers up test lint unit integration e2e bench clean
+.PHONY: venv containers console up test lint unit integration e2e bench clean
 
 # Podman, runc, the OCI registry and static busybox for the `docker` runtime and its
 # tests (Debian packages + containers.conf); fast when already in place.
 containers:
 	sh scripts/setup-containers.sh
+
+# Chromium (Debian package), which the web console's tests and benchmark drive headless
+console:
+	sh scripts/setup-console.sh
 
 venv: $(STAMP)
 
@@ -28,7 +32,7 @@ up: venv
 # modules whose types mypy checks; add a module once it passes
 TYPED   := sendo/client sendo/tasks.py sendo/wire.py sendo/kinds/meta.py sendo/api/paths.py sendo/api/agentlink.py sendo/api/audit.py
 
-test: venv containers lint
+test: venv containers console lint
 	$(BIN)/pytest -q -n 2 --dist loadfile tests
 
 lint: venv
@@ -42,10 +46,10 @@ unit: venv
 integration: venv containers
 	$(BIN)/pytest -q tests/integration
 
-e2e: venv containers
+e2e: venv containers console
 	$(BIN)/pytest -q tests/e2e
 
-bench: venv
+bench: venv console
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.datastores
 	$(BIN)/python -m bench.fuzz
@@ -53,6 +57,8 @@ bench: venv
 	$(BIN)/python -m bench.volumes
 	$(BIN)/python -m bench.nodeloss
 	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.console
+	$(BIN)/python -m bench.ha
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -32,6 +32,18 @@ class Proc:
     def rss_mb(self) -> float:
         return psutil.Process(self.pid).memory_info().rss / 2**20
 
+    def tree_rss_mb(self) -> float:
+        """The process and every process it started (a `sendo server`'s controllers):
+        what the component costs as an operator sees it in `ps`."""
+        root = psutil.Process(self.pid)
+        total = 0
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total / 2**20
+
     def stop(self, timeout: float = 20.0) -> None:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)

@@ -189,7 +189,9 @@ async def bench_api(size: dict, root: str, figures: dict) -> None:
     try:
         await asyncio.sleep(1.0)  # let start-up work settle before measuring idle memory
         figures["server_rss_idle_mb"] = round(c.server.rss_mb(), 1)
-        log(f"idle server RSS {figures['server_rss_idle_mb']} MB")
+        figures["control_plane_rss_idle_mb"] = round(c.server.tree_rss_mb(), 1)
+        log(f"idle server RSS {figures['server_rss_idle_mb']} MB, with its controllers "
+            f"{figures['control_plane_rss_idle_mb']} MB")
         r = load("steady", conn_args(c, rate=size["steady_rate"], count=size["steady_count"], run="s"))
         figures["api_write_p99_ms"] = round(percentile(r["latencies_ms"], 99), 2)
         figures["api_write_p50_ms"] = round(percentile(r["latencies_ms"], 50), 2)
@@ -355,8 +357,10 @@ async def bench_scale(size: dict, root: str, figures: dict) -> None:
         w.cancel()
         figures["pods_10k_on_1k_hollow_nodes_s"] = round(took, 2)
         figures["server_rss_10k_pods_mb"] = round(c.server.rss_mb(), 1)
+        figures["control_plane_rss_10k_pods_mb"] = round(c.server.tree_rss_mb(), 1)
         log(f"{total} pods Running on {size['hollow_nodes']} hollow nodes in {took:.2f}s; "
-            f"server RSS {figures['server_rss_10k_pods_mb']} MB")
+            f"server RSS {figures['server_rss_10k_pods_mb']} MB, with its controllers "
+            f"{figures['control_plane_rss_10k_pods_mb']} MB")
     finally:
         await client.close()
         if hollow:

@@ -39,6 +39,7 @@ from .controllers.statefulset import StatefulSetController
 from .controllers.tainteviction import TaintEvictionController
 from .observe import METRICS_CONTENT_TYPE, Health, exposition
 from .scheduler.scheduler import Scheduler
+from .tasks import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -242,14 +243,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the server dies, even by kill -9, so a restarted
-    server never finds a second set of controllers still running."""
-    import ctypes
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 class ControlPlaneProcess:
     """`sendo controllers` as a child process: started with the server, restarted if it
     exits, stopped (by its PID) with the server."""
@@ -284,7 +277,7 @@ class ControlPlaneProcess:
     async def _spawn(self) -> None:
         with open(self.log_path, "ab") as logf:
             self.proc = await asyncio.create_subprocess_exec(*self.args, stdin=asyncio.subprocess.DEVNULL,
-                                                             stdout=logf, stderr=logf, preexec_fn=_die_with_parent)
+                                                             stdout=logf, stderr=logf, preexec_fn=die_with_parent)
 
     async def _supervise(self) -> None:
         backoff = 0.5

@@ -29,7 +29,7 @@ from .private import private_dir, write_private
 from .serving import APIServer as HTTPServer, default_connection_limit, free_port, guarded_protocol, listen_socket
 from .store import default_url, encryption, open_store
 
-__all__ = ["Server", "ServerConfig", "free_port", "kubeconfig", "read_or_create_secret"]
+__all__ = ["Server", "ServerConfig", "free_port", "kubeconfig", "read_or_create_secret", "share_identity"]
 
 log = logging.getLogger(__name__)
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -41,6 +41,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 6443
     port_fallback: bool = False  # the port was not chosen by the user: take the next free one if it is taken
+    advertise_port: int | None = None  # where pods reach the API (the `kubernetes` Service): a balancer's port
     datastore: str | None = None  # a store URL (sendo.store.registry); None: SQLite under the server dir
     controllers: bool = True
     controller_names: str = "*"  # which loops run, as `--controllers` says (controlplane.select_controllers)
@@ -87,6 +88,34 @@ def read_or_create_secret(path: str) -> str:
         with os.fdopen(fd, "w") as f:
             f.write(token + "\n")
         return token
+
+
+# What makes servers one cluster: the same tokens, CA and serving certificate, ServiceAccount
+# signing key and encryption keys for Secrets at rest (paths under a server dir; certs are public)
+IDENTITY_FILES = {"admin-token": 0o600, "node-token": 0o600, "sa.key": 0o600, encryption.CONFIG_NAME: 0o600,
+                  "tls/ca.key": 0o600, "tls/server.key": 0o600, "tls/ca.crt": 0o644, "tls/server.crt": 0o644}
+
+
+def share_identity(source_server_dir: str, server_dirs: list[str], host: str = "127.0.0.1") -> None:
+    """Make the cluster's identity once in `source_server_dir` (what a first server start would
+    make) and give every one of `server_dirs` the same files, so several servers on one store
+    accept each other's tokens and ServiceAccount tokens, serve one certificate the clients'
+    CA trusts, and open each other's sealed Secrets."""
+    private_dir(source_server_dir, own=True)
+    for name in ("admin-token", "node-token"):
+        read_or_create_secret(os.path.join(source_server_dir, name))
+    ensure_tls(os.path.join(source_server_dir, "tls"), [host])
+    TokenSigner.load_or_create(os.path.join(source_server_dir, "sa.key"))
+    encryption.load_or_create(source_server_dir)
+    for d in server_dirs:
+        if os.path.abspath(d) == os.path.abspath(source_server_dir):
+            continue
+        private_dir(os.path.dirname(d))
+        private_dir(d, own=True)
+        private_dir(os.path.join(d, "tls"), own=True)
+        for rel, mode in IDENTITY_FILES.items():
+            with open(os.path.join(source_server_dir, rel), "rb") as f:
+                write_private(os.path.join(d, rel), f.read(), mode)
 
 
 class Server:
@@ -210,7 +239,7 @@ class Server:
         for name in SYSTEM_NAMESPACES:
             if await self.store.get(ns.key(None, name)) is None:
                 await create(ns, None, {"metadata": {"name": name}})
-        for plural, obj in kubernetes_service_objects(self.cfg.host, self.cfg.port).items():
+        for plural, obj in kubernetes_service_objects(self.cfg.host, self.cfg.advertise_port or self.cfg.port).items():
             group = "discovery.k8s.io" if plural == "endpointslices" else ""
             r = self.registry.get(group, "v1", plural)
             kv = await self.store.get(r.key("default", "kubernetes"))

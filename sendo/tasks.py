@@ -81,3 +81,12 @@ def _awaiting(coro) -> list[str]:
         lines.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
     return lines
+
+
+def die_with_parent() -> None:
+    """In a child process (a `preexec_fn`): get SIGTERM when the parent dies, even by kill -9,
+    so no child outlives the process that supervises it."""
+    import ctypes
+    import signal
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

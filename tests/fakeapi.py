@@ -22,6 +22,7 @@ from typing import Any
 from sendo.api.patch import json_merge_patch, json_patch, strategic_merge_patch
 from sendo.client import ApiError, Client, Informer, obj_key, path
 from sendo.client.factory import InformerFactory
+from sendo.client.rest import ServerList
 from sendo.kinds.base import Resource
 
 Obj = dict[str, Any]
@@ -48,7 +49,8 @@ class FakeClient(Client):
     """Records every request and answers from an in-memory map of object paths."""
 
     def __init__(self) -> None:  # no session, no TLS: nothing here opens a socket
-        self.server, self.token, self.user_agent, self.timeout = "https://fake.invalid", "fake", "test", 1.0
+        self.servers = ServerList("https://fake.invalid")
+        self.token, self.user_agent, self.timeout = "fake", "test", 1.0
         self.ssl, self._session = None, None
         self.calls: list[Call] = []
         self.objects: dict[str, Obj] = {}  # object path -> stored object

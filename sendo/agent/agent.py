@@ -68,6 +68,7 @@ class AgentConfig:
     # the node Lease's duration; renewed every quarter of it (kubelet's nodeLeaseDurationSeconds)
     node_lease_duration_seconds: int = LEASE_SECONDS
     container_service_cidr: str = ""  # docker runtime: the twins of the ClusterIPs ("" = 10.96.0.0/16)
+    pods_api_url: str = ""  # where pods reach the API ($KUBERNETES_SERVICE_HOST/PORT); "": the first server
 
     def runtime_names(self) -> list[str]:
         """The runtimes this agent opens: the default one, `process` (needs nothing) and
@@ -125,7 +126,7 @@ class Agent:
         self.health.add("usage-sampler", lambda: None if self.usage.node is not None else "no usage sample yet")
         self._lease_renewed = 0.0
         self.health.add("lease", self._lease_fresh, live=True, ready=False)
-        self.identity = PodIdentity(self.client, cfg.server, cfg.ca_pem, self.pods_dir,
+        self.identity = PodIdentity(self.client, cfg.pods_api_url or self.client.servers.urls[0], cfg.ca_pem, self.pods_dir,
                                     alive=lambda uid: uid in self.workers, on_ready=self._identity_ready)
         # the pods' volumes; local-path PersistentVolumes of this node live in storage_dir
         self.storage_dir = os.path.join(cfg.data_dir, "storage")

@@ -16,8 +16,8 @@ from ..kinds.meta import SelectorError, make_filter
 from ..kinds.registry import Registry
 from ..observe import METRICS_CONTENT_TYPE, Health, exposition, is_health_path
 from ..store import Compacted, Store, StoreError
-from . import (conversion, discovery, errors, eviction, limits, metricsapi, openapi_proto, podexec, podlogs, portforward,
-               protobuf, proxy, rotation, webhooks)
+from . import (console, conversion, discovery, errors, eviction, limits, metricsapi, openapi_proto, podexec, podlogs,
+               portforward, protobuf, proxy, rotation, webhooks)
 from .admission import AdmissionOptions
 from . import patch as patching
 from . import tokens as sa_tokens
@@ -120,7 +120,7 @@ class APIServer:
         path = request.url.path
         user, record = None, None
         try:
-            public = path in PUBLIC_PATHS or is_health_path(path)
+            public = path in PUBLIC_PATHS or is_health_path(path) or console.owns(path)
             user = ANONYMOUS if public else await self.authenticate(request)
             if self.auditor is not None:
                 record = audit_begin(self.auditor, request, user)
@@ -171,6 +171,8 @@ class APIServer:
             raise forbidden(options, verb, t, decision.reason)
 
     async def route(self, request: Request, path: str, user: User = ANONYMOUS) -> Response:
+        if console.owns(path):  # the web console's static files (console.py)
+            return console.serve(request.method, path)
         if proxied := proxy.split(path):  # pods|services|nodes/<id>/proxy/<path>: the path is kept as sent
             return await self.serve_proxy(request, proxied[0], user)
         if len(path) > 1 and path.endswith("/"):

@@ -73,9 +73,13 @@ def _write_kubeconfig(data_dir: str, url: str, token: str, ca_pem: bytes) -> str
 _PORT_HELP = ("API port (default 6443, or the next free one if that is taken). A port given here is kept: "
               "the command fails if another process holds it.")
 _DATASTORE_HELP = ("Where the cluster state is stored, as a URL: sqlite:///path/to/state.db "
-                   "(default: DATA_DIR/server/state.db), or etcd://host:2379[,host2:2379…][/key-prefix]"
-                   "[?cacert=ca.pem&cert=client.pem&key=client-key.pem&compact_interval=300] to share it "
+                   "(default: DATA_DIR/server/state.db), or etcd://host:2379\\[,host2:2379…]\\[/key-prefix]"
+                   "\\[?cacert=ca.pem&cert=client.pem&key=client-key.pem&compact_interval=300] to share it "
                    "between several servers.")
+_SERVERS_HELP = ("Run a highly available cluster on this machine: this many etcd members (Debian etcd-server) "
+                 "and API servers on loopback sharing one identity, the control loops under leader election, "
+                 "and a TCP balancer at --port in front of the servers for the kubeconfig. Kill any one server "
+                 "and kubectl keeps working.")
 _ELECT_HELP = ("Run the control loops only in the server that holds the kube-system/sendo-controller-manager "
                "Lease. Default: on for a datastore several servers can share (etcd), off for SQLite.")
 _LEASE_HELP = "Leader election: seconds a leader's Lease lasts without renewal (Kubernetes: 15)."
@@ -216,6 +220,18 @@ def _runtime_option(name: str) -> str:
         raise typer.BadParameter(str(e), param_hint="--runtime") from None
 
 
+_SERVER_LIST_HELP = ("API server URL, e.g. https://127.0.0.1:6443, or several servers of one cluster separated "
+                     "by commas: requests go to one until it cannot be reached, then to the next.")
+
+
+def _server_list(value: str) -> str:
+    from ..client.rest import server_urls
+    try:
+        return ",".join(server_urls(value))
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
 @app.command()
 def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster keeps its state."),
        port: Optional[int] = typer.Option(None, help=_PORT_HELP, show_default=False),
@@ -245,24 +261,42 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
        metrics_interval: float = _metrics_interval_option(),
        hpa_sync_period: float = _hpa_sync_option(),
        container_service_cidr: str = typer.Option("", help=_SVC_CIDR_HELP, show_default=False),
+       servers: int = typer.Option(1, "--servers", min=1, max=7, help=_SERVERS_HELP),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
 
     State lives in DATA_DIR (SQLite); starting again with the same DATA_DIR resumes the
     same objects and pods. Ctrl-C or SIGTERM stops the cluster and its pods' processes.
+    With --servers 3: three etcd members and three API servers behind a local balancer.
     """
     _logging(verbose)
+    agent_options = {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
+                     "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval,
+                     "node_lease_duration_seconds": node_lease_duration_seconds,
+                     "container_service_cidr": container_service_cidr}
+    if servers > 1:
+        from .ha import HAOptions, up_ha
+        if audit_policy_file or audit_log_path:
+            raise typer.BadParameter("the audit log is not supported with --servers yet", param_hint="--servers")
+        if datastore and not datastore.startswith("etcd://"):
+            raise typer.BadParameter("several servers share an etcd: give etcd://… or no --datastore (sendo "
+                                     "starts its own members)", param_hint="--datastore")
+        _server_config(data_dir, port, host, datastore)  # checks --datastore
+        server_args = ["--controllers", controllers, "--hpa-sync-period", str(hpa_sync_period),
+                       "--node-monitor-grace-period", node_monitor_grace_period,
+                       "--default-not-ready-toleration-seconds", str(default_not_ready_toleration_seconds),
+                       "--default-unreachable-toleration-seconds", str(default_unreachable_toleration_seconds)]
+        opts = HAOptions(servers, host, 6443 if port is None else port, port is None, datastore, server_args,
+                         verbose)
+        run(up_ha(os.path.abspath(data_dir), opts, node_name, apply or [], time.monotonic(), agent_options))
+        return
     cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers,
                          audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
                                              audit_log_maxbackup),
                          hpa_sync_period=hpa_sync_period,
                          **_node_loss_config(node_monitor_grace_period, default_not_ready_toleration_seconds,
                                              default_unreachable_toleration_seconds))
-    run(_up(cfg, node_name, apply or [], time.monotonic(),
-            {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
-             "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval,
-             "node_lease_duration_seconds": node_lease_duration_seconds,
-             "container_service_cidr": container_service_cidr}))
+    run(_up(cfg, node_name, apply or [], time.monotonic(), agent_options))
 
 
 def _audit_config(policy: Optional[Path], path: Optional[str], maxsize: int, maxbackup: int):
@@ -303,6 +337,38 @@ async def _start_server(server) -> None:
         raise SystemExit(1)
 
 
+async def serve_until_signalled(agent, kubeconfig_path: str, manifests: list[Path], api_url: str) -> None:
+    """The end of `sendo up`'s start: the node's services, the manifests applied, what to type
+    next; then run until SIGINT/SIGTERM."""
+    if agent.dns:
+        host, port = agent.dns.host, agent.dns.port
+        console.print(f"Cluster DNS at {host}:{port} (pods get it as $SENDO_DNS): "
+                      f"dig @{host} -p {port} <service>.<namespace>.svc.cluster.local")
+    if agent.ingress:
+        console.print(agent.ingress.describe())
+    if manifests:
+        from .apply import apply_files
+        for line in await apply_files(agent.client, manifests):
+            console.print("  " + line)
+    print_next_steps(kubeconfig_path, manifests, api_url)
+    await _until_signalled()
+    console.print("stopping…")
+
+
+def print_next_steps(kubeconfig_path: str, manifests: list[Path], api_url: str) -> None:
+    """What to type next; the `export KUBECONFIG=` line (on stdout) says the cluster is ready."""
+    console.print("\nNext, in another terminal:")
+    print(f"export KUBECONFIG={kubeconfig_path}", flush=True)
+    bundled = os.path.join(os.path.dirname(sys.executable), "kubectl")
+    if not shutil.which("kubectl") and os.path.exists(bundled):
+        console.print(f"export PATH={os.path.dirname(bundled)}:$PATH   # kubectl from the dev dependencies")
+    console.print("kubectl get nodes,pods -o wide\n"
+                  + ("" if manifests else "kubectl apply -f examples/hello-web.yaml\n")
+                  + f"Web console: {api_url}/console/ — log in with the admin token:\n"
+                  + "  kubectl config view --raw -o jsonpath='{.users[0].user.token}'\n"
+                  + "Ctrl-C stops the cluster and its pods; `sendo up` with the same --data-dir resumes it.")
+
+
 async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_options: dict | None = None) -> None:
     from ..agent.agent import Agent, AgentConfig
     from ..server import Server
@@ -322,26 +388,7 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_optio
         console.print(f"Metrics (Prometheus): {cfg.url}/metrics (admin token), controllers "
                       f"{getattr(server.control, 'metrics_url', '-')}/metrics, agent "
                       f"http://{host}:{agent.port}/metrics (node token); `sendo status` shows each component up 1 / 0")
-        if agent.dns:
-            host, port = agent.dns.host, agent.dns.port
-            console.print(f"Cluster DNS at {host}:{port} (pods get it as $SENDO_DNS): "
-                          f"dig @{host} -p {port} <service>.<namespace>.svc.cluster.local")
-        if agent.ingress:
-            console.print(agent.ingress.describe())
-        if manifests:
-            from .apply import apply_files
-            for line in await apply_files(agent.client, manifests):
-                console.print("  " + line)
-        console.print("\nNext, in another terminal:")
-        print(f"export KUBECONFIG={path}", flush=True)
-        bundled = os.path.join(os.path.dirname(sys.executable), "kubectl")
-        if not shutil.which("kubectl") and os.path.exists(bundled):
-            console.print(f"export PATH={os.path.dirname(bundled)}:$PATH   # kubectl from the dev dependencies")
-        console.print("kubectl get nodes,pods -o wide\n"
-                      + ("" if manifests else "kubectl apply -f examples/hello-web.yaml\n")
-                      + "Ctrl-C stops the cluster and its pods; `sendo up` with the same --data-dir resumes it.")
-        await _until_signalled()
-        console.print("stopping…")
+        await serve_until_signalled(agent, path, manifests, cfg.url)
     finally:
         await agent.stop(stop_pods=True)
         await server.stop()
@@ -370,6 +417,9 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
                                                                           _NOT_READY_HELP),
            default_unreachable_toleration_seconds: int = _toleration_option(
                "--default-unreachable-toleration-seconds", _UNREACHABLE_HELP),
+           advertise_port: Optional[int] = typer.Option(None, help="Port the `kubernetes` Service in `default` "
+                                                        "sends pods to (default: --port), e.g. a balancer's in "
+                                                        "front of several servers.", show_default=False),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
 
@@ -383,7 +433,7 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
                                election=_election(lease_duration, renew_deadline, retry_period),
                                audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
                                                    audit_log_maxbackup),
-                               hpa_sync_period=hpa_sync_period,
+                               hpa_sync_period=hpa_sync_period, advertise_port=advertise_port,
                                **_node_loss_config(node_monitor_grace_period, default_not_ready_toleration_seconds,
                                                    default_unreachable_toleration_seconds))))
 
@@ -394,6 +444,7 @@ async def _server(cfg) -> None:
     await _start_server(s)
     path = _write_kubeconfig(cfg.data_dir, cfg.url, s.admin_token, s.ca_pem)
     console.print(f"[green]sendo server[/] at {cfg.url}; state in {cfg.data_dir}")
+    console.print(f"Web console: {cfg.url}/console/ (log in with a bearer token, e.g. the kubeconfig's)")
     console.print(f"Join a node:  sendo agent --server {cfg.url} --token {s.node_token} "
                   f"--ca-cert {s.tls.ca_cert} --node-name NAME")
     print(f"export KUBECONFIG={path}", flush=True)
@@ -404,7 +455,7 @@ async def _server(cfg) -> None:
 
 
 @app.command()
-def agent(server: str = typer.Option(..., help="API server URL, e.g. https://127.0.0.1:6443."),
+def agent(server: str = typer.Option(..., help=_SERVER_LIST_HELP, callback=_server_list),
           token: str = typer.Option(..., envvar="SENDO_TOKEN", help="The node token `sendo server` printed."),
           node_name: str = typer.Option(socket.gethostname(), help="Name of this node."),
           ca_cert: Optional[Path] = typer.Option(None, help="CA certificate of the API server (PEM)."),
@@ -497,7 +548,7 @@ async def _agent(server: str, token: str, node_name: str, ca: bytes | None, data
 
 
 @app.command()
-def controllers(server: str = typer.Option(..., help="API server URL."),
+def controllers(server: str = typer.Option(..., help=_SERVER_LIST_HELP, callback=_server_list),
                 token_file: Path = typer.Option(..., help="File holding a token with full access."),
                 ca_cert: Optional[Path] = typer.Option(None, help="CA certificate of the API server (PEM)."),
                 controllers: str = _controllers_option(),

@@ -75,6 +75,11 @@ def check_all(data_dir: str, kubeconfig: Path | None, timeout: float = 5.0) -> l
     if comps.get("controllers"):
         ok, why = probe(opener, comps["controllers"], timeout)
         rows.append(Row("controllers", "", comps["controllers"], ok, why))
+    # `sendo up --servers N`: each server (DATA_DIR/servers/sI) behind the balancer, and its controllers
+    for f in sorted(Path(data_dir).glob("servers/*/server/components.json")):
+        for comp, url in json.loads(f.read_text()).items():
+            ok, why = probe(opener, url, timeout)
+            rows.append(Row(comp, f.parent.parent.name, url, ok, why))
     rows += _agents(opener, server, token, timeout, rows[0].up)
     return rows
 

@@ -6,7 +6,8 @@ server's process.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+import logging
+from typing import Any, AsyncIterator, Sequence
 
 import aiohttp
 import orjson
@@ -15,6 +16,7 @@ from ..kinds.base import Resource
 from ..kinds.registry import Registry, builtin_registry
 from ..pki import client_context
 
+log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 PATCH_TYPES = {"merge": "application/merge-patch+json", "json": "application/json-patch+json",
                "strategic": "application/strategic-merge-patch+json"}
@@ -53,10 +55,54 @@ class ApiError(Exception):
         super().__init__(f"{status} {self.reason}: {self.body.get('message', '')}")
 
 
+def server_urls(servers: str | Sequence[str]) -> list[str]:
+    """The API server URLs in `servers`: a list, or one string of URLs separated by commas."""
+    items = servers.split(",") if isinstance(servers, str) else list(servers)
+    urls = [u.strip().rstrip("/") for u in items if u.strip()]
+    if not urls:
+        raise ValueError("no API server URL given")
+    schemes = {u.split("://", 1)[0] for u in urls}
+    if len(schemes) != 1 or not schemes <= {"http", "https"}:
+        raise ValueError(f"API server URLs must all be https:// (or all http://): {', '.join(urls)}")
+    return urls
+
+
+class ServerList:
+    """The client-side balancer: several API servers of one cluster, used one at a time.
+
+    Requests go to the current server until one cannot reach it (its connection refused or
+    dropped); then the next one in the list becomes current, for that request's retry and
+    for every later request, as k3s's agent load balancer does. A server that failed is
+    tried again when its turn comes round."""
+
+    def __init__(self, servers: str | Sequence[str]):
+        self.urls = server_urls(servers)
+        self.index = 0
+        self.failovers = 0
+
+    @property
+    def current(self) -> str:
+        return self.urls[self.index]
+
+    def failed(self, url: str) -> None:
+        """`url` could not be reached: move on, unless another caller has already done so."""
+        if url == self.current and len(self.urls) > 1:
+            self.index = (self.index + 1) % len(self.urls)
+            self.failovers += 1
+            log.warning("API server %s unreachable: using %s", url, self.current)
+
+
+# a request that never reached the server can always go to another one; one that failed
+# after it was sent is repeated elsewhere only if repeating it cannot do anything twice
+_NOT_SENT = (aiohttp.ClientConnectorError,)
+_DROPPED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+_SAFE_TO_REPEAT = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 class Client:
-    def __init__(self, server: str, token: str, ca_pem: bytes | None = None, user_agent: str = "sendo",
-                 timeout: float = 30.0):
-        self.server = server.rstrip("/")
+    def __init__(self, server: str | Sequence[str], token: str, ca_pem: bytes | None = None,
+                 user_agent: str = "sendo", timeout: float = 30.0):
+        self.servers = ServerList(server)
         self.ssl = client_context(ca_pem) if self.server.startswith("https") else None
         self.token = token
         self.user_agent = user_agent
@@ -73,15 +119,44 @@ class Client:
                 json_serialize=lambda o: orjson.dumps(o).decode())
         return self._session
 
+    @property
+    def server(self) -> str:
+        """The API server requests go to now (the list's current one)."""
+        return self.servers.current
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+    async def _failover(self, method: str, send):
+        """`send(base_url)` on the current server; on a connection error, on the next ones
+        (each at most once) when the request can be repeated safely."""
+        tries = len(self.servers.urls)
+        for attempt in range(tries):
+            base = self.servers.current
+            try:
+                return await send(base)
+            except _NOT_SENT:
+                self.servers.failed(base)
+                if attempt == tries - 1:
+                    raise
+            except _DROPPED:
+                self.servers.failed(base)
+                if attempt == tries - 1 or method not in _SAFE_TO_REPEAT:
+                    raise
 
     async def request(self, method: str, url: str, *, body: Any = None, params: dict | None = None,
                       content_type: str = "application/json") -> Any:
         data = None if body is None else orjson.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else None
-        async with self.session.request(method, self.server + url, data=data, params=params, headers=headers,
+
+        async def send(base: str) -> Any:
+            return await self._request(base, method, url, data, params, headers)
+        return await self._failover(method, send)
+
+    async def _request(self, base: str, method: str, url: str, data: bytes | None, params: dict | None,
+                       headers: dict | None) -> Any:
+        async with self.session.request(method, base + url, data=data, params=params, headers=headers,
                                         timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
             raw = await resp.read()
             try:
@@ -139,24 +214,42 @@ class Client:
         """Yield (type, object) until the server ends the stream. ERROR events raise ApiError."""
         params = _params({**params, "watch": "true"})
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
-        async with self.session.get(self.server + path(r, ns), params=params, timeout=timeout) as resp:
+
+        base = self.server
+
+        async def connect(url: str) -> aiohttp.ClientResponse:
+            nonlocal base
+            base = url  # the server this stream comes from
+            return await self.session.get(url + path(r, ns), params=params, timeout=timeout)
+        resp = await self._failover("GET", connect)
+        async with resp:
             if resp.status >= 400:
                 raise ApiError(resp.status, orjson.loads(await resp.read() or b"{}"))
-            buf = b""
-            async for chunk in resp.content.iter_any():
-                buf += chunk
-                while True:
-                    i = buf.find(b"\n")
-                    if i < 0:
-                        break
-                    line, buf = buf[:i], buf[i + 1:]
-                    if not line.strip():
-                        continue
-                    ev = orjson.loads(line)
-                    if ev["type"] == "ERROR":
-                        obj = ev["object"]
-                        raise ApiError(obj.get("code", 500), obj)
-                    yield ev["type"], ev["object"]
+            try:
+                async for ev in _events(resp):
+                    yield ev
+            except (aiohttp.ClientPayloadError, *_DROPPED):
+                self.servers.failed(base)  # the server went away mid-stream: the next watch goes elsewhere
+                raise
+
+
+async def _events(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Obj]]:
+    """The (type, object) events of a watch response; ERROR events raise ApiError."""
+    buf = b""
+    async for chunk in resp.content.iter_any():
+        buf += chunk
+        while True:
+            i = buf.find(b"\n")
+            if i < 0:
+                break
+            line, buf = buf[:i], buf[i + 1:]
+            if not line.strip():
+                continue
+            ev = orjson.loads(line)
+            if ev["type"] == "ERROR":
+                obj = ev["object"]
+                raise ApiError(obj.get("code", 500), obj)
+            yield ev["type"], ev["object"]
 
 
 def _params(params: dict[str, Any]) -> dict[str, str]:
@@ -168,19 +261,22 @@ def _params(params: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-async def wait_ready(server: str, ca_pem: bytes | None = None, timeout: float = 30.0) -> None:
-    """Wait for the API server's /readyz (used at start-up; bounded by timeout)."""
+async def wait_ready(server: str | Sequence[str], ca_pem: bytes | None = None, timeout: float = 30.0) -> str:
+    """Wait until one of the API servers answers its /readyz (used at start-up; bounded by
+    timeout); return that server's URL."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    ssl_ctx = client_context(ca_pem) if server.startswith("https") else True
+    urls = server_urls(server)
+    ssl_ctx = client_context(ca_pem) if urls[0].startswith("https") else True
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as s:
         while True:
-            try:
-                async with s.get(server + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
-                    if r.status == 200:
-                        return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                pass
+            for url in urls:
+                try:
+                    async with s.get(url + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                        if r.status == 200:
+                            return url
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    pass
             if loop.time() > deadline:
-                raise TimeoutError(f"API server at {server} not ready after {timeout}s")
+                raise TimeoutError(f"API server at {', '.join(urls)} not ready after {timeout}s")
             await asyncio.sleep(0.05)  # poll interval while waiting for start-up

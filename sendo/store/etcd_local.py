@@ -15,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from ..serving import free_port
+from ..tasks import die_with_parent
 
 ETCD = "etcd"
 
@@ -47,6 +48,7 @@ class LocalEtcd:
     base_dir: str
     n: int = 1
     members: list[Member] = field(default_factory=list)
+    with_parent: bool = False  # members get SIGTERM when this process dies (a supervisor's children)
 
     def __post_init__(self):
         if not self.members:
@@ -79,7 +81,8 @@ class LocalEtcd:
              "--initial-cluster", cluster, "--initial-cluster-state", "new",
              "--initial-cluster-token", f"sendo-{os.getpid()}-{id(self)}",
              "--logger", "zap", "--log-level", "error"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent if self.with_parent else None)
         log.close()
 
     def wait_healthy(self, m: Member, deadline: float) -> None:

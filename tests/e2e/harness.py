@@ -83,6 +83,7 @@ class Cluster:
         self.kubeconfig = self.data_dir / "kubeconfig"
         self.log_path = base / "sendo.log"
         self.port = free_port()
+        self.start_deadline = START_DEADLINE  # seconds until `export KUBECONFIG=` (more for `--servers 3`)
         self.proc: subprocess.Popen | None = None
         self.stdout_lines: list[str] = []
         self._ready = threading.Event()
@@ -106,13 +107,13 @@ class Cluster:
         finally:
             log.close()
         threading.Thread(target=self._read_stdout, args=(self.proc,), daemon=True).start()
-        deadline = time.monotonic() + START_DEADLINE
+        deadline = time.monotonic() + self.start_deadline
         while not self._ready.wait(0.1):
             if self.proc.poll() is not None:
                 raise AssertionError(f"sendo up exited with {self.proc.returncode} before it was ready:\n"
                                      + self.log_tail())
             if time.monotonic() > deadline:
-                raise AssertionError(f"sendo up printed no `export KUBECONFIG=` line in {START_DEADLINE}s:\n"
+                raise AssertionError(f"sendo up printed no `export KUBECONFIG=` line in {self.start_deadline}s:\n"
                                      + self.log_tail())
         line = next(l for l in self.stdout_lines if l.startswith("export KUBECONFIG="))
         assert Path(line.split("=", 1)[1]) == self.kubeconfig, line

@@ -15,7 +15,6 @@ pulled).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import io
 import os
 import shutil
@@ -26,6 +25,8 @@ import tarfile
 import time
 
 import aiohttp
+
+from ...tasks import die_with_parent
 
 USUAL_SOCKETS = ("/var/run/docker.sock", "/run/podman/podman.sock")
 PING_TIMEOUT = 2.0
@@ -92,7 +93,7 @@ class PodmanService:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([podman, "system", "service", "--time=0", self.url],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         start_new_session=True, preexec_fn=_die_with_parent)
+                                         start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + SERVICE_START_DEADLINE
         while not await ping(self.url):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -119,11 +120,6 @@ class PodmanService:
                 return f.read()[-500:].decode(errors="replace").strip() or "(no output)"
         except OSError:
             return "(no output)"
-
-
-def _die_with_parent() -> None:
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 async def connect(explicit: str, state_dir: str) -> tuple[str, PodmanService | None]:

@@ -1,0 +1,202 @@
+"""`sendo up --servers 3`: three etcd members and three API servers on loopback behind the
+balancer the kubeconfig points at. One cluster for the module; the tests run in order:
+
+0. every server accepts the others' tokens and opens their sealed Secrets;
+1. kill -9 the server whose controllers hold the Lease (and those controllers: the machine
+   "dies", nothing is given up cleanly) → kubectl through the kubeconfig answers at once,
+   another server's controllers take the Lease, and a Deployment created after the kill
+   gets Ready pods (scheduler, controllers and the agent's failover all worked);
+2. kill -9 another server during a bounded stream of creates from the official `kubernetes`
+   client (one connection per request, so the writes spread over the servers), retried
+   on connection errors → every acknowledged write is listed at the end, and the Services
+   among them got distinct cluster IPs from different servers.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from .harness import Cluster, poll, ready_pods, to_yaml, unique_port, web_deployment
+
+LEASE = ("-n", "kube-system", "lease", "sendo-controller-manager")
+WRITES = 60
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("ha"), ("--servers", "3", "--no-ingress", "--node-name", "ha-node"))
+    c.start_deadline = 240.0  # three etcd members and three servers on a loaded machine
+    try:
+        c.start()
+        yield c
+    finally:
+        try:
+            c.stop(90.0)
+        finally:
+            c._cleanup()
+
+
+def servers(cluster: Cluster) -> dict[int, psutil.Process]:
+    """The live `sendo server` children of `sendo up`, by PID."""
+    out = {}
+    for p in psutil.Process(cluster.pid).children():
+        try:
+            if "server" in p.cmdline() and p.status() != psutil.STATUS_ZOMBIE:
+                out[p.pid] = p
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def holder(cluster: Cluster) -> str:
+    r = cluster.kubectl("get", *LEASE, "-o", "jsonpath={.spec.holderIdentity}", check=False)
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def kill9(procs: list[psutil.Process]) -> None:
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+
+
+def server_get(cluster: Cluster, port: int, path: str, token: str) -> tuple[int, dict]:
+    """GET straight from one server (not through the balancer), trusting the kubeconfig's CA."""
+    import base64
+    import json
+    import ssl
+    import urllib.error
+    import urllib.request
+    ca = base64.b64decode(cluster.kubeconfig_data()["clusters"][0]["cluster"]["certificate-authority-data"])
+    ctx = ssl.create_default_context(cadata=ca.decode())
+    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
+    try:
+        with opener.open(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_servers_share_one_identity(cluster: Cluster):
+    """Each server serves the certificate the kubeconfig's CA trusts, takes the admin token
+    and a ServiceAccount token another server issued, and opens Secrets another sealed."""
+    import json
+    ports = json.loads((cluster.data_dir / "ha" / "layout.json").read_text())["servers"]
+    assert len(ports) == 3
+    admin = cluster.kubeconfig_data()["users"][0]["user"]["token"]
+    cluster.kubectl("create", "secret", "generic", "shared", "--from-literal=k=v1")
+    sa_token = cluster.kubectl("create", "token", "default").stdout.strip()
+    for port in ports:
+        code, secret = server_get(cluster, port, "/api/v1/namespaces/default/secrets/shared", admin)
+        assert code == 200 and secret["data"]["k"] == "djE=", (port, code, secret)
+        code, review = server_get(cluster, port, "/api/v1/namespaces/default/pods", sa_token)
+        assert code in (200, 403), (port, code, review)  # authenticated (the account may not list pods)
+        if code == 403:
+            assert "system:serviceaccount:default:default" in review.get("message", ""), review
+        assert server_get(cluster, port, "/api/v1/namespaces", "not-a-token")[0] == 401
+
+
+def test_kill_9_of_the_leading_server_keeps_kubectl_working_and_loops_running(cluster: Cluster):
+    assert "Try a failover: kill -9" in cluster.log_path.read_text(), "sendo up says how to try a failover"
+    before = servers(cluster)
+    assert len(before) == 3, before
+    ident = poll(lambda: holder(cluster), 60, what="a controller Lease holder")
+    controllers_pid = int(ident.split("_")[-2])
+    leader = psutil.Process(controllers_pid).parent()
+    assert leader is not None and leader.pid in before
+    kill9([psutil.Process(controllers_pid), leader])  # its controllers first: no clean hand-over
+
+    nodes = cluster.kubectl("get", "nodes", "-o", "name")  # at once, no retry: the balancer skips the dead one
+    assert nodes.stdout.split() == ["node/ha-node"]
+    new = poll(lambda: (h := holder(cluster)) and h != ident and h, 60, what="another holder of the Lease")
+    assert psutil.Process(int(new.split("_")[-2])).parent().pid in set(before) - {leader.pid}
+
+    # `sendo status` shows each server and its controllers, the dead one down
+    st = subprocess.run([sys.executable, "-m", "sendo.cli.main", "status", "--data-dir", str(cluster.data_dir)],
+                        capture_output=True, text=True, env=cluster.env(), timeout=60)
+    servers_rows = [line.split() for line in st.stdout.splitlines() if line.startswith("apiserver ")][1:]
+    assert st.returncode == 1 and len(servers_rows) == 3, st.stdout + st.stderr
+    assert sorted(r[3] for r in servers_rows) == ["0", "1", "1"], st.stdout
+
+    # pods reach the API through the balancer too: the `kubernetes` Service's endpoints name it
+    eps = cluster.kubectl_json("get", "endpoints", "kubernetes")
+    assert eps["subsets"][0]["ports"][0]["port"] == cluster.port
+
+    port = unique_port()
+    cluster.kubectl("apply", "-f", "-", input=to_yaml(web_deployment("after-kill", port, replicas=2)))
+    poll(lambda: ready_pods(cluster, "app=after-kill", 2, port), 90,
+         what="2 pods of a Deployment made after the kill Running and answering")
+    assert len(servers(cluster)) == 2
+
+
+def test_kill_9_during_a_stream_of_writes_loses_no_acknowledged_write(cluster: Cluster):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+    from urllib3.exceptions import HTTPError
+
+    api = cluster.api()
+    api.set_default_header("Connection", "close")  # a connection per request: writes spread over the servers
+    core = client.CoreV1Api(api)
+    acked: list[str] = []
+    errors: list[str] = []
+    labels = {"stream": "ha"}
+
+    def body(i: int):
+        meta = client.V1ObjectMeta(name=f"w{i}", labels=labels)
+        if i % 5 == 0:
+            return core.create_namespaced_service, client.V1Service(
+                metadata=meta, spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=80)]))
+        return core.create_namespaced_config_map, client.V1ConfigMap(metadata=meta, data={"i": str(i)})
+
+    def write() -> None:
+        for i in range(WRITES):
+            create, obj = body(i)
+            deadline = time.monotonic() + 60
+            retried = False
+            while True:
+                try:
+                    create("default", obj)
+                    acked.append(f"w{i}")
+                    break
+                except ApiException as e:
+                    if e.status == 409 and retried:  # the lost answer's write had been made: it counts
+                        acked.append(f"w{i}")
+                        break
+                    if e.status not in (500, 503, 504, 0):
+                        errors.append(f"w{i}: {e.status} {e.reason}")
+                        break
+                except (HTTPError, OSError) as e:
+                    if time.monotonic() > deadline:
+                        errors.append(f"w{i}: {e}")
+                        break
+                retried = True
+                time.sleep(0.2)  # back-off before retrying a write whose connection failed
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    poll(lambda: len(acked) >= WRITES // 4 or not writer.is_alive(), 60, interval=0.02, what="a quarter written")
+    alive = servers(cluster)
+    victim = next(iter(alive.values()))
+    kill9([*victim.children(), victim])
+    writer.join(180)
+    assert not writer.is_alive(), f"the writes did not finish; {len(acked)} acknowledged"
+    assert not errors, errors
+    assert len(acked) == WRITES
+    listed = {i.metadata.name for i in core.list_namespaced_config_map("default", label_selector="stream=ha").items}
+    svcs = core.list_namespaced_service("default", label_selector="stream=ha").items
+    listed |= {s.metadata.name for s in svcs}
+    assert set(acked) <= listed, f"lost: {sorted(set(acked) - listed)}"
+    ips = [s.spec.cluster_ip for s in svcs]
+    assert len(ips) == WRITES // 5 and len(set(ips)) == len(ips), ips
+    assert len(servers(cluster)) == 1
+    assert os.path.exists(cluster.kubeconfig)
