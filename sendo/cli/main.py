@@ -27,6 +27,8 @@ console = Console(stderr=True, highlight=False)
 def _add_subcommands() -> None:
     from .snapshot import snapshot_app
     app.add_typer(snapshot_app, name="snapshot")
+    from .fn import fn_app
+    app.add_typer(fn_app, name="fn")
 
 
 _add_subcommands()

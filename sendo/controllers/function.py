@@ -62,6 +62,7 @@ LABEL = "sendo.dev/function"
 VERSION_LABEL = "sendo.dev/function-version"
 INVOKER_PORT = 8080
 SERVICE_PORT = 80
+FINALIZER = "sendo.dev/function"  # the controller deletes the Service, Ingress and slices it made first
 ACTIVATOR_MANAGED_BY = "function-activator.sendo.dev"
 HOLD_DEADLINE = 120.0  # how long the activator holds a request for an instance to be ready
 DEFAULT_RETRIES = 3
@@ -86,6 +87,14 @@ def function_path(ns: str, name: str) -> str:
 def http_enabled(spec: Obj) -> bool:
     triggers = [t for t in spec.get("triggers") or [] if isinstance(t, dict)]
     return not triggers or any("http" in t for t in triggers)
+
+
+def service_port(spec: Obj) -> int:
+    """The Service's port: the http trigger's ``port`` (80 unless set)."""
+    for t in spec.get("triggers") or []:
+        if isinstance(t, dict) and isinstance(t.get("http"), dict) and t["http"].get("port"):
+            return int(t["http"]["port"])
+    return SERVICE_PORT
 
 
 def source_env(spec: Obj) -> Obj:
@@ -139,7 +148,7 @@ def desired_service(fn: Obj) -> Obj:
             "metadata": {"name": m["name"], "namespace": m["namespace"], "labels": {LABEL: m["name"]},
                          "ownerReferences": [controller_ref(fn)]},
             "spec": {"selector": {LABEL: m["name"]},
-                     "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": INVOKER_PORT}]}}
+                     "ports": [{"name": "http", "port": service_port(fn["spec"]), "targetPort": INVOKER_PORT}]}}
 
 
 def desired_ingress(fn: Obj) -> Obj:
@@ -149,7 +158,7 @@ def desired_ingress(fn: Obj) -> Obj:
                          "labels": {LABEL: m["name"]}, "ownerReferences": [controller_ref(fn)]},
             "spec": {"rules": [{"http": {"paths": [{
                 "path": function_path(m["namespace"], m["name"]), "pathType": "Prefix",
-                "backend": {"service": {"name": m["name"], "port": {"number": SERVICE_PORT}}}}]}}]}}
+                "backend": {"service": {"name": m["name"], "port": {"number": service_port(fn["spec"])}}}}]}}]}}
 
 
 def activator_slice(fn: Obj, port: int) -> Obj:
@@ -259,9 +268,18 @@ class FunctionController(Controller):
     # ---------------------------------------------------------------- reconcile
     async def reconcile(self, key: str) -> float | None:
         fn = self.fn_inf.get(key)
-        if fn is None or fn["metadata"].get("deletionTimestamp"):
+        if fn is None:
             await self._forget(key)
             return None
+        if fn["metadata"].get("deletionTimestamp"):
+            await self._forget(key)
+            await self._finalize(fn)
+            return None
+        if FINALIZER not in (fn["metadata"].get("finalizers") or []):
+            await self.client.patch(FUNCTION_RESOURCE, fn["metadata"]["namespace"], fn["metadata"]["name"],
+                                    {"metadata": {"finalizers": [*(fn["metadata"].get("finalizers") or []), FINALIZER],
+                                                  "resourceVersion": fn["metadata"]["resourceVersion"]}})
+            return None  # the update comes back through the informer
         fn = {"apiVersion": FUNCTION_RESOURCE.api_version, "kind": "Function", **fn}
         ns, name = split_key(key)
         spec = fn.get("spec") or {}
@@ -353,6 +371,20 @@ class FunctionController(Controller):
     async def _patch_status(self, ns: str, name: str, status: Obj) -> None:
         with contextlib.suppress(ApiError):
             await self.client.patch(FUNCTION_RESOURCE, ns, name, {"status": status}, sub="status")
+
+    async def _finalize(self, fn: Obj) -> None:
+        """Delete what the function owns (the garbage collector does not watch Services, Ingresses or
+        EndpointSlices), then let the function go."""
+        m = fn["metadata"]
+        ns, name = m["namespace"], m["name"]
+        for r, obj_name in ((INGRESSES, deployment_name(name)), (SLICES, f"{name}-activator"), (SERVICES, name),
+                            (DEPLOYMENTS, deployment_name(name))):
+            have = await self.client.get_or_none(r, ns, obj_name)
+            if have is not None and any(ref.get("uid") == m["uid"] for ref in have["metadata"].get("ownerReferences") or []):
+                await self.client.delete(r, ns, obj_name, propagationPolicy="Background")
+        if FINALIZER in (m.get("finalizers") or []):
+            await self.client.patch(FUNCTION_RESOURCE, ns, name, {"metadata": {
+                "finalizers": [f for f in m["finalizers"] if f != FINALIZER], "resourceVersion": m["resourceVersion"]}})
 
     async def _forget(self, key: str) -> None:
         st = self.state.pop(key, None)

@@ -195,8 +195,8 @@ class Invoker:
         path = request.path
         if self.path_prefix and (path == self.path_prefix or path.startswith(self.path_prefix + "/")):
             path = path[len(self.path_prefix):] or "/"
-        event = {"method": request.method, "path": path, "query": dict(request.query),
-                 "headers": dict(request.headers), "body": text, "json": parsed}
+        event = {"method": request.method, "path": path, "query": {str(k): v for k, v in request.query.items()},
+                 "headers": {str(k): v for k, v in request.headers.items()}, "body": text, "json": parsed}
         return await self.invoke(event)
 
     async def invoke(self, event: Any) -> web.Response:

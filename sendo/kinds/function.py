@@ -54,7 +54,7 @@ SPEC_SCHEMA: Schema = {
             "panicThreshold": {"type": "number", "minimum": 1},
         }},
         "triggers": {"type": "array", "items": {"type": "object", "properties": {
-            "http": _OBJ_ANY,
+            "http": {"type": "object", "properties": {"port": {**_INT, "minimum": 1, "maximum": 65535}}},
             "cron": {"type": "object", "required": ["schedule"], "properties": {
                 "schedule": {"type": "string"}, "timeZone": {"type": "string"}}},
             "event": {"type": "object", "required": ["kind"], "properties": {
