@@ -53,6 +53,7 @@ bench: venv
 	$(BIN)/python -m bench.volumes
 	$(BIN)/python -m bench.nodeloss
 	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.functions
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import random
 import sys
@@ -314,9 +315,15 @@ class FunctionController(Controller):
             log.warning("function: %s %s/%s exists and is not the function's: left alone", r.kind,
                         m["namespace"], m["name"])
             return have
-        if have.get("spec") != {**(have.get("spec") or {}), **want["spec"]} and r is not SERVICES:
-            return await self.client.patch(r, m["namespace"], m["name"], {"spec": want["spec"]})
-        return have
+        spec = want["spec"]
+        if r is SERVICES:  # the server fills in clusterIP, ports' protocol, …: compare what we set
+            ports = [{k: p.get(k) for k in ("name", "port", "targetPort")} for p in have["spec"].get("ports") or []]
+            if ports == spec["ports"] and have["spec"].get("selector") == spec["selector"]:
+                return have
+            spec = {"ports": spec["ports"], "selector": spec["selector"]}
+        elif have.get("spec") == {**(have.get("spec") or {}), **spec}:
+            return have
+        return await self.client.patch(r, m["namespace"], m["name"], {"spec": spec})
 
     async def _ensure_deployment(self, fn: Obj, replicas: int) -> None:
         want = desired_deployment(fn, replicas)
@@ -410,11 +417,11 @@ class FunctionController(Controller):
                 except Exception:
                     log.exception("function: observing %s failed", key)
 
-    async def _stats(self, pod: Obj) -> Obj | None:
+    async def _stats(self, pod: Obj, timeout: float = 2.0) -> Obj | None:
         assert self._session is not None
         try:
             async with self._session.get(f"http://{pod['status']['podIP']}:{INVOKER_PORT}/_sendo/stats",
-                                         timeout=aiohttp.ClientTimeout(total=2)) as r:
+                                         timeout=aiohttp.ClientTimeout(total=timeout)) as r:
                 return orjson.loads(await r.read()) if r.status == 200 else None
         except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError):
             return None
@@ -449,7 +456,7 @@ class FunctionController(Controller):
         if st.activator is not None:
             return
         app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", lambda r, key=key: self._activate(key, r))
+        app.router.add_route("*", "/{tail:.*}", functools.partial(self._activate, key))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -471,7 +478,7 @@ class FunctionController(Controller):
                 self.queue.add(key)
             end = time.monotonic() + deadline
             while True:
-                pods = self.ready_pods(key)
+                pods = self.ready_pods(key) or await self._answering_pods(key)
                 if pods:
                     st.rr += 1
                     return pods[st.rr % len(pods)]
@@ -480,9 +487,17 @@ class FunctionController(Controller):
                     return None
                 st.ready_event.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(st.ready_event.wait(), min(left, 0.5))
+                    await asyncio.wait_for(st.ready_event.wait(), min(left, 0.05))
         finally:
             st.held -= 1
+
+    async def _answering_pods(self, key: str) -> list[Obj]:
+        """Started instances whose invoker answers, before the kubelet's next readiness probe says so
+        (the probe runs once a second; a held request need not wait for it)."""
+        started = [p for p in self._pods_of(key) if (p.get("status") or {}).get("podIP")
+                   and not p["metadata"].get("deletionTimestamp")]
+        stats = await asyncio.gather(*(self._stats(p, timeout=0.5) for p in started))
+        return [p for p, s in zip(started, stats) if s is not None]
 
     async def _activate(self, key: str, request: web.Request) -> web.StreamResponse:
         pod = await self.wait_ready_instance(key, HOLD_DEADLINE)

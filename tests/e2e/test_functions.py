@@ -189,6 +189,15 @@ def test_functions(cluster, tmp_path):
     assert code == 200 and json.loads(body)["most"] == 1, body
     assert fn_status(cluster, "busy").get("coldStarts", 0) >= 1
 
+    # metrics: the controllers' per function, the instance's own through the Service
+    import re
+    murl = re.search(r"controllers (http://127\.0\.0\.1:(\d+))/metrics", "\n".join(cluster.stdout_lines))
+    code, text = call(NODE, int(murl.group(2)), "GET", "/metrics")
+    assert re.search(r'sendo_function_cold_starts_total\{function="busy",namespace="default"\} [1-9]',
+                     text.decode()), text.decode()[-2000:]
+    code, text = call(busy_ip, busy_port, "GET", "/_sendo/metrics")
+    assert code == 200 and 'sendo_function_invocations_total{code="200",function="busy"' in text.decode()
+
     # the event trigger: once per change of a selected ConfigMap, none for others
     cluster.kubectl("create", "configmap", "watched", "--from-literal=a=1")
     cluster.kubectl("label", "configmap", "watched", "app=x")           # MODIFIED (now selected: ADDED)

@@ -321,3 +321,41 @@ async def test_deletion_removes_what_the_function_made_then_its_finalizer(fake_a
     assert deleted == ["deployments", "endpointslices", "ingresses", "services"], writes
     assert writes[-1].method == "PATCH" and writes[-1].body["metadata"]["finalizers"] == []
     assert "default/f" not in c.state
+
+
+async def test_failed_event_invocations_are_retried_then_given_up_with_an_event(fake_api, monkeypatch):
+    """An instance (a loopback server of this test) that keeps answering 500: every retry reaches
+    it, then an InvocationFailed Warning Event and status.failedInvocations."""
+    from aiohttp import web
+
+    from sendo.controllers import function as fmod
+    hits = []
+
+    async def always_500(request):
+        hits.append(await request.json())
+        return web.Response(status=500)
+    app = web.Application()
+    app.router.add_post("/_sendo/event", always_500)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    monkeypatch.setattr(fmod, "INVOKER_PORT", server.port)
+    monkeypatch.setattr(fmod, "backoff_delays", lambda n: [0.0] * n)
+    try:
+        c = fake_api.build(fmod.FunctionController)
+        await c.start()
+        fake_api.add(FNS, stored_fn())
+        await fake_api.run(c, "default/f")
+        pod = ready_pod()
+        pod["status"]["podIP"] = "127.0.0.1"
+        fake_api.add(PODS_R, pod)
+        await fake_api.run(c, "default/f")
+        events = []
+        monkeypatch.setattr(c.recorder, "emit", lambda obj, typ, reason, msg: events.append((typ, reason, msg)))
+        fake_api.fake.calls.clear()
+        ok = await c.invoke_event("default/f", {"id": "e1", "type": "t"}, "event", retries=2)
+        assert ok is False and [h["id"] for h in hits] == ["e1"] * 3
+        assert events and events[0][:2] == ("Warning", "InvocationFailed") and "HTTP 500" in events[0][2]
+        patch = [w for w in fake_api.fake.writes() if w.path.endswith("/status")][-1]
+        assert patch.body == {"status": {"failedInvocations": 1}}
+    finally:
+        await server.close()
