@@ -123,6 +123,7 @@ def desired_deployment(fn: Obj, replicas: int) -> Obj:
            {"name": "FUNCTION_PORT", "value": str(INVOKER_PORT)},
            {"name": "FUNCTION_PATH_PREFIX", "value": function_path(m["namespace"], m["name"])},
            {"name": "PYTHONUNBUFFERED", "value": "1"},
+           {"name": "FUNCTION_REQUIREMENTS", "value": orjson.dumps(spec.get("requirements") or []).decode()},
            source_env(spec), *[e for e in spec.get("env") or [] if isinstance(e, dict)]]
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",

@@ -11,6 +11,10 @@ module named by ``FUNCTION_HANDLER`` (``main.handle`` → module ``main``), then
 * ``GET /_sendo/stats`` — in-flight, running, queued and counters, read by the autoscaler;
 * ``GET /_sendo/metrics`` — this instance's Prometheus metrics.
 
+``FUNCTION_REQUIREMENTS`` (a JSON list of pip requirement lines) are installed first, once
+per distinct list on this host, into ``$FUNCTION_CACHE_DIR`` (`install_requirements`); the
+instance becomes ready only after that.
+
 **Concurrency.** At most ``FUNCTION_CONCURRENCY`` invocations run at once; more wait in
 a FIFO queue of at most ``FUNCTION_QUEUE_DEPTH``; only beyond that a request gets 429.
 A sync handler runs on a thread of a pool of that size, an ``async def`` one on the loop.
@@ -121,6 +125,35 @@ def to_response(result: Any) -> tuple[int, str, bytes, dict[str, str]]:
     if isinstance(result, str):
         return status, "text/plain; charset=utf-8", result.encode(), headers
     return status, "application/json", orjson.dumps(result), headers
+
+
+def install_requirements(requirements: list[str], cache_root: str) -> tuple[str, bool]:
+    """A directory holding ``requirements`` (pip's ``--target``), built once per distinct list and
+    shared by every instance of every function on this host that asks for the same list: (path,
+    whether it was built now). Concurrent instances wait on a file lock; a half-built directory is
+    never used (it is renamed into place when pip succeeded). pip reads its index settings from the
+    usual places (pip.conf, ``PIP_*`` in the function's env)."""
+    import fcntl
+    import hashlib
+    import shutil
+    import subprocess
+
+    digest = hashlib.sha256("\n".join(sorted(r.strip() for r in requirements)).encode()).hexdigest()[:16]
+    os.makedirs(cache_root, exist_ok=True)
+    target = os.path.join(cache_root, f"py{sys.version_info[0]}{sys.version_info[1]}-{digest}")
+    if os.path.isdir(target):
+        return target, False
+    with open(target + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.isdir(target):
+            return target, False
+        tmp = f"{target}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "--no-warn-script-location", "--target", tmp, *requirements], check=True,
+                       stdout=sys.stderr, stdin=subprocess.DEVNULL)
+        os.rename(tmp, target)
+    return target, True
 
 
 def load_handler(source: str, handler: str) -> Callable[..., Any]:
@@ -250,6 +283,12 @@ class Invoker:
 
 
 def from_env(env: dict[str, str]) -> Invoker:
+    requirements = [r for r in orjson.loads(env.get("FUNCTION_REQUIREMENTS") or "[]") if r.strip()]
+    if requirements:
+        root = env.get("FUNCTION_CACHE_DIR") or os.path.join("/var/tmp", "sendo-functions")
+        path, built = install_requirements(requirements, root)
+        log.info("requirements %s in %s (%s)", requirements, path, "installed now" if built else "cached")
+        sys.path.insert(0, path)
     fn = load_handler(env["FUNCTION_SOURCE"], env.get("FUNCTION_HANDLER", "main.handle"))
     return Invoker(fn, name=env.get("FUNCTION_NAME", "fn"), namespace=env.get("FUNCTION_NAMESPACE", "default"),
                    version=env.get("FUNCTION_VERSION", ""), concurrency=int(env.get("FUNCTION_CONCURRENCY", "10")),

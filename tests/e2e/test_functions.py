@@ -191,8 +191,8 @@ def test_functions(cluster, tmp_path):
 
     # metrics: the controllers' per function, the instance's own through the Service
     import re
-    murl = re.search(r"controllers (http://127\.0\.0\.1:(\d+))/metrics", "\n".join(cluster.stdout_lines))
-    code, text = call(NODE, int(murl.group(2)), "GET", "/metrics")
+    mport = re.findall(r"controllers http://127\.0\.0\.1:(\d+)/metrics", cluster.log_path.read_text())[-1]
+    code, text = call(NODE, int(mport), "GET", "/metrics")
     assert re.search(r'sendo_function_cold_starts_total\{function="busy",namespace="default"\} [1-9]',
                      text.decode()), text.decode()[-2000:]
     code, text = call(busy_ip, busy_port, "GET", "/_sendo/metrics")
