@@ -4,9 +4,9 @@ On one `sendo up` (process runtime), a function whose handler returns a small di
 
 * fn_cold_start_p50_ms / _p99_ms: from a request sent to the Service of a function with
   no instance (scaled to zero, `scaleToZeroAfterSeconds: 1`) to its answer: the
-  activator holds the request while a pod is created, scheduled, started (Python, the
-  invoker, the handler's module) and found ready. Repeated `cold` times, each after the
-  function is back at zero.
+  activator holds the request, takes a generic worker from the warm pool, gives it the
+  function's code and forwards the request. Repeated `cold` times, each after the
+  function is back at zero and the pool has a ready worker again.
 * fn_warm_overhead_p50_ms: the p50 of a sequential request through the Service (service
   proxy → invoker → handler on a thread) minus the p50 of calling the handler in-process.
 * fn_invocations_per_s: `clients` concurrent clients, each sending requests one after
@@ -92,7 +92,12 @@ async def cold_starts(client, http: aiohttp.ClientSession, size: dict, figures: 
     for i in range(size["cold"]):
         async def at_zero():
             fn = await client.get(FUNCTION_RESOURCE, "default", "cold")
-            return (fn.get("status") or {}).get("url") and not await pods_of(client, "cold")
+            status = fn.get("status") or {}
+            if not status.get("url") or status.get("readyInstances") or await pods_of(client, "cold"):
+                return False
+            pool = (await client.list(PODS, "kube-system", labelSelector="sendo.dev/function-pool=true"))["items"]
+            return any(c.get("type") == "Ready" and c.get("status") == "True"
+                       for p in pool for c in (p.get("status") or {}).get("conditions") or [])
         await wait_for(at_zero, 120, "the function at zero", interval=0.2)
         t0 = time.perf_counter()
         async with http.post(url, json={}, timeout=aiohttp.ClientTimeout(total=120)) as r:

@@ -181,9 +181,9 @@ def delete(name: str = typer.Argument(..., help="The function's name."), namespa
 def logs(name: str = typer.Argument(..., help="The function's name."),
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming new lines."),
          namespace: str = NAMESPACE, kubeconfig: Optional[Path] = KUBECONFIG, data_dir: str = DATA_DIR):
-    """The logs of the function's instances (each line prefixed with its instance)."""
-    async def one(c: Client, pod: str, many: bool) -> None:
-        url = f"{c.server}/api/v1/namespaces/{namespace}/pods/{pod}/log"
+    """The logs of the function's instances (each line prefixed with its instance when there are several)."""
+    async def one(c: Client, pod_ns: str, pod: str, many: bool) -> None:
+        url = f"{c.server}/api/v1/namespaces/{pod_ns}/pods/{pod}/log"
         params = {"follow": "true"} if follow else {}
         timeout = aiohttp.ClientTimeout(total=None if follow else 30)
         async with c.session.get(url, params=params, timeout=timeout) as r:
@@ -198,8 +198,11 @@ def logs(name: str = typer.Argument(..., help="The function's name."),
         c = _client(kubeconfig, data_dir)
         try:
             pods = (await c.list(kind("pods"), namespace, labelSelector=f"sendo.dev/function={name}"))["items"]
-            names = sorted(p["metadata"]["name"] for p in pods)
-            await asyncio.gather(*(one(c, p, len(names) > 1) for p in names))
+            # a warm-pool worker serving as this function lives in kube-system
+            pods += (await c.list(kind("pods"), "kube-system",
+                                  labelSelector=f"sendo.dev/function-bridge={namespace}.{name}"))["items"]
+            names = sorted((p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods)
+            await asyncio.gather(*(one(c, ns, p, len(names) > 1) for ns, p in names))
             return len(names)
         finally:
             await c.close()

@@ -63,6 +63,11 @@ LABEL = "sendo.dev/function"
 VERSION_LABEL = "sendo.dev/function-version"
 INVOKER_PORT = 8080
 SERVICE_PORT = 80
+POOL_NS = "kube-system"
+POOL_DEPLOYMENT = "sendo-function-pool"
+WORKER_LABEL = "sendo.dev/function-worker"  # on every warm-pool pod, generic or specialised
+POOL_LABEL = "sendo.dev/function-pool"  # only on generic ones (the pool Deployment's selector)
+BRIDGE_LABEL = "sendo.dev/function-bridge"  # <namespace>.<name> of the function a worker now runs
 FINALIZER = "sendo.dev/function"  # the controller deletes the Service, Ingress and slices it made first
 ACTIVATOR_MANAGED_BY = "function-activator.sendo.dev"
 HOLD_DEADLINE = 120.0  # how long the activator holds a request for an instance to be ready
@@ -175,6 +180,40 @@ def activator_slice(fn: Obj, port: int) -> Obj:
             "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}
 
 
+def pool_deployment(replicas: int) -> Obj:
+    labels = {POOL_LABEL: "true", WORKER_LABEL: "true"}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": POOL_DEPLOYMENT, "namespace": POOL_NS, "labels": {WORKER_LABEL: "true"}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {POOL_LABEL: "true"}},
+                     "template": {"metadata": {"labels": labels}, "spec": {
+                         "terminationGracePeriodSeconds": 5,
+                         "containers": [{
+                             "name": "worker", "image": "sendo/python-function",
+                             "command": [sys.executable, "-m", "sendo.functions.invoker"],
+                             "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                                     {"name": "FUNCTION_GENERIC", "value": "1"},
+                                     {"name": "FUNCTION_PORT", "value": str(INVOKER_PORT)},
+                                     {"name": "PYTHONUNBUFFERED", "value": "1"}],
+                             "ports": [{"name": "http", "containerPort": INVOKER_PORT}],
+                             "readinessProbe": {"httpGet": {"path": "/_sendo/stats", "port": INVOKER_PORT},
+                                                "periodSeconds": 1},
+                             "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}}}]}}}}
+
+
+def specialize_env(fn: Obj) -> dict[str, str] | None:
+    """What a warm worker is given to become this function: its container's env when every value
+    is plain (a ``valueFrom`` needs the kubelet, so such a function starts its own pods only)."""
+    env = desired_deployment(fn, 1)["spec"]["template"]["spec"]["containers"][0]["env"]
+    out = {}
+    for e in env:
+        if e["name"] == "POD_IP":
+            continue
+        if "value" not in e:
+            return None
+        out[e["name"]] = str(e["value"])
+    return out
+
+
 def backoff_delays(retries: int, base: float = 0.5, cap: float = 30.0) -> list[float]:
     """The waits between attempts: exponential, capped, with up to 10 % jitter."""
     return [min(cap, base * 2 ** i) * (1 + random.random() / 10) for i in range(retries)]
@@ -191,19 +230,25 @@ class State:
     seen_invocations: dict[str, int] = field(default_factory=dict)  # pod uid -> invocations counter
     in_flight: int = 0
     cold_starts: int = 0
+    warm_starts: int = 0  # cold starts served by a warm-pool worker
     invoked: dict[str, int] = field(default_factory=dict)  # "cron/ok", "event/failed", …
     activator: web.AppRunner | None = None
     activator_port: int = 0
     triggers: dict[str, asyncio.Task] = field(default_factory=dict)  # trigger identity -> task
     rr: int = 0
+    bridge: Obj | None = None  # a warm-pool worker specialised as this function, until it retires
+    claiming: bool = False
 
 
 class FunctionController(Controller):
     name = "function"
     workers = 2
 
-    def __init__(self, client, informers, tick: float = 1.0, now: Callable[[], float] = time.monotonic):
+    def __init__(self, client, informers, tick: float = 1.0, now: Callable[[], float] = time.monotonic,
+                 pool_size: int = 1):
         self.tick = tick
+        self.pool_size = pool_size
+        self._pool_applied: int | None = None
         self.now = now
         self.state: dict[str, State] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -219,6 +264,7 @@ class FunctionController(Controller):
         self.fn_inf.add_handler(lambda t, o, old: self.enqueue(o))
         self.deploy_inf.add_handler(self._on_owned)
         self.pod_inf.add_handler(self._on_pod)
+        self.worker_inf = self.informers.get(PODS, POOL_NS, label_selector=WORKER_LABEL)
         self.recorder = EventRecorder(self.client, "function-controller")
 
     def _on_owned(self, typ: str, obj: Obj, old: Obj | None) -> None:
@@ -269,6 +315,7 @@ class FunctionController(Controller):
 
     # ---------------------------------------------------------------- reconcile
     async def reconcile(self, key: str) -> float | None:
+        await self._ensure_pool()
         fn = self.fn_inf.get(key)
         if fn is None:
             await self._forget(key)
@@ -297,7 +344,8 @@ class FunctionController(Controller):
         wanted = st.scaler.wanted if st.held == 0 else max(1, st.scaler.wanted)
         # the activator is in the path whenever no instance is (or soon will be) there to answer
         await self._ensure_slice(fn, st, present=not ready or wanted == 0)
-        await self._ensure_deployment(fn, wanted)
+        # a warm-pool worker serving as this function counts as one of its instances
+        await self._ensure_deployment(fn, max(0, wanted - (1 if st.bridge is not None else 0)))
         await self._ensure(SERVICES, desired_service(fn))
         if http_enabled(spec):
             await self._ensure(INGRESSES, desired_ingress(fn))
@@ -362,12 +410,15 @@ class FunctionController(Controller):
         ns, name = fn["metadata"]["namespace"], fn["metadata"]["name"]
         version = version_of(fn.get("spec") or {})
         versions = {(p["metadata"].get("labels") or {}).get(VERSION_LABEL) for p in ready}
+        bridged = 1 if st.bridge is not None else 0  # a warm-pool worker serving as an instance
         status = {"observedGeneration": fn["metadata"].get("generation"), "version": version,
                   "url": function_path(ns, name) if http_enabled(fn.get("spec") or {}) else None,
                   "instances": len([p for p in self._pods_of(f"{ns}/{name}")
-                                    if not p["metadata"].get("deletionTimestamp")]),
-                  "readyInstances": len(ready), "desiredInstances": st.scaler.wanted,
-                  "inFlight": st.in_flight + st.held, "coldStarts": st.cold_starts}
+                                    if not p["metadata"].get("deletionTimestamp")]) + bridged,
+                  "readyInstances": len(ready) + bridged, "desiredInstances": st.scaler.wanted,
+                  "warmWorker": st.bridge["metadata"]["name"] if st.bridge is not None else None,
+                  "inFlight": st.in_flight + st.held, "coldStarts": st.cold_starts,
+                  "warmStarts": st.warm_starts}
         if versions == {version}:
             status["readyVersion"] = version
         elif not ready:
@@ -405,6 +456,7 @@ class FunctionController(Controller):
                 await t
         if st.activator is not None:
             await st.activator.cleanup()
+        await self._retire(st)
 
     # ---------------------------------------------------------------- autoscaling
     async def _tick_loop(self) -> None:
@@ -443,11 +495,22 @@ class FunctionController(Controller):
             seen[uid] = int(s.get("invocations") or 0)
             if seen[uid] != st.seen_invocations.get(uid, 0):
                 active = True
+        if st.bridge is not None:
+            s = await self._stats(st.bridge)
+            bridge_busy = int((s or {}).get("inFlight") or 0)
+            in_flight += bridge_busy
+            n = int((s or {}).get("invocations") or 0)
+            seen["bridge"] = n
+            active = active or n != st.seen_invocations.get("bridge", 0)
+            # retire once idle and either the function's own instances cover what is wanted or nothing is
+            if s is None or (not bridge_busy and (len(ready) >= max(1, st.scaler.wanted) or st.scaler.wanted == 0)):
+                await self._retire(st)
+                self.queue.add(key)
         st.seen_invocations = seen
         st.in_flight = in_flight
         st.scaler.record(self.now(), in_flight + st.held, active or st.held > 0)
         before = st.scaler.wanted
-        want = st.scaler.desired(self.now(), len(ready))
+        want = st.scaler.desired(self.now(), len(ready) + (1 if st.bridge is not None else 0))
         fn = self.fn_inf.get(key)
         if want != before or (fn and (fn.get("status") or {}).get("inFlight") != in_flight + st.held):
             self.queue.add(key)
@@ -483,6 +546,18 @@ class FunctionController(Controller):
                 if pods:
                     st.rr += 1
                     return pods[st.rr % len(pods)]
+                if st.bridge is not None:
+                    return st.bridge
+                if not st.claiming:
+                    st.claiming = True
+                    try:
+                        st.bridge = await self._claim_worker(key)
+                    finally:
+                        st.claiming = False
+                    if st.bridge is not None:
+                        st.warm_starts += 1
+                        self.queue.add(key)  # the Deployment may now want one instance fewer
+                        return st.bridge
                 left = end - time.monotonic()
                 if left <= 0:
                     return None
@@ -491,6 +566,66 @@ class FunctionController(Controller):
                     await asyncio.wait_for(st.ready_event.wait(), min(left, 0.05))
         finally:
             st.held -= 1
+
+    # ---------------------------------------------------------------- the warm pool
+    async def _ensure_pool(self) -> None:
+        """Generic workers in kube-system while any Function exists (none in a cluster without one)."""
+        want = self.pool_size if self.fn_inf.list() else 0
+        if want == self._pool_applied:
+            return
+        if self._pool_applied is None:  # first pass: specialised workers of a previous run serve no one now
+            for pod in self.worker_inf.list():
+                if (pod["metadata"].get("labels") or {}).get(BRIDGE_LABEL):
+                    await self.client.delete(PODS, POOL_NS, pod["metadata"]["name"])
+        have = await self.client.get_or_none(DEPLOYMENTS, POOL_NS, POOL_DEPLOYMENT)
+        if have is None and want:
+            await self.client.create(DEPLOYMENTS, pool_deployment(want))
+        elif have is not None and (have.get("spec") or {}).get("replicas") != want:
+            await self.client.patch(DEPLOYMENTS, POOL_NS, POOL_DEPLOYMENT, {"spec": {"replicas": want}})
+        self._pool_applied = want
+
+    async def _claim_worker(self, key: str) -> Obj | None:
+        """Take a generic worker out of the pool (its ReplicaSet makes a new one) and give it this
+        function's code; None when none is ready or the function cannot run on one."""
+        fn = self.fn_inf.get(key)
+        if fn is None or not self.pool_size:
+            return None
+        payload = specialize_env(fn)
+        if payload is None:
+            return None
+        assert self._session is not None
+        workers = sorted((p for p in self.worker_inf.list()
+                          if (p["metadata"].get("labels") or {}).get(POOL_LABEL) == "true" and is_ready(p)
+                          and not p["metadata"].get("deletionTimestamp") and (p.get("status") or {}).get("podIP")),
+                         key=lambda p: p["metadata"]["name"])
+        ns, name = split_key(key)
+        for pod in workers:
+            try:
+                pod = await self.client.patch(PODS, POOL_NS, pod["metadata"]["name"], {"metadata": {
+                    "labels": {POOL_LABEL: None, BRIDGE_LABEL: f"{ns}.{name}"}, "ownerReferences": [],
+                    "resourceVersion": pod["metadata"]["resourceVersion"]}})
+            except ApiError:
+                continue  # changed or gone meanwhile: the next one
+            try:
+                async with self._session.post(f"http://{pod['status']['podIP']}:{INVOKER_PORT}/_sendo/specialize",
+                                              data=orjson.dumps(payload),
+                                              timeout=aiohttp.ClientTimeout(total=30)) as r:
+                    if r.status == 200:
+                        log.info("function %s: warm worker %s specialised", key, pod["metadata"]["name"])
+                        return pod
+                    log.warning("function %s: worker %s refused to specialise: %s", key, pod["metadata"]["name"],
+                                (await r.text()).strip())
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                log.warning("function %s: worker %s: %s", key, pod["metadata"]["name"], e)
+            await self.client.delete(PODS, POOL_NS, pod["metadata"]["name"])
+            return None
+        return None
+
+    async def _retire(self, st: State) -> None:
+        bridge, st.bridge = st.bridge, None
+        if bridge is not None:
+            with contextlib.suppress(ApiError):
+                await self.client.delete(PODS, POOL_NS, bridge["metadata"]["name"])
 
     async def _answering_pods(self, key: str) -> list[Obj]:
         """Started instances whose invoker answers, before the kubelet's next readiness probe says so
@@ -682,6 +817,8 @@ class _FunctionCollector:
                                    labels=labels)
         c_cold = CounterMetricFamily("sendo_function_cold_starts", "Requests that found no ready instance",
                                      labels=labels)
+        c_warm = CounterMetricFamily("sendo_function_warm_starts", "Cold starts served by a warm-pool worker",
+                                     labels=labels)
         c_trig = CounterMetricFamily("sendo_function_trigger_invocations", "Cron and event invocations by outcome",
                                      labels=labels + ["trigger", "outcome"])
         for key, st in list(self.c.state.items()):
@@ -692,10 +829,11 @@ class _FunctionCollector:
             g_ready.add_metric(lv, len(self.c.ready_pods(key)))
             g_want.add_metric(lv, st.scaler.wanted)
             c_cold.add_metric(lv, st.cold_starts)
+            c_warm.add_metric(lv, st.warm_starts)
             for k, n in st.invoked.items():
                 trig, _, outcome = k.partition("/")
                 c_trig.add_metric(lv + [trig, outcome], n)
-        yield from (g_inflight, g_held, g_ready, g_want, c_cold, c_trig)
+        yield from (g_inflight, g_held, g_ready, g_want, c_cold, c_warm, c_trig)
 
 
 def _utcnow() -> dt.datetime:

@@ -296,12 +296,60 @@ def from_env(env: dict[str, str]) -> Invoker:
                    timeout=float(env.get("FUNCTION_TIMEOUT", "30")), path_prefix=env.get("FUNCTION_PATH_PREFIX", ""))
 
 
+class Generic:
+    """A warm-pool worker (``FUNCTION_GENERIC=1``): the interpreter and the invoker's imports are
+    loaded; ``POST /_sendo/specialize`` with a function's environment (the ``FUNCTION_*`` variables
+    and its plain env values) loads its code once, and from then on it is that function's invoker."""
+
+    def __init__(self) -> None:
+        self.invoker: Invoker | None = None
+        self._lock = asyncio.Lock()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_post("/_sendo/specialize", self._specialize)
+        app.router.add_route("*", "/{tail:.*}", self._any)
+        return app
+
+    async def _specialize(self, request: web.Request) -> web.Response:
+        try:
+            env = orjson.loads(await request.read())
+            assert isinstance(env, dict) and isinstance(env.get("FUNCTION_SOURCE"), str)
+        except (orjson.JSONDecodeError, AssertionError):
+            return web.Response(status=400, text="the body must be a JSON object with FUNCTION_SOURCE\n")
+        async with self._lock:
+            if self.invoker is not None:
+                return web.Response(status=409, text="already specialized\n")
+            os.environ.update({str(k): str(v) for k, v in env.items()})
+            try:
+                self.invoker = await asyncio.get_running_loop().run_in_executor(None, from_env, dict(os.environ))
+            except Exception:
+                print(f"specializing failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+                return web.Response(status=422, text="the function's code did not load (see the log)\n")
+        log.info("specialized as %s/%s", self.invoker.namespace, self.invoker.name)
+        return web.Response(status=200, text="ok\n")
+
+    async def _any(self, request: web.Request) -> web.StreamResponse:
+        inv = self.invoker
+        if inv is None:
+            if request.path == "/_sendo/stats":
+                return web.json_response({"generic": True, "inFlight": 0, "invocations": 0})
+            return web.Response(status=503, text="a generic worker: not specialized yet\n")
+        if request.path == "/_sendo/stats" and request.method == "GET":
+            return await inv._stats(request)
+        if request.path == "/_sendo/metrics" and request.method == "GET":
+            return await inv._metrics(request)
+        if request.path == "/_sendo/event" and request.method == "POST":
+            return await inv._event(request)
+        return await inv._http(request)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-    invoker = from_env(dict(os.environ))
+    app = Generic().app() if os.environ.get("FUNCTION_GENERIC") == "1" else from_env(dict(os.environ)).app()
     host = os.environ.get("POD_IP") or "127.0.0.1"
     port = int(os.environ.get("FUNCTION_PORT", "8080"))
-    web.run_app(invoker.app(), host=host, port=port, access_log=None, print=None, handle_signals=True)
+    web.run_app(app, host=host, port=port, access_log=None, print=None, handle_signals=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import textwrap
 
 import pytest
 
-from .harness import Cluster, poll, unique_port
+from .harness import Cluster, is_ready, poll, unique_port
 
 NODE = "127.0.0.1"
 
@@ -183,11 +183,17 @@ def test_functions(cluster, tmp_path):
 
     # scale to zero, then the next request is held while an instance starts, and answered
     poll(lambda: fn_status(cluster, "busy").get("readyInstances") == 0
-         and not cluster.kubectl_json("get", "pods", "-l", "sendo.dev/function=busy", "-o", "json")["items"],
-         timeout=90, what="busy scaled to zero")
+         and not cluster.kubectl_json("get", "pods", "-l", "sendo.dev/function=busy", "-o", "json")["items"]
+         and not cluster.kubectl_json("get", "pods", "-n", "kube-system", "-l",
+                                      "sendo.dev/function-bridge=default.busy", "-o", "json")["items"],
+         timeout=90, what="busy scaled to zero (no pod of its own, no warm worker serving it)")
+    poll(lambda: [p for p in cluster.kubectl_json("get", "pods", "-n", "kube-system", "-l",
+                                                  "sendo.dev/function-pool=true", "-o", "json")["items"]
+                  if is_ready(p)], timeout=90, what="a generic worker ready in the warm pool")
     code, body = call(busy_ip, busy_port, "POST", "/", {})
     assert code == 200 and json.loads(body)["most"] == 1, body
-    assert fn_status(cluster, "busy").get("coldStarts", 0) >= 1
+    status = fn_status(cluster, "busy")
+    assert status.get("coldStarts", 0) >= 1 and status.get("warmStarts", 0) >= 1, status  # a pool worker served it
 
     # metrics: the controllers' per function, the instance's own through the Service
     import re

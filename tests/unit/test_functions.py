@@ -3,6 +3,7 @@ kind's checks and what the controller derives from a Function."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -285,7 +286,12 @@ async def test_reconcile_builds_the_function_then_rests(fake_api):
     c = fake_api.build(FunctionController)
     fake_api.add(FNS, stored_fn())
     writes = await fake_api.run(c, "default/f")
-    assert [(w.method, w.path) for w in writes] == [("PATCH", FN_URL)]  # the finalizer first
+    # the warm pool (there is a Function now), then the finalizer
+    assert [(w.method, w.path) for w in writes] == [("POST", "/apis/apps/v1/namespaces/kube-system/deployments"),
+                                                    ("PATCH", FN_URL)]
+    pool = writes[0].body
+    assert pool["spec"]["replicas"] == 1 and pool["spec"]["template"]["spec"]["containers"][0]["env"][1] == {
+        "name": "FUNCTION_GENERIC", "value": "1"}
     writes = await fake_api.run(c, "default/f")
     made = sorted((w.method, w.path.rsplit("/", 1)[-1]) for w in writes)
     assert made == [("PATCH", "status"), ("POST", "deployments"), ("POST", "endpointslices"),
@@ -321,6 +327,9 @@ async def test_deletion_removes_what_the_function_made_then_its_finalizer(fake_a
     assert deleted == ["deployments", "endpointslices", "ingresses", "services"], writes
     assert writes[-1].method == "PATCH" and writes[-1].body["metadata"]["finalizers"] == []
     assert "default/f" not in c.state
+    fake_api.fake.remove(FNS, "default", "f")
+    writes = await fake_api.run(c, "default/f")  # no Function left: the pool goes to zero
+    assert [(w.method, w.body) for w in writes] == [("PATCH", {"spec": {"replicas": 0}})]
 
 
 async def test_failed_event_invocations_are_retried_then_given_up_with_an_event(fake_api, monkeypatch):
@@ -359,3 +368,29 @@ async def test_failed_event_invocations_are_retried_then_given_up_with_an_event(
         assert patch.body == {"status": {"failedInvocations": 1}}
     finally:
         await server.close()
+
+
+async def test_a_generic_worker_becomes_the_function_it_is_given(monkeypatch):
+    import os
+
+    from sendo.controllers.function import specialize_env
+    from sendo.functions.invoker import Generic
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # what specialising sets stays in this test
+    g = Generic()
+    c = TestClient(TestServer(g.app(), host="127.0.0.1"))
+    await c.start_server()
+    try:
+        assert (await (await c.get("/_sendo/stats")).json())["generic"] is True
+        assert (await c.get("/")).status == 503
+        f = fn("import os\ndef handle(event, context):\n    return [os.environ['GREETING'], context.function_name]\n",
+               env=[{"name": "GREETING", "value": "hi"}])
+        env = specialize_env(f)
+        assert env["FUNCTION_NAME"] == "f" and env["GREETING"] == "hi" and "POD_IP" not in env
+        assert (await c.post("/_sendo/specialize", data=json.dumps(env))).status == 200
+        assert await (await c.get("/functions/default/f/x")).json() == ["hi", "f"]
+        assert (await c.post("/_sendo/specialize", data=json.dumps(env))).status == 409
+        assert (await (await c.get("/_sendo/stats")).json())["invocations"] == 1
+    finally:
+        await c.close()
+    with_ref = fn(env=[{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}])
+    assert specialize_env(with_ref) is None  # needs the kubelet: the function's own pods only
