@@ -293,7 +293,7 @@ class FunctionController(Controller):
             with contextlib.suppress(BaseException):
                 await self._ticker
         for key in list(self.state):
-            await self._forget(key)
+            await self._forget(key, retire=False)  # a warm worker in use is cleared by the next start
         await super().stop()
         await self.recorder.close()
         if self._session:
@@ -445,7 +445,7 @@ class FunctionController(Controller):
             await self.client.patch(FUNCTION_RESOURCE, ns, name, {"metadata": {
                 "finalizers": [f for f in m["finalizers"] if f != FINALIZER], "resourceVersion": m["resourceVersion"]}})
 
-    async def _forget(self, key: str) -> None:
+    async def _forget(self, key: str, retire: bool = True) -> None:
         st = self.state.pop(key, None)
         if st is None:
             return
@@ -456,7 +456,8 @@ class FunctionController(Controller):
                 await t
         if st.activator is not None:
             await st.activator.cleanup()
-        await self._retire(st)
+        if retire:
+            await self._retire(st)
 
     # ---------------------------------------------------------------- autoscaling
     async def _tick_loop(self) -> None:

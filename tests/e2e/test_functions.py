@@ -165,6 +165,8 @@ def test_functions(cluster, tmp_path):
     assert code == 200 and json.loads(body) == {"hello": "world"}, body
     table = cluster.kubectl("get", "functions").stdout
     assert "URL" in table and "/functions/default/hello" in table, table
+    explained = cluster.kubectl("explain", "functions.spec.concurrency", check=False)
+    assert explained.returncode == 0 and "integer" in explained.stdout, explained.stderr
 
     # concurrency 2, maxScale 1, created with the official client: 8 at once all answered, <= 2 inside
     api = custom_api(cluster)
