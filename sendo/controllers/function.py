@@ -549,7 +549,8 @@ class FunctionController(Controller):
                     return pods[st.rr % len(pods)]
                 if st.bridge is not None:
                     return st.bridge
-                if not st.claiming:
+                starting = [p for p in self._pods_of(key) if not p["metadata"].get("deletionTimestamp")]
+                if not st.claiming and not starting:  # an instance of its own on the way is waited for
                     st.claiming = True
                     try:
                         st.bridge = await self._claim_worker(key)
