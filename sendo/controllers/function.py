@@ -238,6 +238,7 @@ class State:
     rr: int = 0
     bridge: Obj | None = None  # a warm-pool worker specialised as this function, until it retires
     claiming: bool = False
+    bridge_misses: int = 0  # ticks in a row its stats did not answer
 
 
 class FunctionController(Controller):
@@ -504,7 +505,9 @@ class FunctionController(Controller):
             seen["bridge"] = n
             active = active or n != st.seen_invocations.get("bridge", 0)
             # retire once idle and either the function's own instances cover what is wanted or nothing is
-            if s is None or (not bridge_busy and (len(ready) >= max(1, st.scaler.wanted) or st.scaler.wanted == 0)):
+            st.bridge_misses = st.bridge_misses + 1 if s is None else 0
+            if st.bridge_misses >= 3 or (s is not None and not bridge_busy
+                                         and (len(ready) >= max(1, st.scaler.wanted) or st.scaler.wanted == 0)):
                 await self._retire(st)
                 self.queue.add(key)
         st.seen_invocations = seen
@@ -624,7 +627,7 @@ class FunctionController(Controller):
         return None
 
     async def _retire(self, st: State) -> None:
-        bridge, st.bridge = st.bridge, None
+        bridge, st.bridge, st.bridge_misses = st.bridge, None, 0
         if bridge is not None:
             with contextlib.suppress(ApiError):
                 await self.client.delete(PODS, POOL_NS, bridge["metadata"]["name"])
