@@ -29,6 +29,8 @@ def _add_subcommands() -> None:
     from .snapshot import snapshot_app
     app.add_typer(snapshot_app, name="snapshot")
     app.add_typer(addons_app, name="addons")
+    from .fn import fn_app
+    app.add_typer(fn_app, name="fn")
 
 
 _add_subcommands()

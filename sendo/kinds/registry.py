@@ -45,6 +45,7 @@ def builtin_registry() -> Registry:
     from . import addons  # sendo.dev Addon
     from . import admissionregistration  # webhook configurations
     from . import apps, autoscaling, autoscaling_v1, batch, coordination, core, crd, discovery, networking
+    from . import function  # sendo.dev Function
     from . import node  # RuntimeClass
     from . import policy  # PodDisruptionBudget
     from . import storage  # StorageClass
@@ -52,4 +53,4 @@ def builtin_registry() -> Registry:
     return Registry([*admissionregistration.RESOURCES, *core.RESOURCES, *apps.RESOURCES, *batch.RESOURCES, *coordination.RESOURCES,
                      *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES, *node.RESOURCES,
                      *policy.RESOURCES, *storage.RESOURCES, *autoscaling.RESOURCES,
-                     *autoscaling_v1.RESOURCES, *addons.RESOURCES])
+                     *autoscaling_v1.RESOURCES, *addons.RESOURCES, *function.RESOURCES])
