@@ -95,6 +95,16 @@ _INGRESS_HTTPS_HELP = ("Port of the ingress controller's HTTPS listener, which p
                        "from the Ingresses' tls Secrets (default: 443 as root, else 8443; 0 picks any free port).")
 
 
+_HOST_HELP = ("Address the API listens on: 127.0.0.1 serves this machine only; an address of this machine "
+              "that others reach (or 0.0.0.0) lets agents on other machines join.")
+_ADVERTISE_HELP = ("Address agents on other machines reach the API at, as the join command prints it "
+                   "(default: --host, or this machine's hostname if --host is 0.0.0.0). It is in the serving "
+                   "certificate.")
+_TLS_SAN_HELP = ("One more name or IP address for the API's serving certificate (repeat the option for more); "
+                 "the --host and --advertise-address are always in it. A new name re-issues the certificate "
+                 "from the same CA.")
+
+
 _AUDIT_POLICY_HELP = ("Audit policy (Kubernetes' audit.k8s.io/v1 Policy, YAML): which requests are recorded "
                       "and at which level (None, Metadata, Request, RequestResponse). Needs --audit-log-path.")
 _AUDIT_LOG_HELP = ("Where audit events are appended as JSON lines (`-`: standard output); rotated by size. "
@@ -237,7 +247,9 @@ def _server_list(value: str) -> str:
 @app.command()
 def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster keeps its state."),
        port: Optional[int] = typer.Option(None, help=_PORT_HELP, show_default=False),
-       host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
+       host: str = typer.Option("127.0.0.1", help=_HOST_HELP),
+       advertise_address: Optional[str] = typer.Option(None, help=_ADVERTISE_HELP, show_default=False),
+       tls_san: Optional[list[str]] = typer.Option(None, help=_TLS_SAN_HELP, show_default=False),
        datastore: Optional[str] = typer.Option(None, help=_DATASTORE_HELP, show_default=False),
        node_name: str = typer.Option(socket.gethostname(), help="Name of this machine's node."),
        apply: Optional[list[Path]] = typer.Option(None, help="Manifests to apply once the cluster is ready."),
@@ -293,6 +305,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
         run(up_ha(os.path.abspath(data_dir), opts, node_name, apply or [], time.monotonic(), agent_options))
         return
     cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers,
+                         advertise_address=advertise_address, tls_sans=list(tls_san or []),
                          audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
                                              audit_log_maxbackup),
                          hpa_sync_period=hpa_sync_period,
@@ -390,6 +403,7 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_optio
         console.print(f"Metrics (Prometheus): {cfg.url}/metrics (admin token), controllers "
                       f"{getattr(server.control, 'metrics_url', '-')}/metrics, agent "
                       f"http://{host}:{agent.port}/metrics (node token); `sendo status` shows each component up 1 / 0")
+        _print_join(server)
         await serve_until_signalled(agent, path, manifests, cfg.url)
     finally:
         await agent.stop(stop_pods=True)
@@ -399,7 +413,9 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_optio
 @app.command()
 def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server keeps its state."),
            port: Optional[int] = typer.Option(None, help=_PORT_HELP, show_default=False),
-           host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
+           host: str = typer.Option("127.0.0.1", help=_HOST_HELP),
+           advertise_address: Optional[str] = typer.Option(None, help=_ADVERTISE_HELP, show_default=False),
+           tls_san: Optional[list[str]] = typer.Option(None, help=_TLS_SAN_HELP, show_default=False),
            datastore: Optional[str] = typer.Option(None, help=_DATASTORE_HELP, show_default=False),
            no_controllers: bool = typer.Option(False, "--no-controllers",
                                                help="Run no control loops here (run `sendo controllers` apart)."),
@@ -431,6 +447,7 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
     """
     _logging(verbose)
     run(_server(_server_config(data_dir, port, host, datastore, controllers=not no_controllers,
+                               advertise_address=advertise_address, tls_sans=list(tls_san or []),
                                controller_names=controllers, leader_elect=leader_elect,
                                election=_election(lease_duration, renew_deadline, retry_period),
                                audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
@@ -440,6 +457,14 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
                                                    default_unreachable_toleration_seconds))))
 
 
+def _print_join(server) -> None:
+    """The join command on a line of its own (standard output, so a script can take it)."""
+    console.print(f"Join another machine as a node: copy {server.tls.ca_cert} there, then run")
+    print(server.join_command(), flush=True)
+    if server.cfg.host in ("127.0.0.1", "::1", "localhost"):
+        console.print("(this server listens on loopback only: start it with --host ADDRESS for other machines)")
+
+
 async def _server(cfg) -> None:
     from ..server import Server
     s = Server(cfg)
@@ -447,8 +472,7 @@ async def _server(cfg) -> None:
     path = _write_kubeconfig(cfg.data_dir, cfg.url, s.admin_token, s.ca_pem)
     console.print(f"[green]sendo server[/] at {cfg.url}; state in {cfg.data_dir}")
     console.print(f"Web console: {cfg.url}/console/ (log in with a bearer token, e.g. the kubeconfig's)")
-    console.print(f"Join a node:  sendo agent --server {cfg.url} --token {s.node_token} "
-                  f"--ca-cert {s.tls.ca_cert} --node-name NAME")
+    _print_join(s)
     print(f"export KUBECONFIG={path}", flush=True)
     try:
         await _until_signalled()
