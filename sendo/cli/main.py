@@ -532,10 +532,14 @@ async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix:
         await h.stop()
 
 
+_NAME_MISMATCH = (62, 64)  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
 def _join_error(e: BaseException, server: str) -> str | None:
     """One line for a join that cannot work (a wrong token, CA or address); None if the error
     is not one of those."""
     import ssl
+    from urllib.parse import urlsplit
 
     import aiohttp
 
@@ -543,6 +547,11 @@ def _join_error(e: BaseException, server: str) -> str | None:
     if isinstance(e, ApiError) and e.status in (401, 403):
         return (f"the API server at {server} refused the node token ({e.status} {e.reason}): pass the token "
                 "`sendo server` printed (DATA_DIR/server/node-token)")
+    cert_error = getattr(e, "certificate_error", e)
+    if isinstance(cert_error, ssl.SSLCertVerificationError) and cert_error.verify_code in _NAME_MISMATCH:
+        host = urlsplit(server).hostname
+        return (f"the API server's certificate at {server} does not name {host}: join with an address it names, "
+                f"or restart the server with --tls-san {host} (or --advertise-address {host})")
     if isinstance(e, (aiohttp.ClientSSLError, ssl.SSLError)):
         return f"cannot verify the API server at {server}: pass its CA certificate with --ca-cert ({e})"
     if isinstance(e, (aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError)):
