@@ -21,7 +21,7 @@ from .api.app import APIServer, User
 from .api.audit import AuditConfig
 from .api.crds import CRDRegistrar
 from .api.errors import APIError
-from .api.admission import AdmissionOptions, kubernetes_service_objects
+from .api.admission import NODE_BLOCK_PREFIX, POD_NETWORK, AdmissionOptions, kubernetes_service_objects
 from .api.tokens import TokenSigner
 from .client.leaderelection import Timings
 from .kinds.registry import builtin_registry
@@ -72,6 +72,8 @@ class ServerConfig:
     # Service's endpoints); default: the listen address, or this machine's hostname if that is a wildcard
     advertise_address: str | None = None
     tls_sans: list[str] = field(default_factory=list)  # more names/addresses for the serving certificate
+    cluster_cidr: str = str(POD_NETWORK)  # node IPAM: nodes' podCIDRs, a /node_cidr_mask_size block each
+    node_cidr_mask_size: int = NODE_BLOCK_PREFIX
 
     @property
     def url(self) -> str:
@@ -169,7 +171,8 @@ class Server:
         self.api = APIServer(self.store, self.registry, tokens, self.node_token, self.sa_signer,
                              auditor=cfg.audit.open(),
                              admission_options=AdmissionOptions(cfg.default_not_ready_toleration_seconds,
-                                                                cfg.default_unreachable_toleration_seconds))
+                                                                cfg.default_unreachable_toleration_seconds,
+                                                                cfg.cluster_cidr, cfg.node_cidr_mask_size))
         self.api.encryption_config = self.encryption_config if hasattr(self.store, "reseal") else None
         self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
         self._started: set[str] = set()  # start-up steps done, each a /readyz check

@@ -105,6 +105,12 @@ _TLS_SAN_HELP = ("One more name or IP address for the API's serving certificate 
                  "from the same CA.")
 
 
+_CLUSTER_CIDR_HELP = ("Node IPAM: the range every node's spec.podCIDR comes from (kube-controller-manager's flag). "
+                      "Pod IPs of the process runtime are loopback addresses, so it lies in 127.0.0.0/8, away "
+                      "from 127.0.0.0/16 and the Service range 127.32.0.0/16.")
+_NODE_MASK_HELP = "Node IPAM: the prefix length of each node's podCIDR block (a /22 holds 1,021 pods)."
+
+
 _AUDIT_POLICY_HELP = ("Audit policy (Kubernetes' audit.k8s.io/v1 Policy, YAML): which requests are recorded "
                       "and at which level (None, Metadata, Request, RequestResponse). Needs --audit-log-path.")
 _AUDIT_LOG_HELP = ("Where audit events are appended as JSON lines (`-`: standard output); rotated by size. "
@@ -250,6 +256,8 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
        host: str = typer.Option("127.0.0.1", help=_HOST_HELP),
        advertise_address: Optional[str] = typer.Option(None, help=_ADVERTISE_HELP, show_default=False),
        tls_san: Optional[list[str]] = typer.Option(None, help=_TLS_SAN_HELP, show_default=False),
+       cluster_cidr: str = typer.Option("127.64.0.0/10", help=_CLUSTER_CIDR_HELP),
+       node_cidr_mask_size: int = typer.Option(22, help=_NODE_MASK_HELP),
        datastore: Optional[str] = typer.Option(None, help=_DATASTORE_HELP, show_default=False),
        node_name: str = typer.Option(socket.gethostname(), help="Name of this machine's node."),
        apply: Optional[list[Path]] = typer.Option(None, help="Manifests to apply once the cluster is ready."),
@@ -306,6 +314,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
         return
     cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers,
                          advertise_address=advertise_address, tls_sans=list(tls_san or []),
+                         cluster_cidr=cluster_cidr, node_cidr_mask_size=node_cidr_mask_size,
                          audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
                                              audit_log_maxbackup),
                          hpa_sync_period=hpa_sync_period,
@@ -328,8 +337,14 @@ def _audit_config(policy: Optional[Path], path: Optional[str], maxsize: int, max
 def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Optional[str], **kw):
     """The server's settings from the command line; a bad --datastore or a taken --port ends the
     command with a message that names the option."""
+    from ..api.admission import cluster_cidr
     from ..server import ServerConfig
     from ..store import DatastoreURLError, open_store
+    if "cluster_cidr" in kw:
+        try:
+            cluster_cidr(kw["cluster_cidr"], kw["node_cidr_mask_size"])
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--cluster-cidr/--node-cidr-mask-size") from None
     if datastore:
         try:
             open_store(datastore)  # only parsed here: the store opens when the server starts
@@ -416,6 +431,8 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
            host: str = typer.Option("127.0.0.1", help=_HOST_HELP),
            advertise_address: Optional[str] = typer.Option(None, help=_ADVERTISE_HELP, show_default=False),
            tls_san: Optional[list[str]] = typer.Option(None, help=_TLS_SAN_HELP, show_default=False),
+           cluster_cidr: str = typer.Option("127.64.0.0/10", help=_CLUSTER_CIDR_HELP),
+           node_cidr_mask_size: int = typer.Option(22, help=_NODE_MASK_HELP),
            datastore: Optional[str] = typer.Option(None, help=_DATASTORE_HELP, show_default=False),
            no_controllers: bool = typer.Option(False, "--no-controllers",
                                                help="Run no control loops here (run `sendo controllers` apart)."),
@@ -448,6 +465,7 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
     _logging(verbose)
     run(_server(_server_config(data_dir, port, host, datastore, controllers=not no_controllers,
                                advertise_address=advertise_address, tls_sans=list(tls_san or []),
+                               cluster_cidr=cluster_cidr, node_cidr_mask_size=node_cidr_mask_size,
                                controller_names=controllers, leader_elect=leader_elect,
                                election=_election(lease_duration, renew_deadline, retry_period),
                                audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,

@@ -7,7 +7,8 @@ second `sendo agent` runs inside the namespace (`ip netns exec`) and reaches the
 only through the veth. Checked with kubectl and the official `kubernetes` client:
 
 * a join with a wrong token fails with one line naming the cause and creates no node;
-* the joined node is Ready with a podCIDR and its veth address as InternalIP;
+* the joined node is Ready with a /24 podCIDR of `--cluster-cidr` (node IPAM) and its
+  veth address as InternalIP;
 * a pod sent there with a nodeSelector runs inside the namespace (`kubectl exec` shows
   its network namespace), its status shows, `kubectl logs` and `kubectl exec` work
   through the server;
@@ -36,6 +37,8 @@ from tests.e2e.test_nodeloss import LEASE, SecondAgent
 
 GRACE = 5  # seconds: --node-monitor-grace-period
 SPACE = ipaddress.ip_network("10.250.0.0/16")  # private; one /30 of it per run
+# node IPAM (--cluster-cidr): a loopback /16 outside the default 127.64.0.0/10, a /24 per node
+CLUSTER_CIDR = ipaddress.ip_network(f"127.{random.randrange(200, 250)}.0.0/16")
 
 
 def ip(*args: str) -> str:
@@ -139,7 +142,8 @@ def hosts(tmp_path_factory):
         h2.create()
         inode = h2.inode()
         flags = ("--host", h2.root_ip, "--node-name", "host1", "--no-ingress", *LEASE,
-                 "--node-monitor-grace-period", f"{GRACE}s")
+                 "--node-monitor-grace-period", f"{GRACE}s",
+                 "--cluster-cidr", str(CLUSTER_CIDR), "--node-cidr-mask-size", "24")
         with shared_cluster(tmp_path_factory.mktemp("hosts"), flags) as c:
             join = next((line for line in c.stdout_lines if line.startswith("sendo agent ")), None)
             assert join, f"`sendo up` printed no join command: {c.stdout_lines}"
@@ -182,6 +186,7 @@ def test_an_agent_in_another_network_namespace_joins_runs_pods_and_is_lost(hosts
     assert set(nodes) == {"host1", "host2"}
     cidrs = {name: ipaddress.ip_network(n.spec.pod_cidr) for name, n in nodes.items()}
     assert not cidrs["host1"].overlaps(cidrs["host2"])
+    assert all(c.prefixlen == 24 and c.subnet_of(CLUSTER_CIDR) for c in cidrs.values()), cidrs
     assert {a.type: a.address for a in nodes["host2"].status.addresses}["InternalIP"] == h2.ip
 
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "on-host2"},
