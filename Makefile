@@ -60,6 +60,7 @@ bench: venv console
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.console
 	$(BIN)/python -m bench.ha
+	$(BIN)/python -m bench.functions
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -123,3 +123,18 @@ async def wait_for(cond, timeout: float, what: str, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         await asyncio.sleep(interval)  # poll interval of a deadline-bounded wait
+
+
+def report(figures: dict, goals: dict, results_name: str | None) -> None:
+    """Print each figure that has a goal, write bench/results/<results_name>.json (unless None),
+    then the figures as JSON on the last line."""
+    import json
+    for k, (op, goal) in goals.items():
+        if k in figures:
+            print(f"{k}: {figures[k]} (goal {op} {goal})")
+    if results_name:
+        out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{results_name}.json")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "w") as f:
+            json.dump({"figures": figures}, f, indent=2)
+    print(json.dumps({"figures": figures}))

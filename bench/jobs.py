@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import time
 
 import psutil
 
-from bench.harness import percentile, start_hollow, start_server
+from bench.harness import percentile, report, start_hollow, start_server
 from sendo.client import kind
 
 JOBS, CRONJOBS = kind("jobs", "batch"), kind("cronjobs", "batch")
@@ -171,15 +170,7 @@ def main() -> None:
     ap.add_argument("--only", choices=["job", "cron"], help="one of the two figures")
     a = ap.parse_args()
     figures = asyncio.run(run(TINY if a.tiny else FULL, a.only))
-    for k, (op, goal) in GOALS.items():
-        if k in figures:
-            print(f"{k}: {figures[k]} (goal {op} {goal})")
-    if not a.tiny and not a.only:
-        out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "jobs.json")
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        with open(out, "w") as f:
-            json.dump({"figures": figures}, f, indent=2)
-    print(json.dumps({"figures": figures}))
+    report(figures, GOALS, None if a.tiny or a.only else "jobs")
 
 
 if __name__ == "__main__":

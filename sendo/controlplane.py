@@ -24,6 +24,7 @@ from .controllers.clusterroleaggregation import ClusterRoleAggregationController
 from .controllers.daemonset import DaemonSetController
 from .controllers.cronjob import CronJobController
 from .controllers.deployment import DeploymentController
+from .controllers.function import FunctionController
 from .controllers.disruption import DisruptionController
 from .controllers.endpoints import EndpointsController
 from .controllers.gc import GarbageCollector
@@ -70,6 +71,7 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "resourcequota": ResourceQuotaController,
     "clusterrole-aggregation": ClusterRoleAggregationController,
     "addons": AddonController,
+    "function": FunctionController,
 }
 DEFAULT_METRICS_PORT = 10257  # kube-controller-manager's secure port; sendo serves plain HTTP on loopback
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.

@@ -56,10 +56,21 @@ def ensure_tls(directory: str, hosts: list[str] | None = None) -> TLSFiles:
     private_dir(directory, own=True)
     files = TLSFiles(os.path.join(directory, "ca.crt"), os.path.join(directory, "server.crt"),
                      os.path.join(directory, "server.key"))
+    ca_key_file = os.path.join(directory, "ca.key")
+    sans = _sans(hosts or [])
     if all(os.path.exists(p) for p in (files.ca_cert, files.cert, files.key)):
-        for key_file in (files.key, os.path.join(directory, "ca.key")):
+        for key_file in (files.key, ca_key_file):
             if os.path.exists(key_file):
                 tighten(key_file)
+        if not _missing_sans(files.cert, sans) or not os.path.exists(ca_key_file):
+            return files
+        # a new listen address or --tls-san: a new serving certificate from the same CA,
+        # so every kubeconfig and agent that trusts the CA keeps working
+        with open(ca_key_file, "rb") as f:
+            ca_key = serialization.load_pem_private_key(f.read(), None)
+        with open(files.ca_cert, "rb") as f:
+            ca = x509.load_pem_x509_certificate(f.read())
+        _write_serving(files, ca, ca_key, sans | _existing_sans(files.cert))
         return files
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -69,27 +80,61 @@ def ensure_tls(directory: str, hosts: list[str] | None = None) -> TLSFiles:
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
           .add_extension(_key_usage(ca=True), critical=True)
           .sign(ca_key, hashes.SHA256()))
+    write_private(ca_key_file, _key_pem(ca_key))
+    write_private(files.ca_cert, ca.public_bytes(serialization.Encoding.PEM), 0o644)
+    _write_serving(files, ca, ca_key, sans)
+    return files
+
+
+_WILDCARD = {"0.0.0.0", "::", ""}
+
+
+def _sans(hosts: list[str]) -> set[x509.GeneralName]:
+    """The serving certificate's names: loopback, the in-cluster names of the `kubernetes`
+    Service, this machine's hostname, and every address the server listens on or is
+    reached at (a wildcard listen address names no one)."""
     names = {"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-             "kubernetes.default.svc.cluster.local", socket.gethostname(), *(hosts or [])}
-    sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                    x509.IPAddress(ipaddress.ip_address("::1"))]
-    for h in sorted(names):
+             "kubernetes.default.svc.cluster.local", socket.gethostname(), "127.0.0.1", "::1",
+             *(h for h in hosts if h not in _WILDCARD)}
+    sans: set[x509.GeneralName] = set()
+    for h in names:
         try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+            sans.add(x509.IPAddress(ipaddress.ip_address(h)))
         except ValueError:
-            sans.append(x509.DNSName(h))
+            sans.add(x509.DNSName(h))
+    return sans
+
+
+def _existing_sans(cert_file: str) -> set[x509.GeneralName]:
+    with open(cert_file, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    try:
+        return set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        return set()
+
+
+def _missing_sans(cert_file: str, wanted: set[x509.GeneralName]) -> set[x509.GeneralName]:
+    return wanted - _existing_sans(cert_file)
+
+
+def serving_sans(cert_file: str) -> list[str]:
+    """The names and addresses a serving certificate is valid for, as text."""
+    return sorted(str(getattr(n, "value", n)) for n in _existing_sans(cert_file))
+
+
+def _write_serving(files: TLSFiles, ca, ca_key, sans: set[x509.GeneralName]) -> None:
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    ordered = sorted(sans, key=lambda n: (type(n).__name__, str(n.value)))
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder().subject_name(_name("sendo-apiserver")).issuer_name(ca.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now).not_valid_after(now + VALIDITY)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.SubjectAlternativeName(ordered), critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    write_private(os.path.join(directory, "ca.key"), _key_pem(ca_key))
     write_private(files.key, _key_pem(key))
     write_private(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    write_private(files.ca_cert, ca.public_bytes(serialization.Encoding.PEM), 0o644)
-    return files
 
 
 def client_context(ca_pem: bytes | None) -> ssl.SSLContext:

@@ -12,6 +12,7 @@ import base64
 import logging
 import os
 import secrets
+import socket
 import ssl
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ from .api.audit import AuditConfig
 from .api.crds import CRDRegistrar
 from .api.bootstrap_policy import bootstrap_rbac
 from .api.errors import APIError
-from .api.admission import AdmissionOptions, kubernetes_service_objects
+from .api.admission import NODE_BLOCK_PREFIX, POD_NETWORK, AdmissionOptions, kubernetes_service_objects
 from .api.tokens import TokenSigner
 from .client.leaderelection import Timings
 from .kinds.registry import builtin_registry
@@ -69,13 +70,39 @@ class ServerConfig:
     default_not_ready_toleration_seconds: int = 300  # pods' default toleration of not-ready:NoExecute
     default_unreachable_toleration_seconds: int = 300  # pods' default toleration of unreachable:NoExecute
 
+    # the address other machines reach this server at (the join command, the `kubernetes`
+    # Service's endpoints); default: the listen address, or this machine's hostname if that is a wildcard
+    advertise_address: str | None = None
+    tls_sans: list[str] = field(default_factory=list)  # more names/addresses for the serving certificate
+    cluster_cidr: str = str(POD_NETWORK)  # node IPAM: nodes' podCIDRs, a /node_cidr_mask_size block each
+    node_cidr_mask_size: int = NODE_BLOCK_PREFIX
+
     @property
     def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
+        """Where clients on this machine reach the API (kubeconfig, controllers, `sendo up`'s agent)."""
+        return f"https://{_url_host('127.0.0.1' if self.host in WILDCARD_HOSTS else self.host)}:{self.port}"
+
+    @property
+    def advertised_host(self) -> str:
+        if self.advertise_address:
+            return self.advertise_address
+        return socket.gethostname() if self.host in WILDCARD_HOSTS else self.host
+
+    @property
+    def advertise_url(self) -> str:
+        """Where agents on other machines reach the API: the URL of the join command."""
+        return f"https://{_url_host(self.advertised_host)}:{self.port}"
 
     @property
     def server_dir(self) -> str:
         return os.path.join(self.data_dir, "server")
+
+
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def _url_host(h: str) -> str:
+    return f"[{h}]" if ":" in h else h
 
 
 def read_or_create_secret(path: str) -> str:
@@ -127,7 +154,8 @@ class Server:
         private_dir(cfg.server_dir, own=True)
         self.admin_token = read_or_create_secret(os.path.join(cfg.server_dir, "admin-token"))
         self.node_token = read_or_create_secret(os.path.join(cfg.server_dir, "node-token"))
-        self.tls = ensure_tls(os.path.join(cfg.server_dir, "tls"), [cfg.host])
+        self.tls = ensure_tls(os.path.join(cfg.server_dir, "tls"),
+                              [cfg.host, cfg.advertised_host, *cfg.tls_sans])
         # signs ServiceAccount tokens; servers sharing one store must share this file
         self.sa_signer = TokenSigner.load_or_create(os.path.join(cfg.server_dir, "sa.key"))
         self.ca_pem = self.tls.ca_pem()
@@ -145,7 +173,8 @@ class Server:
         self.api = APIServer(self.store, self.registry, tokens, self.node_token, self.sa_signer,
                              auditor=cfg.audit.open(),
                              admission_options=AdmissionOptions(cfg.default_not_ready_toleration_seconds,
-                                                                cfg.default_unreachable_toleration_seconds))
+                                                                cfg.default_unreachable_toleration_seconds,
+                                                                cfg.cluster_cidr, cfg.node_cidr_mask_size))
         self.api.encryption_config = self.encryption_config if hasattr(self.store, "reseal") else None
         self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
         self._started: set[str] = set()  # start-up steps done, each a /readyz check
@@ -214,6 +243,12 @@ class Server:
             await self.control.start()
         self._write_components()
 
+    def join_command(self, node_name: str = "NAME") -> str:
+        """What another machine runs to join this cluster as a node: the node token
+        authenticates its agent (system:node); the CA file must be copied there first."""
+        return (f"sendo agent --server {self.cfg.advertise_url} --token {self.node_token} "
+                f"--ca-cert {self.tls.ca_cert} --node-name {node_name}")
+
     @property
     def components_file(self) -> str:
         return os.path.join(self.cfg.server_dir, "components.json")
@@ -245,7 +280,8 @@ class Server:
         for name in SYSTEM_NAMESPACES:
             if await self.store.get(ns.key(None, name)) is None:
                 await create(ns, None, {"metadata": {"name": name}})
-        for plural, obj in kubernetes_service_objects(self.cfg.host, self.cfg.advertise_port or self.cfg.port).items():
+        for plural, obj in kubernetes_service_objects(self.cfg.advertise_address or self.cfg.host,
+                                                      self.cfg.advertise_port or self.cfg.port).items():
             group = "discovery.k8s.io" if plural == "endpointslices" else ""
             r = self.registry.get(group, "v1", plural)
             kv = await self.store.get(r.key("default", "kubernetes"))

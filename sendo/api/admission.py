@@ -56,10 +56,12 @@ class NodeCIDRAllocator:
     so that nodes registering with different API servers never share one. The block of a
     deleted node is given out again only after every other block has been."""
 
-    def __init__(self, store, nodes_resource):
+    def __init__(self, store, nodes_resource, network: ipaddress.IPv4Network = POD_NETWORK,
+                 block_prefix: int = NODE_BLOCK_PREFIX):
         self.store = store
         self.nodes = nodes_resource
-        self.blocks = [str(b) for b in POD_NETWORK.subnets(new_prefix=NODE_BLOCK_PREFIX)]
+        self.network = network
+        self.blocks = [str(b) for b in network.subnets(new_prefix=block_prefix)]
         self.cursor: int | None = None
         self.claims = RangeClaims(store, "podcidrs")
         self._in_flight: dict[str, asyncio.Task] = {}  # block -> the request it was given to
@@ -107,7 +109,37 @@ class NodeCIDRAllocator:
             if block not in taken:
                 self.cursor = (self.cursor + i + 1) % n
                 return block
-        raise errors.APIError(422, f"the pod network {POD_NETWORK} has no free node block left", "Invalid")
+        raise errors.APIError(422, f"the pod network {self.network} has no free node block left", "Invalid")
+
+
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+HOST_LOOPBACK = ipaddress.ip_network("127.0.0.0/16")  # 127.0.0.1 and the addresses agents listen on
+MAX_NODE_BLOCKS_BITS = 16  # at most 65,536 node blocks
+
+
+def cluster_cidr(cidr: str, mask_size: int) -> ipaddress.IPv4Network:
+    """kube-controller-manager's --cluster-cidr and --node-cidr-mask-size, checked: the range
+    node podCIDRs come from, a block of /mask_size per node. Pod IPs of the process runtime
+    are loopback addresses, so the range is a part of 127.0.0.0/8 away from the host's own
+    127.0.0.x and the Service range. Raises ValueError with a message for a person."""
+    try:
+        net = ipaddress.ip_network(cidr)
+    except ValueError as e:
+        raise ValueError(f"invalid cluster CIDR {cidr!r}: {e}") from None
+    if not isinstance(net, ipaddress.IPv4Network) or not net.subnet_of(LOOPBACK):
+        raise ValueError(f"cluster CIDR {cidr} is not inside {LOOPBACK}: pod IPs are loopback addresses of "
+                         "their node (routable pod networks between machines are not built yet)")
+    for taken, what in ((HOST_LOOPBACK, "this machine's own loopback addresses"),
+                        (SERVICE_NETWORK, "the Service cluster IPs")):
+        if net.overlaps(taken):
+            raise ValueError(f"cluster CIDR {cidr} overlaps {taken} ({what})")
+    if not net.prefixlen < mask_size <= 30:
+        raise ValueError(f"node CIDR mask size {mask_size} must be more than the cluster CIDR's /{net.prefixlen} "
+                         "and at most 30")
+    if mask_size - net.prefixlen > MAX_NODE_BLOCKS_BITS:
+        raise ValueError(f"node CIDR mask size {mask_size} cuts {cidr} into more than "
+                         f"{2 ** MAX_NODE_BLOCKS_BITS} node blocks: use a smaller mask size or a smaller range")
+    return net
 
 
 # ======================================================================= services
@@ -488,13 +520,18 @@ class AdmissionOptions:
     """The API server's admission flags."""
     default_not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
     default_unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
+    cluster_cidr: str = str(POD_NETWORK)  # nodes' podCIDRs come from here (checked by `cluster_cidr`)
+    node_cidr_mask_size: int = NODE_BLOCK_PREFIX
 
 
 def admission_steps(store, registry, options: AdmissionOptions | None = None) -> dict[str, list[Admit]]:
     """plural -> steps that complete a new core-group object before validation (ResourceAPI.admission)."""
     options = options or AdmissionOptions()
     services = registry.get("", "v1", "services")
-    steps: dict[str, list[Admit]] = {"nodes": [NodeCIDRAllocator(store, registry.get("", "v1", "nodes"))],
+    nodes = NodeCIDRAllocator(store, registry.get("", "v1", "nodes"),
+                              cluster_cidr(options.cluster_cidr, options.node_cidr_mask_size),
+                              options.node_cidr_mask_size)
+    steps: dict[str, list[Admit]] = {"nodes": [nodes],
                                      "pods": [DefaultTolerationSeconds(options.default_not_ready_toleration_seconds,
                                                                        options.default_unreachable_toleration_seconds)]}
     if services is not None:

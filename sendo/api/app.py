@@ -20,8 +20,8 @@ from ..observe import METRICS_CONTENT_TYPE, Health, exposition, is_health_path
 from ..serving import CLIENT_CERT
 from ..store import Compacted, Store, StoreError
 from ..wire import NODE_HEADER
-from . import (console, discovery, errors, eviction, limits, metricsapi, openapi_proto, podexec, podlogs, portforward,
-               protobuf, reviews, rotation, webhooks)
+from . import (console, conversion, discovery, errors, eviction, limits, metricsapi, openapi_proto, podexec, podlogs,
+               portforward, protobuf, proxy, reviews, rotation, webhooks)
 from .admission import AdmissionOptions
 from . import patch as patching
 from . import tokens as sa_tokens
@@ -96,6 +96,7 @@ class APIServer:
         self.api.guards[("coordination.k8s.io", "leases")] = restrict_node_writes
         self.auditor = auditor  # the audit log (audit.py), when --audit-policy-file asks for one
         self.encryption_config: str | None = None  # the file of the keys Secrets are sealed with (rotation.py)
+        self._converted: dict[str, ResourceAPI] = {}  # versions served from another stored version
         self.app = self.asgi
 
     async def start(self) -> None:
@@ -166,6 +167,11 @@ class APIServer:
                 audit_end(record, request, response)
         return response
 
+    def api_of(self, r) -> ResourceAPI:
+        """The operations for `r`: over a view of the store for a version stored as another
+        (autoscaling/v1 HorizontalPodAutoscalers; conversion.py)."""
+        return conversion.api_for(self.api, r, self._converted)
+
     async def authenticate(self, request: Request) -> User:
         """A client certificate the cluster CA signed (CN = user, O = groups), the admin
         token, the node token (with the node named in ``X-Sendo-Node``), or a ServiceAccount
@@ -206,6 +212,8 @@ class APIServer:
     async def route(self, request: Request, path: str, user: User = ANONYMOUS) -> Response:
         if console.owns(path):  # the web console's static files (console.py)
             return console.serve(request.method, path)
+        if proxied := proxy.split(path):  # pods|services|nodes/<id>/proxy/<path>: the path is kept as sent
+            return await self.serve_proxy(request, proxied[0], user)
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/") or "/"  # /version/ and /api/ are the same as without the slash
         if is_health_path(path):
@@ -252,6 +260,19 @@ class APIServer:
         answer = await reviews.serve(self.rbac_authorizer, self.rbac, r.plural, await self.body(request), user,
                                      t.namespace if r.namespaced else None, self.authenticate_token)
         return json_response(answer, 201)
+
+    async def serve_proxy(self, request: Request, base: str, user: User) -> Response:
+        """pods/proxy, services/proxy, nodes/proxy (proxy.py): authorized as the subresource."""
+        t = parse_path(base)
+        r = self.registry.get(t.group, t.version, t.plural) if t is not None else None
+        if t is None or r is None or not t.name or "proxy" not in r.subresources:
+            raise errors.no_route()
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        rest = proxy.split(raw.decode("latin-1").partition("?")[0])
+        options = request.options = RequestOptions(user)
+        request.labels = request_labels(request, t, False)
+        await self.authorize(options, verb_of(request.method, t, False), t)
+        return await proxy.serve(self, request, t.plural, t.namespace, t.name, base, rest[1] if rest else "")
 
     async def serve_metrics(self, request: Request, t: Target, user: User) -> Response:
         """metrics.k8s.io, served by the API server itself (metricsapi.py)."""
@@ -313,7 +334,7 @@ class APIServer:
                     return await self.watch(request, q, r, ns)
                 return await self.list(request, q, r, ns)
             if m == "POST":
-                kv = await self.api.create(r, ns, await self.body(request), opts)
+                kv = await self.api_of(r).create(r, ns, await self.body(request), opts)
                 return with_warnings(json_response(kv.value, 201), opts.warnings)
             if m == "DELETE":
                 return await self.delete_collection(request, q, r, ns, opts)
@@ -331,7 +352,7 @@ class APIServer:
         if t.sub == "binding":
             if m != "POST":
                 raise errors.method_not_supported(r, m, "binding")
-            await self.api.bind(r, ns, t.name, await self.body(request))
+            await self.api_of(r).bind(r, ns, t.name, await self.body(request))
             return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                   "code": 201}, 201)
         if t.sub == "eviction":
@@ -342,24 +363,24 @@ class APIServer:
         if t.sub == "scale":
             return await self.scale(request, r, ns, t.name, opts)
         if m == "GET":
-            kv = await self.api.get_kv(r, ns, t.name)
+            kv = await self.api_of(r).get_kv(r, ns, t.name)
             if wants_table(request.headers.get("accept")):
                 obj = decode(kv.value)
                 return json_response(table(r, [obj], {"resourceVersion": str(kv.mod_rev)},
                                            q.str("includeObject")))
             return json_response(kv.value)
         if m == "PUT":
-            kv = await self.api.update(r, ns, t.name, await self.body(request), t.sub, opts)
+            kv = await self.api_of(r).update(r, ns, t.name, await self.body(request), t.sub, opts)
             return with_warnings(json_response(kv.value), opts.warnings)
         if m == "PATCH":
             ctype = content_type(request)
             if ctype == APPLY_PATCH:
-                kv, created = await self.api.apply(r, ns, t.name, await request.body(), t.sub, opts)
+                kv, created = await self.api_of(r).apply(r, ns, t.name, await request.body(), t.sub, opts)
                 return with_warnings(json_response(kv.value, 201 if created else 200), opts.warnings)
-            kv = await self.api.patch(r, ns, t.name, ctype, await request.body(), t.sub, opts)
+            kv = await self.api_of(r).patch(r, ns, t.name, ctype, await request.body(), t.sub, opts)
             return with_warnings(json_response(kv.value), opts.warnings)
         if m == "DELETE":
-            kv, gone = await self.api.delete(r, ns, t.name, await self.delete_options(request, q, opts), opts)
+            kv, gone = await self.api_of(r).delete(r, ns, t.name, await self.delete_options(request, q, opts), opts)
             if not gone or (r.group, r.plural) in RETURN_DELETED_OBJECT:
                 return json_response(kv.value)
             return json_response(deleted_status(r, kv))
@@ -455,7 +476,7 @@ class APIServer:
     async def list(self, request: Request, q: Query, r, ns: str | None) -> Response:
         match = make_filter(q.str("labelSelector"), q.str("fieldSelector"), selectable(r))
         try:
-            kvs, rev = await self.api.list_kvs(r, ns, await self.list_revision(q))
+            kvs, rev = await self.api_of(r).list_kvs(r, ns, await self.list_revision(q))
         except Compacted as e:
             raise errors.gone(f"too old resource version: {e.requested} ({e.compact_rev})")
         limit = q.int("limit") or 0
@@ -469,7 +490,7 @@ class APIServer:
                 raise errors.bad_request("the continue token is not valid; start the list again")
             if rev != self.store.revision:
                 try:
-                    kvs, rev = await self.api.list_kvs(r, ns, rev)
+                    kvs, rev = await self.api_of(r).list_kvs(r, ns, rev)
                 except Exception:
                     raise errors.gone("the continue token is too old; start the list again")
         if start_key is not None:
@@ -504,7 +525,7 @@ class APIServer:
         if rv and rv.isdigit():
             await self.check_reached(int(rv))
         match = make_filter(q.str("labelSelector"), q.str("fieldSelector"), selectable(r))
-        ws = WatchStream(self.store, r, ns, match, rv,  # type: ignore[arg-type]
+        ws = WatchStream(self.api_of(r).store, r, ns, match, rv,  # type: ignore[arg-type]
                          float(timeout) if timeout else None,  # absent or 0: the server's default
                          q.bool("allowWatchBookmarks"), q.opt_bool("sendInitialEvents"),
                          wants_table(request.headers.get("accept")))
@@ -516,14 +537,14 @@ class APIServer:
                                 opts: RequestOptions) -> Response:
         match = make_filter(q.str("labelSelector"), q.str("fieldSelector"), selectable(r))
         options = await self.delete_options(request, q, opts)
-        kvs, rev = await self.api.list_kvs(r, ns)
+        kvs, rev = await self.api_of(r).list_kvs(r, ns)
         deleted = []
         for kv in kvs:
             obj = decode(kv.value)
             if match is not None and not match(obj):
                 continue
             try:
-                dkv, _ = await self.api.delete(r, obj["metadata"].get("namespace"), obj["metadata"]["name"],
+                dkv, _ = await self.api_of(r).delete(r, obj["metadata"].get("namespace"), obj["metadata"]["name"],
                                                options, opts)
                 deleted.append(dkv.value)
             except APIError as e:
@@ -582,7 +603,7 @@ def request_labels(request: Request, t: Target, watch: bool) -> tuple[str, ...]:
         verb = "APPLY"
     else:
         verb = m
-    if t.sub in ("portforward", "exec", "attach"):
+    if t.sub in ("portforward", "exec", "attach", "proxy"):
         verb = "CONNECT"
     scope = "resource" if t.name else ("namespace" if t.namespace else "cluster")
     return (verb, t.group, t.version, t.plural, t.sub or "", scope, "apiserver")

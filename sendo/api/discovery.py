@@ -9,6 +9,8 @@ SUBRESOURCE_KINDS = {"binding": ("Binding", "", "", ["create"]),
                      "eviction": ("Eviction", "policy", "v1", ["create"]),
                      "log": ("Pod", "", "", ["get"]),
                      "portforward": ("PodPortForwardOptions", "", "", ["create", "get"]),
+                     # PodProxyOptions, ServiceProxyOptions, NodeProxyOptions
+                     "proxy": ("{kind}ProxyOptions", "", "", ["create", "delete", "get", "patch", "update"]),
                      "exec": ("PodExecOptions", "", "", ["create", "get"]),
                      "attach": ("PodAttachOptions", "", "", ["create", "get"]),
                      "finalize": (None, "", "", ["update"]),
@@ -55,7 +57,7 @@ def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any
         for sub in sorted(r.subresources):
             kind, sgroup, sversion, verbs = SUBRESOURCE_KINDS[sub]
             e = {"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced,
-                 "kind": kind or r.kind, "verbs": verbs}
+                 "kind": kind.format(kind=r.kind) if kind else r.kind, "verbs": verbs}
             if sgroup:
                 e["group"], e["version"] = sgroup, sversion
             out.append(e)

@@ -49,6 +49,10 @@ class Request:
             self._headers = Headers(scope=self.scope)
         return self._headers
 
+    async def receive(self) -> dict[str, Any]:
+        """The next ASGI message of the body, for a handler that streams it (the proxy)."""
+        return await self._receive()
+
     async def body(self) -> bytes:
         """The whole body, read chunk by chunk and refused (413) as soon as it passes
         MAX_BODY: a client cannot make the server buffer more than the limit."""

@@ -31,6 +31,8 @@ def _add_subcommands() -> None:
     from .snapshot import snapshot_app
     app.add_typer(snapshot_app, name="snapshot")
     app.add_typer(addons_app, name="addons")
+    from .fn import fn_app
+    app.add_typer(fn_app, name="fn")
 
 
 _add_subcommands()
@@ -95,6 +97,22 @@ _INGRESS_HTTP_HELP = ("Port of the ingress controller's HTTP listener (default: 
                       "0 picks any free port).")
 _INGRESS_HTTPS_HELP = ("Port of the ingress controller's HTTPS listener, which picks certificates by SNI "
                        "from the Ingresses' tls Secrets (default: 443 as root, else 8443; 0 picks any free port).")
+
+
+_HOST_HELP = ("Address the API listens on: 127.0.0.1 serves this machine only; an address of this machine "
+              "that others reach (or 0.0.0.0) lets agents on other machines join.")
+_ADVERTISE_HELP = ("Address agents on other machines reach the API at, as the join command prints it "
+                   "(default: --host, or this machine's hostname if --host is 0.0.0.0). It is in the serving "
+                   "certificate.")
+_TLS_SAN_HELP = ("One more name or IP address for the API's serving certificate (repeat the option for more); "
+                 "the --host and --advertise-address are always in it. A new name re-issues the certificate "
+                 "from the same CA.")
+
+
+_CLUSTER_CIDR_HELP = ("Node IPAM: the range every node's spec.podCIDR comes from (kube-controller-manager's flag). "
+                      "Pod IPs of the process runtime are loopback addresses, so it lies in 127.0.0.0/8, away "
+                      "from 127.0.0.0/16 and the Service range 127.32.0.0/16.")
+_NODE_MASK_HELP = "Node IPAM: the prefix length of each node's podCIDR block (a /22 holds 1,021 pods)."
 
 
 _AUDIT_POLICY_HELP = ("Audit policy (Kubernetes' audit.k8s.io/v1 Policy, YAML): which requests are recorded "
@@ -239,7 +257,11 @@ def _server_list(value: str) -> str:
 @app.command()
 def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster keeps its state."),
        port: Optional[int] = typer.Option(None, help=_PORT_HELP, show_default=False),
-       host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
+       host: str = typer.Option("127.0.0.1", help=_HOST_HELP),
+       advertise_address: Optional[str] = typer.Option(None, help=_ADVERTISE_HELP, show_default=False),
+       tls_san: Optional[list[str]] = typer.Option(None, help=_TLS_SAN_HELP, show_default=False),
+       cluster_cidr: str = typer.Option("127.64.0.0/10", help=_CLUSTER_CIDR_HELP),
+       node_cidr_mask_size: int = typer.Option(22, help=_NODE_MASK_HELP),
        datastore: Optional[str] = typer.Option(None, help=_DATASTORE_HELP, show_default=False),
        node_name: str = typer.Option(socket.gethostname(), help="Name of this machine's node."),
        apply: Optional[list[Path]] = typer.Option(None, help="Manifests to apply once the cluster is ready."),
@@ -295,6 +317,8 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
         run(up_ha(os.path.abspath(data_dir), opts, node_name, apply or [], time.monotonic(), agent_options))
         return
     cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers,
+                         advertise_address=advertise_address, tls_sans=list(tls_san or []),
+                         cluster_cidr=cluster_cidr, node_cidr_mask_size=node_cidr_mask_size,
                          audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
                                              audit_log_maxbackup),
                          hpa_sync_period=hpa_sync_period,
@@ -317,8 +341,14 @@ def _audit_config(policy: Optional[Path], path: Optional[str], maxsize: int, max
 def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Optional[str], **kw):
     """The server's settings from the command line; a bad --datastore or a taken --port ends the
     command with a message that names the option."""
+    from ..api.admission import cluster_cidr
     from ..server import ServerConfig
     from ..store import DatastoreURLError, open_store
+    if "cluster_cidr" in kw:
+        try:
+            cluster_cidr(kw["cluster_cidr"], kw["node_cidr_mask_size"])
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--cluster-cidr/--node-cidr-mask-size") from None
     if datastore:
         try:
             open_store(datastore)  # only parsed here: the store opens when the server starts
@@ -392,6 +422,7 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_optio
         console.print(f"Metrics (Prometheus): {cfg.url}/metrics (admin token), controllers "
                       f"{getattr(server.control, 'metrics_url', '-')}/metrics, agent "
                       f"http://{host}:{agent.port}/metrics (node token); `sendo status` shows each component up 1 / 0")
+        _print_join(server)
         await serve_until_signalled(agent, path, manifests, cfg.url)
     finally:
         await agent.stop(stop_pods=True)
@@ -401,7 +432,11 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_optio
 @app.command()
 def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server keeps its state."),
            port: Optional[int] = typer.Option(None, help=_PORT_HELP, show_default=False),
-           host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
+           host: str = typer.Option("127.0.0.1", help=_HOST_HELP),
+           advertise_address: Optional[str] = typer.Option(None, help=_ADVERTISE_HELP, show_default=False),
+           tls_san: Optional[list[str]] = typer.Option(None, help=_TLS_SAN_HELP, show_default=False),
+           cluster_cidr: str = typer.Option("127.64.0.0/10", help=_CLUSTER_CIDR_HELP),
+           node_cidr_mask_size: int = typer.Option(22, help=_NODE_MASK_HELP),
            datastore: Optional[str] = typer.Option(None, help=_DATASTORE_HELP, show_default=False),
            no_controllers: bool = typer.Option(False, "--no-controllers",
                                                help="Run no control loops here (run `sendo controllers` apart)."),
@@ -433,6 +468,8 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
     """
     _logging(verbose)
     run(_server(_server_config(data_dir, port, host, datastore, controllers=not no_controllers,
+                               advertise_address=advertise_address, tls_sans=list(tls_san or []),
+                               cluster_cidr=cluster_cidr, node_cidr_mask_size=node_cidr_mask_size,
                                controller_names=controllers, leader_elect=leader_elect,
                                election=_election(lease_duration, renew_deadline, retry_period),
                                audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
@@ -442,6 +479,14 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
                                                    default_unreachable_toleration_seconds))))
 
 
+def _print_join(server) -> None:
+    """The join command on a line of its own (standard output, so a script can take it)."""
+    console.print(f"Join another machine as a node: copy {server.tls.ca_cert} there, then run")
+    print(server.join_command(), flush=True)
+    if server.cfg.host in ("127.0.0.1", "::1", "localhost"):
+        console.print("(this server listens on loopback only: start it with --host ADDRESS for other machines)")
+
+
 async def _server(cfg) -> None:
     from ..server import Server
     s = Server(cfg)
@@ -449,8 +494,7 @@ async def _server(cfg) -> None:
     path = _write_kubeconfig(cfg.data_dir, cfg.url, s.admin_token, s.ca_pem)
     console.print(f"[green]sendo server[/] at {cfg.url}; state in {cfg.data_dir}")
     console.print(f"Web console: {cfg.url}/console/ (log in with a bearer token, e.g. the kubeconfig's)")
-    console.print(f"Join a node:  sendo agent --server {cfg.url} --token {s.node_token} "
-                  f"--ca-cert {s.tls.ca_cert} --node-name NAME")
+    _print_join(s)
     print(f"export KUBECONFIG={path}", flush=True)
     try:
         await _until_signalled()
@@ -511,10 +555,14 @@ async def _hollow(server: str, token: str, ca: bytes | None, count: int, prefix:
         await h.stop()
 
 
+_NAME_MISMATCH = (62, 64)  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
 def _join_error(e: BaseException, server: str) -> str | None:
     """One line for a join that cannot work (a wrong token, CA or address); None if the error
     is not one of those."""
     import ssl
+    from urllib.parse import urlsplit
 
     import aiohttp
 
@@ -522,6 +570,11 @@ def _join_error(e: BaseException, server: str) -> str | None:
     if isinstance(e, ApiError) and e.status in (401, 403):
         return (f"the API server at {server} refused the node token ({e.status} {e.reason}): pass the token "
                 "`sendo server` printed (DATA_DIR/server/node-token)")
+    cert_error = getattr(e, "certificate_error", e)
+    if isinstance(cert_error, ssl.SSLCertVerificationError) and cert_error.verify_code in _NAME_MISMATCH:
+        host = urlsplit(server).hostname
+        return (f"the API server's certificate at {server} does not name {host}: join with an address it names, "
+                f"or restart the server with --tls-san {host} (or --advertise-address {host})")
     if isinstance(e, (aiohttp.ClientSSLError, ssl.SSLError)):
         return f"cannot verify the API server at {server}: pass its CA certificate with --ca-cert ({e})"
     if isinstance(e, (aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError)):

@@ -67,9 +67,10 @@ class ReplicaSetController(Controller):
 
     def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:
         self._pods_by_owner.update(typ, pod, old)
-        key = owner_key(pod, self.owner_kind)
-        if key:
-            self.queue.add(key)
+        # the old controller too: a pod it lost (its ownerReference taken off) needs replacing
+        for key in {owner_key(o, self.owner_kind) for o in (old, pod) if o is not None}:
+            if key:
+                self.queue.add(key)
 
     def owned_pods(self, rs: Obj) -> list[Obj]:
         return self._pods_by_owner.owned(rs["metadata"]["uid"])

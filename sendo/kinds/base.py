@@ -104,6 +104,15 @@ class ScaleSpec:
 
 
 @dataclass
+class Conversion:
+    """A version served as a view of the objects of another (the stored) version."""
+
+    storage_version: str
+    to_served: Callable[[Obj], Obj]  # stored form → this version
+    to_stored: Callable[[Obj], Obj]  # this version → stored form (after validation)
+
+
+@dataclass
 class Resource:
     group: str  # "" is the core group
     version: str
@@ -119,6 +128,7 @@ class Resource:
     scale: ScaleSpec | None = None
     list_kind: str = ""
     custom: bool = False  # served from a CustomResourceDefinition (no strategic merge patch)
+    conversion: Conversion | None = None  # served from objects stored in another version
     # the key prefix of the store; one place decides the layout of the keyspace
     verbs: list[str] = field(default_factory=lambda: [
         "create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"])

@@ -102,3 +102,21 @@ async def test_a_failed_create_is_reported_and_retried(fake_api):
     await rsc.reconcile(f"{NS}/web")  # the retry creates the pod: no expectation was left behind
     assert [c.path for c in fake_api.fake.writes() if c.method == "POST"] == [POD_URL, POD_URL]
     assert [o for p, o in fake_api.fake.objects.items() if p.startswith(POD_URL)]
+
+
+async def test_a_pod_whose_owner_reference_is_taken_off_is_replaced(fake_api):
+    """A pod let go (ownerReferences removed, as the function controller does when it takes a
+    warm-pool worker) queues its former ReplicaSet, which makes a new one."""
+    rsc = fake_api.build(ReplicaSetController)
+    fake_api.add(RS, replicaset(replicas=1))
+    fake_api.add(PODS, pod("web-a", ready=True))
+    await fake_api.run(rsc, f"{NS}/web")
+    while len(rsc.queue):
+        rsc.queue.done(await rsc.queue.get())
+    taken = fake_api.fake.objects[f"{POD_URL}/web-a"]
+    taken["metadata"]["ownerReferences"] = []
+    taken["metadata"]["resourceVersion"] = str(int(taken["metadata"]["resourceVersion"]) + 1000)
+    fake_api.sync()
+    assert len(rsc.queue) == 1 and await rsc.queue.get() == f"{NS}/web"
+    writes = await fake_api.run(rsc, f"{NS}/web")
+    assert [c.path for c in writes if c.method == "POST"] == [POD_URL]

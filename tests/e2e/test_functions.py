@@ -1,0 +1,260 @@
+"""Functions (sendo.dev/v1alpha1) through one real `sendo up`, the real kubectl and the official
+`kubernetes` client (CustomObjectsApi): apply the issue's YAML and call it over the ingress path
+and the Service's cluster IP; a syntax error is refused naming the line; concurrency 2 with
+maxScale 1 takes 8 simultaneous requests with never more than 2 in the handler; the function
+scales to zero and the next request is held by the activator and answered; a cron trigger
+(`@every 3s`, as CronJobs accept it) fires; an event trigger fires once per ConfigMap change.
+
+Functions write what they see to files of this test's directory (the process runtime runs
+them on this host), so the test observes invocations without a side channel of sendo's.
+The http triggers name a Service port of this test's own (`http: {port: N}`; the default is
+80): cluster IPs are handed out in order by every sendo on this shared machine, so another
+cluster may hold <the same IP>:80, as other e2e tests avoid fixed Service ports."""
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import ipaddress
+import json
+import textwrap
+
+import pytest
+
+from .harness import Cluster, is_ready, poll, unique_port
+
+NODE = "127.0.0.1"
+
+HELLO_YAML = """
+apiVersion: sendo.dev/v1alpha1
+kind: Function
+metadata: {name: hello, namespace: default}
+spec:
+  runtime: python3
+  handler: main.handle
+  source:
+    inline: |
+      def handle(event, context):
+          return {"hello": (event.get("json") or {}).get("name", "world")}
+  requirements: []
+  env: []
+  concurrency: 10
+  minScale: 0
+  maxScale: 10
+  scaleToZeroAfterSeconds: 60
+  timeoutSeconds: 30
+  triggers:
+  - http: {}
+  - cron: {schedule: "*/5 * * * *", timeZone: "UTC"}
+"""
+
+BROKEN_YAML = """
+apiVersion: sendo.dev/v1alpha1
+kind: Function
+metadata: {name: broken}
+spec:
+  handler: main.handle
+  source:
+    inline: |
+      def handle(event, context):
+          x = (1,
+      y = 2
+"""
+
+BUSY_SOURCE = """
+import threading, time
+lock = threading.Lock()
+now = 0
+most = 0
+def handle(event, context):
+    global now, most
+    with lock:
+        now += 1
+        most = max(most, now)
+    time.sleep(0.4)
+    with lock:
+        now -= 1
+    return {"most": most, "version": context.version}
+"""
+
+TICK_SOURCE = """
+import json, os
+def handle(event, context):
+    with open(os.environ["OUT"], "a") as f:
+        f.write(json.dumps({"type": event["type"], "id": event["id"], "specversion": event["specversion"],
+                            "name": (event.get("data") or {}).get("metadata", {}).get("name")}) + "\\n")
+    return "ok"
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    base = tmp_path_factory.mktemp("functions")
+    c = Cluster(base, extra_env={"SENDO_INGRESS_HTTP_PORT": str(unique_port()),
+                                 "SENDO_INGRESS_HTTPS_PORT": str(unique_port())})
+    c.ingress_port = int(c.extra_env["SENDO_INGRESS_HTTP_PORT"])
+    try:
+        c.start()
+        yield c
+    finally:
+        c._cleanup()
+
+
+def call(ip: str, port: int, method: str, path: str, body: dict | None = None, timeout: float = 90.0,
+         host: str | None = None) -> tuple[int, bytes]:
+    assert ipaddress.ip_address(ip).is_loopback  # network safety: loopback only
+    conn = http.client.HTTPConnection(ip, port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"}
+        if host:
+            headers["Host"] = host
+        conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def cluster_ip(cluster: Cluster, svc: str) -> str:
+    return poll(lambda: cluster.kubectl_json("get", "svc", svc, "-o", "json")["spec"].get("clusterIP"),
+                timeout=60, what=f"service {svc}")
+
+
+def fn_status(cluster: Cluster, name: str) -> dict:
+    return cluster.kubectl_json("get", "functions", name, "-o", "json").get("status") or {}
+
+
+def custom_api(cluster: Cluster):
+    from kubernetes import client
+    return client.CustomObjectsApi(cluster.api())
+
+
+def function_body(name: str, source: str, **spec) -> dict:
+    return {"apiVersion": "sendo.dev/v1alpha1", "kind": "Function", "metadata": {"name": name},
+            "spec": {"handler": "main.handle", "source": {"inline": textwrap.dedent(source)}, **spec}}
+
+
+def lines(path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_functions(cluster, tmp_path):
+    # triggers first: they keep firing while the rest runs
+    out = tmp_path / "events.jsonl"
+    tick = function_body("tick", TICK_SOURCE, minScale=1, env=[{"name": "OUT", "value": str(out)}], triggers=[
+        {"cron": {"schedule": "@every 3s"}},
+        {"event": {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "default", "labelSelector": "app=x",
+                   "types": ["ADDED", "MODIFIED"]}}])
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(tick))
+
+    # a syntax error is refused at apply, naming the field and the line
+    r = cluster.kubectl("apply", "-f", "-", input=BROKEN_YAML, check=False)
+    assert r.returncode != 0
+    assert "spec.source.inline" in r.stderr and "line 2" in r.stderr, r.stderr
+    assert "not found" in cluster.kubectl("get", "functions", "broken", check=False).stderr
+
+    # the issue's YAML; called through the ingress path and through the Service
+    hello_port = unique_port()
+    cluster.kubectl("apply", "-f", "-", input=HELLO_YAML.replace("- http: {}", f"- http: {{port: {hello_port}}}"))
+    poll(lambda: fn_status(cluster, "hello").get("url"), timeout=60, what="hello's URL in its status")
+    code, body = poll(lambda: (lambda r: r if r[0] not in (404, 502) else None)(
+        call(NODE, cluster.ingress_port, "POST", "/functions/default/hello", {"name": "sendo"})),
+        timeout=30, what="the ingress route")  # 404/502 until the ingress and the proxy have caught up
+    assert code == 200 and json.loads(body) == {"hello": "sendo"}, body
+    ip = cluster_ip(cluster, "hello")
+    code, body = call(ip, hello_port, "GET", "/anything")
+    assert code == 200 and json.loads(body) == {"hello": "world"}, body
+    table = cluster.kubectl("get", "functions").stdout
+    assert "URL" in table and "/functions/default/hello" in table, table
+    explained = cluster.kubectl("explain", "functions.spec.concurrency", check=False)
+    assert explained.returncode == 0 and "integer" in explained.stdout, explained.stderr
+
+    # concurrency 2, maxScale 1, created with the official client: 8 at once all answered, <= 2 inside
+    api = custom_api(cluster)
+    busy_port = unique_port()
+    api.create_namespaced_custom_object("sendo.dev", "v1alpha1", "default", "functions", function_body(
+        "busy", BUSY_SOURCE, concurrency=2, maxScale=1, scaleToZeroAfterSeconds=3,
+        autoscaling={"stableWindowSeconds": 3, "panicWindowSeconds": 1}, triggers=[{"http": {"port": busy_port}}]))
+    busy_ip = cluster_ip(cluster, "busy")
+    poll(lambda: call(busy_ip, busy_port, "GET", "/_sendo/stats")[0] == 200, timeout=60, what="busy's service")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _i: call(busy_ip, busy_port, "POST", "/", {}), range(8)))
+    assert [c for c, _ in answers] == [200] * 8, answers
+    assert max(json.loads(b)["most"] for _, b in answers) == 2, answers
+    obj = api.get_namespaced_custom_object("sendo.dev", "v1alpha1", "default", "functions", "busy")
+    assert obj["status"]["url"] == "/functions/default/busy"
+
+    # scale to zero, then the next request is held while an instance starts, and answered
+    poll(lambda: fn_status(cluster, "busy").get("readyInstances") == 0
+         and not cluster.kubectl_json("get", "pods", "-l", "sendo.dev/function=busy", "-o", "json")["items"]
+         and not cluster.kubectl_json("get", "pods", "-n", "kube-system", "-l",
+                                      "sendo.dev/function-bridge=default.busy", "-o", "json")["items"],
+         timeout=90, what="busy scaled to zero (no pod of its own, no warm worker serving it)")
+    poll(lambda: [p for p in cluster.kubectl_json("get", "pods", "-n", "kube-system", "-l",
+                                                  "sendo.dev/function-pool=true", "-o", "json")["items"]
+                  if is_ready(p)], timeout=90, what="a generic worker ready in the warm pool")
+    code, body = call(busy_ip, busy_port, "POST", "/", {})
+    assert code == 200 and json.loads(body)["most"] == 1, body
+    status = fn_status(cluster, "busy")
+    assert status.get("coldStarts", 0) >= 1 and status.get("warmStarts", 0) >= 1, status  # a pool worker served it
+
+    # metrics: the controllers' per function, the instance's own through the Service
+    import re
+    mport = re.findall(r"controllers http://127\.0\.0\.1:(\d+)/metrics", cluster.log_path.read_text())[-1]
+    code, text = call(NODE, int(mport), "GET", "/metrics")
+    assert re.search(r'sendo_function_cold_starts_total\{function="busy",namespace="default"\} [1-9]',
+                     text.decode()), text.decode()[-2000:]
+    code, text = call(busy_ip, busy_port, "GET", "/_sendo/metrics")
+    assert code == 200 and 'sendo_function_invocations_total{code="200",function="busy"' in text.decode()
+
+    # the event trigger: once per change of a selected ConfigMap, none for others
+    cluster.kubectl("create", "configmap", "watched", "--from-literal=a=1")
+    cluster.kubectl("label", "configmap", "watched", "app=x")           # MODIFIED (now selected: ADDED)
+    cluster.kubectl("create", "configmap", "ignored", "--from-literal=a=1")
+    cluster.kubectl("patch", "configmap", "watched", "-p", '{"data": {"a": "2"}}')
+    cluster.kubectl("create", "configmap", "marker", "--from-literal=a=1")
+    cluster.kubectl("label", "configmap", "marker", "app=x")
+    poll(lambda: any(e["name"] == "marker" for e in lines(out)), timeout=90, what="the marker's event")
+    seen = [e for e in lines(out) if e["type"].startswith("dev.sendo.cluster.")]
+    assert [e["name"] for e in seen].count("watched") == 2, seen
+    assert "ignored" not in [e["name"] for e in seen]
+    assert all(e["specversion"] == "1.0" for e in seen)
+
+    # the cron trigger fired (every 3 s), each tick once
+    def cron_ticks():
+        t = [e for e in lines(out) if e["type"] == "dev.sendo.function.cron"]
+        return t if len(t) >= 2 else None
+    ticks = poll(cron_ticks, timeout=60, what="two cron ticks")
+    assert len({e["id"] for e in ticks}) == len(ticks)
+
+    # the CLI: deploy a file, invoke it, list, read its logs, delete it
+    src = tmp_path / "main.py"
+    src.write_text("def handle(event, context):\n    print('greeting', event['json'], flush=True)\n"
+                   "    return {'hi': event['json']['who']}\n")
+    assert "created" in sendo_fn(cluster, "deploy", "greet", "--file", str(src), "--trigger", f"http={unique_port()}").stdout
+    r = sendo_fn(cluster, "invoke", "greet", "--data", '{"who": "cli"}')
+    assert json.loads(r.stdout) == {"hi": "cli"}, r
+    listed = sendo_fn(cluster, "list").stdout
+    assert "greet" in listed and "/functions/default/greet" in listed, listed
+    poll(lambda: "greeting {'who': 'cli'}" in sendo_fn(cluster, "logs", "greet").stdout, timeout=30,
+         what="the handler's print in `sendo fn logs`")
+    assert "deleted" in sendo_fn(cluster, "delete", "greet").stdout
+    poll(lambda: not cluster.kubectl_json("get", "all", "-l", "sendo.dev/function=greet", "-o", "json")["items"],
+         timeout=60, what="greet's Deployment, pods and Service gone with it")
+
+    # the event trigger resumes from its bookmark after a restart: nothing is handled twice, nothing lost
+    cluster.restart()
+    cluster.kubectl("patch", "configmap", "watched", "-p", '{"data": {"a": "3"}}')
+    cluster.kubectl("create", "configmap", "marker2", "--from-literal=a=1")
+    cluster.kubectl("label", "configmap", "marker2", "app=x")
+    poll(lambda: any(e["name"] == "marker2" for e in lines(out)), timeout=90, what="marker2's event after restart")
+    seen = [e["name"] for e in lines(out) if e["type"].startswith("dev.sendo.cluster.")]
+    assert seen.count("watched") == 3 and seen.count("marker") == 1, seen
+
+
+def sendo_fn(cluster: Cluster, *args: str):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "sendo.cli.main", "fn", *args], capture_output=True, text=True,
+                       timeout=150, env={**cluster.env(), "KUBECONFIG": str(cluster.kubeconfig)})
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r
