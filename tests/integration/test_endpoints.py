@@ -184,14 +184,15 @@ async def test_named_target_ports_resolve_per_pod(client, ep_loop):
                        "127.70.2.4": {("dns", 5353, "UDP")}}
     await wait_until(resolved, what="named ports resolved per pod")
 
-    items = await slices(client)
-    by_ports = {tuple(sorted((p["name"], p["port"], p["protocol"]) for p in s["ports"])):
-                {e["addresses"][0] for e in s["endpoints"]} for s in items}
-    assert by_ports == {
-        (("dns", 5353, "UDP"), ("web", 8080, "TCP")): {"127.70.2.2"},
-        (("dns", 5353, "UDP"), ("web", 9090, "TCP")): {"127.70.2.3"},
-        (("dns", 5353, "UDP"),): {"127.70.2.4"},
-    }
+    # the slices are written after the Endpoints: wait for them the same way
+    async def sliced():
+        return {tuple(sorted((p["name"], p["port"], p["protocol"]) for p in s["ports"])):
+                {e["addresses"][0] for e in s["endpoints"]} for s in await slices(client)} == {
+            (("dns", 5353, "UDP"), ("web", 8080, "TCP")): {"127.70.2.2"},
+            (("dns", 5353, "UDP"), ("web", 9090, "TCP")): {"127.70.2.3"},
+            (("dns", 5353, "UDP"),): {"127.70.2.4"},
+        }
+    await wait_until(sliced, what="one slice per set of resolved ports")
 
 
 async def test_publish_not_ready_addresses(client, ep_loop):
