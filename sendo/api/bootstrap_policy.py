@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from .errors import APIError
+
 from ..kinds.rbac import GROUP, aggregated_rules
 
 AUTOUPDATE = "rbac.authorization.kubernetes.io/autoupdate"
@@ -142,6 +144,22 @@ def _differs(stored: dict[str, Any], want: dict[str, Any]) -> bool:
         any(labels.get(k) != v for k, v in want["metadata"]["labels"].items())
 
 
+async def _write_default(api, resource, name: str, want: dict[str, Any]) -> None:
+    """Create a default role or binding, or bring a stored one back to the defaults unless
+    its owner turned auto-update off."""
+    kv = await api.store.get(resource.key(None, name))
+    if kv is None:
+        await api.create(resource, None, want)
+        return
+    have = orjson.loads(kv.value)
+    auto = ((have.get("metadata") or {}).get("annotations") or {}).get(AUTOUPDATE, "true")
+    if auto != "false" and _differs(have, want):
+        merged = {**have, **{k: v for k, v in want.items() if k != "metadata"}}
+        merged["metadata"] = {**have["metadata"],
+                              "labels": {**(have["metadata"].get("labels") or {}), **want["metadata"]["labels"]}}
+        await api.update(resource, None, name, merged)
+
+
 async def bootstrap_rbac(api, registry) -> None:
     """Write the default roles and bindings (``api`` is the ResourceAPI, writing as the server)."""
     roles_r = registry.get(GROUP, "v1", "clusterroles")
@@ -156,17 +174,11 @@ async def bootstrap_rbac(api, registry) -> None:
             name = want["metadata"]["name"]
             if want.get("aggregationRule"):
                 want["rules"] = aggregated_rules(want, stored_roles.values())
-            kv = await api.store.get(resource.key(None, name))
-            if kv is None:
-                await api.create(resource, None, want)
-            else:
-                have = orjson.loads(kv.value)
-                auto = ((have.get("metadata") or {}).get("annotations") or {}).get(AUTOUPDATE, "true")
-                if auto != "false" and _differs(have, want):
-                    merged = {**have, **{k: v for k, v in want.items() if k != "metadata"}}
-                    merged["metadata"] = {**have["metadata"],
-                                          "labels": {**(have["metadata"].get("labels") or {}),
-                                                     **want["metadata"]["labels"]}}
-                    await api.update(resource, None, name, merged)
+            try:
+                await _write_default(api, resource, name, want)
+            except APIError as e:
+                if e.code != 409:
+                    raise
+                # another server starting on the same store wrote it first: the same defaults
             if resource is roles_r:
                 stored_roles[name] = want  # what later aggregated roles sum

@@ -38,8 +38,7 @@ async def watch_lines(s: Server, rv: str, n: int) -> list[dict]:
 async def test_two_servers_on_one_etcd_share_objects_watches_and_410(tmp_path, etcd_url):
     a = Server(ServerConfig(data_dir=str(tmp_path / "a"), port=free_port(), controllers=False, datastore=etcd_url))
     b = Server(ServerConfig(data_dir=str(tmp_path / "b"), port=free_port(), controllers=False, datastore=etcd_url))
-    await a.start()
-    await b.start()
+    await asyncio.gather(a.start(), b.start())  # both write the default roles at once: neither fails
     ca, cb = Client(a.cfg.url, a.admin_token, a.ca_pem), Client(b.cfg.url, b.admin_token, b.ca_pem)
     try:
         made = await ca.create(CM, cm("shared"))
