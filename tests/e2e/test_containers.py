@@ -329,3 +329,60 @@ def test_volumes_are_bind_mounts_and_a_configmap_change_reaches_the_running_cont
     c.kubectl("apply", "-f", "-", input=to_yaml(cm))
     poll(lambda: "mode=green shared=from-side perm=400" in log(), 30, what="the ConfigMap change in the container")
     c.kubectl("delete", "pod", "mounted", "--wait=false")
+
+
+# ---------------------------------------------------------------------------- securityContext
+
+def test_security_context_is_applied_by_the_engine_and_refused_where_it_cannot_be(docker_cluster, container_image):
+    """Users, groups, a read-only root, capabilities and privileged mode seen from inside
+    the containers through `kubectl exec`; runAsNonRoot with a root image and a
+    process-runtime pod asking for a read-only root wait in CreateContainerConfigError
+    with the reason, read through the official client, and a Failed Event."""
+    from kubernetes import client
+    image, _ = container_image
+    c = docker_cluster
+    sleep = ["sleep", "3600"]
+    secure = pod("secure", image, command=sleep, securityContext={
+        "runAsUser": 1001, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False})
+    secure["spec"]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 3000, "supplementalGroups": [4000]}
+    nocaps = pod("nocaps", image, command=sleep, securityContext={"capabilities": {"drop": ["ALL"]}})
+    priv = pod("priv", image, command=sleep, securityContext={"privileged": True})
+    rootimage = pod("rootimage", image, command=sleep)
+    rootimage["spec"]["securityContext"] = {"runAsNonRoot": True}
+    hostro = pod("host-ro", image, command=sleep, securityContext={"readOnlyRootFilesystem": True})
+    hostro["spec"]["runtimeClassName"] = "process"
+    c.kubectl("apply", "-f", "-", input=to_yaml(secure, nocaps, priv, rootimage, hostro))
+    for name in ("secure", "nocaps", "priv"):
+        poll(lambda: phase(c, name) == "Running", 90, what=f"{name} running ({status(c, name)})")
+
+    def sh(name: str, script: str) -> tuple[int, str]:
+        r = c.kubectl("exec", name, "--", "sh", "-c", script, check=False)
+        return r.returncode, r.stdout + r.stderr
+    assert sh("secure", "id -u; id -g; id -G") == (0, "1001\n3000\n3000 4000\n")  # the container's runAsUser wins
+    code, out = sh("secure", "touch /written")
+    assert code != 0 and "Read-only file system" in out, out
+    assert sh("secure", "grep NoNewPrivs /proc/self/status") == (0, "NoNewPrivs:\t1\n")
+    # a root without capabilities cannot chown; the privileged container can, and can mount
+    code, out = sh("nocaps", "touch /dev/shm/f && chown 1:1 /dev/shm/f")
+    assert code != 0 and "Operation not permitted" in out, out
+    assert sh("nocaps", "grep CapEff /proc/self/status") == (0, "CapEff:\t0000000000000000\n")
+    code, out = sh("nocaps", "mkdir -p /dev/shm/m && mount -t tmpfs t /dev/shm/m")
+    assert code != 0, out
+    assert sh("priv", "touch /dev/shm/f && chown 1:1 /dev/shm/f && mkdir -p /dev/shm/m && "
+                      "mount -t tmpfs t /dev/shm/m && echo ok") == (0, "ok\n")
+
+    v1 = client.CoreV1Api(c.api())
+
+    def waiting(name: str) -> client.V1ContainerStateWaiting | None:
+        sts = v1.read_namespaced_pod_status(name, "default").status.container_statuses or []
+        w = sts[0].state.waiting if sts else None
+        return w if w is not None and w.reason == "CreateContainerConfigError" else None
+    w = poll(lambda: waiting("rootimage"), 90, what="rootimage refused")
+    assert w.message.startswith("container has runAsNonRoot and image will run as root (pod: \"rootimage_default("), w
+    w = poll(lambda: waiting("host-ro"), 60, what="the process-runtime pod refused")
+    assert "process runtime cannot honour securityContext readOnlyRootFilesystem" in w.message, w.message
+    assert phase(c, "host-ro") == "Pending" and phase(c, "rootimage") == "Pending"
+    for name in ("rootimage", "host-ro"):
+        failed = [e["message"] for e in events(c, name) if e["reason"] == "Failed"]
+        assert failed and failed[0].startswith("Error: "), (name, failed)
+    c.kubectl("delete", "pod", "secure", "nocaps", "priv", "rootimage", "host-ro", "--wait=false")

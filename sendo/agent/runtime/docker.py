@@ -21,6 +21,9 @@ How a pod maps onto the engine, and why:
 * Logs: the engine keeps them; one task per container follows the engine's log stream
   into the container's log file, where the agent's log endpoint (logs, -f,
   --previous) reads it. An adopted container's file is written again from the start.
+* securityContext: user, groups, read-only root, capabilities, privileged and
+  no-new-privileges go to the engine (security.py); runAsNonRoot is checked against
+  the image's USER before the container is created.
 * Resources: limits.memory → Memory (and MemorySwap, so the limit is not dodged into
   swap), limits.cpu → CFS quota over a 100 ms period, requests.cpu → CPU shares. An
   OOM kill is reported as OOMKilled, exit code 137.
@@ -47,7 +50,7 @@ import orjson
 
 from ... import __version__
 from ...network import mirror
-from . import engine
+from . import engine, security
 from .hostports import HostPorts
 from .base import (
     REASON_COMPLETED,
@@ -449,8 +452,8 @@ class DockerRuntime:
         name = _name(spec.namespace, spec.pod_name, spec.pod_uid, f"{spec.container_name}-{spec.attempt}")
         await self._remove_by_name(name)
         try:
-            body = self._container_body(spec, sb)
-        except ValueError as e:
+            body = self._container_body(spec, sb, await self._image_user(spec.image))
+        except (ValueError, SandboxError) as e:
             raise StartError(str(e)) from e
         try:
             c = await d.containers.create(body, name=name)
@@ -469,7 +472,22 @@ class DockerRuntime:
         self._watch(entry, fresh=True)
         return handle
 
-    def _container_body(self, spec: ContainerSpec, sb: Sandbox) -> dict:
+    async def verify_security(self, spec: ContainerSpec) -> None:
+        """runAsNonRoot against runAsUser or the image's user, as the kubelet checks it;
+        the engine applies the rest of the securityContext (security.py)."""
+        if spec.security_context.run_as_non_root:
+            security.verify_run_as_non_root(spec.security_context, await self._image_user(spec.image))
+
+    async def _image_user(self, image: str) -> str:
+        """The image's USER ("" when it sets none)."""
+        d = await self._engine()
+        try:
+            info = await d.images.inspect(image)
+        except aiodocker.DockerError as e:
+            raise SandboxError(f'cannot inspect image "{image}": {e.message}') from e
+        return str((info.get("Config") or {}).get("User") or "")
+
+    def _container_body(self, spec: ContainerSpec, sb: Sandbox, image_user: str = "") -> dict:
         env = {k: v for k, v in spec.env.items() if not (k in _HOST_ENV and os.environ.get(k) == v)}
         labels = {L_OWNER: self.owner, L_ROLE: ROLE_CONTAINER, L_UID: spec.pod_uid, L_NS: spec.namespace,
                   L_POD: spec.pod_name, L_CONTAINER: spec.container_name, L_ATTEMPT: str(spec.attempt),
@@ -494,6 +512,10 @@ class DockerRuntime:
             body["Cmd"] = spec.args
         if spec.working_dir:
             body["WorkingDir"] = spec.working_dir
+        user, secure = security.engine_settings(spec.security_context, image_user)
+        host.update(secure)
+        if user is not None:
+            body["User"] = user
         if spec.mounts:  # the pod's volumes, bind-mounted from the node
             host["Binds"] = [f"{m.host_path}:{m.container_path}:{'ro' if m.read_only else 'rw'}"
                              for m in spec.mounts]
