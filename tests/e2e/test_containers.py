@@ -21,12 +21,16 @@ from .harness import Cluster, LineReader, http_get, poll, shared_cluster, to_yam
 
 @pytest.fixture(scope="module")
 def docker_cluster(tmp_path_factory, container_image):
-    """One `sendo up --runtime docker` for the module, on a pod CIDR of its own."""
+    """One `sendo up --registry --runtime docker` for the module, on a pod CIDR of its own."""
     cidr, svc_cidr, net_args = ct.container_cidrs()
-    with shared_cluster(tmp_path_factory.mktemp("docker-cluster"), ("--runtime", "docker", *net_args)) as c:
+    # --registry without a port (then 5000, or the next free one): the option's value may be left out
+    with shared_cluster(tmp_path_factory.mktemp("docker-cluster"),
+                        ("--registry", "--runtime", "docker", *net_args)) as c:
         c.pod_cidr = cidr
         try:
             yield c
+            registry = ct.registry_of(c)
+            assert registry is not None, "sendo up --registry started no registry"
             service = ct.podman_service_of(c)
             if not ct.engine_socket_elsewhere():  # then sendo ran the engine itself...
                 assert service is not None, "sendo started no podman system service of its own"
@@ -34,6 +38,8 @@ def docker_cluster(tmp_path_factory, container_image):
             if service is not None:  # ...and stopped it when it stopped
                 ct.wait_gone(service)
                 assert not ct.podman_service_of(c), "the podman service outlived sendo"
+            ct.wait_gone(registry)
+            assert not ct.registry_of(c), "the registry outlived sendo"
         finally:
             c.stop()
             ct.cleanup_engine(c, cidr, svc_cidr)
@@ -386,3 +392,28 @@ def test_security_context_is_applied_by_the_engine_and_refused_where_it_cannot_b
         failed = [e["message"] for e in events(c, name) if e["reason"] == "Failed"]
         assert failed and failed[0].startswith("Error: "), (name, failed)
     c.kubectl("delete", "pod", "secure", "nocaps", "priv", "rootimage", "host-ro", "--wait=false")
+
+
+# ---------------------------------------------------------------------------- sendo up --registry
+
+def test_an_image_pushed_to_the_registry_of_sendo_up_runs_in_a_pod(docker_cluster, tmp_path):
+    """`sendo up --registry` printed where its registry is and how to push; an image
+    built here and pushed there with podman is pulled by a pod."""
+    import re
+    c = docker_cluster
+    m = re.search(r"Image registry at (127\.0\.0\.1:\d+) ", c.log_path.read_text(errors="replace"))
+    assert m, c.log_tail(60)
+    address = m.group(1)
+    assert f"podman push --tls-verify=false {address}/hello:1" in c.log_path.read_text(errors="replace")
+    reg = ct.Registry(address, None, tmp_path)  # sendo's: only its address is used here
+    image = ct.build_and_push(reg, tmp_path / "image")
+    try:
+        c.kubectl("run", "from-registry", f"--image={image}", "--restart=Never", "--command", "--",
+                  "echo", "pulled from sendo's registry")
+        poll(lambda: phase(c, "from-registry") == "Succeeded", 90,
+             what=f"the pod of the pushed image ({status(c, 'from-registry')})")
+        assert c.kubectl("logs", "from-registry").stdout == "pulled from sendo's registry\n"
+        pulled = [e["message"] for e in events(c, "from-registry") if e["reason"] == "Pulled"]
+        assert pulled and pulled[0].startswith(f'Successfully pulled image "{image}"'), pulled
+    finally:
+        ct.remove_images_of(reg)

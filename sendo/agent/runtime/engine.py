@@ -92,7 +92,7 @@ class PodmanService:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([podman, "system", "service", "--time=0", self.url],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         start_new_session=True, preexec_fn=_die_with_parent)
+                                         start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + SERVICE_START_DEADLINE
         while not await ping(self.url):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -103,15 +103,8 @@ class PodmanService:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a grace period; by PID. Containers keep running."""
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(SERVICE_STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_child(proc, SERVICE_STOP_GRACE)
 
     def _log_tail(self) -> str:
         try:
@@ -121,9 +114,21 @@ class PodmanService:
             return "(no output)"
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM when the parent dies, even by SIGKILL."""
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_child(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM our child by PID, SIGKILL if it has not exited after `grace` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 async def connect(explicit: str, state_dir: str) -> tuple[str, PodmanService | None]:
