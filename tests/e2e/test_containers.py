@@ -247,18 +247,23 @@ def test_logs_follow_and_previous_come_from_the_engine(docker_cluster, container
 def test_a_memory_limit_is_enforced_and_an_oom_kill_is_reported(docker_cluster, container_image):
     image, _ = container_image
     c = docker_cluster
-    # tail keeps the last "line" of /dev/zero in memory, which never ends: it grows until killed
-    c.kubectl("apply", "-f", "-", input=to_yaml(pod(
-        "hungry", image, command=["tail", "-n", "1", "/dev/zero"], restart="Always",
-        resources={"limits": {"memory": "16Mi", "cpu": "250m"}})))
+    # tail keeps the last "line" of /dev/zero in memory, which never ends: it grows until
+    # killed; without a CPU limit it is killed within milliseconds, often before its
+    # cgroup is watched
+    c.kubectl("apply", "-f", "-", input=to_yaml(
+        pod("hungry", image, command=["tail", "-n", "1", "/dev/zero"], restart="Always",
+            resources={"limits": {"memory": "16Mi", "cpu": "250m"}}),
+        pod("hungry-fast", image, command=["tail", "-n", "1", "/dev/zero"], restart="Always",
+            resources={"limits": {"memory": "16Mi"}})))
 
-    def oom() -> dict | None:
-        st = (status(c, "hungry").get("containerStatuses") or [{}])[0]
+    def oom(name: str) -> dict | None:
+        st = (status(c, name).get("containerStatuses") or [{}])[0]
         t = (st.get("lastState") or {}).get("terminated") or {}
         return t if t.get("reason") == "OOMKilled" else None
-    t = poll(oom, 120, what="the container OOM-killed and restarted")
-    assert t["exitCode"] == 137
-    c.kubectl("delete", "pod", "hungry", "--wait=true", timeout=60)
+    for name in ("hungry", "hungry-fast"):
+        t = poll(lambda: oom(name), 120, what=f"{name} OOM-killed and restarted")
+        assert t["exitCode"] == 137
+    c.kubectl("delete", "pod", "hungry", "hungry-fast", "--wait=true", timeout=60)
 
 
 # ---------------------------------------------------------------------------- RuntimeClass, adoption
