@@ -362,6 +362,11 @@ def test_security_context_is_applied_by_the_engine_and_refused_where_it_cannot_b
     rootimage["spec"]["securityContext"] = {"runAsNonRoot": True}
     hostro = pod("host-ro", image, command=sleep, securityContext={"readOnlyRootFilesystem": True})
     hostro["spec"]["runtimeClassName"] = "process"
+    bad = pod("bad-sc", image, command=sleep, securityContext={"privileged": True, "allowPrivilegeEscalation": False})
+    bad["spec"]["securityContext"] = {"runAsUser": -1}
+    r = c.kubectl("apply", "-f", "-", input=to_yaml(bad), check=False)
+    assert r.returncode != 0 and "spec.securityContext.runAsUser: Invalid value: -1" in r.stderr, r.stderr
+    assert "cannot set `allowPrivilegeEscalation` to false and `privileged` to true" in r.stderr, r.stderr
     c.kubectl("apply", "-f", "-", input=to_yaml(secure, nocaps, priv, rootimage, hostro))
     for name in ("secure", "nocaps", "priv"):
         poll(lambda: phase(c, name) == "Running", 90, what=f"{name} running ({status(c, name)})")

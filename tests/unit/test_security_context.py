@@ -95,3 +95,27 @@ def test_setpriv_arguments():
     assert argv[1:] == ["--reuid=1000", "--clear-groups", "--bounding-set=-chown,-kill", "--no-new-privs", "--"]
     assert sec.setpriv_argv(SecurityContext(fs_group=2000, capabilities_drop=["ALL"]), 0)[1:] == [
         "--groups=2000", "--bounding-set=-all", "--"]
+
+
+def _causes(pod_sc=None, c_sc=None):
+    from sendo.kinds.podspec import validate_pod_spec
+    spec = {"containers": [{"name": "c", "image": "i", **({"securityContext": c_sc} if c_sc is not None else {})}],
+            **({"securityContext": pod_sc} if pod_sc is not None else {})}
+    return [(c.field, c.message) for c in validate_pod_spec(spec, "spec") if "securityContext" in c.field]
+
+
+def test_bad_security_contexts_are_refused_naming_the_field():
+    assert _causes({"runAsUser": 1000, "fsGroup": 2000, "supplementalGroups": [1, 2], "runAsNonRoot": True},
+                   {"runAsUser": 0, "privileged": True, "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}}) == []
+    assert _causes({"runAsUser": -1})[0] == ("spec.securityContext.runAsUser",
+                                             "Invalid value: -1: must be between 0 and 2147483647, inclusive")
+    assert _causes({"supplementalGroups": [5, "x"]})[0][0] == "spec.securityContext.supplementalGroups[1]"
+    assert _causes(None, {"readOnlyRootFilesystem": "yes"})[0][0] == \
+        "spec.containers[0].securityContext.readOnlyRootFilesystem"
+    assert _causes(None, {"capabilities": {"drop": [3]}})[0][0] == \
+        "spec.containers[0].securityContext.capabilities.drop[0]"
+    field, message = _causes(None, {"allowPrivilegeEscalation": False, "privileged": True})[0]
+    assert field == "spec.containers[0].securityContext"
+    assert "cannot set `allowPrivilegeEscalation` to false and `privileged` to true" in message
+    assert "CAP_SYS_ADMIN" in _causes(None, {"allowPrivilegeEscalation": False,
+                                             "capabilities": {"add": ["SYS_ADMIN"]}})[0][1]
