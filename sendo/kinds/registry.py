@@ -43,11 +43,11 @@ class Registry:
 
 def builtin_registry() -> Registry:
     from . import admissionregistration  # webhook configurations
-    from . import apps, autoscaling, batch, coordination, core, crd, discovery, networking
+    from . import apps, autoscaling, batch, certificates, coordination, core, crd, discovery, networking
     from . import node  # RuntimeClass
     from . import policy  # PodDisruptionBudget
-    from . import storage  # StorageClass
+    from . import storage  # StorageClass, CSIStorageCapacity
 
     return Registry([*admissionregistration.RESOURCES, *core.RESOURCES, *apps.RESOURCES, *batch.RESOURCES, *coordination.RESOURCES,
                      *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES, *node.RESOURCES,
-                     *policy.RESOURCES, *storage.RESOURCES, *autoscaling.RESOURCES])
+                     *policy.RESOURCES, *storage.RESOURCES, *autoscaling.RESOURCES, *certificates.RESOURCES])
