@@ -139,3 +139,41 @@ def client_context(ca_pem: bytes | None) -> ssl.SSLContext:
     if ca_pem:
         ctx.load_verify_locations(cadata=ca_pem.decode())
     return ctx
+
+
+class SigningError(ValueError):
+    """A certificate request the signer refuses (the reason is shown to the requester)."""
+
+
+def load_signer(ca_cert_file: str, ca_key_file: str) -> tuple[x509.Certificate, object]:
+    """The CA certificate and key that sign issued certificates (read from their files)."""
+    with open(ca_cert_file, "rb") as f:
+        ca = x509.load_pem_x509_certificate(f.read())
+    with open(ca_key_file, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    return ca, key
+
+
+def sign_client_certificate(request_pem: bytes, ca: x509.Certificate, ca_key, seconds: int) -> bytes:
+    """A client certificate (PEM) for the subject and public key of a PKCS#10 request, valid for
+    ``seconds`` (never past the CA), signed by the CA. Refuses a request whose own signature
+    does not verify (the requester must hold the key)."""
+    try:
+        csr = x509.load_pem_x509_csr(request_pem)
+    except ValueError as e:
+        raise SigningError(f"the certificate request does not parse: {e}")
+    if not csr.is_signature_valid:
+        raise SigningError("the certificate request's signature does not verify")
+    now = dt.datetime.now(dt.timezone.utc)
+    not_after = min(now + dt.timedelta(seconds=seconds), ca.not_valid_after_utc)
+    cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca.subject)
+            .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, key_cert_sign=False,
+                                         crl_sign=False, content_commitment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False),
+                           critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)

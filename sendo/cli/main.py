@@ -654,6 +654,10 @@ def controllers(server: str = typer.Option(..., help=_SERVER_LIST_HELP, callback
                                                  "process holds 10257, a free port, logged)."),
                 hpa_sync_period: float = _hpa_sync_option(),
                 node_monitor_grace_period: str = _grace_option(),
+                cluster_signing_cert_file: Optional[Path] = typer.Option(
+                    None, help="CA certificate (PEM) that signs approved kubernetes.io/kube-apiserver-client "
+                    "CertificateSigningRequests (with --cluster-signing-key-file)."),
+                cluster_signing_key_file: Optional[Path] = typer.Option(None, help="The key of that CA (PEM)."),
                 verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the controllers do.")):
     """Run the scheduler and controllers against an API server.
 
@@ -664,7 +668,9 @@ def controllers(server: str = typer.Option(..., help=_SERVER_LIST_HELP, callback
     ca = ca_cert.read_bytes() if ca_cert else None
     election = _election(lease_duration, renew_deadline, retry_period) if leader_elect else None
     run(run_controllers(server, token_file.read_text().strip(), ca, controllers, election, identity, metrics_port,
-                        controller_options(parse_duration(node_monitor_grace_period), hpa_sync_period)))
+                        controller_options(parse_duration(node_monitor_grace_period), hpa_sync_period,
+                                           str(cluster_signing_cert_file or "") or None,
+                                           str(cluster_signing_key_file or "") or None)))
 
 
 secrets_app = typer.Typer(help="Secrets at rest: sealed with AES-GCM, key in DATA_DIR/server/encryption-config.yaml.",
