@@ -23,6 +23,7 @@ from .controllers.base import Controller, InformerFactory
 from .controllers.clusterroleaggregation import ClusterRoleAggregationController
 from .controllers.daemonset import DaemonSetController
 from .controllers.cronjob import CronJobController
+from .controllers.csrsigning import CSRSigningController
 from .controllers.deployment import DeploymentController
 from .controllers.function import FunctionController
 from .controllers.disruption import DisruptionController
@@ -72,6 +73,7 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "clusterrole-aggregation": ClusterRoleAggregationController,
     "addons": AddonController,
     "function": FunctionController,
+    "csrsigning": CSRSigningController,
 }
 DEFAULT_METRICS_PORT = 10257  # kube-controller-manager's secure port; sendo serves plain HTTP on loopback
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.
@@ -110,11 +112,14 @@ def select_controllers(spec: str = "*") -> list[str]:
 
 
 def controller_options(node_monitor_grace_period: float = DEFAULT_GRACE_SECONDS,
-                       hpa_sync_period: float | None = None) -> dict[str, dict[str, Any]]:
+                       hpa_sync_period: float | None = None, signing_cert_file: str | None = None,
+                       signing_key_file: str | None = None) -> dict[str, dict[str, Any]]:
     """Loop name -> its keyword options, from the flags of `sendo controllers`/`server`/`up`."""
     options: dict[str, dict[str, Any]] = {"nodelifecycle": {"grace_seconds": node_monitor_grace_period}}
     if hpa_sync_period:
         options["horizontalpodautoscaling"] = {"sync_period": hpa_sync_period}
+    if signing_cert_file and signing_key_file:
+        options["csrsigning"] = {"ca_cert_file": signing_cert_file, "ca_key_file": signing_key_file}
     return options
 
 
@@ -257,7 +262,8 @@ class ControlPlaneProcess:
 
     def __init__(self, url: str, token_file: str, ca_file: str, log_path: str, controllers: str = "*",
                  election: Timings | None = None, identity: str = "", metrics_port: int = 0,
-                 hpa_sync_period: float | None = None, node_monitor_grace_period: float = DEFAULT_GRACE_SECONDS):
+                 hpa_sync_period: float | None = None, node_monitor_grace_period: float = DEFAULT_GRACE_SECONDS,
+                 signing: tuple[str, str] | None = None):
         # the port of /metrics and the health checks is chosen once, so it stays across restarts
         self.metrics_port = metrics_port or free_port()
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
@@ -267,6 +273,8 @@ class ControlPlaneProcess:
                      "--node-monitor-grace-period", f"{node_monitor_grace_period:.6f}"]
         if hpa_sync_period:
             self.args += ["--hpa-sync-period", str(hpa_sync_period)]
+        if signing is not None:  # the CA that signs approved CSRs (csrsigning)
+            self.args += ["--cluster-signing-cert-file", signing[0], "--cluster-signing-key-file", signing[1]]
         if election is not None:
             self.args += ["--leader-elect", "--leader-elect-lease-duration", str(election.lease_duration),
                           "--leader-elect-renew-deadline", str(election.renew_deadline),

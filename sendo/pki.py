@@ -148,24 +148,52 @@ def client_context(ca_pem: bytes | None) -> ssl.SSLContext:
 CLIENT_VALIDITY = dt.timedelta(days=365)
 
 
-def issue_client_cert(directory: str, user: str, groups: list[str] | tuple[str, ...] = (),
-                      validity: dt.timedelta = CLIENT_VALIDITY) -> tuple[bytes, bytes]:
-    """A client certificate the cluster CA (in ``directory``, made by ``ensure_tls``) signs:
-    CN = the user, one O per group, usable only for client authentication.
-    Returns (certificate PEM, private key PEM)."""
-    with open(os.path.join(directory, "ca.key"), "rb") as f:
-        ca_key = serialization.load_pem_private_key(f.read(), password=None)
-    with open(os.path.join(directory, "ca.crt"), "rb") as f:
+class SigningError(ValueError):
+    """A certificate request the signer refuses (the reason is shown to the requester)."""
+
+
+def load_signer(ca_cert_file: str, ca_key_file: str) -> tuple[x509.Certificate, object]:
+    """The CA certificate and key that sign issued certificates (read from their files)."""
+    with open(ca_cert_file, "rb") as f:
         ca = x509.load_pem_x509_certificate(f.read())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user),
-                         *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups)])
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
-    key = ec.generate_private_key(ec.SECP256R1())
+    with open(ca_key_file, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    return ca, key
+
+
+def _client_cert(subject: x509.Name, public_key, ca: x509.Certificate, ca_key, validity: dt.timedelta) -> bytes:
+    """A certificate (PEM) usable only for client authentication, never valid past the CA."""
+    now = dt.datetime.now(dt.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + validity)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(min(now + validity, ca.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(ca=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+            .sign(ca_key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def issue_client_cert(directory: str, user: str, groups: list[str] | tuple[str, ...] = (),
+                      validity: dt.timedelta = CLIENT_VALIDITY) -> tuple[bytes, bytes]:
+    """A client certificate the cluster CA (in ``directory``, made by ``ensure_tls``) signs:
+    CN = the user, one O per group. Returns (certificate PEM, private key PEM)."""
+    ca, ca_key = load_signer(os.path.join(directory, "ca.crt"), os.path.join(directory, "ca.key"))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user),
+                         *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups)])
+    key = ec.generate_private_key(ec.SECP256R1())
+    return _client_cert(subject, key.public_key(), ca, ca_key, validity), _key_pem(key)
+
+
+def sign_client_certificate(request_pem: bytes, ca: x509.Certificate, ca_key, seconds: int) -> bytes:
+    """A client certificate (PEM) for the subject and public key of a PKCS#10 request, valid for
+    ``seconds`` (never past the CA), signed by the CA. Refuses a request whose own signature
+    does not verify (the requester must hold the key)."""
+    try:
+        csr = x509.load_pem_x509_csr(request_pem)
+    except ValueError as e:
+        raise SigningError(f"the certificate request does not parse: {e}")
+    if not csr.is_signature_valid:
+        raise SigningError("the certificate request's signature does not verify")
+    return _client_cert(csr.subject, csr.public_key(), ca, ca_key, dt.timedelta(seconds=seconds))

@@ -227,7 +227,7 @@ class Server:
             from .controlplane import ControlPlane, controller_options
             self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names,
                                         controller_options(self.cfg.node_monitor_grace_period,
-                                                           self.cfg.hpa_sync_period),
+                                                           self.cfg.hpa_sync_period, *self.signing_files),
                                         election=self.cfg.election if self.cfg.elects else None)
             await self.control.serve_http()
             await self.control.start()
@@ -239,7 +239,8 @@ class Server:
                                                self.cfg.controller_names,
                                                election=self.cfg.election if self.cfg.elects else None,
                                                hpa_sync_period=self.cfg.hpa_sync_period,
-                                               node_monitor_grace_period=self.cfg.node_monitor_grace_period)
+                                               node_monitor_grace_period=self.cfg.node_monitor_grace_period,
+                                               signing=self.signing_files)
             await self.control.start()
         self._write_components()
 
@@ -248,6 +249,11 @@ class Server:
         authenticates its agent (system:node); the CA file must be copied there first."""
         return (f"sendo agent --server {self.cfg.advertise_url} --token {self.node_token} "
                 f"--ca-cert {self.tls.ca_cert} --node-name {node_name}")
+
+    @property
+    def signing_files(self) -> tuple[str, str]:
+        """The cluster CA's certificate and key: what the csrsigning loop issues certificates with."""
+        return self.tls.ca_cert, os.path.join(os.path.dirname(self.tls.ca_cert), "ca.key")
 
     @property
     def components_file(self) -> str:

@@ -325,6 +325,8 @@ class PodWorker:
         except HookError as e:
             c.waiting = (e.reason, e.message)
             c.next_start = now + CONFIG_RETRY
+            if e.event:  # as the kubelet's "Error: ..." Events
+                self.host.event(self.pod, "Warning", e.event, f"Error: {e.message}")
             if e.reason in PULL_ERRORS:  # retried with back-off, shown as ImagePullBackOff meanwhile
                 base, cap = self.host.backoff
                 c.next_start = now + min(cap, base * 2 ** c.pull_failures)

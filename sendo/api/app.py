@@ -44,7 +44,7 @@ from .rbac import EscalationGuard, RBACState
 from .paths import Target, parse_path
 from .query import Query
 from .resources import APPLY_PATCH, ResourceAPI, decode
-from .table import table, wants_table
+from .table import answer_form, transform
 from .watch import WatchStream
 
 log = logging.getLogger(__name__)
@@ -363,11 +363,11 @@ class APIServer:
         if t.sub == "scale":
             return await self.scale(request, r, ns, t.name, opts)
         if m == "GET":
+            form = answer_form(request.headers.get("accept"), "get")
             kv = await self.api_of(r).get_kv(r, ns, t.name)
-            if wants_table(request.headers.get("accept")):
-                obj = decode(kv.value)
-                return json_response(table(r, [obj], {"resourceVersion": str(kv.mod_rev)},
-                                           q.str("includeObject")))
+            if form is not None:
+                return json_response(transform(r, form, [decode(kv.value)], {"resourceVersion": str(kv.mod_rev)},
+                                               q.str("includeObject")))
             return json_response(kv.value)
         if m == "PUT":
             kv = await self.api_of(r).update(r, ns, t.name, await self.body(request), t.sub, opts)
@@ -474,6 +474,7 @@ class APIServer:
             raise errors.too_large_resource_version(rv, self.store.revision)
 
     async def list(self, request: Request, q: Query, r, ns: str | None) -> Response:
+        form = answer_form(request.headers.get("accept"), "list")
         match = make_filter(q.str("labelSelector"), q.str("fieldSelector"), selectable(r))
         try:
             kvs, rev = await self.api_of(r).list_kvs(r, ns, await self.list_revision(q))
@@ -495,11 +496,10 @@ class APIServer:
                     raise errors.gone("the continue token is too old; start the list again")
         if start_key is not None:
             kvs = [kv for kv in kvs if kv.key > start_key]
-        as_table = wants_table(request.headers.get("accept"))
         items: list[Any] = []
         next_key = None
         for kv in kvs:
-            if match is None and not as_table:
+            if match is None and form is None:
                 items.append(kv.value)
             else:
                 obj = decode(kv.value)
@@ -513,13 +513,14 @@ class APIServer:
         if next_key is not None and next_key != kvs[-1].key:
             token = orjson.dumps({"rv": rev, "start": next_key})
             list_meta["continue"] = base64.urlsafe_b64encode(token).decode().rstrip("=")
-        if as_table:
-            return json_response(table(r, items, list_meta, q.str("includeObject")))
+        if form is not None:
+            return json_response(transform(r, form, items, list_meta, q.str("includeObject")))
         head = orjson.dumps({"kind": r.list_kind, "apiVersion": r.api_version, "metadata": list_meta})
         parts = [v if isinstance(v, bytes) else orjson.dumps(v) for v in items]
         return Response(head[:-1] + b',"items":[' + b",".join(parts) + b"]}", media_type=JSON)
 
     async def watch(self, request: Request, q: Query, r, ns: str | None) -> Response:
+        form = answer_form(request.headers.get("accept"), "watch")
         timeout = q.int("timeoutSeconds")
         rv = q.str("resourceVersion")
         if rv and rv.isdigit():
@@ -528,7 +529,7 @@ class APIServer:
         ws = WatchStream(self.api_of(r).store, r, ns, match, rv,  # type: ignore[arg-type]
                          float(timeout) if timeout else None,  # absent or 0: the server's default
                          q.bool("allowWatchBookmarks"), q.opt_bool("sendInitialEvents"),
-                         wants_table(request.headers.get("accept")))
+                         form)
         stream = self.metrics.watching(ws.stream(), (r.group, r.version, r.kind))
         return StreamingResponse(stream, media_type=JSON,
                                  headers={"Transfer-Encoding": "chunked", "Cache-Control": "no-cache"})

@@ -14,6 +14,7 @@ SUBRESOURCE_KINDS = {"binding": ("Binding", "", "", ["create"]),
                      "exec": ("PodExecOptions", "", "", ["create", "get"]),
                      "attach": ("PodAttachOptions", "", "", ["create", "get"]),
                      "finalize": (None, "", "", ["update"]),
+                     "approval": (None, "", "", ["get", "patch", "update"]),
                      "scale": ("Scale", "autoscaling", "v1", ["get", "patch", "update"]),
                      "status": (None, "", "", ["get", "patch", "update"]),
                      "token": ("TokenRequest", "authentication.k8s.io", "v1", ["create"])}

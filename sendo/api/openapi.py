@@ -156,8 +156,8 @@ def _ops(r: Resource, defs: Definitions | None) -> dict[str, list[Op]]:
                          Op("patch", "patch", PATCH_PARAMS, PATCH, one, ("200", "201")),
                          Op("delete", "delete", DELETE_PARAMS, delete, status, ("200", "202"))]}
     for sub in sorted(r.subresources):
-        if sub in ("status", "scale"):
-            t = one if sub == "status" else _named(defs, "autoscaling", "v1", "Scale")
+        if sub in ("status", "scale", "approval"):
+            t = one if sub != "scale" else _named(defs, "autoscaling", "v1", "Scale")
             paths[f"/{{name}}/{sub}"] = [Op("get", "get", answer=t), Op("put", "put", WRITE_PARAMS, t, t),
                                          Op("patch", "patch", PATCH_PARAMS, PATCH, t)]
         elif sub == "finalize":

@@ -346,6 +346,15 @@ _TABLES: dict[str, str] = {
     "NonResourceAttributes": "1:path 2:verb",
     "SelfSubjectRulesReview": "1:metadata:ObjectMeta 2:spec:SelfSubjectRulesReviewSpec 3:status:Unread",
     "SelfSubjectRulesReviewSpec": "1:namespace",
+
+    # --- certificates.k8s.io/v1 (`kubectl certificate approve|deny` sends the whole object;
+    # the requester fields 2-4 and 6 are the server's to set, so they are not read)
+    "CertificateSigningRequest": """1:metadata:ObjectMeta 2:spec:CertificateSigningRequestSpec
+        3:status:CertificateSigningRequestStatus""",
+    "CertificateSigningRequestSpec": "1:request:b 7:signerName 8:expirationSeconds:i32 5:usages*",
+    "CertificateSigningRequestStatus": "1:conditions:CertificateSigningRequestCondition* 2:certificate:b",
+    "CertificateSigningRequestCondition": """1:type! 6:status! 2:reason 3:message 4:lastUpdateTime:Time
+        5:lastTransitionTime:Time""",
 }
 
 # apiVersion/kind → top-level message. DeleteOptions is accepted under any apiVersion,
@@ -370,6 +379,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): "CertificateSigningRequest",
 }
 ANY_VERSION_KINDS = {"DeleteOptions": "DeleteOptions"}
 

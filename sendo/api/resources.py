@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable, Iterator
 
 import orjson
 
+from ..kinds import certificates
 from ..kinds.base import Cause, Obj, Resource, required
 from ..kinds.base import invalid as invalid_cause
 from ..kinds.meta import now_rfc3339, random_suffix, rfc3339
@@ -155,6 +156,9 @@ class ResourceAPI:
                 meta["name"] = meta["generateName"] + random_suffix()
             r.strategy.default(obj)
             r.strategy.prepare_create(obj)
+            if r.group == certificates.GROUP:  # a CSR says who asked, as authenticated
+                user = opts.user
+                certificates.set_requester(obj, user.name, user.uid, list(user.groups), dict(user.extra or {}))
             if attempt == 0:
                 if not r.group:
                     for admit in self.admission.get(r.plural, ()):
@@ -283,6 +287,8 @@ class ResourceAPI:
 
     def _merge_update(self, r: Resource, obj: Obj, old: Obj, subresource: str | None) -> Obj:
         """The object to store: what the client may change through this endpoint, over the old one."""
+        if subresource and (own := r.strategy.update_subresource(subresource, obj, old)) is not None:
+            return own
         if subresource == "status":
             new = clone(old)
             new["status"] = obj.get("status")

@@ -15,7 +15,7 @@ import orjson
 from ..kinds.base import Resource
 from ..store import Compacted, Event, StoreError
 from .errors import APIError, gone
-from .table import table
+from .table import METADATA, transform
 
 BOOKMARK_INTERVAL = 60.0
 
@@ -31,9 +31,9 @@ def error_frame(err: APIError) -> bytes:
 class WatchStream:
     def __init__(self, store, r: Resource, ns: str | None, match: Callable[[dict], bool] | None,
                  resource_version: str | None, timeout: float | None, bookmarks: bool,
-                 send_initial: bool | None, as_table: bool = False):
+                 send_initial: bool | None, form: str | None = None):
         self.store, self.r, self.match = store, r, match
-        self.as_table = as_table
+        self.form = form  # None: the objects themselves; else a form of table.py (Table, metadata only)
         self.bookmarks = bookmarks
         self.timeout = timeout if timeout is not None else random.uniform(1800, 3600)
         rv = resource_version or ""
@@ -55,18 +55,20 @@ class WatchStream:
                 raise gone(str(e))
 
     def _encode(self, kind: str, value: bytes, obj: dict | None = None) -> bytes:
-        if not self.as_table:
+        if self.form is None:
             return _frame(kind, value)
         obj = obj if obj is not None else orjson.loads(value)
-        t = table(self.r, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")}, None)
+        t = transform(self.r, self.form, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                      None)
         return _frame(kind, orjson.dumps(t))
 
     def _bookmark(self, annotations: dict[str, str] | None = None) -> bytes:
         meta: dict[str, Any] = {"resourceVersion": str(self.watch.progress)}
         if annotations:
             meta["annotations"] = annotations
-        return _frame("BOOKMARK", orjson.dumps({"kind": self.r.kind, "apiVersion": self.r.api_version,
-                                                "metadata": meta}))
+        kind, api_version = (METADATA, "meta.k8s.io/v1") if self.form == METADATA else (self.r.kind,
+                                                                                         self.r.api_version)
+        return _frame("BOOKMARK", orjson.dumps({"kind": kind, "apiVersion": api_version, "metadata": meta}))
 
     def translate(self, ev: Event) -> bytes | None:
         match = self.match

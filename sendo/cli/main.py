@@ -206,6 +206,9 @@ def _ingress_config(enabled: bool, http_port: Optional[int], https_port: Optiona
     return {"ingress": enabled, "ingress_http_port": http_port, "ingress_https_port": https_port}
 
 
+_REGISTRY_HELP = ("Also run a local OCI image registry on loopback (Debian docker-registry; images kept in "
+                  "DATA_DIR/registry) at PORT, or at 5000 (the next free port if taken) when no PORT is given; "
+                  "`podman push --tls-verify=false 127.0.0.1:PORT/name:tag` to it. Stopped with the cluster.")
 _RUNTIME_HELP = ("Container runtime for pods without a runtimeClassName (pods pick another with a "
                  "RuntimeClass whose handler names it; `process` is always available).")
 
@@ -288,6 +291,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
        hpa_sync_period: float = _hpa_sync_option(),
        container_service_cidr: str = typer.Option("", help=_SVC_CIDR_HELP, show_default=False),
        servers: int = typer.Option(1, "--servers", min=1, max=7, help=_SERVERS_HELP),
+       registry: Optional[str] = typer.Option(None, metavar="[PORT]", help=_REGISTRY_HELP, show_default=False),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
 
@@ -324,7 +328,35 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
                          hpa_sync_period=hpa_sync_period,
                          **_node_loss_config(node_monitor_grace_period, default_not_ready_toleration_seconds,
                                              default_unreachable_toleration_seconds))
-    run(_up(cfg, node_name, apply or [], time.monotonic(), agent_options))
+    local_registry = _start_registry(cfg.data_dir, registry) if registry else None
+    try:
+        run(_up(cfg, node_name, apply or [], time.monotonic(), agent_options, local_registry))
+    finally:
+        if local_registry is not None:
+            local_registry.stop()
+
+
+def _start_registry(data_dir: str, value: str):
+    """The local image registry of --registry, started before the cluster: a taken port or
+    a missing package ends the command with a message naming the option."""
+    from .registry import LocalRegistry, RegistryError
+    os.makedirs(data_dir, exist_ok=True)
+    try:
+        return LocalRegistry.start(data_dir, value)
+    except RegistryError as e:
+        raise typer.BadParameter(str(e), param_hint="--registry") from None
+
+
+def _optional_values(args: list[str]) -> list[str]:
+    """`--registry` given without a value means `auto` (typer has no options whose value
+    may be left out)."""
+    from .registry import AUTO
+    out = []
+    for i, a in enumerate(args):
+        out.append(a)
+        if a == "--registry" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(AUTO)
+    return out
 
 
 def _audit_config(policy: Optional[Path], path: Optional[str], maxsize: int, maxbackup: int):
@@ -403,7 +435,8 @@ def print_next_steps(kubeconfig_path: str, manifests: list[Path], api_url: str) 
                   + "Ctrl-C stops the cluster and its pods; `sendo up` with the same --data-dir resumes it.")
 
 
-async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_options: dict | None = None) -> None:
+async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_options: dict | None = None,
+              local_registry=None) -> None:
     from ..agent.agent import Agent, AgentConfig
     from ..server import Server
 
@@ -423,6 +456,8 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_optio
                       f"{getattr(server.control, 'metrics_url', '-')}/metrics, agent "
                       f"http://{host}:{agent.port}/metrics (node token); `sendo status` shows each component up 1 / 0")
         _print_join(server)
+        if local_registry is not None:
+            console.print(local_registry.describe(), soft_wrap=True)
         await serve_until_signalled(agent, path, manifests, cfg.url)
     finally:
         await agent.stop(stop_pods=True)
@@ -622,6 +657,10 @@ def controllers(server: str = typer.Option(..., help=_SERVER_LIST_HELP, callback
                                                  "process holds 10257, a free port, logged)."),
                 hpa_sync_period: float = _hpa_sync_option(),
                 node_monitor_grace_period: str = _grace_option(),
+                cluster_signing_cert_file: Optional[Path] = typer.Option(
+                    None, help="CA certificate (PEM) that signs approved kubernetes.io/kube-apiserver-client "
+                    "CertificateSigningRequests (with --cluster-signing-key-file)."),
+                cluster_signing_key_file: Optional[Path] = typer.Option(None, help="The key of that CA (PEM)."),
                 verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the controllers do.")):
     """Run the scheduler and controllers against an API server.
 
@@ -632,7 +671,9 @@ def controllers(server: str = typer.Option(..., help=_SERVER_LIST_HELP, callback
     ca = ca_cert.read_bytes() if ca_cert else None
     election = _election(lease_duration, renew_deadline, retry_period) if leader_elect else None
     run(run_controllers(server, token_file.read_text().strip(), ca, controllers, election, identity, metrics_port,
-                        controller_options(parse_duration(node_monitor_grace_period), hpa_sync_period)))
+                        controller_options(parse_duration(node_monitor_grace_period), hpa_sync_period,
+                                           str(cluster_signing_cert_file or "") or None,
+                                           str(cluster_signing_key_file or "") or None)))
 
 
 secrets_app = typer.Typer(help="Secrets at rest: sealed with AES-GCM, key in DATA_DIR/server/encryption-config.yaml.",
@@ -699,7 +740,7 @@ def status(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="The cluster's da
 
 
 def main() -> None:
-    app()
+    app(args=_optional_values(sys.argv[1:]))
 
 
 if __name__ == "__main__":

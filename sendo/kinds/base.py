@@ -69,6 +69,11 @@ class Strategy:
     def prepare_update(self, obj: Obj, old: Obj) -> None:
         """Server-owned fields on update."""
 
+    def update_subresource(self, sub: str, obj: Obj, old: Obj) -> Obj | None:
+        """The object a write of subresource ``sub`` stores, for a kind whose subresource
+        changes only part of it (a CSR's `approval`); None: the API's usual rules."""
+        return None
+
     def holds_deletion(self, obj: Obj) -> bool:
         """Whether something besides metadata.finalizers keeps a deleted object (namespaces)."""
         return False

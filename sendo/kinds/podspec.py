@@ -321,6 +321,40 @@ def validate_pod_spec(spec: dict, path: str) -> list[Cause]:
         if v:
             causes += [invalid_value(f"{path}.{key}", v, m) for m in check(v)]
     causes += validate_tolerations(spec.get("tolerations"), f"{path}.tolerations")
+    causes += validate_security_context(spec.get("securityContext"), f"{path}.securityContext", pod=True)
+    return causes
+
+
+def validate_security_context(sc: Any, path: str, *, pod: bool) -> list[Cause]:
+    """The fields the agent applies: ids 0..2147483647, booleans, capability names, and
+    no `allowPrivilegeEscalation: false` with privileged or CAP_SYS_ADMIN (Kubernetes' rules)."""
+    if sc is None:
+        return []
+    if not isinstance(sc, dict):
+        return [type_invalid(path, sc, dict)]
+    causes: list[Cause] = []
+    for key in ("runAsUser", "runAsGroup") + (("fsGroup",) if pod else ()):
+        check_int(sc, key, f"{path}.{key}", causes, minimum=0, maximum=MAX_INT32, int64=True)
+    keys = ("runAsNonRoot",) if pod else ("runAsNonRoot", "readOnlyRootFilesystem", "privileged",
+                                           "allowPrivilegeEscalation")
+    for key in keys:
+        get(sc, key, f"{path}.{key}", bool, causes)
+    if pod:
+        for i, group in enumerate(get(sc, "supplementalGroups", f"{path}.supplementalGroups", list, causes) or []):
+            check_int({"g": group}, "g", f"{path}.supplementalGroups[{i}]", causes, minimum=0, maximum=MAX_INT32,
+                      int64=True)
+        return causes
+    caps = get(sc, "capabilities", f"{path}.capabilities", dict, causes) or {}
+    for key in ("add", "drop"):
+        check_string_list(caps, key, f"{path}.capabilities.{key}", causes)
+    if sc.get("allowPrivilegeEscalation") is False:
+        if sc.get("privileged") is True:
+            causes.append(invalid_value(path, sc, "cannot set `allowPrivilegeEscalation` to false and "
+                                                  "`privileged` to true"))
+        added = caps.get("add") if isinstance(caps.get("add"), list) else []
+        if any(isinstance(c, str) and c.upper().removeprefix("CAP_") == "SYS_ADMIN" for c in added):
+            causes.append(invalid_value(path, sc, "cannot set `allowPrivilegeEscalation` to false and "
+                                                  "`capabilities.Add` CAP_SYS_ADMIN"))
     return causes
 
 
@@ -378,6 +412,7 @@ def validate_container(c: Any, path: str, volumes: set[str], seen: set[str], *, 
     causes += validate_volume_mounts(c.get("volumeMounts"), f"{path}.volumeMounts", volumes)
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         causes += validate_probe(c.get(probe), f"{path}.{probe}", single_success=probe != "readinessProbe")
+    causes += validate_security_context(c.get("securityContext"), f"{path}.securityContext", pod=False)
     restart = c.get("restartPolicy")
     if restart is not None:
         if init:

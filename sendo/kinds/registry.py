@@ -44,14 +44,15 @@ class Registry:
 def builtin_registry() -> Registry:
     from . import addons  # sendo.dev Addon
     from . import admissionregistration  # webhook configurations
-    from . import apps, autoscaling, autoscaling_v1, batch, coordination, core, crd, discovery, networking
+    from . import apps, autoscaling, autoscaling_v1, batch, certificates, coordination, core, crd, discovery, networking
     from . import function  # sendo.dev Function
     from . import node  # RuntimeClass
     from . import policy  # PodDisruptionBudget
     from . import rbac  # RBAC kinds and the review kinds
-    from . import storage  # StorageClass
+    from . import storage  # StorageClass, CSIStorageCapacity
 
     return Registry([*admissionregistration.RESOURCES, *core.RESOURCES, *apps.RESOURCES, *batch.RESOURCES,
                      *coordination.RESOURCES, *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES,
                      *node.RESOURCES, *policy.RESOURCES, *storage.RESOURCES, *autoscaling.RESOURCES,
-                     *autoscaling_v1.RESOURCES, *rbac.RESOURCES, *addons.RESOURCES, *function.RESOURCES])
+                     *autoscaling_v1.RESOURCES, *certificates.RESOURCES, *rbac.RESOURCES, *addons.RESOURCES,
+                     *function.RESOURCES])

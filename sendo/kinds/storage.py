@@ -1,5 +1,6 @@
-"""PersistentVolume (core/v1) and StorageClass (storage.k8s.io/v1): the storage a claim is
-bound to, and the classes that say how to make it.
+"""PersistentVolume (core/v1), StorageClass and CSIStorageCapacity (storage.k8s.io/v1): the
+storage a claim is bound to, the classes that say how to make it, and what capacity a
+driver reports per class and topology (stored for the clients and drivers that use it).
 
 Rules are Kubernetes' (pkg/apis/core/validation ValidatePersistentVolume,
 pkg/apis/storage/validation): a volume has a capacity, access modes and exactly one
@@ -16,7 +17,8 @@ from .printing import age_column, as_dict, name_column, name_of, object_age
 from .pvc import ACCESS_MODES, VOLUME_MODES, access_modes_cell
 from .quantity import QuantityError, parse_quantity
 from .validation import (KindStrategy, check_enum, check_name, get, invalid_value, is_dns1123_subdomain,
-                         is_qualified_name, required_because, type_invalid)
+                         is_qualified_name, nonnegative_quantity, required_because, type_invalid,
+                         validate_label_selector)
 from .volumes import HOST_PATH_TYPES
 
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
@@ -247,9 +249,49 @@ class StorageClassStrategy(KindStrategy):
                 if strip_nulls(obj.get(f)) != strip_nulls(old.get(f))]
 
 
+CSI_CAPACITY_PRINTER = Printer(
+    columns=[
+        name_column(),
+        Column("StorageClassName", description="The class whose capacity this is."),
+        Column("Capacity", description="The capacity available for new volumes of the class."),
+    ],
+    row=lambda c: [name_of(c), str(c.get("storageClassName") or ""),
+                   "<unset>" if c.get("capacity") is None else str(c.get("capacity"))],
+)
+_CAPACITY_IMMUTABLE = ("storageClassName", "nodeTopology")
+
+
+class CSIStorageCapacityStrategy(KindStrategy):
+    """What a CSI driver publishes: capacity of a class in a topology segment (top-level fields)."""
+
+    has_status = False
+    has_spec = False
+
+    def validate_object(self, obj: Obj) -> list[Cause]:
+        causes: list[Cause] = []
+        name = obj.get("storageClassName")
+        if name is None or name == "":
+            causes.append(required("storageClassName"))
+        else:
+            check_name(name, "storageClassName", is_dns1123_subdomain, causes)
+        topology = obj.get("nodeTopology")
+        if topology is not None:
+            causes += validate_label_selector(topology, "nodeTopology")
+        for key in ("capacity", "maximumVolumeSize"):
+            if obj.get(key) is not None:
+                nonnegative_quantity(obj[key], key, causes)
+        return causes
+
+    def validate_update(self, obj: Obj, old: Obj) -> list[Cause]:
+        return [invalid_value(f, obj.get(f), "field is immutable") for f in _CAPACITY_IMMUTABLE
+                if strip_nulls(obj.get(f)) != strip_nulls(old.get(f))]
+
+
 RESOURCES = [
     Resource("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, short_names=["sc"],
              strategy=StorageClassStrategy(), printer=STORAGE_CLASS_PRINTER),
+    Resource("storage.k8s.io", "v1", "CSIStorageCapacity", "csistoragecapacities", True,
+             strategy=CSIStorageCapacityStrategy(), printer=CSI_CAPACITY_PRINTER),
 ]
 PV_RESOURCE = Resource("", "v1", "PersistentVolume", "persistentvolumes", False, short_names=["pv"],
                        subresources={"status"}, strategy=PersistentVolumeStrategy(), printer=PV_PRINTER)

@@ -238,6 +238,16 @@ def podman_service_of(cluster: Cluster) -> int | None:
     return None
 
 
+def registry_of(cluster: Cluster) -> int | None:
+    """PID of the registry `sendo up --registry` started with its config in the data dir."""
+    import psutil
+    config = str(cluster.data_dir / "registry" / "config.yml")
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        if config in (p.info["cmdline"] or []):
+            return p.info["pid"]
+    return None
+
+
 def wait_gone(pid: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:

@@ -3,14 +3,20 @@ the official `kubernetes` client, lightkube and kr8s. Each test uses names of it
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
 
 from .harness import Cluster, poll, ready_pods, shared_cluster, unique_port, web_deployment
 
@@ -400,3 +406,76 @@ def test_kr8s(cluster: Cluster):
     poll(lambda: not dep.exists() and not cm.exists(), 30, what="kr8s objects deleted")
     poll(lambda: not list(api.get("pods", namespace="default", label_selector="app=kr8s-web")), 60,
          what="kr8s-web pods gone")
+
+
+# ---- certificates, CSI capacity and metadata-only answers (issue 16) ------------------------
+def _csr_yaml(name: str, usages: list[str]) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "team")])
+    pem = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256()).public_bytes(
+        serialization.Encoding.PEM)
+    return json.dumps({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                       "metadata": {"name": name},
+                       "spec": {"request": base64.b64encode(pem).decode(), "usages": usages,
+                                "signerName": "kubernetes.io/kube-apiserver-client", "expirationSeconds": 86400}})
+
+
+def test_kubectl_certificate_approve_deny_and_csi_capacity(cluster: Cluster):
+    cluster.kubectl("apply", "-f", "-", input=_csr_yaml("e2e-alice", ["client auth"]))
+    cluster.kubectl("apply", "-f", "-", input=_csr_yaml("e2e-bob", ["client auth"]))
+    assert "Pending" in cluster.kubectl("get", "csr", "e2e-alice").stdout
+    out = cluster.kubectl("certificate", "approve", "e2e-alice").stdout
+    assert "approved" in out, out
+    cluster.kubectl("certificate", "deny", "e2e-bob")
+    got = poll(lambda: (c := cluster.kubectl_json("get", "csr", "e2e-alice"))["status"].get("certificate") and c,
+               timeout=90, what="kubectl-approved CSR issued")
+    cert = x509.load_pem_x509_certificate(base64.b64decode(got["status"]["certificate"]))
+    ca = base64.b64decode(cluster.kubeconfig_data()["clusters"][0]["cluster"]["certificate-authority-data"])
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca))
+    assert cert.subject.rfc4514_string() == "O=team,CN=e2e-alice"
+    row = cluster.kubectl("get", "csr", "e2e-alice", "--no-headers").stdout
+    assert "Approved,Issued" in row and "kubernetes.io/kube-apiserver-client" in row and "24h" in row, row
+    bob = cluster.kubectl_json("get", "csr", "e2e-bob")
+    assert [c["type"] for c in bob["status"]["conditions"]] == ["Denied"] and not bob["status"].get("certificate")
+    assert "Denied" in cluster.kubectl("get", "csr", "e2e-bob").stdout
+
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "storage.k8s.io/v1", "kind": "CSIStorageCapacity", "metadata": {"name": "e2e-cap"},
+        "storageClassName": "fast", "capacity": "10Gi"}))
+    row = cluster.kubectl("get", "csistoragecapacities", "e2e-cap", "--no-headers").stdout.split()
+    assert row[:3] == ["e2e-cap", "fast", "10Gi"], row
+    bad = cluster.kubectl("apply", "-f", "-", check=False, input=json.dumps({
+        "apiVersion": "storage.k8s.io/v1", "kind": "CSIStorageCapacity", "metadata": {"name": "e2e-bad"},
+        "capacity": "1Gi"}))
+    assert bad.returncode != 0 and "storageClassName: Required value" in bad.stderr, bad.stderr
+
+
+def test_kubernetes_client_csr_capacity_and_metadata_only(cluster: Cluster):
+    api = cluster.api()
+    certs = client.CertificatesV1Api(api)
+    body = json.loads(_csr_yaml("e2e-carol", ["digital signature", "client auth"]))
+    made = certs.create_certificate_signing_request(body)
+    assert made.spec.username and made.spec.signer_name == "kubernetes.io/kube-apiserver-client"
+    made.status = client.V1CertificateSigningRequestStatus(conditions=[client.V1CertificateSigningRequestCondition(
+        type="Approved", status="True", reason="PythonClient", message="ok")])
+    certs.replace_certificate_signing_request_approval("e2e-carol", made)
+    issued = poll(lambda: certs.read_certificate_signing_request("e2e-carol").status.certificate, timeout=90,
+                  what="python-approved CSR issued")
+    assert issued.startswith("LS0t")  # base64 of "-----BEGIN"
+    storage = client.StorageV1Api(api)
+    cap = storage.create_namespaced_csi_storage_capacity("default", {
+        "apiVersion": "storage.k8s.io/v1", "kind": "CSIStorageCapacity", "metadata": {"name": "py-cap"},
+        "storageClassName": "fast", "maximumVolumeSize": "1Gi"})
+    assert cap.maximum_volume_size == "1Gi"
+    assert "py-cap" in [c.metadata.name for c in storage.list_namespaced_csi_storage_capacity("default").items]
+
+    client.CoreV1Api(api).create_namespaced_config_map("default", _cm("py-meta", {"k": "v"}))
+    dyn = DynamicClient(api).resources.get(api_version="v1", kind="ConfigMap")
+    accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+    listed = dyn.get(namespace="default", header_params={"Accept": accept})
+    assert listed.kind == "PartialObjectMetadataList" and listed.apiVersion == "meta.k8s.io/v1"
+    assert all(set(i.to_dict()) == {"kind", "apiVersion", "metadata"} for i in listed.items)
+    one = dyn.get(namespace="default", name="py-meta",
+                  header_params={"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"})
+    assert one.kind == "PartialObjectMetadata" and "data" not in one.to_dict()

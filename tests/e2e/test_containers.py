@@ -21,12 +21,16 @@ from .harness import Cluster, LineReader, http_get, poll, shared_cluster, to_yam
 
 @pytest.fixture(scope="module")
 def docker_cluster(tmp_path_factory, container_image):
-    """One `sendo up --runtime docker` for the module, on a pod CIDR of its own."""
+    """One `sendo up --registry --runtime docker` for the module, on a pod CIDR of its own."""
     cidr, svc_cidr, net_args = ct.container_cidrs()
-    with shared_cluster(tmp_path_factory.mktemp("docker-cluster"), ("--runtime", "docker", *net_args)) as c:
+    # --registry without a port (then 5000, or the next free one): the option's value may be left out
+    with shared_cluster(tmp_path_factory.mktemp("docker-cluster"),
+                        ("--registry", "--runtime", "docker", *net_args)) as c:
         c.pod_cidr = cidr
         try:
             yield c
+            registry = ct.registry_of(c)
+            assert registry is not None, "sendo up --registry started no registry"
             service = ct.podman_service_of(c)
             if not ct.engine_socket_elsewhere():  # then sendo ran the engine itself...
                 assert service is not None, "sendo started no podman system service of its own"
@@ -34,6 +38,8 @@ def docker_cluster(tmp_path_factory, container_image):
             if service is not None:  # ...and stopped it when it stopped
                 ct.wait_gone(service)
                 assert not ct.podman_service_of(c), "the podman service outlived sendo"
+            ct.wait_gone(registry)
+            assert not ct.registry_of(c), "the registry outlived sendo"
         finally:
             c.stop()
             ct.cleanup_engine(c, cidr, svc_cidr)
@@ -241,18 +247,23 @@ def test_logs_follow_and_previous_come_from_the_engine(docker_cluster, container
 def test_a_memory_limit_is_enforced_and_an_oom_kill_is_reported(docker_cluster, container_image):
     image, _ = container_image
     c = docker_cluster
-    # tail keeps the last "line" of /dev/zero in memory, which never ends: it grows until killed
-    c.kubectl("apply", "-f", "-", input=to_yaml(pod(
-        "hungry", image, command=["tail", "-n", "1", "/dev/zero"], restart="Always",
-        resources={"limits": {"memory": "16Mi", "cpu": "250m"}})))
+    # tail keeps the last "line" of /dev/zero in memory, which never ends: it grows until
+    # killed; without a CPU limit it is killed within milliseconds, often before its
+    # cgroup is watched
+    c.kubectl("apply", "-f", "-", input=to_yaml(
+        pod("hungry", image, command=["tail", "-n", "1", "/dev/zero"], restart="Always",
+            resources={"limits": {"memory": "16Mi", "cpu": "250m"}}),
+        pod("hungry-fast", image, command=["tail", "-n", "1", "/dev/zero"], restart="Always",
+            resources={"limits": {"memory": "16Mi"}})))
 
-    def oom() -> dict | None:
-        st = (status(c, "hungry").get("containerStatuses") or [{}])[0]
+    def oom(name: str) -> dict | None:
+        st = (status(c, name).get("containerStatuses") or [{}])[0]
         t = (st.get("lastState") or {}).get("terminated") or {}
         return t if t.get("reason") == "OOMKilled" else None
-    t = poll(oom, 120, what="the container OOM-killed and restarted")
-    assert t["exitCode"] == 137
-    c.kubectl("delete", "pod", "hungry", "--wait=true", timeout=60)
+    for name in ("hungry", "hungry-fast"):
+        t = poll(lambda: oom(name), 120, what=f"{name} OOM-killed and restarted")
+        assert t["exitCode"] == 137
+    c.kubectl("delete", "pod", "hungry", "hungry-fast", "--wait=true", timeout=60)
 
 
 # ---------------------------------------------------------------------------- RuntimeClass, adoption
@@ -329,3 +340,90 @@ def test_volumes_are_bind_mounts_and_a_configmap_change_reaches_the_running_cont
     c.kubectl("apply", "-f", "-", input=to_yaml(cm))
     poll(lambda: "mode=green shared=from-side perm=400" in log(), 30, what="the ConfigMap change in the container")
     c.kubectl("delete", "pod", "mounted", "--wait=false")
+
+
+# ---------------------------------------------------------------------------- securityContext
+
+def test_security_context_is_applied_by_the_engine_and_refused_where_it_cannot_be(docker_cluster, container_image):
+    """Users, groups, a read-only root, capabilities and privileged mode seen from inside
+    the containers through `kubectl exec`; runAsNonRoot with a root image and a
+    process-runtime pod asking for a read-only root wait in CreateContainerConfigError
+    with the reason, read through the official client, and a Failed Event."""
+    from kubernetes import client
+    image, _ = container_image
+    c = docker_cluster
+    sleep = ["sleep", "3600"]
+    secure = pod("secure", image, command=sleep, securityContext={
+        "runAsUser": 1001, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False})
+    secure["spec"]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 3000, "supplementalGroups": [4000]}
+    nocaps = pod("nocaps", image, command=sleep, securityContext={"capabilities": {"drop": ["ALL"]}})
+    priv = pod("priv", image, command=sleep, securityContext={"privileged": True})
+    rootimage = pod("rootimage", image, command=sleep)
+    rootimage["spec"]["securityContext"] = {"runAsNonRoot": True}
+    hostro = pod("host-ro", image, command=sleep, securityContext={"readOnlyRootFilesystem": True})
+    hostro["spec"]["runtimeClassName"] = "process"
+    bad = pod("bad-sc", image, command=sleep, securityContext={"privileged": True, "allowPrivilegeEscalation": False})
+    bad["spec"]["securityContext"] = {"runAsUser": -1}
+    r = c.kubectl("apply", "-f", "-", input=to_yaml(bad), check=False)
+    assert r.returncode != 0 and "spec.securityContext.runAsUser: Invalid value: -1" in r.stderr, r.stderr
+    assert "cannot set `allowPrivilegeEscalation` to false and `privileged` to true" in r.stderr, r.stderr
+    c.kubectl("apply", "-f", "-", input=to_yaml(secure, nocaps, priv, rootimage, hostro))
+    for name in ("secure", "nocaps", "priv"):
+        poll(lambda: phase(c, name) == "Running", 90, what=f"{name} running ({status(c, name)})")
+
+    def sh(name: str, script: str) -> tuple[int, str]:
+        r = c.kubectl("exec", name, "--", "sh", "-c", script, check=False)
+        return r.returncode, r.stdout + r.stderr
+    assert sh("secure", "id -u; id -g; id -G") == (0, "1001\n3000\n3000 4000\n")  # the container's runAsUser wins
+    code, out = sh("secure", "touch /written")
+    assert code != 0 and "Read-only file system" in out, out
+    assert sh("secure", "grep NoNewPrivs /proc/self/status") == (0, "NoNewPrivs:\t1\n")
+    # a root without capabilities cannot chown; the privileged container can, and can mount
+    code, out = sh("nocaps", "touch /dev/shm/f && chown 1:1 /dev/shm/f")
+    assert code != 0 and "Operation not permitted" in out, out
+    assert sh("nocaps", "grep CapEff /proc/self/status") == (0, "CapEff:\t0000000000000000\n")
+    code, out = sh("nocaps", "mkdir -p /dev/shm/m && mount -t tmpfs t /dev/shm/m")
+    assert code != 0, out
+    assert sh("priv", "touch /dev/shm/f && chown 1:1 /dev/shm/f && mkdir -p /dev/shm/m && "
+                      "mount -t tmpfs t /dev/shm/m && echo ok") == (0, "ok\n")
+
+    v1 = client.CoreV1Api(c.api())
+
+    def waiting(name: str) -> client.V1ContainerStateWaiting | None:
+        sts = v1.read_namespaced_pod_status(name, "default").status.container_statuses or []
+        w = sts[0].state.waiting if sts else None
+        return w if w is not None and w.reason == "CreateContainerConfigError" else None
+    w = poll(lambda: waiting("rootimage"), 90, what="rootimage refused")
+    assert w.message.startswith("container has runAsNonRoot and image will run as root (pod: \"rootimage_default("), w
+    w = poll(lambda: waiting("host-ro"), 60, what="the process-runtime pod refused")
+    assert "process runtime cannot honour securityContext readOnlyRootFilesystem" in w.message, w.message
+    assert phase(c, "host-ro") == "Pending" and phase(c, "rootimage") == "Pending"
+    for name in ("rootimage", "host-ro"):
+        failed = [e["message"] for e in events(c, name) if e["reason"] == "Failed"]
+        assert failed and failed[0].startswith("Error: "), (name, failed)
+    c.kubectl("delete", "pod", "secure", "nocaps", "priv", "rootimage", "host-ro", "--wait=false")
+
+
+# ---------------------------------------------------------------------------- sendo up --registry
+
+def test_an_image_pushed_to_the_registry_of_sendo_up_runs_in_a_pod(docker_cluster, tmp_path):
+    """`sendo up --registry` printed where its registry is and how to push; an image
+    built here and pushed there with podman is pulled by a pod."""
+    import re
+    c = docker_cluster
+    m = re.search(r"Image registry at (127\.0\.0\.1:\d+) ", c.log_path.read_text(errors="replace"))
+    assert m, c.log_tail(60)
+    address = m.group(1)
+    assert f"podman push --tls-verify=false {address}/hello:1" in c.log_path.read_text(errors="replace")
+    reg = ct.Registry(address, None, tmp_path)  # sendo's: only its address is used here
+    image = ct.build_and_push(reg, tmp_path / "image")
+    try:
+        c.kubectl("run", "from-registry", f"--image={image}", "--restart=Never", "--command", "--",
+                  "echo", "pulled from sendo's registry")
+        poll(lambda: phase(c, "from-registry") == "Succeeded", 90,
+             what=f"the pod of the pushed image ({status(c, 'from-registry')})")
+        assert c.kubectl("logs", "from-registry").stdout == "pulled from sendo's registry\n"
+        pulled = [e["message"] for e in events(c, "from-registry") if e["reason"] == "Pulled"]
+        assert pulled and pulled[0].startswith(f'Successfully pulled image "{image}"'), pulled
+    finally:
+        ct.remove_images_of(reg)

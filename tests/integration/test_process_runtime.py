@@ -486,3 +486,46 @@ def test_works_under_uvloop(tmp_path, state_dir):
 async def _start_and_wait(rt, spec):
     h = await rt.start(spec)
     return h, await rt.wait(h)
+
+
+# ---- securityContext -----------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing the user needs an agent running as root")
+async def test_a_security_context_reaches_the_process_and_its_exec(rt, procs, tmp_path):
+    """runAsUser/runAsGroup/supplementalGroups/fsGroup through setpriv, capabilities
+    dropped from the bounding set, no_new_privs; `kubectl exec` runs as the same user."""
+    from sendo.agent.runtime import SecurityContext
+    spec = make_spec(tmp_path, ["sh", "-c", "id -u; id -g; id -G; grep -E '^(NoNewPrivs|CapBnd|CapEff)' "
+                                            "/proc/self/status; sleep 30"])
+    spec.security_context = SecurityContext(run_as_user=1000, run_as_group=3000, supplemental_groups=[4000],
+                                            fs_group=2000, allow_privilege_escalation=False,
+                                            capabilities_drop=["ALL"])
+    await rt.verify_security(spec)
+    h = await procs.start(rt, spec)
+    await wait_until(lambda: "CapEff" in read(h.spec.log_path), 10)
+    lines = read(h.spec.log_path).split("\n")
+    assert lines[:2] == ["1000", "3000"] and set(lines[2].split()) == {"3000", "4000", "2000"}, lines
+    status = dict(line.split(":\t") for line in lines[3:] if ":\t" in line)
+    assert status == {"NoNewPrivs": "1", "CapBnd": "0000000000000000", "CapEff": "0000000000000000"}, status
+    session = await rt.exec(h, ["id", "-u"], stdin=False, tty=False)
+    out = b""
+    while (chunk := await session.read()) is not None:
+        out += chunk[1]
+    assert (out, await session.wait()) == (b"1000\n", 0)
+    await rt.stop(h, 1)
+
+
+async def test_what_a_host_process_cannot_have_is_refused_by_name(rt, tmp_path):
+    from sendo.agent.runtime import SecurityContext
+    from sendo.agent.runtime.security import SecurityRefused
+    spec = make_spec(tmp_path, ["true"])
+    spec.security_context = SecurityContext(read_only_root_filesystem=True, privileged=True,
+                                            capabilities_add=["NET_ADMIN"])
+    with pytest.raises(SecurityRefused) as e:
+        await rt.verify_security(spec)
+    for word in ("readOnlyRootFilesystem", "privileged", "capabilities.add ['NET_ADMIN']", "runtimeClassName: docker"):
+        assert word in str(e.value)
+    spec.security_context = SecurityContext(run_as_non_root=True, run_as_user=0)
+    with pytest.raises(SecurityRefused, match="runAsUser breaks non-root policy"):
+        await rt.verify_security(spec)

@@ -70,3 +70,10 @@ def test_a_bad_pod_cidr_is_refused(tmp_path):
         docker.DockerRuntime(str(tmp_path), pod_cidr="10.9.9.0/24")
     rt = docker.DockerRuntime(str(tmp_path), pod_cidr="10.9.0.0/16")
     assert (str(rt.subnet), rt.gateway) == ("10.9.0.0/24", "10.9.0.1")
+
+
+def test_a_gone_process_is_told_apart_from_a_missing_memory_controller():
+    p = subprocess.Popen(["true"])
+    p.wait()
+    with pytest.raises(docker.CgroupGone):
+        docker._memory_cgroup(p.pid)

@@ -65,8 +65,8 @@ async def test_host_ports_relay_tcp_and_refuse_what_they_cannot_publish():
         probe = socket.socket()
         probe.bind(("127.0.0.1", other))  # free again
         probe.close()
-        with pytest.raises(SandboxError, match="only TCP"):
-            await hp.open("sb3", "127.0.0.1", [PortMapping(53, "UDP", host_port=_free_port())])
+        with pytest.raises(SandboxError, match="only TCP and UDP"):
+            await hp.open("sb3", "127.0.0.1", [PortMapping(53, "SCTP", host_port=_free_port())])
         hp.close("sb1")
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", port)

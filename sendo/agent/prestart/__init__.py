@@ -8,7 +8,7 @@ with its reason and message, and the step is tried again later.
 """
 from __future__ import annotations
 
-from . import declared, environment, image, pod_dir, sandbox, token, volumes
+from . import declared, environment, image, pod_dir, sandbox, security, token, volumes
 from .base import ContainerHook, HookError, PodHook, PodView
 
 __all__ = ["CONTAINER_HOOKS", "POD_HOOKS", "ContainerHook", "HookError", "PodHook", "PodView"]
@@ -16,4 +16,4 @@ __all__ = ["CONTAINER_HOOKS", "POD_HOOKS", "ContainerHook", "HookError", "PodHoo
 # volumes before the sandbox: once a sandbox exists the pod hooks count as done
 POD_HOOKS: list[PodHook] = [pod_dir.make_pod_dir, volumes.setup_volumes, sandbox.run_sandbox, token.wait_for_token]
 CONTAINER_HOOKS: list[ContainerHook] = [declared.declared_settings, environment.resolve_environment,
-                                        volumes.mount_volumes, image.pull_image]
+                                        volumes.mount_volumes, image.pull_image, security.check_security]

@@ -48,4 +48,6 @@ def security_context(pod_sc: Obj, c_sc: Obj) -> SecurityContext:
                            privileged=bool(c_sc.get("privileged")),
                            allow_privilege_escalation=c_sc.get("allowPrivilegeEscalation"),
                            capabilities_add=list(caps.get("add") or []),
-                           capabilities_drop=list(caps.get("drop") or []))
+                           capabilities_drop=list(caps.get("drop") or []),
+                           supplemental_groups=[int(g) for g in pod_sc.get("supplementalGroups") or []],
+                           fs_group=pod_sc.get("fsGroup"))

@@ -65,6 +65,8 @@ class SecurityContext:
     allow_privilege_escalation: bool | None = None
     capabilities_add: list[str] = field(default_factory=list)
     capabilities_drop: list[str] = field(default_factory=list)
+    supplemental_groups: list[int] = field(default_factory=list)  # pod-level only
+    fs_group: int | None = None  # pod-level only; added to the supplementary groups
 
 
 @dataclass

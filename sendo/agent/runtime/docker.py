@@ -21,6 +21,9 @@ How a pod maps onto the engine, and why:
 * Logs: the engine keeps them; one task per container follows the engine's log stream
   into the container's log file, where the agent's log endpoint (logs, -f,
   --previous) reads it. An adopted container's file is written again from the start.
+* securityContext: user, groups, read-only root, capabilities, privileged and
+  no-new-privileges go to the engine (security.py); runAsNonRoot is checked against
+  the image's USER before the container is created.
 * Resources: limits.memory → Memory (and MemorySwap, so the limit is not dodged into
   swap), limits.cpu → CFS quota over a 100 ms period, requests.cpu → CPU shares. An
   OOM kill is reported as OOMKilled, exit code 137.
@@ -47,7 +50,7 @@ import orjson
 
 from ... import __version__
 from ...network import mirror
-from . import engine
+from . import engine, security
 from .hostports import HostPorts
 from .base import (
     REASON_COMPLETED,
@@ -90,6 +93,13 @@ class _Entry:
     exit: asyncio.Future  # resolves to ExitInfo
     tasks: list[asyncio.Task] = dataclasses.field(default_factory=list)  # waiter, log copy
     oom: "OomWatch | None" = None
+    # it died before its memory cgroup could be watched (a limit hit within milliseconds)
+    died_unwatched: bool = False
+    killed: bool = False  # we sent it SIGKILL (stop)
+
+
+class CgroupGone(OSError):
+    """The container's process or memory cgroup is gone already: it has exited."""
 
 
 class OomWatch:
@@ -100,11 +110,15 @@ class OomWatch:
 
     def __init__(self, pid: int):
         self.killed = False
+        self.lost = False  # the cgroup went away before its counter could be read
         self.ctl = self.efd = None
         path = _memory_cgroup(pid)
         if path is None:
             raise OSError("no cgroup v1 memory controller")
-        self.ctl = os.open(os.path.join(path, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.ctl = os.open(os.path.join(path, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError as e:
+            raise CgroupGone(str(e)) from e
         self.efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         with open(os.path.join(path, "cgroup.event_control"), "w") as f:
             f.write(f"{self.efd} {self.ctl}")
@@ -123,6 +137,7 @@ class OomWatch:
             try:
                 data = os.pread(self.ctl, 4096, 0).decode()
             except OSError:  # the cgroup was removed
+                self.lost = True
                 return self.killed
             for line in data.splitlines():
                 key, _, value = line.partition(" ")
@@ -141,13 +156,21 @@ class OomWatch:
 
 
 def _memory_cgroup(pid: int) -> str | None:
+    """The process's cgroup v1 memory directory; None without that controller (cgroups
+    v2); CgroupGone if the process or its cgroup has gone already."""
     try:
         with open(f"/proc/{pid}/cgroup") as f:
             for line in f:
                 _, controllers, path = line.rstrip("\n").split(":", 2)
                 if "memory" in controllers.split(","):
+                    if path == "/":  # an exited (zombie) container process shows the root cgroup
+                        raise CgroupGone(f"process {pid} has left its cgroup")
                     full = "/sys/fs/cgroup/memory" + path
-                    return full if os.path.exists(os.path.join(full, "memory.oom_control")) else None
+                    if not os.path.exists(os.path.join(full, "memory.oom_control")):
+                        raise CgroupGone(f"memory cgroup {full} is gone")
+                    return full
+    except (FileNotFoundError, ProcessLookupError) as e:
+        raise CgroupGone(f"process {pid} is gone") from e
     except (OSError, ValueError):
         return None
     return None
@@ -449,8 +472,8 @@ class DockerRuntime:
         name = _name(spec.namespace, spec.pod_name, spec.pod_uid, f"{spec.container_name}-{spec.attempt}")
         await self._remove_by_name(name)
         try:
-            body = self._container_body(spec, sb)
-        except ValueError as e:
+            body = self._container_body(spec, sb, await self._image_user(spec.image))
+        except (ValueError, SandboxError) as e:
             raise StartError(str(e)) from e
         try:
             c = await d.containers.create(body, name=name)
@@ -469,7 +492,22 @@ class DockerRuntime:
         self._watch(entry, fresh=True)
         return handle
 
-    def _container_body(self, spec: ContainerSpec, sb: Sandbox) -> dict:
+    async def verify_security(self, spec: ContainerSpec) -> None:
+        """runAsNonRoot against runAsUser or the image's user, as the kubelet checks it;
+        the engine applies the rest of the securityContext (security.py)."""
+        if spec.security_context.run_as_non_root:
+            security.verify_run_as_non_root(spec.security_context, await self._image_user(spec.image))
+
+    async def _image_user(self, image: str) -> str:
+        """The image's USER ("" when it sets none)."""
+        d = await self._engine()
+        try:
+            info = await d.images.inspect(image)
+        except aiodocker.DockerError as e:
+            raise SandboxError(f'cannot inspect image "{image}": {e.message}') from e
+        return str((info.get("Config") or {}).get("User") or "")
+
+    def _container_body(self, spec: ContainerSpec, sb: Sandbox, image_user: str = "") -> dict:
         env = {k: v for k, v in spec.env.items() if not (k in _HOST_ENV and os.environ.get(k) == v)}
         labels = {L_OWNER: self.owner, L_ROLE: ROLE_CONTAINER, L_UID: spec.pod_uid, L_NS: spec.namespace,
                   L_POD: spec.pod_name, L_CONTAINER: spec.container_name, L_ATTEMPT: str(spec.attempt),
@@ -494,6 +532,10 @@ class DockerRuntime:
             body["Cmd"] = spec.args
         if spec.working_dir:
             body["WorkingDir"] = spec.working_dir
+        user, secure = security.engine_settings(spec.security_context, image_user)
+        host.update(secure)
+        if user is not None:
+            body["User"] = user
         if spec.mounts:  # the pod's volumes, bind-mounted from the node
             host["Binds"] = [f"{m.host_path}:{m.container_path}:{'ro' if m.read_only else 'rw'}"
                              for m in spec.mounts]
@@ -514,8 +556,13 @@ class DockerRuntime:
         if entry.handle.pid:
             try:
                 entry.oom = OomWatch(entry.handle.pid)
+            except CgroupGone as e:
+                entry.died_unwatched = True
+                log.debug("container %s: exited before its OOM watch: %s", cid[:12], e)
             except OSError as e:  # cgroups v2: the engine reports OOM kills itself
                 log.debug("container %s: no OOM watch: %s", cid[:12], e)
+        else:  # it had exited by the time the engine was asked
+            entry.died_unwatched = fresh
         pump = asyncio.create_task(self._copy_logs(entry.handle, fresh), name=f"logs {cid[:12]}")
         waiter = asyncio.create_task(self._wait_exit(entry, pump), name=f"wait {cid[:12]}")
         entry.tasks = [waiter, pump]
@@ -559,9 +606,14 @@ class DockerRuntime:
         except aiodocker.DockerError as e:
             log.warning("waiting for container %s: %s", cid[:12], e.message)
         await asyncio.wait([pump], timeout=LOG_DRAIN_DEADLINE)
-        oom = False
+        # A container whose cgroup went away before its OOM counter could be read (it died
+        # within milliseconds, or the engine removed the cgroup before the OOM event was
+        # handled) and that died by a SIGKILL we did not send, with a memory limit, was
+        # killed by the kernel for memory: the engine (Podman on cgroups v1) does not say so.
+        suspect = not entry.killed and "memory" in entry.handle.spec.resources.limits
+        oom = entry.died_unwatched and suspect
         if entry.oom is not None:
-            oom = entry.oom.check()
+            oom = entry.oom.check() or (entry.oom.lost and suspect)
             entry.oom.close()
         if not entry.exit.done():
             entry.exit.set_result(_exit_info(info, oom))
@@ -578,6 +630,7 @@ class DockerRuntime:
                 await self._kill(handle.id, signal.SIGTERM)
                 await asyncio.wait([entry.exit], timeout=grace_seconds)
             if not entry.exit.done():
+                entry.killed = True
                 await self._kill(handle.id, signal.SIGKILL)
         return await asyncio.shield(entry.exit)
 

@@ -104,15 +104,8 @@ class PodmanService:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a grace period; by PID. Containers keep running."""
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(SERVICE_STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_child(proc, SERVICE_STOP_GRACE)
 
     def _log_tail(self) -> str:
         try:
@@ -120,6 +113,17 @@ class PodmanService:
                 return f.read()[-500:].decode(errors="replace").strip() or "(no output)"
         except OSError:
             return "(no output)"
+
+
+def stop_child(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM our child by PID, SIGKILL if it has not exited after `grace` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 async def connect(explicit: str, state_dir: str) -> tuple[str, PodmanService | None]:

@@ -51,7 +51,7 @@ from .base import (
     StartError,
     container_id,
 )
-from . import hostexec, mountns
+from . import hostexec, mountns, security
 from .loopback import LoopbackSandboxes
 
 log = logging.getLogger(__name__)
@@ -129,11 +129,11 @@ class ProcessRuntime:
         cwd = self._working_dir(spec)
         spec = dataclasses.replace(spec, working_dir=cwd)  # the handle tells hooks and probes where it runs
         executable = _resolve_executable(spec.argv[0], spec.env, cwd)
-        argv = spec.argv
+        argv, executable = _with_privileges(spec, spec.argv, executable)
         if spec.mounts:
             if not self.mounts_volumes:
                 raise StartError("volumes cannot be mounted: the process runtime mounts them only as root")
-            argv, executable = mountns.wrap(spec.argv, executable, spec.mounts, cwd)
+            argv, executable = mountns.wrap(argv, executable, spec.mounts, cwd)
 
         fd = _open_log(spec.log_path)
         stdin_fd = subprocess.DEVNULL
@@ -191,6 +191,10 @@ class ProcessRuntime:
             del self._entries[cid]
             raise StartError(f"cannot record container state in {self.state_dir}: {e.strerror or e}") from e
         return handle
+
+    async def verify_security(self, spec: ContainerSpec) -> None:
+        """Raise SecurityRefused for what a host process cannot be given (security.py)."""
+        security.verify_process(spec.security_context, os.geteuid())
 
     def _working_dir(self, spec: ContainerSpec) -> str | None:
         """The pod's directory unless the container names one. In a sandbox a missing
@@ -257,6 +261,7 @@ class ProcessRuntime:
             raise StartError("no command given")
         spec = handle.spec
         executable = _resolve_executable(argv[0], spec.env, spec.working_dir)
+        argv, executable = _with_privileges(spec, argv, executable)  # as the container's user
         try:
             return hostexec.start(argv, executable=executable, env=spec.env, cwd=spec.working_dir, stdin=stdin,
                                   tty=tty, wait_child=_wait_child)
@@ -516,6 +521,15 @@ async def _wait_child(proc: subprocess.Popen) -> int:
         loop.remove_reader(pidfd)
         os.close(pidfd)
     return proc.wait()
+
+
+def _with_privileges(spec: ContainerSpec, argv: list[str], executable: str) -> tuple[list[str], str]:
+    """`argv` run through setpriv when the securityContext asks for another user, groups,
+    fewer capabilities or no_new_privs (verify_security refused what cannot be had)."""
+    prefix = security.setpriv_argv(spec.security_context, os.geteuid())
+    if not prefix:
+        return argv, executable
+    return [*prefix, executable, *argv[1:]], prefix[0]
 
 
 def _resolve_executable(argv0: str, env: dict[str, str], cwd: str | None) -> str:
