@@ -49,6 +49,7 @@ from ..client import ApiError, kind
 from ..client.events import EventRecorder
 from ..kinds.function import FUNCTION_RESOURCE, version_of
 from ..kinds.meta import rfc3339
+from ..kinds.printing import parse_timestamp
 from ..kinds.registry import builtin_registry
 from ..functions.autoscale import Autoscaler, Settings
 from ..functions.events import cluster_event, cron_event
@@ -726,7 +727,7 @@ class FunctionController(Controller):
             if fn is None:
                 return
             last_text = ((fn.get("status") or {}).get("cron") or {}).get(str(index))
-            last = _parse(last_text) or _parse(fn["metadata"].get("creationTimestamp")) or _utcnow()
+            last = parse_timestamp(last_text) or parse_timestamp(fn["metadata"].get("creationTimestamp")) or _utcnow()
             now = _utcnow()
             tick, _missed = unmet_time(schedule, last, now)
             if tick is not None:
@@ -843,14 +844,4 @@ class _FunctionCollector:
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def _parse(text: Any) -> dt.datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
