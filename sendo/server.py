@@ -20,6 +20,7 @@ import uvicorn
 
 from .api.app import APIServer, User
 from .api.audit import AuditConfig
+from .api.inflight import InflightLimit
 from .api.crds import CRDRegistrar
 from .api.bootstrap_policy import bootstrap_rbac
 from .api.errors import APIError
@@ -53,6 +54,8 @@ class ServerConfig:
     first_request_timeout: float = 30.0  # seconds from the end of the TLS handshake to the first request
     handshake_timeout: float = 30.0  # seconds a client has to finish its TLS handshake
     max_connections: int = 0  # open client connections at most; 0: what the fd limit leaves room for
+    max_requests_inflight: int = 400  # short read-only requests served at once per priority level (api/inflight.py)
+    max_mutating_requests_inflight: int = 200  # … and short writes
     audit: AuditConfig = field(default_factory=AuditConfig)  # the audit log (api/audit.py); off by default
     # the control loops run in one server only, chosen by a Lease (client/leaderelection.py):
     # None: when the store can be shared (not SQLite); the timings are sendo's fast defaults
@@ -175,6 +178,7 @@ class Server:
                              admission_options=AdmissionOptions(cfg.default_not_ready_toleration_seconds,
                                                                 cfg.default_unreachable_toleration_seconds,
                                                                 cfg.cluster_cidr, cfg.node_cidr_mask_size))
+        self.api.inflight = InflightLimit(cfg.max_requests_inflight, cfg.max_mutating_requests_inflight)
         self.api.encryption_config = self.encryption_config if hasattr(self.store, "reseal") else None
         self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
         self._started: set[str] = set()  # start-up steps done, each a /readyz check

@@ -5,6 +5,7 @@ Paths:
   /deny     refuses objects labelled deny=yes (403 with a message), warns on every other
   /label    JSONPatch that adds the label ``webhooked: "yes"``
   /slow     answers after ``slow_seconds`` (longer than a short timeoutSeconds)
+  /hold     answers once the test calls ``release()`` (60 s at most): a request held in the API server
   /garbage  answers something that is not an AdmissionReview
 Every review received is kept in ``reviews`` (path, request).
 """
@@ -49,6 +50,7 @@ class WebhookServer:
         self.ca_bundle = base64.b64encode(Path(tls.ca_cert).read_bytes()).decode()
         self.reviews: list[tuple[str, dict]] = []
         self.slow_seconds = slow_seconds
+        self.released = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,6 +59,8 @@ class WebhookServer:
                 outer.reviews.append((self.path, body["request"]))
                 if self.path == "/slow":
                     time.sleep(outer.slow_seconds)
+                elif self.path == "/hold":
+                    outer.released.wait(60)
                 answer = b"not a review" if self.path == "/garbage" else json.dumps(
                     _answer(self.path, body["request"])).encode()
                 self.send_response(200)
@@ -82,8 +86,13 @@ class WebhookServer:
     def url(self, path: str) -> str:
         return f"https://127.0.0.1:{self.port}{path}"
 
+    def release(self) -> None:
+        """Answer every held review, and those to come."""
+        self.released.set()
+
     def stop(self) -> None:
         """Idempotent: a test may stop the server and its fixture stop it again."""
+        self.release()
         if self._thread.is_alive():
             self.httpd.shutdown()
             self._thread.join(10)

@@ -20,8 +20,8 @@ from ..observe import METRICS_CONTENT_TYPE, Health, exposition, is_health_path
 from ..serving import CLIENT_CERT
 from ..store import Compacted, Store, StoreError
 from ..wire import NODE_HEADER
-from . import (console, conversion, discovery, errors, eviction, limits, metricsapi, openapi_proto, podexec, podlogs,
-               portforward, protobuf, proxy, reviews, rotation, webhooks)
+from . import (console, conversion, discovery, errors, eviction, inflight, limits, metricsapi, openapi_proto,
+               podexec, podlogs, portforward, protobuf, proxy, reviews, rotation, webhooks)
 from .admission import AdmissionOptions
 from . import patch as patching
 from . import tokens as sa_tokens
@@ -67,7 +67,11 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def error_response(e: APIError) -> Response:
-    return json_response(e.status(), e.code)
+    response = json_response(e.status(), e.code)
+    retry = (e.details or {}).get("retryAfterSeconds") if e.code == 429 else None
+    if retry:
+        response.headers["Retry-After"] = str(retry)  # what client-go and kubectl wait before trying again
+    return response
 
 
 class APIServer:
@@ -81,6 +85,7 @@ class APIServer:
         self.health = Health()  # /healthz, /livez, /readyz; the server adds its own checks
         self.health.add("store", self._store_check, live=True)
         self.metrics_api = metricsapi.MetricsAPI(self)  # metrics.k8s.io (kubectl top, the HPA)
+        self.inflight = inflight.InflightLimit()  # requests served at once, per priority level and user
         self.tokens = tokens
         self.node_token = node_token
         # ServiceAccount tokens (JWTs); without a key of the server's, one for this process only
@@ -149,7 +154,12 @@ class APIServer:
             set_current_user(user)
             if self.auditor is not None:
                 record = audit_begin(self.auditor, request, user)
-            response = await self.route(request, path, user)
+            held = None if public or inflight.long_running(request.method, path, request.query_params) \
+                else self.inflight.acquire(user, request.method)
+            try:
+                response = await self.route(request, path, user)
+            finally:
+                self.inflight.release(held)
         except APIError as e:
             response = error_response(e)
         except SelectorError as e:

@@ -86,6 +86,9 @@ _SERVERS_HELP = ("Run a highly available cluster on this machine: this many etcd
                  "and API servers on loopback sharing one identity, the control loops under leader election, "
                  "and a TCP balancer at --port in front of the servers for the kubeconfig. Kill any one server "
                  "and kubectl keeps working.")
+_INFLIGHT_HELP = ("Short {kind} requests served at once per priority level (the agents have their own; "
+                  "system:masters is exempt; one user may hold half); more get 429 with Retry-After. "
+                  "0: no limit.")
 _ELECT_HELP = ("Run the control loops only in the server that holds the kube-system/sendo-controller-manager "
                "Lease. Default: on for a datastore several servers can share (etcd), off for SQLite.")
 _LEASE_HELP = "Leader election: seconds a leader's Lease lasts without renewal (Kubernetes: 15)."
@@ -494,6 +497,8 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
            advertise_port: Optional[int] = typer.Option(None, help="Port the `kubernetes` Service in `default` "
                                                         "sends pods to (default: --port), e.g. a balancer's in "
                                                         "front of several servers.", show_default=False),
+           max_requests_inflight: int = typer.Option(400, help=_INFLIGHT_HELP.format(kind="read-only")),
+           max_mutating_requests_inflight: int = typer.Option(200, help=_INFLIGHT_HELP.format(kind="mutating")),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
 
@@ -510,6 +515,8 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
                                audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
                                                    audit_log_maxbackup),
                                hpa_sync_period=hpa_sync_period, advertise_port=advertise_port,
+                               max_requests_inflight=max_requests_inflight,
+                               max_mutating_requests_inflight=max_mutating_requests_inflight,
                                **_node_loss_config(node_monitor_grace_period, default_not_ready_toleration_seconds,
                                                    default_unreachable_toleration_seconds))))
 
