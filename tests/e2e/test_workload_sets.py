@@ -58,33 +58,41 @@ def web_statefulset(port: int, replicas: int = 3) -> list[dict]:
 
 
 class PodEvents:
-    """The official client's watch of pods, recorded in the API server's order."""
+    """The official client's watch of pods, recorded in the API server's order (resumed
+    from the last resourceVersion whenever the server ends the stream)."""
 
     def __init__(self, api: k8s.ApiClient, selector: str):
         self.core = k8s.CoreV1Api(api)
         self.events: list[tuple[str, str, bool, bool]] = []  # type, name, ready, terminating
         self.error: Exception | None = None
         self._w = k8s_watch.Watch()
+        self._stopped = threading.Event()
         rv = self.core.list_namespaced_pod(NS, label_selector=selector).metadata.resource_version
         self._t = threading.Thread(target=self._run, args=(selector, rv), daemon=True)
         self._t.start()
 
     def _run(self, selector: str, rv: str) -> None:
         try:
-            for ev in self._w.stream(self.core.list_namespaced_pod, NS, label_selector=selector, resource_version=rv,
-                                     timeout_seconds=300):
-                pod = ev["object"]
-                ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
-                self.events.append((ev["type"], pod.metadata.name, ready,
-                                    pod.metadata.deletion_timestamp is not None))
+            while not self._stopped.is_set():
+                for ev in self._w.stream(self.core.list_namespaced_pod, NS, label_selector=selector,
+                                         resource_version=rv, timeout_seconds=300):
+                    pod = ev["object"]
+                    rv = pod.metadata.resource_version
+                    ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+                    self.events.append((ev["type"], pod.metadata.name, ready,
+                                        pod.metadata.deletion_timestamp is not None))
         except Exception as e:  # the stream ends when stop() closes it
             self.error = e
 
     def stop(self) -> None:
+        self._stopped.set()
         self._w.stop()
 
-    def first(self, pred) -> int:
-        return next(i for i, e in enumerate(list(self.events)) if pred(e))
+    def first(self, pred, timeout: float = 60) -> int:
+        """Where the first event `pred` holds for is; the watch may trail what kubectl saw."""
+        def found() -> list[int] | None:  # a list: index 0 is a find, not a falsy miss
+            return next(([i] for i, e in enumerate(list(self.events)) if pred(e)), None)
+        return poll(found, timeout=timeout, what=f"a watch event ({self.error or 'stream open'})")[0]
 
 
 def dns_address(cluster: Cluster) -> tuple[str, int]:
