@@ -31,6 +31,7 @@ from typing import Any, Iterator
 
 import orjson
 
+from ..kinds.meta import SelectorError, parse_field_selector
 from ..kinds.storage import LOCAL_PATH_NODE_ANNOTATION
 from ..store import Event, Store
 from .errors import APIError
@@ -48,7 +49,6 @@ READABLE = {("", "nodes"), ("", "pods"), ("", "services"), ("", "endpoints"), ("
 DECLARED = {("node.k8s.io", "runtimeclasses"), ("networking.k8s.io", "ingressclasses")}  # what a node serves
 LOAD_BALANCED = {("", "services"), ("networking.k8s.io", "ingresses")}  # status.loadBalancer the node fills
 TLS_SELECTOR = "type=kubernetes.io/tls"
-NAME_SELECTOR = "metadata.name="
 PVS = "/registry/core/persistentvolumes/"
 LEASE_NAMESPACE = "kube-node-lease"
 Ref = tuple[str, str, str]  # (plural, namespace, name)
@@ -223,10 +223,13 @@ class NodeAuthorizer:
 
 def _one_name(field_selector: str) -> str:
     """The name a field selector picks when it picks exactly one object by name, else ""."""
-    sel = field_selector.strip()
-    if not sel.startswith(NAME_SELECTOR) or "," in sel:
+    try:
+        reqs = parse_field_selector(field_selector)
+    except SelectorError:
         return ""
-    return sel[len(NAME_SELECTOR):]
+    if len(reqs) == 1 and reqs[0][:2] == ("metadata.name", True):
+        return reqs[0][2]
+    return ""
 
 
 async def restrict_node_writes(plural: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
