@@ -12,6 +12,7 @@ import socket
 import sys
 from typing import Any, Callable, Iterator
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -289,6 +290,22 @@ class ControlPlaneProcess:
     async def start(self) -> None:
         await self._spawn()
         self._task = asyncio.create_task(self._supervise(), name="controllers-supervisor")
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Whether the child's /readyz (informers synced, loops running) answered 200 within
+        ``timeout`` seconds: `sendo up` says it is up only once pods would be scheduled."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with aiohttp.ClientSession() as session:
+            while loop.time() < deadline:
+                try:
+                    async with session.get(self.metrics_url + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                        if r.status == 200:
+                            return True
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    pass
+                await asyncio.sleep(0.05)  # poll interval of a deadline-bounded start-up wait
+        return False
 
     async def _spawn(self) -> None:
         with open(self.log_path, "ab") as logf:

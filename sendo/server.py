@@ -201,6 +201,10 @@ class Server:
         sock = listen_socket(cfg.host, cfg.port, cfg.port_fallback)  # first: a taken port fails before any work
         cfg.port = sock.getsockname()[1]
         try:
+            if cfg.controllers and not cfg.controllers_in_process:
+                # the child imports its code and dials the API while this process opens the
+                # store: the control loops are ready about as soon as the API is
+                await self._spawn_controllers()
             await self.store.start()
             await self._bootstrap()
             await bootstrap_rbac(self.api.api, self.registry)
@@ -210,6 +214,8 @@ class Server:
             self._started.add("crd-informer-synced")
         except BaseException:
             sock.close()
+            if self.control is not None:
+                await self.control.stop()
             raise
         limit = cfg.max_connections or default_connection_limit()
         config = uvicorn.Config(self.api.app, host=cfg.host, port=cfg.port, log_level="warning",
@@ -235,18 +241,18 @@ class Server:
                                         election=self.cfg.election if self.cfg.elects else None)
             await self.control.serve_http()
             await self.control.start()
-        elif self.cfg.controllers:
-            from .controlplane import ControlPlaneProcess
-            self.control = ControlPlaneProcess(self.cfg.url, os.path.join(self.cfg.server_dir, "admin-token"),
-                                               self.tls.ca_cert, os.path.join(self.cfg.server_dir,
-                                                                              "controllers.log"),
-                                               self.cfg.controller_names,
-                                               election=self.cfg.election if self.cfg.elects else None,
-                                               hpa_sync_period=self.cfg.hpa_sync_period,
-                                               node_monitor_grace_period=self.cfg.node_monitor_grace_period,
-                                               signing=self.signing_files)
-            await self.control.start()
         self._write_components()
+
+    async def _spawn_controllers(self) -> None:
+        from .controlplane import ControlPlaneProcess
+        self.control = ControlPlaneProcess(self.cfg.url, os.path.join(self.cfg.server_dir, "admin-token"),
+                                           self.tls.ca_cert, os.path.join(self.cfg.server_dir, "controllers.log"),
+                                           self.cfg.controller_names,
+                                           election=self.cfg.election if self.cfg.elects else None,
+                                           hpa_sync_period=self.cfg.hpa_sync_period,
+                                           node_monitor_grace_period=self.cfg.node_monitor_grace_period,
+                                           signing=self.signing_files)
+        await self.control.start()
 
     def join_command(self, node_name: str = "NAME") -> str:
         """What another machine runs to join this cluster as a node: the node token

@@ -20,6 +20,7 @@ from ..tasks import install_task_dump
 from . import users
 from .defaults import DEFAULT_DATA_DIR
 
+CONTROL_LOOPS_START_TIMEOUT = 30.0  # seconds `sendo up` waits for the controllers' /readyz
 app = typer.Typer(help="sendo: a container orchestrator that speaks the Kubernetes API.",
                   no_args_is_help=True, add_completion=False)
 app.add_typer(users.app, name="user")
@@ -452,6 +453,7 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_optio
     try:
         with console.status("starting the agent…"):
             await agent.start()
+        await _wait_control_loops(server)
         path = _write_kubeconfig(data_dir, cfg.url, server.admin_token, server.ca_pem)
         console.print(f"[green]sendo is up[/] in {time.monotonic() - t0:.1f}s: API at {cfg.url}, "
                       f"node [bold]{node_name}[/] Ready, state in {data_dir}")
@@ -465,6 +467,18 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_optio
     finally:
         await agent.stop(stop_pods=True)
         await server.stop()
+
+
+async def _wait_control_loops(server) -> None:
+    """Until the controllers process has synced its caches: a pod created the moment `sendo
+    up` says it is up is scheduled at once, not after the loops' start-up."""
+    wait = getattr(server.control, "wait_ready", None)
+    if wait is None:
+        return
+    with console.status("starting the control loops…"):
+        if not await wait(CONTROL_LOOPS_START_TIMEOUT):
+            console.print(f"[yellow]the control loops are not ready after {CONTROL_LOOPS_START_TIMEOUT:.0f}s[/]; "
+                          f"they go on starting (log: {server.control.log_path})")
 
 
 @app.command()
