@@ -190,3 +190,16 @@ def test_the_expiry_check_renews_a_certificate_near_its_end(tmp_path, monkeypatc
     assert ensure_client_cert(ca_dir, crt, key, "u")
     monkeypatch.setattr(pki, "RENEW_BEFORE", dt.timedelta(days=365 * 20))  # every certificate is near its end
     assert ensure_client_cert(ca_dir, crt, key, "u")
+
+
+def test_the_components_draw_on_a_budget_of_their_own_not_the_users():
+    from sendo.api.inflight import InflightLimit, level_of
+    from sendo.api.options import User
+    limit = InflightLimit(readonly=2, mutating=2)
+    user = User("alice", ["system:authenticated"])
+    limit.acquire(user, "POST")  # alice holds her fair share (half) of the workload budget
+    for name in ("system:kube-scheduler", "system:serviceaccount:kube-system:job-controller"):
+        assert level_of(User(name, ["system:authenticated"])) == "workload-high"
+    tickets = [limit.acquire(User("system:serviceaccount:kube-system:job-controller", []), "POST") for _ in range(2)]
+    assert all(t is not None and t.level == "workload-high" for t in tickets)  # not held back by alice
+    assert level_of(User("system:serviceaccount:kube-system:coredns", [])) == "workload"  # only sendo's own
