@@ -168,7 +168,7 @@ CONTROLLER_RULES: dict[str, list[dict[str, Any]]] = {
         rule(["sendo.dev"], ["functions", "functions/status"], ALL),
         rule(["apps"], ["deployments"], ALL),
         rule([""], ["pods"], ALL),
-        rule([""], ["services", "endpoints"], READ),
+        rule([""], ["services"], ALL),
         rule(["networking.k8s.io"], ["ingresses"], ALL),
         rule(["discovery.k8s.io"], ["endpointslices"], ALL),
         rule(["*"], ["*"], ["get", "list", "watch"]),  # event triggers follow any built-in kind
