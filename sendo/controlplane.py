@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import aiohttp
@@ -76,6 +78,75 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "function": FunctionController,
     "csrsigning": CSRSigningController,
 }
+# Who each loop acts as: the scheduler as the user system:kube-scheduler, every controller
+# as a ServiceAccount of kube-system named as kube-controller-manager's
+# --use-service-account-credentials names it (the default ClusterRole
+# system:controller:<name> is bound to it: api/component_policy.py); the shared informers
+# and the leader election as system:kube-controller-manager. Each identity is a client
+# certificate the server writes at start (Credentials).
+SCHEDULER_USER = "system:kube-scheduler"
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+CONTROLLER_NAMESPACE = "kube-system"
+SERVICE_ACCOUNTS: dict[str, str] = {
+    "deployment": "deployment-controller",
+    "replicaset": "replicaset-controller",
+    "replicationcontroller": "replication-controller",
+    "garbagecollector": "generic-garbage-collector",
+    "namespace": "namespace-controller",
+    "nodelifecycle": "node-controller",
+    "tainteviction": "taint-eviction-controller",
+    "podgc": "pod-garbage-collector",
+    "endpoints": "endpoint-controller",
+    "serviceaccount": "service-account-controller",
+    "daemonset": "daemon-set-controller",
+    "statefulset": "statefulset-controller",
+    "disruption": "disruption-controller",
+    "job": "job-controller",
+    "cronjob": "cronjob-controller",
+    "persistentvolume": "persistent-volume-binder",
+    "horizontalpodautoscaling": "horizontal-pod-autoscaler",
+    "resourcequota": "resourcequota-controller",
+    "clusterrole-aggregation": "clusterrole-aggregation",  # Kubernetes: …-controller, too long for a CN
+    "addons": "addon-manager",
+    "function": "function-controller",
+    "csrsigning": "certificate-controller",
+}
+SHARED = "kube-controller-manager"  # the credentials' file name of the informers' identity
+
+
+def identity_file(loop: str) -> str:
+    """The name of the credentials (DIR/<name>.crt and .key) a loop acts with."""
+    return "kube-scheduler" if loop == "scheduler" else SERVICE_ACCOUNTS.get(loop, SHARED)
+
+
+def component_identities() -> dict[str, tuple[str, list[str]]]:
+    """Credentials' file name -> (user, groups) of every identity the control loops use."""
+    sa_groups = ["system:serviceaccounts", f"system:serviceaccounts:{CONTROLLER_NAMESPACE}"]
+    return {SHARED: (CONTROLLER_MANAGER_USER, []), "kube-scheduler": (SCHEDULER_USER, []),
+            **{sa: (f"system:serviceaccount:{CONTROLLER_NAMESPACE}:{sa}", sa_groups)
+               for sa in SERVICE_ACCOUNTS.values()}}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How the control loops authenticate: one bearer ``token`` for every loop (an admin
+    token, when `sendo controllers` is run by hand), or a ``directory`` of client
+    certificates, one per identity (``<name>.crt`` and ``<name>.key``, see
+    ``component_identities``), which the server writes at every start."""
+    token: str = ""
+    directory: str = ""
+
+    def cert(self, name: str) -> tuple[str, str] | None:
+        if not self.directory:
+            return None
+        return os.path.join(self.directory, f"{name}.crt"), os.path.join(self.directory, f"{name}.key")
+
+    def missing(self, loops: list[str]) -> list[str]:
+        """The credentials files the given loops need that are not there."""
+        names = {SHARED, *(identity_file(n) for n in loops)}
+        return sorted(p for n in names for p in (self.cert(n) or ()) if not os.path.exists(p))
+
+
 DEFAULT_METRICS_PORT = 10257  # kube-controller-manager's secure port; sendo serves plain HTTP on loopback
 # Loops that `*` leaves out (kube-controller-manager has such opt-in ones); name them to run them.
 OFF_BY_DEFAULT: frozenset[str] = frozenset()
@@ -134,16 +205,22 @@ class ControlPlane:
     watches, but the loops run only in the one that holds the ``LEADER_LEASE`` Lease: a
     follower's caches are warm, so a new leader acts as soon as it takes over."""
 
-    def __init__(self, url: str, token: str, ca_pem: bytes | None, controllers: str = "*",
+    def __init__(self, url: str, credentials: "Credentials | str", ca_pem: bytes | None, controllers: str = "*",
                  options: dict[str, dict[str, Any]] | None = None, election: Timings | None = None,
                  identity: str = ""):
         names = select_controllers(controllers)
-        self.client = Client(url, token, ca_pem, user_agent="sendo-controller-manager")
+        creds = Credentials(token=credentials) if isinstance(credentials, str) else credentials
+        if missing := creds.missing(names):
+            raise FileNotFoundError(f"no credentials for the control loops: {', '.join(missing)}")
+        self.url, self.ca_pem, self.credentials = url, ca_pem, creds
+        self._clients: dict[str, Client] = {}
+        self.client = self.client_for(SHARED)  # informers and leader election
         self.informers = InformerFactory(self.client)
         options = options or {}
         if "addons" in names:  # the add-on manager lists this process's /metrics among the components
             options = {**options, "addons": {"controllers_url": lambda: self.metrics_url, **options.get("addons", {})}}
-        self.loops = {n: CONTROLLERS[n](self.client, self.informers, **options.get(n, {})) for n in names}
+        self.loops = {n: CONTROLLERS[n](self.client_for(identity_file(n)), self.informers, **options.get(n, {}))
+                      for n in names}
         self.elector = (LeaderElector(self.client, LEADER_LEASE, identity or _identity(), timings=election)
                         if election else None)
         # /metrics: every loop's work queue, plus what a loop adds (the scheduler's attempts)
@@ -158,6 +235,16 @@ class ControlPlane:
             self.health.add(f"controller/{n}", lambda loop=loop: self._loop_health(loop), live=True)
         self._web: web.AppRunner | None = None
         self.metrics_url = ""
+
+    def client_for(self, name: str) -> Client:
+        """The REST client acting as the identity ``name`` (with a token: the one shared client)."""
+        if not self.credentials.directory:
+            name = SHARED
+        if name not in self._clients:
+            self._clients[name] = Client(self.url, self.credentials.token, self.ca_pem,
+                                         user_agent=f"sendo-controller-manager/{name}",
+                                         cert=self.credentials.cert(name))
+        return self._clients[name]
 
     def _loop_health(self, loop: Controller) -> str | None:
         """A loop's workers run once this control plane leads (a follower's do not yet)."""
@@ -223,7 +310,8 @@ class ControlPlane:
         if self.elector is not None:
             await self.elector.release()
         await self.informers.stop()
-        await self.client.close()
+        for client in self._clients.values():
+            await client.close()
 
 
 def _identity() -> str:
@@ -264,12 +352,14 @@ class ControlPlaneProcess:
     def __init__(self, url: str, token_file: str, ca_file: str, log_path: str, controllers: str = "*",
                  election: Timings | None = None, identity: str = "", metrics_port: int = 0,
                  hpa_sync_period: float | None = None, node_monitor_grace_period: float = DEFAULT_GRACE_SECONDS,
-                 signing: tuple[str, str] | None = None):
+                 signing: tuple[str, str] | None = None, credentials_dir: str = ""):
+        """``credentials_dir`` (the components' client certificates) replaces ``token_file``."""
         # the port of /metrics and the health checks is chosen once, so it stays across restarts
         self.metrics_port = metrics_port or free_port()
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
+        auth = ["--credentials-dir", credentials_dir] if credentials_dir else ["--token-file", token_file]
         self.args = [sys.executable, "-m", "sendo.cli.main", "controllers", "--server", url,
-                     "--token-file", token_file, "--ca-cert", ca_file, "--controllers", controllers,
+                     *auth, "--ca-cert", ca_file, "--controllers", controllers,
                      "--metrics-port", str(self.metrics_port),
                      "--node-monitor-grace-period", f"{node_monitor_grace_period:.6f}"]
         if hpa_sync_period:
@@ -336,7 +426,7 @@ class ControlPlaneProcess:
                 await self.proc.wait()
 
 
-async def run_controllers(url: str, token: str, ca_pem: bytes | None, controllers: str = "*",
+async def run_controllers(url: str, token: "Credentials | str", ca_pem: bytes | None, controllers: str = "*",
                           election: Timings | None = None, identity: str = "",
                           metrics_port: int | None = None, options: dict[str, dict[str, Any]] | None = None) -> None:
     """The body of `sendo controllers`: run until SIGTERM/SIGINT, or until leadership is lost

@@ -13,6 +13,7 @@ import ssl
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -137,11 +138,21 @@ def _write_serving(files: TLSFiles, ca, ca_key, sans: set[x509.GeneralName]) -> 
     write_private(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
-def client_context(ca_pem: bytes | None) -> ssl.SSLContext:
-    """An SSL context for our own clients that trusts the cluster CA."""
-    ctx = ssl.create_default_context()
+def client_context(ca_pem: bytes | None, cert: tuple[str, str] | None = None) -> ssl.SSLContext:
+    """An SSL context for our own clients that trusts the cluster CA, presenting the client
+    certificate ``cert`` (certificate file, key file) if one is given. A client certificate
+    goes only to the cluster's API server, so with one and the cluster CA the CA alone is
+    trusted: the system's roots are not loaded (a few hundred ms each on a loaded machine,
+    for each of the control loops' clients)."""
+    if cert is not None and ca_pem:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the peer and its hostname, as the default
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    else:
+        ctx = ssl.create_default_context()
     if ca_pem:
         ctx.load_verify_locations(cadata=ca_pem.decode())
+    if cert is not None:
+        ctx.load_cert_chain(cert[0], cert[1])
     return ctx
 
 
@@ -197,3 +208,36 @@ def sign_client_certificate(request_pem: bytes, ca: x509.Certificate, ca_key, se
     if not csr.is_signature_valid:
         raise SigningError("the certificate request's signature does not verify")
     return _client_cert(csr.subject, csr.public_key(), ca, ca_key, dt.timedelta(seconds=seconds))
+
+
+RENEW_BEFORE = dt.timedelta(days=30)
+
+
+def _holds(cert_file: str, key_file: str, subject: x509.Name, ca: x509.Certificate) -> bool:
+    """Whether ``cert_file`` is a certificate for ``subject`` that ``ca`` signed, with its key
+    beside it, and more than RENEW_BEFORE left to run."""
+    try:
+        with open(cert_file, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+        if not os.path.exists(key_file) or cert.subject != subject:
+            return False
+        cert.verify_directly_issued_by(ca)
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return False
+    return cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc) > RENEW_BEFORE
+
+
+def ensure_client_cert(ca_dir: str, cert_file: str, key_file: str, user: str,
+                       groups: list[str] | tuple[str, ...] = ()) -> bool:
+    """A client certificate (CN = user, O = each group) for one of the cluster's own
+    components, written (key 0600) unless a valid one from this CA is already there; returns
+    whether it wrote one. Servers sharing a CA each write their own (any of them is trusted)."""
+    ca, _ = load_signer(os.path.join(ca_dir, "ca.crt"), os.path.join(ca_dir, "ca.key"))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user),
+                         *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups)])
+    if _holds(cert_file, key_file, subject, ca):
+        return False
+    cert, key = issue_client_cert(ca_dir, user, groups, VALIDITY)
+    write_private(key_file, key)
+    write_private(cert_file, cert, 0o644)
+    return True

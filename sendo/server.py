@@ -28,7 +28,7 @@ from .api.admission import NODE_BLOCK_PREFIX, POD_NETWORK, AdmissionOptions, kub
 from .api.tokens import TokenSigner
 from .client.leaderelection import Timings
 from .kinds.registry import builtin_registry
-from .pki import ensure_tls
+from .pki import ensure_client_cert, ensure_tls
 from .private import private_dir, write_private
 from .serving import APIServer as HTTPServer, default_connection_limit, free_port, guarded_protocol, listen_socket
 from .store import default_url, encryption, open_store
@@ -162,6 +162,7 @@ class Server:
         # signs ServiceAccount tokens; servers sharing one store must share this file
         self.sa_signer = TokenSigner.load_or_create(os.path.join(cfg.server_dir, "sa.key"))
         self.ca_pem = self.tls.ca_pem()
+        self.credentials = self._component_credentials()
         self.store = open_store(cfg.datastore or default_url(os.path.join(cfg.server_dir, "state.db")))
         self._record_datastore()
         # Secrets sealed at rest, on by default: the key is in server/encryption-config.yaml (0600)
@@ -187,6 +188,21 @@ class Server:
         self._uvicorn: HTTPServer | None = None
         self._tasks: list[asyncio.Task] = []
         self.control = None
+
+    def _component_credentials(self):
+        """The scheduler's and controllers' own identities (controlplane.component_identities):
+        a client certificate each, from the cluster CA, in server/components/ — written unless
+        valid ones are there. Each server of a cluster writes its own (they share the CA)."""
+        from .controlplane import Credentials, component_identities
+        ca_dir = os.path.dirname(self.tls.ca_cert)
+        if not os.path.exists(os.path.join(ca_dir, "ca.key")):
+            log.warning("no cluster CA key in %s: the control loops use the admin token", ca_dir)
+            return Credentials(token=self.admin_token)
+        directory = private_dir(os.path.join(self.cfg.server_dir, "components"), own=True)
+        for name, (user, groups) in component_identities().items():
+            ensure_client_cert(ca_dir, os.path.join(directory, f"{name}.crt"), os.path.join(directory, f"{name}.key"),
+                               user, groups)
+        return Credentials(directory=directory)
 
     def _record_datastore(self) -> None:
         """Which store this data dir's server uses, for the commands that work on it (`sendo snapshot`)."""
@@ -235,7 +251,7 @@ class Server:
             await asyncio.sleep(0.01)  # poll uvicorn's start-up flag
         if self.cfg.controllers and self.cfg.controllers_in_process:
             from .controlplane import ControlPlane, controller_options
-            self.control = ControlPlane(self.cfg.url, self.admin_token, self.ca_pem, self.cfg.controller_names,
+            self.control = ControlPlane(self.cfg.url, self.credentials, self.ca_pem, self.cfg.controller_names,
                                         controller_options(self.cfg.node_monitor_grace_period,
                                                            self.cfg.hpa_sync_period, *self.signing_files),
                                         election=self.cfg.election if self.cfg.elects else None)
@@ -251,7 +267,8 @@ class Server:
                                            election=self.cfg.election if self.cfg.elects else None,
                                            hpa_sync_period=self.cfg.hpa_sync_period,
                                            node_monitor_grace_period=self.cfg.node_monitor_grace_period,
-                                           signing=self.signing_files)
+                                           signing=self.signing_files,
+                                           credentials_dir=self.credentials.directory)
         await self.control.start()
 
     def join_command(self, node_name: str = "NAME") -> str:

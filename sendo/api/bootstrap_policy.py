@@ -11,6 +11,8 @@ bootstrap policy defines them (cut to the kinds sendo serves and will serve).
   RoleBindings in the namespace.
 * ``system:discovery``, ``system:basic-user`` (bound to every authenticated user) and
   ``system:public-info-viewer`` (bound to authenticated and unauthenticated users).
+* the roles of sendo's own scheduler and control loops, each bound to the identity the
+  component acts as (component_policy.py).
 
 At every start the server creates what is missing and brings back what changed, unless
 the object says ``rbac.authorization.kubernetes.io/autoupdate: "false"``.
@@ -23,20 +25,11 @@ import orjson
 
 from .errors import APIError
 
-from ..kinds.rbac import GROUP, aggregated_rules
+from .component_policy import component_roles, component_subjects
+from ..kinds.rbac import GROUP, READ, WRITE, aggregated_rules, rule, url_rule
 
 AUTOUPDATE = "rbac.authorization.kubernetes.io/autoupdate"
 BOOTSTRAP_LABEL = {"kubernetes.io/bootstrapping": "rbac-defaults"}
-READ = ["get", "list", "watch"]
-WRITE = ["create", "delete", "deletecollection", "patch", "update"]
-
-
-def rule(groups: list[str], resources: list[str], verbs: list[str]) -> dict[str, Any]:
-    return {"apiGroups": groups, "resources": resources, "verbs": verbs}
-
-
-def url_rule(urls: list[str], verbs: list[str]) -> dict[str, Any]:
-    return {"nonResourceURLs": urls, "verbs": verbs}
 
 
 def _role(name: str, rules: list[dict[str, Any]], labels: dict[str, str] | None = None,
@@ -51,11 +44,11 @@ def _role(name: str, rules: list[dict[str, Any]], labels: dict[str, str] | None 
     return obj
 
 
-def _binding(name: str, role: str, groups: list[str]) -> dict[str, Any]:
+def _binding(name: str, role: str, groups: list[str], subjects: list[dict[str, str]] | None = None) -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/v1", "kind": "ClusterRoleBinding",
             "metadata": {"name": name, "labels": dict(BOOTSTRAP_LABEL), "annotations": {AUTOUPDATE: "true"}},
             "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": role},
-            "subjects": [{"apiGroup": GROUP, "kind": "Group", "name": g} for g in groups]}
+            "subjects": [{"apiGroup": GROUP, "kind": "Group", "name": g} for g in groups] + (subjects or [])}
 
 
 def _to(role: str) -> dict[str, str]:
@@ -124,6 +117,7 @@ def cluster_roles() -> list[dict[str, Any]]:
         _role("view", [], {**_to("edit")}, aggregate_from="view"),
         _role("edit", [], {**_to("admin")}, aggregate_from="edit"),
         _role("admin", [], aggregate_from="admin"),
+        *(_role(name, rules) for name, rules in component_roles()),
     ]
 
 
@@ -134,6 +128,7 @@ def cluster_role_bindings() -> list[dict[str, Any]]:
         _binding("system:basic-user", "system:basic-user", ["system:authenticated"]),
         _binding("system:public-info-viewer", "system:public-info-viewer",
                  ["system:authenticated", "system:unauthenticated"]),
+        *(_binding(name, name, [], [subject]) for name, subject in component_subjects().items()),
     ]
 
 

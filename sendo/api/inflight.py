@@ -7,8 +7,11 @@ cannot starve the others. sendo keeps the two ideas of APF that matter on one ma
 without its queues:
 
 * priority levels: ``system:masters`` is exempt (as in APF), the nodes (agents) draw on
-  a budget of their own, everyone else shares the workload budget — so a flood from
-  users never takes the room the agents need to report pods;
+  a budget of their own, so do sendo's scheduler and control loops (``workload-high``,
+  their identities in component_policy.py, as APF's flow schemas for kube-scheduler,
+  kube-controller-manager and kube-system's ServiceAccounts), everyone else shares the
+  workload budget — so a flood from users never takes the room the agents need to report
+  pods, nor the room the controllers need to act;
 * fairness: inside the workload budget one user may hold at most ``share`` of it, so
   one client alone cannot fill it while others wait.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .component_policy import COMPONENT_USERS
 from .errors import APIError
 from .options import User
 
@@ -41,6 +45,8 @@ def level_of(user: User) -> str:
         return "exempt"
     if NODES_GROUP in user.groups:
         return "system"
+    if user.name in COMPONENT_USERS:
+        return "workload-high"
     return "workload"
 
 

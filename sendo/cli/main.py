@@ -663,7 +663,12 @@ async def _agent(server: str, token: str, node_name: str, ca: bytes | None, data
 
 @app.command()
 def controllers(server: str = typer.Option(..., help=_SERVER_LIST_HELP, callback=_server_list),
-                token_file: Path = typer.Option(..., help="File holding a token with full access."),
+                token_file: Optional[Path] = typer.Option(None, help="File holding a token with full access "
+                                                          "(every loop acts as its user)."),
+                credentials_dir: Optional[Path] = typer.Option(
+                    None, help="Directory of the loops' client certificates, one per identity (what `sendo "
+                    "server` writes in DATA_DIR/server/components): the scheduler acts as system:kube-scheduler, "
+                    "each controller as its kube-system ServiceAccount. Instead of --token-file."),
                 ca_cert: Optional[Path] = typer.Option(None, help="CA certificate of the API server (PEM)."),
                 controllers: str = _controllers_option(),
                 leader_elect: bool = typer.Option(False, "--leader-elect", help="Run the loops only while "
@@ -688,10 +693,14 @@ def controllers(server: str = typer.Option(..., help=_SERVER_LIST_HELP, callback
     `sendo server` and `sendo up` start this for you as a child process.
     """
     _logging(verbose)
-    from ..controlplane import controller_options, run_controllers
+    from ..controlplane import Credentials, controller_options, run_controllers
+    if (token_file is None) == (credentials_dir is None):
+        console.print("[red]error:[/] give one of --token-file and --credentials-dir")
+        raise typer.Exit(2)
+    creds = token_file.read_text().strip() if token_file else Credentials(directory=str(credentials_dir))
     ca = ca_cert.read_bytes() if ca_cert else None
     election = _election(lease_duration, renew_deadline, retry_period) if leader_elect else None
-    run(run_controllers(server, token_file.read_text().strip(), ca, controllers, election, identity, metrics_port,
+    run(run_controllers(server, creds, ca, controllers, election, identity, metrics_port,
                         controller_options(parse_duration(node_monitor_grace_period), hpa_sync_period,
                                            str(cluster_signing_cert_file or "") or None,
                                            str(cluster_signing_key_file or "") or None)))

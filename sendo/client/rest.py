@@ -101,10 +101,15 @@ _SAFE_TO_REPEAT = frozenset({"GET", "HEAD", "OPTIONS"})
 
 class Client:
     def __init__(self, server: str | Sequence[str], token: str, ca_pem: bytes | None = None,
-                 user_agent: str = "sendo", timeout: float = 30.0, headers: dict[str, str] | None = None):
+                 user_agent: str = "sendo", timeout: float = 30.0, headers: dict[str, str] | None = None,
+                 cert: tuple[str, str] | None = None):
+        """``token``: a bearer token; or ``cert``: a client certificate (certificate file, key
+        file) the cluster CA signed, which names the user instead (the token is then "")."""
         self.servers = ServerList(server)
         self.headers = dict(headers or {})  # sent with every request (an agent's X-Sendo-Node)
-        self.ssl = client_context(ca_pem) if self.server.startswith("https") else None
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        self.ssl = client_context(ca_pem, cert) if self.server.startswith("https") else None
         self.token = token
         self.user_agent = user_agent
         self.timeout = timeout
@@ -114,8 +119,7 @@ class Client:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                headers={"Authorization": f"Bearer {self.token}", "User-Agent": self.user_agent,
-                         "Accept": "application/json", **self.headers},
+                headers={"User-Agent": self.user_agent, "Accept": "application/json", **self.headers},
                 connector=aiohttp.TCPConnector(limit=64, ssl=self.ssl if self.ssl else True),
                 json_serialize=lambda o: orjson.dumps(o).decode())
         return self._session

@@ -26,6 +26,18 @@ from .validation import (
 )
 
 GROUP = "rbac.authorization.k8s.io"
+READ = ["get", "list", "watch"]
+WRITE = ["create", "delete", "deletecollection", "patch", "update"]
+
+
+def rule(groups: list[str], resources: list[str], verbs: list[str]) -> dict[str, Any]:
+    """A PolicyRule on resources."""
+    return {"apiGroups": groups, "resources": resources, "verbs": verbs}
+
+
+def url_rule(urls: list[str], verbs: list[str]) -> dict[str, Any]:
+    """A PolicyRule on non-resource URLs."""
+    return {"nonResourceURLs": urls, "verbs": verbs}
 SUBJECT_KINDS = ["ServiceAccount", "User", "Group"]
 
 
