@@ -31,6 +31,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from ..kinds.base import Cause, Obj
+from ..kinds.cluster import CONTAINER_CIDR_ANNOTATION
 from ..kinds.podspec import DEFAULT_TOLERATION_SECONDS, add_default_tolerations
 from ..kinds.validation import go_value
 from . import errors
@@ -56,6 +57,8 @@ class NodeCIDRAllocator:
     so that nodes registering with different API servers never share one. The block of a
     deleted node is given out again only after every other block has been."""
 
+    claims_name = "podcidrs"
+
     def __init__(self, store, nodes_resource, network: ipaddress.IPv4Network = POD_NETWORK,
                  block_prefix: int = NODE_BLOCK_PREFIX):
         self.store = store
@@ -63,7 +66,7 @@ class NodeCIDRAllocator:
         self.network = network
         self.blocks = [str(b) for b in network.subnets(new_prefix=block_prefix)]
         self.cursor: int | None = None
-        self.claims = RangeClaims(store, "podcidrs")
+        self.claims = RangeClaims(store, self.claims_name)
         self._in_flight: dict[str, asyncio.Task] = {}  # block -> the request it was given to
         self._seen: dict[str, tuple[int, str | None]] = {}  # node key -> (mod_rev, podCIDR), decoded once
 
@@ -73,15 +76,26 @@ class NodeCIDRAllocator:
         for kv in kvs:
             known = self._seen.get(kv.key)
             if known is None or known[0] != kv.mod_rev:
-                spec = orjson.loads(kv.data).get("spec")
-                known = (kv.mod_rev, spec.get("podCIDR") if isinstance(spec, dict) else None)
+                known = (kv.mod_rev, self.block_of(orjson.loads(kv.data)))
             seen[kv.key] = known
         self._seen = seen
         return {cidr for _, cidr in seen.values() if cidr}
 
+    @staticmethod
+    def block_of(node: Obj) -> str | None:
+        spec = node.get("spec")
+        return spec.get("podCIDR") if isinstance(spec, dict) else None
+
+    def needs_block(self, node: Obj) -> bool:
+        spec = node.setdefault("spec", {})
+        return isinstance(spec, dict) and not spec.get("podCIDR")  # validation reports a malformed spec
+
+    def assign(self, node: Obj, block: str) -> None:
+        node["spec"]["podCIDR"] = block
+        node["spec"]["podCIDRs"] = [block]
+
     async def __call__(self, obj: dict[str, Any]) -> None:
-        spec = obj.setdefault("spec", {})
-        if not isinstance(spec, dict) or spec.get("podCIDR"):  # validation reports a malformed spec
+        if not self.needs_block(obj):
             return
         meta = obj.get("metadata") or {}
         key = self.nodes.key(None, meta.get("name") or "")
@@ -96,8 +110,7 @@ class NodeCIDRAllocator:
             block = self._next(held | foreign.keys() | self._in_flight.keys())
             self._in_flight[block] = asyncio.current_task()
             if await self.claims.claim(block, key, lambda c: c.value in held or self.claims.in_flight_elsewhere(c)):
-                spec["podCIDR"] = block
-                spec["podCIDRs"] = [block]
+                self.assign(obj, block)
                 return
             del self._in_flight[block]
         raise errors.conflict("nodes", meta.get("name") or "", "too many concurrent pod CIDR allocations, try again")
@@ -110,6 +123,49 @@ class NodeCIDRAllocator:
                 self.cursor = (self.cursor + i + 1) % n
                 return block
         raise errors.APIError(422, f"the pod network {self.network} has no free node block left", "Invalid")
+
+
+CONTAINER_NETWORK = ipaddress.ip_network("10.244.0.0/16")  # the docker runtime's default (--container-cidr)
+CONTAINER_BLOCK_PREFIX = 24  # the docker runtime's pod bridge on each node is a /24
+
+
+class ContainerCIDRAllocator(NodeCIDRAllocator):
+    """Node IPAM for container pods: a /24 of ``--container-cidr`` per node, in the Node's
+    ``sendo.dev/container-pod-cidr`` annotation. Process pods have loopback IPs (spec.podCIDR),
+    which no other host can reach; container pods sit on a bridge whose addresses other
+    nodes route to this node (host-gateway routes, agent/noderoutes.py), so every node's
+    bridge needs a block of its own of the one cluster-wide range."""
+
+    claims_name = "containercidrs"
+
+    @staticmethod
+    def block_of(node: Obj) -> str | None:
+        annotations = (node.get("metadata") or {}).get("annotations")
+        value = annotations.get(CONTAINER_CIDR_ANNOTATION) if isinstance(annotations, dict) else None
+        return value if isinstance(value, str) and value else None
+
+    def needs_block(self, node: Obj) -> bool:
+        meta = node.get("metadata")
+        return isinstance(meta, dict) and isinstance(meta.get("annotations") or {}, dict) \
+            and self.block_of(node) is None
+
+    def assign(self, node: Obj, block: str) -> None:
+        node["metadata"]["annotations"] = {**(node["metadata"].get("annotations") or {}),
+                                           CONTAINER_CIDR_ANNOTATION: block}
+
+
+def container_cidr(cidr: str) -> ipaddress.IPv4Network:
+    """The docker runtime's cluster-wide pod range (--container-cidr), checked as the agent
+    checks it: IPv4, at most /23, not loopback. Raises ValueError with a message for a person."""
+    try:
+        net = ipaddress.ip_network(cidr or str(CONTAINER_NETWORK))
+    except ValueError as e:
+        raise ValueError(f"invalid container CIDR {cidr!r}: {e}") from None
+    if not isinstance(net, ipaddress.IPv4Network) or net.prefixlen > CONTAINER_BLOCK_PREFIX - 1 \
+            or net.overlaps(LOOPBACK):
+        raise ValueError(f"the container CIDR must be a non-loopback IPv4 range of at most "
+                         f"/{CONTAINER_BLOCK_PREFIX - 1}, not {net}")
+    return net
 
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
@@ -522,6 +578,7 @@ class AdmissionOptions:
     default_unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
     cluster_cidr: str = str(POD_NETWORK)  # nodes' podCIDRs come from here (checked by `cluster_cidr`)
     node_cidr_mask_size: int = NODE_BLOCK_PREFIX
+    container_cidr: str = str(CONTAINER_NETWORK)  # nodes' container pod blocks (a /24 each) come from here
 
 
 def admission_steps(store, registry, options: AdmissionOptions | None = None) -> dict[str, list[Admit]]:
@@ -531,7 +588,9 @@ def admission_steps(store, registry, options: AdmissionOptions | None = None) ->
     nodes = NodeCIDRAllocator(store, registry.get("", "v1", "nodes"),
                               cluster_cidr(options.cluster_cidr, options.node_cidr_mask_size),
                               options.node_cidr_mask_size)
-    steps: dict[str, list[Admit]] = {"nodes": [nodes],
+    containers = ContainerCIDRAllocator(store, registry.get("", "v1", "nodes"), container_cidr(options.container_cidr),
+                                        CONTAINER_BLOCK_PREFIX)
+    steps: dict[str, list[Admit]] = {"nodes": [nodes, containers],
                                      "pods": [DefaultTolerationSeconds(options.default_not_ready_toleration_seconds,
                                                                        options.default_unreachable_toleration_seconds)]}
     if services is not None:
