@@ -184,7 +184,7 @@ def cluster_cidr(cidr: str, mask_size: int) -> ipaddress.IPv4Network:
         raise ValueError(f"invalid cluster CIDR {cidr!r}: {e}") from None
     if not isinstance(net, ipaddress.IPv4Network) or not net.subnet_of(LOOPBACK):
         raise ValueError(f"cluster CIDR {cidr} is not inside {LOOPBACK}: pod IPs are loopback addresses of "
-                         "their node (routable pod networks between machines are not built yet)")
+                         "their node (container pods are the ones other hosts reach: see --container-cidr)")
     for taken, what in ((HOST_LOOPBACK, "this machine's own loopback addresses"),
                         (SERVICE_NETWORK, "the Service cluster IPs")):
         if net.overlaps(taken):
