@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import ipaddress
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ NODE_PORTS = range(30000, 32768)
 IN_FLIGHT_SECONDS = 60.0  # a reservation outlives no create: this only bounds a leak if one is never seen to end
 CLAIM_ATTEMPTS = 8  # picks per request when other API servers take the values picked first
 
+log = logging.getLogger(__name__)
 Admit = Callable[[Obj], Awaitable[None]]
 AdmitUpdate = Callable[[Obj, Obj], Awaitable[None]]
 
@@ -152,6 +154,18 @@ class ContainerCIDRAllocator(NodeCIDRAllocator):
     def assign(self, node: Obj, block: str) -> None:
         node["metadata"]["annotations"] = {**(node["metadata"].get("annotations") or {}),
                                            CONTAINER_CIDR_ANNOTATION: block}
+
+    async def __call__(self, obj: dict[str, Any]) -> None:
+        """As the podCIDR's, except that a full range refuses no Node: one without a block runs
+        its container pods on its runtime's first /24, reached from its own host only (a
+        cluster of hollow nodes may well have more nodes than a /16 has /24s)."""
+        try:
+            await super().__call__(obj)
+        except errors.APIError as e:
+            if e.code != 422:
+                raise
+            log.warning("node %s gets no container pod block: %s", (obj.get("metadata") or {}).get("name"),
+                        e.message)
 
 
 def container_cidr(cidr: str) -> ipaddress.IPv4Network:

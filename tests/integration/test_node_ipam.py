@@ -54,3 +54,19 @@ async def test_nodes_get_distinct_container_pod_blocks_in_an_annotation(tmp_path
         assert orjson.loads(kept.value)["metadata"]["annotations"][ANNOTATION] == free
     finally:
         await store.close()
+
+
+async def test_a_full_container_range_leaves_a_node_without_a_block_and_still_creates_it(tmp_path):
+    store = SQLiteStore(str(tmp_path / "state.db"), compact_interval=3600)
+    await store.start()
+    try:
+        registry = builtin_registry()
+        api = ResourceAPI(store, registry, AdmissionOptions(container_cidr="10.250.0.0/23"))  # two /24s
+        nodes = registry.get("", "v1", "nodes")
+        made = [orjson.loads((await api.create(nodes, None, {"metadata": {"name": f"n{i}"}})).value)
+                for i in range(3)]
+        blocks = [(m["metadata"].get("annotations") or {}).get(ANNOTATION) for m in made]
+        assert sorted(filter(None, blocks)) == ["10.250.0.0/24", "10.250.1.0/24"] and blocks.count(None) == 1
+        assert all(m["spec"]["podCIDR"] for m in made)  # the loopback block is given as ever
+    finally:
+        await store.close()
