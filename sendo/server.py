@@ -24,7 +24,7 @@ from .api.inflight import InflightLimit
 from .api.crds import CRDRegistrar
 from .api.bootstrap_policy import bootstrap_rbac
 from .api.errors import APIError
-from .api.admission import NODE_BLOCK_PREFIX, POD_NETWORK, AdmissionOptions, kubernetes_service_objects
+from .api.admission import CONTAINER_NETWORK, NODE_BLOCK_PREFIX, POD_NETWORK, AdmissionOptions, kubernetes_service_objects
 from .api.tokens import TokenSigner
 from .client.leaderelection import Timings
 from .kinds.registry import builtin_registry
@@ -79,6 +79,7 @@ class ServerConfig:
     tls_sans: list[str] = field(default_factory=list)  # more names/addresses for the serving certificate
     cluster_cidr: str = str(POD_NETWORK)  # node IPAM: nodes' podCIDRs, a /node_cidr_mask_size block each
     node_cidr_mask_size: int = NODE_BLOCK_PREFIX
+    container_cidr: str = str(CONTAINER_NETWORK)  # node IPAM for container pods: a /24 of it per node
 
     @property
     def url(self) -> str:
@@ -178,7 +179,8 @@ class Server:
                              auditor=cfg.audit.open(),
                              admission_options=AdmissionOptions(cfg.default_not_ready_toleration_seconds,
                                                                 cfg.default_unreachable_toleration_seconds,
-                                                                cfg.cluster_cidr, cfg.node_cidr_mask_size))
+                                                                cfg.cluster_cidr, cfg.node_cidr_mask_size,
+                                                                cfg.container_cidr or str(CONTAINER_NETWORK)))
         self.api.inflight = InflightLimit(cfg.max_requests_inflight, cfg.max_mutating_requests_inflight)
         self.api.encryption_config = self.encryption_config if hasattr(self.store, "reseal") else None
         self.crds = CRDRegistrar(self.store, self.registry, self.api.api)
@@ -274,8 +276,11 @@ class Server:
     def join_command(self, node_name: str = "NAME") -> str:
         """What another machine runs to join this cluster as a node: the node token
         authenticates its agent (system:node); the CA file must be copied there first."""
+        # agents need the cluster's container pod range: their pods' blocks come from it
+        extra = f" --container-cidr {self.cfg.container_cidr}" \
+            if self.cfg.container_cidr and self.cfg.container_cidr != str(CONTAINER_NETWORK) else ""
         return (f"sendo agent --server {self.cfg.advertise_url} --token {self.node_token} "
-                f"--ca-cert {self.tls.ca_cert} --node-name {node_name}")
+                f"--ca-cert {self.tls.ca_cert} --node-name {node_name}{extra}")
 
     @property
     def signing_files(self) -> tuple[str, str]:

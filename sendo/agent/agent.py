@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import logging
 import os
 import platform
@@ -23,6 +24,7 @@ from ..client import ApiError, Client, Informer, kind
 from ..client.events import EventRecorder
 from ..client.factory import InformerFactory
 from ..client.informer import obj_key
+from ..kinds.cluster import CONTAINER_CIDR_ANNOTATION
 from ..kinds.meta import now_rfc3339
 from ..kinds.storage import STORAGE_DIR_ANNOTATION
 from ..observe import METRICS_CONTENT_TYPE, Health, exposition
@@ -115,6 +117,7 @@ class Agent:
         self._cleanups: set[asyncio.Task] = set()  # stray clean-ups after a worker crash
         self._web: web.AppRunner | None = None
         self.node: Obj | None = None
+        self.routes = None  # noderoutes.NodeRoutes: host-gateway routes to other hosts' container pods
         self.proxy = None  # network.proxy.ServiceProxy when cfg.service_proxy
         self.ingress = None  # network.ingress.IngressController when cfg.ingress
         self.dns = None  # network.dns.ClusterDNS when cfg.dns
@@ -149,6 +152,7 @@ class Agent:
                 self.adopted.setdefault(h.spec.pod_uid, (rt, []))[1].append(h)
         await self._stop_replaced()  # before the node says Ready, before any pod starts
         await self._post_ready()
+        await self._start_node_routes()  # before any pod starts: the unreachable guards come first
         await self._start_runtime_classes()
         if self.cfg.dns:  # before the pods: their environment names the DNS server and Services
             from ..network.dns import ClusterDNS
@@ -186,6 +190,8 @@ class Agent:
         for t in [*self._tasks, *self._cleanups]:
             t.cancel()
         await self.usage.stop()
+        if self.routes is not None:
+            await self.routes.stop()
         if self.ingress:
             await self.ingress.stop()
         if self.proxy:
@@ -277,6 +283,13 @@ class Agent:
             raise RuntimeError(f"node {self.cfg.node_name} has no podCIDR")
         for rt in self.runtimes.values():
             await rt.update_runtime_config(cidr)
+        block = (node["metadata"].get("annotations") or {}).get(CONTAINER_CIDR_ANNOTATION)
+        for rt in self.runtimes.values():
+            if block and hasattr(rt, "use_node_block"):
+                try:
+                    rt.use_node_block(block)
+                except ValueError as e:  # its pods still run, on the runtime's first /24, reached from here only
+                    log.error("%s; container pods of this node are not reachable from other nodes", e)
 
     async def _post_ready(self) -> None:
         """The node's status (Ready) and its Lease: from now on the node is heard from."""
@@ -411,9 +424,27 @@ class Agent:
                     await rt.remove_pod_sandbox(sb.id)
 
     # ----------------------------------------------------------------- runtimes
+    async def _start_node_routes(self) -> None:
+        """Host-gateway routes to the container pods of nodes on other hosts (noderoutes.py):
+        only for an agent that other hosts can reach (an address that is not loopback)."""
+        from .noderoutes import NodeRoutes
+        from .runtime.docker import DockerRuntime
+        rt = self.runtimes.get("docker")
+        try:
+            on_loopback = ipaddress.ip_address(self.cfg.address).is_loopback
+        except ValueError:
+            on_loopback = False  # a host name: reachable from elsewhere
+        if isinstance(rt, DockerRuntime) and not on_loopback:
+            routes = NodeRoutes(self.informers, self.cfg.node_name, rt)
+            if await routes.start():
+                self.routes = routes
+
     def _container_network_ready(self, service_cidr: str) -> None:
         """A runtime made the ClusterIPs' twins reachable from its pods: the proxy listens
-        on them too, and a cluster DNS answers those pods on the twin of its address."""
+        on them too, and a cluster DNS answers those pods on the twin of its address; the
+        routes to other nodes' pods leave from its bridge's address from now on."""
+        if self.routes is not None:
+            self.routes.kick()
         self.mirror.enable(service_cidr)
         if self.cfg.dns and self._container_dns_task is None:
             self._container_dns_task = asyncio.get_running_loop().create_task(self._start_container_dns(),

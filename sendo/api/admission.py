@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import ipaddress
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from ..kinds.base import Cause, Obj
+from ..kinds.cluster import CONTAINER_CIDR_ANNOTATION
 from ..kinds.podspec import DEFAULT_TOLERATION_SECONDS, add_default_tolerations
 from ..kinds.validation import go_value
 from . import errors
@@ -47,6 +49,7 @@ NODE_PORTS = range(30000, 32768)
 IN_FLIGHT_SECONDS = 60.0  # a reservation outlives no create: this only bounds a leak if one is never seen to end
 CLAIM_ATTEMPTS = 8  # picks per request when other API servers take the values picked first
 
+log = logging.getLogger(__name__)
 Admit = Callable[[Obj], Awaitable[None]]
 AdmitUpdate = Callable[[Obj, Obj], Awaitable[None]]
 
@@ -56,6 +59,8 @@ class NodeCIDRAllocator:
     so that nodes registering with different API servers never share one. The block of a
     deleted node is given out again only after every other block has been."""
 
+    claims_name = "podcidrs"
+
     def __init__(self, store, nodes_resource, network: ipaddress.IPv4Network = POD_NETWORK,
                  block_prefix: int = NODE_BLOCK_PREFIX):
         self.store = store
@@ -63,7 +68,7 @@ class NodeCIDRAllocator:
         self.network = network
         self.blocks = [str(b) for b in network.subnets(new_prefix=block_prefix)]
         self.cursor: int | None = None
-        self.claims = RangeClaims(store, "podcidrs")
+        self.claims = RangeClaims(store, self.claims_name)
         self._in_flight: dict[str, asyncio.Task] = {}  # block -> the request it was given to
         self._seen: dict[str, tuple[int, str | None]] = {}  # node key -> (mod_rev, podCIDR), decoded once
 
@@ -73,15 +78,26 @@ class NodeCIDRAllocator:
         for kv in kvs:
             known = self._seen.get(kv.key)
             if known is None or known[0] != kv.mod_rev:
-                spec = orjson.loads(kv.data).get("spec")
-                known = (kv.mod_rev, spec.get("podCIDR") if isinstance(spec, dict) else None)
+                known = (kv.mod_rev, self.block_of(orjson.loads(kv.data)))
             seen[kv.key] = known
         self._seen = seen
         return {cidr for _, cidr in seen.values() if cidr}
 
+    @staticmethod
+    def block_of(node: Obj) -> str | None:
+        spec = node.get("spec")
+        return spec.get("podCIDR") if isinstance(spec, dict) else None
+
+    def needs_block(self, node: Obj) -> bool:
+        spec = node.setdefault("spec", {})
+        return isinstance(spec, dict) and not spec.get("podCIDR")  # validation reports a malformed spec
+
+    def assign(self, node: Obj, block: str) -> None:
+        node["spec"]["podCIDR"] = block
+        node["spec"]["podCIDRs"] = [block]
+
     async def __call__(self, obj: dict[str, Any]) -> None:
-        spec = obj.setdefault("spec", {})
-        if not isinstance(spec, dict) or spec.get("podCIDR"):  # validation reports a malformed spec
+        if not self.needs_block(obj):
             return
         meta = obj.get("metadata") or {}
         key = self.nodes.key(None, meta.get("name") or "")
@@ -96,8 +112,7 @@ class NodeCIDRAllocator:
             block = self._next(held | foreign.keys() | self._in_flight.keys())
             self._in_flight[block] = asyncio.current_task()
             if await self.claims.claim(block, key, lambda c: c.value in held or self.claims.in_flight_elsewhere(c)):
-                spec["podCIDR"] = block
-                spec["podCIDRs"] = [block]
+                self.assign(obj, block)
                 return
             del self._in_flight[block]
         raise errors.conflict("nodes", meta.get("name") or "", "too many concurrent pod CIDR allocations, try again")
@@ -110,6 +125,61 @@ class NodeCIDRAllocator:
                 self.cursor = (self.cursor + i + 1) % n
                 return block
         raise errors.APIError(422, f"the pod network {self.network} has no free node block left", "Invalid")
+
+
+CONTAINER_NETWORK = ipaddress.ip_network("10.244.0.0/16")  # the docker runtime's default (--container-cidr)
+CONTAINER_BLOCK_PREFIX = 24  # the docker runtime's pod bridge on each node is a /24
+
+
+class ContainerCIDRAllocator(NodeCIDRAllocator):
+    """Node IPAM for container pods: a /24 of ``--container-cidr`` per node, in the Node's
+    ``sendo.dev/container-pod-cidr`` annotation. Process pods have loopback IPs (spec.podCIDR),
+    which no other host can reach; container pods sit on a bridge whose addresses other
+    nodes route to this node (host-gateway routes, agent/noderoutes.py), so every node's
+    bridge needs a block of its own of the one cluster-wide range."""
+
+    claims_name = "containercidrs"
+
+    @staticmethod
+    def block_of(node: Obj) -> str | None:
+        annotations = (node.get("metadata") or {}).get("annotations")
+        value = annotations.get(CONTAINER_CIDR_ANNOTATION) if isinstance(annotations, dict) else None
+        return value if isinstance(value, str) and value else None
+
+    def needs_block(self, node: Obj) -> bool:
+        meta = node.get("metadata")
+        return isinstance(meta, dict) and isinstance(meta.get("annotations") or {}, dict) \
+            and self.block_of(node) is None
+
+    def assign(self, node: Obj, block: str) -> None:
+        node["metadata"]["annotations"] = {**(node["metadata"].get("annotations") or {}),
+                                           CONTAINER_CIDR_ANNOTATION: block}
+
+    async def __call__(self, obj: dict[str, Any]) -> None:
+        """As the podCIDR's, except that a full range refuses no Node: one without a block runs
+        its container pods on its runtime's first /24, reached from its own host only (a
+        cluster of hollow nodes may well have more nodes than a /16 has /24s)."""
+        try:
+            await super().__call__(obj)
+        except errors.APIError as e:
+            if e.code != 422:
+                raise
+            log.warning("node %s gets no container pod block: %s", (obj.get("metadata") or {}).get("name"),
+                        e.message)
+
+
+def container_cidr(cidr: str) -> ipaddress.IPv4Network:
+    """The docker runtime's cluster-wide pod range (--container-cidr), checked as the agent
+    checks it: IPv4, at most /23, not loopback. Raises ValueError with a message for a person."""
+    try:
+        net = ipaddress.ip_network(cidr or str(CONTAINER_NETWORK))
+    except ValueError as e:
+        raise ValueError(f"invalid container CIDR {cidr!r}: {e}") from None
+    if not isinstance(net, ipaddress.IPv4Network) or net.prefixlen > CONTAINER_BLOCK_PREFIX - 1 \
+            or net.overlaps(LOOPBACK):
+        raise ValueError(f"the container CIDR must be a non-loopback IPv4 range of at most "
+                         f"/{CONTAINER_BLOCK_PREFIX - 1}, not {net}")
+    return net
 
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
@@ -128,7 +198,7 @@ def cluster_cidr(cidr: str, mask_size: int) -> ipaddress.IPv4Network:
         raise ValueError(f"invalid cluster CIDR {cidr!r}: {e}") from None
     if not isinstance(net, ipaddress.IPv4Network) or not net.subnet_of(LOOPBACK):
         raise ValueError(f"cluster CIDR {cidr} is not inside {LOOPBACK}: pod IPs are loopback addresses of "
-                         "their node (routable pod networks between machines are not built yet)")
+                         "their node (container pods are the ones other hosts reach: see --container-cidr)")
     for taken, what in ((HOST_LOOPBACK, "this machine's own loopback addresses"),
                         (SERVICE_NETWORK, "the Service cluster IPs")):
         if net.overlaps(taken):
@@ -522,6 +592,7 @@ class AdmissionOptions:
     default_unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
     cluster_cidr: str = str(POD_NETWORK)  # nodes' podCIDRs come from here (checked by `cluster_cidr`)
     node_cidr_mask_size: int = NODE_BLOCK_PREFIX
+    container_cidr: str = str(CONTAINER_NETWORK)  # nodes' container pod blocks (a /24 each) come from here
 
 
 def admission_steps(store, registry, options: AdmissionOptions | None = None) -> dict[str, list[Admit]]:
@@ -531,7 +602,9 @@ def admission_steps(store, registry, options: AdmissionOptions | None = None) ->
     nodes = NodeCIDRAllocator(store, registry.get("", "v1", "nodes"),
                               cluster_cidr(options.cluster_cidr, options.node_cidr_mask_size),
                               options.node_cidr_mask_size)
-    steps: dict[str, list[Admit]] = {"nodes": [nodes],
+    containers = ContainerCIDRAllocator(store, registry.get("", "v1", "nodes"), container_cidr(options.container_cidr),
+                                        CONTAINER_BLOCK_PREFIX)
+    steps: dict[str, list[Admit]] = {"nodes": [nodes, containers],
                                      "pods": [DefaultTolerationSeconds(options.default_not_ready_toleration_seconds,
                                                                        options.default_unreachable_toleration_seconds)]}
     if services is not None:

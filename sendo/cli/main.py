@@ -220,8 +220,12 @@ _RUNTIME_HELP = ("Container runtime for pods without a runtimeClassName (pods pi
 _ENGINE_HELP = ("docker runtime: the Docker Engine API socket (unix:///path). Default: DOCKER_HOST, then "
                 "/var/run/docker.sock, /run/podman/podman.sock; if none answers and podman is installed, "
                 "sendo runs `podman system service` itself.")
-_CIDR_HELP = ("docker runtime: the pod CIDR of container pods (IPv4, at most /23). An unreachable route "
-              "covers it all; this node's pods get addresses from its first /24.")
+_CIDR_HELP = ("docker runtime: the pod CIDR of container pods, the same on every node (IPv4, at most /23). An "
+              "unreachable route covers it all; this node's pods get addresses from the /24 of it the server gave "
+              "the node (annotation sendo.dev/container-pod-cidr), other nodes' /24s are routed to them.")
+_CONTAINER_IPAM_HELP = ("Node IPAM for container pods (docker runtime): every node gets a /24 of this range "
+                        "(annotation sendo.dev/container-pod-cidr); give agents the same --container-cidr. "
+                        "Default: 10.244.0.0/16.")
 _SVC_CIDR_HELP = ("docker runtime: where container pods reach Services (IPv4 /16, not loopback): each ClusterIP "
                   "127.32.x.y has its twin at the same offset here; an unreachable route covers it, the node holds "
                   "it as local addresses. Default: 10.96.0.0/16.")
@@ -319,7 +323,8 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
         server_args = ["--controllers", controllers, "--hpa-sync-period", str(hpa_sync_period),
                        "--node-monitor-grace-period", node_monitor_grace_period,
                        "--default-not-ready-toleration-seconds", str(default_not_ready_toleration_seconds),
-                       "--default-unreachable-toleration-seconds", str(default_unreachable_toleration_seconds)]
+                       "--default-unreachable-toleration-seconds", str(default_unreachable_toleration_seconds),
+                       *(["--container-cidr", container_cidr] if container_cidr else [])]
         opts = HAOptions(servers, host, 6443 if port is None else port, port is None, datastore, server_args,
                          verbose)
         run(up_ha(os.path.abspath(data_dir), opts, node_name, apply or [], time.monotonic(), agent_options))
@@ -327,6 +332,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     cfg = _server_config(data_dir, port, host, datastore, controller_names=controllers,
                          advertise_address=advertise_address, tls_sans=list(tls_san or []),
                          cluster_cidr=cluster_cidr, node_cidr_mask_size=node_cidr_mask_size,
+                         container_cidr=container_cidr,
                          audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
                                              audit_log_maxbackup),
                          hpa_sync_period=hpa_sync_period,
@@ -377,7 +383,7 @@ def _audit_config(policy: Optional[Path], path: Optional[str], maxsize: int, max
 def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Optional[str], **kw):
     """The server's settings from the command line; a bad --datastore or a taken --port ends the
     command with a message that names the option."""
-    from ..api.admission import cluster_cidr
+    from ..api.admission import cluster_cidr, container_cidr
     from ..server import ServerConfig
     from ..store import DatastoreURLError, open_store
     if "cluster_cidr" in kw:
@@ -385,6 +391,11 @@ def _server_config(data_dir: str, port: Optional[int], host: str, datastore: Opt
             cluster_cidr(kw["cluster_cidr"], kw["node_cidr_mask_size"])
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--cluster-cidr/--node-cidr-mask-size") from None
+    if kw.get("container_cidr"):
+        try:
+            container_cidr(kw["container_cidr"])
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--container-cidr") from None
     if datastore:
         try:
             open_store(datastore)  # only parsed here: the store opens when the server starts
@@ -489,6 +500,7 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
            tls_san: Optional[list[str]] = typer.Option(None, help=_TLS_SAN_HELP, show_default=False),
            cluster_cidr: str = typer.Option("127.64.0.0/10", help=_CLUSTER_CIDR_HELP),
            node_cidr_mask_size: int = typer.Option(22, help=_NODE_MASK_HELP),
+           container_cidr: str = typer.Option("", help=_CONTAINER_IPAM_HELP, show_default=False),
            datastore: Optional[str] = typer.Option(None, help=_DATASTORE_HELP, show_default=False),
            no_controllers: bool = typer.Option(False, "--no-controllers",
                                                help="Run no control loops here (run `sendo controllers` apart)."),
@@ -524,6 +536,7 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
     run(_server(_server_config(data_dir, port, host, datastore, controllers=not no_controllers,
                                advertise_address=advertise_address, tls_sans=list(tls_san or []),
                                cluster_cidr=cluster_cidr, node_cidr_mask_size=node_cidr_mask_size,
+                               container_cidr=container_cidr,
                                controller_names=controllers, leader_elect=leader_elect,
                                election=_election(lease_duration, renew_deadline, retry_period),
                                audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,

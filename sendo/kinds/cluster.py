@@ -81,6 +81,8 @@ NAMESPACE_PRINTER = Printer(
 # ======================================================================= Node
 
 NODE_ROLE_PREFIX = "node-role.kubernetes.io/"
+# on a Node: its /24 of the container pod CIDR (node IPAM for the docker runtime's bridge)
+CONTAINER_CIDR_ANNOTATION = "sendo.dev/container-pod-cidr"
 
 
 def node_roles(node: Obj) -> str:

@@ -174,7 +174,12 @@ def docker_state_dir(cluster: Cluster) -> str:
 
 
 def network_name(cluster: Cluster) -> str:
-    return "sendo-" + hashlib.sha1(docker_state_dir(cluster).encode()).hexdigest()[:10]
+    return network_name_of(docker_state_dir(cluster))
+
+
+def network_name_of(state_dir: str) -> str:
+    """The pod network of the docker runtime whose state directory this is (its owner label)."""
+    return "sendo-" + hashlib.sha1(state_dir.encode()).hexdigest()[:10]
 
 
 def bridge_of(cluster: Cluster) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.e2e.containers import container_cidrs
 from tests.e2e.harness import REPO, Cluster, _env, poll, shared_cluster, to_yaml
 from tests.e2e.test_nodeloss import LEASE, SecondAgent
 
@@ -138,12 +139,16 @@ def _kill_in(netns_inode: str, root: Path) -> None:
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory):
     h2 = Host2()
+    pod_cidr = svc_cidr = ""
     try:
         h2.create()
         inode = h2.inode()
+        # container ranges of this test's own: agents off loopback guard them with unreachable
+        # routes (agent/noderoutes.py), removed below
+        pod_cidr, svc_cidr, net_args = container_cidrs()
         flags = ("--host", h2.root_ip, "--node-name", "host1", "--no-ingress", *LEASE,
                  "--node-monitor-grace-period", f"{GRACE}s",
-                 "--cluster-cidr", str(CLUSTER_CIDR), "--node-cidr-mask-size", "24")
+                 "--cluster-cidr", str(CLUSTER_CIDR), "--node-cidr-mask-size", "24", *net_args)
         with shared_cluster(tmp_path_factory.mktemp("hosts"), flags) as c:
             join = next((line for line in c.stdout_lines if line.startswith("sendo agent ")), None)
             assert join, f"`sendo up` printed no join command: {c.stdout_lines}"
@@ -155,6 +160,8 @@ def hosts(tmp_path_factory):
                 _kill_in(inode, c.data_dir)
     finally:
         h2.delete()
+        for cidr in filter(None, (pod_cidr, svc_cidr)):
+            subprocess.run(["ip", "route", "del", "unreachable", cidr], capture_output=True, timeout=30)
 
 
 def node_ready(c: Cluster, name: str) -> str:

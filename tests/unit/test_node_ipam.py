@@ -5,7 +5,7 @@ import ipaddress
 
 import pytest
 
-from sendo.api.admission import cluster_cidr
+from sendo.api.admission import cluster_cidr, container_cidr
 
 
 def test_a_loopback_range_away_from_the_hosts_and_the_services_addresses_is_taken():
@@ -27,3 +27,12 @@ def test_a_loopback_range_away_from_the_hosts_and_the_services_addresses_is_take
 def test_a_bad_range_or_mask_is_refused_naming_why(cidr, mask, says):
     with pytest.raises(ValueError, match=says.replace(".", r"\.")):
         cluster_cidr(cidr, mask)
+
+
+def test_the_container_cidr_is_a_non_loopback_ipv4_range_of_several_node_blocks():
+    assert container_cidr("") == ipaddress.ip_network("10.244.0.0/16")  # the default
+    assert container_cidr("10.250.0.0/20") == ipaddress.ip_network("10.250.0.0/20")
+    for bad, says in (("10.244.0.0/24", "at most /23"), ("127.200.0.0/16", "non-loopback"),
+                      ("fd00::/48", "IPv4"), ("10.244.0.1/16", "invalid container CIDR")):
+        with pytest.raises(ValueError, match=says):
+            container_cidr(bad)

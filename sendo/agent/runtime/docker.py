@@ -8,8 +8,11 @@ How a pod maps onto the engine, and why:
 * Pod network: before the first sandbox, an `unreachable` route covers the whole pod
   CIDR, so a packet to an address of it that no pod holds can never leave the
   machine; then sendo creates an *internal* bridge network (no default route, no NAT,
-  no engine DNS) on a /24 of that CIDR. The host holds the bridge's gateway address,
-  so the node reaches every pod IP; pods reach nothing outside the machine.
+  no engine DNS) on the node's /24 of that CIDR (node IPAM, `use_node_block`). The host
+  holds the bridge's gateway address, so the node reaches every pod IP. Each pod routes
+  the service twins and the whole pod CIDR to the node, which forwards to the other
+  nodes' blocks over host-gateway routes (`agent/noderoutes.py`); pods reach nothing
+  else.
 * A pod's sandbox is an infra container (`engine.PAUSE_IMAGE`, built locally) on that
   network: it holds the pod's network namespace and IP. Every app container joins it
   (`NetworkMode: container:<infra>`), so the pod's containers share localhost, and
@@ -204,7 +207,8 @@ class DockerRuntime:
                              f"{self.pod_cidr}")
         # set by the agent: called once the twin service range is reachable from the pods
         self.on_network_ready: Callable[[str], None] | None = None
-        self.subnet = next(self.pod_cidr.subnets(new_prefix=24))  # this node's pods
+        # this node's pods: the /24 the server gave the node (use_node_block), else the first
+        self.subnet = next(self.pod_cidr.subnets(new_prefix=24))
         self.gateway = str(next(self.subnet.hosts()))  # held by the host on the bridge
         self.owner = self.state_dir
         self.network = "sendo-" + hashlib.sha1(self.owner.encode()).hexdigest()[:10]
@@ -277,6 +281,27 @@ class DockerRuntime:
         """The node's podCIDR is the process runtime's (loopback); container pods use
         this runtime's own CIDR."""
 
+    def use_node_block(self, block: str) -> None:
+        """The /24 of the pod CIDR that node IPAM gave this node (its Node's
+        sendo.dev/container-pod-cidr annotation): its pods' addresses, which the other
+        nodes route to it. Called before the first sandbox; ValueError if it does not fit."""
+        try:
+            net = ipaddress.ip_network(block)
+        except ValueError as e:
+            raise ValueError(f"docker runtime: the node's container pod block {block!r} is not a CIDR: {e}") from None
+        if net.prefixlen != 24 or not net.subnet_of(self.pod_cidr):  # type: ignore[arg-type]
+            raise ValueError(f"docker runtime: the node's container pod block {net} is not a /24 of this agent's "
+                             f"--container-cidr {self.pod_cidr}: give the agent the server's --container-cidr")
+        if self._network_ready and net != self.subnet:
+            raise ValueError(f"docker runtime: the pod network is up on {self.subnet} already")
+        self.subnet = net  # type: ignore[assignment]
+        self.gateway = str(next(self.subnet.hosts()))
+
+    @property
+    def network_ready(self) -> bool:
+        """The pod bridge is up: the node holds `gateway`, the routes and guards are in place."""
+        return self._network_ready
+
     async def _ensure_network(self) -> None:
         async with self._network_lock:
             if not self._network_ready:
@@ -297,6 +322,15 @@ class DockerRuntime:
         except aiodocker.DockerError as e:
             if e.status != 404:
                 raise SandboxError(f"container engine: inspecting network {self.network}: {e.message}") from e
+            net = None
+        if net is not None and not any(str(c.get("Subnet")) == str(self.subnet)
+                                       for c in (net.get("IPAM") or {}).get("Config") or []):
+            # made by an earlier agent for another block of the node: only an unused network can change
+            try:
+                await (await d.networks.get(self.network)).delete()
+            except aiodocker.DockerError as e:
+                raise SandboxError(f"container engine: the pod network {self.network} is not on this node's block "
+                                   f"{self.subnet} and cannot be removed: {e.message}") from e
             net = None
         if net is None:
             labels = {L_OWNER: self.owner}
@@ -366,8 +400,10 @@ class DockerRuntime:
             raise SandboxError(f"container engine gave the sandbox no address on network {self.network}")
         sb.pod_dir = config.pod_dir
         try:
-            await asyncio.to_thread(route_in_netns, int(info["State"].get("Pid") or 0), str(self.service_cidr),
-                                    self.gateway)
+            pid = int(info["State"].get("Pid") or 0)
+            # Services (their twins) and the pods of other nodes are behind the node; nothing else is
+            for cidr in (self.service_cidr, self.pod_cidr):
+                await asyncio.to_thread(route_in_netns, pid, str(cidr), self.gateway)
             await self.host_ports.open(sb.id, sb.ip, config.ports)
         except SandboxError:
             await self._remove_by_name(name)
