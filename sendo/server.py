@@ -77,6 +77,9 @@ class ServerConfig:
     # Service's endpoints); default: the listen address, or this machine's hostname if that is a wildcard
     advertise_address: str | None = None
     tls_sans: list[str] = field(default_factory=list)  # more names/addresses for the serving certificate
+    # snapshots on a cron schedule ("": none), the newest `snapshot_retention` scheduled ones kept (store/schedule.py)
+    snapshot_schedule: str = ""
+    snapshot_retention: int = 5
     cluster_cidr: str = str(POD_NETWORK)  # node IPAM: nodes' podCIDRs, a /node_cidr_mask_size block each
     node_cidr_mask_size: int = NODE_BLOCK_PREFIX
 
@@ -184,9 +187,14 @@ class Server:
         self._started: set[str] = set()  # start-up steps done, each a /readyz check
         for step in ("poststarthook/bootstrap-system-namespaces", "crd-informer-synced"):
             self.api.health.add(step, lambda step=step: None if step in self._started else "not finished")
+        self.shutting_down = False  # set on SIGTERM with a shutdown delay: not ready, still serving
+        self.api.health.add("shutdown", lambda: "shutting down" if self.shutting_down else None)
         self._uvicorn: HTTPServer | None = None
         self._tasks: list[asyncio.Task] = []
         self.control = None
+        from .store.schedule import SnapshotSchedule
+        self.snapshots = SnapshotSchedule(cfg.snapshot_schedule, cfg.snapshot_retention, cfg.data_dir,
+                                          cfg.datastore, self._snapshot_event)
 
     def _record_datastore(self) -> None:
         """Which store this data dir's server uses, for the commands that work on it (`sendo snapshot`)."""
@@ -202,6 +210,11 @@ class Server:
         cfg.port = sock.getsockname()[1]
         try:
             await self.store.start()
+            try:
+                await self._prepare_schema()
+            except BaseException:
+                await self.store.close()
+                raise
             await self._bootstrap()
             await bootstrap_rbac(self.api.api, self.registry)
             await self.api.start()
@@ -246,7 +259,28 @@ class Server:
                                                node_monitor_grace_period=self.cfg.node_monitor_grace_period,
                                                signing=self.signing_files)
             await self.control.start()
+        self.snapshots.start()
         self._write_components()
+
+    async def _snapshot_event(self, taken) -> None:
+        """An Event in kube-system for each scheduled snapshot: `kubectl get events -n kube-system`."""
+        import datetime as dt
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if taken.info is not None:
+            kind, reason = "Normal", "SnapshotSaved"
+            message = (f"scheduled snapshot {taken.info.path} at revision {taken.info.revision} "
+                       f"({taken.info.keys} keys, {taken.info.size} bytes); pruned: "
+                       f"{', '.join(taken.pruned) or 'none'}")
+        else:
+            kind, reason, message = "Warning", "SnapshotFailed", f"scheduled snapshot failed: {taken.error}"
+        event = {"apiVersion": "v1", "kind": "Event",
+                 "metadata": {"name": f"sendo-snapshot.{secrets.token_hex(8)}", "namespace": "kube-system"},
+                 "involvedObject": {"apiVersion": "v1", "kind": "Namespace", "name": "kube-system"},
+                 "reason": reason, "message": message, "type": kind, "count": 1,
+                 "firstTimestamp": now, "lastTimestamp": now,
+                 "source": {"component": "sendo-server", "host": self.cfg.advertised_host},
+                 "reportingComponent": "sendo-server", "reportingInstance": self.cfg.url}
+        await self.api.api.create(self.registry.get("", "v1", "events"), "kube-system", event)
 
     def join_command(self, node_name: str = "NAME") -> str:
         """What another machine runs to join this cluster as a node: the node token
@@ -273,6 +307,19 @@ class Server:
         with open(tmp, "w") as f:
             json.dump(comps, f)
         os.replace(tmp, self.components_file)
+
+    async def _prepare_schema(self) -> None:
+        """The store at this sendo's schema version (store/schema.py): an older one is migrated
+        after a snapshot is written; a newer one stops the start before anything is written."""
+        from .store import schema, snapshot
+        cfg = self.cfg
+
+        async def pre_migration_snapshot(found: int, target: int) -> str:
+            info = await asyncio.to_thread(snapshot.save, cfg.data_dir, cfg.datastore, None,
+                                           f"{snapshot.PRE_UPGRADE}v{found}-v{target}-")
+            schema.write_record(cfg.server_dir, info.path, found, target, cfg.datastore or "")
+            return info.path
+        await schema.prepare(self.store, pre_migration_snapshot)
 
     async def _bootstrap(self) -> None:
         """What every cluster has: the system namespaces, and the `kubernetes` Service in
@@ -301,6 +348,7 @@ class Server:
                 await api.update(r, "default", "kubernetes", obj)
 
     async def stop(self) -> None:
+        await self.snapshots.stop()
         if self.control is not None:
             await self.control.stop()
         if self._uvicorn is not None:
