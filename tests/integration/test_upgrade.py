@@ -4,7 +4,6 @@ snapshots on a schedule with retention.
 
 The migration here is a test-only one, registered the way a real one is (a line appended to
 ``sendo.store.migrations.MIGRATIONS``): the server's start runs it through the same code."""
-import asyncio
 import json
 import os
 import sqlite3
