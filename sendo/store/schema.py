@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import socket
 from dataclasses import dataclass
 from typing import Awaitable, Callable
@@ -123,7 +124,7 @@ async def prepare(store: Store, snapshot: Callable[[int, int], Awaitable[str]],
 def write_record(server_dir: str, snapshot: str, found: int, target: int, datastore: str) -> None:
     from ..private import write_private
     rec = {"snapshot": snapshot, "from": found, "to": target, "datastore": datastore,
-           "at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+           "at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
     write_private(os.path.join(server_dir, RECORD), json.dumps(rec).encode() + b"\n")
 
 
@@ -163,28 +164,25 @@ def _serving(server_dir: str) -> str | None:
 
 
 def rollback(data_dir: str) -> RolledBack:
-    """Return a data dir's store to the snapshot written before its last migration.
-    Everything is checked before anything moves; the migrated store is kept beside it."""
+    """Return a data dir's store to the snapshot written before its last migration: a SQLite
+    data dir's file, or the etcd members of a `sendo up --servers N` data dir. Everything is
+    checked and the snapshot copied before anything moves; the migrated store is kept beside it."""
+    if os.path.exists(os.path.join(data_dir, "ha", "layout.json")):
+        return _rollback_members(data_dir)
     from .snapshot import copy_private, inspect, store_url
     server_dir = os.path.join(data_dir, "server")
-    rec = read_record(server_dir)
-    if rec is None:
-        raise SchemaError(f"no pre-migration snapshot in {data_dir}: no migration was made on this data dir "
-                          "(or it was rolled back already); nothing was changed")
+    rec = _record_or_refuse(data_dir, [server_dir])[0]
     path = rec["snapshot"]
     url = store_url(data_dir)
     if not url.startswith("sqlite://"):
-        raise SchemaError(f"the store is {url}: restore the pre-migration snapshot {path} with `sendo snapshot "
-                          "restore` into each etcd member (automatic rollback covers SQLite data dirs); "
-                          "nothing was changed")
-    if (running := _serving(server_dir)) is not None:
-        raise SchemaError(f"a server runs on {data_dir} ({running}): stop it first; nothing was changed")
+        raise SchemaError(f"the store is {url}, an etcd sendo does not run: restore the pre-migration snapshot "
+                          f"{path} into each member with `sendo snapshot restore`; nothing was changed")
+    _refuse_if_serving(data_dir, [server_dir])
     info = inspect(path)  # a damaged or missing snapshot is refused here, before anything moves
     if info.kind != "sqlite":
         raise SchemaError(f"{path} is an {info.kind} snapshot, not this data dir's SQLite store; nothing was changed")
     db = url[len("sqlite://"):]
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    kept = os.path.join(server_dir, f"rolled-back-{stamp}")
+    kept = _kept_dir(server_dir)
     copy_private(path, db + ".rollback")  # the copy first: a full disk fails here, with nothing moved
     os.makedirs(kept, mode=0o700)
     for suffix in ("", "-wal", "-shm"):
@@ -192,4 +190,75 @@ def rollback(data_dir: str) -> RolledBack:
             os.replace(db + suffix, os.path.join(kept, os.path.basename(db) + suffix))
     os.replace(db + ".rollback", db)
     os.replace(os.path.join(server_dir, RECORD), os.path.join(kept, RECORD))
+    return RolledBack(path, int(rec.get("from", 0)), kept)
+
+
+def _record_or_refuse(data_dir: str, server_dirs: list[str]) -> tuple[dict, str]:
+    """The record of the last migration among the server dirs, and the dir it is in. Servers on
+    one etcd that started together each wrote one: the first snapshot was taken before any of
+    them changed anything, so of the records of the newest migration the oldest one is chosen."""
+    found = [(rec, d) for d in server_dirs if (rec := read_record(d)) is not None]
+    if not found:
+        raise SchemaError(f"no pre-migration snapshot in {data_dir}: no migration was made on this data dir "
+                          "(or it was rolled back already); nothing was changed")
+    from .snapshot import taken_at
+    newest = max(int(rec.get("to", 0)) for rec, _ in found)
+    return min((f for f in found if int(f[0].get("to", 0)) == newest),
+               key=lambda f: taken_at(os.path.basename(f[0]["snapshot"])))
+
+
+def _refuse_if_serving(data_dir: str, server_dirs: list[str]) -> None:
+    for d in server_dirs:
+        if (running := _serving(d)) is not None:
+            raise SchemaError(f"a server runs on {data_dir} ({running}): stop it first; nothing was changed")
+
+
+def _kept_dir(parent: str) -> str:
+    return os.path.join(parent, "rolled-back-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ"))
+
+
+def _rollback_members(data_dir: str) -> RolledBack:
+    """`sendo up --servers N`'s own etcd members, each restored from the pre-migration snapshot."""
+    from .snapshot import inspect, restore_member
+    with open(os.path.join(data_dir, "ha", "layout.json")) as f:
+        layout = json.load(f)
+    server_dirs = [os.path.join(data_dir, "servers", f"s{i}", "server") for i in range(len(layout["servers"]))]
+    rec, rec_dir = _record_or_refuse(data_dir, server_dirs)
+    path = rec["snapshot"]
+    if not layout["etcd"]:
+        raise SchemaError(f"this cluster uses an etcd sendo does not run: restore the pre-migration snapshot {path} "
+                          "into each member with `sendo snapshot restore`; nothing was changed")
+    _refuse_if_serving(data_dir, server_dirs)
+    for i, (client, _) in enumerate(layout["etcd"]):
+        try:
+            socket.create_connection(("127.0.0.1", client), timeout=1).close()
+        except OSError:
+            continue
+        raise SchemaError(f"etcd member m{i} of {data_dir} answers on port {client}: stop `sendo up` first; "
+                          "nothing was changed")
+    info = inspect(path)
+    if info.kind != "etcd":
+        raise SchemaError(f"{path} is a {info.kind} snapshot, not this cluster's etcd; nothing was changed")
+    base = os.path.join(data_dir, "etcd")
+    cluster = ",".join(f"m{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(layout["etcd"]))
+    fresh = [os.path.join(base, f"m{i}.rollback") for i in range(len(layout["etcd"]))]
+    try:
+        for i, ((_, peer), target) in enumerate(zip(layout["etcd"], fresh)):
+            shutil.rmtree(target, ignore_errors=True)  # a rollback that stopped half-way before
+            restore_member(path, target, f"m{i}", f"http://127.0.0.1:{peer}", cluster)
+    except BaseException:
+        for target in fresh:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    kept = _kept_dir(base)
+    os.makedirs(kept, mode=0o700)
+    for i, target in enumerate(fresh):
+        member = os.path.join(base, f"m{i}")
+        if os.path.exists(member):
+            os.replace(member, os.path.join(kept, f"m{i}"))
+        os.replace(target, member)
+    os.replace(os.path.join(rec_dir, RECORD), os.path.join(kept, RECORD))
+    for d in server_dirs:  # the other servers' records name the same migration
+        if os.path.exists(os.path.join(d, RECORD)):
+            os.unlink(os.path.join(d, RECORD))
     return RolledBack(path, int(rec.get("from", 0)), kept)

@@ -258,14 +258,19 @@ def restore(path: str, data_dir: str, etcd_name: str = "default",
     if os.path.exists(target):
         raise SnapshotError(f"{data_dir} already has an etcd member directory ({target}): restore into a new data dir")
     private_dir(data_dir)
-    r = _etcdctl("snapshot", "restore", path, "--data-dir", target, "--name", etcd_name,
-                 "--initial-cluster", f"{etcd_name}={etcd_peer_url}",
-                 "--initial-advertise-peer-urls", etcd_peer_url)
+    restore_member(path, target, etcd_name, etcd_peer_url, f"{etcd_name}={etcd_peer_url}")
+    _restore_keys(path, data_dir)
+    return Restored(info, data_dir, target, "")
+
+
+def restore_member(path: str, target: str, name: str, peer_url: str, cluster: str) -> None:
+    """An etcd snapshot as the data directory of member ``name`` of ``cluster`` (name=peer-url,…);
+    every member of a cluster is restored from the same snapshot with the same ``cluster``."""
+    r = _etcdctl("snapshot", "restore", path, "--data-dir", target, "--name", name,
+                 "--initial-cluster", cluster, "--initial-advertise-peer-urls", peer_url)
     if r.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
         raise SnapshotError(f"etcdctl snapshot restore failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
-    _restore_keys(path, data_dir)
-    return Restored(info, data_dir, target, "")
 
 
 # ----------------------------------------------------------------- list and prune
@@ -273,7 +278,7 @@ MANUAL, SCHEDULED, PRE_UPGRADE = "sendo-", "scheduled-", "pre-upgrade-"  # how a
 _STAMP = len("20260101T000000.000000Z")
 
 
-def _taken_at(name: str) -> str:
+def taken_at(name: str) -> str:
     """The UTC time in a snapshot's file name (the part before its suffix), which sorts as time does."""
     stem = name[:-len(SQLITE_SUFFIX)] if name.endswith(SQLITE_SUFFIX) else name[:-len(ETCD_SUFFIX)]
     return stem[-_STAMP:]
@@ -287,7 +292,7 @@ def listing(data_dir: str, prefix: str = "") -> list[SnapshotInfo]:
                  if n.startswith(prefix or (MANUAL, SCHEDULED, PRE_UPGRADE)) and n.endswith((SQLITE_SUFFIX, ETCD_SUFFIX))]
     except FileNotFoundError:
         return []
-    names.sort(key=lambda n: (_taken_at(n), n))
+    names.sort(key=lambda n: (taken_at(n), n))
     return [SnapshotInfo(os.path.join(d, n), "sqlite" if n.endswith(SQLITE_SUFFIX) else "etcd", 0, 0,
                          os.path.getsize(os.path.join(d, n))) for n in names]
 

@@ -4,6 +4,7 @@ snapshots on a schedule with retention.
 
 The migration here is a test-only one, registered the way a real one is (a line appended to
 ``sendo.store.migrations.MIGRATIONS``): the server's start runs it through the same code."""
+import contextlib
 import json
 import os
 import sqlite3
@@ -39,6 +40,20 @@ async def started(data_dir: str, **kw) -> tuple[Server, Client]:
     s = Server(ServerConfig(data_dir=data_dir, port=free_port(), controllers=False, **kw))
     await s.start()
     return s, Client(s.cfg.url, s.admin_token, s.ca_pem)
+
+
+async def on_server(data_dir: str, check, old: pytest.MonkeyPatch | None = None, **kw):
+    """Start a server on data_dir — an older sendo that knows only schema 1 when ``old`` is given —
+    await ``check(server, client)``, stop it."""
+    with contextlib.ExitStack() as stack:
+        if old is not None:
+            stack.enter_context(old.context()).setattr(registry, "MIGRATIONS", [])
+        s, c = await started(data_dir, **kw)
+        try:
+            return await check(s, c)
+        finally:
+            await c.close()
+            await s.stop()
 
 
 async def label_every_configmap(store) -> None:
@@ -228,3 +243,50 @@ def test_migration_list_is_in_order():
     registry.check_order(registry.MIGRATIONS)
     with pytest.raises(ValueError, match="expected 2"):
         registry.check_order([registry.Migration(3, "skips 2", label_every_configmap)])
+
+
+async def test_rollback_of_an_ha_data_dir_restores_every_etcd_member(tmp_path, monkeypatch, v2):
+    """The shape `sendo up --servers N` leaves (ha/layout.json, etcd/m<i>, servers/s<i>), with one
+    member and one server to keep it short: migrated on etcd after an etcd snapshot, refused
+    while etcd runs, then every member restored and the old sendo starts on schema 1 again."""
+    from sendo.store.etcd_local import LocalEtcd, Member
+    data = tmp_path / "ha-data"
+    client_port, peer_port = free_port(), free_port()
+    (data / "ha").mkdir(parents=True)
+    (data / "ha" / "layout.json").write_text(json.dumps({"servers": [free_port()], "etcd": [[client_port, peer_port]]}))
+    members = [Member("m0", client_port, peer_port, str(data / "etcd" / "m0"))]
+    server_dir = str(data / "servers" / "s0")
+
+    def etcd() -> LocalEtcd:
+        return LocalEtcd(str(data / "etcd"), members=[Member(m.name, m.client_port, m.peer_port, m.data_dir)
+                                                      for m in members]).start()
+    async def make_old(s, c):
+        await c.create(CM, cm("old"))
+
+    async def migrated(s, c):
+        assert await stored_version(s.store) == 2
+        assert (await c.get(CM, "default", "old"))["metadata"]["labels"] == {"migrated": "v2"}
+
+    async def rolled_back(s, c):
+        assert await stored_version(s.store) == 1
+        assert "labels" not in (await c.get(CM, "default", "old"))["metadata"]
+    e = etcd()
+    try:
+        await on_server(server_dir, make_old, monkeypatch, datastore=e.url)
+        await on_server(server_dir, migrated, datastore=e.url)
+        snap = json.load(open(os.path.join(server_dir, "server", "upgrade.json")))["snapshot"]
+        assert snap.endswith(".etcd")
+        r = sendo_here("upgrade", "rollback", "--data-dir", str(data))
+        assert r.returncode == 1 and "stop `sendo up` first" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    finally:
+        e.stop()
+    r = sendo_here("upgrade", "rollback", "--data-dir", str(data))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == snap
+    e = etcd()
+    try:
+        await on_server(server_dir, rolled_back, monkeypatch, datastore=e.url)
+    finally:
+        e.stop()
+    r = sendo_here("upgrade", "rollback", "--data-dir", str(data))
+    assert r.returncode == 1 and "no pre-migration snapshot" in r.stderr, r.stderr
