@@ -32,6 +32,8 @@ def _add_subcommands() -> None:
     app.add_typer(snapshot_app, name="snapshot")
     from .upgrade import upgrade_app
     app.add_typer(upgrade_app, name="upgrade")
+    from .node import node_app
+    app.add_typer(node_app, name="node")
     app.add_typer(addons_app, name="addons")
     from .fn import fn_app
     app.add_typer(fn_app, name="fn")
