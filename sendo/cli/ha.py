@@ -40,7 +40,7 @@ SERVER_START_DEADLINE = 180.0  # seconds for every server to answer /readyz (slo
 STOP_GRACE = 20.0
 RESTART_BACKOFF = (1.0, 30.0)  # a dead server is restarted after 1 s, doubling up to 30 s while it keeps dying
 RESTART_RESET = 60.0  # … back to 1 s once it ran this long
-SHUTDOWN_DELAY = 2.0  # on SIGTERM a server fails /readyz this long before it stops: the balancer moves away first
+SHUTDOWN_DELAY = 3.0  # on SIGTERM a server fails /readyz this long before it stops: the balancer moves away first
 
 
 @dataclass
@@ -125,6 +125,7 @@ class HACluster:
         self._sock: socket.socket | None = None
         self.port = opts.port
         self.watchers: list[asyncio.Task] = []
+        self.stopping = False  # set once `sendo up` stops: a server that exits now is not restarted
 
     @property
     def urls(self) -> list[str]:
@@ -206,19 +207,24 @@ class HACluster:
             assert s.proc is not None
             started = time.monotonic()
             code = await s.proc.wait()
+            if self.stopping:  # Ctrl-C reaches the servers too: they stop with us
+                return
             if time.monotonic() - started > RESTART_RESET:
                 delay = RESTART_BACKOFF[0]
             left = sum(1 for x in self.servers if x.proc is not None and x.proc.returncode is None)
             console.print(f"[yellow]sendo server {s.name}[/] (pid {s.proc.pid}) exited with {code}; "
                           f"{left} of {len(self.servers)} serve on; restarting it in {delay:.0f}s "
                           f"(log: {s.log_path})")
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay)  # the back-off before a restart
+            if self.stopping:
+                return
             delay = min(delay * 2, RESTART_BACKOFF[1])
             await self._spawn(s)
             assert s.proc is not None
             console.print(f"sendo server {s.name} restarted: pid {s.proc.pid}")
 
     async def stop(self) -> None:
+        self.stopping = True
         for t in self.watchers:
             t.cancel()
         await asyncio.gather(*self.watchers, return_exceptions=True)
@@ -279,12 +285,14 @@ async def up_ha(data_dir: str, opts: HAOptions, node_name: str, manifests: list[
                       "every second); the agent fails over between them itself.\n"
                       "The scheduler and controllers run in the server holding the Lease:\n"
                       "  kubectl -n kube-system get lease sendo-controller-manager\n"
-                      "Try a failover: kill -9 one server's pid above; kubectl keeps working, and "
-                      "another server takes the Lease within a few seconds.\n"
+                      "Try a failover: kill -9 one server's pid above; kubectl keeps working, "
+                      "another server takes the Lease within a few seconds, and sendo up starts the "
+                      "killed one again (kill -TERM each in turn: a rolling restart).\n"
                       f"Join another node: sendo agent --server {','.join(cluster.urls)} "
                       f"--token {cluster.token('node-token')} --ca-cert {cluster.ca_file} --node-name NAME")
         await serve_until_signalled(agent, path, manifests, cluster.url)
     finally:
+        cluster.stopping = True
         if agent is not None:
             await agent.stop(stop_pods=True)
         await cluster.stop()
