@@ -193,6 +193,7 @@ class Server:
         self._tasks: list[asyncio.Task] = []
         self.control = None
         from .store.schedule import SnapshotSchedule
+        self._snapshot_requests: asyncio.Task | None = None  # sendo.dev Snapshots asked for through the API
         self.snapshots = SnapshotSchedule(cfg.snapshot_schedule, cfg.snapshot_retention, cfg.data_dir,
                                           cfg.datastore, self._snapshot_event)
 
@@ -260,7 +261,61 @@ class Server:
                                                signing=self.signing_files)
             await self.control.start()
         self.snapshots.start()
+        self._snapshot_requests = asyncio.create_task(self._serve_snapshot_requests(), name="snapshot-requests")
         self._write_components()
+
+    async def _serve_snapshot_requests(self) -> None:
+        """sendo.dev Snapshots (kinds/snapshot.py): each new one is taken by the first server to claim it."""
+        import orjson
+        r = self.registry.get("sendo.dev", "v1alpha1", "snapshots")
+        while True:
+            try:
+                kvs, rev = await self.store.list(r.prefix())
+                for kv in kvs:
+                    await self._take_requested(r, orjson.loads(kv.value))
+                watch = self.store.watch(r.prefix(), rev)
+                try:
+                    async for ev in watch:
+                        if ev.type == "create":
+                            await self._take_requested(r, orjson.loads(ev.kv.value))
+                finally:
+                    watch.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a compacted watch, a store hiccup: list again
+                log.warning("snapshot requests: %s; listing again", e)
+            await asyncio.sleep(1.0)  # before listing again
+
+    async def _take_requested(self, r, obj: dict) -> None:
+        import datetime as dt
+        from .store import snapshot
+        if (obj.get("status") or {}).get("phase"):
+            return
+        api, name, me = self.api.api, obj["metadata"]["name"], self.cfg.url
+
+        def claim(o: dict) -> dict | None:
+            if (o.get("status") or {}).get("phase"):
+                return None  # another server has it
+            o["status"] = {"phase": "Running", "server": me}
+            return o
+        try:
+            await api.modify(r, None, name, claim, subresource="status")
+            if (await api.get(r, None, name)).get("status", {}).get("server") != me:
+                return
+        except APIError:  # deleted meanwhile
+            return
+        try:
+            info = await asyncio.to_thread(snapshot.save, self.cfg.data_dir, self.cfg.datastore)
+            status = {"phase": "Completed", "server": me, "path": info.path, "revision": info.revision,
+                      "keys": info.keys, "size": info.size,
+                      "completionTime": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            log.warning("snapshot %s requested through the API: %s", name, info.path)
+        except Exception as e:
+            status = {"phase": "Failed", "server": me, "message": str(e)}
+        try:
+            await api.modify(r, None, name, lambda o: {**o, "status": status}, subresource="status")
+        except APIError:
+            pass  # deleted meanwhile: the file stays
 
     async def _snapshot_event(self, taken) -> None:
         """An Event in kube-system for each scheduled snapshot: `kubectl get events -n kube-system`."""
@@ -349,6 +404,9 @@ class Server:
 
     async def stop(self) -> None:
         await self.snapshots.stop()
+        if self._snapshot_requests is not None:
+            self._snapshot_requests.cancel()
+            await asyncio.gather(self._snapshot_requests, return_exceptions=True)
         if self.control is not None:
             await self.control.stop()
         if self._uvicorn is not None:

@@ -309,3 +309,22 @@ def test_scheduled_snapshots_make_events_and_keep_the_newest(cluster: Cluster):
     poll(lambda: any("pruned: /" in e["message"] for e in saved() or []), 120, what="a snapshot that pruned the oldest")
     kept = [n for n in os.listdir(snaps) if n.startswith("scheduled-") and n.endswith(".etcd")]
     assert 1 <= len(kept) <= 3, kept  # 2 kept; a third may be being written right now
+
+
+def test_a_snapshot_through_the_api_with_kubectl_and_the_python_client(cluster: Cluster):
+    """`kubectl create` of a sendo.dev Snapshot: one of the servers takes it (one claim) and its
+    status names the file; the official client reads the same object."""
+    from kubernetes import client
+    cluster.kubectl("create", "-f", "-", input=to_yaml(
+        {"apiVersion": "sendo.dev/v1alpha1", "kind": "Snapshot", "metadata": {"name": "before-change"}}))
+    phase = poll(lambda: cluster.kubectl("get", "snapshot", "before-change", "-o",
+                                         "jsonpath={.status.phase}").stdout.strip() in ("Completed", "Failed")
+                 and cluster.kubectl("get", "snapshot", "before-change", "-o", "jsonpath={.status.phase}").stdout,
+                 120, what="the Snapshot taken")
+    assert phase.strip() == "Completed"
+    obj = client.CustomObjectsApi(cluster.api()).get_cluster_custom_object(
+        "sendo.dev", "v1alpha1", "snapshots", "before-change")
+    path = obj["status"]["path"]
+    assert path.endswith(".etcd") and os.path.exists(path) and path.startswith(str(cluster.data_dir / "servers"))
+    table = cluster.kubectl("get", "snapshots").stdout
+    assert "before-change" in table and "Completed" in table and path in table

@@ -290,3 +290,24 @@ async def test_rollback_of_an_ha_data_dir_restores_every_etcd_member(tmp_path, m
         e.stop()
     r = sendo_here("upgrade", "rollback", "--data-dir", str(data))
     assert r.returncode == 1 and "no pre-migration snapshot" in r.stderr, r.stderr
+
+
+async def test_a_snapshot_is_one_api_call(tmp_path):
+    """Creating a sendo.dev Snapshot makes the server write one and say where in its status."""
+    from sendo.store.snapshot import inspect
+    snapshots = kind("snapshots", "sendo.dev", "v1alpha1")
+
+    async def check(s, c):
+        await c.create(CM, cm("in-the-snapshot"))
+        await c.create(snapshots, {"apiVersion": "sendo.dev/v1alpha1", "kind": "Snapshot",
+                                   "metadata": {"name": "now"}, "status": {"phase": "Completed"}})
+
+        async def done():
+            st = (await c.get(snapshots, None, "now")).get("status", {})
+            return st if st.get("phase") in ("Completed", "Failed") else None
+        st = await wait_until(done, timeout=60, what="the Snapshot Completed")
+        assert st["phase"] == "Completed" and st["server"] == s.cfg.url, st
+        info = inspect(st["path"])
+        assert st["path"].startswith(os.path.join(str(tmp_path), "data", "snapshots", "sendo-"))
+        assert info.kind == "sqlite" and info.keys == st["keys"] and st["revision"] > 0
+    await on_server(str(tmp_path / "data"), check)
