@@ -77,6 +77,9 @@ class ServerConfig:
     # Service's endpoints); default: the listen address, or this machine's hostname if that is a wildcard
     advertise_address: str | None = None
     tls_sans: list[str] = field(default_factory=list)  # more names/addresses for the serving certificate
+    # snapshots on a cron schedule ("": none), the newest `snapshot_retention` scheduled ones kept (store/schedule.py)
+    snapshot_schedule: str = ""
+    snapshot_retention: int = 5
     cluster_cidr: str = str(POD_NETWORK)  # node IPAM: nodes' podCIDRs, a /node_cidr_mask_size block each
     node_cidr_mask_size: int = NODE_BLOCK_PREFIX
     container_cidr: str = str(CONTAINER_NETWORK)  # node IPAM for container pods: a /24 of it per node
@@ -187,9 +190,15 @@ class Server:
         self._started: set[str] = set()  # start-up steps done, each a /readyz check
         for step in ("poststarthook/bootstrap-system-namespaces", "crd-informer-synced"):
             self.api.health.add(step, lambda step=step: None if step in self._started else "not finished")
+        self.shutting_down = False  # set on SIGTERM with a shutdown delay: not ready, still serving
+        self.api.health.add("shutdown", lambda: "shutting down" if self.shutting_down else None)
         self._uvicorn: HTTPServer | None = None
         self._tasks: list[asyncio.Task] = []
         self.control = None
+        from .store.schedule import SnapshotSchedule
+        self._snapshot_requests: asyncio.Task | None = None  # sendo.dev Snapshots asked for through the API
+        self.snapshots = SnapshotSchedule(cfg.snapshot_schedule, cfg.snapshot_retention, cfg.data_dir,
+                                          cfg.datastore, self._snapshot_event)
 
     def _component_credentials(self):
         """The scheduler's and controllers' own identities (controlplane.component_identities):
@@ -224,6 +233,11 @@ class Server:
                 # store: the control loops are ready about as soon as the API is
                 await self._spawn_controllers()
             await self.store.start()
+            try:
+                await self._prepare_schema()
+            except BaseException:
+                await self.store.close()
+                raise
             await self._bootstrap()
             await bootstrap_rbac(self.api.api, self.registry)
             await self.api.start()
@@ -259,6 +273,8 @@ class Server:
                                         election=self.cfg.election if self.cfg.elects else None)
             await self.control.serve_http()
             await self.control.start()
+        self.snapshots.start()
+        self._snapshot_requests = asyncio.create_task(self._serve_snapshot_requests(), name="snapshot-requests")
         self._write_components()
 
     async def _spawn_controllers(self) -> None:
@@ -272,6 +288,79 @@ class Server:
                                            signing=self.signing_files,
                                            credentials_dir=self.credentials.directory)
         await self.control.start()
+
+    async def _serve_snapshot_requests(self) -> None:
+        """sendo.dev Snapshots (kinds/snapshot.py): each new one is taken by the first server to claim it."""
+        import orjson
+        r = self.registry.get("sendo.dev", "v1alpha1", "snapshots")
+        while True:
+            try:
+                kvs, rev = await self.store.list(r.prefix())
+                for kv in kvs:
+                    await self._take_requested(r, orjson.loads(kv.value))
+                watch = self.store.watch(r.prefix(), rev)
+                try:
+                    async for ev in watch:
+                        if ev.type == "create":
+                            await self._take_requested(r, orjson.loads(ev.kv.value))
+                finally:
+                    watch.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a compacted watch, a store hiccup: list again
+                log.warning("snapshot requests: %s; listing again", e)
+            await asyncio.sleep(1.0)  # before listing again
+
+    async def _take_requested(self, r, obj: dict) -> None:
+        import datetime as dt
+        from .store import snapshot
+        if (obj.get("status") or {}).get("phase"):
+            return
+        api, name, me = self.api.api, obj["metadata"]["name"], self.cfg.url
+
+        def claim(o: dict) -> dict | None:
+            if (o.get("status") or {}).get("phase"):
+                return None  # another server has it
+            o["status"] = {"phase": "Running", "server": me}
+            return o
+        try:
+            await api.modify(r, None, name, claim, subresource="status")
+            if (await api.get(r, None, name)).get("status", {}).get("server") != me:
+                return
+        except APIError:  # deleted meanwhile
+            return
+        try:
+            info = await asyncio.to_thread(snapshot.save, self.cfg.data_dir, self.cfg.datastore)
+            status = {"phase": "Completed", "server": me, "path": info.path, "revision": info.revision,
+                      "keys": info.keys, "size": info.size,
+                      "completionTime": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            log.warning("snapshot %s requested through the API: %s", name, info.path)
+        except Exception as e:
+            status = {"phase": "Failed", "server": me, "message": str(e)}
+        try:
+            await api.modify(r, None, name, lambda o: {**o, "status": status}, subresource="status")
+        except APIError:
+            pass  # deleted meanwhile: the file stays
+
+    async def _snapshot_event(self, taken) -> None:
+        """An Event in kube-system for each scheduled snapshot: `kubectl get events -n kube-system`."""
+        import datetime as dt
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if taken.info is not None:
+            kind, reason = "Normal", "SnapshotSaved"
+            message = (f"scheduled snapshot {taken.info.path} at revision {taken.info.revision} "
+                       f"({taken.info.keys} keys, {taken.info.size} bytes); pruned: "
+                       f"{', '.join(taken.pruned) or 'none'}")
+        else:
+            kind, reason, message = "Warning", "SnapshotFailed", f"scheduled snapshot failed: {taken.error}"
+        event = {"apiVersion": "v1", "kind": "Event",
+                 "metadata": {"name": f"sendo-snapshot.{secrets.token_hex(8)}", "namespace": "kube-system"},
+                 "involvedObject": {"apiVersion": "v1", "kind": "Namespace", "name": "kube-system"},
+                 "reason": reason, "message": message, "type": kind, "count": 1,
+                 "firstTimestamp": now, "lastTimestamp": now,
+                 "source": {"component": "sendo-server", "host": self.cfg.advertised_host},
+                 "reportingComponent": "sendo-server", "reportingInstance": self.cfg.url}
+        await self.api.api.create(self.registry.get("", "v1", "events"), "kube-system", event)
 
     def join_command(self, node_name: str = "NAME") -> str:
         """What another machine runs to join this cluster as a node: the node token
@@ -302,6 +391,19 @@ class Server:
             json.dump(comps, f)
         os.replace(tmp, self.components_file)
 
+    async def _prepare_schema(self) -> None:
+        """The store at this sendo's schema version (store/schema.py): an older one is migrated
+        after a snapshot is written; a newer one stops the start before anything is written."""
+        from .store import schema, snapshot
+        cfg = self.cfg
+
+        async def pre_migration_snapshot(found: int, target: int) -> str:
+            info = await asyncio.to_thread(snapshot.save, cfg.data_dir, cfg.datastore, None,
+                                           f"{snapshot.PRE_UPGRADE}v{found}-v{target}-")
+            schema.write_record(cfg.server_dir, info.path, found, target, cfg.datastore or "")
+            return info.path
+        await schema.prepare(self.store, pre_migration_snapshot)
+
     async def _bootstrap(self) -> None:
         """What every cluster has: the system namespaces, and the `kubernetes` Service in
         `default` with endpoints that point at this server (updated if its port moved).
@@ -329,6 +431,10 @@ class Server:
                 await api.update(r, "default", "kubernetes", obj)
 
     async def stop(self) -> None:
+        await self.snapshots.stop()
+        if self._snapshot_requests is not None:
+            self._snapshot_requests.cancel()
+            await asyncio.gather(self._snapshot_requests, return_exceptions=True)
         if self.control is not None:
             await self.control.stop()
         if self._uvicorn is not None:

@@ -8,6 +8,8 @@ The `sendo up` process supervises, on loopback:
   `sendo controllers` child under leader election (one runs the loops at a time);
 * a TCP balancer (`balancer.py`) in front of the servers: the kubeconfig points at it, so
   kubectl keeps working when a server dies;
+* supervision: a server that exits (killed, crashed, or SIGTERM for a rolling restart) is
+  started again after a back-off (1 s, doubling to 30 s while it keeps dying), logged;
 * one agent in this process, which itself fails over between the servers (client-side
   balancer, `client/rest.py`).
 
@@ -36,6 +38,9 @@ from ..serving import free_port
 REPO_SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 SERVER_START_DEADLINE = 180.0  # seconds for every server to answer /readyz (slow, loaded machines)
 STOP_GRACE = 20.0
+RESTART_BACKOFF = (1.0, 30.0)  # a dead server is restarted after 1 s, doubling up to 30 s while it keeps dying
+RESTART_RESET = 60.0  # … back to 1 s once it ran this long
+SHUTDOWN_DELAY = 3.0  # on SIGTERM a server fails /readyz this long before it stops: the balancer moves away first
 
 
 @dataclass
@@ -120,6 +125,7 @@ class HACluster:
         self._sock: socket.socket | None = None
         self.port = opts.port
         self.watchers: list[asyncio.Task] = []
+        self.stopping = False  # set once `sendo up` stops: a server that exits now is not restarted
 
     @property
     def urls(self) -> list[str]:
@@ -161,7 +167,7 @@ class HACluster:
         from ..tasks import die_with_parent
         args = [sys.executable, "-m", "sendo.cli.main", "server", "--data-dir", s.data_dir, "--host", s.host,
                 "--port", str(s.port), "--advertise-port", str(self.port), "--datastore", self.datastore,
-                "--leader-elect", *self.opts.server_args]
+                "--leader-elect", "--shutdown-delay-duration", str(SHUTDOWN_DELAY), *self.opts.server_args]
         if self.opts.verbose:
             args.append("--verbose")
         with open(s.log_path, "ab") as log:
@@ -194,14 +200,31 @@ class HACluster:
         return f"https://{self.opts.host}:{self.port}"
 
     async def _watch(self, s: ServerProcess) -> None:
+        """Supervise one server: when it exits, start it again after a back-off (until stop())."""
         from .main import console
-        assert s.proc is not None
-        code = await s.proc.wait()
-        left = sum(1 for x in self.servers if x.proc is not None and x.proc.returncode is None)
-        console.print(f"[yellow]sendo server {s.name}[/] (pid {s.proc.pid}) exited with {code}; "
-                      f"{left} of {len(self.servers)} serve on (log: {s.log_path})")
+        delay = RESTART_BACKOFF[0]
+        while True:
+            assert s.proc is not None
+            started = time.monotonic()
+            code = await s.proc.wait()
+            if self.stopping:  # Ctrl-C reaches the servers too: they stop with us
+                return
+            if time.monotonic() - started > RESTART_RESET:
+                delay = RESTART_BACKOFF[0]
+            left = sum(1 for x in self.servers if x.proc is not None and x.proc.returncode is None)
+            console.print(f"[yellow]sendo server {s.name}[/] (pid {s.proc.pid}) exited with {code}; "
+                          f"{left} of {len(self.servers)} serve on; restarting it in {delay:.0f}s "
+                          f"(log: {s.log_path})")
+            await asyncio.sleep(delay)  # the back-off before a restart
+            if self.stopping:
+                return
+            delay = min(delay * 2, RESTART_BACKOFF[1])
+            await self._spawn(s)
+            assert s.proc is not None
+            console.print(f"sendo server {s.name} restarted: pid {s.proc.pid}")
 
     async def stop(self) -> None:
+        self.stopping = True
         for t in self.watchers:
             t.cancel()
         await asyncio.gather(*self.watchers, return_exceptions=True)
@@ -262,12 +285,14 @@ async def up_ha(data_dir: str, opts: HAOptions, node_name: str, manifests: list[
                       "every second); the agent fails over between them itself.\n"
                       "The scheduler and controllers run in the server holding the Lease:\n"
                       "  kubectl -n kube-system get lease sendo-controller-manager\n"
-                      "Try a failover: kill -9 one server's pid above; kubectl keeps working, and "
-                      "another server takes the Lease within a few seconds.\n"
+                      "Try a failover: kill -9 one server's pid above; kubectl keeps working, "
+                      "another server takes the Lease within a few seconds, and sendo up starts the "
+                      "killed one again (kill -TERM each in turn: a rolling restart).\n"
                       f"Join another node: sendo agent --server {','.join(cluster.urls)} "
                       f"--token {cluster.token('node-token')} --ca-cert {cluster.ca_file} --node-name NAME")
         await serve_until_signalled(agent, path, manifests, cluster.url)
     finally:
+        cluster.stopping = True
         if agent is not None:
             await agent.stop(stop_pods=True)
         await cluster.stop()

@@ -31,6 +31,10 @@ def _add_subcommands() -> None:
     from .addons import addons_app
     from .snapshot import snapshot_app
     app.add_typer(snapshot_app, name="snapshot")
+    from .upgrade import upgrade_app
+    app.add_typer(upgrade_app, name="upgrade")
+    from .node import node_app
+    app.add_typer(node_app, name="node")
     app.add_typer(addons_app, name="addons")
     from .fn import fn_app
     app.add_typer(fn_app, name="fn")
@@ -197,6 +201,33 @@ def _lease_option() -> int:
     return typer.Option(40, "--node-lease-duration-seconds", min=1, help=_NODE_LEASE_HELP)
 
 
+def _check_schedule(expr: str) -> str:
+    from ..store.schedule import check_schedule
+    try:
+        return check_schedule(expr)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+def _snapshot_schedule_option() -> str:
+    from ..store.schedule import DEFAULT_SCHEDULE
+    return typer.Option(DEFAULT_SCHEDULE, "--snapshot-schedule", callback=_check_schedule,
+                        help="When to snapshot the store (cron, UTC; k3s's default); the snapshots go to "
+                             "DATA_DIR/snapshots/scheduled-*, an Event in kube-system says each. '' turns it off.")
+
+
+def _snapshot_retention_option() -> int:
+    from ..store.schedule import DEFAULT_RETENTION
+    return typer.Option(DEFAULT_RETENTION, "--snapshot-retention", min=1,
+                        help="Scheduled snapshots kept: after each one the oldest beyond this are deleted.")
+
+
+def _shutdown_delay_option(default: float = 0.0) -> float:
+    return typer.Option(default, "--shutdown-delay-duration", min=0.0,
+                        help="Seconds between SIGTERM and the server stopping, /readyz failing meanwhile, so a "
+                             "balancer in front moves new connections elsewhere first (kube-apiserver's flag).")
+
+
 def _toleration_option(flag: str, help: str) -> int:
     return typer.Option(300, flag, min=0, help=help)
 
@@ -299,6 +330,8 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
        hpa_sync_period: float = _hpa_sync_option(),
        container_service_cidr: str = typer.Option("", help=_SVC_CIDR_HELP, show_default=False),
        servers: int = typer.Option(1, "--servers", min=1, max=7, help=_SERVERS_HELP),
+       snapshot_schedule: str = _snapshot_schedule_option(),
+       snapshot_retention: int = _snapshot_retention_option(),
        registry: Optional[str] = typer.Option(None, metavar="[PORT]", help=_REGISTRY_HELP, show_default=False),
        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run a one-machine cluster (API server, controllers, scheduler and an agent) in the foreground.
@@ -324,7 +357,8 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
                        "--node-monitor-grace-period", node_monitor_grace_period,
                        "--default-not-ready-toleration-seconds", str(default_not_ready_toleration_seconds),
                        "--default-unreachable-toleration-seconds", str(default_unreachable_toleration_seconds),
-                       *(["--container-cidr", container_cidr] if container_cidr else [])]
+                       *(["--container-cidr", container_cidr] if container_cidr else []),
+                       "--snapshot-schedule", snapshot_schedule, "--snapshot-retention", str(snapshot_retention)]
         opts = HAOptions(servers, host, 6443 if port is None else port, port is None, datastore, server_args,
                          verbose)
         run(up_ha(os.path.abspath(data_dir), opts, node_name, apply or [], time.monotonic(), agent_options))
@@ -335,7 +369,8 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
                          container_cidr=container_cidr,
                          audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
                                              audit_log_maxbackup),
-                         hpa_sync_period=hpa_sync_period,
+                         hpa_sync_period=hpa_sync_period, snapshot_schedule=snapshot_schedule,
+                         snapshot_retention=snapshot_retention,
                          **_node_loss_config(node_monitor_grace_period, default_not_ready_toleration_seconds,
                                              default_unreachable_toleration_seconds))
     local_registry = _start_registry(cfg.data_dir, registry) if registry else None
@@ -525,6 +560,9 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
                                                         "front of several servers.", show_default=False),
            max_requests_inflight: int = typer.Option(400, help=_INFLIGHT_HELP.format(kind="read-only")),
            max_mutating_requests_inflight: int = typer.Option(200, help=_INFLIGHT_HELP.format(kind="mutating")),
+           snapshot_schedule: str = _snapshot_schedule_option(),
+           snapshot_retention: int = _snapshot_retention_option(),
+           shutdown_delay_duration: float = _shutdown_delay_option(),
            verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the control plane does.")):
     """Run the API server with the scheduler and controllers, without an agent.
 
@@ -544,8 +582,9 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
                                hpa_sync_period=hpa_sync_period, advertise_port=advertise_port,
                                max_requests_inflight=max_requests_inflight,
                                max_mutating_requests_inflight=max_mutating_requests_inflight,
+                               snapshot_schedule=snapshot_schedule, snapshot_retention=snapshot_retention,
                                **_node_loss_config(node_monitor_grace_period, default_not_ready_toleration_seconds,
-                                                   default_unreachable_toleration_seconds))))
+                                                   default_unreachable_toleration_seconds)), shutdown_delay_duration))
 
 
 def _print_join(server) -> None:
@@ -556,7 +595,7 @@ def _print_join(server) -> None:
         console.print("(this server listens on loopback only: start it with --host ADDRESS for other machines)")
 
 
-async def _server(cfg) -> None:
+async def _server(cfg, shutdown_delay: float = 0.0) -> None:
     from ..server import Server
     s = Server(cfg)
     await _start_server(s)
@@ -567,6 +606,9 @@ async def _server(cfg) -> None:
     print(f"export KUBECONFIG={path}", flush=True)
     try:
         await _until_signalled()
+        if shutdown_delay:
+            s.shutting_down = True  # /readyz fails: a balancer stops sending new connections here
+            await asyncio.sleep(shutdown_delay)  # while it notices, this server still serves
     finally:
         await s.stop()
 

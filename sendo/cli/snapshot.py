@@ -17,7 +17,7 @@ _DATASTORE_HELP = ("The store to snapshot, e.g. etcd://127.0.0.1:2379. Default: 
                    "DATA_DIR uses (its SQLite file unless it was started with --datastore).")
 
 
-def _fail(e: Exception) -> None:
+def fail(e: Exception) -> None:
     console.print(f"[red]error:[/] {e}")
     raise typer.Exit(1)
 
@@ -31,7 +31,7 @@ def save(file: Optional[str] = typer.Argument(None, help="Where to write it. Def
     try:
         info = do_save(os.path.abspath(data_dir), datastore, os.path.abspath(file) if file else None)
     except SnapshotError as e:
-        _fail(e)
+        fail(e)
     console.print(f"{info.kind} snapshot at revision {info.revision}: {info.keys} keys, {info.size} bytes")
     print(info.path, flush=True)
 
@@ -54,7 +54,7 @@ def prune(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="The server's data
         for p in do_prune(os.path.abspath(data_dir), retention):
             print(f"deleted {p}")
     except SnapshotError as e:
-        _fail(e)
+        fail(e)
 
 
 @snapshot_app.command("restore")
@@ -67,7 +67,7 @@ def restore(file: str = typer.Argument(..., help="A snapshot `sendo snapshot sav
     try:
         r = do_restore(os.path.abspath(file), data_dir, etcd_name, etcd_peer_url)
     except SnapshotError as e:
-        _fail(e)
+        fail(e)
     console.print(f"restored {r.info.keys} keys at revision {r.info.revision} into {r.store_path}")
     if r.info.kind == "sqlite":
         console.print(f"start it:  sendo up --data-dir {r.data_dir}   (or sendo server --data-dir {r.data_dir})")

@@ -49,10 +49,11 @@ def builtin_registry() -> Registry:
     from . import node  # RuntimeClass
     from . import policy  # PodDisruptionBudget
     from . import rbac  # RBAC kinds and the review kinds
+    from . import snapshot  # sendo.dev Snapshot
     from . import storage  # StorageClass, CSIStorageCapacity
 
     return Registry([*admissionregistration.RESOURCES, *core.RESOURCES, *apps.RESOURCES, *batch.RESOURCES,
                      *coordination.RESOURCES, *crd.RESOURCES, *discovery.RESOURCES, *networking.RESOURCES,
                      *node.RESOURCES, *policy.RESOURCES, *storage.RESOURCES, *autoscaling.RESOURCES,
                      *autoscaling_v1.RESOURCES, *certificates.RESOURCES, *rbac.RESOURCES, *addons.RESOURCES,
-                     *function.RESOURCES])
+                     *function.RESOURCES, *snapshot.RESOURCES])

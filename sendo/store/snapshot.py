@@ -4,7 +4,10 @@ A SQLite snapshot is a copy of the store's database made with SQLite's online ba
 API: one read transaction, so it is the state at one revision however many writes go on
 meanwhile. An etcd snapshot is etcd's own (the Maintenance Snapshot RPC, a bbolt
 file); it holds the whole etcd, every prefix. Snapshots are kept as
-``<data-dir>/snapshots/sendo-<UTC time>.{sqlite,etcd}``.
+``<data-dir>/snapshots/<kind>-<UTC time>.{sqlite,etcd}``: ``sendo-`` for those a user
+asked for, ``scheduled-`` for those a schedule took (schedule.py; pruned to its
+retention), ``pre-upgrade-v<from>-v<to>-`` for the one written before a store migration
+(schema.py; never pruned).
 
 A restore never touches what exists: a SQLite snapshot becomes ``NEW/server/state.db``
 (refused if NEW already has a store); an etcd snapshot becomes the data directory of a
@@ -73,17 +76,18 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
-def _default_path(data_dir: str, suffix: str) -> str:
-    return os.path.join(private_dir(snapshot_dir(data_dir)), f"sendo-{_now()}{suffix}")
+def _default_path(data_dir: str, suffix: str, prefix: str) -> str:
+    return os.path.join(private_dir(snapshot_dir(data_dir)), f"{prefix}{_now()}{suffix}")
 
 
 # ----------------------------------------------------------------- save
-def save(data_dir: str, datastore: str | None = None, path: str | None = None) -> SnapshotInfo:
+def save(data_dir: str, datastore: str | None = None, path: str | None = None, prefix: str = "sendo-") -> SnapshotInfo:
+    """``prefix``: how the file's name under DATA_DIR/snapshots begins (MANUAL, SCHEDULED, PRE_UPGRADE)."""
     url = store_url(data_dir, datastore)
     if url.startswith("sqlite://"):
-        info = _save_sqlite(url[len("sqlite://"):], path or _default_path(data_dir, SQLITE_SUFFIX))
+        info = _save_sqlite(url[len("sqlite://"):], path or _default_path(data_dir, SQLITE_SUFFIX, prefix))
     elif url.startswith("etcd://"):
-        info = asyncio.run(_save_etcd(url, path or _default_path(data_dir, ETCD_SUFFIX)))
+        info = asyncio.run(_save_etcd(url, path or _default_path(data_dir, ETCD_SUFFIX, prefix)))
     else:
         raise SnapshotError(f"no snapshots for datastore {url!r}")
     _save_keys(data_dir, info.path)
@@ -98,19 +102,25 @@ def keys_path(snapshot: str) -> str:
 def _save_keys(data_dir: str, snapshot: str) -> None:
     src = os.path.join(data_dir, "server", encryption.CONFIG_NAME)
     if os.path.exists(src):
-        tmp = _tmp_beside(keys_path(snapshot))
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, keys_path(snapshot))
+        copy_private(src, keys_path(snapshot))
 
 
 def _restore_keys(snapshot: str, data_dir: str) -> None:
     """The snapshot's keys become the new data dir's, so the restored Secrets open."""
     src, dst = keys_path(snapshot), os.path.join(data_dir, "server", encryption.CONFIG_NAME)
     if os.path.exists(src) and not os.path.exists(dst):
-        private_dir(os.path.dirname(dst))
-        tmp = _tmp_beside(dst)
+        copy_private(src, dst)
+
+
+def copy_private(src: str, dst: str) -> None:
+    """``dst`` becomes a 0600 copy of ``src`` at once (a copy beside it, then renamed)."""
+    tmp = _tmp_beside(dst)
+    try:
         shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _tmp_beside(path: str) -> str:
@@ -241,48 +251,58 @@ def restore(path: str, data_dir: str, etcd_name: str = "default",
         target = os.path.join(data_dir, "server", "state.db")
         if os.path.exists(target):
             raise SnapshotError(f"{data_dir} already has a store ({target}): restore into a new data dir")
-        private_dir(os.path.dirname(target))
-        tmp = _tmp_beside(target)
-        try:
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        copy_private(path, target)
         _restore_keys(path, data_dir)
         return Restored(info, data_dir, target, "")
     target = os.path.join(data_dir, "etcd")
     if os.path.exists(target):
         raise SnapshotError(f"{data_dir} already has an etcd member directory ({target}): restore into a new data dir")
     private_dir(data_dir)
-    r = _etcdctl("snapshot", "restore", path, "--data-dir", target, "--name", etcd_name,
-                 "--initial-cluster", f"{etcd_name}={etcd_peer_url}",
-                 "--initial-advertise-peer-urls", etcd_peer_url)
-    if r.returncode != 0:
-        shutil.rmtree(target, ignore_errors=True)
-        raise SnapshotError(f"etcdctl snapshot restore failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    restore_member(path, target, etcd_name, etcd_peer_url, f"{etcd_name}={etcd_peer_url}")
     _restore_keys(path, data_dir)
     return Restored(info, data_dir, target, "")
 
 
+def restore_member(path: str, target: str, name: str, peer_url: str, cluster: str) -> None:
+    """An etcd snapshot as the data directory of member ``name`` of ``cluster`` (name=peer-url,…);
+    every member of a cluster is restored from the same snapshot with the same ``cluster``."""
+    r = _etcdctl("snapshot", "restore", path, "--data-dir", target, "--name", name,
+                 "--initial-cluster", cluster, "--initial-advertise-peer-urls", peer_url)
+    if r.returncode != 0:
+        shutil.rmtree(target, ignore_errors=True)
+        raise SnapshotError(f"etcdctl snapshot restore failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+
+
 # ----------------------------------------------------------------- list and prune
-def listing(data_dir: str) -> list[SnapshotInfo]:
-    """The snapshots under the data dir, oldest first (by name: the names carry the time)."""
+MANUAL, SCHEDULED, PRE_UPGRADE = "sendo-", "scheduled-", "pre-upgrade-"  # how a snapshot's file name begins
+_STAMP = len("20260101T000000.000000Z")
+
+
+def taken_at(name: str) -> str:
+    """The UTC time in a snapshot's file name (the part before its suffix), which sorts as time does."""
+    stem = name[:-len(SQLITE_SUFFIX)] if name.endswith(SQLITE_SUFFIX) else name[:-len(ETCD_SUFFIX)]
+    return stem[-_STAMP:]
+
+
+def listing(data_dir: str, prefix: str = "") -> list[SnapshotInfo]:
+    """The snapshots under the data dir whose names begin with ``prefix`` (any: ""), oldest first."""
     d = snapshot_dir(data_dir)
     try:
-        names = sorted(n for n in os.listdir(d)
-                       if n.startswith("sendo-") and n.endswith((SQLITE_SUFFIX, ETCD_SUFFIX)))
+        names = [n for n in os.listdir(d)
+                 if n.startswith(prefix or (MANUAL, SCHEDULED, PRE_UPGRADE)) and n.endswith((SQLITE_SUFFIX, ETCD_SUFFIX))]
     except FileNotFoundError:
         return []
+    names.sort(key=lambda n: (taken_at(n), n))
     return [SnapshotInfo(os.path.join(d, n), "sqlite" if n.endswith(SQLITE_SUFFIX) else "etcd", 0, 0,
                          os.path.getsize(os.path.join(d, n))) for n in names]
 
 
-def prune(data_dir: str, keep: int) -> list[str]:
-    """Delete all but the newest ``keep`` snapshots; the paths deleted."""
+def prune(data_dir: str, keep: int, prefix: str = MANUAL) -> list[str]:
+    """Delete all but the newest ``keep`` snapshots whose names begin with ``prefix``; the paths deleted.
+    Snapshots written before a migration are never pruned (rollback needs them)."""
     if keep < 0:
         raise SnapshotError("--retention is a number of snapshots, 0 or more")
-    old = listing(data_dir)
+    old = listing(data_dir, prefix)
     gone = [s.path for s in old[:max(len(old) - keep, 0)]]
     for p in gone:
         os.unlink(p)
