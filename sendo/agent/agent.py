@@ -10,7 +10,6 @@ import datetime as dt
 import logging
 import os
 import platform
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,7 @@ from ..client.informer import obj_key
 from ..kinds.meta import now_rfc3339
 from ..kinds.storage import STORAGE_DIR_ANNOTATION
 from ..observe import METRICS_CONTENT_TYPE, Health, exposition
+from ..serving import remembered_port
 from ..tasks import DUMP_SECTIONS, stop_tasks
 from ..wire import NODE_HEADER
 from . import logs as logfiles
@@ -519,7 +519,8 @@ class Agent:
         app.router.add_get("/stats/summary", self._summary)
         self._web = web.AppRunner(app, access_log=None)
         await self._web.setup()
-        port = self.cfg.port or _free_port(self.cfg.address)
+        # no --port: the port of last time while it is free, so a Prometheus job keeps finding it
+        port = self.cfg.port or remembered_port(os.path.join(self.dir, "port"), self.cfg.address)
         site = web.TCPSite(self._web, self.cfg.address, port)
         await site.start()
         self.port = port
@@ -635,12 +636,6 @@ class Agent:
 
 def _authorized(request: web.Request, token: str) -> bool:
     return request.headers.get("Authorization", "") == f"Bearer {token}"
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _os_image() -> str:
