@@ -7,17 +7,27 @@ the StatefulSet database keeps its rows when its pod is deleted; the backup Cron
 started by `kubectl create job --from`, saves them to its own claim; a new version of
 the mounted settings ConfigMap reaches the running pod and changes what it does; and a
 second agent on this machine is drained while a PodDisruptionBudget refuses one eviction
-until a replacement is Ready, then allows it.
+until a replacement is Ready, then allows it. Then the "watch it scale" walkthrough:
+examples/autoscale.yaml scales up under its load pod, and every target of the README's
+Prometheus configs (the hand-written one and the prometheus-scrape add-on's) answers with
+metrics prometheus_client's parser reads. (The console itself is driven in Chromium by
+test_console.py; HPA scale-down by test_metrics.py.)
 """
 from __future__ import annotations
 
 import json
+import re
 import socket
+import ssl
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from .harness import REPO, Agent, Cluster, is_ready, poll, shared_cluster
 
@@ -29,30 +39,49 @@ _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # pod IP
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with shared_cluster(tmp_path_factory.mktemp("walkthrough")) as c:
+    # usage sampled every second and HPAs synced every second, for the autoscaling walkthrough
+    with shared_cluster(tmp_path_factory.mktemp("walkthrough"),
+                        ("--metrics-interval", "1", "--hpa-sync-period", "1")) as c:
         yield c
 
 
+@pytest.fixture(scope="module")
+def n2(cluster: Cluster):
+    """The README's `sendo agent … --node-name n2` on this machine. Its data directory is
+    under the cluster's, so the harness's clean-up finds its pods (--stop-pods stops them)."""
+    agent = Agent(cluster, "--node-name", "n2", "--data-dir", str(cluster.data_dir / "n2"), "--no-service-proxy",
+                  "--no-ingress", "--stop-pods", log=cluster.base / "agent-n2.log")
+    try:
+        poll(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in
+                         cluster.kubectl_json("get", "node", "n2")["status"].get("conditions", []))
+             if cluster.kubectl("get", "node", "n2", check=False).returncode == 0 else False,
+             timeout=60, what="node n2 Ready")
+        yield agent
+    finally:
+        agent.stop()
+
+
 def documents(name: str) -> list[str]:
-    return (EXAMPLES / name).read_text().rstrip("\n").split("\n---\n")
+    return (REPO / "examples" / name).read_text().rstrip("\n").split("\n---\n")
 
 
 def indented(text: str) -> str:
     return "\n".join(("    " + line) if line else "" for line in text.split("\n"))
 
 
-def test_the_readme_shows_the_manifests_the_walkthrough_applies():
+def test_the_readme_shows_the_manifests_the_walkthroughs_apply():
     readme = README.read_text()
-    for name in ("db.yaml", "db-backup.yaml", "db-settings-read-only.yaml", "web.yaml"):
-        assert f"kubectl apply -f examples/walkthrough/{name}" in readme, name
+    for name in ("walkthrough/db.yaml", "walkthrough/db-backup.yaml", "walkthrough/db-settings-read-only.yaml",
+                 "walkthrough/web.yaml", "autoscale.yaml", "autoscale-load.yaml"):
+        assert f"kubectl apply -f examples/{name}" in readme, name
         for doc in documents(name):
             if "name: db-server}" in doc:  # the database's code: the README describes it in words
                 continue
             assert indented(doc) in readme, f"README.md does not show this part of {name}:\n{doc}"
 
 
-def apply(cluster: Cluster, name: str) -> str:
-    return cluster.kubectl("apply", "-f", str(EXAMPLES / name)).stdout
+def apply(cluster: Cluster, name: str, examples: Path = EXAMPLES) -> str:
+    return cluster.kubectl("apply", "-f", str(examples / name)).stdout
 
 
 def request(method: str, ip: str, path: str, body: bytes | None = None) -> tuple[int, str]:
@@ -124,41 +153,107 @@ def test_a_new_version_of_the_mounted_settings_reaches_the_running_database(clus
     assert after["status"]["containerStatuses"][0]["restartCount"] == 0
 
 
-def second_agent(cluster: Cluster) -> Agent:
-    """The README's `sendo agent … --node-name n2` on this machine. Its data directory is
-    under the cluster's, so the harness's clean-up finds its pods (--stop-pods stops them)."""
-    return Agent(cluster, "--node-name", "n2", "--data-dir", str(cluster.data_dir / "n2"), "--no-service-proxy",
-                 "--no-ingress", "--stop-pods", log=cluster.base / "agent-n2.log")
-
-
-def test_drain_moves_web_to_the_other_node_without_breaking_its_budget(cluster: Cluster):
+def test_drain_moves_web_to_the_other_node_without_breaking_its_budget(cluster: Cluster, n2: Agent):
     first_node = socket.gethostname()  # the README cordons $(hostname)
-    assert [n["metadata"]["name"] for n in cluster.kubectl_json("get", "nodes")["items"]] == [first_node]
+    assert sorted(n["metadata"]["name"] for n in cluster.kubectl_json("get", "nodes")["items"]) == \
+        sorted([first_node, "n2"])
     db_uid = db_pod(cluster)["metadata"]["uid"]
-    agent = second_agent(cluster)
-    try:
-        poll(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in
-                         cluster.kubectl_json("get", "node", "n2")["status"].get("conditions", []))
-             if cluster.kubectl("get", "node", "n2", check=False).returncode == 0 else False,
-             timeout=60, what="node n2 Ready")
-        cluster.kubectl("cordon", first_node)
-        apply(cluster, "web.yaml")
-        cluster.kubectl("rollout", "status", "deploy/web", "--timeout=90s", timeout=120)
-        cluster.kubectl("uncordon", first_node)
-        web = cluster.kubectl_json("get", "pods", "-l", "app=web")["items"]
-        assert sorted(p["spec"]["nodeName"] for p in web) == ["n2", "n2"]
-        poll(lambda: cluster.kubectl_json("get", "pdb", "web")["status"].get("disruptionsAllowed") == 1,
-             timeout=30, what="the budget to allow one disruption")
+    cluster.kubectl("cordon", first_node)
+    apply(cluster, "web.yaml")
+    cluster.kubectl("rollout", "status", "deploy/web", "--timeout=90s", timeout=120)
+    cluster.kubectl("uncordon", first_node)
+    web = cluster.kubectl_json("get", "pods", "-l", "app=web")["items"]
+    assert sorted(p["spec"]["nodeName"] for p in web) == ["n2", "n2"]
+    poll(lambda: cluster.kubectl_json("get", "pdb", "web")["status"].get("disruptionsAllowed") == 1,
+         timeout=30, what="the budget to allow one disruption")
 
-        r = cluster.kubectl("drain", "n2", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=120s",
-                            timeout=150)
-        out = r.stdout + r.stderr
-        assert "Cannot evict pod as it would violate the pod's disruption budget." in out, out
-        assert "node/n2 drained" in out, out
-        web = [p for p in cluster.kubectl_json("get", "pods", "-l", "app=web")["items"]
-               if not p["metadata"].get("deletionTimestamp")]
-        assert [p["spec"]["nodeName"] for p in web] == [first_node] * 2
-        assert db_pod(cluster)["metadata"]["uid"] == db_uid  # the database was not touched
-        cluster.kubectl("uncordon", "n2")
+    r = cluster.kubectl("drain", "n2", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=120s",
+                        timeout=150)
+    out = r.stdout + r.stderr
+    assert "Cannot evict pod as it would violate the pod's disruption budget." in out, out
+    assert "node/n2 drained" in out, out
+    web = [p for p in cluster.kubectl_json("get", "pods", "-l", "app=web")["items"]
+           if not p["metadata"].get("deletionTimestamp")]
+    assert [p["spec"]["nodeName"] for p in web] == [first_node] * 2
+    assert db_pod(cluster)["metadata"]["uid"] == db_uid  # the database was not touched
+    cluster.kubectl("uncordon", "n2")
+
+
+# ---------------------------------------------------------------- see and scale (#13)
+
+def test_busy_scales_up_under_load_and_its_pods_log_each_request(cluster: Cluster):
+    """examples/autoscale.yaml and its load pod, as the README's walkthrough applies them."""
+    apply(cluster, "autoscale.yaml", REPO / "examples")
+    cluster.kubectl("rollout", "status", "deploy/busy", "--timeout=90s", timeout=120)
+    poll(lambda: "cpu: " in cluster.kubectl("get", "hpa", "busy", "--no-headers").stdout and "<unknown>" not in
+         cluster.kubectl("get", "hpa", "busy", "--no-headers").stdout, timeout=60, what="the HPA's first CPU figure")
+    apply(cluster, "autoscale-load.yaml", REPO / "examples")
+    try:
+        poll(lambda: (cluster.kubectl_json("get", "deploy", "busy")["status"].get("readyReplicas") or 0) >= 2,
+             timeout=120, what="busy scaled up and a new replica Ready")
+        events = cluster.kubectl_json("get", "events", "--field-selector", "reason=SuccessfulRescale")["items"]
+        assert any(e["involvedObject"]["name"] == "busy" for e in events), events
+        logs = cluster.kubectl("logs", "-l", "app=busy", "--tail=20").stdout
+        assert '"GET / HTTP/1.1" 200' in logs, logs
     finally:
-        agent.stop()
+        cluster.kubectl("delete", "pod", "load", "--wait=false", check=False)
+
+
+def scraped(url: str, token_file: str | None = None, ca_file: str | None = None) -> set[str]:
+    """The sample names of one target, read as Prometheus would: its bearer token file,
+    its CA, and prometheus_client's parser."""
+    handlers: list = [urllib.request.ProxyHandler({})]
+    if ca_file:
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca_file)))
+    headers = {"Authorization": "Bearer " + Path(token_file).read_text().strip()} if token_file else {}
+    with urllib.request.build_opener(*handlers).open(urllib.request.Request(url, headers=headers), timeout=10) as r:
+        text = r.read().decode()
+    return {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+EXPECTED = {  # a metric each component's /metrics must have, by the README's job names
+    "sendo-apiserver": "apiserver_request_total",
+    "sendo-controllers": "workqueue_adds_total",
+    "sendo-agent": "kubelet_running_pods",
+    "sendo-agent-resource": "node_cpu_usage_seconds_total",
+}
+
+
+def scrape_all(config: dict) -> dict[str, list[str]]:
+    """Every target of a Prometheus config, scraped; job -> targets that answered."""
+    seen: dict[str, list[str]] = {}
+    for job in config["scrape_configs"]:
+        auth, tls = job.get("authorization") or {}, job.get("tls_config") or {}
+        for group in job["static_configs"]:
+            for target in group["targets"]:
+                url = f"{job.get('scheme', 'http')}://{target}{job.get('metrics_path', '/metrics')}"
+                names = scraped(url, auth.get("credentials_file"), tls.get("ca_file"))
+                assert EXPECTED[job["job_name"]] in names, (url, sorted(names)[:20])
+                seen.setdefault(job["job_name"], []).append(target)
+    return seen
+
+
+def test_the_readme_prometheus_configs_reach_every_component(cluster: Cluster, n2: Agent):
+    data = str(cluster.data_dir)
+    # the hand-written config of "Metrics, autoscaling and health", with the ports sendo up printed
+    readme = README.read_text()
+    start = readme.index("    scrape_configs:", readme.index("A Prometheus scrape config for a `sendo up`"))
+    hand = readme[start:readme.index("\n\n", start)]
+    ctl_port, agent_port = re.findall(r"controllers\s+http://127\.0\.0\.1:(\d+)/metrics, agent\s+"
+                                      r"http://127\.0\.0\.1:(\d+)/metrics", cluster.log_path.read_text())[-1]
+    hand = (hand.replace("/root/.sendo", data).replace("127.0.0.1:6443", f"127.0.0.1:{cluster.port}")
+            .replace("AGENT_PORT", agent_port).replace("CONTROLLERS_PORT", ctl_port))
+    seen = scrape_all(yaml.safe_load("\n".join(line[4:] for line in hand.split("\n"))))
+    assert sorted(seen) == ["sendo-agent", "sendo-apiserver", "sendo-controllers"], seen
+
+    # the prometheus-scrape add-on's file, made as the README says (its paths in this data dir)
+    r = subprocess.run([sys.executable, "-m", "sendo.cli.main", "addons", "enable", "prometheus-scrape",
+                        "--set", f"caFile={data}/server/tls/ca.crt", "--set", f"apiTokenFile={data}/server/admin-token",
+                        "--set", f"nodeTokenFile={data}/server/node-token", "--wait", "60"],
+                       capture_output=True, text=True, env=cluster.env(), cwd=str(REPO), timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    generated = cluster.kubectl("get", "configmap", "-n", "kube-system", "sendo-prometheus-scrape",
+                                "-o", "jsonpath={.data.prometheus\\.yml}").stdout
+    seen = scrape_all(yaml.safe_load(generated))
+    assert sorted(seen) == sorted(EXPECTED), seen
+    assert len(seen["sendo-agent"]) == len(seen["sendo-agent-resource"]) == 2  # both nodes' agents
