@@ -52,13 +52,15 @@ def n2(cluster: Cluster):
     agent = Agent(cluster, "--node-name", "n2", "--data-dir", str(cluster.data_dir / "n2"), "--no-service-proxy",
                   "--no-ingress", "--stop-pods", log=cluster.base / "agent-n2.log")
     try:
-        poll(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in
-                         cluster.kubectl_json("get", "node", "n2")["status"].get("conditions", []))
-             if cluster.kubectl("get", "node", "n2", check=False).returncode == 0 else False,
-             timeout=60, what="node n2 Ready")
         yield agent
     finally:
         agent.stop()
+
+
+def node_ready(cluster: Cluster, name: str) -> bool:
+    r = cluster.kubectl("get", "node", name, "-o", "json", check=False)
+    return r.returncode == 0 and any(c["type"] == "Ready" and c["status"] == "True"
+                                     for c in json.loads(r.stdout)["status"].get("conditions", []))
 
 
 def documents(name: str) -> list[str]:
@@ -96,8 +98,8 @@ def request(method: str, ip: str, path: str, body: bytes | None = None) -> tuple
 def db_pod(cluster: Cluster) -> dict:
     """db-0 once it is Ready (a new one after a delete)."""
     def ready():
-        pod = cluster.kubectl_json("get", "pod", "db-0") if cluster.kubectl(
-            "get", "pod", "db-0", check=False).returncode == 0 else None
+        r = cluster.kubectl("get", "pod", "db-0", "-o", "json", check=False)
+        pod = json.loads(r.stdout) if r.returncode == 0 else None
         return pod if pod and is_ready(pod) and not pod["metadata"].get("deletionTimestamp") else None
     return poll(ready, timeout=90, what="db-0 Ready")
 
@@ -140,7 +142,8 @@ def test_the_backup_cronjob_saves_every_row_to_its_claim(cluster: Cluster):
     assert saved == [{"user1": "Ada Lovelace"}]
 
 
-def test_a_new_version_of_the_mounted_settings_reaches_the_running_database(cluster: Cluster):
+def test_a_new_version_of_the_mounted_settings_reaches_the_running_database(cluster: Cluster, n2: Agent):
+    # n2 (step 4 of the README) starts joining now, to save the drain test its wait
     before = db_pod(cluster)
     ip = before["status"]["podIP"]
     assert request("PUT", ip, "/user2", b"Grace Hopper")[0] == 201
@@ -155,6 +158,7 @@ def test_a_new_version_of_the_mounted_settings_reaches_the_running_database(clus
 
 def test_drain_moves_web_to_the_other_node_without_breaking_its_budget(cluster: Cluster, n2: Agent):
     first_node = socket.gethostname()  # the README cordons $(hostname)
+    poll(lambda: node_ready(cluster, "n2"), timeout=60, what="node n2 Ready")
     assert sorted(n["metadata"]["name"] for n in cluster.kubectl_json("get", "nodes")["items"]) == \
         sorted([first_node, "n2"])
     db_uid = db_pod(cluster)["metadata"]["uid"]
