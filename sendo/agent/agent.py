@@ -33,7 +33,7 @@ from . import podexec, portforward
 from .env import service_links
 from .identity import PodIdentity
 from .lease import LEASE_SECONDS, RENEW_FRACTION, renew_node_lease
-from .metrics import AgentMetrics, DNSCollector
+from .metrics import AgentMetrics, DNSCollector, ProxyCollector
 from .podworker import PodWorker
 from .query import BadQuery, query_bool, query_int
 from .runtime import ContainerHandle, Runtime, SandboxError, open_runtime, registry
@@ -121,6 +121,7 @@ class Agent:
         # ServiceAccount tokens of the pods (identity.py)
         self.metrics = AgentMetrics(self._counts)  # /metrics; pod workers record into it
         self.metrics.registry.register(DNSCollector(lambda: self.dns))  # type: ignore[arg-type]
+        self.metrics.registry.register(ProxyCollector(lambda: self.proxy))  # type: ignore[arg-type]
         self.usage = UsageSampler(cfg.node_name, self._running_containers, cfg.metrics_interval)
         self.resource_metrics = resource_registry(self.usage)  # /metrics/resource
         self.health = Health()

@@ -203,7 +203,7 @@ def test_busy_scales_up_under_load_and_its_pods_log_each_request(cluster: Cluste
         cluster.kubectl("delete", "pod", "load", "--wait=false", check=False)
 
 
-def scraped(url: str, token_file: str | None = None, ca_file: str | None = None) -> set[str]:
+def scraped(url: str, token_file: str | None = None, ca_file: str | None = None) -> list:
     """The sample names of one target, read as Prometheus would: its bearer token file,
     its CA, and prometheus_client's parser."""
     handlers: list = [urllib.request.ProxyHandler({})]
@@ -212,7 +212,7 @@ def scraped(url: str, token_file: str | None = None, ca_file: str | None = None)
     headers = {"Authorization": "Bearer " + Path(token_file).read_text().strip()} if token_file else {}
     with urllib.request.build_opener(*handlers).open(urllib.request.Request(url, headers=headers), timeout=10) as r:
         text = r.read().decode()
-    return {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
+    return [s for fam in text_string_to_metric_families(text) for s in fam.samples]
 
 
 EXPECTED = {  # a metric each component's /metrics must have, by the README's job names
@@ -224,16 +224,27 @@ EXPECTED = {  # a metric each component's /metrics must have, by the README's jo
 
 
 def scrape_all(config: dict) -> dict[str, list[str]]:
-    """Every target of a Prometheus config, scraped; job -> targets that answered."""
+    """Every target of a Prometheus config, scraped; job -> targets that answered. The
+    agents' /metrics must show the service proxy's connections to `busy` (from the load
+    pod of the autoscaling test) on the node that runs the proxy."""
     seen: dict[str, list[str]] = {}
+    proxied, synced = 0.0, 0.0
     for job in config["scrape_configs"]:
         auth, tls = job.get("authorization") or {}, job.get("tls_config") or {}
         for group in job["static_configs"]:
             for target in group["targets"]:
                 url = f"{job.get('scheme', 'http')}://{target}{job.get('metrics_path', '/metrics')}"
-                names = scraped(url, auth.get("credentials_file"), tls.get("ca_file"))
+                samples = scraped(url, auth.get("credentials_file"), tls.get("ca_file"))
+                names = {s.name for s in samples}
                 assert EXPECTED[job["job_name"]] in names, (url, sorted(names)[:20])
                 seen.setdefault(job["job_name"], []).append(target)
+                if job["job_name"] == "sendo-agent":  # n2 runs no service proxy (--no-service-proxy)
+                    proxied += sum(s.value for s in samples if s.name == "sendo_proxy_connections_total" and s.labels
+                                   == {"service": "default/busy", "protocol": "TCP", "result": "forwarded"})
+                    synced = max([synced, *(s.value for s in samples
+                                            if s.name == "kubeproxy_sync_proxy_rules_last_timestamp_seconds")])
+    assert proxied > 0, "no agent counted the load's connections to the busy Service"
+    assert synced > 0, "no agent said when its service proxy last synced"
     return seen
 
 
