@@ -60,7 +60,7 @@ def n2(cluster: Cluster):
 def node_ready(cluster: Cluster, name: str) -> bool:
     r = cluster.kubectl("get", "node", name, "-o", "json", check=False)
     return r.returncode == 0 and any(c["type"] == "Ready" and c["status"] == "True"
-                                     for c in json.loads(r.stdout)["status"].get("conditions", []))
+                                     for c in (json.loads(r.stdout).get("status") or {}).get("conditions", []))
 
 
 def documents(name: str) -> list[str]:
