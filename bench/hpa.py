@@ -3,7 +3,7 @@ cadences (usage sampled every 15 s, HPAs synced every 15 s).
 
 `sendo up` (process runtime) runs the README's autoscaling walkthrough: examples/autoscale.yaml
 (a web server that spends ~10 ms of CPU per request, requests 100m, HPA at 50 % CPU, 1-4
-replicas), then, once the HPA has its first CPU figure, examples/autoscale-load.yaml (a pod
+replicas), then, once the HPA has measured it idle at one replica, examples/autoscale-load.yaml (a pod
 sending requests one after another, for ten minutes at most; deleted after each run). Per
 run: the seconds from the load pod's create to the Deployment's replicas raised by the HPA,
 and to a second replica Ready. Each run starts from fresh objects. Every process is started
@@ -28,7 +28,7 @@ from sendo.client import kind
 
 REPO = Path(__file__).resolve().parents[1]
 KUBECTL = Path(sys.executable).parent / "kubectl"
-DEPLOY, HPA, PODS = kind("deployments", "apps"), kind("horizontalpodautoscalers", "autoscaling"), kind("pods")
+DEPLOY, HPA = kind("deployments", "apps"), kind("horizontalpodautoscalers", "autoscaling", "v2")
 GOAL = "— (none set; with 15 s samples and syncs, Kubernetes takes 15-45 s plus a pod start)"
 
 
@@ -45,10 +45,12 @@ def kubectl(data_dir: str, *args: str) -> str:
 async def one_run(client, data_dir: str) -> tuple[float, float]:
     kubectl(data_dir, "apply", "-f", "examples/autoscale.yaml")
 
-    async def measured() -> bool:
-        hpa = await client.get(HPA, "default", "busy")
-        return bool((hpa.get("status") or {}).get("currentMetrics"))
-    await wait_for(measured, 180, "the HPA's first CPU figure", interval=0.5)
+    async def idle() -> bool:  # measured below target at one replica (a start-up burst is over)
+        st = (await client.get(HPA, "default", "busy")).get("status") or {}
+        cpu = [m["resource"]["current"].get("averageUtilization") for m in st.get("currentMetrics") or []
+               if m.get("type") == "Resource"]
+        return bool(cpu) and cpu[0] is not None and cpu[0] < 50 and st.get("desiredReplicas") == 1
+    await wait_for(idle, 180, "the HPA measuring busy idle at one replica", interval=0.5)
     start = time.monotonic()
     kubectl(data_dir, "apply", "-f", "examples/autoscale-load.yaml")
     decided = None
