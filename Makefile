@@ -61,6 +61,7 @@ bench: venv console
 	$(BIN)/python -m bench.console
 	$(BIN)/python -m bench.ha
 	$(BIN)/python -m bench.functions
+	$(BIN)/python -m bench.hpa
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -30,7 +30,8 @@ from .client.leaderelection import Timings
 from .kinds.registry import builtin_registry
 from .pki import ensure_client_cert, ensure_tls
 from .private import private_dir, write_private
-from .serving import APIServer as HTTPServer, default_connection_limit, free_port, guarded_protocol, listen_socket
+from .serving import (APIServer as HTTPServer, default_connection_limit, free_port, guarded_protocol, listen_socket,
+                      remembered_port)
 from .store import default_url, encryption, open_store
 
 __all__ = ["Server", "ServerConfig", "free_port", "kubeconfig", "read_or_create_secret", "share_identity"]
@@ -283,6 +284,8 @@ class Server:
                                            self.tls.ca_cert, os.path.join(self.cfg.server_dir, "controllers.log"),
                                            self.cfg.controller_names,
                                            election=self.cfg.election if self.cfg.elects else None,
+                                           metrics_port=remembered_port(os.path.join(self.cfg.server_dir,
+                                                                                     "controllers-port")),
                                            hpa_sync_period=self.cfg.hpa_sync_period,
                                            node_monitor_grace_period=self.cfg.node_monitor_grace_period,
                                            signing=self.signing_files,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
 import socket
 import time
@@ -79,6 +80,24 @@ def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
     """A port a server could bind now: ``preferred`` or the next free one after it, else any."""
     with listen_socket(host, preferred or 0, fallback=bool(preferred)) as s:
         return s.getsockname()[1]
+
+
+def remembered_port(path: str, host: str = "127.0.0.1") -> int:
+    """A port for a listener that has no fixed one (an agent's, the controllers' /metrics):
+    the one it had last time, written in ``path``, while it is free (else the next free
+    one), so what scrapes it, a Prometheus job, finds it again after a restart."""
+    try:
+        with open(path) as f:
+            previous: int | None = int(f.read().strip())
+    except (OSError, ValueError):
+        previous = None
+    port = free_port(host, previous)
+    if port != previous:
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{port}\n")
+        os.replace(tmp, path)
+    return port
 
 
 def default_connection_limit() -> int:

@@ -11,7 +11,6 @@ import ipaddress
 import logging
 import os
 import platform
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,7 @@ from ..kinds.cluster import CONTAINER_CIDR_ANNOTATION
 from ..kinds.meta import now_rfc3339
 from ..kinds.storage import STORAGE_DIR_ANNOTATION
 from ..observe import METRICS_CONTENT_TYPE, Health, exposition
+from ..serving import remembered_port
 from ..tasks import DUMP_SECTIONS, stop_tasks
 from ..wire import NODE_HEADER
 from . import logs as logfiles
@@ -35,7 +35,7 @@ from . import podexec, portforward
 from .env import service_links
 from .identity import PodIdentity
 from .lease import LEASE_SECONDS, RENEW_FRACTION, renew_node_lease
-from .metrics import AgentMetrics, DNSCollector
+from .metrics import AgentMetrics, DNSCollector, ProxyCollector
 from .podworker import PodWorker
 from .query import BadQuery, query_bool, query_int
 from .runtime import ContainerHandle, Runtime, SandboxError, open_runtime, registry
@@ -124,6 +124,7 @@ class Agent:
         # ServiceAccount tokens of the pods (identity.py)
         self.metrics = AgentMetrics(self._counts)  # /metrics; pod workers record into it
         self.metrics.registry.register(DNSCollector(lambda: self.dns))  # type: ignore[arg-type]
+        self.metrics.registry.register(ProxyCollector(lambda: self.proxy))  # type: ignore[arg-type]
         self.usage = UsageSampler(cfg.node_name, self._running_containers, cfg.metrics_interval)
         self.resource_metrics = resource_registry(self.usage)  # /metrics/resource
         self.health = Health()
@@ -550,7 +551,8 @@ class Agent:
         app.router.add_get("/stats/summary", self._summary)
         self._web = web.AppRunner(app, access_log=None)
         await self._web.setup()
-        port = self.cfg.port or _free_port(self.cfg.address)
+        # no --port: the port of last time while it is free, so a Prometheus job keeps finding it
+        port = self.cfg.port or remembered_port(os.path.join(self.dir, "port"), self.cfg.address)
         site = web.TCPSite(self._web, self.cfg.address, port)
         await site.start()
         self.port = port
@@ -666,12 +668,6 @@ class Agent:
 
 def _authorized(request: web.Request, token: str) -> bool:
     return request.headers.get("Authorization", "") == f"Bearer {token}"
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _os_image() -> str:

@@ -72,6 +72,28 @@ class DNSCollector:
         yield fam
 
 
+class ProxyCollector:
+    """The service proxy's new connections (TCP) and flows (UDP) per Service port and
+    result, and when it last synced its listeners (kube-proxy's name for that)."""
+
+    def __init__(self, proxy: Callable[[], Any]):
+        self.proxy = proxy
+
+    def collect(self) -> Iterator[Any]:
+        conns = CounterMetricFamily("sendo_proxy_connections", "New connections (TCP) and flows (UDP) the "
+                                    "service proxy took, by result (forwarded, no_endpoint).",
+                                    labels=["service", "protocol", "result"])
+        synced = GaugeMetricFamily("kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+                                   "The last time the service proxy made its listeners match the Services.")
+        proxy = self.proxy()
+        if proxy is not None:
+            for (service, protocol, result), n in sorted(proxy.counts.items()):
+                conns.add_metric([service, protocol, result], n)
+            synced.add_metric([], proxy.last_sync)
+        yield conns
+        yield synced
+
+
 class Timer:
     """`with Timer() as t: ...; t.seconds`"""
 

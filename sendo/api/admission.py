@@ -271,8 +271,11 @@ class ServiceAllocator:
         self._first = int(network.network_address) + 1  # network and broadcast addresses are never used
         self._last = int(network.broadcast_address) - 1
         self._never_dynamic = {int(ipaddress.ip_address(ip)) for ip in reserved}
-        self._ip_cursor = self._first
-        self._port_cursor = node_ports.start
+        # start anywhere in the ranges, as Kubernetes' allocators pick at random: two clusters
+        # on one machine (a second `sendo up`, parallel tests) then almost never give a Service
+        # the same cluster IP or node port, whose listeners would collide on this host
+        self._ip_cursor = random.randint(self._first, self._last)
+        self._port_cursor = random.randrange(node_ports.start, node_ports.stop)
         self._rev = -1
         self._held: dict[str, _Holding] = {}
         self._ip_count: dict[int, int] = {}

@@ -192,6 +192,10 @@ class ServiceProxy:
         self.lb_status = LoadBalancerStatus(client, self.svc_kind, node_ip, self._dirty.set)
         self.lb_ip = self.lb_status.ip
         self._conns: set[_ClientSide] = set()  # open client connections
+        # for /metrics: (service, protocol, result) -> new connections or UDP flows, where result
+        # is "forwarded" or "no_endpoint"; and when sync() last made listeners match the caches
+        self.counts: dict[tuple[str, str, str], int] = {}
+        self.last_sync = 0.0
         self._tasks: list[asyncio.Task] = []
         self._unsupported_told: set[tuple[str, str]] = set()
         if mirror is not None:
@@ -369,6 +373,11 @@ class ServiceProxy:
                 log.warning("service proxy: %s: %s", obj_key(svc), msg)
                 self.recorder.emit(svc, "Warning", "ListenFailed", msg)
         self._update_lb_status()
+        self.last_sync = time.time()
+
+    def count(self, lst: "_Listener", result: str) -> None:
+        key = (lst.service, lst.key.protocol, result)
+        self.counts[key] = self.counts.get(key, 0) + 1
 
     async def _bind(self, lk: ListenKey, service: str, b: Backends, told: bool) -> None:
         lst = _Listener(lk, service, b)
@@ -463,7 +472,9 @@ class _ClientSide(asyncio.Protocol):
             if self.eof:
                 upstream.half_close()
             self.transport.resume_reading()
+            self.proxy.count(self.listener, "forwarded")
             return
+        self.proxy.count(self.listener, "no_endpoint")
         self.abort(reset=True)
 
     def data_received(self, data: bytes) -> None:
@@ -577,8 +588,10 @@ class _UdpFrontend(asyncio.DatagramProtocol):
                 return
             ep = self.listener.backends.pick(addr[0])
             if ep is None:
+                self.proxy.count(self.listener, "no_endpoint")
                 return  # no endpoints: dropped
             flow = self.flows[addr] = _UdpFlow(self, addr, ep)
+            self.proxy.count(self.listener, "forwarded")
         flow.send(data)
 
     def error_received(self, exc: Exception) -> None:

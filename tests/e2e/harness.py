@@ -389,3 +389,30 @@ def shared_cluster(directory: Path, extra_args: tuple[str, ...] = (),
         yield c
     finally:
         c._cleanup()
+
+
+class Agent:
+    """One more `sendo agent` of this machine joining `cluster` (stopped by PID): `args`
+    come after the connection flags; the node token is used unless another token file
+    of the server's data dir is named (hollow nodes need the admin token)."""
+
+    def __init__(self, cluster: "Cluster", *args: str, token_file: str = "node-token", log: Path | None = None):
+        server_dir = cluster.data_dir / "server"
+        out = open(log, "ab") if log is not None else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sendo.cli.main", "agent", "--server", f"https://127.0.0.1:{cluster.port}",
+                 "--token", (server_dir / token_file).read_text().strip(),
+                 "--ca-cert", str(server_dir / "tls" / "ca.crt"), *args],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=str(REPO))
+        finally:
+            if log is not None:
+                out.close()  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)

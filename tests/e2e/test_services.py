@@ -73,7 +73,7 @@ def service(name: str, port: int, selector: str, type_: str = "ClusterIP", node_
 
 
 def free_node_port() -> int:
-    """A node port nothing on this machine listens on (parallel clusters allocate from 30000 up)."""
+    """A node port nothing on this machine listens on (parallel clusters allocate node ports too)."""
     for _ in range(200):
         port = random.randrange(30000, 32768)
         try:

@@ -8,8 +8,6 @@ real node that a PodDisruptionBudget holds up until a replacement is Ready there
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 
 import dns.message
@@ -18,7 +16,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
-from .harness import REPO, Cluster, http_get, is_ready, poll, shared_cluster, to_yaml, unique_port
+from .harness import Agent, Cluster, http_get, is_ready, poll, shared_cluster, to_yaml, unique_port
 
 NS = "default"
 
@@ -206,25 +204,10 @@ def test_statefulset_starts_in_order_answers_by_pod_name_and_keeps_claims(cluste
     assert claims() == ["data-web-0", "data-web-1", "data-web-2"]  # whenDeleted: Retain
 
 
-class HollowNode:
-    """`sendo agent --hollow 1` joining the cluster as node hollow-0000 (stopped by PID)."""
-
-    def __init__(self, cluster: Cluster):
-        server_dir = cluster.data_dir / "server"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sendo.cli.main", "agent", "--server", f"https://127.0.0.1:{cluster.port}",
-             # hollow nodes act for many nodes at once; a node token speaks for one node only
-             "--token", (server_dir / "admin-token").read_text().strip(),
-             "--ca-cert", str(server_dir / "tls" / "ca.crt"), "--hollow", "1", "--node-name", "hollow"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(REPO))
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+def hollow_node(cluster: Cluster) -> Agent:
+    """`sendo agent --hollow 1` joining the cluster as node hollow-0000 (stopped by PID);
+    hollow nodes act for many nodes at once, and a node token speaks for one node only."""
+    return Agent(cluster, "--hollow", "1", "--node-name", "hollow", token_file="admin-token")
 
 
 def daemonset() -> dict:
@@ -256,7 +239,7 @@ def test_daemonset_follows_new_nodes_and_drain_respects_the_budget(cluster: Clus
     poll(lambda: policy.read_namespaced_pod_disruption_budget("guarded", NS).status.disruptions_allowed == 1,
          timeout=60, what="the budget to allow one disruption")
 
-    hollow = HollowNode(cluster)
+    hollow = hollow_node(cluster)
     try:
         def daemon_nodes():
             return sorted(p["spec"].get("nodeName", "") for p in

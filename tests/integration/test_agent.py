@@ -210,3 +210,33 @@ async def test_a_crashed_pod_worker_is_replaced_without_a_second_start(agent, cl
     assert got["status"]["phase"] == "Running"
     assert got["status"]["containerStatuses"][0]["restartCount"] == 0
     assert not new.task.done()
+
+
+async def test_a_restarted_agent_listens_on_its_port_of_last_time(server, client, tmp_path):
+    """No --port: the agent keeps the port it had (what a Prometheus job scrapes), and the
+    Node's kubeletEndpoint says so; a port taken meanwhile moves it, and it keeps the new one."""
+    import socket
+
+    def new_agent() -> Agent:
+        return Agent(AgentConfig(server=server.cfg.url, token=server.node_token, node_name="node-p",
+                                 data_dir=str(tmp_path / "agent"), ca_pem=server.ca_pem, dns="",
+                                 service_proxy=False, ingress=False))
+
+    async def endpoint() -> int:
+        return (await client.get(kind("nodes"), None, "node-p"))["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+
+    ports = []
+    for take_it in (False, True, False):
+        a = new_agent()
+        holder = socket.socket()
+        if take_it:  # another process took the port while the agent was down
+            holder.bind(("127.0.0.1", ports[-1]))
+            holder.listen()
+        try:
+            await a.start()
+            ports.append(a.port)
+            assert await endpoint() == a.port
+        finally:
+            await a.stop(stop_pods=True)
+            holder.close()
+    assert ports[1] != ports[0] and ports[2] == ports[1], ports

@@ -94,6 +94,14 @@ async def test_requested_ip_outside_the_range_is_refused(client):
     assert "not in the valid range" in await invalid(client.create(SVC, svc("net", clusterIP="127.32.0.0")))
 
 
+def test_two_clusters_start_handing_out_at_different_places_of_the_ranges():
+    """A second cluster on this machine must not give its first Service the first one's
+    cluster IP and node port: both would listen on this host (a regression: every cluster
+    started at 127.32.0.2 and 30000)."""
+    starts = {(a._ip_cursor, a._port_cursor) for a in (ServiceAllocator(None, None) for _ in range(10))}
+    assert len({ip for ip, _ in starts}) > 1 and len({port for _, port in starts}) > 1, starts
+
+
 async def test_the_kubernetes_service_ip_is_never_handed_out(client, server):
     alloc = allocator(server)
     alloc._ip_cursor = int(ipaddress.ip_address(KUBERNETES_SERVICE_IP))  # as if the range had wrapped round

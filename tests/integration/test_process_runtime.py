@@ -529,3 +529,35 @@ async def test_what_a_host_process_cannot_have_is_refused_by_name(rt, tmp_path):
     spec.security_context = SecurityContext(run_as_non_root=True, run_as_user=0)
     with pytest.raises(SecurityRefused, match="runAsUser breaks non-root policy"):
         await rt.verify_security(spec)
+
+
+# ---- volumes at their mountPath --------------------------------------------------------
+
+
+@pytest.mark.skipif(not ProcessRuntime.mounts_volumes, reason="mount namespaces need an agent running as root")
+async def test_exec_sees_the_containers_volumes_at_their_paths(rt, procs, tmp_path):
+    """`kubectl exec` into a container with a volume reads and writes the volume, not
+    the host's directory at the same path (a regression: exec used to run on the host)."""
+    from sendo.agent.runtime import Mount
+    volume, mount_point = tmp_path / "volume", tmp_path / "mnt"
+    volume.mkdir()
+    (volume / "row").write_text("from the volume\n")
+    mount_point.mkdir()
+    spec = make_spec(tmp_path, ["sh", "-c", "echo started; sleep 30"], working_dir=str(mount_point))
+    spec.mounts = [Mount(str(mount_point), str(volume))]
+    h = await procs.start(rt, spec)
+    await wait_until(lambda: "started" in read(h.spec.log_path), 10)
+
+    async def run(argv):
+        session = await rt.exec(h, argv, stdin=False, tty=False)
+        out = b""
+        while (chunk := await session.read()) is not None:
+            out += chunk[1]
+        return out, await session.wait()
+
+    assert await run(["cat", str(mount_point / "row")]) == (b"from the volume\n", 0)
+    assert await run(["sh", "-c", "pwd; cat row; echo written > new"]) == (
+        f"{mount_point}\nfrom the volume\n".encode(), 0)
+    assert (volume / "new").read_text() == "written\n"
+    assert list(mount_point.iterdir()) == []  # the host's directory at that path is untouched
+    await rt.stop(h, 1)

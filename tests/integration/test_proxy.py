@@ -340,6 +340,10 @@ async def test_no_endpoints_refuses_new_connections(client, proxy, backends):
     async def refused():
         return await who(cip, sport) is None
     await wait_until(refused, timeout=5, what="refused once endpoints are gone")
+    # what /metrics shows (sendo_proxy_connections_total): each connection counted by result
+    counts = {result: n for (service, protocol, result), n in proxy.counts.items() if service == "default/empty"}
+    assert counts["forwarded"] >= 1 and counts["no_endpoint"] >= 3, proxy.counts
+    assert proxy.last_sync > 0
 
 
 async def test_dead_endpoint_is_skipped(client, proxy, backends):

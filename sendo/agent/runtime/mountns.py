@@ -8,6 +8,10 @@ empty file for a file volume), bind-mounts the volume there (then remounts it
 read-only when asked), changes to the working directory and execs the command. Every
 exec keeps the pid, so the runtime's pid, process group and signals are the command's.
 Only root may do this; `available()` says whether this agent can.
+
+`kubectl exec` (and exec probes and hooks) into such a container runs through
+`nsenter --mount` into the container's namespace, so it sees the same files at the
+same paths as the container's own process.
 """
 from __future__ import annotations
 
@@ -35,7 +39,20 @@ exec "$@"
 
 
 def available() -> bool:
-    return os.geteuid() == 0 and shutil.which("unshare") is not None and shutil.which("mount") is not None
+    return os.geteuid() == 0 and all(shutil.which(tool) is not None for tool in ("unshare", "mount", "nsenter"))
+
+
+# Run after entering the namespace: setns() moves the working directory to the
+# namespace's root, so go back to the container's one (which may be inside a volume).
+ENTER_SCRIPT = 'cd "$1" || exit 126; shift; exec "$@"'
+
+
+def enter(pid: int, argv: list[str], executable: str, cwd: str | None) -> tuple[list[str], str]:
+    """The argv (and executable) that runs `executable argv[1:]` in the mount namespace
+    of process `pid` (a container started by `wrap`), in `cwd`."""
+    nsenter = shutil.which("nsenter") or "nsenter"
+    return [nsenter, f"--target={pid}", "--mount", "--", "/bin/sh", "-c", ENTER_SCRIPT, "sendo-exec",
+            cwd or "/", executable, *argv[1:]], nsenter
 
 
 def wrap(argv: list[str], executable: str, mounts: list[Mount], cwd: str | None) -> tuple[list[str], str]:

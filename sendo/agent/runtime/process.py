@@ -252,8 +252,8 @@ class ProcessRuntime:
     # ---- exec / attach ---------------------------------------------------------------
 
     async def exec(self, handle: ContainerHandle, argv: list[str], *, stdin: bool, tty: bool) -> ExecSession:
-        """A host process with the container's environment and working directory (a
-        process-runtime pod has no namespaces of its own to enter)."""
+        """A host process with the container's environment and working directory, in
+        the container's mount namespace when it has one (its volumes at their paths)."""
         entry = self._entry(handle)
         if entry.exit.done():
             raise StartError(f"container {handle.spec.container_name} is not running")
@@ -262,6 +262,8 @@ class ProcessRuntime:
         spec = handle.spec
         executable = _resolve_executable(argv[0], spec.env, spec.working_dir)
         argv, executable = _with_privileges(spec, argv, executable)  # as the container's user
+        if spec.mounts and self.mounts_volumes:  # start() wrapped it in a mount namespace
+            argv, executable = mountns.enter(handle.pid, argv, executable, spec.working_dir)
         try:
             return hostexec.start(argv, executable=executable, env=spec.env, cwd=spec.working_dir, stdin=stdin,
                                   tty=tty, wait_child=_wait_child)
