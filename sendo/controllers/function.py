@@ -29,6 +29,7 @@ then a Warning Event ``InvocationFailed`` is recorded and ``status.failedInvocat
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import functools
@@ -54,6 +55,7 @@ from ..kinds.printing import parse_timestamp
 from ..kinds.registry import builtin_registry
 from ..functions.autoscale import Autoscaler, Settings
 from ..functions.events import cluster_event, cron_event
+from ..functions.invoker import SPECIALIZED_HEADER
 from .base import Controller, owner_key, split_key
 from .cronjob import Schedule, unmet_time
 from .podutil import controller_ref, is_ready
@@ -249,6 +251,15 @@ def specialize_env(fn: Obj, archive: str | None = None) -> dict[str, str] | None
 def backoff_delays(retries: int, base: float = 0.5, cap: float = 30.0) -> list[float]:
     """The waits between attempts: exponential, capped, with up to 10 % jitter."""
     return [min(cap, base * 2 ** i) * (1 + random.random() / 10) for i in range(retries)]
+
+
+@dataclass
+class FirstCall:
+    """A held HTTP request, sent along with a warm worker's specialise call (one round trip)."""
+
+    request: Obj  # method, path, query, headers, body (base64)
+    timeout: float
+    answer: tuple[int, dict[str, str], bytes] | None = None
 
 
 @dataclass
@@ -579,10 +590,12 @@ class FunctionController(Controller):
         st.activator_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def wait_ready_instance(self, key: str, deadline: float,
-                                  later: Callable[[Callable[[], Any]], None] | None = None) -> Obj | None:
+                                  later: Callable[[Callable[[], Any]], None] | None = None,
+                                  first: FirstCall | None = None) -> Obj | None:
         """A ready instance of the function, asking for one when there is none (held ≤ deadline).
         ``later`` takes what can wait until the held request is answered (API writes that would
-        otherwise compete with it on this loop and the API server's)."""
+        otherwise compete with it on this loop and the API server's); ``first``, the held request,
+        travels with a warm worker's specialise call and comes back answered in ``first.answer``."""
         st = self.state.get(key)
         if st is None:
             return None
@@ -609,7 +622,7 @@ class FunctionController(Controller):
                 if not st.claiming and not starting:  # an instance of its own on the way is waited for
                     st.claiming = True
                     try:
-                        st.bridge = await self._claim_worker(key, defer)
+                        st.bridge = await self._claim_worker(key, defer, first)
                     finally:
                         st.claiming = False
                     if st.bridge is not None:
@@ -652,7 +665,8 @@ class FunctionController(Controller):
                        and not p["metadata"].get("deletionTimestamp") and (p.get("status") or {}).get("podIP")),
                       key=lambda p: p["metadata"]["name"])
 
-    async def _claim_worker(self, key: str, later: Callable[[Callable[[], Any]], None]) -> Obj | None:
+    async def _claim_worker(self, key: str, later: Callable[[Callable[[], Any]], None],
+                            first: FirstCall | None = None) -> Obj | None:
         """Take a generic worker out of the pool (its ReplicaSet makes a new one) and give it this
         function's code; None when none is ready or the function cannot run on one."""
         fn = self.fn_inf.get(key)
@@ -673,10 +687,15 @@ class FunctionController(Controller):
             # other, so the API write that takes it out of the pool comes after the answer
             pod_name = pod["metadata"]["name"]
             try:
+                body = {"env": payload, "request": first.request} if first is not None else payload
                 async with self._session.post(f"http://{pod['status']['podIP']}:{INVOKER_PORT}/_sendo/specialize",
-                                              data=orjson.dumps(payload),
-                                              timeout=aiohttp.ClientTimeout(total=30)) as r:
-                    if r.status == 200:
+                                              data=orjson.dumps(body),
+                                              timeout=aiohttp.ClientTimeout(total=first.timeout if first else 30)) as r:
+                    if r.headers.get(SPECIALIZED_HEADER) == "1":
+                        if first is not None:  # the function's own answer to the held request
+                            first.answer = (r.status, {k: v for k, v in r.headers.items()
+                                                       if k.lower() not in HOP_BY_HOP and k != SPECIALIZED_HEADER},
+                                            await r.read())
                         log.info("function %s: warm worker %s specialised", key, pod_name)
                         self._claimed.add(pod_name)
                         st = self.state.get(key)
@@ -690,6 +709,8 @@ class FunctionController(Controller):
                                 (await r.text()).strip())
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                 log.warning("function %s: worker %s: %s", key, pod_name, e)
+                if first is not None:  # it may have run: answered, never sent again
+                    first.answer = (502, {}, f"the warm worker did not answer: {e}\n".encode())
             with contextlib.suppress(ApiError):
                 await self.client.delete(PODS, POOL_NS, pod_name)
             return None
@@ -738,13 +759,19 @@ class FunctionController(Controller):
 
     async def _forward(self, key: str, request: web.Request,
                        later: Callable[[Callable[[], Any]], None]) -> web.Response:
-        pod = await self.wait_ready_instance(key, HOLD_DEADLINE, later)
-        if pod is None:
-            return web.Response(status=503, text="no instance of the function became ready in time\n")
         body = await request.read()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers = {str(k): v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         fn = self.fn_inf.get(key) or {}
         timeout = float((fn.get("spec") or {}).get("timeoutSeconds") or 30) + 10
+        first = FirstCall({"method": request.method, "path": request.path,
+                           "query": {str(k): v for k, v in request.query.items()},
+                           "headers": headers, "body": base64.b64encode(body).decode()}, timeout)
+        pod = await self.wait_ready_instance(key, HOLD_DEADLINE, later, first)
+        if first.answer is not None:  # a warm worker took it with the function's code: one round trip
+            status, out, data = first.answer
+            return web.Response(status=status, body=data, headers=out)
+        if pod is None:
+            return web.Response(status=503, text="no instance of the function became ready in time\n")
         assert self._session is not None
         try:
             async with self._session.request(request.method, f"http://{pod['status']['podIP']}:{INVOKER_PORT}"

@@ -260,18 +260,34 @@ class Invoker:
         return await self.invoke(event)
 
     async def _http(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        text = body.decode("utf-8", "replace")
+        return await self.invoke(self.http_event(request.method, request.path, request.query, request.headers,
+                                                 await request.read()))
+
+    def http_event(self, method: str, path: str, query: Any, headers: Any, body: bytes) -> dict[str, Any]:
+        """The event of an HTTP invocation (the ingress prefix taken off the path)."""
         parsed = None
         if body:
             with contextlib.suppress(orjson.JSONDecodeError):
                 parsed = orjson.loads(body)
-        path = request.path
         if self.path_prefix and (path == self.path_prefix or path.startswith(self.path_prefix + "/")):
             path = path[len(self.path_prefix):] or "/"
-        event = {"method": request.method, "path": path, "query": {str(k): v for k, v in request.query.items()},
-                 "headers": {str(k): v for k, v in request.headers.items()}, "body": text, "json": parsed}
-        return await self.invoke(event)
+        return {"method": method, "path": path, "query": {str(k): v for k, v in query.items()},
+                "headers": {str(k): v for k, v in headers.items()}, "body": body.decode("utf-8", "replace"),
+                "json": parsed}
+
+    async def first_call(self, req: dict[str, Any]) -> web.Response:
+        """The request a warm worker's specialise call carries (``{"method", "path", "query",
+        "headers", "body"}``, the body base64): an HTTP invocation, or a CloudEvent for ``/_sendo/event``."""
+        import base64
+
+        body = base64.b64decode(req.get("body") or "")
+        if req.get("path") == "/_sendo/event":
+            try:
+                return await self.invoke(orjson.loads(body))
+            except orjson.JSONDecodeError:
+                return web.Response(status=400, text="the body must be a CloudEvent as JSON\n")
+        return await self.invoke(self.http_event(str(req.get("method") or "GET"), str(req.get("path") or "/"),
+                                                 req.get("query") or {}, req.get("headers") or {}, body))
 
     async def invoke(self, event: Any) -> web.Response:
         try:
@@ -350,6 +366,7 @@ def from_env(env: dict[str, str]) -> Invoker:
                    timeout=float(env.get("FUNCTION_TIMEOUT", "30")), path_prefix=env.get("FUNCTION_PATH_PREFIX", ""))
 
 
+SPECIALIZED_HEADER = "X-Sendo-Specialized"
 SOURCE_VARS = ("FUNCTION_SOURCE", "FUNCTION_FILES", "FUNCTION_FILES_ZIP_DATA")
 
 
@@ -371,6 +388,9 @@ class Generic:
     async def _specialize(self, request: web.Request) -> web.Response:
         try:
             env = orjson.loads(await request.read())
+            first = None
+            if isinstance(env, dict) and isinstance(env.get("env"), dict):  # {"env": …, "request": …}
+                env, first = env["env"], env.get("request")
             assert isinstance(env, dict) and any(isinstance(env.get(k), str) for k in SOURCE_VARS)
         except (orjson.JSONDecodeError, AssertionError):
             return web.Response(status=400, text="the body must be a JSON object with FUNCTION_SOURCE "
@@ -389,7 +409,12 @@ class Generic:
                 print(f"specializing failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
                 return web.Response(status=422, text="the function's code did not load (see the log)\n")
         log.info("specialized as %s/%s", self.invoker.namespace, self.invoker.name)
-        return web.Response(status=200, text="ok\n")
+        if isinstance(first, dict):  # the held request, answered in the same round trip
+            resp = await self.invoker.first_call(first)
+        else:
+            resp = web.Response(status=200, text="ok\n")
+        resp.headers[SPECIALIZED_HEADER] = "1"  # whatever the function answered, the worker is now its
+        return resp
 
     async def _any(self, request: web.Request) -> web.StreamResponse:
         inv = self.invoker

@@ -512,15 +512,31 @@ async def test_cold_start_claims_a_worker_and_writes_only_after_the_answer():
             "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}})
         await c.reconcile("default/f")
         before = len(client.writes())
-        deferred: list = []
-        pod = await c.wait_ready_instance("default/f", 10, deferred.append)
-        assert pod["metadata"]["name"] == "w1" and c.state["default/f"].bridge is pod
-        assert len(client.writes()) == before, client.writes()[before:]  # nothing written yet
-        async with c._session.post(f"http://{ip}:{INVOKER_PORT}/x", json={"a": 1}) as r:
-            assert r.status == 200 and await r.json() == {"hi": {"a": 1}}
-        for later in deferred:
-            later()
+        written_at_answer = []
+        real_forward = c._forward
+
+        async def forward(key, request, later):
+            resp = await real_forward(key, request, later)
+            written_at_answer.append(len(client.writes()))
+            return resp
+        c._forward = forward
+        # through the activator's listener, as the service proxy sends it
+        port = c.state["default/f"].activator_port
+        async with c._session.post(f"http://127.0.0.1:{port}/functions/default/f/x?q=1", json={"a": 1}) as r:
+            assert r.status == 200 and await r.json() == {"hi": {"a": 1}}, await r.text()
+            assert "X-Sendo-Specialized" not in r.headers
+        assert written_at_answer == [before], client.writes()[before:]  # nothing written before the answer
+        assert c.state["default/f"].bridge["metadata"]["name"] == "w1"
+        assert c.state["default/f"].warm_starts == 1 and c.state["default/f"].cold_starts == 1
+        for _ in range(100):  # the deferred writes run once the answer is out
+            if c._background or any(w.method == "PATCH" and w.path.endswith("/pods/w1") for w in client.writes()):
+                break
+            await asyncio.sleep(0.01)
         await asyncio.gather(*c._background)
+        # the next request goes to the same worker, now the function's instance
+        async with c._session.post(f"http://127.0.0.1:{port}/functions/default/f/", json=2) as r:
+            assert r.status == 200 and await r.json() == {"hi": 2}
+        assert c.state["default/f"].cold_starts == 1
         patch = [w for w in client.writes()[before:] if w.method == "PATCH" and w.path.endswith("/pods/w1")]
         assert patch and patch[0].body["metadata"]["labels"] == {"sendo.dev/function-pool": None,
                                                                    "sendo.dev/function-bridge": "default.f"}
