@@ -3,6 +3,8 @@
 They talk to the cluster of the kubeconfig (``--kubeconfig``, ``$KUBECONFIG``, else
 ``DATA_DIR/kubeconfig``), as kubectl would. ``invoke`` calls the function's Service at its
 cluster IP (port 80 unless the http trigger names another), which is reachable from the machine sendo runs on.
+``deploy --dir`` packs a directory into a ConfigMap named after its hash (`pack_directory`), so the
+server and the nodes need no access to this machine's files.
 """
 from __future__ import annotations
 

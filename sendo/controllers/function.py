@@ -113,7 +113,7 @@ FILES_MOUNT = "/var/run/sendo-function/files"  # where a packed source's ConfigM
 
 def source_env(spec: Obj) -> Obj:
     """How an instance finds its code: the source text, a directory on its node, or the archive of a
-    packed directory (a ConfigMap volume, see `source_volume`)."""
+    packed directory (a ConfigMap volume, see `desired_deployment`)."""
     src = spec.get("source") or {}
     if isinstance(src.get("inline"), str):
         return {"name": "FUNCTION_SOURCE", "value": src["inline"]}
@@ -694,7 +694,7 @@ class FunctionController(Controller):
                     if r.headers.get(SPECIALIZED_HEADER) == "1":
                         if first is not None:  # the function's own answer to the held request
                             first.answer = (r.status, {k: v for k, v in r.headers.items()
-                                                       if k.lower() not in HOP_BY_HOP and k != SPECIALIZED_HEADER},
+                                                       if k.lower() not in HOP_BY_HOP and k.lower() != SPECIALIZED_HEADER.lower()},
                                             await r.read())
                         log.info("function %s: warm worker %s specialised", key, pod_name)
                         self._claimed.add(pod_name)

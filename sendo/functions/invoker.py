@@ -11,6 +11,14 @@ module named by ``FUNCTION_HANDLER`` (``main.handle`` → module ``main``), then
 * ``GET /_sendo/stats`` — in-flight, running, queued and counters, read by the autoscaler;
 * ``GET /_sendo/metrics`` — this instance's Prometheus metrics.
 
+The code may instead be a directory: ``FUNCTION_FILES`` (a directory on this node) or a
+zip of one (``FUNCTION_FILES_ZIP``, a file; ``FUNCTION_FILES_ZIP_DATA``, base64), unpacked
+once per archive into the cache; the directory goes first on ``sys.path`` and the
+handler's module is imported from it.
+
+A warm-pool worker (``FUNCTION_GENERIC=1``) starts code-less; ``POST /_sendo/specialize``
+gives it a function (see `Generic`), optionally with the first request to answer.
+
 ``FUNCTION_REQUIREMENTS`` (a JSON list of pip requirement lines) are installed first, once
 per distinct list on this host, into ``$FUNCTION_CACHE_DIR`` (`install_requirements`); the
 instance becomes ready only after that.
@@ -373,7 +381,10 @@ SOURCE_VARS = ("FUNCTION_SOURCE", "FUNCTION_FILES", "FUNCTION_FILES_ZIP_DATA")
 class Generic:
     """A warm-pool worker (``FUNCTION_GENERIC=1``): the interpreter and the invoker's imports are
     loaded; ``POST /_sendo/specialize`` with a function's environment (the ``FUNCTION_*`` variables
-    and its plain env values) loads its code once, and from then on it is that function's invoker."""
+    and its plain env values) loads its code once, and from then on it is that function's invoker.
+    The body is that env, or ``{"env": …, "request": …}`` whose request (see `Invoker.first_call`)
+    is answered at once: the answer is the function's, marked ``X-Sendo-Specialized: 1`` (a worker
+    that was given another function already answers 409 without it)."""
 
     def __init__(self) -> None:
         self.invoker: Invoker | None = None

@@ -3,8 +3,10 @@
 Served as a built-in kind with the shape of a custom resource (an openAPIV3Schema, so
 kubectl sees a schema, merge patches, and `kubectl explain` work as for any CRD). Besides
 the schema, a Function is checked at apply: ``spec.source.inline`` must compile as Python
-(the 422 names the field and the line), and ``spec.handler`` must be ``module.function``
-with a function of that name defined at the top level of an inline source.
+(the 422 names the field and the line), ``spec.handler`` must be ``module.function``
+with a function of that name defined at the top level of an inline source, exactly one
+source is given, and ``spec.source.files.path`` (a directory on the node, which the server
+cannot read) is absolute and normalised.
 `controllers/function.py` runs it; `sendo/functions/` holds the runtime pieces.
 """
 from __future__ import annotations

@@ -322,7 +322,10 @@ def walk_the_readme(cluster: Cluster, tmp_path: Path) -> None:
          what="greet's ConfigMap trigger watching")
     cluster.kubectl("create", "configmap", "settings", "--from-literal=color=blue")
     cluster.kubectl("label", "configmap", "settings", "app=x")
-    cluster.kubectl("patch", "configmap", "settings", "-p", '{"data": {"color": "red"}}')
+    rv = cluster.kubectl_json("patch", "configmap", "settings", "-p", '{"data": {"color": "red"}}')["metadata"][
+        "resourceVersion"]
+    poll(lambda: int((fn_status(cluster, "greet").get("eventResourceVersions") or {}).get("2") or 0) >= int(rv),
+         timeout=60, what="greet's ConfigMap trigger past the patch")  # kubectl is quicker to start than sendo
     poll(lambda: (lambda t: "event dev.sendo.cluster.added default/settings" in t
                   and "event dev.sendo.cluster.modified default/settings" in t)(sendo_fn(cluster, "logs", "greet").stdout),
          timeout=60, what="both ConfigMap events in greet's log")
