@@ -74,6 +74,7 @@ POOL_LABEL = "sendo.dev/function-pool"  # only on generic ones (the pool Deploym
 BRIDGE_LABEL = "sendo.dev/function-bridge"  # <namespace>.<name> of the function a worker now runs
 FINALIZER = "sendo.dev/function"  # the controller deletes the Service, Ingress and slices it made first
 ACTIVATOR_MANAGED_BY = "function-activator.sendo.dev"
+SLICE_RECHECK = 0.2  # seconds between looks for the endpoints controller's slice, while the activator waits for it
 HOLD_DEADLINE = 120.0  # how long the activator holds a request for an instance to be ready
 DEFAULT_RETRIES = 3
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -396,7 +397,7 @@ class FunctionController(Controller):
         ready = self.ready_pods(key)
         wanted = st.scaler.wanted if st.held == 0 else max(1, st.scaler.wanted)
         # the activator is in the path whenever no instance is (or soon will be) there to answer
-        await self._ensure_slice(fn, st, present=not ready or wanted == 0)
+        kept = await self._ensure_slice(fn, st, present=not ready or wanted == 0)
         # a warm-pool worker serving as this function (or being given its code) counts as one of its instances
         await self._ensure_deployment(fn, max(0, wanted - (1 if st.bridge is not None or st.claiming else 0)))
         await self._ensure(SERVICES, desired_service(fn))
@@ -406,7 +407,7 @@ class FunctionController(Controller):
             await self.client.delete(INGRESSES, ns, deployment_name(name))
         self._ensure_triggers(key, fn, st)
         await self._write_status(fn, st, ready)
-        return None
+        return SLICE_RECHECK if kept else None
 
     async def _ensure(self, r, want: Obj) -> Obj:
         m = want["metadata"]
@@ -445,19 +446,34 @@ class FunctionController(Controller):
                 patch["spec"]["template"] = want["spec"]["template"]
             await self.client.patch(DEPLOYMENTS, m["namespace"], m["name"], patch)
 
-    async def _ensure_slice(self, fn: Obj, st: State, present: bool) -> None:
+    async def _ensure_slice(self, fn: Obj, st: State, present: bool) -> bool:
+        """The activator's EndpointSlice in or out of the Service; True when it stays only until the
+        endpoints controller lists a ready instance (out before that, the Service would have no
+        endpoint for a moment and the node's proxy would refuse connections)."""
         want = activator_slice(fn, st.activator_port)
         m = want["metadata"]
         have = await self.client.get_or_none(SLICES, m["namespace"], m["name"])
         if not present:
-            if have is not None:
-                await self.client.delete(SLICES, m["namespace"], m["name"])
-            return
+            if have is None:
+                return False
+            if not await self._instances_listed(m["namespace"], fn["metadata"]["name"]):
+                return True
+            await self.client.delete(SLICES, m["namespace"], m["name"])
+            return False
         if have is None:
             await self.client.create(SLICES, want)
         elif have.get("ports") != want["ports"]:
             have.update(endpoints=want["endpoints"], ports=want["ports"])
             await self.client.update(SLICES, have)
+        return False
+
+    async def _instances_listed(self, ns: str, service: str) -> bool:
+        """Whether a slice of the Service other than the activator's has a ready endpoint."""
+        slices = await self.client.list(SLICES, ns, labelSelector=f"kubernetes.io/service-name={service}")
+        return any(sl["metadata"]["name"] != f"{service}-activator"
+                   and any(e.get("addresses") and (e.get("conditions") or {}).get("ready") is not False
+                           for e in sl.get("endpoints") or [])
+                   for sl in slices.get("items") or [])
 
     async def _write_status(self, fn: Obj, st: State, ready: list[Obj]) -> None:
         ns, name = fn["metadata"]["namespace"], fn["metadata"]["name"]

@@ -305,9 +305,17 @@ async def test_reconcile_builds_the_function_then_rests(fake_api):
     assert status["url"] == "/functions/default/f" and status["readyInstances"] == 0
     assert await fake_api.run(c, "default/f") == []  # level-triggered: nothing more to do
 
-    # demand, then a ready instance: the activator leaves the data path
+    # demand, then a ready instance: the activator leaves the data path, but only once the
+    # endpoints controller lists the instance (the Service never has no endpoint)
     c.state["default/f"].scaler.wanted = 1
     fake_api.add(PODS_R, ready_pod())
+    writes = await fake_api.run(c, "default/f")
+    assert ("DELETE", "f-activator") not in [(w.method, w.path.rsplit("/", 1)[-1]) for w in writes]
+    assert await c.reconcile("default/f") > 0  # looked at again soon
+    fake_api.add(kind("endpointslices", "discovery.k8s.io"), {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "metadata": {"name": "f-abcde", "namespace": "default", "labels": {"kubernetes.io/service-name": "f"}},
+        "endpoints": [{"addresses": ["127.64.0.9"], "conditions": {"ready": True}}]})
     writes = await fake_api.run(c, "default/f")
     assert ("DELETE", "f-activator") in [(w.method, w.path.rsplit("/", 1)[-1]) for w in writes]
 
