@@ -29,13 +29,14 @@ import aiohttp
 from bench.harness import percentile, report, start_server
 from sendo.client import kind
 from sendo.kinds.function import FUNCTION_RESOURCE
+from sendo.serving import free_port
 
 PODS, SERVICES = kind("pods"), kind("services")
 FULL = dict(cold=20, warm=300, clients=50, requests=4000)
 TINY = dict(cold=2, warm=20, clients=5, requests=100)
 GOALS = {"fn_cold_start_p99_ms": ("≤", 100), "fn_warm_overhead_p50_ms": ("≤", 1)}
 SOURCE = "def handle(event, context):\n    return {'ok': True}\n"
-PORT = 18080
+PORT = free_port("0.0.0.0")  # the Services' port: free here, as other sendos on this machine hand out the same cluster IPs
 
 
 def log(msg: str) -> None:
