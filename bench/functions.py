@@ -29,13 +29,14 @@ import aiohttp
 from bench.harness import percentile, report, start_server
 from sendo.client import kind
 from sendo.kinds.function import FUNCTION_RESOURCE
+from sendo.serving import free_port
 
 PODS, SERVICES = kind("pods"), kind("services")
 FULL = dict(cold=20, warm=300, clients=50, requests=4000)
 TINY = dict(cold=2, warm=20, clients=5, requests=100)
 GOALS = {"fn_cold_start_p99_ms": ("≤", 100), "fn_warm_overhead_p50_ms": ("≤", 1)}
 SOURCE = "def handle(event, context):\n    return {'ok': True}\n"
-PORT = 18080
+PORT = free_port("0.0.0.0")  # the Services' port: free here, as other sendos on this machine hand out the same cluster IPs
 
 
 def log(msg: str) -> None:
@@ -88,14 +89,23 @@ async def cold_starts(client, http: aiohttp.ClientSession, size: dict, figures: 
     await client.create(FUNCTION_RESOURCE, function("cold", minScale=0, scaleToZeroAfterSeconds=1,
                                                     autoscaling={"stableWindowSeconds": 1, "panicWindowSeconds": 1}))
     url = await service_url(client, "cold")
-    times = []
-    for i in range(size["cold"]):
+    times: list[float] = []
+    attempts = 0
+    while len(times) < size["cold"] and attempts < 2 * size["cold"]:  # bounded
+        attempts += 1
+        seen: dict = {}
+
         async def at_zero():
             fn = await client.get(FUNCTION_RESOURCE, "default", "cold")
             status = fn.get("status") or {}
-            if not status.get("url") or status.get("readyInstances") or await pods_of(client, "cold"):
+            if not status.get("url") or status.get("readyInstances") or status.get("warmWorker") \
+                    or await pods_of(client, "cold"):
+                return False
+            bridges = await client.list(PODS, "kube-system", labelSelector="sendo.dev/function-bridge=default.cold")
+            if bridges["items"]:
                 return False
             pool = (await client.list(PODS, "kube-system", labelSelector="sendo.dev/function-pool=true"))["items"]
+            seen["cold"] = int(status.get("coldStarts") or 0)
             return any(c.get("type") == "Ready" and c.get("status") == "True"
                        for p in pool for c in (p.get("status") or {}).get("conditions") or [])
         await wait_for(at_zero, 120, "the function at zero", interval=0.2)
@@ -103,8 +113,18 @@ async def cold_starts(client, http: aiohttp.ClientSession, size: dict, figures: 
         async with http.post(url, json={}, timeout=aiohttp.ClientTimeout(total=120)) as r:
             await r.read()
             assert r.status == 200, r.status
-        times.append((time.perf_counter() - t0) * 1000)
-        log(f"cold start {i + 1}/{size['cold']}: {times[-1]:.0f} ms")
+        took = (time.perf_counter() - t0) * 1000
+
+        async def counted():
+            fn = await client.get(FUNCTION_RESOURCE, "default", "cold")
+            return int((fn.get("status") or {}).get("coldStarts") or 0) > seen["cold"]
+        try:  # only a request the controller counts as a cold start is one (a stale status may fool at_zero)
+            await wait_for(counted, 5, "the cold start counted", interval=0.1)
+        except TimeoutError:
+            log(f"not a cold start ({took:.0f} ms): left out")
+            continue
+        times.append(took)
+        log(f"cold start {len(times)}/{size['cold']}: {times[-1]:.0f} ms")
     figures["fn_cold_start_p50_ms"] = round(percentile(times, 50), 1)
     figures["fn_cold_start_p99_ms"] = round(percentile(times, 99), 1)
     await client.delete(FUNCTION_RESOURCE, "default", "cold")

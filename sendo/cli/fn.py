@@ -3,6 +3,8 @@
 They talk to the cluster of the kubeconfig (``--kubeconfig``, ``$KUBECONFIG``, else
 ``DATA_DIR/kubeconfig``), as kubectl would. ``invoke`` calls the function's Service at its
 cluster IP (port 80 unless the http trigger names another), which is reachable from the machine sendo runs on.
+``deploy --dir`` packs a directory into a ConfigMap named after its hash (`pack_directory`), so the
+server and the nodes need no access to this machine's files.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,7 +20,7 @@ import aiohttp
 import typer
 
 from ..client import ApiError, Client, kind
-from ..kinds.function import FUNCTION_RESOURCE
+from ..kinds.function import FILES_KEY, FILES_LABEL, FUNCTION_RESOURCE
 from .defaults import DEFAULT_DATA_DIR
 from .status import _kubeconfig
 
@@ -65,9 +68,44 @@ def parse_trigger(text: str) -> dict[str, Any]:
     raise typer.BadParameter(f"{text!r}: use http, cron=EXPR or event=KIND[,label=SELECTOR]")
 
 
-def function_object(name: str, namespace: str, source: str, handler: str, triggers: list[str],
+CONNECT_RETRY_SECONDS = 20.0  # `invoke` right after `deploy`: the node's service proxy may not listen yet
+PACK_LIMIT = 900 * 1024  # a ConfigMap holds at most 1 MiB; the archive is stored base64 inside it
+SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules"}
+
+
+def pack_directory(directory: Path) -> bytes:
+    """The directory as a zip: the same bytes for the same files (sorted, fixed timestamps), so an
+    unchanged directory makes no new version; caches, VCS and virtualenv directories left out."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            rel = path.relative_to(directory)
+            if any(part in SKIP_DIRS for part in rel.parts[:-1]) or path.suffix == ".pyc":
+                continue
+            info = zipfile.ZipInfo(rel.as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = (path.stat().st_mode & 0o777) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, path.read_bytes())
+    return buf.getvalue()
+
+
+def files_configmap(name: str, namespace: str, archive: bytes) -> dict[str, Any]:
+    """A ConfigMap named after the archive's hash, so new contents make a new function version."""
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(archive).hexdigest()[:10]
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": f"{name}-files-{digest}", "namespace": namespace, "labels": {FILES_LABEL: name}},
+            "binaryData": {FILES_KEY: base64.b64encode(archive).decode()}}
+
+
+def function_object(name: str, namespace: str, source: str | dict[str, Any], handler: str, triggers: list[str],
                     **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"handler": handler, "source": {"inline": source},
+    body: dict[str, Any] = {"handler": handler, "source": {"inline": source} if isinstance(source, str) else source,
                             **{k: v for k, v in spec.items() if v is not None}}
     if triggers:
         body["triggers"] = [parse_trigger(t) for t in triggers]
@@ -77,8 +115,11 @@ def function_object(name: str, namespace: str, source: str, handler: str, trigge
 
 @fn_app.command()
 def deploy(name: str = typer.Argument(..., help="The function's name."),
-           file: Path = typer.Option(..., "--file", "-f", exists=True, dir_okay=False, help="The Python source."),
-           handler: str = typer.Option("", help="module.function (default: <file stem>.handle)."),
+           file: Optional[Path] = typer.Option(None, "--file", "-f", exists=True, dir_okay=False,
+                                               help="The Python source (one file)."),
+           directory: Optional[Path] = typer.Option(None, "--dir", exists=True, file_okay=False,
+                                                    help="A directory of Python files (packed into a ConfigMap)."),
+           handler: str = typer.Option("", help="module.function (default: <file stem>.handle, main.handle with --dir)."),
            trigger: list[str] = typer.Option([], help="http[=PORT], cron=EXPR or event=KIND[,label=SELECTOR]; repeatable."),
            concurrency: Optional[int] = typer.Option(None, help="Invocations at once per instance."),
            min_scale: Optional[int] = typer.Option(None, help="Instances kept warm."),
@@ -86,26 +127,61 @@ def deploy(name: str = typer.Argument(..., help="The function's name."),
            scale_to_zero_after: Optional[int] = typer.Option(None, help="Idle seconds before scaling to zero."),
            timeout: Optional[int] = typer.Option(None, help="Seconds an invocation may take."),
            namespace: str = NAMESPACE, kubeconfig: Optional[Path] = KUBECONFIG, data_dir: str = DATA_DIR):
-    """Create or update a function from a Python file."""
-    obj = function_object(name, namespace, file.read_text(), handler or f"{file.stem}.handle", trigger,
+    """Create or update a function from a Python file or a directory."""
+    if (file is None) == (directory is None):
+        raise typer.BadParameter("give exactly one of --file or --dir")
+    packed: dict[str, Any] | None = None
+    if directory is not None:
+        archive = pack_directory(directory)
+        if len(archive) > PACK_LIMIT:
+            raise typer.BadParameter(f"--dir: {directory} packs to {len(archive)} bytes; a ConfigMap holds "
+                                     f"at most {PACK_LIMIT} (leave data out, or use source.files.path)")
+        packed = files_configmap(name, namespace, archive)
+        source: str | dict[str, Any] = {"files": {"configMapRef": {"name": packed["metadata"]["name"]}}}
+        handler = handler or "main.handle"
+    else:
+        assert file is not None
+        source, handler = file.read_text(), handler or f"{file.stem}.handle"
+    obj = function_object(name, namespace, source, handler, trigger,
                           concurrency=concurrency, minScale=min_scale, maxScale=max_scale,
                           scaleToZeroAfterSeconds=scale_to_zero_after, timeoutSeconds=timeout)
 
     async def go() -> str:
         c = _client(kubeconfig, data_dir)
         try:
+            if packed is not None:
+                try:
+                    await c.create(kind("configmaps"), packed)
+                except ApiError as e:
+                    if e.status != 409:  # the same contents are there already
+                        raise
             try:
-                await c.create(FUNCTION_RESOURCE, obj)
-                return "created"
+                fn = await c.create(FUNCTION_RESOURCE, obj)
+                what = "created"
             except ApiError as e:
                 if e.status != 409:
                     raise
-            await c.patch(FUNCTION_RESOURCE, namespace, name, {"spec": obj["spec"]})
-            return "configured"
+                fn = await c.patch(FUNCTION_RESOURCE, namespace, name, {"spec": obj["spec"]})
+                what = "configured"
+            if packed is not None:
+                await own_files(c, fn, packed["metadata"]["name"])
+            return what
         finally:
             await c.close()
     what = _run(go())
     typer.echo(f"function.sendo.dev/{name} {what}; URL path /functions/{namespace}/{name}")
+
+
+async def own_files(c: Client, fn: dict[str, Any], current: str) -> None:
+    """The packed ConfigMap goes with the function (an ownerReference; the function's finalizer
+    deletes it); the ones of earlier deploys are deleted now."""
+    m = fn["metadata"]
+    ref = {"apiVersion": FUNCTION_RESOURCE.api_version, "kind": "Function", "name": m["name"], "uid": m["uid"]}
+    await c.patch(kind("configmaps"), m["namespace"], current, {"metadata": {"ownerReferences": [ref]}})
+    old = await c.list(kind("configmaps"), m["namespace"], labelSelector=f"{FILES_LABEL}={m['name']}")
+    for cm in old.get("items") or []:
+        if cm["metadata"]["name"] != current:
+            await c.delete(kind("configmaps"), m["namespace"], cm["metadata"]["name"])
 
 
 @fn_app.command()
@@ -129,12 +205,23 @@ def invoke(name: str = typer.Argument(..., help="The function's name."),
             await c.close()
         ip = svc["spec"].get("clusterIP")
         port = (svc["spec"].get("ports") or [{}])[0].get("port", 80)
+        end = time.monotonic() + min(timeout, CONNECT_RETRY_SECONDS)
         async with aiohttp.ClientSession(trust_env=False) as s:
-            async with s.request("POST" if data is not None else "GET", f"http://{ip}:{port}{path}",
-                                 data=data.encode() if data is not None else None,
-                                 headers={"Content-Type": "application/json"},
-                                 timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-                return r.status, await r.read()
+            while True:
+                try:
+                    async with s.request("POST" if data is not None else "GET", f"http://{ip}:{port}{path}",
+                                         data=data.encode() if data is not None else None,
+                                         headers={"Content-Type": "application/json"},
+                                         timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+                        return r.status, await r.read()
+                except aiohttp.ClientConnectorError as e:  # nothing sent: a new Service's proxy may lag
+                    if time.monotonic() > end:
+                        typer.echo(f"error: cannot reach {name} at {ip}:{port} (its Service): {e}", err=True)
+                        raise typer.Exit(1)
+                    await asyncio.sleep(0.5)
+                except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                    typer.echo(f"error: calling {name} at {ip}:{port}: {e or type(e).__name__}", err=True)
+                    raise typer.Exit(1)
     status, body = _run(go())
     sys.stdout.write(body.decode(errors="replace") + ("" if body.endswith(b"\n") else "\n"))
     if status >= 400:

@@ -29,6 +29,7 @@ then a Warning Event ``InvocationFailed`` is recorded and ``status.failedInvocat
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import functools
@@ -47,12 +48,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..client import ApiError, kind
 from ..client.events import EventRecorder
-from ..kinds.function import FUNCTION_RESOURCE, version_of
+from ..kinds.function import FILES_KEY, FILES_LABEL, FUNCTION_RESOURCE, version_of
+from ..kinds.base import Resource
 from ..kinds.meta import rfc3339
 from ..kinds.printing import parse_timestamp
 from ..kinds.registry import builtin_registry
 from ..functions.autoscale import Autoscaler, Settings
 from ..functions.events import cluster_event, cron_event
+from ..functions.invoker import SPECIALIZED_HEADER
 from .base import Controller, owner_key, split_key
 from .cronjob import Schedule, unmet_time
 from .podutil import controller_ref, is_ready
@@ -71,6 +74,7 @@ POOL_LABEL = "sendo.dev/function-pool"  # only on generic ones (the pool Deploym
 BRIDGE_LABEL = "sendo.dev/function-bridge"  # <namespace>.<name> of the function a worker now runs
 FINALIZER = "sendo.dev/function"  # the controller deletes the Service, Ingress and slices it made first
 ACTIVATOR_MANAGED_BY = "function-activator.sendo.dev"
+SLICE_RECHECK = 0.2  # seconds between looks for the endpoints controller's slice, while the activator waits for it
 HOLD_DEADLINE = 120.0  # how long the activator holds a request for an instance to be ready
 DEFAULT_RETRIES = 3
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -81,6 +85,7 @@ SERVICES = kind("services")
 INGRESSES = kind("ingresses", "networking.k8s.io")
 SLICES = kind("endpointslices", "discovery.k8s.io")
 PODS = kind("pods")
+CONFIGMAPS = kind("configmaps")
 
 
 def deployment_name(fn_name: str) -> str:
@@ -104,14 +109,30 @@ def service_port(spec: Obj) -> int:
     return SERVICE_PORT
 
 
+FILES_MOUNT = "/var/run/sendo-function/files"  # where a packed source's ConfigMap is mounted in an instance
+
+
 def source_env(spec: Obj) -> Obj:
+    """How an instance finds its code: the source text, a directory on its node, or the archive of a
+    packed directory (a ConfigMap volume, see `desired_deployment`)."""
     src = spec.get("source") or {}
     if isinstance(src.get("inline"), str):
         return {"name": "FUNCTION_SOURCE", "value": src["inline"]}
+    files = src.get("files") or {}
+    if isinstance(files.get("path"), str):
+        return {"name": "FUNCTION_FILES", "value": files["path"]}
+    if files.get("configMapRef"):
+        return {"name": "FUNCTION_FILES_ZIP", "value": f"{FILES_MOUNT}/{FILES_KEY}"}
     ref = src.get("configMapRef") or {}
     module = str(spec.get("handler", "main.handle")).rpartition(".")[0]
     return {"name": "FUNCTION_SOURCE", "valueFrom": {"configMapKeyRef": {
         "name": ref.get("name", ""), "key": ref.get("key") or f"{module}.py"}}}
+
+
+def files_configmap(spec: Obj) -> str | None:
+    """The ConfigMap holding a packed source directory, if the source is one."""
+    ref = ((spec.get("source") or {}).get("files") or {}).get("configMapRef") or {}
+    return ref.get("name") or None
 
 
 def desired_deployment(fn: Obj, replicas: int) -> Obj:
@@ -131,7 +152,7 @@ def desired_deployment(fn: Obj, replicas: int) -> Obj:
            {"name": "PYTHONUNBUFFERED", "value": "1"},
            {"name": "FUNCTION_REQUIREMENTS", "value": orjson.dumps(spec.get("requirements") or []).decode()},
            source_env(spec), *[e for e in spec.get("env") or [] if isinstance(e, dict)]]
-    return {
+    out: Obj = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": deployment_name(m["name"]), "namespace": m["namespace"], "labels": dict(labels),
                      "ownerReferences": [controller_ref(fn)]},
@@ -148,6 +169,13 @@ def desired_deployment(fn: Obj, replicas: int) -> Obj:
                                   "readinessProbe": {"httpGet": {"path": "/_sendo/stats", "port": INVOKER_PORT},
                                                      "periodSeconds": 1, "failureThreshold": 3},
                                   "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}}}]}}}}
+    packed = files_configmap(spec)
+    if packed:
+        pod = out["spec"]["template"]["spec"]
+        pod["volumes"] = [{"name": "function-files", "configMap": {"name": packed}}]
+        pod["containers"][0]["volumeMounts"] = [{"name": "function-files", "mountPath": FILES_MOUNT,
+                                                 "readOnly": True}]
+    return out
 
 
 def desired_service(fn: Obj) -> Obj:
@@ -201,9 +229,10 @@ def pool_deployment(replicas: int) -> Obj:
                              "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}}}]}}}}
 
 
-def specialize_env(fn: Obj) -> dict[str, str] | None:
+def specialize_env(fn: Obj, archive: str | None = None) -> dict[str, str] | None:
     """What a warm worker is given to become this function: its container's env when every value
-    is plain (a ``valueFrom`` needs the kubelet, so such a function starts its own pods only)."""
+    is plain (a ``valueFrom`` needs the kubelet, so such a function starts its own pods only); a
+    packed source travels in the request (``archive``: the ConfigMap's base64 zip) instead of a volume."""
     env = desired_deployment(fn, 1)["spec"]["template"]["spec"]["containers"][0]["env"]
     out = {}
     for e in env:
@@ -212,12 +241,26 @@ def specialize_env(fn: Obj) -> dict[str, str] | None:
         if "value" not in e:
             return None
         out[e["name"]] = str(e["value"])
+    if "FUNCTION_FILES_ZIP" in out:
+        if archive is None:
+            return None
+        del out["FUNCTION_FILES_ZIP"]
+        out["FUNCTION_FILES_ZIP_DATA"] = archive
     return out
 
 
 def backoff_delays(retries: int, base: float = 0.5, cap: float = 30.0) -> list[float]:
     """The waits between attempts: exponential, capped, with up to 10 % jitter."""
     return [min(cap, base * 2 ** i) * (1 + random.random() / 10) for i in range(retries)]
+
+
+@dataclass
+class FirstCall:
+    """A held HTTP request, sent along with a warm worker's specialise call (one round trip)."""
+
+    request: Obj  # method, path, query, headers, body (base64)
+    timeout: float
+    answer: tuple[int, dict[str, str], bytes] | None = None
 
 
 @dataclass
@@ -238,6 +281,7 @@ class State:
     triggers: dict[str, asyncio.Task] = field(default_factory=dict)  # trigger identity -> task
     rr: int = 0
     bridge: Obj | None = None  # a warm-pool worker specialised as this function, until it retires
+    bridge_version: str = ""  # the function version it was given
     claiming: bool = False
     bridge_misses: int = 0  # ticks in a row its stats did not answer
 
@@ -251,6 +295,8 @@ class FunctionController(Controller):
         self.tick = tick
         self.pool_size = pool_size
         self._pool_applied: int | None = None
+        self._claimed: set[str] = set()  # workers specialised whose pool label is not yet off
+        self._background: set[asyncio.Task] = set()
         self.now = now
         self.state: dict[str, State] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -296,6 +342,10 @@ class FunctionController(Controller):
                 await self._ticker
         for key in list(self.state):
             await self._forget(key, retire=False)  # a warm worker in use is cleared by the next start
+        for task in list(self._background):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         await super().stop()
         await self.recorder.close()
         if self._session:
@@ -341,13 +391,15 @@ class FunctionController(Controller):
             st = self.state[key] = State(fn["metadata"]["uid"], Autoscaler(Settings.from_spec(spec)))
             st.scaler.wanted = max(int(spec.get("minScale") or 0), len(self.ready_pods(key)))
         st.scaler.settings = Settings.from_spec(spec)
+        if st.bridge is not None and st.bridge_version != version_of(spec):
+            await self._retire(st)  # it runs the old code: the next request gets a worker with the new
         await self._ensure_activator(key, st)
         ready = self.ready_pods(key)
         wanted = st.scaler.wanted if st.held == 0 else max(1, st.scaler.wanted)
         # the activator is in the path whenever no instance is (or soon will be) there to answer
-        await self._ensure_slice(fn, st, present=not ready or wanted == 0)
-        # a warm-pool worker serving as this function counts as one of its instances
-        await self._ensure_deployment(fn, max(0, wanted - (1 if st.bridge is not None else 0)))
+        kept = await self._ensure_slice(fn, st, present=not ready or wanted == 0)
+        # a warm-pool worker serving as this function (or being given its code) counts as one of its instances
+        await self._ensure_deployment(fn, max(0, wanted - (1 if st.bridge is not None or st.claiming else 0)))
         await self._ensure(SERVICES, desired_service(fn))
         if http_enabled(spec):
             await self._ensure(INGRESSES, desired_ingress(fn))
@@ -355,7 +407,7 @@ class FunctionController(Controller):
             await self.client.delete(INGRESSES, ns, deployment_name(name))
         self._ensure_triggers(key, fn, st)
         await self._write_status(fn, st, ready)
-        return None
+        return SLICE_RECHECK if kept else None
 
     async def _ensure(self, r, want: Obj) -> Obj:
         m = want["metadata"]
@@ -394,24 +446,41 @@ class FunctionController(Controller):
                 patch["spec"]["template"] = want["spec"]["template"]
             await self.client.patch(DEPLOYMENTS, m["namespace"], m["name"], patch)
 
-    async def _ensure_slice(self, fn: Obj, st: State, present: bool) -> None:
+    async def _ensure_slice(self, fn: Obj, st: State, present: bool) -> bool:
+        """The activator's EndpointSlice in or out of the Service; True when it stays only until the
+        endpoints controller lists a ready instance (out before that, the Service would have no
+        endpoint for a moment and the node's proxy would refuse connections)."""
         want = activator_slice(fn, st.activator_port)
         m = want["metadata"]
         have = await self.client.get_or_none(SLICES, m["namespace"], m["name"])
         if not present:
-            if have is not None:
-                await self.client.delete(SLICES, m["namespace"], m["name"])
-            return
+            if have is None:
+                return False
+            if not await self._instances_listed(m["namespace"], fn["metadata"]["name"]):
+                return True
+            await self.client.delete(SLICES, m["namespace"], m["name"])
+            return False
         if have is None:
             await self.client.create(SLICES, want)
         elif have.get("ports") != want["ports"]:
             have.update(endpoints=want["endpoints"], ports=want["ports"])
             await self.client.update(SLICES, have)
+        return False
+
+    async def _instances_listed(self, ns: str, service: str) -> bool:
+        """Whether a slice of the Service other than the activator's has a ready endpoint."""
+        slices = await self.client.list(SLICES, ns, labelSelector=f"kubernetes.io/service-name={service}")
+        return any(sl["metadata"]["name"] != f"{service}-activator"
+                   and any(e.get("addresses") and (e.get("conditions") or {}).get("ready") is not False
+                           for e in sl.get("endpoints") or [])
+                   for sl in slices.get("items") or [])
 
     async def _write_status(self, fn: Obj, st: State, ready: list[Obj]) -> None:
         ns, name = fn["metadata"]["namespace"], fn["metadata"]["name"]
         version = version_of(fn.get("spec") or {})
         versions = {(p["metadata"].get("labels") or {}).get(VERSION_LABEL) for p in ready}
+        if st.bridge is not None:
+            versions.add(st.bridge_version)
         bridged = 1 if st.bridge is not None else 0  # a warm-pool worker serving as an instance
         status = {"observedGeneration": fn["metadata"].get("generation"), "version": version,
                   "url": function_path(ns, name) if http_enabled(fn.get("spec") or {}) else None,
@@ -423,7 +492,7 @@ class FunctionController(Controller):
                   "warmStarts": st.warm_starts}
         if versions == {version}:
             status["readyVersion"] = version
-        elif not ready:
+        elif not versions:
             status["readyVersion"] = (fn.get("status") or {}).get("readyVersion")
         old = fn.get("status") or {}
         if any(old.get(k) != v for k, v in status.items()):
@@ -443,6 +512,9 @@ class FunctionController(Controller):
             have = await self.client.get_or_none(r, ns, obj_name)
             if have is not None and any(ref.get("uid") == m["uid"] for ref in have["metadata"].get("ownerReferences") or []):
                 await self.client.delete(r, ns, obj_name, propagationPolicy="Background")
+        for cm in (await self.client.list(CONFIGMAPS, ns, labelSelector=f"{FILES_LABEL}={name}")).get("items") or []:
+            if any(ref.get("uid") == m["uid"] for ref in cm["metadata"].get("ownerReferences") or []):
+                await self.client.delete(CONFIGMAPS, ns, cm["metadata"]["name"])
         if FINALIZER in (m.get("finalizers") or []):
             await self.client.patch(FUNCTION_RESOURCE, ns, name, {"metadata": {
                 "finalizers": [f for f in m["finalizers"] if f != FINALIZER], "resourceVersion": m["resourceVersion"]}})
@@ -533,18 +605,27 @@ class FunctionController(Controller):
         st.activator = runner
         st.activator_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-    async def wait_ready_instance(self, key: str, deadline: float) -> Obj | None:
-        """A ready instance of the function, asking for one when there is none (held ≤ deadline)."""
+    async def wait_ready_instance(self, key: str, deadline: float,
+                                  later: Callable[[Callable[[], Any]], None] | None = None,
+                                  first: FirstCall | None = None) -> Obj | None:
+        """A ready instance of the function, asking for one when there is none (held ≤ deadline).
+        ``later`` takes what can wait until the held request is answered (API writes that would
+        otherwise compete with it on this loop and the API server's); ``first``, the held request,
+        travels with a warm worker's specialise call and comes back answered in ``first.answer``."""
         st = self.state.get(key)
         if st is None:
             return None
+        defer = later or (lambda f: f())
         st.held += 1
         try:
-            if not self.ready_pods(key):
+            cold = not self.ready_pods(key) and st.bridge is None
+            if cold:
                 st.cold_starts += 1
                 st.scaler.record(self.now(), st.held, True)
                 st.scaler.desired(self.now(), 0)
-                self.queue.add(key)
+                if not self._pool_ready():  # no warm worker to take: an instance of its own, now
+                    self.queue.add(key)
+                    cold = False
             end = time.monotonic() + deadline
             while True:
                 pods = self.ready_pods(key) or await self._answering_pods(key)
@@ -557,13 +638,16 @@ class FunctionController(Controller):
                 if not st.claiming and not starting:  # an instance of its own on the way is waited for
                     st.claiming = True
                     try:
-                        st.bridge = await self._claim_worker(key)
+                        st.bridge = await self._claim_worker(key, defer, first)
                     finally:
                         st.claiming = False
                     if st.bridge is not None:
                         st.warm_starts += 1
-                        self.queue.add(key)  # the Deployment may now want one instance fewer
+                        defer(lambda: self.queue.add(key))  # status; the Deployment wants one fewer
                         return st.bridge
+                if cold:  # no warm worker after all
+                    self.queue.add(key)
+                    cold = False
                 left = end - time.monotonic()
                 if left <= 0:
                     return None
@@ -590,42 +674,79 @@ class FunctionController(Controller):
             await self.client.patch(DEPLOYMENTS, POOL_NS, POOL_DEPLOYMENT, {"spec": {"replicas": want}})
         self._pool_applied = want
 
-    async def _claim_worker(self, key: str) -> Obj | None:
+    def _pool_ready(self) -> list[Obj]:
+        return sorted((p for p in self.worker_inf.list()
+                       if (p["metadata"].get("labels") or {}).get(POOL_LABEL) == "true" and is_ready(p)
+                       and p["metadata"]["name"] not in self._claimed
+                       and not p["metadata"].get("deletionTimestamp") and (p.get("status") or {}).get("podIP")),
+                      key=lambda p: p["metadata"]["name"])
+
+    async def _claim_worker(self, key: str, later: Callable[[Callable[[], Any]], None],
+                            first: FirstCall | None = None) -> Obj | None:
         """Take a generic worker out of the pool (its ReplicaSet makes a new one) and give it this
         function's code; None when none is ready or the function cannot run on one."""
         fn = self.fn_inf.get(key)
         if fn is None or not self.pool_size:
             return None
-        payload = specialize_env(fn)
+        archive = None
+        packed = files_configmap(fn.get("spec") or {})
+        if packed:
+            cm = await self.client.get_or_none(CONFIGMAPS, split_key(key)[0], packed)
+            archive = ((cm or {}).get("binaryData") or {}).get(FILES_KEY)
+        payload = specialize_env(fn, archive)
         if payload is None:
             return None
         assert self._session is not None
-        workers = sorted((p for p in self.worker_inf.list()
-                          if (p["metadata"].get("labels") or {}).get(POOL_LABEL) == "true" and is_ready(p)
-                          and not p["metadata"].get("deletionTimestamp") and (p.get("status") or {}).get("podIP")),
-                         key=lambda p: p["metadata"]["name"])
         ns, name = split_key(key)
-        for pod in workers:
+        for pod in self._pool_ready():
+            # the worker's own answer is the claim: it takes one function and refuses (409) any
+            # other, so the API write that takes it out of the pool comes after the answer
+            pod_name = pod["metadata"]["name"]
             try:
-                pod = await self.client.patch(PODS, POOL_NS, pod["metadata"]["name"], {"metadata": {
-                    "labels": {POOL_LABEL: None, BRIDGE_LABEL: f"{ns}.{name}"}, "ownerReferences": [],
-                    "resourceVersion": pod["metadata"]["resourceVersion"]}})
-            except ApiError:
-                continue  # changed or gone meanwhile: the next one
-            try:
+                body = {"env": payload, "request": first.request} if first is not None else payload
                 async with self._session.post(f"http://{pod['status']['podIP']}:{INVOKER_PORT}/_sendo/specialize",
-                                              data=orjson.dumps(payload),
-                                              timeout=aiohttp.ClientTimeout(total=30)) as r:
-                    if r.status == 200:
-                        log.info("function %s: warm worker %s specialised", key, pod["metadata"]["name"])
+                                              data=orjson.dumps(body),
+                                              timeout=aiohttp.ClientTimeout(total=first.timeout if first else 30)) as r:
+                    if r.headers.get(SPECIALIZED_HEADER) == "1":
+                        if first is not None:  # the function's own answer to the held request
+                            first.answer = (r.status, {k: v for k, v in r.headers.items()
+                                                       if k.lower() not in HOP_BY_HOP and k.lower() != SPECIALIZED_HEADER.lower()},
+                                            await r.read())
+                        log.info("function %s: warm worker %s specialised", key, pod_name)
+                        self._claimed.add(pod_name)
+                        st = self.state.get(key)
+                        if st is not None:
+                            st.bridge_version = payload.get("FUNCTION_VERSION", "")
+                        later(lambda: self._spawn(self._take_from_pool(pod_name, f"{ns}.{name}")))
                         return pod
-                    log.warning("function %s: worker %s refused to specialise: %s", key, pod["metadata"]["name"],
+                    if r.status == 409:  # taken by an earlier claim whose write is not seen yet
+                        continue
+                    log.warning("function %s: worker %s refused to specialise: %s", key, pod_name,
                                 (await r.text()).strip())
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-                log.warning("function %s: worker %s: %s", key, pod["metadata"]["name"], e)
-            await self.client.delete(PODS, POOL_NS, pod["metadata"]["name"])
+                log.warning("function %s: worker %s: %s", key, pod_name, e)
+                if first is not None:  # it may have run: answered, never sent again
+                    first.answer = (502, {}, f"the warm worker did not answer: {e}\n".encode())
+            with contextlib.suppress(ApiError):
+                await self.client.delete(PODS, POOL_NS, pod_name)
             return None
         return None
+
+    async def _take_from_pool(self, pod_name: str, bridge: str) -> None:
+        """Label a specialised worker as the function's and take it from the pool's ReplicaSet,
+        which then starts a replacement."""
+        try:
+            await self.client.patch(PODS, POOL_NS, pod_name, {"metadata": {
+                "labels": {POOL_LABEL: None, BRIDGE_LABEL: bridge}, "ownerReferences": []}})
+        except ApiError as e:
+            log.warning("function: taking worker %s from the pool: %s", pod_name, e)
+        finally:
+            self._claimed.discard(pod_name)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _retire(self, st: State) -> None:
         bridge, st.bridge, st.bridge_misses = st.bridge, None, 0
@@ -642,13 +763,31 @@ class FunctionController(Controller):
         return [p for p, s in zip(started, stats) if s is not None]
 
     async def _activate(self, key: str, request: web.Request) -> web.StreamResponse:
-        pod = await self.wait_ready_instance(key, HOLD_DEADLINE)
-        if pod is None:
-            return web.Response(status=503, text="no instance of the function became ready in time\n")
+        deferred: list[Callable[[], Any]] = []
+        try:
+            resp = await self._forward(key, request, deferred.append)
+            await resp.prepare(request)
+            await resp.write_eof()
+            return resp
+        finally:  # the API writes a cold start causes go out once it is answered
+            for f in deferred:
+                f()
+
+    async def _forward(self, key: str, request: web.Request,
+                       later: Callable[[Callable[[], Any]], None]) -> web.Response:
         body = await request.read()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers = {str(k): v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         fn = self.fn_inf.get(key) or {}
         timeout = float((fn.get("spec") or {}).get("timeoutSeconds") or 30) + 10
+        first = FirstCall({"method": request.method, "path": request.path,
+                           "query": {str(k): v for k, v in request.query.items()},
+                           "headers": headers, "body": base64.b64encode(body).decode()}, timeout)
+        pod = await self.wait_ready_instance(key, HOLD_DEADLINE, later, first)
+        if first.answer is not None:  # a warm worker took it with the function's code: one round trip
+            status, out, data = first.answer
+            return web.Response(status=status, body=data, headers=out)
+        if pod is None:
+            return web.Response(status=503, text="no instance of the function became ready in time\n")
         assert self._session is not None
         try:
             async with self._session.request(request.method, f"http://{pod['status']['podIP']}:{INVOKER_PORT}"
@@ -750,14 +889,20 @@ class FunctionController(Controller):
     async def _run_events(self, key: str, index: int, trigger: Obj) -> None:
         ev = trigger["event"]
         ns, name = split_key(key)
-        r = self.kinds.by_kind(ev.get("apiVersion") or "v1", ev["kind"])
-        if r is None:
-            fn = self.fn_inf.get(key)
-            if fn:
-                self.recorder.emit({"apiVersion": FUNCTION_RESOURCE.api_version, "kind": "Function", **fn},
-                                   "Warning", "UnknownKind",
-                                   f"event trigger {index}: no built-in kind {ev.get('apiVersion')}/{ev['kind']}")
-            return
+        api_version = ev.get("apiVersion") or "v1"
+        r, told = None, False
+        while r is None:  # a custom kind may be served only later (its CRD applied after the function)
+            r = await self.resolve_kind(api_version, ev["kind"])
+            if r is None:
+                fn = self.fn_inf.get(key)
+                if fn is None:
+                    return
+                if not told:
+                    self.recorder.emit({"apiVersion": FUNCTION_RESOURCE.api_version, "kind": "Function", **fn},
+                                       "Warning", "UnknownKind", f"event trigger {index}: the API serves no kind "
+                                       f"{ev['kind']} in {api_version} (yet); looking again every 5 s")
+                    told = True
+                await asyncio.sleep(5.0)
         types = set(ev.get("types") or ["ADDED", "MODIFIED", "DELETED"])
         retries = int(trigger.get("retries", DEFAULT_RETRIES))
         watch_ns = ev.get("namespace") if r.namespaced else None
@@ -798,6 +943,22 @@ class FunctionController(Controller):
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                 log.warning("function %s: event trigger %d: watch broke: %s", key, index, e)
                 await asyncio.sleep(1.0)
+
+    async def resolve_kind(self, api_version: str, kind_name: str) -> Resource | None:
+        """The resource of a kind: a built-in one, else what discovery says the API serves (a
+        CustomResourceDefinition's kind, an aggregated API's); None when nothing serves it now."""
+        r = self.kinds.by_kind(api_version, kind_name)
+        if r is not None:
+            return r
+        group, _, version = api_version.rpartition("/")
+        try:
+            doc = await self.client.request("GET", f"/apis/{api_version}" if group else f"/api/{api_version}")
+        except (ApiError, aiohttp.ClientError, asyncio.TimeoutError):
+            return None
+        for res in (doc or {}).get("resources") or []:
+            if res.get("kind") == kind_name and "/" not in res.get("name", "") and "watch" in (res.get("verbs") or []):
+                return Resource(group, version, kind_name, res["name"], bool(res.get("namespaced")), custom=True)
+        return None
 
     async def _mark(self, key: str, index: int, rv: str) -> None:
         ns, name = split_key(key)

@@ -11,7 +11,9 @@ invocations of all its instances plus the requests the activator holds. Then:
   one stable window past the last time that held; in panic the wanted count is the panic
   one and never lower than what is there (no scale down while a burst is on);
 * scale to zero only after ``scaleToZeroAfterSeconds`` without any activity (no
-  invocation started, none in flight, none held); until then at least one instance stays;
+  invocation started, none in flight, none held); until then at least one instance stays,
+  and from then on the count is zero even while the windows still average older demand
+  (and panic mode ends);
 * the result is kept within [minScale, maxScale].
 """
 from __future__ import annotations
@@ -82,7 +84,11 @@ class Autoscaler:
         if (capacity == 0 and panic_avg > 0) or (capacity > 0 and panic_avg / capacity >= s.panic_threshold):
             self.panic_until = t + s.stable_window
         want = max(panic, ready, self.wanted) if self.in_panic(t) else stable
-        if want == 0 and t - self.last_active < s.scale_to_zero_after:
+        if t - self.last_active >= s.scale_to_zero_after:
+            # idle that long: nothing to serve, whatever the windows still average (a user who
+            # asks for zero after 10 s sees it after 10 s, not after a 60 s stable window)
+            want, self.panic_until = 0, -math.inf
+        elif want == 0:
             want = 1
         self.wanted = max(s.min_scale, min(s.max_scale, want))
         return self.wanted

@@ -11,6 +11,14 @@ module named by ``FUNCTION_HANDLER`` (``main.handle`` → module ``main``), then
 * ``GET /_sendo/stats`` — in-flight, running, queued and counters, read by the autoscaler;
 * ``GET /_sendo/metrics`` — this instance's Prometheus metrics.
 
+The code may instead be a directory: ``FUNCTION_FILES`` (a directory on this node) or a
+zip of one (``FUNCTION_FILES_ZIP``, a file; ``FUNCTION_FILES_ZIP_DATA``, base64), unpacked
+once per archive into the cache; the directory goes first on ``sys.path`` and the
+handler's module is imported from it.
+
+A warm-pool worker (``FUNCTION_GENERIC=1``) starts code-less; ``POST /_sendo/specialize``
+gives it a function (see `Generic`), optionally with the first request to answer.
+
 ``FUNCTION_REQUIREMENTS`` (a JSON list of pip requirement lines) are installed first, once
 per distinct list on this host, into ``$FUNCTION_CACHE_DIR`` (`install_requirements`); the
 instance becomes ready only after that.
@@ -156,6 +164,46 @@ def install_requirements(requirements: list[str], cache_root: str) -> tuple[str,
     return target, True
 
 
+def unpack_files(archive: bytes, cache_root: str) -> str:
+    """The directory a packed source (a zip, as `sendo fn deploy --dir` makes it) is unpacked in:
+    one per distinct archive on this host, under ``cache_root``, renamed into place when whole."""
+    import hashlib
+    import io
+    import shutil
+    import zipfile
+
+    target = os.path.join(cache_root, "files-" + hashlib.sha256(archive).hexdigest()[:16])
+    if os.path.isdir(target):
+        return target
+    os.makedirs(cache_root, exist_ok=True)
+    tmp = f"{target}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with zipfile.ZipFile(io.BytesIO(archive)) as z:
+        for name in z.namelist():  # no member may land outside the directory
+            if name.startswith("/") or ".." in name.split("/"):
+                raise RuntimeError(f"the source archive holds an unsafe path {name!r}")
+        z.extractall(tmp)
+    with contextlib.suppress(OSError):  # another instance won the race: use its copy
+        os.rename(tmp, target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def import_handler(directory: str, handler: str) -> Callable[..., Any]:
+    """Import the handler's module from a directory of files (it goes first on ``sys.path``, so
+    the function's own modules, packages and data files next to them work as usual)."""
+    import importlib
+
+    module_name, _, func = handler.rpartition(".")
+    if not os.path.isdir(directory):
+        raise RuntimeError(f"source.files: {directory} is not a directory on this node")
+    sys.path.insert(0, directory)
+    fn = getattr(importlib.import_module(module_name), func, None)
+    if not callable(fn):
+        raise RuntimeError(f"handler {handler!r}: {module_name} has no callable {func!r}")
+    return fn
+
+
 def load_handler(source: str, handler: str) -> Callable[..., Any]:
     """Run source as the handler's module and return its function."""
     module_name, _, func = handler.rpartition(".")
@@ -202,6 +250,7 @@ class Invoker:
 
     def stats(self) -> dict[str, Any]:
         return {"inFlight": self.gate.in_flight, "running": self.gate.running, "queued": self.gate.queued,
+                "concurrency": self.gate.concurrency,
                 "invocations": self.invocations, "errors": self.errors, "rejected": self.rejected,
                 "version": self.version, "startedAt": self.started}
 
@@ -219,18 +268,34 @@ class Invoker:
         return await self.invoke(event)
 
     async def _http(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        text = body.decode("utf-8", "replace")
+        return await self.invoke(self.http_event(request.method, request.path, request.query, request.headers,
+                                                 await request.read()))
+
+    def http_event(self, method: str, path: str, query: Any, headers: Any, body: bytes) -> dict[str, Any]:
+        """The event of an HTTP invocation (the ingress prefix taken off the path)."""
         parsed = None
         if body:
             with contextlib.suppress(orjson.JSONDecodeError):
                 parsed = orjson.loads(body)
-        path = request.path
         if self.path_prefix and (path == self.path_prefix or path.startswith(self.path_prefix + "/")):
             path = path[len(self.path_prefix):] or "/"
-        event = {"method": request.method, "path": path, "query": {str(k): v for k, v in request.query.items()},
-                 "headers": {str(k): v for k, v in request.headers.items()}, "body": text, "json": parsed}
-        return await self.invoke(event)
+        return {"method": method, "path": path, "query": {str(k): v for k, v in query.items()},
+                "headers": {str(k): v for k, v in headers.items()}, "body": body.decode("utf-8", "replace"),
+                "json": parsed}
+
+    async def first_call(self, req: dict[str, Any]) -> web.Response:
+        """The request a warm worker's specialise call carries (``{"method", "path", "query",
+        "headers", "body"}``, the body base64): an HTTP invocation, or a CloudEvent for ``/_sendo/event``."""
+        import base64
+
+        body = base64.b64decode(req.get("body") or "")
+        if req.get("path") == "/_sendo/event":
+            try:
+                return await self.invoke(orjson.loads(body))
+            except orjson.JSONDecodeError:
+                return web.Response(status=400, text="the body must be a CloudEvent as JSON\n")
+        return await self.invoke(self.http_event(str(req.get("method") or "GET"), str(req.get("path") or "/"),
+                                                 req.get("query") or {}, req.get("headers") or {}, body))
 
     async def invoke(self, event: Any) -> web.Response:
         try:
@@ -289,17 +354,37 @@ def from_env(env: dict[str, str]) -> Invoker:
         path, built = install_requirements(requirements, root)
         log.info("requirements %s in %s (%s)", requirements, path, "installed now" if built else "cached")
         sys.path.insert(0, path)
-    fn = load_handler(env["FUNCTION_SOURCE"], env.get("FUNCTION_HANDLER", "main.handle"))
+    handler = env.get("FUNCTION_HANDLER", "main.handle")
+    if env.get("FUNCTION_FILES_ZIP") or env.get("FUNCTION_FILES_ZIP_DATA"):  # a packed directory
+        import base64
+        if env.get("FUNCTION_FILES_ZIP_DATA"):
+            archive = base64.b64decode(env["FUNCTION_FILES_ZIP_DATA"])
+        else:
+            with open(env["FUNCTION_FILES_ZIP"], "rb") as f:
+                archive = f.read()
+        root = env.get("FUNCTION_CACHE_DIR") or os.path.join("/var/tmp", "sendo-functions")
+        fn = import_handler(unpack_files(archive, root), handler)
+    elif env.get("FUNCTION_FILES"):  # a directory on this node
+        fn = import_handler(env["FUNCTION_FILES"], handler)
+    else:
+        fn = load_handler(env["FUNCTION_SOURCE"], handler)
     return Invoker(fn, name=env.get("FUNCTION_NAME", "fn"), namespace=env.get("FUNCTION_NAMESPACE", "default"),
                    version=env.get("FUNCTION_VERSION", ""), concurrency=int(env.get("FUNCTION_CONCURRENCY", "10")),
                    queue_depth=int(env.get("FUNCTION_QUEUE_DEPTH", "100")),
                    timeout=float(env.get("FUNCTION_TIMEOUT", "30")), path_prefix=env.get("FUNCTION_PATH_PREFIX", ""))
 
 
+SPECIALIZED_HEADER = "X-Sendo-Specialized"
+SOURCE_VARS = ("FUNCTION_SOURCE", "FUNCTION_FILES", "FUNCTION_FILES_ZIP_DATA")
+
+
 class Generic:
     """A warm-pool worker (``FUNCTION_GENERIC=1``): the interpreter and the invoker's imports are
     loaded; ``POST /_sendo/specialize`` with a function's environment (the ``FUNCTION_*`` variables
-    and its plain env values) loads its code once, and from then on it is that function's invoker."""
+    and its plain env values) loads its code once, and from then on it is that function's invoker.
+    The body is that env, or ``{"env": …, "request": …}`` whose request (see `Invoker.first_call`)
+    is answered at once: the answer is the function's, marked ``X-Sendo-Specialized: 1`` (a worker
+    that was given another function already answers 409 without it)."""
 
     def __init__(self) -> None:
         self.invoker: Invoker | None = None
@@ -314,20 +399,33 @@ class Generic:
     async def _specialize(self, request: web.Request) -> web.Response:
         try:
             env = orjson.loads(await request.read())
-            assert isinstance(env, dict) and isinstance(env.get("FUNCTION_SOURCE"), str)
+            first = None
+            if isinstance(env, dict) and isinstance(env.get("env"), dict):  # {"env": …, "request": …}
+                env, first = env["env"], env.get("request")
+            assert isinstance(env, dict) and any(isinstance(env.get(k), str) for k in SOURCE_VARS)
         except (orjson.JSONDecodeError, AssertionError):
-            return web.Response(status=400, text="the body must be a JSON object with FUNCTION_SOURCE\n")
+            return web.Response(status=400, text="the body must be a JSON object with FUNCTION_SOURCE "
+                                "(or FUNCTION_FILES, FUNCTION_FILES_ZIP_DATA)\n")
         async with self._lock:
             if self.invoker is not None:
                 return web.Response(status=409, text="already specialized\n")
             os.environ.update({str(k): str(v) for k, v in env.items()})
             try:
-                self.invoker = await asyncio.get_running_loop().run_in_executor(None, from_env, dict(os.environ))
+                if orjson.loads(env.get("FUNCTION_REQUIREMENTS") or "[]"):  # pip may take a while: off the loop
+                    self.invoker = await asyncio.get_running_loop().run_in_executor(None, from_env, dict(os.environ))
+                else:  # nothing else waits on an unspecialised worker: a thread hop would only add latency
+                    self.invoker = from_env(dict(os.environ))
+                self.invoker.pool.submit(int)  # its first handler thread, started now rather than on the call
             except Exception:
                 print(f"specializing failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
                 return web.Response(status=422, text="the function's code did not load (see the log)\n")
         log.info("specialized as %s/%s", self.invoker.namespace, self.invoker.name)
-        return web.Response(status=200, text="ok\n")
+        if isinstance(first, dict):  # the held request, answered in the same round trip
+            resp = await self.invoker.first_call(first)
+        else:
+            resp = web.Response(status=200, text="ok\n")
+        resp.headers[SPECIALIZED_HEADER] = "1"  # whatever the function answered, the worker is now its
+        return resp
 
     async def _any(self, request: web.Request) -> web.StreamResponse:
         inv = self.invoker

@@ -3,14 +3,17 @@
 Served as a built-in kind with the shape of a custom resource (an openAPIV3Schema, so
 kubectl sees a schema, merge patches, and `kubectl explain` work as for any CRD). Besides
 the schema, a Function is checked at apply: ``spec.source.inline`` must compile as Python
-(the 422 names the field and the line), and ``spec.handler`` must be ``module.function``
-with a function of that name defined at the top level of an inline source.
+(the 422 names the field and the line), ``spec.handler`` must be ``module.function``
+with a function of that name defined at the top level of an inline source, exactly one
+source is given, and ``spec.source.files.path`` (a directory on the node, which the server
+cannot read) is absolute and normalised.
 `controllers/function.py` runs it; `sendo/functions/` holds the runtime pieces.
 """
 from __future__ import annotations
 
 import ast
 import hashlib
+import posixpath
 from typing import Any
 
 import orjson
@@ -24,6 +27,9 @@ GROUP = "sendo.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 EVENT_TYPES = ["ADDED", "MODIFIED", "DELETED"]
+SOURCES = ("inline", "configMapRef", "files")
+FILES_LABEL = "sendo.dev/function-files"  # on the ConfigMaps `sendo fn deploy --dir` packs a directory in
+FILES_KEY = "files.zip"  # the archive's key in a `source.files.configMapRef` ConfigMap (binaryData)
 
 _INT = {"type": "integer", "format": "int32"}
 _OBJ_ANY = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
@@ -38,6 +44,10 @@ SPEC_SCHEMA: Schema = {
             "inline": {"type": "string"},
             "configMapRef": {"type": "object", "required": ["name"], "properties": {
                 "name": {"type": "string"}, "key": {"type": "string"}}},
+            "files": {"type": "object", "properties": {
+                "path": {"type": "string"},
+                "configMapRef": {"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string"}}}}},
         }},
         "requirements": {"type": "array", "items": {"type": "string"}},
         "env": {"type": "array", "items": _OBJ_ANY},
@@ -119,8 +129,11 @@ def check_spec(spec: Obj) -> list[Cause]:
         causes.append(invalid_value("spec.handler", handler, "must be module.function, e.g. main.handle"))
     source = as_dict(spec.get("source"))
     inline = source.get("inline")
-    if isinstance(inline, str) == ("configMapRef" in source):
-        causes.append(Cause("spec.source", "Invalid value: exactly one of inline or configMapRef must be given"))
+    given = [k for k in SOURCES if source.get(k) is not None]
+    if len(given) != 1:
+        causes.append(Cause("spec.source", "Invalid value: exactly one of inline, configMapRef or files must be given"))
+    if "files" in source:
+        causes += _check_files(as_dict(source.get("files")), "spec.source.files")
     if isinstance(inline, str):
         err = source_error(inline)
         if err is not None:
@@ -140,6 +153,20 @@ def check_spec(spec: Obj) -> list[Cause]:
         if cron:
             causes += _check_cron(cron, f"spec.triggers[{i}].cron")
     return causes
+
+
+def _check_files(files: Obj, path: str) -> list[Cause]:
+    """A directory on the node (absolute, normalised, not /) or a ConfigMap holding the archive."""
+    given = [k for k in ("path", "configMapRef") if files.get(k) is not None]
+    if len(given) != 1:
+        return [Cause(path, "Invalid value: exactly one of path or configMapRef must be given")]
+    d = files.get("path")
+    if isinstance(d, str):
+        if not d.startswith("/") or d.rstrip("/") == "":
+            return [invalid_value(f"{path}.path", d, "must be an absolute directory other than /")]
+        if posixpath.normpath(d) != d.rstrip("/") or "\x00" in d:
+            return [invalid_value(f"{path}.path", d, "must be normalised (no '..', '.' or '//' parts)")]
+    return []
 
 
 def _check_cron(cron: Obj, path: str) -> list[Cause]:

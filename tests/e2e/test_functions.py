@@ -17,6 +17,8 @@ import http.client
 import ipaddress
 import json
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
@@ -81,9 +83,39 @@ import json, os
 def handle(event, context):
     with open(os.environ["OUT"], "a") as f:
         f.write(json.dumps({"type": event["type"], "id": event["id"], "specversion": event["specversion"],
+                            "source": event["source"],
                             "name": (event.get("data") or {}).get("metadata", {}).get("name")}) + "\\n")
     return "ok"
 """
+
+WIDGET_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_function() -> str:
+    """The function of the README's functions walkthrough, as a newcomer copies it."""
+    text = README.read_text()
+    step = text.index("**1. Write a function**")
+    start = text.index("```python\n", step) + len("```python\n")
+    return text[start:text.index("```", start)]
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +172,12 @@ def lines(path) -> list[dict]:
 def test_functions(cluster, tmp_path):
     # triggers first: they keep firing while the rest runs
     out = tmp_path / "events.jsonl"
+    cluster.kubectl("apply", "-f", "-", input=WIDGET_CRD)  # a custom kind for the third trigger
     tick = function_body("tick", TICK_SOURCE, minScale=1, env=[{"name": "OUT", "value": str(out)}], triggers=[
         {"cron": {"schedule": "@every 3s"}},
         {"event": {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "default", "labelSelector": "app=x",
-                   "types": ["ADDED", "MODIFIED"]}}])
+                   "types": ["ADDED", "MODIFIED"]}},
+        {"event": {"apiVersion": "example.com/v1", "kind": "Widget", "namespace": "default"}}])
     cluster.kubectl("apply", "-f", "-", input=json.dumps(tick))
 
     # a syntax error is refused at apply, naming the field and the line
@@ -226,20 +260,20 @@ def test_functions(cluster, tmp_path):
     ticks = poll(cron_ticks, timeout=60, what="two cron ticks")
     assert len({e["id"] for e in ticks}) == len(ticks)
 
-    # the CLI: deploy a file, invoke it, list, read its logs, delete it
-    src = tmp_path / "main.py"
-    src.write_text("def handle(event, context):\n    print('greeting', event['json'], flush=True)\n"
-                   "    return {'hi': event['json']['who']}\n")
-    assert "created" in sendo_fn(cluster, "deploy", "greet", "--file", str(src), "--trigger", f"http={unique_port()}").stdout
-    r = sendo_fn(cluster, "invoke", "greet", "--data", '{"who": "cli"}')
-    assert json.loads(r.stdout) == {"hi": "cli"}, r
-    listed = sendo_fn(cluster, "list").stdout
-    assert "greet" in listed and "/functions/default/greet" in listed, listed
-    poll(lambda: "greeting {'who': 'cli'}" in sendo_fn(cluster, "logs", "greet").stdout, timeout=30,
-         what="the handler's print in `sendo fn logs`")
-    assert "deleted" in sendo_fn(cluster, "delete", "greet").stdout
-    poll(lambda: not cluster.kubectl_json("get", "all", "-l", "sendo.dev/function=greet", "-o", "json")["items"],
-         timeout=60, what="greet's Deployment, pods and Service gone with it")
+    # an event trigger on a custom resource (the CRD's kind, found through discovery): once the
+    # trigger has its starting bookmark, each change of a Widget is one invocation
+    poll(lambda: "2" in (fn_status(cluster, "tick").get("eventResourceVersions") or {}), timeout=60,
+         what="the Widget trigger watching")
+    cluster.kubectl("apply", "-f", "-", input="apiVersion: example.com/v1\nkind: Widget\n"
+                                                "metadata: {name: w1}\nspec: {size: 1}\n")
+    cluster.kubectl("patch", "widget", "w1", "--type=merge", "-p", '{"spec": {"size": 2}}')
+    widgets = poll(lambda: (lambda w: w if len(w) >= 2 else None)(
+        [e for e in lines(out) if e["name"] == "w1"]), timeout=60, what="two Widget events")
+    assert [e["type"] for e in widgets] == ["dev.sendo.cluster.added", "dev.sendo.cluster.modified"], widgets
+    assert all(e["source"] == "/apis/example.com/v1/widgets" for e in widgets), widgets
+
+    walk_the_readme(cluster, tmp_path)
+    source_files(cluster, tmp_path)
 
     # the event trigger resumes from its bookmark after a restart: nothing is handled twice, nothing lost
     cluster.restart()
@@ -249,6 +283,110 @@ def test_functions(cluster, tmp_path):
     poll(lambda: any(e["name"] == "marker2" for e in lines(out)), timeout=90, what="marker2's event after restart")
     seen = [e["name"] for e in lines(out) if e["type"].startswith("dev.sendo.cluster.")]
     assert seen.count("watched") == 3 and seen.count("marker") == 1, seen
+    # the README's step 3, continued: greet's per-minute schedule has fired by now (more than a
+    # minute since it was set), and succeeded (the tick is recorded once its invocation is done)
+    status = poll(lambda: (lambda s: s if (s.get("cron") or {}).get("1") else None)(fn_status(cluster, "greet")),
+                  timeout=60, what="greet's cron tick recorded")
+    assert not status.get("failedInvocations"), status
+    assert "deleted" in sendo_fn(cluster, "delete", "greet").stdout
+    poll(lambda: not cluster.kubectl_json("get", "all", "-l", "sendo.dev/function=greet", "-o", "json")["items"],
+         timeout=60, what="greet's Deployment, pods and Service gone with it")
+
+
+def walk_the_readme(cluster: Cluster, tmp_path: Path) -> None:
+    """README "Functions", steps 1 to 5, as written there, with one difference: the Service port is
+    this test's own (`--trigger http=PORT`, see the module docstring) instead of 80."""
+    port = unique_port()
+    http = f"http={port}"
+    src = tmp_path / "main.py"
+    src.write_text(readme_function())
+    assert len(src.read_text().strip().splitlines()) <= 10
+    ingress = "/functions/default/greet"
+
+    # 2. deploy with one command, call it over HTTP (Service, Ingress), list it, read its logs
+    assert "created" in sendo_fn(cluster, "deploy", "greet", "--file", str(src), "--trigger", http).stdout
+    r = sendo_fn(cluster, "invoke", "greet", "--data", '{"name": "sendo"}')
+    assert json.loads(r.stdout) == {"hello": "sendo"}, r
+    code, body = poll(lambda: (lambda r: r if r[0] not in (404, 502) else None)(
+        call(NODE, cluster.ingress_port, "POST", ingress, {"name": "you"})), timeout=30, what="greet's route")
+    assert code == 200 and json.loads(body) == {"hello": "you"}, body
+    listed = sendo_fn(cluster, "list").stdout
+    assert "greet" in listed and ingress in listed, listed
+    poll(lambda: "greeting sendo" in sendo_fn(cluster, "logs", "greet").stdout, timeout=30,
+         what="the handler's log line in `sendo fn logs`")
+
+    # 3. a schedule and a ConfigMap trigger, in one deploy
+    sendo_fn(cluster, "deploy", "greet", "--file", str(src), "--trigger", http, "--trigger", "cron=* * * * *",
+             "--trigger", "event=ConfigMap,label=app=x")
+    poll(lambda: "2" in (fn_status(cluster, "greet").get("eventResourceVersions") or {}), timeout=60,
+         what="greet's ConfigMap trigger watching")
+    cluster.kubectl("create", "configmap", "settings", "--from-literal=color=blue")
+    cluster.kubectl("label", "configmap", "settings", "app=x")
+    rv = cluster.kubectl_json("patch", "configmap", "settings", "-p", '{"data": {"color": "red"}}')["metadata"][
+        "resourceVersion"]
+    poll(lambda: int((fn_status(cluster, "greet").get("eventResourceVersions") or {}).get("2") or 0) >= int(rv),
+         timeout=60, what="greet's ConfigMap trigger past the patch")  # kubectl is quicker to start than sendo
+    poll(lambda: (lambda t: "event dev.sendo.cluster.added default/settings" in t
+                  and "event dev.sendo.cluster.modified default/settings" in t)(sendo_fn(cluster, "logs", "greet").stdout),
+         timeout=60, what="both ConfigMap events in greet's log")
+
+    # 4. cap its concurrency: a deploy that names no trigger keeps them
+    sendo_fn(cluster, "deploy", "greet", "--file", str(src), "--concurrency", "2", "--max-scale", "1",
+             "--scale-to-zero-after", "15")
+    spec = cluster.kubectl_json("get", "functions", "greet")["spec"]
+    assert (spec["concurrency"], spec["maxScale"], len(spec["triggers"])) == (2, 1, 3), spec
+    ip = cluster_ip(cluster, "greet")
+    poll(lambda: (lambda r: r[0] == 200 and json.loads(r[1]).get("concurrency") == 2)(
+        call(ip, port, "GET", "/_sendo/stats")), timeout=60, what="an instance with the new concurrency")
+    poll(lambda: (lambda st: st.get("readyVersion") == st.get("version"))(fn_status(cluster, "greet")),
+         timeout=60, what="every ready instance of greet on the new version")
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _i: call(NODE, cluster.ingress_port, "POST", ingress, {}), range(8)))
+    assert [(c, json.loads(b)) for c, b in answers] == [(200, {"hello": "world"})] * 8, answers
+    assert time.monotonic() - t0 >= 4 * 0.5 - 0.05  # two at a time, 0.5 s each: never faster than this
+
+    # 5. it scales to zero and back
+    poll(lambda: fn_status(cluster, "greet").get("readyInstances") == 0, timeout=90, what="greet at zero")
+    r = sendo_fn(cluster, "invoke", "greet")
+    assert json.loads(r.stdout) == {"hello": "world"}, r
+    poll(lambda: fn_status(cluster, "greet").get("readyInstances") == 1, timeout=30, what="greet back at one")
+
+
+
+def source_files(cluster: Cluster, tmp_path: Path) -> None:
+    """`sendo fn deploy --dir`: a package and a data file; new contents roll out a new version and the
+    old archive goes; `source.files.path`: a directory on the node; bad paths get a 422 naming the field."""
+    shop = tmp_path / "shop"
+    (shop / "lib").mkdir(parents=True)
+    (shop / "lib" / "__init__.py").write_text("")
+    (shop / "lib" / "word.txt").write_text("ahoy\n")
+    (shop / "lib" / "words.py").write_text("import pathlib\nWORD = (pathlib.Path(__file__).parent / 'word.txt')"
+                                           ".read_text().strip()\n")
+    (shop / "main.py").write_text("from lib.words import WORD\ndef handle(event, context):\n    return WORD\n")
+    http = f"http={unique_port()}"
+    assert "created" in sendo_fn(cluster, "deploy", "shop", "--dir", str(shop), "--trigger", http).stdout
+    assert sendo_fn(cluster, "invoke", "shop").stdout.strip() == "ahoy"
+    (shop / "lib" / "word.txt").write_text("ahoy there\n")
+    assert "configured" in sendo_fn(cluster, "deploy", "shop", "--dir", str(shop)).stdout
+    shop_ip, shop_port = cluster_ip(cluster, "shop"), int(http.split("=")[1])
+    poll(lambda: call(shop_ip, shop_port, "GET", "/") == (200, b"ahoy there"), timeout=90,
+         what="the new contents served")
+    packed = cluster.kubectl_json("get", "configmaps", "-l", "sendo.dev/function-files=shop")["items"]
+    assert len(packed) == 1 and packed[0]["metadata"]["ownerReferences"][0]["kind"] == "Function", packed
+    assert "deleted" in sendo_fn(cluster, "delete", "shop").stdout
+    poll(lambda: not cluster.kubectl_json("get", "configmaps", "-l", "sendo.dev/function-files=shop")["items"],
+         timeout=60, what="the packed ConfigMap gone with its function")
+
+    on_node = function_body("local", "", triggers=[{"http": {"port": unique_port()}}])
+    on_node["spec"]["source"] = {"files": {"path": "srv/../etc"}}
+    r = cluster.kubectl("apply", "-f", "-", input=json.dumps(on_node), check=False)
+    assert r.returncode != 0 and "spec.source.files.path" in r.stderr, r.stderr
+    on_node["spec"]["source"] = {"files": {"path": str(shop)}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(on_node))
+    port = on_node["spec"]["triggers"][0]["http"]["port"]
+    code, body = call(cluster_ip(cluster, "local"), port, "GET", "/")
+    assert code == 200 and body.decode() == "ahoy there", body
 
 
 def sendo_fn(cluster: Cluster, *args: str):

@@ -305,9 +305,17 @@ async def test_reconcile_builds_the_function_then_rests(fake_api):
     assert status["url"] == "/functions/default/f" and status["readyInstances"] == 0
     assert await fake_api.run(c, "default/f") == []  # level-triggered: nothing more to do
 
-    # demand, then a ready instance: the activator leaves the data path
+    # demand, then a ready instance: the activator leaves the data path, but only once the
+    # endpoints controller lists the instance (the Service never has no endpoint)
     c.state["default/f"].scaler.wanted = 1
     fake_api.add(PODS_R, ready_pod())
+    writes = await fake_api.run(c, "default/f")
+    assert ("DELETE", "f-activator") not in [(w.method, w.path.rsplit("/", 1)[-1]) for w in writes]
+    assert await c.reconcile("default/f") > 0  # looked at again soon
+    fake_api.add(kind("endpointslices", "discovery.k8s.io"), {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "metadata": {"name": "f-abcde", "namespace": "default", "labels": {"kubernetes.io/service-name": "f"}},
+        "endpoints": [{"addresses": ["127.64.0.9"], "conditions": {"ready": True}}]})
     writes = await fake_api.run(c, "default/f")
     assert ("DELETE", "f-activator") in [(w.method, w.path.rsplit("/", 1)[-1]) for w in writes]
 
@@ -394,3 +402,167 @@ async def test_a_generic_worker_becomes_the_function_it_is_given(monkeypatch):
         await c.close()
     with_ref = fn(env=[{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}])
     assert specialize_env(with_ref) is None  # needs the kubelet: the function's own pods only
+
+
+# ----------------------------------------------------------------- source.files
+
+def files_fn(files, **spec):
+    o = fn(**spec)
+    o["spec"]["source"] = {"files": files}
+    return o
+
+
+def test_files_source_checks_name_the_field():
+    assert texts(files_fn({"path": "/srv/fn/hello"})) == []
+    assert texts(files_fn({"configMapRef": {"name": "hello-files-1"}})) == []
+    for bad in ("relative/dir", "/", "/srv/../etc", "/srv//x", "/srv/./x"):
+        (msg,) = texts(files_fn({"path": bad}))
+        assert msg.startswith("spec.source.files.path: Invalid value"), (bad, msg)
+    assert texts(files_fn({}))[0].startswith("spec.source.files: Invalid value: exactly one of path or configMapRef")
+    both = fn()
+    both["spec"]["source"]["files"] = {"path": "/srv/x"}
+    assert texts(both)[0].startswith("spec.source: Invalid value: exactly one of inline, configMapRef or files")
+
+
+def test_files_source_in_the_deployment_and_the_warm_worker():
+    from sendo.controllers.function import FILES_MOUNT, specialize_env
+
+    on_node = files_fn({"path": "/srv/fn/hello"})
+    env = {e["name"]: e.get("value") for e in desired_deployment(on_node, 1)["spec"]["template"]["spec"]
+           ["containers"][0]["env"]}
+    assert env["FUNCTION_FILES"] == "/srv/fn/hello" and "FUNCTION_SOURCE" not in env
+    assert specialize_env(on_node)["FUNCTION_FILES"] == "/srv/fn/hello"  # plain: a warm worker can take it
+
+    packed = files_fn({"configMapRef": {"name": "f-files-abc"}})
+    pod = desired_deployment(packed, 1)["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "function-files", "configMap": {"name": "f-files-abc"}}]
+    assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == FILES_MOUNT
+    assert {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}["FUNCTION_FILES_ZIP"] == \
+        f"{FILES_MOUNT}/files.zip"
+    assert specialize_env(packed) is None  # without the archive it needs the volume
+    given = specialize_env(packed, "UEsFBg==")
+    assert given["FUNCTION_FILES_ZIP_DATA"] == "UEsFBg==" and "FUNCTION_FILES_ZIP" not in given
+    assert version_of(packed["spec"]) != version_of(files_fn({"configMapRef": {"name": "f-files-abd"}})["spec"])
+
+
+def test_pack_and_load_a_directory(tmp_path, monkeypatch):
+    import base64
+    import sys
+
+    from sendo.cli.fn import files_configmap, pack_directory
+    from sendo.functions.invoker import from_env
+
+    src = tmp_path / "src"
+    (src / "lib").mkdir(parents=True)
+    (src / "__pycache__").mkdir()
+    (src / "__pycache__" / "junk.pyc").write_bytes(b"x")
+    (src / "lib" / "__init__.py").write_text("")
+    (src / "lib" / "greet.py").write_text("import os\nWORD = open(os.path.join(os.path.dirname(__file__), "
+                                          "'word.txt')).read().strip()\n")
+    (src / "lib" / "word.txt").write_text("ahoy\n")
+    (src / "main.py").write_text("from lib.greet import WORD\ndef handle(event, context):\n    return WORD\n")
+    archive = pack_directory(src)
+    assert archive == pack_directory(src)  # same files, same bytes: no new version
+    cm = files_configmap("f", "default", archive)
+    assert cm["metadata"]["name"].startswith("f-files-") and cm["metadata"]["labels"] == {
+        "sendo.dev/function-files": "f"}
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for m in ("main", "lib", "lib.greet"):
+        monkeypatch.delitem(sys.modules, m, raising=False)
+    inv = from_env({"FUNCTION_FILES_ZIP_DATA": cm["binaryData"]["files.zip"], "FUNCTION_HANDLER": "main.handle",
+                    "FUNCTION_CACHE_DIR": str(tmp_path / "cache")})
+    assert inv.fn({}, None) == "ahoy"
+    (unpacked,) = [p for p in (tmp_path / "cache").iterdir() if p.name.startswith("files-")]
+    assert not (unpacked / "__pycache__" / "junk.pyc").exists()
+    for m in ("main", "lib", "lib.greet"):
+        monkeypatch.delitem(sys.modules, m, raising=False)
+    assert from_env({"FUNCTION_FILES": str(src), "FUNCTION_HANDLER": "main.handle"}).fn({}, None) == "ahoy"
+    with pytest.raises(RuntimeError, match="not a directory on this node"):
+        from_env({"FUNCTION_FILES": str(tmp_path / "nope"), "FUNCTION_HANDLER": "main.handle"})
+    evil = tmp_path / "evil.zip"
+    import zipfile
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("../escape.py", "x = 1\n")
+    with pytest.raises(RuntimeError, match="unsafe path"):
+        from_env({"FUNCTION_FILES_ZIP_DATA": base64.b64encode(evil.read_bytes()).decode(),
+                  "FUNCTION_CACHE_DIR": str(tmp_path / "cache")})
+
+
+# ----------------------------------------------------------------- the cold path with a warm worker
+
+async def test_cold_start_claims_a_worker_and_writes_only_after_the_answer():
+    """The activator's claim of a warm worker: the worker's 200 to /_sendo/specialize is the claim,
+    the request is answered by it, and the API writes (the pool patch) come after; a new version of
+    the function retires the worker."""
+    import random
+
+    import aiohttp
+
+    from sendo.controllers.function import INVOKER_PORT, FunctionController
+    from sendo.functions.invoker import Generic
+    from tests.fakeapi import FakeClient, FakeInformers
+
+    ip = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}.{random.randint(2, 250)}"
+    runner = aiohttp.web.AppRunner(Generic().app())
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, ip, INVOKER_PORT).start()
+    client = FakeClient()
+    informers = FakeInformers(client)
+    c = FunctionController(client, informers)
+    c._session = aiohttp.ClientSession(trust_env=False)
+    try:
+        f = fn("def handle(event, context):\n    return {'hi': event['json']}\n")
+        f["metadata"]["finalizers"] = ["sendo.dev/function"]
+        informers.add(FUNCTION_RESOURCE, f)
+        informers.add(kind("pods"), {"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": "w1", "namespace": "kube-system",
+            "labels": {"sendo.dev/function-pool": "true", "sendo.dev/function-worker": "true"}},
+            "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}})
+        await c.reconcile("default/f")
+        before = len(client.writes())
+        written_at_answer = []
+        real_forward = c._forward
+
+        async def forward(key, request, later):
+            resp = await real_forward(key, request, later)
+            written_at_answer.append(len(client.writes()))
+            return resp
+        c._forward = forward
+        # through the activator's listener, as the service proxy sends it
+        port = c.state["default/f"].activator_port
+        async with c._session.post(f"http://127.0.0.1:{port}/functions/default/f/x?q=1", json={"a": 1}) as r:
+            assert r.status == 200 and await r.json() == {"hi": {"a": 1}}, await r.text()
+            assert "X-Sendo-Specialized" not in r.headers
+        assert written_at_answer == [before], client.writes()[before:]  # nothing written before the answer
+        assert c.state["default/f"].bridge["metadata"]["name"] == "w1"
+        assert c.state["default/f"].warm_starts == 1 and c.state["default/f"].cold_starts == 1
+        for _ in range(100):  # the deferred writes run once the answer is out
+            if c._background or any(w.method == "PATCH" and w.path.endswith("/pods/w1") for w in client.writes()):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*c._background)
+        # the next request goes to the same worker, now the function's instance
+        async with c._session.post(f"http://127.0.0.1:{port}/functions/default/f/", json=2) as r:
+            assert r.status == 200 and await r.json() == {"hi": 2}
+        assert c.state["default/f"].cold_starts == 1
+        patch = [w for w in client.writes()[before:] if w.method == "PATCH" and w.path.endswith("/pods/w1")]
+        assert patch and patch[0].body["metadata"]["labels"] == {"sendo.dev/function-pool": None,
+                                                                   "sendo.dev/function-bridge": "default.f"}
+        assert c.state["default/f"].bridge_version == version_of(f["spec"])
+
+        # a second claim of the same worker is refused by it (409): it runs one function only
+        async with c._session.post(f"http://{ip}:{INVOKER_PORT}/_sendo/specialize",
+                                   json={"FUNCTION_SOURCE": "x = 1\n"}) as r:
+            assert r.status == 409
+
+        # new code: the worker running the old one is retired
+        informers.add(FUNCTION_RESOURCE, {**f, "spec": {**f["spec"], "source": {
+            "inline": "def handle(event, context):\n    return 2\n"}}})
+        await c.reconcile("default/f")
+        assert c.state["default/f"].bridge is None
+        assert any(w.method == "DELETE" and w.path.endswith("/pods/w1") for w in client.writes())
+    finally:
+        for key in list(c.state):
+            await c._forget(key, retire=False)
+        await c._session.close()
+        await runner.cleanup()
