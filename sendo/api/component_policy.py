@@ -169,6 +169,7 @@ CONTROLLER_RULES: dict[str, list[dict[str, Any]]] = {
         rule(["apps"], ["deployments"], ALL),
         rule([""], ["pods"], ALL),
         rule([""], ["services"], ALL),
+        rule([""], ["configmaps"], ["delete"]),  # the packed sources (`sendo fn deploy --dir`) it replaced
         rule(["networking.k8s.io"], ["ingresses"], ALL),
         rule(["discovery.k8s.io"], ["endpointslices"], ALL),
         rule(["*"], ["*"], ["get", "list", "watch"]),  # event triggers follow any built-in kind

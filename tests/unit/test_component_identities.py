@@ -97,6 +97,8 @@ def test_scheduler_and_controller_manager_hold_only_what_they_use(user, verb, gr
     ("addons", "create", "rbac.authorization.k8s.io", "clusterrolebindings", None, True),
     ("function", "create", "", "services", None, True),  # its functions' Services (an e2e 403 found it)
     ("function", "create", "", "secrets", None, False),
+    ("function", "delete", "", "configmaps", None, True),  # packed sources it replaced (an e2e 403 found it)
+    ("function", "create", "", "configmaps", None, False),
 ])
 def test_each_controller_acts_under_its_own_role(loop, verb, group, resource, sub, allowed):
     assert can(user_of(loop), verb, group, resource, sub, "x") is allowed
