@@ -95,7 +95,7 @@ def test_the_readme_walkthrough_builds_pushes_deploys_reaches_execs_and_sees_an_
         m = re.search(r"Image registry at (127\.0\.0\.1:\d+) ", c.log_path.read_text(errors="replace"))
         assert m, c.log_tail(60)
         reg = m.group(1)
-        env = {**c.env(), **storage, "REG": reg,
+        env = {**c.env(), **storage, "REG": reg, "TMPDIR": str(tmp_path),
                "PATH": f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}"}
         work = str(tmp_path)
 
