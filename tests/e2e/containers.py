@@ -133,6 +133,23 @@ def empty_storage(env: dict[str, str]) -> None:
     subprocess.run(["podman", "rmi", "-a", "-f"], capture_output=True, env=env)
 
 
+def end_leftover_conmons(root: Path) -> list[int]:
+    """Podman's exec-session monitors (conmon --exec-attach) that outlived the containers
+    of a store made by `own_storage` (seen after `kubectl exec` with such a store), found
+    by that store's path in their command line and ended by PID; their PIDs."""
+    import psutil
+    ended = []
+    for p in psutil.process_iter(["pid", "name", "cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if p.info["name"] == "conmon" and any(str(root) in a for a in cmd):
+            try:
+                p.kill()
+                ended.append(p.info["pid"])
+            except psutil.NoSuchProcess:
+                pass
+    return ended
+
+
 def run(argv: list[str], check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if check:

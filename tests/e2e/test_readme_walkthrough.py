@@ -141,3 +141,4 @@ def test_the_readme_walkthrough_builds_pushes_deploys_reaches_execs_and_sees_an_
         finally:
             ct.cleanup_engine(c, cidr, svc_cidr)
             ct.empty_storage(storage)
+            ct.end_leftover_conmons(tmp_path / "storage")
