@@ -87,6 +87,8 @@ def test_the_readme_walkthrough_builds_pushes_deploys_reaches_execs_and_sees_an_
     for k, v in storage.items():  # this test's podman commands (clean-up too) and sendo's engine
         monkeypatch.setenv(k, v)
     cidr, svc_cidr, net_args = ct.container_cidrs()
+    stray = REPO / "oom"  # what conmon wrote into the cwd of sendo on an OOM kill
+    had_stray = stray.exists()
     c = Cluster(tmp_path / "cluster", ("--runtime", "docker", "--registry", *net_args))
     c.start_deadline = 120  # the registry starts first; the machine is shared
     try:
@@ -130,6 +132,7 @@ def test_the_readme_walkthrough_builds_pushes_deploys_reaches_execs_and_sees_an_
         reason = c.kubectl("get", "pod", "hungry", "-o",
                            "jsonpath={.status.containerStatuses[0].lastState.terminated.reason}").stdout
         assert reason == "OOMKilled"
+        assert had_stray or not stray.exists(), "an OOM kill left a file `oom` where sendo up was started"
         # the README's pods keep Kubernetes' 30 s grace period (sleep and httpd as PID 1
         # ignore SIGTERM): removed quickly here, so that sendo's own stop is short
         c.kubectl("delete", "deployment,service", "web", "--wait=false")
