@@ -49,7 +49,7 @@ integration: venv containers
 e2e: venv containers console
 	$(BIN)/pytest -q tests/e2e
 
-bench: venv console
+bench: venv console containers
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.rbac
 	$(BIN)/python -m bench.datastores
@@ -62,6 +62,7 @@ bench: venv console
 	$(BIN)/python -m bench.ha
 	$(BIN)/python -m bench.functions
 	$(BIN)/python -m bench.hpa
+	$(BIN)/python -m bench.containers
 
 clean:
 	rm -rf $(VENV) .pytest_cache

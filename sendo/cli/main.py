@@ -341,6 +341,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     With --servers 3: three etcd members and three API servers behind a local balancer.
     """
     _logging(verbose)
+    _lock(data_dir)
     agent_options = {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
                      "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval,
                      "node_lease_duration_seconds": node_lease_duration_seconds,
@@ -379,6 +380,16 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     finally:
         if local_registry is not None:
             local_registry.stop()
+
+
+def _lock(data_dir: str) -> None:
+    """This process's hold on DATA_DIR (cli/datadir.py); a second sendo on it ends here."""
+    from .datadir import DataDirInUse, lock_data_dir
+    try:
+        lock_data_dir(os.path.abspath(data_dir))
+    except DataDirInUse as e:
+        console.print(f"[red]error:[/] {e}", soft_wrap=True)
+        raise SystemExit(1)
 
 
 def _start_registry(data_dir: str, value: str):
@@ -571,6 +582,7 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
     control loops run in one of them at a time (leader election through a Lease).
     """
     _logging(verbose)
+    _lock(data_dir)
     run(_server(_server_config(data_dir, port, host, datastore, controllers=not no_controllers,
                                advertise_address=advertise_address, tls_sans=list(tls_san or []),
                                cluster_cidr=cluster_cidr, node_cidr_mask_size=node_cidr_mask_size,

@@ -113,6 +113,43 @@ def build_and_push(registry: Registry, workdir: Path, creds: str = "") -> str:
     return image
 
 
+def own_storage(root: Path) -> dict[str, str]:
+    """The environment that gives Podman (its CLI and a `podman system service` started
+    with it) an image and container store of its own under `root`: builds of other users
+    of the machine cannot clash with it ("layer not known"), and `empty_storage` removes
+    everything in it without touching anyone else's."""
+    root.mkdir(parents=True, exist_ok=True)
+    conf = root / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{root}/graph"\nrunroot = "{root}/run"\n')
+    return {"CONTAINERS_STORAGE_CONF": str(conf)}
+
+
+def empty_storage(env: dict[str, str]) -> None:
+    """Every container and image of a store made by `own_storage` (all of them its owner's)."""
+    env = {**os.environ, **env}
+    ids = subprocess.run(["podman", "ps", "-a", "-q"], capture_output=True, text=True, env=env).stdout.split()
+    if ids:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], capture_output=True, env=env)
+    subprocess.run(["podman", "rmi", "-a", "-f"], capture_output=True, env=env)
+
+
+def end_leftover_conmons(root: Path) -> list[int]:
+    """Podman's exec-session monitors (conmon --exec-attach) that outlived the containers
+    of a store made by `own_storage` (seen after `kubectl exec` with such a store), found
+    by that store's path in their command line and ended by PID; their PIDs."""
+    import psutil
+    ended = []
+    for p in psutil.process_iter(["pid", "name", "cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if p.info["name"] == "conmon" and any(str(root) in a for a in cmd):
+            try:
+                p.kill()
+                ended.append(p.info["pid"])
+            except psutil.NoSuchProcess:
+                pass
+    return ended
+
+
 def run(argv: list[str], check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if check:

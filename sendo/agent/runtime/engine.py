@@ -93,7 +93,11 @@ class PodmanService:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([podman, "system", "service", "--time=0", self.url],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         start_new_session=True, preexec_fn=die_with_parent)
+                                         # conmon, started by the service, writes an `oom` file
+                                         # into its working directory when a container is
+                                         # OOM-killed: the state dir, not where sendo was started
+                                         cwd=os.path.dirname(self.socket), start_new_session=True,
+                                         preexec_fn=die_with_parent)
         deadline = time.monotonic() + SERVICE_START_DEADLINE
         while not await ping(self.url):
             if self.proc.poll() is not None or time.monotonic() > deadline:
