@@ -97,6 +97,10 @@ class ServerList:
 _NOT_SENT = (aiohttp.ClientConnectorError,)
 _DROPPED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 _SAFE_TO_REPEAT = frozenset({"GET", "HEAD", "OPTIONS"})
+# an idle pooled connection is closed here before the server's idle timeout
+# (ServerConfig.idle_timeout, 5 s) closes it there: otherwise a write reusing it as the server hangs up
+# fails with "Cannot write to closing transport", and a POST cannot be repeated safely
+KEEPALIVE_SECONDS = 3.0
 
 
 class Client:
@@ -120,7 +124,8 @@ class Client:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers={"User-Agent": self.user_agent, "Accept": "application/json", **self.headers},
-                connector=aiohttp.TCPConnector(limit=64, ssl=self.ssl if self.ssl else True),
+                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=KEEPALIVE_SECONDS,
+                                               ssl=self.ssl if self.ssl else True),
                 json_serialize=lambda o: orjson.dumps(o).decode())
         return self._session
 
