@@ -341,7 +341,8 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
     With --servers 3: three etcd members and three API servers behind a local balancer.
     """
     _logging(verbose)
-    _lock(data_dir)
+    audit = _audit_config(audit_policy_file, audit_log_path, audit_log_maxsize, audit_log_maxbackup)
+    _lock(data_dir)  # after the options are checked: a refused start writes nothing
     agent_options = {**_ingress_config(ingress, ingress_http_port, ingress_https_port), "runtime": runtime,
                      "engine": engine, "container_cidr": container_cidr, "metrics_interval": metrics_interval,
                      "node_lease_duration_seconds": node_lease_duration_seconds,
@@ -368,8 +369,7 @@ def up(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the cluster ke
                          advertise_address=advertise_address, tls_sans=list(tls_san or []),
                          cluster_cidr=cluster_cidr, node_cidr_mask_size=node_cidr_mask_size,
                          container_cidr=container_cidr,
-                         audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
-                                             audit_log_maxbackup),
+                         audit=audit,
                          hpa_sync_period=hpa_sync_period, snapshot_schedule=snapshot_schedule,
                          snapshot_retention=snapshot_retention,
                          **_node_loss_config(node_monitor_grace_period, default_not_ready_toleration_seconds,
@@ -582,15 +582,15 @@ def server(data_dir: str = typer.Option(DEFAULT_DATA_DIR, help="Where the server
     control loops run in one of them at a time (leader election through a Lease).
     """
     _logging(verbose)
-    _lock(data_dir)
+    audit = _audit_config(audit_policy_file, audit_log_path, audit_log_maxsize, audit_log_maxbackup)
+    _lock(data_dir)  # after the options are checked: a refused start writes nothing
     run(_server(_server_config(data_dir, port, host, datastore, controllers=not no_controllers,
                                advertise_address=advertise_address, tls_sans=list(tls_san or []),
                                cluster_cidr=cluster_cidr, node_cidr_mask_size=node_cidr_mask_size,
                                container_cidr=container_cidr,
                                controller_names=controllers, leader_elect=leader_elect,
                                election=_election(lease_duration, renew_deadline, retry_period),
-                               audit=_audit_config(audit_policy_file, audit_log_path, audit_log_maxsize,
-                                                   audit_log_maxbackup),
+                               audit=audit,
                                hpa_sync_period=hpa_sync_period, advertise_port=advertise_port,
                                max_requests_inflight=max_requests_inflight,
                                max_mutating_requests_inflight=max_mutating_requests_inflight,

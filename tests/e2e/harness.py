@@ -83,6 +83,7 @@ class Cluster:
         self.kubeconfig = self.data_dir / "kubeconfig"
         self.log_path = base / "sendo.log"
         self.port = free_port()
+        self.started_once = False  # a restart keeps its port; only a first start may move to another
         self.start_deadline = START_DEADLINE  # seconds until `export KUBECONFIG=` (more for `--servers 3`)
         self.proc: subprocess.Popen | None = None
         self.stdout_lines: list[str] = []
@@ -92,6 +93,15 @@ class Cluster:
 
     # ---- sendo up ------------------------------------------------------------
     def start(self) -> None:
+        for attempt in range(3):
+            try:
+                return self._start()
+            except PortTaken:  # free_port() is a probe: another test may bind the port before sendo does
+                if self.started_once or attempt == 2:
+                    raise
+                self.port = free_port()
+
+    def _start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "sendo is already running"
         self.stdout_lines = []
         self._ready = threading.Event()
@@ -110,13 +120,16 @@ class Cluster:
         deadline = time.monotonic() + self.start_deadline
         while not self._ready.wait(0.1):
             if self.proc.poll() is not None:
-                raise AssertionError(f"sendo up exited with {self.proc.returncode} before it was ready:\n"
-                                     + self.log_tail())
+                tail = self.log_tail()
+                error = PortTaken if f"cannot listen on 127.0.0.1:{self.port}: Address already in use" in tail \
+                    else AssertionError
+                raise error(f"sendo up exited with {self.proc.returncode} before it was ready:\n" + tail)
             if time.monotonic() > deadline:
                 raise AssertionError(f"sendo up printed no `export KUBECONFIG=` line in {self.start_deadline}s:\n"
                                      + self.log_tail())
         line = next(l for l in self.stdout_lines if l.startswith("export KUBECONFIG="))
         assert Path(line.split("=", 1)[1]) == self.kubeconfig, line
+        self.started_once = True
 
     def _read_stdout(self, proc: subprocess.Popen) -> None:
         for raw in proc.stdout:  # drained until sendo exits, so the pipe never fills up
@@ -287,6 +300,10 @@ def _binds(p: psutil.Process, ip: str) -> bool:
 
 
 # ---------------------------------------------------------------------------- objects
+
+class PortTaken(AssertionError):
+    """`sendo up` could not listen on the port the test picked (taken since it was probed)."""
+
 
 def unique_port() -> int:
     """A port free on every address (bound on 0.0.0.0), so a pod may bind it on its 127.x IP."""

@@ -39,3 +39,23 @@ def test_a_taken_port_is_refused_when_given_and_skipped_when_not():
         with pytest.raises(registry.RegistryError, match=f"127.0.0.1:{port} is taken"):
             registry._pick_port("127.0.0.1", port, fallback=False)
         assert registry._pick_port("127.0.0.1", port, fallback=True) > port
+
+
+
+def test_a_port_taken_after_the_probe_moves_the_registry_on(tmp_path, monkeypatch):
+    """Two clusters started together both probe 5000 free; the one that loses the bind must not
+    take the other's registry (answering on that port) for its own."""
+    first = registry.LocalRegistry.start(str(tmp_path / "a"), "auto")
+    port = int(first.address.rpartition(":")[2])
+    try:
+        monkeypatch.setattr(registry, "_pick_port", lambda host, p, fallback: p)  # every probe says "free"
+        with pytest.raises(registry.RegistryError, match="taken by another process"):
+            registry.LocalRegistry.start(str(tmp_path / "b"), str(port))  # a port given: refused
+        monkeypatch.setattr(registry, "parse_address", lambda value: ("127.0.0.1", port, True))
+        moved = registry.LocalRegistry.start(str(tmp_path / "c"), "auto")  # none given: the next one
+        try:
+            assert moved.address != first.address and moved.listening() and first.listening()
+        finally:
+            moved.stop()
+    finally:
+        first.stop()
