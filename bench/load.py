@@ -5,6 +5,7 @@ Usage: python -m bench.load <mode> <json-args>; prints one JSON line of results.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import ssl
 import sys
@@ -21,15 +22,25 @@ def _session(args, limit: int = 0) -> aiohttp.ClientSession:
                                           "Content-Type": "application/json"})
 
 
-def _cm(name: str, i: int) -> bytes:
-    return orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap",
-                         "metadata": {"name": name, "namespace": "default"}, "data": {"i": str(i)}})
+def _data(args, i: int) -> dict:
+    """A ConfigMap's data, or a Secret's (base64) with ``"resource": "secrets"``."""
+    return {"i": base64.b64encode(str(i).encode()).decode() if args.get("resource") == "secrets" else str(i)}
+
+
+def _cm(args, name: str, i: int) -> bytes:
+    kind = "Secret" if args.get("resource") == "secrets" else "ConfigMap"
+    return orjson.dumps({"apiVersion": "v1", "kind": kind,
+                         "metadata": {"name": name, "namespace": "default"}, "data": _data(args, i)})
+
+
+def _writes_url(args) -> str:
+    return args["url"] + f"/api/v1/namespaces/default/{args.get('resource', 'configmaps')}"
 
 
 async def steady_writes(args) -> dict:
     """Open-loop load: one write every 1/rate s (creates, then updates of the same objects)."""
     rate, count = args["rate"], args["count"]
-    url = args["url"] + "/api/v1/namespaces/default/configmaps"
+    url = _writes_url(args)
     lat: list[float] = []
     errors = 0
     async with _session(args) as s:
@@ -38,9 +49,9 @@ async def steady_writes(args) -> dict:
             name = f"steady-{args['run']}-{i % 500}"
             t = time.perf_counter()
             if i < 500:
-                r = await s.post(url, data=_cm(name, i))
+                r = await s.post(url, data=_cm(args, name, i))
             else:
-                r = await s.patch(f"{url}/{name}", data=orjson.dumps({"data": {"i": str(i)}}),
+                r = await s.patch(f"{url}/{name}", data=orjson.dumps({"data": _data(args, i)}),
                                   headers={"Content-Type": "application/merge-patch+json"})
             await r.read()
             lat.append((time.perf_counter() - t) * 1000)
@@ -59,7 +70,7 @@ async def steady_writes(args) -> dict:
 
 async def max_writes(args) -> dict:
     """Closed loop with many writers: the API's write throughput."""
-    url = args["url"] + "/api/v1/namespaces/default/configmaps"
+    url = _writes_url(args)
     done = 0
     errors = 0
     stop = time.perf_counter() + args["seconds"]
@@ -68,7 +79,7 @@ async def max_writes(args) -> dict:
             nonlocal done, errors
             i = 0
             while time.perf_counter() < stop:
-                r = await s.post(url, data=_cm(f"max-{args['run']}-{w}-{i}", i))
+                r = await s.post(url, data=_cm(args, f"max-{args['run']}-{w}-{i}", i))
                 await r.read()
                 if r.status >= 300:
                     errors += 1

@@ -1,6 +1,8 @@
-"""What RBAC costs on API writes: the same server, the same client, with the RBAC authorizer
-and with an allow-all one, runs interleaved (off, on, off, on …) so drift of the loaded
-machine hits both alike.
+"""What RBAC costs on API writes, and what RBAC, the audit log (Metadata level) and Secrets
+sealed at rest cost together: the same server, the same client, with them and without
+(an allow-all authorizer, no audit, plaintext), runs interleaved (off, on, off, on …) so
+drift of the loaded machine hits both alike. The first comparison writes ConfigMaps, the
+second Secrets (the kind that is sealed).
 
 The client is a ServiceAccount bound to `edit` in `default` (so every request goes the
 whole way through the rule sets, not the system:masters shortcut), among 1,000 other
@@ -18,15 +20,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
 
 from bench.harness import percentile
+from sendo.api.audit import AuditConfig
 from sendo.api.options import AllowAll, User
 from sendo.api.paths import Target
 from sendo.client import Client, kind
 from sendo.server import Server, ServerConfig, free_port
+from sendo.store.encryption import IDENTITY
 
 RBAC = "rbac.authorization.k8s.io"
 FULL = dict(rate=150, count=1500, writers=16, seconds=4, filler=500, cluster_filler=200, rounds=2)
@@ -97,41 +102,72 @@ async def micro(server: Server) -> dict:
     return {"decision_us": round(decision_us, 2), "rebuild_ms": round(min(rebuilds), 2)}
 
 
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+rules:
+- level: Metadata
+"""
+
+
+def _set_security(server: Server, on: bool, sealed, auditor) -> None:
+    """All of RBAC, the audit log (Metadata level) and Secrets sealed at rest, or none."""
+    server.api.authorizer = server.api.rbac_authorizer if on else AllowAll()
+    server.api.auditor = auditor if on else None
+    server.store.transformer = sealed if on else IDENTITY
+
+
+async def _compare(name: str, size: dict, args: dict, switch) -> dict:
+    """Rounds of (off, on): an open-loop run at a fixed rate, then a closed loop of writers."""
+    runs: dict[str, dict[str, list[float]]] = {"off": {"lat": [], "tput": []}, "on": {"lat": [], "tput": []}}
+    for r in range(size["rounds"]):
+        for mode in ("off", "on"):
+            switch(mode == "on")
+            run = f"{name}-{mode}{r}"
+            out = await load("steady", {**args, "rate": size["rate"], "count": size["count"], "run": run})
+            assert out["errors"] == 0, out
+            runs[mode]["lat"] += out["latencies_ms"]
+            tput = await load("max", {**args, "writers": size["writers"], "seconds": size["seconds"], "run": run})
+            assert tput["errors"] == 0, tput
+            runs[mode]["tput"].append(tput["writes_per_s"])
+            log(f"round {r} {name} {mode}: p99 {percentile(out['latencies_ms'], 99):.1f} ms, "
+                f"{tput['writes_per_s']:.0f} writes/s")
+    figures: dict = {}
+    for mode, v in runs.items():
+        figures[f"write_p50_ms_{name}_{mode}"] = round(percentile(v["lat"], 50), 2)
+        figures[f"write_p99_ms_{name}_{mode}"] = round(percentile(v["lat"], 99), 2)
+        figures[f"writes_per_s_{name}_{mode}"] = round(sum(v["tput"]) / len(v["tput"]), 1)
+    off, on = figures[f"write_p99_ms_{name}_off"], figures[f"write_p99_ms_{name}_on"]
+    figures[f"{name}_p99_cost_pct"] = round((on - off) / off * 100, 1) if off else None
+    t_off, t_on = figures[f"writes_per_s_{name}_off"], figures[f"writes_per_s_{name}_on"]
+    figures[f"{name}_throughput_cost_pct"] = round((t_off - t_on) / t_off * 100, 1) if t_off else None
+    return figures
+
+
 async def bench(size: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="sendo-bench-rbac-") as d:
         server = Server(ServerConfig(data_dir=d, port=free_port(), controllers=False))
         await server.start()
         admin = Client(server.cfg.url, server.admin_token, server.ca_pem, timeout=120)
+        policy = os.path.join(d, "audit-policy.yaml")
+        with open(policy, "w") as f:
+            f.write(AUDIT_POLICY)
+        auditor = AuditConfig(policy, os.path.join(d, "audit.log")).open()
+        sealed = server.store.transformer
         try:
             token = await setup(admin, size)
             figures: dict = {"bindings": size["filler"] + size["cluster_filler"]}
             args = {"url": server.cfg.url, "token": token, "ca": server.ca_pem.decode()}
-            runs: dict[str, dict[str, list[float]]] = {"off": {"lat": [], "tput": []}, "on": {"lat": [], "tput": []}}
-            for r in range(size["rounds"]):
-                for mode in ("off", "on"):
-                    server.api.authorizer = AllowAll() if mode == "off" else server.api.rbac_authorizer
-                    run = f"{mode}{r}"
-                    out = await load("steady", {**args, "rate": size["rate"], "count": size["count"], "run": run})
-                    assert out["errors"] == 0, out
-                    runs[mode]["lat"] += out["latencies_ms"]
-                    tput = await load("max", {**args, "writers": size["writers"], "seconds": size["seconds"],
-                                              "run": run})
-                    assert tput["errors"] == 0, tput
-                    runs[mode]["tput"].append(tput["writes_per_s"])
-                    log(f"round {r} rbac {mode}: p99 {percentile(out['latencies_ms'], 99):.1f} ms, "
-                        f"{tput['writes_per_s']:.0f} writes/s")
-            server.api.authorizer = server.api.rbac_authorizer
-            for mode, v in runs.items():
-                figures[f"write_p50_ms_rbac_{mode}"] = round(percentile(v["lat"], 50), 2)
-                figures[f"write_p99_ms_rbac_{mode}"] = round(percentile(v["lat"], 99), 2)
-                figures[f"writes_per_s_rbac_{mode}"] = round(sum(v["tput"]) / len(v["tput"]), 1)
-            off, on = figures["write_p99_ms_rbac_off"], figures["write_p99_ms_rbac_on"]
-            figures["p99_cost_pct"] = round((on - off) / off * 100, 1) if off else None
-            t_off, t_on = figures["writes_per_s_rbac_off"], figures["writes_per_s_rbac_on"]
-            figures["throughput_cost_pct"] = round((t_off - t_on) / t_off * 100, 1) if t_off else None
+            # RBAC alone on ConfigMaps; then RBAC + audit + encryption at rest on Secrets
+            figures.update(await _compare("rbac", size, args, lambda on: setattr(
+                server.api, "authorizer", server.api.rbac_authorizer if on else AllowAll())))
+            figures.update(await _compare("security", size, {**args, "resource": "secrets"},
+                                          lambda on: _set_security(server, on, sealed, auditor)))
+            _set_security(server, True, sealed, None)
             figures.update(await micro(server))
             return figures
         finally:
+            if auditor is not None:
+                auditor.log.close()
             await admin.close()
             await server.stop()
 

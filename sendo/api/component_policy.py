@@ -166,7 +166,7 @@ CONTROLLER_RULES: dict[str, list[dict[str, Any]]] = {
     "addon-manager": [rule(["*"], ["*"], ["*"]), url_rule(["*"], ["*"])],
     "function-controller": [
         rule(["sendo.dev"], ["functions", "functions/status"], ALL),
-        rule(["apps"], ["deployments"], ALL),
+        rule(["apps"], ["deployments", "daemonsets"], ALL),  # instances; the warm pool, one worker per node
         rule([""], ["pods"], ALL),
         rule([""], ["services"], ALL),
         rule([""], ["configmaps"], ["delete"]),  # the packed sources (`sendo fn deploy --dir`) it replaced

@@ -68,9 +68,9 @@ VERSION_LABEL = "sendo.dev/function-version"
 INVOKER_PORT = 8080
 SERVICE_PORT = 80
 POOL_NS = "kube-system"
-POOL_DEPLOYMENT = "sendo-function-pool"
+POOL_NAME = "sendo-function-pool"  # the DaemonSet: one generic worker per node
 WORKER_LABEL = "sendo.dev/function-worker"  # on every warm-pool pod, generic or specialised
-POOL_LABEL = "sendo.dev/function-pool"  # only on generic ones (the pool Deployment's selector)
+POOL_LABEL = "sendo.dev/function-pool"  # only on generic ones (the pool DaemonSet's selector)
 BRIDGE_LABEL = "sendo.dev/function-bridge"  # <namespace>.<name> of the function a worker now runs
 FINALIZER = "sendo.dev/function"  # the controller deletes the Service, Ingress and slices it made first
 ACTIVATOR_MANAGED_BY = "function-activator.sendo.dev"
@@ -81,6 +81,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
               "transfer-encoding", "upgrade", "content-length", "content-encoding", "host"}
 
 DEPLOYMENTS = kind("deployments", "apps")
+DAEMONSETS = kind("daemonsets", "apps")
 SERVICES = kind("services")
 INGRESSES = kind("ingresses", "networking.k8s.io")
 SLICES = kind("endpointslices", "discovery.k8s.io")
@@ -209,13 +210,16 @@ def activator_slice(fn: Obj, port: int) -> Obj:
             "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}
 
 
-def pool_deployment(replicas: int) -> Obj:
+def pool_daemonset() -> Obj:
+    """A generic worker on every node: a cold start takes the one on a node, whose DaemonSet
+    then starts the next one there (Fission's pool, per node as the issue asks)."""
     labels = {POOL_LABEL: "true", WORKER_LABEL: "true"}
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": POOL_DEPLOYMENT, "namespace": POOL_NS, "labels": {WORKER_LABEL: "true"}},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {POOL_LABEL: "true"}},
+    return {"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": POOL_NAME, "namespace": POOL_NS, "labels": {WORKER_LABEL: "true"}},
+            "spec": {"selector": {"matchLabels": {POOL_LABEL: "true"}},
                      "template": {"metadata": {"labels": labels}, "spec": {
                          "terminationGracePeriodSeconds": 5,
+                         "runtimeClassName": "process",  # the node's own Python, not an image
                          "containers": [{
                              "name": "worker", "image": "sendo/python-function",
                              "command": [sys.executable, "-m", "sendo.functions.invoker"],
@@ -294,7 +298,7 @@ class FunctionController(Controller):
                  pool_size: int = 1):
         self.tick = tick
         self.pool_size = pool_size
-        self._pool_applied: int | None = None
+        self._pool_applied: bool | None = None
         self._claimed: set[str] = set()  # workers specialised whose pool label is not yet off
         self._background: set[asyncio.Task] = set()
         self.now = now
@@ -659,19 +663,22 @@ class FunctionController(Controller):
 
     # ---------------------------------------------------------------- the warm pool
     async def _ensure_pool(self) -> None:
-        """Generic workers in kube-system while any Function exists (none in a cluster without one)."""
-        want = self.pool_size if self.fn_inf.list() else 0
+        """Generic workers in kube-system, one per node, while any Function exists (none in a
+        cluster without one)."""
+        want = bool(self.pool_size and self.fn_inf.list())
         if want == self._pool_applied:
             return
         if self._pool_applied is None:  # first pass: specialised workers of a previous run serve no one now
             for pod in self.worker_inf.list():
                 if (pod["metadata"].get("labels") or {}).get(BRIDGE_LABEL):
                     await self.client.delete(PODS, POOL_NS, pod["metadata"]["name"])
-        have = await self.client.get_or_none(DEPLOYMENTS, POOL_NS, POOL_DEPLOYMENT)
+            if await self.client.get_or_none(DEPLOYMENTS, POOL_NS, POOL_NAME) is not None:
+                await self.client.delete(DEPLOYMENTS, POOL_NS, POOL_NAME)  # the pool of older versions
+        have = await self.client.get_or_none(DAEMONSETS, POOL_NS, POOL_NAME)
         if have is None and want:
-            await self.client.create(DEPLOYMENTS, pool_deployment(want))
-        elif have is not None and (have.get("spec") or {}).get("replicas") != want:
-            await self.client.patch(DEPLOYMENTS, POOL_NS, POOL_DEPLOYMENT, {"spec": {"replicas": want}})
+            await self.client.create(DAEMONSETS, pool_daemonset())
+        elif have is not None and not want:
+            await self.client.delete(DAEMONSETS, POOL_NS, POOL_NAME)
         self._pool_applied = want
 
     def _pool_ready(self) -> list[Obj]:
@@ -683,7 +690,7 @@ class FunctionController(Controller):
 
     async def _claim_worker(self, key: str, later: Callable[[Callable[[], Any]], None],
                             first: FirstCall | None = None) -> Obj | None:
-        """Take a generic worker out of the pool (its ReplicaSet makes a new one) and give it this
+        """Take a generic worker out of the pool (its DaemonSet makes a new one) and give it this
         function's code; None when none is ready or the function cannot run on one."""
         fn = self.fn_inf.get(key)
         if fn is None or not self.pool_size:

@@ -111,6 +111,8 @@ class OwnerIndex:
         def on_event(typ: str, obj: Obj, old: Obj | None) -> None:
             self.update(typ, obj, old)
             queue_key(obj)
+            if old is not None and controller_uids(old, self.owner_kind) != controller_uids(obj, self.owner_kind):
+                queue_key(old)  # released (or adopted): the old owner counts again, as Kubernetes' updatePod
         return on_event
 
     def owned(self, owner_uid: str) -> list[Obj]:

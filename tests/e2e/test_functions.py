@@ -1,9 +1,10 @@
 """Functions (sendo.dev/v1alpha1) through one real `sendo up`, the real kubectl and the official
-`kubernetes` client (CustomObjectsApi): apply the issue's YAML and call it over the ingress path
-and the Service's cluster IP; a syntax error is refused naming the line; concurrency 2 with
-maxScale 1 takes 8 simultaneous requests with never more than 2 in the handler; the function
-scales to zero and the next request is held by the activator and answered; a cron trigger
-(`@every 3s`, as CronJobs accept it) fires; an event trigger fires once per ConfigMap change.
+`kubernetes` client (CustomObjectsApi): apply the issue's YAML and call it over the ingress path,
+the Service's cluster IP and the API's services proxy (`kubectl get --raw`); a syntax error
+is refused naming the line; concurrency 2 with maxScale 1 takes 8 simultaneous requests
+with never more than 2 in the handler; the function scales to zero and the next request
+is held by the activator and answered; a cron trigger (`@every 3s`, as CronJobs accept it)
+fires; an event trigger fires once per ConfigMap change.
 
 Functions write what they see to files of this test's directory (the process runtime runs
 them on this host), so the test observes invocations without a side channel of sendo's.
@@ -197,6 +198,9 @@ def test_functions(cluster, tmp_path):
     ip = cluster_ip(cluster, "hello")
     code, body = call(ip, hello_port, "GET", "/anything")
     assert code == 200 and json.loads(body) == {"hello": "world"}, body
+    # and through the API server's services proxy (`kubectl get --raw`, `kubectl proxy`)
+    raw = cluster.kubectl("get", "--raw", f"/api/v1/namespaces/default/services/hello:{hello_port}/proxy/anything")
+    assert json.loads(raw.stdout) == {"hello": "world"}, raw.stdout
     table = cluster.kubectl("get", "functions").stdout
     assert "URL" in table and "/functions/default/hello" in table, table
     explained = cluster.kubectl("explain", "functions.spec.concurrency", check=False)

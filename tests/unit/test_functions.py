@@ -286,12 +286,12 @@ async def test_reconcile_builds_the_function_then_rests(fake_api):
     c = fake_api.build(FunctionController)
     fake_api.add(FNS, stored_fn())
     writes = await fake_api.run(c, "default/f")
-    # the warm pool (there is a Function now), then the finalizer
-    assert [(w.method, w.path) for w in writes] == [("POST", "/apis/apps/v1/namespaces/kube-system/deployments"),
+    # the warm pool (there is a Function now: a generic worker per node), then the finalizer
+    assert [(w.method, w.path) for w in writes] == [("POST", "/apis/apps/v1/namespaces/kube-system/daemonsets"),
                                                     ("PATCH", FN_URL)]
     pool = writes[0].body
-    assert pool["spec"]["replicas"] == 1 and pool["spec"]["template"]["spec"]["containers"][0]["env"][1] == {
-        "name": "FUNCTION_GENERIC", "value": "1"}
+    assert pool["kind"] == "DaemonSet" and pool["spec"]["template"]["spec"]["runtimeClassName"] == "process"
+    assert pool["spec"]["template"]["spec"]["containers"][0]["env"][1] == {"name": "FUNCTION_GENERIC", "value": "1"}
     writes = await fake_api.run(c, "default/f")
     made = sorted((w.method, w.path.rsplit("/", 1)[-1]) for w in writes)
     assert made == [("PATCH", "status"), ("POST", "deployments"), ("POST", "endpointslices"),
@@ -336,8 +336,9 @@ async def test_deletion_removes_what_the_function_made_then_its_finalizer(fake_a
     assert writes[-1].method == "PATCH" and writes[-1].body["metadata"]["finalizers"] == []
     assert "default/f" not in c.state
     fake_api.fake.remove(FNS, "default", "f")
-    writes = await fake_api.run(c, "default/f")  # no Function left: the pool goes to zero
-    assert [(w.method, w.body) for w in writes] == [("PATCH", {"spec": {"replicas": 0}})]
+    writes = await fake_api.run(c, "default/f")  # no Function left: the pool goes
+    assert [(w.method, w.path) for w in writes] == [
+        ("DELETE", "/apis/apps/v1/namespaces/kube-system/daemonsets/sendo-function-pool")]
 
 
 async def test_failed_event_invocations_are_retried_then_given_up_with_an_event(fake_api, monkeypatch):
