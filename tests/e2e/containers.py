@@ -270,12 +270,14 @@ def engine_socket_elsewhere() -> bool:
 
 
 def podman_service_of(cluster: Cluster) -> int | None:
-    """PID of the `podman system service` sendo started on a socket in its data dir."""
+    """PID of the `podman system service` sendo started for its data dir: on a socket there, or
+    (a data dir too deep for a socket path) working in it with the socket in a short temp dir."""
     import psutil
     needle = str(cluster.data_dir)
-    for p in psutil.process_iter(["pid", "cmdline"]):
+    for p in psutil.process_iter(["pid", "cmdline", "cwd"]):
         cmd = p.info["cmdline"] or []
-        if "system" in cmd and "service" in cmd and any(needle in a for a in cmd):
+        if "system" in cmd and "service" in cmd and (any(needle in a for a in cmd)
+                                                      or (p.info["cwd"] or "").startswith(needle)):
             return p.info["pid"]
     return None
 

@@ -21,6 +21,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import tempfile
 import tarfile
 import time
 
@@ -28,6 +29,7 @@ import aiohttp
 
 from ...tasks import die_with_parent
 
+SUN_PATH_MAX = 107  # bytes of a unix socket path the kernel takes (sun_path, NUL included: 108)
 USUAL_SOCKETS = ("/var/run/docker.sock", "/run/podman/podman.sock")
 PING_TIMEOUT = 2.0
 SERVICE_START_DEADLINE = 30.0
@@ -74,7 +76,12 @@ class PodmanService:
     """`podman system service` run by the agent, on a socket of its own."""
 
     def __init__(self, state_dir: str):
+        self.state_dir = state_dir
         self.socket = os.path.join(state_dir, "podman.sock")
+        self._short_dir: str | None = None
+        if len(os.fsencode(self.socket)) > SUN_PATH_MAX:  # a deep data dir: bind would fail (EINVAL)
+            self._short_dir = tempfile.mkdtemp(prefix="sendo-podman-")
+            self.socket = os.path.join(self._short_dir, "podman.sock")
         self.log_path = os.path.join(state_dir, "podman-service.log")
         self.proc: subprocess.Popen | None = None
 
@@ -86,6 +93,7 @@ class PodmanService:
         podman = shutil.which("podman")
         if podman is None:
             raise EngineError("podman is not installed")
+        os.makedirs(os.path.dirname(self.socket), exist_ok=True)
         try:
             os.unlink(self.socket)  # left by a service that died with a previous agent
         except FileNotFoundError:
@@ -96,7 +104,7 @@ class PodmanService:
                                          # conmon, started by the service, writes an `oom` file
                                          # into its working directory when a container is
                                          # OOM-killed: the state dir, not where sendo was started
-                                         cwd=os.path.dirname(self.socket), start_new_session=True,
+                                         cwd=self.state_dir, start_new_session=True,
                                          preexec_fn=die_with_parent)
         deadline = time.monotonic() + SERVICE_START_DEADLINE
         while not await ping(self.url):
@@ -110,6 +118,9 @@ class PodmanService:
         proc, self.proc = self.proc, None
         if proc is not None:
             stop_child(proc, SERVICE_STOP_GRACE)
+        if self._short_dir is not None:
+            shutil.rmtree(self._short_dir, ignore_errors=True)
+            self._short_dir = None
 
     def _log_tail(self) -> str:
         try:
