@@ -151,7 +151,12 @@ def end_leftover_conmons(root: Path) -> list[int]:
 
 
 def run(argv: list[str], check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    for _attempt in range(3):
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        # podman's shared storage: another test's image removal can pull a layer from under
+        # a concurrent build or push ("image not known", "layer not known"); that one is retried
+        if r.returncode == 0 or "not known" not in r.stderr:
+            break
     if check:
         assert r.returncode == 0, f"{' '.join(argv)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
     return r
