@@ -39,6 +39,7 @@ import h11
 import orjson
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
+from ..kinds.discovery import SERVICE_NAME_LABEL
 from ..kinds.base import Resource
 from . import errors
 from .agentlink import AgentLink, agent_endpoint, node_agent
@@ -99,8 +100,6 @@ def pod_port(pod: dict, raw: str) -> int:
                 return int(p["containerPort"])
     return port_number(raw, f'pod "{pod["metadata"]["name"]}"')
 
-
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # an EndpointSlice's Service
 
 
 def pick_endpoint(endpoints: dict, port_name: str, service: str,

@@ -39,13 +39,13 @@ import logging
 import time
 from typing import Any, Iterable
 
+from ..kinds.discovery import SERVICE_NAME_LABEL
 from ..client import ApiError, kind
 from .base import Controller, split_key
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 CONTROLLER_NAME = "endpointslice-controller.k8s.io"
 MIRROR_CONTROLLER_NAME = "endpointslicemirroring-controller.k8s.io"

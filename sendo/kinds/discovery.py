@@ -15,6 +15,8 @@ from .printing import as_dict, as_list, dicts, name_of, object_age
 from .validation import (PROTOCOLS, KindStrategy, fits, get, invalid_value, is_dns1123_label, is_dns1123_subdomain,
                          is_label_value, is_qualified_name, is_type, type_invalid, validate_labels)
 
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # the Service an EndpointSlice belongs to
+
 ADDRESS_TYPES = ["FQDN", "IPv4", "IPv6"]
 MAX_ENDPOINTS = 1000
 MAX_ADDRESSES = 100

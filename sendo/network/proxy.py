@@ -59,6 +59,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from ..kinds.discovery import SERVICE_NAME_LABEL
 from ..client import Client, kind
 from ..client.events import EventRecorder
 from ..client.factory import InformerFactory
@@ -72,7 +73,6 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 Endpoint = tuple[str, int]
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_AFFINITY_SECONDS = 10800
 CONNECT_TIMEOUT = 3.0
 CONNECT_ATTEMPTS = 3
