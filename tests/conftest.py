@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -18,6 +19,38 @@ settings.register_profile("ci", deadline=None, suppress_health_check=_NOT_SPEED,
                           print_blob=True)
 settings.register_profile("dev", deadline=None, suppress_health_check=_NOT_SPEED)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def podman_storage_of_this_process():
+    """Podman's image and container store of this test process (one per xdist worker):
+    with one store for the machine, one worker's `podman rmi` pulled layers from under
+    another worker's concurrent `podman build` ("image not known"). The engine a test
+    cluster starts inherits it through the environment. A test may still choose its own.
+    Removed, with everything in it, when the session ends."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if os.environ.get("CONTAINERS_STORAGE_CONF"):  # set by whoever runs us: theirs to manage
+        yield
+        return
+    from tests.e2e.containers import empty_storage, end_leftover_conmons, own_storage
+    root = tempfile.mkdtemp(prefix="sendo-test-podman-")  # short: podman puts sockets under it
+    env = own_storage(Path(root))
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        del os.environ["CONTAINERS_STORAGE_CONF"]
+        if shutil.which("podman") and any(Path(root, "graph").iterdir() if Path(root, "graph").exists() else ()):
+            empty_storage(env)
+            end_leftover_conmons(Path(root))
+            mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+                      if line.split()[1].startswith(root + "/")]
+            for m in sorted(mounts, key=len, reverse=True):
+                subprocess.run(["umount", "-l", m], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

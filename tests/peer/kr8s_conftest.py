@@ -58,13 +58,16 @@ def _expire(signum, frame):
 
 
 def _bounded():
-    """Arm the alarm for one phase only: it must never fire while pytest itself reports."""
+    """Arm the alarm for one phase only: it must never fire while pytest itself reports.
+    It repeats every few seconds after the first expiry: a library that catches every
+    exception around its I/O (and retries) can swallow one TestTimeout, and a one-shot
+    alarm then never fires again (a CI run hung 20 minutes in test_deployment_scale)."""
     old = signal.signal(signal.SIGALRM, _expire)
-    signal.alarm(PEER_TEST_TIMEOUT)
+    signal.setitimer(signal.ITIMER_REAL, PEER_TEST_TIMEOUT, 2)
     try:
         return (yield)
     finally:
-        signal.alarm(0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
 
 
