@@ -422,6 +422,11 @@ class PodWorker:
                             ", ".join(f"Stopping container {c.name}" for c in running))
         await self.stop_containers(grace)
         if not self.gone:
+            # the final status first (containers terminated, Ready False, a terminal phase), as
+            # the kubelet's status manager posts it before the pod goes: a client waiting for
+            # Ready=False on a deleted pod sees it
+            await self._post_status()
+        if not self.gone:
             try:
                 await self.host.client.delete(kind("pods"), self.ns, self.name, gracePeriodSeconds=0,
                                                preconditions={"uid": self.uid})
@@ -638,7 +643,7 @@ class PodWorker:
         return st
 
     def _will_restart(self, c: Container) -> bool:
-        if self.evicted is not None:
+        if self.evicted is not None or self.terminating:
             return False
         if c.exit is None:
             return True

@@ -17,8 +17,9 @@ The API server terminates SPDY here and, per kubectl connection, opens a WebSock
 the agent of the pod's node (`/portForward/<ns>/<pod>?port=<p>`, node token; see
 `sendo/agent/portforward.py`), which dials `<podIP>:<p>` and relays bytes.
 
-The plain WebSocket channel protocol (``v4.channel.k8s.io`` / ``portforward.k8s.io``,
-`?ports=` in the URL, one connection per port, channel 2i = data and 2i+1 = error for
+The plain WebSocket channel protocol (``v4.channel.k8s.io`` / ``portforward.k8s.io``, or
+no subprotocol at all: the kubelet serves that as the same binary channels, and kr8s offers
+none; `?ports=` in the URL, one connection per port, channel 2i = data and 2i+1 = error for
 the i-th port, the first message on each channel carrying the port as two bytes little
 endian) is served too: the official Python client uses it.
 
@@ -657,6 +658,8 @@ async def websocket(server: AgentLink, scope, receive, send) -> None:
             protocol, ports = TUNNEL_PROTOCOL, []
         elif chosen := next((p for p in offered if p in CHANNEL_PROTOCOLS), None):
             protocol, ports = chosen, _ports(request)
+        elif not offered:  # no subprotocol: the binary channel protocol, as the kubelet serves it (kr8s)
+            protocol, ports = "", _ports(request)
         else:
             raise errors.bad_request(f"none of the offered WebSocket subprotocols {offered} is supported; "
                                      f"use {TUNNEL_PROTOCOL} or v4.channel.k8s.io")
@@ -672,7 +675,7 @@ async def websocket(server: AgentLink, scope, receive, send) -> None:
     async def open_tunnel(port: int) -> Tunnel:
         return await AgentTunnel.open(base_url, server.node_token, ns, name, port, node_name)
 
-    await send({"type": "websocket.accept", "subprotocol": protocol})
+    await send({"type": "websocket.accept", "subprotocol": protocol or None})
     if protocol == TUNNEL_PROTOCOL:
         async def send_bytes(data: bytes) -> None:
             await send({"type": "websocket.send", "bytes": data})

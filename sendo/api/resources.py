@@ -351,7 +351,10 @@ class ResourceAPI:
         if dry_run:
             return KV(kv.key, orjson.dumps(new), kv.mod_rev, kv.create_rev)
         meta = new["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not r.strategy.holds_deletion(new):
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not r.strategy.holds_deletion(new) \
+                and (old["metadata"].get("finalizers") or r.strategy.holds_deletion(old)):
+            # this update let go of the last thing that held a deleted object. Any other update
+            # of a deleted object keeps it (a pod in its grace period gets its final status)
             return await self.store.delete(kv.key, expected_rev=kv.mod_rev, data=stored(new))
         return await self.store.update(kv.key, stored(new), expected_rev=kv.mod_rev)
 

@@ -7,7 +7,9 @@ propagation lets go of its dependents (their references to it are removed), then
 its finalizer.
 
 The collector keeps an ownership graph (owner uid -> dependent uids) from the
-informers of the kinds it watches. It is level-triggered: after a restart the relist
+informers of the kinds it watches: the usual owner kinds from the start, and the kind
+of any other owner a dependent names once it looks that owner up (so the owner's
+deletion reaches its dependents, e.g. a Pod a client made a Service own). It is level-triggered: after a restart the relist
 finds every orphan again. An owner that is missing from the graph may simply be
 newer than the cache, so it is declared gone only after a direct GET answers 404
 (or finds another object with the same name).
@@ -213,6 +215,10 @@ class GarbageCollector(Controller):
         r = self.registry.by_kind(ref.get("apiVersion", ""), ref.get("kind", ""))
         if r is None:
             return SOLID  # a kind we cannot look up: never collect on a guess
+        if {"list", "watch"} <= set(r.verbs):
+            # watch the owner's kind from now on, as Kubernetes' collector watches every kind:
+            # its deletion must wake this dependent (a Pod a client made a Service own)
+            self.add_kind(r)
         try:
             found = await self.client.get(r, ns if r.namespaced else None, ref.get("name", ""))
         except ApiError as e:

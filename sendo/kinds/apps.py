@@ -504,7 +504,9 @@ STATEFULSET_PRINTER = Printer(
 
 
 class StatefulSetStrategy(WorkloadStrategy):
-    required_status = ("replicas",)
+    # availableReplicas is not omitempty in StatefulSetStatus either: `status.availableReplicas`
+    # reads 0 right after create (kr8s's wait on it fails on a missing field)
+    required_status = ("replicas", "availableReplicas")
 
     def default_spec(self, obj: Obj) -> None:
         spec = obj.get("spec")

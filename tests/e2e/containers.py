@@ -56,13 +56,14 @@ class Registry:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_registry(root: Path, user: str = "", password: str = "") -> Registry:
+def start_registry(root: Path, user: str = "", password: str = "", log_level: str = "warn") -> Registry:
     """Debian's `docker-registry` (the OCI distribution registry) on a free loopback port;
-    with basic auth (htpasswd, bcrypt) when a user is given."""
+    with basic auth (htpasswd, bcrypt) when a user is given. At log level "info" its log
+    (`registry.log` under root) has a line per request."""
     root.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     config = root / "config.yml"
-    text = (f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+    text = (f"version: 0.1\nlog:\n  level: {log_level}\nstorage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
             f"http:\n  addr: 127.0.0.1:{port}\n")
     if user:
         import warnings

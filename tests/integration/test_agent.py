@@ -2,6 +2,8 @@
 API (pods/log, status, Events) when the agent runs their pods."""
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import sys
 
@@ -240,3 +242,40 @@ async def test_a_restarted_agent_listens_on_its_port_of_last_time(server, client
             await a.stop(stop_pods=True)
             holder.close()
     assert ports[1] != ports[0] and ports[2] == ports[1], ports
+
+
+# Ends with exit code 0 on SIGTERM, as a server that shuts down cleanly does.
+GRACEFUL = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+time.sleep(60)
+"""
+
+
+async def test_a_deleted_pod_reports_its_final_status_before_it_goes(agent, client):
+    """As the kubelet does: the containers stopped, the pod is posted Ready=False with its
+    containers terminated and a terminal phase, and only then removed; a client waiting
+    for Ready=False on a deleted pod (kr8s's test_pod_wait_ready) sees it."""
+    await client.create(kind("pods"), pod("leaving", GRACEFUL), "default")
+    p = await running(client, "leaving")
+    seen: list[tuple[str, dict]] = []
+
+    async def watch() -> None:
+        async for typ, obj in client.watch(kind("pods"), "default", fieldSelector="metadata.name=leaving",
+                                           resourceVersion=p["metadata"]["resourceVersion"]):
+            seen.append((typ, obj))
+            if typ == "DELETED":
+                return
+    task = asyncio.create_task(watch())
+    try:
+        await client.delete(kind("pods"), "default", "leaving", gracePeriodSeconds=10)
+        await asyncio.wait_for(task, 60)
+    finally:
+        task.cancel()
+    final = [o for t, o in seen if t == "MODIFIED" and o["metadata"].get("deletionTimestamp")
+             and {c["type"]: c["status"] for c in o["status"]["conditions"]}.get("Ready") == "False"]
+    assert final, json.dumps([(t, o["metadata"]["resourceVersion"], o["status"]) for t, o in seen])[-3000:]
+    st = final[-1]["status"]
+    terminated = st["containerStatuses"][0]["state"]["terminated"]
+    assert st["phase"] == ("Succeeded" if terminated["exitCode"] == 0 else "Failed"), st
+    assert seen[-1][0] == "DELETED"

@@ -243,6 +243,11 @@ async def test_pod_deletion_is_graceful_when_bound(client):
     await client.delete(PODS, "default", "g1")  # bound: the agent must stop it first
     p = await client.get(PODS, "default", "g1")
     assert p["metadata"]["deletionTimestamp"] and p["metadata"]["deletionGracePeriodSeconds"] == 30
+    # the agent posts the final status during the grace period: the pod stays (a status
+    # update is not the last finalizer going) until the agent's delete with grace 0
+    await client.patch(PODS, "default", "g1", {"status": {"phase": "Failed"}}, sub="status")
+    p = await client.get(PODS, "default", "g1")
+    assert p["status"]["phase"] == "Failed" and p["metadata"]["deletionTimestamp"]
     await client.delete(PODS, "default", "g1", gracePeriodSeconds=0)
     assert await client.get_or_none(PODS, "default", "g1") is None
 

@@ -162,3 +162,15 @@ async def test_added_kind_is_collected(client, gc_loop):
     await client.create(CM, {"metadata": {"name": "cfg", "ownerReferences": [ref(rs)]}, "data": {}}, "default")
     await client.delete(RS, "default", "cfg-owner")
     await wait_until(lambda: gone(client, CM, "cfg"), what="configmap collected")
+
+
+async def test_a_dependent_of_an_owner_of_another_kind_goes_when_that_owner_goes(client, gc_loop):
+    """A Pod a client made a Service own (kr8s's `adopt`): once the collector has looked
+    that owner up it watches Services too, so the Service's deletion removes the Pod."""
+    svc = await client.create(kind("services"), {"metadata": {"name": "owner"},
+                                                "spec": {"ports": [{"port": 80}]}}, "default")
+    await make_pods(client, svc, n=1, prefix="adopted")
+    await wait_until(lambda: ("", "services") in gc_loop._watched, what="the collector watches Services")
+    assert await exists(client, PODS, "adopted-0")
+    await client.delete(kind("services"), "default", "owner")
+    await wait_until(lambda: gone(client, PODS, "adopted-0"), what="the adopted pod collected")

@@ -103,15 +103,17 @@ async def test_api_server_websocket_end_to_end(server, client, tmp_path):
             await ws.close()
             pumper.cancel()
 
-            # the Python client's protocol: v4.channel.k8s.io with ?ports=
-            ws = await http.ws_connect(url.format("web") + f"?ports={echo.port}", ssl=ctx, headers=auth,
-                                       protocols=["v4.channel.k8s.io"])
-            assert ws.protocol == "v4.channel.k8s.io"
-            port_le = struct.pack("<H", echo.port)
-            assert (await ws.receive_bytes()) == b"\x00" + port_le
-            assert (await ws.receive_bytes()) == b"\x01" + port_le
-            await ws.send_bytes(b"\x00hi there")
-            assert (await ws.receive_bytes()) == b"\x00hi there"
-            await ws.close()
+            # the Python client's protocol: v4.channel.k8s.io with ?ports=; and the same binary
+            # channels with no subprotocol at all (kr8s), as the kubelet serves them
+            for protocols in (["v4.channel.k8s.io"], []):
+                ws = await http.ws_connect(url.format("web") + f"?ports={echo.port}", ssl=ctx, headers=auth,
+                                           protocols=protocols)
+                assert ws.protocol == (protocols[0] if protocols else None)
+                port_le = struct.pack("<H", echo.port)
+                assert (await ws.receive_bytes()) == b"\x00" + port_le
+                assert (await ws.receive_bytes()) == b"\x01" + port_le
+                await ws.send_bytes(b"\x00hi there")
+                assert (await ws.receive_bytes()) == b"\x00hi there"
+                await ws.close()
     finally:
         await runner.cleanup()

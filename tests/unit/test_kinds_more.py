@@ -606,6 +606,8 @@ def test_statefulset_defaults_claim_mounts_and_printer():
     assert claim["spec"]["volumeMode"] == "Filesystem" and claim["status"] == {"phase": "Pending"}
     assert RES["StatefulSet"].strategy.validate(s) == []  # the mount names a claim template, not a volume
     assert "volumes" not in spec["template"]["spec"]
+    # not omitempty in Kubernetes: a client waiting on status.availableReplicas reads 0 at once
+    assert s["status"] == {"replicas": 0, "availableReplicas": 0}
     s["status"] = {"readyReplicas": 1}
     s["spec"]["replicas"] = 3
     assert row("StatefulSet", s) == {"Name": "db", "Ready": "1/3", "Age": "5m", "Containers": "db",
