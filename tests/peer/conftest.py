@@ -27,6 +27,8 @@ def run_suite(name: str, tmp_path: Path) -> None:
     suite = SUITES[name]
     if suite.standin_images:
         with standins.standin_cluster(tmp_path / "containers") as (cluster, registry):
+            if suite.system_pod:
+                standins.start_system_pod(cluster)
             got = run(suite, tmp_path / "suite", cluster.env())
             pulled = standins.pulled(registry)
         missing = {s.name for s in standins.STANDINS} - pulled

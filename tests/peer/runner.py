@@ -46,6 +46,7 @@ class Suite:
     deselect: tuple[str, ...] = ()  # tests whose outcome depends on the machine's speed, not on sendo
     timeout: float = 600.0  # for the whole suite
     standin_images: bool = False  # run against `sendo up --runtime docker` with local stand-in images (standins.py)
+    system_pod: bool = False  # a pod Running in kube-system first, as kind's system pods are (with standin_images)
 
 
 SUITES = {s.name: s for s in (
@@ -59,9 +60,17 @@ SUITES = {s.name: s for s in (
     Suite("kr8s", KR8S, ("kr8s",), ("kr8s/tests/test_api.py", "kr8s/tests/test_objects.py"),
           conftest="kr8s_conftest.py",
           # expects a 10 µs client timeout to expire: passes or fails with the machine's load
-          deselect=("kr8s/tests/test_api.py::test_api_timeout",),
+          deselect=("kr8s/tests/test_api.py::test_api_timeout",
+                    # kr8s's PortForward.start() returns the local port it picked (random, 10000-60000,
+                    # checked free by a connect only) as soon as it is set, before its background task
+                    # has bound it, and a failed bind there is not reported: now and then the test's first
+                    # GET to that local port is refused (httpx.ConnectError on 127.0.0.1, before any
+                    # traffic reaches the cluster); the other four port-forward tests pass
+                    "kr8s/tests/test_objects.py::test_pod_port_forward_start_stop"),
           # its pods run nginx, ubuntu and pause images: busybox stand-ins from a local registry
           standin_images=True,
+          # its listing tests expect pods that kind runs in kube-system
+          system_pod=True,
           timeout=900.0),
 )}
 

@@ -97,6 +97,24 @@ def pulled(registry: ct.Registry) -> set[str]:
     return out
 
 
+SYSTEM_POD = {
+    "apiVersion": "v1", "kind": "Pod",
+    "metadata": {"name": "sendo-system-standin", "namespace": "kube-system", "labels": {"app": "sendo-system-standin"}},
+    "spec": {"terminationGracePeriodSeconds": 1,
+             "containers": [{"name": "pause", "image": "gcr.io/google_containers/pause"}]},
+}
+
+
+def start_system_pod(cluster: Cluster, timeout: float = 120.0) -> None:
+    """One Running pod in kube-system (the pause stand-in), as a kind cluster runs CoreDNS and
+    kube-proxy there: kr8s's listing tests expect a cluster that already runs pods. sendo runs
+    its own system parts as processes, so a fresh `sendo up` has none."""
+    import json
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(SYSTEM_POD))
+    cluster.kubectl("wait", "-n", "kube-system", "--for=condition=Ready", f"pod/{SYSTEM_POD['metadata']['name']}",
+                    f"--timeout={int(timeout)}s", timeout=timeout + 30)
+
+
 @contextlib.contextmanager
 def standin_cluster(base: Path) -> Iterator[tuple[Cluster, ct.Registry]]:
     """`sendo up --runtime docker` on pod and service CIDRs of its own, its engine pulling
