@@ -1,7 +1,9 @@
 """Our root conftest for kr8s's own tests (their root conftest starts a kind cluster).
 
 `k8s_cluster` is the `sendo up` the peer runner started (`$KUBECONFIG`) with the real
-kubectl, shaped like the pytest-kind object the tests use. Every test is bounded
+kubectl, shaped like the pytest-kind object the tests use: `--runtime docker`, its images
+local busybox stand-ins named like the nginx, ubuntu and pause images the tests ask for
+(tests/peer/standins.py), and one pause pod in kube-system as kind's system pods. Every test is bounded
 (`PEER_TEST_TIMEOUT` s per phase, by SIGALRM): a test waiting for something sendo lacks fails
 instead of hanging the suite.
 """
