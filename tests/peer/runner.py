@@ -11,6 +11,14 @@ test's outcome.
 capability or defect it waits for. The run fails on a test that fails unlisted, on a
 listed test that passes (strict: the list can only shrink) and on a listed test that
 no longer exists.
+
+Suites: the official `kubernetes` client, `kubernetes_asyncio`, kr8s, and kopf (its e2e
+test runs each of its example operators, `examples/*/example.py`, with `kopf run`
+against the cluster, creating and deleting a custom object of its `examples/crd.yaml`).
+lightkube's e2e tests are not here: no lightkube sdist on PyPI ships them (1.0.1, the
+pinned one, and 1.0.0, 0.22.0, 0.21.0, 0.19.1, 0.17.2, 0.15.8, 0.10.0 were checked: the
+newer hold only `src/`, the older only mocked unit tests), nor does lightkube-models
+1.37.0.8; `e2e-tests/` lives only in lightkube's Git repository.
 """
 from __future__ import annotations
 
@@ -23,10 +31,13 @@ from pathlib import Path
 
 import yaml
 
-from .sdists import KR8S, KUBERNETES, KUBERNETES_ASYNCIO, Sdist, extract
+from .sdists import KOPF, KR8S, KUBERNETES, KUBERNETES_ASYNCIO, Sdist, extract
 
 HERE = Path(__file__).resolve().parent
 EXPECTED = HERE / "expected_failures.yaml"
+# one example operator's run: start, create, delete and stop waits of up to 10 s each
+# (the test's own), KopfRunner's 60 s thread join as the outer limit
+KOPF_BOUND = 45.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,7 @@ class Suite:
     conftest: str | None = None  # a conftest of ours for the suite (a file in this directory)
     deselect: tuple[str, ...] = ()  # tests whose outcome depends on the machine's speed, not on sendo
     timeout: float = 600.0  # for the whole suite
+    bound: float | None = None  # seconds per test phase, by our bounded.py plugin
 
 
 SUITES = {s.name: s for s in (
@@ -55,6 +67,10 @@ SUITES = {s.name: s for s in (
           deselect=("kr8s/tests/test_api.py::test_api_timeout",),
           # ~40 of its tests wait out their 20 s bound (pods of images): 600 s is too tight on a loaded machine
           timeout=1500.0),
+    Suite("kopf", KOPF, ("kopf", "tests/e2e", "examples"),
+          ("tests/e2e/test_examples.py", "examples/09-testing/test_example_09.py",
+           "examples/10-builtins/test_example_10.py", "examples/11-filtering-handlers/test_example_11.py"),
+          conftest="kopf_conftest.py", bound=KOPF_BOUND, timeout=600.0),
 )}
 
 
@@ -77,6 +93,8 @@ def prepare(suite: Suite, root: Path) -> None:
         shutil.copy(HERE / "e2e_base.py", d / "base.py")
     if suite.conftest:
         shutil.copy(HERE / suite.conftest, root / "conftest.py")
+    if suite.bound:
+        shutil.copy(HERE / "bounded.py", root / "peer_bounded.py")
     (root / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
 
 
@@ -86,7 +104,9 @@ def run(suite: Suite, root: Path, env: dict[str, str]) -> dict[str, Outcome]:
     report = root / "report.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:randomly",
            f"--junitxml={report}", "-o", "junit_family=xunit2", *(f"--deselect={t}" for t in suite.deselect),
-           *suite.tests]
+           *(("-p", "peer_bounded") if suite.bound else ()), *suite.tests]
+    if suite.bound:
+        env = {**env, "PEER_TEST_TIMEOUT": str(suite.bound)}
     log = root / "pytest.log"
     with open(log, "wb") as out:
         try:
