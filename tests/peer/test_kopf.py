@@ -5,6 +5,6 @@ import pytest
 from .conftest import run_suite
 
 
-@pytest.mark.timeout(900)  # a whole peer suite, on a loaded machine
+@pytest.mark.timeout(1200)  # a whole peer suite, on a loaded machine
 def test_kopf_suite(tmp_path):
     run_suite("kopf", tmp_path)
