@@ -12,9 +12,10 @@ capability or defect it waits for. The run fails on a test that fails unlisted, 
 listed test that passes (strict: the list can only shrink) and on a listed test that
 no longer exists.
 
-Suites: the official `kubernetes` client, `kubernetes_asyncio`, kr8s, and kopf (its e2e
-test runs each of its example operators, `examples/*/example.py`, with `kopf run`
-against the cluster, creating and deleting a custom object of its `examples/crd.yaml`).
+Suites: the official `kubernetes` client, `kubernetes_asyncio`, kr8s, and kopf (what its
+CI runs with `--only-e2e`: tests/e2e/test_examples.py runs each example operator of the
+sdist, `examples/*/example.py`, with `kopf run` while kubectl creates and deletes a custom
+object of its `examples/crd.yaml`, and examples 09, 10 and 11 run their own such tests).
 lightkube's e2e tests are not here: no lightkube sdist on PyPI ships them (1.0.1, the
 pinned one, and 1.0.0, 0.22.0, 0.21.0, 0.19.1, 0.17.2, 0.15.8, 0.10.0 were checked: the
 newer hold only `src/`, the older only mocked unit tests), nor does lightkube-models
