@@ -51,7 +51,9 @@ class ServerConfig:
     controllers: bool = True
     controller_names: str = "*"  # which loops run, as `--controllers` says (controlplane.select_controllers)
     controllers_in_process: bool = False  # run the loops in this process (tests, debugging)
-    idle_timeout: float = 5.0  # seconds a connection may wait for its next request
+    # seconds a connection may wait for its next request: Kubernetes' 90 s, longer than clients keep
+    # idle pooled connections (aiohttp 15 s, httpx 5 s), so a client never reuses one the server is closing
+    idle_timeout: float = 90.0
     first_request_timeout: float = 30.0  # seconds from the end of the TLS handshake to the first request
     handshake_timeout: float = 30.0  # seconds a client has to finish its TLS handshake
     max_connections: int = 0  # open client connections at most; 0: what the fd limit leaves room for

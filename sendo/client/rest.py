@@ -97,8 +97,8 @@ class ServerList:
 _NOT_SENT = (aiohttp.ClientConnectorError,)
 _DROPPED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 _SAFE_TO_REPEAT = frozenset({"GET", "HEAD", "OPTIONS"})
-# an idle pooled connection is closed here before the server's idle timeout
-# (ServerConfig.idle_timeout, 5 s) closes it there: otherwise a write reusing it as the server hangs up
+# an idle pooled connection is closed here well before the server's idle timeout
+# (ServerConfig.idle_timeout, 90 s) closes it there: otherwise a write reusing it as the server hangs up
 # fails with "Cannot write to closing transport", and a POST cannot be repeated safely
 KEEPALIVE_SECONDS = 3.0
 

@@ -207,6 +207,43 @@ async def test_a_tls_connection_that_sends_no_request_is_closed(tmp_path):
         assert await asyncio.to_thread(idle)
 
 
+async def test_an_idle_keepalive_connection_outlives_the_clients_own_idle_expiry(tmp_path):
+    """Clients pool connections and drop them after their own idle time (aiohttp 15 s,
+    httpx 5 s, Go 90 s). A server that closes first races the client's next request on
+    that connection: kopf's PATCH got ServerDisconnectedError with the server closing at
+    5 s. Kubernetes keeps an idle connection for 90 s; so does sendo by default."""
+    async with running(tmp_path) as s:
+        ctx = _client_context(s.cfg.data_dir)
+
+        def reuse_after_idle() -> tuple[bool, bytes]:
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", s.cfg.port), timeout=10),
+                                 server_hostname="127.0.0.1") as c:
+                assert _healthz(c).startswith(b"HTTP/1.1 200")
+                if _closed_by_peer(c, 7):  # past httpx's 5 s, into aiohttp's 15 s
+                    return True, b""
+                return False, _healthz(c)
+        closed, answer = await asyncio.to_thread(reuse_after_idle)
+        assert not closed, "the server closed a connection idle for 7 s"
+        assert answer.startswith(b"HTTP/1.1 200")
+
+
+def _healthz(c: ssl.SSLSocket) -> bytes:
+    """One keep-alive GET /healthz on c, its whole answer read (headers and Content-Length body)."""
+    c.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = c.recv(4096)
+        assert chunk, "connection closed before the answer"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        chunk = c.recv(4096)
+        assert chunk, "connection closed in the body"
+        body += chunk
+    return data
+
+
 async def test_connections_beyond_the_cap_are_closed_and_logged(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="sendo.serving")
     async with running(tmp_path, max_connections=2, idle_timeout=60, first_request_timeout=60) as s:

@@ -3,21 +3,19 @@
 `k8s_cluster` is the `sendo up` the peer runner started (`$KUBECONFIG`) with the real
 kubectl, shaped like the pytest-kind object the tests use: `--runtime docker`, its images
 local busybox stand-ins named like the nginx, ubuntu and pause images the tests ask for
-(tests/peer/standins.py), and one pause pod in kube-system as kind's system pods. Every test is bounded
-(`PEER_TEST_TIMEOUT` s per phase, by SIGALRM): a test waiting for something sendo lacks fails
+(tests/peer/standins.py), and one pause pod in kube-system as kind's system pods. Every test phase is
+bounded by the runner's bounded.py plugin: a test waiting for something sendo lacks fails
 instead of hanging the suite.
 """
 import gc
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-PEER_TEST_TIMEOUT = int(os.environ.get("PEER_TEST_TIMEOUT", "20"))
 
 
 class SendoCluster:
@@ -49,40 +47,3 @@ def k8s_cluster():
     if not os.environ.get("KUBECONFIG"):
         raise RuntimeError("KUBECONFIG is not set: the peer runner must point it at a running sendo")
     return SendoCluster()
-
-
-class TestTimeout(Exception):
-    pass
-
-
-def _expire(signum, frame):
-    raise TestTimeout(f"test ran past {PEER_TEST_TIMEOUT}s")
-
-
-def _bounded():
-    """Arm the alarm for one phase only: it must never fire while pytest itself reports.
-    It repeats every few seconds after the first expiry: a library that catches every
-    exception around its I/O (and retries) can swallow one TestTimeout, and a one-shot
-    alarm then never fires again (a CI run hung 20 minutes in test_deployment_scale)."""
-    old = signal.signal(signal.SIGALRM, _expire)
-    signal.setitimer(signal.ITIMER_REAL, PEER_TEST_TIMEOUT, 2)
-    try:
-        return (yield)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item):
-    return (yield from _bounded())
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
-    return (yield from _bounded())
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item, nextitem):
-    return (yield from _bounded())

@@ -17,6 +17,15 @@ are not the real images; nothing is pulled from the internet.
 capability or defect it waits for. The run fails on a test that fails unlisted, on a
 listed test that passes (strict: the list can only shrink) and on a listed test that
 no longer exists.
+
+Suites: the official `kubernetes` client, `kubernetes_asyncio`, kr8s, and kopf (what its
+CI runs with `--only-e2e`: tests/e2e/test_examples.py runs each example operator of the
+sdist, `examples/*/example.py`, with `kopf run` while kubectl creates and deletes a custom
+object of its `examples/crd.yaml`, and examples 09, 10 and 11 run their own such tests).
+lightkube's e2e tests are not here: no lightkube sdist on PyPI ships them (1.0.1, the
+pinned one, and 1.0.0, 0.22.0, 0.21.0, 0.19.1, 0.17.2, 0.15.8, 0.10.0 were checked: the
+newer hold only `src/`, the older only mocked unit tests), nor does lightkube-models
+1.37.0.8; `e2e-tests/` lives only in lightkube's Git repository.
 """
 from __future__ import annotations
 
@@ -29,10 +38,14 @@ from pathlib import Path
 
 import yaml
 
-from .sdists import KR8S, KUBERNETES, KUBERNETES_ASYNCIO, Sdist, extract
+from .sdists import KOPF, KR8S, KUBERNETES, KUBERNETES_ASYNCIO, Sdist, extract
 
 HERE = Path(__file__).resolve().parent
 EXPECTED = HERE / "expected_failures.yaml"
+# one example operator's run (22 s at most seen, 7-9 s typical): the test's own waits of up
+# to 10 s each for start, create, delete and stop, three kubectl calls of up to 10 s, and
+# KopfRunner's 60 s join of the operator's thread; the bound is for a hang, not a slow run
+KOPF_BOUND = 75.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,7 @@ class Suite:
     timeout: float = 600.0  # for the whole suite
     standin_images: bool = False  # run against `sendo up --runtime docker` with local stand-in images (standins.py)
     system_pod: bool = False  # a pod Running in kube-system first, as kind's system pods are (with standin_images)
+    bound: float | None = None  # seconds per test phase, by our bounded.py plugin
 
 
 SUITES = {s.name: s for s in (
@@ -71,7 +85,11 @@ SUITES = {s.name: s for s in (
           standin_images=True,
           # its listing tests expect pods that kind runs in kube-system
           system_pod=True,
-          timeout=900.0),
+          bound=20.0, timeout=900.0),
+    Suite("kopf", KOPF, ("kopf", "tests/e2e", "examples"),
+          ("tests/e2e/test_examples.py", "examples/09-testing/test_example_09.py",
+           "examples/10-builtins/test_example_10.py", "examples/11-filtering-handlers/test_example_11.py"),
+          conftest="kopf_conftest.py", bound=KOPF_BOUND, timeout=900.0),
 )}
 
 
@@ -94,6 +112,8 @@ def prepare(suite: Suite, root: Path) -> None:
         shutil.copy(HERE / "e2e_base.py", d / "base.py")
     if suite.conftest:
         shutil.copy(HERE / suite.conftest, root / "conftest.py")
+    if suite.bound:
+        shutil.copy(HERE / "bounded.py", root / "peer_bounded.py")
     (root / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
 
 
@@ -103,7 +123,9 @@ def run(suite: Suite, root: Path, env: dict[str, str]) -> dict[str, Outcome]:
     report = root / "report.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:randomly",
            f"--junitxml={report}", "-o", "junit_family=xunit2", *(f"--deselect={t}" for t in suite.deselect),
-           *suite.tests]
+           *(("-p", "peer_bounded") if suite.bound else ()), *suite.tests]
+    if suite.bound:
+        env = {**env, "PEER_TEST_TIMEOUT": str(suite.bound)}
     log = root / "pytest.log"
     with open(log, "wb") as out:
         try:

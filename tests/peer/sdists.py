@@ -42,6 +42,7 @@ KUBERNETES = Sdist("kubernetes", "37.0.2", "6967599ef976d0bb9c663c3621e690db0e26
 KUBERNETES_ASYNCIO = Sdist("kubernetes_asyncio", "36.1.0",
                            "6d979d82e5ebe490bea298e7843732a2336173236bae28e200434889443d4443")
 KR8S = Sdist("kr8s", "0.20.15", "484d5206bbebd48f8cc00dd3ed749d4419294d2f08cd50c6232114cf62ed6d3a")
+KOPF = Sdist("kopf", "1.45.2", "5baa180cfdebe1c5095d2a0a96d7d91825b6920541a0825c55719c36abb0054f")
 
 
 def cache_dir() -> Path:
