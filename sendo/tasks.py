@@ -90,3 +90,32 @@ def die_with_parent() -> None:
     import signal
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def install_profiler() -> None:
+    """With SENDO_PROFILE=<path prefix> set: profile this process's event loop thread with
+    cProfile from now on; `kill -USR2 <pid>` writes what was gathered since the last dump
+    to <prefix>.<pid>.<n>.prof (read it with `python -m pstats`) and starts afresh. For
+    finding where a process spends its CPU; off (and free) unless the variable is set."""
+    import os
+    prefix = os.environ.get("SENDO_PROFILE")
+    if not prefix:
+        return
+    import cProfile
+    import signal
+    state = {"profile": cProfile.Profile(), "n": 0}
+
+    def dump() -> None:
+        p = state["profile"]
+        p.disable()
+        state["n"] += 1
+        path = f"{prefix}.{os.getpid()}.{state['n']}.prof"
+        p.dump_stats(path)
+        log.warning("profile written to %s", path)
+        state["profile"] = cProfile.Profile()
+        state["profile"].enable()
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump)
+    except (NotImplementedError, RuntimeError):  # no signals here (not the main thread)
+        return
+    state["profile"].enable()

@@ -16,7 +16,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from ..tasks import install_task_dump
+from ..tasks import install_profiler, install_task_dump
 from . import users
 from .defaults import DEFAULT_DATA_DIR
 
@@ -52,6 +52,7 @@ def run(coro) -> None:
         factory = None
     async def main():
         install_task_dump()  # `kill -USR1 PID`: every task's stack on stderr
+        install_profiler()  # SENDO_PROFILE=<prefix>: cProfile, `kill -USR2 PID` writes it
         await coro
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())
