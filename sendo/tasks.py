@@ -94,7 +94,7 @@ def die_with_parent() -> None:
 
 def install_profiler() -> None:
     """With SENDO_PROFILE=<path prefix> set: profile this process's event loop thread with
-    cProfile from now on; `kill -USR2 <pid>` writes what was gathered since the last dump
+    cProfile (in CPU time) from now on; `kill -USR2 <pid>` writes what was gathered since the last dump
     to <prefix>.<pid>.<n>.prof (read it with `python -m pstats`) and starts afresh. For
     finding where a process spends its CPU; off (and free) unless the variable is set."""
     import os
@@ -103,19 +103,22 @@ def install_profiler() -> None:
         return
     import cProfile
     import signal
-    state = {"profile": cProfile.Profile(), "n": 0}
+    import time
+
+    def new() -> cProfile.Profile:  # CPU time of this thread: waits and the machine's other load do not count
+        p = cProfile.Profile(time.thread_time)
+        p.enable()
+        return p
+    profile, dumps = [new()], [0]
 
     def dump() -> None:
-        p = state["profile"]
-        p.disable()
-        state["n"] += 1
-        path = f"{prefix}.{os.getpid()}.{state['n']}.prof"
-        p.dump_stats(path)
+        profile[0].disable()
+        dumps[0] += 1
+        path = f"{prefix}.{os.getpid()}.{dumps[0]}.prof"
+        profile[0].dump_stats(path)
         log.warning("profile written to %s", path)
-        state["profile"] = cProfile.Profile()
-        state["profile"].enable()
+        profile[0] = new()
     try:
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump)
     except (NotImplementedError, RuntimeError):  # no signals here (not the main thread)
-        return
-    state["profile"].enable()
+        profile[0].disable()
