@@ -143,16 +143,16 @@ async def run(n: int, rounds: int, idle_s: float) -> dict:
         m1: dict[tuple, float] = {}
         span = up_s = ctl_s = 0.0
         for r in range(rounds):  # a node holds 110 pods: bursts of n, each cleared before the next
-            profile_mark(profiling, up, ctl)
             a = await counters(client)
+            profile_mark(profiling, up, ctl)
             t0, up0, ctl0 = time.monotonic(), cpu(up), cpu(ctl)
             seconds = await burst(client, n, r)
             log(f"round {r + 1}: {n} pods Running after {seconds:.1f} s")
             await asyncio.sleep(SETTLE_S)  # the writes that follow Running (events); /metrics is not read
             # inside the measured span: a scrape costs the server more than a pod
             t1, up1, ctl1 = time.monotonic(), cpu(up), cpu(ctl)
-            b = await counters(client)
             profile_mark(profiling, up, ctl)
+            b = await counters(client)
             span, up_s, ctl_s = span + t1 - t0, up_s + up1 - up0, ctl_s + ctl1 - ctl0
             for k, v in diff(b, a).items():
                 m1[k] = m1.get(k, 0) + v

@@ -506,8 +506,10 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_optio
     server = Server(cfg)
     with console.status("starting the API server…"):
         await _start_server(server)
+    # the agent's requests go to the API server's ASGI app in this process (client/local.py), not over HTTPS
     agent = Agent(AgentConfig(server=cfg.url, token=server.node_token, node_name=node_name, data_dir=data_dir,
-                              ca_pem=server.ca_pem, address=host, **(agent_options or {})))
+                              ca_pem=server.ca_pem, address=host, local_api=server.api.app,
+                              **(agent_options or {})))
     try:
         with console.status("starting the agent…"):
             await agent.start()
