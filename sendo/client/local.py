@@ -124,5 +124,9 @@ class LocalTransport:
 
     async def stream(self, method: str, url: str, params: dict | None, headers: dict[str, str]) -> LocalStream:
         s = LocalStream(self, self.scope(method, url, params, headers))
-        await s.started()
+        try:
+            await s.started()
+        except BaseException:  # refused, or the caller gave up waiting: nothing may go on streaming
+            await s.close()
+            raise
         return s
