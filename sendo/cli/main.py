@@ -16,7 +16,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from ..tasks import install_profiler, install_task_dump
+from ..tasks import install_profiler, install_task_dump, settle_heap
 from . import users
 from .defaults import DEFAULT_DATA_DIR
 
@@ -64,6 +64,7 @@ def _logging(verbose: bool) -> None:
 
 
 async def _until_signalled() -> None:
+    settle_heap()  # started: what is alive now lives as long as the process
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
