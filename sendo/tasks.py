@@ -90,3 +90,68 @@ def die_with_parent() -> None:
     import signal
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def install_profiler() -> None:
+    """With SENDO_PROFILE=<path prefix> set: profile this process's event loop thread with
+    cProfile (in CPU time) from now on; `kill -USR2 <pid>` writes what was gathered since the last dump
+    to <prefix>.<pid>.<n>.prof (read it with `python -m pstats`) and starts afresh. For
+    finding where a process spends its CPU; off (and free) unless the variable is set."""
+    import os
+    prefix = os.environ.get("SENDO_PROFILE")
+    if not prefix:
+        return
+    import cProfile
+    import signal
+    import time
+
+    def new() -> cProfile.Profile:  # CPU time of this thread: waits and the machine's other load do not count
+        p = cProfile.Profile(time.thread_time)
+        p.enable()
+        return p
+    profile, dumps = [new()], [0]
+    gc_time = _time_gc()  # the cyclic GC runs outside any Python frame: cProfile does not see it
+
+    def dump() -> None:
+        profile[0].disable()
+        dumps[0] += 1
+        path = f"{prefix}.{os.getpid()}.{dumps[0]}.prof"
+        profile[0].dump_stats(path)
+        log.warning("profile written to %s; garbage collection since the last: %s", path,
+                    ", ".join(f"gen{g} {n}x {s * 1000:.0f} ms" for g, (n, s) in enumerate(gc_time)))
+        for g in gc_time:
+            g[:] = [0, 0.0]
+        profile[0] = new()
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump)
+    except (NotImplementedError, RuntimeError):  # no signals here (not the main thread)
+        profile[0].disable()
+
+
+def _time_gc() -> list[list]:
+    """[collections, CPU seconds] per generation, counted from now by a gc callback."""
+    import gc
+    import time
+    totals: list[list] = [[0, 0.0] for _ in range(3)]
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.thread_time()
+        else:
+            t = totals[info["generation"]]
+            t[0] += 1
+            t[1] += time.thread_time() - started[0]
+    gc.callbacks.append(on_gc)
+    return totals
+
+
+def settle_heap() -> None:
+    """Once a long-running process has started (modules, schemas, caches loaded): collect
+    once, then move every object alive now out of the cyclic GC's reach (`gc.freeze`).
+    They live as long as the process; without this each full collection walks them all
+    again (~100 ms of CPU in `sendo up` during a burst of 100 pods, BENCHMARKS.md)."""
+    import gc
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)

@@ -23,6 +23,7 @@ from ..client import ApiError, Client, Informer, kind
 from ..client.events import EventRecorder
 from ..client.factory import InformerFactory
 from ..client.informer import obj_key
+from ..client.local import LocalTransport
 from ..kinds.cluster import CONTAINER_CIDR_ANNOTATION
 from ..kinds.meta import now_rfc3339
 from ..kinds.storage import STORAGE_DIR_ANNOTATION
@@ -72,6 +73,9 @@ class AgentConfig:
     node_lease_duration_seconds: int = LEASE_SECONDS
     container_service_cidr: str = ""  # docker runtime: the twins of the ClusterIPs ("" = 10.96.0.0/16)
     pods_api_url: str = ""  # where pods reach the API ($KUBERNETES_SERVICE_HOST/PORT); "": the first server
+    # `sendo up`: the API server runs in this process; its ASGI app, which the agent's requests then
+    # go to directly (client/local.py: same auth and answers, no TLS or HTTP framing). None: HTTPS
+    local_api: Any = None
 
     def runtime_names(self) -> list[str]:
         """The runtimes this agent opens: the default one, `process` (needs nothing) and
@@ -94,7 +98,8 @@ class Agent:
         # the node token speaks for the node named in X-Sendo-Node: user system:node:<name>, which
         # the node authorizer limits to this node's objects and its pods' Secrets and ConfigMaps
         self.client = Client(cfg.server, cfg.token, cfg.ca_pem, user_agent=f"sendo-agent/{cfg.node_name}",
-                             headers={NODE_HEADER: cfg.node_name})
+                             headers={NODE_HEADER: cfg.node_name},
+                             transport=LocalTransport(cfg.local_api) if cfg.local_api is not None else None)
         self.informers = InformerFactory(self.client)  # one watch per kind for the agent and its network services
         # runtime name (= RuntimeClass handler) -> runtime; the first is the node's default
         self.runtimes: dict[str, Runtime] = {n: open_runtime(n, self.dir, **cfg.runtime_options(n))

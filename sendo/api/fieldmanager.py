@@ -60,6 +60,8 @@ def schema_of(kind: str) -> Mapping[str, Any]:
 
 
 def _sub(spec: Any, name: str) -> Any:
+    if type(spec) is dict:  # nearly always; isinstance against Mapping is an ABC check, ~10x slower
+        return spec.get(name)
     return spec.get(name) if isinstance(spec, Mapping) else None
 
 

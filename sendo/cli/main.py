@@ -16,7 +16,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from ..tasks import install_task_dump
+from ..tasks import install_profiler, install_task_dump, settle_heap
 from . import users
 from .defaults import DEFAULT_DATA_DIR
 
@@ -52,6 +52,7 @@ def run(coro) -> None:
         factory = None
     async def main():
         install_task_dump()  # `kill -USR1 PID`: every task's stack on stderr
+        install_profiler()  # SENDO_PROFILE=<prefix>: cProfile, `kill -USR2 PID` writes it
         await coro
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())
@@ -63,6 +64,7 @@ def _logging(verbose: bool) -> None:
 
 
 async def _until_signalled() -> None:
+    settle_heap()  # started: what is alive now lives as long as the process
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -505,8 +507,10 @@ async def _up(cfg, node_name: str, manifests: list[Path], t0: float, agent_optio
     server = Server(cfg)
     with console.status("starting the API server…"):
         await _start_server(server)
+    # the agent's requests go to the API server's ASGI app in this process (client/local.py), not over HTTPS
     agent = Agent(AgentConfig(server=cfg.url, token=server.node_token, node_name=node_name, data_dir=data_dir,
-                              ca_pem=server.ca_pem, address=host, **(agent_options or {})))
+                              ca_pem=server.ca_pem, address=host, local_api=server.api.app,
+                              **(agent_options or {})))
     try:
         with console.status("starting the agent…"):
             await agent.start()

@@ -15,6 +15,7 @@ import orjson
 from ..kinds.base import Resource
 from ..kinds.registry import Registry, builtin_registry
 from ..pki import client_context
+from .local import LocalTransport
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -106,9 +107,11 @@ KEEPALIVE_SECONDS = 3.0
 class Client:
     def __init__(self, server: str | Sequence[str], token: str, ca_pem: bytes | None = None,
                  user_agent: str = "sendo", timeout: float = 30.0, headers: dict[str, str] | None = None,
-                 cert: tuple[str, str] | None = None):
+                 cert: tuple[str, str] | None = None, transport: LocalTransport | None = None):
         """``token``: a bearer token; or ``cert``: a client certificate (certificate file, key
-        file) the cluster CA signed, which names the user instead (the token is then "")."""
+        file) the cluster CA signed, which names the user instead (the token is then "").
+        ``transport``: the API server's ASGI app in this same process (local.py), which the
+        requests then go to directly instead of over HTTPS (`sendo up`'s agent)."""
         self.servers = ServerList(server)
         self.headers = dict(headers or {})  # sent with every request (an agent's X-Sendo-Node)
         if token:
@@ -118,6 +121,7 @@ class Client:
         self.user_agent = user_agent
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        self.transport = transport
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -166,16 +170,25 @@ class Client:
 
     async def _request(self, base: str, method: str, url: str, data: bytes | None, params: dict | None,
                        headers: dict | None) -> Any:
-        async with self.session.request(method, base + url, data=data, params=params, headers=headers,
-                                        timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
-            raw = await resp.read()
-            try:
-                parsed = orjson.loads(raw) if raw else None
-            except orjson.JSONDecodeError:
-                parsed = raw.decode(errors="replace")
-            if resp.status >= 400:
-                raise ApiError(resp.status, parsed)
-            return parsed
+        if self.transport is not None:
+            status, raw = await asyncio.wait_for(
+                self.transport.request(method, url, data, params and _params(params), self._headers(headers)),
+                self.timeout)
+        else:
+            async with self.session.request(method, base + url, data=data, params=params, headers=headers,
+                                            timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+                status, raw = resp.status, await resp.read()
+        try:
+            parsed = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            parsed = raw.decode(errors="replace")
+        if status >= 400:
+            raise ApiError(status, parsed)
+        return parsed
+
+    def _headers(self, extra: dict | None) -> dict[str, str]:
+        """What a request over HTTPS would carry, for the in-process transport."""
+        return {"User-Agent": self.user_agent, "Accept": "application/json", **self.headers, **(extra or {})}
 
     # ----------------------------------------------------------------- verbs
     async def get(self, r: Resource, ns: str | None, name: str, sub: str | None = None) -> Obj:
@@ -223,6 +236,17 @@ class Client:
     async def watch(self, r: Resource, ns: str | None = None, **params: Any) -> AsyncIterator[tuple[str, Obj]]:
         """Yield (type, object) until the server ends the stream. ERROR events raise ApiError."""
         params = _params({**params, "watch": "true"})
+        if self.transport is not None:
+            stream = await asyncio.wait_for(self.transport.stream("GET", path(r, ns), params, self._headers(None)),
+                                            self.timeout)
+            try:
+                if stream.status >= 400:
+                    raise ApiError(stream.status, orjson.loads(b"".join([c async for c in stream.chunks()]) or b"{}"))
+                async for ev in _events(stream.chunks()):
+                    yield ev
+            finally:
+                await stream.close()
+            return
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
 
         base = self.server
@@ -236,17 +260,17 @@ class Client:
             if resp.status >= 400:
                 raise ApiError(resp.status, orjson.loads(await resp.read() or b"{}"))
             try:
-                async for ev in _events(resp):
+                async for ev in _events(resp.content.iter_any()):
                     yield ev
             except (aiohttp.ClientPayloadError, *_DROPPED):
                 self.servers.failed(base)  # the server went away mid-stream: the next watch goes elsewhere
                 raise
 
 
-async def _events(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Obj]]:
-    """The (type, object) events of a watch response; ERROR events raise ApiError."""
+async def _events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, Obj]]:
+    """The (type, object) events of a watch response's body; ERROR events raise ApiError."""
     buf = b""
-    async for chunk in resp.content.iter_any():
+    async for chunk in chunks:
         buf += chunk
         while True:
             i = buf.find(b"\n")

@@ -248,6 +248,8 @@ def _spec_with_allowed_changes_undone(new: dict, old: dict, tolerations_ok: bool
 def validate_pod_update(new_pod: Obj, old_pod: Obj) -> list[Cause]:
     """A pod's spec is fixed once created, but for images, deadlines and added tolerations."""
     new, old = as_dict(new_pod.get("spec")), as_dict(old_pod.get("spec"))
+    if new == old:  # a status write or a metadata change: nothing below could object
+        return []
     tolerations = _check_tolerations_update(new, old)
     causes = _check_active_deadline_update(new, old) + tolerations + _check_node_name_update(new, old)
     munged = strip_nulls(_spec_with_allowed_changes_undone(new, old, not tolerations))

@@ -8,7 +8,6 @@ keeps every running pod's IP and never hands it to another pod.
 """
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import logging
 import os
@@ -114,7 +113,7 @@ class LoopbackSandboxes:
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         path = os.path.join(self.dir, f"{sb.id}.json")
         with open(path + ".tmp", "wb") as f:
-            f.write(orjson.dumps(dataclasses.asdict(sb)))
+            f.write(orjson.dumps(sb))  # a dataclass: orjson writes it as asdict would
         os.replace(path + ".tmp", path)  # a crash leaves the old record or the new one
 
 

@@ -454,7 +454,7 @@ class ProcessRuntime:
             "create_time": h.create_time,
             "start_ticks": entry.start_ticks,
             "started_at": h.started_at,
-            "spec": dataclasses.asdict(h.spec),
+            "spec": h.spec,  # orjson writes a dataclass as asdict would, without its deep copy
         }
         path = self._record_path(h.id)
         tmp = path + ".tmp"
