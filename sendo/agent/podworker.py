@@ -426,6 +426,9 @@ class PodWorker:
             # the kubelet's status manager posts it before the pod goes: a client waiting for
             # Ready=False on a deleted pod sees it
             await self._post_status()
+        # its resources go before the pod object does, as the kubelet waits for them to be
+        # reclaimed: once `kubectl delete --wait` returns, no tmpfs of the pod is mounted
+        await self.release()
         if not self.gone:
             try:
                 await self.host.client.delete(kind("pods"), self.ns, self.name, gracePeriodSeconds=0,
@@ -604,13 +607,18 @@ class PodWorker:
         c.post_start_pending = c.started = c.ready = False
         c.gate = None
 
-    async def cleanup(self) -> None:
-        """The pod is gone: its sandbox (and IP) is released, its files and logs removed."""
+    async def release(self) -> None:
+        """The pod's containers are stopped: its sandbox (and IP) is released, its volumes
+        unmounted and its files removed. Safe to call again."""
         if self.sandbox is not None and self.runtime is not None:
             await self.runtime.remove_pod_sandbox(self.sandbox.id)
             self.sandbox = None
         await unmount_all(self.pod_dir)  # tmpfs emptyDirs, before their files go
         shutil.rmtree(self.pod_dir, ignore_errors=True)
+
+    async def cleanup(self) -> None:
+        """The pod is gone: what `release` frees, and its logs."""
+        await self.release()
         shutil.rmtree(os.path.join(self.host.logs_dir, f"{self.ns}_{self.name}_{self.uid}"), ignore_errors=True)
 
     # ----------------------------------------------------------------- status
