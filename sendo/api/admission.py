@@ -349,9 +349,13 @@ class ServiceAllocator:
                 value = int(ipaddress.ip_address(c.value)) if claims is self.ip_claims else int(c.value)
                 return counts.get(value, 0) > 0 or claims.in_flight_elsewhere(c)
             return held
-        got = await asyncio.gather(*(claims.claim(value, res.key, busy(claims, counts))
-                                     for claims, value, counts in wanted))
-        return all(got)
+        # one at a time, in one order (addresses, then ports, each as the request listed them):
+        # claimed all at once, two servers' requests for the same address and port could each
+        # win one, fail on the other and, seeing the other's claim in flight, both give up
+        for claims, value, counts in wanted:
+            if not await claims.claim(value, res.key, busy(claims, counts)):
+                return False
+        return True
 
     # ----------------------------------------------------------------- what is taken
     async def _refresh(self) -> None:

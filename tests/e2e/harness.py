@@ -148,9 +148,14 @@ class Cluster:
         try:
             return p.wait(deadline)
         except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGUSR1)  # what each task waits for, into the log: why it did not stop
+            try:
+                p.wait(2)
+            except subprocess.TimeoutExpired:
+                pass
             p.kill()
             p.wait(10)
-            raise AssertionError(f"sendo up did not stop within {deadline}s of SIGTERM:\n" + self.log_tail())
+            raise AssertionError(f"sendo up did not stop within {deadline}s of SIGTERM:\n" + self.log_tail(200))
 
     def restart(self) -> None:
         rc = self.stop()
