@@ -156,7 +156,11 @@ def test_liveness_failure_restarts_the_container(cluster: Cluster):
     pod = poll(lambda: (p := _get(cluster, "live-web")) and _cs(p).get("restartCount", 0) >= 1 and p,
                40, what="restartCount 1 after the liveness probe failed")
     last = _cs(pod)["lastState"]["terminated"]
-    assert last["exitCode"] == 0 and last["reason"] == "Completed", last  # SIGTERM, handled: exit 0
+    if _cs(pod)["restartCount"] == 1:
+        assert last["exitCode"] == 0 and last["reason"] == "Completed", last  # SIGTERM, handled: exit 0
+    else:  # on a loaded machine the restarted one can fail its probes and be killed before python
+        # installed its SIGTERM handler (exit 143, signal 15): a kill by SIGTERM either way
+        assert (last["exitCode"], last["reason"]) in ((0, "Completed"), (143, "Error")), last
     assert _has_event(cluster, "live-web", "Unhealthy", "Liveness probe failed: HTTP probe failed with statuscode: 500")
     assert _has_event(cluster, "live-web", "Killing", "Container web failed liveness probe, will be restarted")
     out = cluster.kubectl("get", "events").stdout

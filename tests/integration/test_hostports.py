@@ -18,6 +18,12 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class Echo(asyncio.DatagramProtocol):
     def connection_made(self, transport):
         self.transport = transport
@@ -73,7 +79,7 @@ async def test_a_udp_host_port_relays_each_client_to_the_pod_and_back():
 
 
 async def test_a_protocol_other_than_tcp_or_udp_is_refused_and_nothing_stays_open():
-    tcp = free_udp_port()
+    tcp = free_tcp_port()  # free for TCP: a port free for UDP may be another process's TCP port
     ports = HostPorts("127.0.0.1")
     with pytest.raises(SandboxError, match="SCTP: only TCP and UDP"):
         await ports.open("sb", "127.0.0.2", [PortMapping(80, "TCP", "", tcp), PortMapping(81, "SCTP", "", 9)])

@@ -47,3 +47,36 @@ def k8s_cluster():
     if not os.environ.get("KUBECONFIG"):
         raise RuntimeError("KUBECONFIG is not set: the peer runner must point it at a running sendo")
     return SendoCluster()
+
+
+def _binds(port: int, address: str) -> bool:
+    import socket
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family) as s:
+        try:
+            s.bind((address, port))
+            return True
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def port_forward_ports_checked_by_binding():
+    """kr8s picks a random local port for a port-forward and checks it is free by connecting
+    to it. A port held by a socket that does not listen (an outgoing connection's; thousands
+    on a loaded test machine) passes that check, and kr8s's bind then fails (EADDRINUSE, seen
+    in a fresh-clone run). The port is checked here by binding it, which is what kr8s does
+    next; the client's port-forward itself is unchanged."""
+    import random
+
+    from kr8s._portforward import PortForward
+
+    def find(self) -> int:
+        while True:
+            port = random.randint(10000, 60000)
+            if all(_binds(port, a) for a in self.address):
+                return port
+    original = PortForward._find_available_port
+    PortForward._find_available_port = find
+    yield
+    PortForward._find_available_port = original
