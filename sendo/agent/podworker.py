@@ -436,7 +436,7 @@ class PodWorker:
             except ApiError as e:
                 if e.status != 409:  # 409: a newer pod of the same name; ours is gone already
                     raise
-        await self.cleanup()
+        self.remove_logs()
 
     async def stop_containers(self, grace: float) -> None:
         """Stop every container (preStop hook, SIGTERM, grace, SIGKILL), all at once."""
@@ -616,9 +616,8 @@ class PodWorker:
         await unmount_all(self.pod_dir)  # tmpfs emptyDirs, before their files go
         shutil.rmtree(self.pod_dir, ignore_errors=True)
 
-    async def cleanup(self) -> None:
-        """The pod is gone: what `release` frees, and its logs."""
-        await self.release()
+    def remove_logs(self) -> None:
+        """The pod is gone (and `release` has freed the rest): its logs go too."""
         shutil.rmtree(os.path.join(self.host.logs_dir, f"{self.ns}_{self.name}_{self.uid}"), ignore_errors=True)
 
     # ----------------------------------------------------------------- status
