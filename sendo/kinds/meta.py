@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+import time
 from typing import Any, Callable
 
 
@@ -43,9 +44,22 @@ def set_status_condition(status: dict, ctype: str, value: str, reason: str, mess
                   "message": message})
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
+def micro_time(t: float) -> str:
+    """A Kubernetes `MicroTime` (Events, Leases, audit) from epoch seconds: microsecond
+    precision. The formatted second is cached: an API server formats several per request
+    (audit), and strftime is most of the cost."""
+    global _second_cache
+    sec, us = divmod(round(t * 1e6), 1_000_000)
+    if _second_cache[0] != sec:
+        _second_cache = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{_second_cache[1]}.{us:06d}Z"
+
+
 def micro_now() -> str:
-    """A Kubernetes `MicroTime` (Events, Leases): microsecond precision."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return micro_time(time.time())
 
 
 def parse_time(s: str) -> dt.datetime:

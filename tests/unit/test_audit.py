@@ -96,3 +96,38 @@ def test_log_rotates_by_size_and_keeps_its_backups(tmp_path):
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     last = [json.loads(x) for x in path.read_text().splitlines()]
     assert last[-1]["n"] == 19
+
+
+async def test_lines_of_one_loop_turn_are_written_together_in_order(tmp_path):
+    """Inside an event loop a line waits for the end of the turn; nothing is lost or
+    reordered, and the next turn finds it on disk."""
+    import asyncio
+    path = tmp_path / "audit.log"
+    log = AuditLog(str(path))
+    for i in range(5):
+        log.write({"n": i})
+    assert path.read_text() == ""  # still this turn
+    await asyncio.sleep(0)
+    assert [json.loads(x)["n"] for x in path.read_text().splitlines()] == [0, 1, 2, 3, 4]
+    log.write({"n": 5})
+    log.close()  # close writes what is pending
+    assert json.loads(path.read_text().splitlines()[-1])["n"] == 5
+
+
+def test_audit_ids_are_distinct_version_4_uuids():
+    import uuid
+    from sendo.api.audit import new_audit_id
+    ids = [new_audit_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for a in ids[:200]:
+        u = uuid.UUID(a)
+        assert str(u) == a and u.version == 4 and u.variant == uuid.RFC_4122
+
+
+def test_micro_time_matches_the_datetime_formatting():
+    import datetime as dt
+    from sendo.kinds.meta import micro_time
+    for t in (0.0, 59.5, 1_733_280_000.25, 1_790_000_000.000001, 4_102_444_799.999):
+        want = dt.datetime.fromtimestamp(t, dt.timezone.utc)
+        got = dt.datetime.strptime(micro_time(t), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+        assert abs((got - want).total_seconds()) <= 1e-6, (t, micro_time(t))
