@@ -131,7 +131,7 @@ def test_an_image_pull_secret_opens_a_registry_with_basic_auth(docker_cluster, c
             st = (status(c, "without-secret").get("containerStatuses") or [{}])[0]
             w = (st.get("state") or {}).get("waiting") or {}
             return w if w.get("reason") in ("ErrImagePull", "ImagePullBackOff") else None
-        w = poll(refused, 60, what="without-secret refused by the registry")
+        w = poll(refused, 120, what="without-secret refused by the registry")
         assert image in w["message"] and "unauthorized" in w["message"].lower(), w
     finally:
         ct.remove_images_of(reg)

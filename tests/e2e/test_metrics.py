@@ -4,9 +4,10 @@ second): `kubectl top` and metrics.k8s.io through the official client, an HPA ma
 /metrics parsed with prometheus_client's parser and counting what the test did, the
 health checks with ?verbose, and `sendo status`.
 
-CPU thresholds: a pod that burns a core gets less than one here (two cores shared with
-other test runs), so "busy" means at least 300m in one of the samples polled for a minute,
-and "idle" at most 50m. Every burner stops when the test's stop file appears or after
+CPU thresholds: a pod that burns a core gets much less than one here (two cores shared
+with other test runs: at a load average of 30 it got 75m), so "busy" means at least 60m in
+one of the samples polled for a minute and a half, and "idle" (a sleeping process, 0m) at
+most 20m. Every burner stops when the test's stop file appears or after
 150 s, whichever is first, and the harness kills every pod process at the end.
 """
 from __future__ import annotations
@@ -124,16 +125,16 @@ def test_top_shows_a_burning_pod_and_an_idle_one(cluster, tmp_path):
         def top() -> dict[str, int] | None:
             r = cluster.kubectl("top", "pods", "--no-headers", check=False)
             rows = {line.split()[0]: millicores(line.split()[1]) for line in r.stdout.splitlines() if line.strip()}
-            assert rows.get("burner", 0) >= 300 and rows.get("idle", 10 ** 6) <= 50, rows
+            assert rows.get("burner", 0) >= 60 and rows.get("idle", 10 ** 6) <= 20, rows
             return rows
-        poll(top, timeout=90, interval=1.0, what="kubectl top pods: burner >= 300m, idle <= 50m")
+        poll(top, timeout=90, interval=1.0, what="kubectl top pods: burner >= 60m, idle <= 20m")
 
         out = cluster.kubectl("top", "pods", "--containers", "-A").stdout.splitlines()
         assert out[0].split() == ["NAMESPACE", "POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]
         assert any(line.split()[:3] == ["default", "burner", "burner"] for line in out[1:]), out
         node = cluster.kubectl_json("get", "nodes")["items"][0]["metadata"]["name"]
         nodes = cluster.kubectl("top", "nodes", "--no-headers").stdout.split()
-        assert nodes[0] == node and millicores(nodes[1]) >= 300 and nodes[2].endswith("%"), nodes
+        assert nodes[0] == node and millicores(nodes[1]) >= 60 and nodes[2].endswith("%"), nodes
 
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
