@@ -209,6 +209,7 @@ class ServiceProxy:
         self.nodes.add_handler(self._on_node)
         self._local_hosts: dict[str, bool] = {}  # host -> an address of this machine (one check per sync)
         self._session: aiohttp.ClientSession | None = None  # pod tunnels, opened with the first
+        self.refused_told: set[Via] = set()  # agents that refused a tunnel (logged once)
         self._slices_by_svc: dict[str, dict[str, Obj]] = {}
         self.listeners: dict[ListenKey, _Listener] = {}
         self.backends: dict[str, Backends] = {}
@@ -526,7 +527,10 @@ class _ClientSide(asyncio.Protocol):
                                                                   self.proxy.client.token, ep[0], ep[1], self),
                                                       TUNNEL_TIMEOUT)
             except (OSError, asyncio.TimeoutError) as e:
-                (log.warning if isinstance(e, TunnelRefused) else log.debug)(
+                refused = isinstance(e, TunnelRefused) and via not in self.proxy.refused_told
+                if refused:  # a token or podCIDR that does not match: said once per agent
+                    self.proxy.refused_told.add(via)
+                (log.warning if refused else log.debug)(
                     "service proxy: %s -> %s:%s failed: %s", self.listener.key, ep[0], ep[1], e)
                 tried.add(ep)
                 b.forget(client_ip, ep)

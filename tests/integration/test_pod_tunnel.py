@@ -21,7 +21,7 @@ from sendo.network.proxy import ServiceProxy
 from sendo.server import free_port
 from sendo.wire import TUNNEL_PATH
 from conftest import wait_until
-from tests.integration.test_proxy import TcpEcho, local, make_service, set_endpoints, who
+from tests.integration.test_proxy import SLICES, TcpEcho, local, make_service, set_endpoints, slice_body, who
 
 TOKEN = "node-token-of-this-test"
 NODES = kind("nodes")
@@ -140,5 +140,15 @@ async def test_a_service_endpoint_of_another_machine_is_reached_through_its_agen
         await sender
         w.close()
         assert len(got) == len(blob) and got == blob
+
+        # UDP is not tunnelled: a UDP port keeps to the endpoints this node reaches (its own, here)
+        near = local(f"127.{random.randrange(112, 120)}.{random.randrange(256)}.{random.randrange(2, 250)}")
+        await make_service(client, "farudp", sport, protocol="UDP")
+        body = slice_body("farudp", bport, [alive.ip, near], protocol="UDP", node="node-2")
+        body["endpoints"][1]["nodeName"] = "node-1"
+        await client.create(SLICES, body, "default")
+        udp = "default/farudp:p/UDP:cluster"
+        await wait_until(lambda: udp in proxy.backends and proxy.backends[udp].endpoints, what="the UDP backends")
+        assert proxy.backends[udp].endpoints == [(near, bport)] and not proxy.backends[udp].via
     finally:
         alive.close()
