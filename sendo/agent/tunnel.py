@@ -43,7 +43,7 @@ def check(token: str, pod_cidrs: PodCIDRs, request: web.Request) -> tuple[str, i
         addr = ipaddress.IPv4Address(raw_ip)
     except ValueError:
         return web.Response(status=400, text=f"invalid ip {raw_ip!r}: must be an IPv4 pod address")
-    if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
+    if not (raw_port.isascii() and raw_port.isdigit()) or not 0 < int(raw_port) < 65536:
         return web.Response(status=400, text=f"invalid port {raw_port!r}: must be a number from 1 to 65535")
     cidrs = pod_cidrs()
     if not any(addr in net for net in cidrs):

@@ -69,7 +69,10 @@ async def open_tunnel(session: aiohttp.ClientSession, via: Via, token: str, ip: 
     except aiohttp.ClientError as e:
         raise OSError(f"{where}: {e}") from e
     try:
-        msg = await ws.receive()
+        try:
+            msg = await ws.receive()
+        except aiohttp.ClientError as e:
+            raise OSError(f"{where}: {e}") from e
         if msg.type == aiohttp.WSMsgType.TEXT and msg.data == CONNECTED_MESSAGE:
             peer = TunnelPeer(ws, client)
             ws = None

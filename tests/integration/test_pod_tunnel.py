@@ -73,6 +73,7 @@ async def test_the_tunnel_refuses_strangers_and_addresses_outside_the_podcidr():
         assert await handshake_status(port, "pod-a", 80) == 400
         assert await handshake_status(port, inside.ip, 0) == 400
         assert await handshake_status(port, inside.ip, "http") == 400
+        assert await handshake_status(port, inside.ip, "\u00b2") == 400  # a digit to str.isdigit, not a port
         async with aiohttp.ClientSession() as s:  # not a WebSocket: a plain GET is refused too
             async with s.get(f"http://127.0.0.1:{port}{TUNNEL_PATH}", params={"ip": inside.ip, "port": inside.port},
                              headers={"Authorization": f"Bearer {TOKEN}"}) as r:
