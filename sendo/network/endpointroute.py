@@ -12,6 +12,7 @@ agent has not posted its address yet.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from typing import Any, Callable
@@ -24,15 +25,17 @@ Via = tuple[str, int]  # (host, port) of the agent to open the tunnel with
 def pod_cidrs(node: dict[str, Any]) -> list[ipaddress.IPv4Network]:
     """The IPv4 podCIDRs of a Node (spec.podCIDRs, else spec.podCIDR)."""
     spec = node.get("spec") or {}
-    out = []
-    for cidr in spec.get("podCIDRs") or [spec.get("podCIDR")]:
-        try:
-            net = ipaddress.ip_network(cidr or "")
-        except (TypeError, ValueError):
-            continue
-        if isinstance(net, ipaddress.IPv4Network):
-            out.append(net)
-    return out
+    return [net for cidr in spec.get("podCIDRs") or [spec.get("podCIDR")]
+            if isinstance(cidr, str) and (net := _ipv4_network(cidr)) is not None]
+
+
+@functools.lru_cache(maxsize=4096)  # the proxy asks for every endpoint of every sync: a few nodes' blocks
+def _ipv4_network(cidr: str) -> ipaddress.IPv4Network | None:
+    try:
+        net = ipaddress.ip_network(cidr)
+    except ValueError:
+        return None
+    return net if isinstance(net, ipaddress.IPv4Network) else None
 
 
 def tunnel_via(address: str, node_name: str | None, me: str, node: dict[str, Any] | None,
@@ -41,16 +44,14 @@ def tunnel_via(address: str, node_name: str | None, me: str, node: dict[str, Any
     Node is `node`), or None to dial it from here."""
     if not node_name or node_name == me or node is None:
         return None
+    where = agent_address(node)
+    if where is None or is_local(where[0]):  # first: nodes of this machine need no more look
+        return None
     try:
         ip = ipaddress.IPv4Address(address)
     except ValueError:
         return None
-    if not any(ip in net for net in pod_cidrs(node)):
-        return None
-    where = agent_address(node)
-    if where is None or is_local(where[0]):
-        return None
-    return where
+    return where if any(ip in net for net in pod_cidrs(node)) else None
 
 
 def is_local_address(host: str) -> bool:
