@@ -1,10 +1,12 @@
 """Wire details the API server and the agents share, kept below both so neither imports
 the other: the header naming an agent's node, how a query parameter's boolean is spelled (Go's `strconv.ParseBool`, which
-is what every Kubernetes client expects), and the messages of the port-forward tunnel
-between the API server and an agent's `/portForward` endpoint."""
+is what every Kubernetes client expects), the messages of the port-forward tunnel
+between the API server and an agent's `/portForward` endpoint, where a Node says its
+agent listens, and the pod tunnel a node's service proxy opens to another node's agent."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 import errno
 import os
 
@@ -48,3 +50,25 @@ def dial_error(ip: str, port: int, e: BaseException) -> str:
     if code == errno.ECONNREFUSED:
         reason = "connection refused"
     return f"dial tcp {ip}:{port}: connect: {reason}"
+
+
+def agent_address(node: dict[str, Any]) -> tuple[str, int] | None:
+    """(host, port) of a Node's agent: its InternalIP (else its Hostname) and
+    status.daemonEndpoints.kubeletEndpoint.Port, as kube-apiserver finds a kubelet; None
+    while the agent has not posted them."""
+    status = node.get("status") or {}
+    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+    addrs = {a.get("type"): a.get("address") for a in status.get("addresses") or [] if isinstance(a, dict)}
+    host = addrs.get("InternalIP") or addrs.get("Hostname")
+    return (str(host), port) if host and isinstance(port, int) and 0 < port < 65536 else None
+
+
+# ----------------------------------------------------------------- pod tunnel
+# A node's service proxy reaches a process pod of another node (a loopback address that
+# exists on that machine only) through that node's agent: a WebSocket upgrade of
+# `GET TUNNEL_PATH?ip=<pod IP>&port=<port>` with the node token. The agent dials only
+# addresses of its own podCIDR, then says CONNECTED_MESSAGE (or `error_message`) and the
+# WebSocket carries the connection as the port-forward tunnel does: binary messages are
+# bytes, EOF_MESSAGE a half-close, a close the end.
+TUNNEL_PATH = "/podTunnel"
+CONNECTED_MESSAGE = orjson.dumps({"connected": True}).decode()  # agent → proxy: the pod accepted

@@ -18,6 +18,7 @@ import psutil
 from aiohttp import web
 
 from .. import __version__
+from ..network.endpointroute import pod_cidrs
 from ..network.mirror import DNS_CLUSTER_IP, ServiceMirror
 from ..client import ApiError, Client, Informer, kind
 from ..client.events import EventRecorder
@@ -30,9 +31,9 @@ from ..kinds.storage import STORAGE_DIR_ANNOTATION
 from ..observe import METRICS_CONTENT_TYPE, Health, exposition
 from ..serving import remembered_port
 from ..tasks import DUMP_SECTIONS, stop_tasks
-from ..wire import NODE_HEADER
+from ..wire import NODE_HEADER, TUNNEL_PATH
 from . import logs as logfiles
-from . import podexec, portforward
+from . import podexec, portforward, tunnel
 from .env import service_links
 from .identity import PodIdentity
 from .lease import LEASE_SECONDS, RENEW_FRACTION, renew_node_lease
@@ -549,6 +550,7 @@ class Agent:
         app.router.add_get("/exec/{ns}/{pod}/{container}", podexec.handler(self.cfg.token, self.running_container))
         app.router.add_get("/attach/{ns}/{pod}/{container}",
                            podexec.handler(self.cfg.token, self.running_container, attach=True))
+        app.router.add_get(TUNNEL_PATH, tunnel.handler(self.cfg.token, self.pod_cidrs))
         for path in ("/healthz", "/livez", "/readyz", "/healthz/{check}", "/livez/{check}", "/readyz/{check}"):
             app.router.add_get(path, self._health)
         app.router.add_get("/metrics", self._metrics)
@@ -576,6 +578,10 @@ class Agent:
         if not w.pod_ip:
             raise LookupError(f'pod "{name}" has no IP yet')
         return w.pod_ip
+
+    def pod_cidrs(self) -> list[ipaddress.IPv4Network]:
+        """This node's podCIDRs (its process pods' loopback block), for the pod tunnel."""
+        return pod_cidrs(self.node or {})
 
     # ----------------------------------------------------------------- HTTP (health, metrics)
     async def _health(self, request: web.Request) -> web.Response:

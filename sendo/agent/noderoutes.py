@@ -31,7 +31,8 @@ Routes are marked with their own protocol number, so a restarted agent finds and
 reconciles those it made earlier.
 
 Process-runtime pods keep loopback IPs (spec.podCIDR, 127.x): those never leave their
-host, so they are reachable from their own node only.
+host, so by pod IP they are reachable from their own node only (Services reach them
+through their node's agent: network/tunnel.py).
 """
 from __future__ import annotations
 

@@ -61,8 +61,9 @@ async def handle(token: str, pod_address: PodAddress, request: web.Request) -> w
     return ws
 
 
-async def relay_to(ws: web.WebSocketResponse, ip: str, port: int) -> None:
-    """Dial ip:port and relay between it and the WebSocket until both sides are done."""
+async def relay_to(ws: web.WebSocketResponse, ip: str, port: int, connected: str | None = None) -> None:
+    """Dial ip:port and relay between it and the WebSocket until both sides are done;
+    `connected`, a text message sent once the dial succeeded (the pod tunnel's)."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), DIAL_TIMEOUT)
     except (OSError, asyncio.TimeoutError) as e:
@@ -70,6 +71,8 @@ async def relay_to(ws: web.WebSocketResponse, ip: str, port: int) -> None:
         await ws.close()
         return
     try:
+        if connected is not None:
+            await ws.send_str(connected)
         await relay(ws, reader, writer)
     finally:
         writer.close()

@@ -10,6 +10,7 @@ from typing import Any, Awaitable, Callable, Protocol, TypeVar
 import orjson
 
 from ..kinds.registry import Registry
+from ..wire import agent_address
 from .errors import APIError
 from .http import Request
 from .options import RequestOptions
@@ -45,13 +46,10 @@ async def deny_upgrade(send: Any, e: APIError) -> None:
 
 
 def agent_endpoint(node: dict) -> str:
-    status = node.get("status") or {}
-    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-    addrs = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
-    host = addrs.get("InternalIP") or addrs.get("Hostname")
-    if not port or not host:
+    where = agent_address(node)
+    if where is None:
         raise APIError(503, f"node {node['metadata']['name']} has no agent endpoint yet", "ServiceUnavailable")
-    return f"http://{host}:{port}"
+    return f"http://{where[0]}:{where[1]}"
 
 
 async def node_agent(server: AgentLink, node_name: str) -> str:

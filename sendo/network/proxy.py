@@ -32,6 +32,12 @@ endpoints: a flow per client address, with its own socket to the endpoint it pic
 closed after ``udp_idle_timeout`` without traffic, when its endpoint leaves the
 Service, or when the endpoint answers with ICMP port unreachable.
 
+**Process pods of other machines.** Their pod IPs are loopback addresses of their own
+machine (their node's podCIDR): a TCP connection to such an endpoint goes through the
+agent of its node, a WebSocket tunnel with the node token (``endpointroute.py`` decides,
+``tunnel.py`` relays with the same back-pressure and half-close). UDP is not tunnelled:
+a UDP Service port keeps to the endpoints this node can reach.
+
 Endpoint changes apply to new connections as soon as the informer sees them
 (milliseconds); established connections are never cut by one. A Service port that
 goes away closes its listeners (connections already made run on).
@@ -59,15 +65,20 @@ import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import aiohttp
+
 from ..kinds.discovery import SERVICE_NAME_LABEL
 from ..client import Client, kind
 from ..client.events import EventRecorder
 from ..client.factory import InformerFactory
 from ..client.informer import obj_key
 from ..tasks import stop_tasks
+from ..wire import agent_address
+from .endpointroute import Via, is_local_address, tunnel_via
 from .lbstatus import LoadBalancerStatus
 from .mirror import ServiceMirror
 from .resync import resync_loop
+from .tunnel import TunnelPeer, TunnelRefused, open_tunnel
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -75,6 +86,7 @@ Endpoint = tuple[str, int]
 
 DEFAULT_AFFINITY_SECONDS = 10800
 CONNECT_TIMEOUT = 3.0
+TUNNEL_TIMEOUT = 10.0  # the pod tunnel: a WebSocket upgrade to another node's agent, then its dial
 CONNECT_ATTEMPTS = 3
 BIND_RETRY = 10.0
 HOUSEKEEPING_EVERY = 5.0
@@ -103,8 +115,11 @@ class Backends:
         self.affinity_seconds: float | None = None
         self._affinity: dict[str, tuple[Endpoint, float]] = {}  # client IP -> (endpoint, expiry)
         self.active: dict[Endpoint, int] = {}  # open TCP connections per endpoint
+        self.via: dict[Endpoint, Via] = {}  # endpoints reached through another node's agent (TCP)
 
-    def set(self, endpoints: list[Endpoint], affinity_seconds: float | None) -> None:
+    def set(self, endpoints: list[Endpoint], affinity_seconds: float | None,
+            via: dict[Endpoint, Via] | None = None) -> None:
+        self.via = via or {}
         if endpoints != self.endpoints:
             self.endpoints = endpoints
             self._set = set(endpoints)
@@ -160,6 +175,12 @@ class _Listener:
             self.udp.close()
 
 
+class _Wanted(NamedTuple):
+    endpoints: list[Endpoint]
+    via: dict[Endpoint, Via]
+    affinity_seconds: float | None
+
+
 class _Desired(NamedTuple):
     service: str
     backends: str  # key into ServiceProxy.backends
@@ -183,6 +204,12 @@ class ServiceProxy:
         self.slices = self.informers.get(kind("endpointslices", "discovery.k8s.io"))
         self.services.add_handler(lambda t, o, old: self._dirty.set())
         self.slices.add_handler(self._on_slice)
+        # where other nodes' agents are and their podCIDRs: the endpoints reached through them
+        self.nodes = self.informers.get(kind("nodes"))
+        self.nodes.add_handler(self._on_node)
+        self._local_hosts: dict[str, bool] = {}  # host -> an address of this machine (one check per sync)
+        self._session: aiohttp.ClientSession | None = None  # pod tunnels, opened with the first
+        self.refused_told: set[Via] = set()  # agents that refused a tunnel (logged once)
         self._slices_by_svc: dict[str, dict[str, Obj]] = {}
         self.listeners: dict[ListenKey, _Listener] = {}
         self.backends: dict[str, Backends] = {}
@@ -203,7 +230,7 @@ class ServiceProxy:
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self, timeout: float = 30.0) -> None:
-        await self.informers.start(self.services, self.slices, timeout=timeout)
+        await self.informers.start(self.services, self.slices, self.nodes, timeout=timeout)
         # a shared informer may have listed before our handler was added (the agent's DNS
         # starts it first): take what its cache already holds
         for es in self.slices.list():
@@ -220,6 +247,8 @@ class ServiceProxy:
         self.listeners.clear()
         for conn in list(self._conns):
             conn.abort()
+        if self._session is not None:
+            await self._session.close()
         if self._own_informers:
             await self.informers.stop()
         if self._own_recorder:
@@ -250,10 +279,25 @@ class ServiceProxy:
             self._slices_by_svc.setdefault(f"{es['metadata']['namespace']}/{svc}", {})[es["metadata"]["name"]] = es
         self._dirty.set()
 
+    def _on_node(self, typ: str, node: Obj, old: Obj | None) -> None:
+        """A node's podCIDR or agent address changes where its endpoints are reached (not its heartbeats)."""
+        if typ != "MODIFIED" or old is None or _route_facts(node) != _route_facts(old):
+            self._dirty.set()
+
+    def tunnel_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        return self._session
+
     # ----------------------------------------------------------------- desired state
-    def _endpoints_of(self, svc_key: str, port_name: str, protocol: str, local_only: bool) -> list[Endpoint]:
+    def _endpoints_of(self, svc_key: str, port_name: str, protocol: str,
+                      local_only: bool) -> tuple[list[Endpoint], dict[Endpoint, Via]]:
+        """The endpoints to balance over, and those of them reached through another node's
+        agent (process pods of other machines, endpointroute.py): TCP only; UDP keeps to
+        the endpoints it can reach from here."""
         ready: set[Endpoint] = set()
         fallback: set[Endpoint] = set()  # serving while terminating
+        via: dict[Endpoint, Via] = {}
         for es in (self._slices_by_svc.get(svc_key) or {}).values():
             if es.get("addressType", "IPv4") != "IPv4":
                 continue
@@ -269,6 +313,12 @@ class ServiceProxy:
                     continue
                 if local_only and ep.get("nodeName") != self.node_name:
                     continue
+                node_name = ep.get("nodeName")
+                agent = self._tunnel_via(addrs[0], node_name) if node_name and node_name != self.node_name else None
+                if agent is not None:
+                    if protocol != "TCP":
+                        continue
+                    via[(addrs[0], number)] = agent
                 cond = ep.get("conditions") or {}
                 is_ready = cond.get("ready") is not False
                 serving = cond.get("serving", cond.get("ready")) is not False
@@ -276,12 +326,23 @@ class ServiceProxy:
                     ready.add((addrs[0], number))
                 elif serving and cond.get("terminating"):
                     fallback.add((addrs[0], number))
-        return sorted(ready or fallback, key=_ep_order)
+        chosen = sorted(ready or fallback, key=_ep_order)
+        return chosen, {ep: via[ep] for ep in chosen if ep in via}
 
-    def _desired(self) -> tuple[dict[ListenKey, _Desired], dict[str, tuple[list[Endpoint], float | None]],
-                                list[tuple[Obj, ListenKey, str]]]:
+    def _tunnel_via(self, address: str, node_name: str) -> Via | None:
+        """The agent that reaches `address` of node `node_name`, when this host cannot."""
+        return tunnel_via(address, node_name, self.node_name, self.nodes.get(node_name), self._is_local)
+
+    def _is_local(self, host: str) -> bool:
+        hit = self._local_hosts.get(host)
+        if hit is None:
+            hit = self._local_hosts[host] = is_local_address(host)
+        return hit
+
+    def _desired(self) -> tuple[dict[ListenKey, _Desired], dict[str, _Wanted], list[tuple[Obj, ListenKey, str]]]:
         listeners: dict[ListenKey, _Desired] = {}
-        backends: dict[str, tuple[list[Endpoint], float | None]] = {}
+        backends: dict[str, _Wanted] = {}
+        self._local_hosts = {}  # agents' addresses that are this host's, asked once per sync
         conflicts: list[tuple[Obj, ListenKey, str]] = []
         services = sorted(self.services.list(),
                           key=lambda s: (s["metadata"].get("creationTimestamp") or "", obj_key(s)))
@@ -322,15 +383,17 @@ class ServiceProxy:
 
                 if ips and isinstance(number, int):
                     bkey = f"{key}:{pname}/{proto}:cluster"
-                    backends[bkey] = (self._endpoints_of(key, pname, proto,
-                                                         spec.get("internalTrafficPolicy") == "Local"), affinity)
+                    backends[bkey] = _Wanted(*self._endpoints_of(key, pname, proto,
+                                                                 spec.get("internalTrafficPolicy") == "Local"),
+                                             affinity)
                     for ip in ips:  # and its twin, for pods in their own network namespace (mirror.py)
                         for addr in [ip, *(self.mirror.twins(ip) if self.mirror else [])]:
                             want(ListenKey(proto, addr, number), bkey)
                 if external:
                     bkey = f"{key}:{pname}/{proto}:external"
-                    backends[bkey] = (self._endpoints_of(key, pname, proto,
-                                                         spec.get("externalTrafficPolicy") == "Local"), affinity)
+                    backends[bkey] = _Wanted(*self._endpoints_of(key, pname, proto,
+                                                                 spec.get("externalTrafficPolicy") == "Local"),
+                                             affinity)
                     if isinstance(port.get("nodePort"), int) and port["nodePort"]:
                         want(ListenKey(proto, self.node_ip, port["nodePort"]), bkey)
                     if stype == "LoadBalancer" and not spec.get("loadBalancerClass") and isinstance(number, int):
@@ -341,11 +404,11 @@ class ServiceProxy:
     async def sync(self) -> None:
         """Make the listeners and backends match the Services and EndpointSlices in the caches."""
         want, backends, conflicts = self._desired()
-        for bkey, (eps, affinity) in backends.items():
+        for bkey, (eps, via, affinity) in backends.items():
             b = self.backends.get(bkey)
             if b is None:
                 b = self.backends[bkey] = Backends(bkey)
-            b.set(eps, affinity)
+            b.set(eps, affinity, via)
         for lk in [lk for lk in self.listeners if lk not in want]:
             log.info("service proxy: closing %s (%s)", lk, self.listeners[lk].service)
             self.listeners.pop(lk).close()
@@ -431,7 +494,7 @@ class _ClientSide(asyncio.Protocol):
     def __init__(self, proxy: "ServiceProxy", lst: "_Listener"):
         self.proxy, self.listener = proxy, lst
         self.transport: asyncio.Transport | None = None
-        self.peer: _UpstreamSide | None = None
+        self.peer: _UpstreamSide | TunnelPeer | None = None
         self.endpoint: Endpoint | None = None
         self.early: list[bytes] = []  # bytes that arrived before the upstream connected
         self.eof = False
@@ -453,21 +516,32 @@ class _ClientSide(asyncio.Protocol):
             ep = b.pick(client_ip, tried)
             if ep is None or self.closed:
                 break
+            via = b.via.get(ep)
+            upstream: _UpstreamSide | TunnelPeer
             try:
-                _, upstream = await asyncio.wait_for(
-                    loop.create_connection(lambda: _UpstreamSide(self), ep[0], ep[1]), CONNECT_TIMEOUT)
+                if via is None:
+                    _, upstream = await asyncio.wait_for(
+                        loop.create_connection(lambda: _UpstreamSide(self), ep[0], ep[1]), CONNECT_TIMEOUT)
+                else:  # a process pod of another machine: through its node's agent (tunnel.py)
+                    upstream = await asyncio.wait_for(open_tunnel(self.proxy.tunnel_session(), via,
+                                                                  self.proxy.client.token, ep[0], ep[1], self),
+                                                      TUNNEL_TIMEOUT)
             except (OSError, asyncio.TimeoutError) as e:
-                log.debug("service proxy: %s -> %s:%s failed: %s", self.listener.key, ep[0], ep[1], e)
+                refused = isinstance(e, TunnelRefused) and via not in self.proxy.refused_told
+                if refused:  # a token or podCIDR that does not match: said once per agent
+                    self.proxy.refused_told.add(via)
+                (log.warning if refused else log.debug)(
+                    "service proxy: %s -> %s:%s failed: %s", self.listener.key, ep[0], ep[1], e)
                 tried.add(ep)
                 b.forget(client_ip, ep)
                 continue
             if self.closed:  # the client went away while we connected
-                upstream.transport.close()
+                upstream.close()
                 return
             self.peer, self.endpoint = upstream, ep
             b.active[ep] = b.active.get(ep, 0) + 1
             for data in self.early:
-                upstream.transport.write(data)
+                upstream.write(data)
             self.early = []
             if self.eof:
                 upstream.half_close()
@@ -481,7 +555,7 @@ class _ClientSide(asyncio.Protocol):
         if self.peer is None:  # a loop may deliver what was already read before pausing
             self.early.append(data)
         else:
-            self.peer.transport.write(data)
+            self.peer.write(data)
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -498,11 +572,11 @@ class _ClientSide(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.peer is not None:
-            self.peer.transport.pause_reading()
+            self.peer.pause_reading()
 
     def resume_writing(self) -> None:
         if self.peer is not None:
-            self.peer.transport.resume_reading()
+            self.peer.resume_reading()
 
     def connection_lost(self, exc) -> None:
         self.closed = True
@@ -516,7 +590,7 @@ class _ClientSide(asyncio.Protocol):
                 b.active.pop(self.endpoint, None)
             self.endpoint = None
         if self.peer is not None:
-            (self.peer.transport.abort if exc else self.peer.transport.close)()
+            self.peer.close(abort=exc is not None)
 
     def abort(self, reset: bool = False) -> None:
         """Close now; with reset, a RST so the client sees 'connection reset' at once."""
@@ -554,6 +628,19 @@ class _UpstreamSide(asyncio.Protocol):
             self.transport.close()
         else:
             self.transport.write_eof()
+
+    # what the client side calls (TunnelPeer has the same)
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
+
+    def close(self, abort: bool = False) -> None:
+        (self.transport.abort if abort else self.transport.close)()
 
     def pause_writing(self) -> None:
         self.client.transport.pause_reading()
@@ -677,6 +764,11 @@ def _ep_order(ep: Endpoint) -> tuple:
         return (int(ipaddress.ip_address(ep[0])), ep[1])
     except ValueError:
         return (0, ep[1])
+
+
+def _route_facts(node: Obj) -> tuple:
+    return ((node.get("spec") or {}).get("podCIDR"), (node.get("spec") or {}).get("podCIDRs"),
+            agent_address(node))
 
 
 def _bind_error(e: OSError, lk: ListenKey) -> str:
