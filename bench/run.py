@@ -20,16 +20,16 @@ import time
 
 import psutil
 
-from bench.harness import Cluster, percentile, start_hollow, start_server, wait_for
+from bench.harness import Cluster, hollow_agent, percentile, start_hollow, start_server, tree_rss_mb, wait_for
 from sendo.client import kind
 
 PODS, DEPLOY, NODES, CM = kind("pods"), kind("deployments", "apps"), kind("nodes"), kind("configmaps")
 FULL = dict(http_rate=1000, http_count=5000, endpoint_changes=10, dns_seconds=3, hollow_nodes=1000, deployments=100, replicas=100, sched_nodes=1000, sched_pods=5000,
             start_pods=100, steady_rate=300, steady_count=3000, max_seconds=5, max_writers=64,
-            watchers=1000, watch_writes=5, sqlite_seconds=2)
+            watchers=10_000, watch_writes=5, sqlite_seconds=2, ha_servers=3)
 TINY = dict(http_rate=50, http_count=50, endpoint_changes=1, dns_seconds=0.3, hollow_nodes=5, deployments=2, replicas=3, sched_nodes=5, sched_pods=20, start_pods=5,
             steady_rate=50, steady_count=50, max_seconds=1, max_writers=4, watchers=5, watch_writes=2,
-            sqlite_seconds=0.2)
+            sqlite_seconds=0.2, ha_servers=3)
 
 
 def log(msg: str) -> None:
@@ -319,28 +319,46 @@ async def bench_scale(size: dict, root: str, figures: dict) -> None:
         t0 = time.monotonic()
         hollow = start_hollow(c, size["hollow_nodes"], d)
         log(f"{size['hollow_nodes']} hollow nodes registered in {time.monotonic() - t0:.1f}s")
-        total = size["deployments"] * size["replicas"]
-        running: set[str] = set()
-        done = asyncio.Event()
+        took = await deployments_running(client, size)
+        figures["pods_10k_on_1k_hollow_nodes_s"] = round(took, 2)
+        figures["server_rss_10k_pods_mb"] = round(c.server.rss_mb(), 1)
+        figures["control_plane_rss_10k_pods_mb"] = round(c.server.tree_rss_mb(), 1)
+        log(f"{size['deployments'] * size['replicas']} pods Running on {size['hollow_nodes']} hollow nodes in "
+            f"{took:.2f}s; server RSS {figures['server_rss_10k_pods_mb']} MB, with its controllers "
+            f"{figures['control_plane_rss_10k_pods_mb']} MB")
+    finally:
+        await client.close()
+        if hollow:
+            hollow.stop()
+        c.server.stop()
 
-        async def watch():
-            async for typ, pod in client.watch(PODS, "default", resourceVersion="0"):
-                if (pod.get("status") or {}).get("phase") == "Running":
-                    running.add(pod["metadata"]["name"])
-                    if len(running) >= total:
-                        done.set()
-                        return
-        w = asyncio.create_task(watch())
-        sem = asyncio.Semaphore(32)
 
-        async def create(i: int):
-            body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"d{i}"},
-                    "spec": {"replicas": size["replicas"], "selector": {"matchLabels": {"app": f"d{i}"}},
-                             "template": {"metadata": {"labels": {"app": f"d{i}"}},
-                                          "spec": {"containers": [{"name": "c", "image": "none", "command": ["x"],
-                                                                   "resources": {"requests": {"cpu": "10m"}}}]}}}}
-            async with sem:
-                await client.create(DEPLOY, body, "default")
+async def deployments_running(client, size: dict, stuck_after: float = 120.0) -> float:
+    """Create DEPLOYMENTS Deployments of REPLICAS pods at once; seconds until a watch has
+    seen every pod Running. Fails once no pod turned Running for ``stuck_after`` seconds."""
+    total = size["deployments"] * size["replicas"]
+    running: set[str] = set()
+    done = asyncio.Event()
+
+    async def watch():
+        async for typ, pod in client.watch(PODS, "default", resourceVersion="0"):
+            if (pod.get("status") or {}).get("phase") == "Running":
+                running.add(pod["metadata"]["name"])
+                if len(running) >= total:
+                    done.set()
+                    return
+    w = asyncio.create_task(watch())
+    sem = asyncio.Semaphore(32)
+
+    async def create(i: int):
+        body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"d{i}"},
+                "spec": {"replicas": size["replicas"], "selector": {"matchLabels": {"app": f"d{i}"}},
+                         "template": {"metadata": {"labels": {"app": f"d{i}"}},
+                                      "spec": {"containers": [{"name": "c", "image": "none", "command": ["x"],
+                                                               "resources": {"requests": {"cpu": "10m"}}}]}}}}
+        async with sem:
+            await client.create(DEPLOY, body, "default")
+    try:
         t0 = time.perf_counter()
         await asyncio.gather(*[create(i) for i in range(size["deployments"])])
         last = (0, time.perf_counter())
@@ -349,23 +367,67 @@ async def bench_scale(size: dict, root: str, figures: dict) -> None:
                 await asyncio.wait_for(done.wait(), 5)
             except asyncio.TimeoutError:
                 log(f"  {len(running)}/{total} pods Running after {time.perf_counter() - t0:.0f}s")
-                if len(running) == last[0] and time.perf_counter() - last[1] > 120:
+                if w.done():
+                    w.result()  # the watch failed: say why
+                    raise RuntimeError("the benchmark's pod watch ended")
+                if len(running) == last[0] and time.perf_counter() - last[1] > stuck_after:
                     raise TimeoutError(f"stuck at {len(running)}/{total} Running pods")
                 if len(running) != last[0]:
                     last = (len(running), time.perf_counter())
-        took = time.perf_counter() - t0
-        w.cancel()
-        figures["pods_10k_on_1k_hollow_nodes_s"] = round(took, 2)
-        figures["server_rss_10k_pods_mb"] = round(c.server.rss_mb(), 1)
-        figures["control_plane_rss_10k_pods_mb"] = round(c.server.tree_rss_mb(), 1)
-        log(f"{total} pods Running on {size['hollow_nodes']} hollow nodes in {took:.2f}s; "
-            f"server RSS {figures['server_rss_10k_pods_mb']} MB, with its controllers "
-            f"{figures['control_plane_rss_10k_pods_mb']} MB")
+        return time.perf_counter() - t0
     finally:
-        await client.close()
-        if hollow:
-            hollow.stop()
-        c.server.stop()
+        w.cancel()
+
+
+async def bench_scale_ha(size: dict, root: str, figures: dict) -> None:
+    """bench_scale on what `sendo up --servers N` runs (bench/ha.py's topology: N etcd
+    members, N `sendo server`s with leader-elected controllers, the TCP balancer), with
+    the hollow nodes in N agents, each preferring its own server (as joined agents do).
+    The benchmark's own client talks to the servers directly (its list, client-side)."""
+    from bench.ha import holder, until
+    from sendo.cli.ha import HACluster, HAOptions
+    from sendo.client import Client
+    n = size["ha_servers"]
+    d = os.path.join(root, "scale-ha")
+    os.makedirs(d)
+    cluster = HACluster(d, HAOptions(n, "127.0.0.1", 0, False, None))
+    hollows: list = []
+    client = None
+    try:
+        t0 = time.monotonic()
+        await cluster.start()
+        log(f"{n} etcd members and {n} servers ready in {time.monotonic() - t0:.1f}s")
+        with open(cluster.ca_file, "rb") as f:
+            ca = f.read()
+        client = Client(",".join(cluster.urls), cluster.token("admin-token"), ca, timeout=120)
+        await until(lambda: holder(client), 120, "a controllers Lease holder")
+        await asyncio.sleep(1.0)  # let start-up work settle before measuring idle memory
+        servers = lambda: [s.proc.pid for s in cluster.servers if s.proc is not None]  # noqa: E731
+        etcd = lambda: [m.proc.pid for m in cluster.etcd.members if m.proc is not None]  # noqa: E731
+        figures["ha_control_plane_rss_idle_mb"] = round(tree_rss_mb(servers()), 1)
+        log(f"idle: {n} servers with their controllers {figures['ha_control_plane_rss_idle_mb']} MB, "
+            f"{n} etcd members {tree_rss_mb(etcd()):.0f} MB")
+        urls, total = cluster.urls, size["hollow_nodes"]
+        t0 = time.monotonic()
+        hollows = await asyncio.gather(*[asyncio.to_thread(
+            hollow_agent, ",".join(urls[i:] + urls[:i]), cluster.token("admin-token"), cluster.ca_file,
+            total // n + (i < total % n), os.path.join(d, f"hollow-{i}.log"), prefix=f"hollow{i}")
+            for i in range(n)])
+        log(f"{total} hollow nodes in {n} agents registered in {time.monotonic() - t0:.1f}s")
+        took = await deployments_running(client, size)
+        figures["pods_10k_on_1k_hollow_nodes_ha_etcd_s"] = round(took, 2)
+        figures["ha_control_plane_rss_10k_pods_mb"] = round(tree_rss_mb(servers()), 1)
+        figures["ha_etcd_rss_10k_pods_mb"] = round(tree_rss_mb(etcd()), 1)
+        log(f"{size['deployments'] * size['replicas']} pods Running on {total} hollow nodes, {n} servers on "
+            f"etcd, in {took:.2f}s; {n} servers with their controllers "
+            f"{figures['ha_control_plane_rss_10k_pods_mb']} MB, {n} etcd members "
+            f"{figures['ha_etcd_rss_10k_pods_mb']} MB")
+    finally:
+        if client is not None:
+            await client.close()
+        for h in hollows:
+            await asyncio.to_thread(h.stop)
+        await cluster.stop()
 
 
 # ----------------------------------------------------------------- network (proxy, DNS)
@@ -528,7 +590,7 @@ async def run(size: dict, only: list[str]) -> dict:
     figures: dict = {}
     with tempfile.TemporaryDirectory(prefix="sendo-bench-") as root:
         steps = {"up": bench_up, "api": bench_api, "scheduler": bench_scheduler, "scale": bench_scale,
-                 "network": bench_network}
+                 "scale-ha": bench_scale_ha, "network": bench_network}
         for name, fn in steps.items():
             if only and name not in only:
                 continue
@@ -540,7 +602,7 @@ async def run(size: dict, only: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tiny", action="store_true", help="toy sizes, to check the harness works")
-    ap.add_argument("--only", nargs="*", default=[], help="up, api, scheduler, scale, network")
+    ap.add_argument("--only", nargs="*", default=[], help="up, api, scheduler, scale, scale-ha, network")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json"))
     a = ap.parse_args()
     figures = asyncio.run(run(TINY if a.tiny else FULL, a.only))
