@@ -389,7 +389,11 @@ async def deployments_running(client, size: dict, stuck_after: float = 120.0) ->
                     w.result()  # the watch failed: say why
                     raise RuntimeError("the benchmark's pod watch ended")
                 if len(running) == last[0] and time.perf_counter() - last[1] > stuck_after:
-                    raise TimeoutError(f"stuck at {len(running)}/{total} Running pods")
+                    pods = (await client.list(PODS, "default"))["items"]
+                    left = [p for p in pods if (p.get("status") or {}).get("phase") != "Running"]
+                    bound = sum(1 for p in left if p["spec"].get("nodeName"))
+                    raise TimeoutError(f"stuck at {len(running)}/{total} Running pods: of the {len(left)} others "
+                                       f"the API lists, {bound} are bound to a node, {len(left) - bound} not")
                 if len(running) != last[0]:
                     last = (len(running), time.perf_counter())
         return time.perf_counter() - t0
