@@ -436,10 +436,14 @@ async def bench_scale_ha(size: dict, root: str, figures: dict) -> None:
             f"{n} etcd members {tree_rss_mb(etcd()):.0f} MB")
         urls, total = cluster.urls, size["hollow_nodes"]
         t0 = time.monotonic()
-        hollows = await asyncio.gather(*[asyncio.to_thread(
+        started = await asyncio.gather(*[asyncio.to_thread(
             hollow_agent, ",".join(urls[i:] + urls[:i]), cluster.token("admin-token"), cluster.ca_file,
             total // n + (i < total % n), os.path.join(d, f"hollow-{i}.log"), prefix=f"hollow{i}")
-            for i in range(n)])
+            for i in range(n)], return_exceptions=True)
+        hollows = [h for h in started if not isinstance(h, BaseException)]  # stopped below whatever happens
+        for h in started:
+            if isinstance(h, BaseException):
+                raise h
         log(f"{total} hollow nodes in {n} agents registered in {time.monotonic() - t0:.1f}s")
         took = await deployments_running(client, size)
         figures["pods_10k_on_1k_hollow_nodes_ha_etcd_s"] = round(took, 2)

@@ -54,7 +54,7 @@ class HollowNodes:
             return await coro
 
     async def start(self) -> None:
-        await asyncio.gather(*[self._register(n) for n in self.names])
+        await asyncio.gather(*[retry_transient(lambda n=n: self._register(n)) for n in self.names])
         self.pods = Informer(self.client, kind("pods"))
         self.pods.add_handler(self._on_pod)
         self.pods.start()
