@@ -20,6 +20,23 @@ from sendo.server import free_port
 SENDO = [sys.executable, "-m", "sendo.cli.main"]
 
 
+def tree_rss_mb(pids: list[int]) -> float:
+    """Resident memory of these processes and every process they started, in MB."""
+    total = 0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+    return total / 2**20
+
+
 @dataclass
 class Proc:
     popen: subprocess.Popen
@@ -35,14 +52,8 @@ class Proc:
     def tree_rss_mb(self) -> float:
         """The process and every process it started (a `sendo server`'s controllers):
         what the component costs as an operator sees it in `ps`."""
-        root = psutil.Process(self.pid)
-        total = 0
-        for p in [root, *root.children(recursive=True)]:
-            try:
-                total += p.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
-        return total / 2**20
+        return tree_rss_mb([self.pid])
+
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.popen.poll() is None:
@@ -97,11 +108,18 @@ def start_server(data_dir: str, up: bool = False, extra: tuple[str, ...] = ()) -
 
 
 def start_hollow(c: Cluster, nodes: int, log_dir: str, delay_ms: float = 0) -> Proc:
+    return hollow_agent(c.url, c.admin_token, os.path.join(c.data_dir, "server", "tls", "ca.crt"), nodes,
+                        os.path.join(log_dir, "hollow.log"), delay_ms=delay_ms)
+
+
+def hollow_agent(server: str, token: str, ca_file: str, nodes: int, log_path: str, prefix: str = "hollow",
+                 delay_ms: float = 0) -> Proc:
+    """`sendo agent --hollow NODES` against ``server`` (a URL or a comma-separated list, the
+    first preferred); its nodes are named PREFIX-0000…"""
     # hollow nodes act for many nodes at once: the node token speaks for one node only
-    return _start(SENDO + ["agent", "--hollow", str(nodes), "--server", c.url, "--token", c.admin_token,
-                           "--ca-cert", os.path.join(c.data_dir, "server", "tls", "ca.crt"),
-                           "--node-name", "hollow", "--pod-start-delay", str(delay_ms)],
-                  os.path.join(log_dir, "hollow.log"), "hollow nodes ready", timeout=600)
+    return _start(SENDO + ["agent", "--hollow", str(nodes), "--server", server, "--token", token,
+                           "--ca-cert", ca_file, "--node-name", prefix, "--pod-start-delay", str(delay_ms)],
+                  log_path, "hollow nodes ready", timeout=600)
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -20,16 +20,17 @@ import time
 
 import psutil
 
-from bench.harness import Cluster, percentile, start_hollow, start_server, wait_for
+from bench.harness import Cluster, hollow_agent, percentile, start_hollow, start_server, tree_rss_mb, wait_for
 from sendo.client import kind
 
 PODS, DEPLOY, NODES, CM = kind("pods"), kind("deployments", "apps"), kind("nodes"), kind("configmaps")
 FULL = dict(http_rate=1000, http_count=5000, endpoint_changes=10, dns_seconds=3, hollow_nodes=1000, deployments=100, replicas=100, sched_nodes=1000, sched_pods=5000,
             start_pods=100, steady_rate=300, steady_count=3000, max_seconds=5, max_writers=64,
-            watchers=1000, watch_writes=5, sqlite_seconds=2)
+            watchers=10_000, watch_writes=5, watch_gap=1.0, sqlite_seconds=2,
+            ha_servers=3, proxy_clients=64, proxy_seconds=3)
 TINY = dict(http_rate=50, http_count=50, endpoint_changes=1, dns_seconds=0.3, hollow_nodes=5, deployments=2, replicas=3, sched_nodes=5, sched_pods=20, start_pods=5,
             steady_rate=50, steady_count=50, max_seconds=1, max_writers=4, watchers=5, watch_writes=2,
-            sqlite_seconds=0.2)
+            watch_gap=0.5, sqlite_seconds=0.2, ha_servers=3, proxy_clients=4, proxy_seconds=0.5)
 
 
 def log(msg: str) -> None:
@@ -38,20 +39,32 @@ def log(msg: str) -> None:
 
 def load(mode: str, args: dict, on_ready=None) -> dict:
     """Run bench.load in its own process; returns its JSON result."""
-    p = subprocess.Popen([sys.executable, "-m", "bench.load", mode, json.dumps(args)], stdout=subprocess.PIPE,
-                         text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return load_many(mode, [args], on_ready)[0]
+
+
+def load_many(mode: str, each: list[dict], on_ready=None) -> list[dict]:
+    """Run bench.load once per args in ``each``, as processes side by side. A mode that says
+    it is ready (the watchers) is waited for in every process before ``on_ready`` runs
+    once; returns each process's JSON result."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.load", mode, json.dumps(args)], stdout=subprocess.PIPE,
+                              text=True, cwd=root) for args in each]
     try:
-        for line in p.stdout:
-            out = json.loads(line)
-            if out.get("ready") and on_ready:
-                on_ready()
-                continue
-            return out
-        raise RuntimeError(f"load generator {mode} ended without a result")
+        outs = [json.loads(p.stdout.readline() or "null") for p in procs]
+        if on_ready and all(o and o.get("ready") for o in outs):
+            on_ready()
+            outs = [json.loads(p.stdout.readline() or "null") for p in procs]
+        if not all(outs):
+            raise RuntimeError(f"a load generator {mode} ended without a result")
+        return outs
     finally:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+WATCHERS_PER_PROCESS = 2500  # watch streams one load process reads (its parsing is in the figure)
 
 
 def conn_args(c: Cluster, **kw) -> dict:
@@ -222,13 +235,18 @@ async def bench_watch(c: Cluster, client, size: dict, figures: dict) -> None:
                 await client.create(CM, {"apiVersion": "v1", "kind": "ConfigMap",
                                          "metadata": {"name": f"w{i}", "namespace": ns},
                                          "data": {"sent": f"{time.time():.6f}"}})
-                await asyncio.sleep(0.5)  # space the writes so each fan-out is measured alone
+                await asyncio.sleep(size["watch_gap"])  # space the writes so each fan-out is measured alone
         fut = asyncio.run_coroutine_threadsafe(write_all(), loop)
         started.fut = fut
-    r = await loop.run_in_executor(None, lambda: load("watchers", conn_args(
-        c, watchers=size["watchers"], writes=writes, namespace=ns, rv=rv, timeout=120), on_ready=started))
-    figures["watch_fanout_p99_ms"] = round(percentile(r["latencies_ms"], 99), 2)
-    log(f"watch fan-out to {size['watchers']} watchers: p99 {figures['watch_fanout_p99_ms']} ms")
+    n, procs = size["watchers"], -(-size["watchers"] // WATCHERS_PER_PROCESS)
+    each = [conn_args(c, watchers=n // procs + (i < n % procs), writes=writes, namespace=ns, rv=rv, timeout=300)
+            for i in range(procs)]
+    rs = await loop.run_in_executor(None, lambda: load_many("watchers", each, on_ready=started))
+    lat = [x for r in rs for x in r["latencies_ms"]]
+    figures["watch_fanout_p50_ms"] = round(percentile(lat, 50), 2)
+    figures["watch_fanout_p99_ms"] = round(percentile(lat, 99), 2)
+    log(f"watch fan-out to {n} watchers ({procs} processes): p50 {figures['watch_fanout_p50_ms']} ms, "
+        f"p99 {figures['watch_fanout_p99_ms']} ms ({len(lat)} of {n * writes} events seen)")
 
 
 # ----------------------------------------------------------------- scale (hollow nodes)
@@ -319,28 +337,46 @@ async def bench_scale(size: dict, root: str, figures: dict) -> None:
         t0 = time.monotonic()
         hollow = start_hollow(c, size["hollow_nodes"], d)
         log(f"{size['hollow_nodes']} hollow nodes registered in {time.monotonic() - t0:.1f}s")
-        total = size["deployments"] * size["replicas"]
-        running: set[str] = set()
-        done = asyncio.Event()
+        took = await deployments_running(client, size)
+        figures["pods_10k_on_1k_hollow_nodes_s"] = round(took, 2)
+        figures["server_rss_10k_pods_mb"] = round(c.server.rss_mb(), 1)
+        figures["control_plane_rss_10k_pods_mb"] = round(c.server.tree_rss_mb(), 1)
+        log(f"{size['deployments'] * size['replicas']} pods Running on {size['hollow_nodes']} hollow nodes in "
+            f"{took:.2f}s; server RSS {figures['server_rss_10k_pods_mb']} MB, with its controllers "
+            f"{figures['control_plane_rss_10k_pods_mb']} MB")
+    finally:
+        await client.close()
+        if hollow:
+            hollow.stop()
+        c.server.stop()
 
-        async def watch():
-            async for typ, pod in client.watch(PODS, "default", resourceVersion="0"):
-                if (pod.get("status") or {}).get("phase") == "Running":
-                    running.add(pod["metadata"]["name"])
-                    if len(running) >= total:
-                        done.set()
-                        return
-        w = asyncio.create_task(watch())
-        sem = asyncio.Semaphore(32)
 
-        async def create(i: int):
-            body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"d{i}"},
-                    "spec": {"replicas": size["replicas"], "selector": {"matchLabels": {"app": f"d{i}"}},
-                             "template": {"metadata": {"labels": {"app": f"d{i}"}},
-                                          "spec": {"containers": [{"name": "c", "image": "none", "command": ["x"],
-                                                                   "resources": {"requests": {"cpu": "10m"}}}]}}}}
-            async with sem:
-                await client.create(DEPLOY, body, "default")
+async def deployments_running(client, size: dict, stuck_after: float = 120.0) -> float:
+    """Create DEPLOYMENTS Deployments of REPLICAS pods at once; seconds until a watch has
+    seen every pod Running. Fails once no pod turned Running for ``stuck_after`` seconds."""
+    total = size["deployments"] * size["replicas"]
+    running: set[str] = set()
+    done = asyncio.Event()
+
+    async def watch():
+        async for typ, pod in client.watch(PODS, "default", resourceVersion="0"):
+            if (pod.get("status") or {}).get("phase") == "Running":
+                running.add(pod["metadata"]["name"])
+                if len(running) >= total:
+                    done.set()
+                    return
+    w = asyncio.create_task(watch())
+    sem = asyncio.Semaphore(32)
+
+    async def create(i: int):
+        body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"d{i}"},
+                "spec": {"replicas": size["replicas"], "selector": {"matchLabels": {"app": f"d{i}"}},
+                         "template": {"metadata": {"labels": {"app": f"d{i}"}},
+                                      "spec": {"containers": [{"name": "c", "image": "none", "command": ["x"],
+                                                               "resources": {"requests": {"cpu": "10m"}}}]}}}}
+        async with sem:
+            await client.create(DEPLOY, body, "default")
+    try:
         t0 = time.perf_counter()
         await asyncio.gather(*[create(i) for i in range(size["deployments"])])
         last = (0, time.perf_counter())
@@ -349,23 +385,79 @@ async def bench_scale(size: dict, root: str, figures: dict) -> None:
                 await asyncio.wait_for(done.wait(), 5)
             except asyncio.TimeoutError:
                 log(f"  {len(running)}/{total} pods Running after {time.perf_counter() - t0:.0f}s")
-                if len(running) == last[0] and time.perf_counter() - last[1] > 120:
-                    raise TimeoutError(f"stuck at {len(running)}/{total} Running pods")
+                if w.done():
+                    w.result()  # the watch failed: say why
+                    raise RuntimeError("the benchmark's pod watch ended")
+                if len(running) == last[0] and time.perf_counter() - last[1] > stuck_after:
+                    pods = (await client.list(PODS, "default"))["items"]
+                    left = [p for p in pods if (p.get("status") or {}).get("phase") != "Running"]
+                    bound = sum(1 for p in left if p["spec"].get("nodeName"))
+                    raise TimeoutError(f"stuck at {len(running)}/{total} Running pods: of the {len(left)} others "
+                                       f"the API lists, {bound} are bound to a node, {len(left) - bound} not")
                 if len(running) != last[0]:
                     last = (len(running), time.perf_counter())
-        took = time.perf_counter() - t0
-        w.cancel()
-        figures["pods_10k_on_1k_hollow_nodes_s"] = round(took, 2)
-        figures["server_rss_10k_pods_mb"] = round(c.server.rss_mb(), 1)
-        figures["control_plane_rss_10k_pods_mb"] = round(c.server.tree_rss_mb(), 1)
-        log(f"{total} pods Running on {size['hollow_nodes']} hollow nodes in {took:.2f}s; "
-            f"server RSS {figures['server_rss_10k_pods_mb']} MB, with its controllers "
-            f"{figures['control_plane_rss_10k_pods_mb']} MB")
+        return time.perf_counter() - t0
     finally:
-        await client.close()
-        if hollow:
-            hollow.stop()
-        c.server.stop()
+        w.cancel()
+
+
+# leader election timings of the HA run: what `sendo up --servers N` uses, or Kubernetes' (flags of `sendo server`)
+ELECTION = {"sendo": [], "kubernetes": ["--leader-elect-lease-duration", "15", "--leader-elect-renew-deadline", "10",
+                                        "--leader-elect-retry-period", "2"]}
+
+
+async def bench_scale_ha(size: dict, root: str, figures: dict) -> None:
+    """bench_scale on what `sendo up --servers N` runs (bench/ha.py's topology: N etcd
+    members, N `sendo server`s with leader-elected controllers, the TCP balancer), with
+    the hollow nodes in N agents, each preferring its own server (as joined agents do).
+    The benchmark's own client talks to the servers directly (its list, client-side)."""
+    from bench.ha import holder, until
+    from sendo.cli.ha import HACluster, HAOptions
+    from sendo.client import Client
+    n = size["ha_servers"]
+    d = os.path.join(root, "scale-ha")
+    os.makedirs(d)
+    cluster = HACluster(d, HAOptions(n, "127.0.0.1", 0, False, None, server_args=ELECTION[size["ha_election"]]))
+    hollows: list = []
+    client = None
+    try:
+        t0 = time.monotonic()
+        await cluster.start()
+        log(f"{n} etcd members and {n} servers ready in {time.monotonic() - t0:.1f}s")
+        with open(cluster.ca_file, "rb") as f:
+            ca = f.read()
+        client = Client(",".join(cluster.urls), cluster.token("admin-token"), ca, timeout=120)
+        await until(lambda: holder(client), 120, "a controllers Lease holder")
+        await asyncio.sleep(1.0)  # let start-up work settle before measuring idle memory
+        servers = lambda: [s.proc.pid for s in cluster.servers if s.proc is not None]  # noqa: E731
+        etcd = lambda: [m.proc.pid for m in cluster.etcd.members if m.proc is not None]  # noqa: E731
+        figures["ha_control_plane_rss_idle_mb"] = round(tree_rss_mb(servers()), 1)
+        log(f"idle: {n} servers with their controllers {figures['ha_control_plane_rss_idle_mb']} MB, "
+            f"{n} etcd members {tree_rss_mb(etcd()):.0f} MB")
+        urls, total = cluster.urls, size["hollow_nodes"]
+        t0 = time.monotonic()
+        started = await asyncio.gather(*[asyncio.to_thread(
+            hollow_agent, ",".join(urls[i:] + urls[:i]), cluster.token("admin-token"), cluster.ca_file,
+            total // n + (i < total % n), os.path.join(d, f"hollow-{i}.log"), prefix=f"hollow{i}")
+            for i in range(n)], return_exceptions=True)
+        hollows = [h for h in started if not isinstance(h, BaseException)]  # stopped below whatever happens
+        for h in started:
+            if isinstance(h, BaseException):
+                raise h
+        log(f"{total} hollow nodes in {n} agents registered in {time.monotonic() - t0:.1f}s")
+        took = await deployments_running(client, size)
+        figures["pods_10k_on_1k_hollow_nodes_ha_etcd_s"] = round(took, 2)
+        figures["ha_control_plane_rss_10k_pods_mb"] = round(tree_rss_mb(servers()), 1)
+        figures["ha_etcd_rss_10k_pods_mb"] = round(tree_rss_mb(etcd()), 1)
+        log(f"{size['deployments'] * size['replicas']} pods Running on {total} hollow nodes, {n} servers on "
+            f"etcd, in {took:.2f}s; {n} servers with their controllers "
+            f"{figures['ha_control_plane_rss_10k_pods_mb']} MB, {n} etcd members "
+            f"{figures['ha_etcd_rss_10k_pods_mb']} MB")
+    finally:
+        if client is not None:
+            await client.close()
+        await asyncio.gather(*[asyncio.to_thread(h.stop) for h in hollows])
+        await cluster.stop()
 
 
 # ----------------------------------------------------------------- network (proxy, DNS)
@@ -419,17 +511,26 @@ async def bench_network(size: dict, root: str, figures: dict) -> None:
             ep = await client.get_or_none(kind("endpoints"), "default", "echo")
             return [a["ip"] for s in (ep or {}).get("subsets") or [] for a in s.get("addresses") or []]
         ips = await wait_for(ready_ips, 60, "the echo pod in the endpoints")
+        await wait_for(lambda: _answers(ips[0], 18080), 60, "the echo pod to answer")  # Ready ≠ listening yet
         direct = load("http", {"url": f"http://{ips[0]}:18080/", "rate": size["http_rate"],
                                "count": size["http_count"]})
         proxied = load("http", {"url": f"http://{cluster_ip}:18080/", "rate": size["http_rate"],
                                 "count": size["http_count"]})
-        d99, p99 = percentile(direct["latencies_ms"], 99), percentile(proxied["latencies_ms"], 99)
-        figures["direct_p99_ms"] = round(d99, 2)
-        figures["proxy_p99_ms"] = round(p99, 2)
-        figures["proxy_added_p99_pct"] = round((p99 - d99) / d99 * 100, 1)
-        figures["proxy_rps"] = round(proxied["achieved_rps"], 1)
-        log(f"HTTP at {size['http_rate']}/s: direct p99 {d99:.2f} ms, via ClusterIP p99 {p99:.2f} ms "
+        d50, p50 = percentile(direct["latencies_ms"], 50), percentile(proxied["latencies_ms"], 50)
+        figures["direct_p99_ms"] = round(percentile(direct["latencies_ms"], 99), 2)
+        figures["proxy_p99_ms"] = round(percentile(proxied["latencies_ms"], 99), 2)
+        figures["proxy_added_p50_us"] = round((p50 - d50) * 1000, 1)
+        log(f"HTTP at {size['http_rate']}/s: p50 direct {d50 * 1000:.0f} µs, via ClusterIP {p50 * 1000:.0f} µs "
             f"(errors {direct['errors']} {direct['error_kinds']} / {proxied['errors']} {proxied['error_kinds']})")
+        cap = {k: load("http_max", {"host": host, "port": 18080, "clients": size["proxy_clients"],
+                                    "seconds": size["proxy_seconds"]}) for k, host in (("direct", ips[0]),
+                                                                                        ("proxy", cluster_ip))}
+        figures["direct_rps"] = round(cap["direct"]["requests_per_s"], 1)
+        figures["proxy_rps"] = round(cap["proxy"]["requests_per_s"], 1)
+        figures["proxy_capacity_pct"] = round(figures["proxy_rps"] / figures["direct_rps"] * 100, 1)
+        log(f"capacity with {size['proxy_clients']} keep-alive clients: direct {figures['direct_rps']:.0f} "
+            f"requests/s, via ClusterIP {figures['proxy_rps']:.0f} ({figures['proxy_capacity_pct']} %; errors "
+            f"{cap['direct']['errors']} / {cap['proxy']['errors']})")
         figures["endpoint_to_proxy_p99_ms"] = round(await _endpoint_update(client, cluster_ip, size), 1)
         log(f"endpoint change to proxy routing: p99 {figures['endpoint_to_proxy_p99_ms']} ms")
         dns_host, dns_port = _dns_address(c)
@@ -489,6 +590,20 @@ async def _endpoint_update(client, cluster_ip: str, size: dict) -> float:
     return percentile(samples, 99)
 
 
+async def _answers(host: str, port: int) -> bool:
+    try:
+        r, w = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    try:
+        w.write(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        return (await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 2)).startswith(b"HTTP/1.1 200")
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        return False
+    finally:
+        w.close()
+
+
 def _dns_address(c: Cluster) -> tuple[str, int]:
     with open(c.server.log) as f:
         for line in f:
@@ -499,12 +614,16 @@ def _dns_address(c: Cluster) -> tuple[str, int]:
 
 
 # ----------------------------------------------------------------- main
-GOALS = {"pods_10k_on_1k_hollow_nodes_s": ("≤", 20), "scheduler_pods_per_s": ("≥", 1500),
+GOALS = {"pods_10k_on_1k_hollow_nodes_s": ("≤", 12), "scheduler_pods_per_s": ("≥", 5000),
          "pod_start_p99_ms": ("≤", 250), "pod_start_p50_ms": (None, None), "api_write_p99_ms": ("≤", 20),
-         "api_write_vs_sqlite_ratio": ("≥", 0.4), "watch_fanout_p99_ms": ("≤", 100), "up_to_ready_s": ("≤", 2),
-         "server_rss_idle_mb": ("≤", 80), "server_rss_10k_pods_mb": ("≤", 400), "heal_s": ("≤", 1)}
-NETWORK_GOALS = {"proxy_added_p99_pct": ("≤", 10), "endpoint_to_proxy_p99_ms": ("≤", 200),
-                 "dns_queries_per_s": (None, None)}
+         "api_write_vs_sqlite_ratio": ("≥", 0.9), "watch_fanout_p99_ms": ("≤", 250), "up_to_ready_s": ("≤", 2),
+         "control_plane_rss_idle_mb": ("≤", 100), "control_plane_rss_10k_pods_mb": ("≤", 400),
+         "server_rss_idle_mb": (None, None), "server_rss_10k_pods_mb": (None, None), "heal_s": ("≤", 1),
+         # issue 11: the same 10k pods on `sendo up --servers 3`'s parts (no goal of its own)
+         "pods_10k_on_1k_hollow_nodes_ha_etcd_s": (None, None), "ha_control_plane_rss_idle_mb": (None, None),
+         "ha_control_plane_rss_10k_pods_mb": (None, None), "ha_etcd_rss_10k_pods_mb": (None, None)}
+NETWORK_GOALS = {"proxy_capacity_pct": ("≥", 80), "proxy_added_p50_us": (None, None),
+                 "endpoint_to_proxy_p99_ms": ("≤", 200), "dns_queries_per_s": (None, None)}
 GOALS.update(NETWORK_GOALS)
 REQUIRED = list(GOALS)
 
@@ -528,7 +647,7 @@ async def run(size: dict, only: list[str]) -> dict:
     figures: dict = {}
     with tempfile.TemporaryDirectory(prefix="sendo-bench-") as root:
         steps = {"up": bench_up, "api": bench_api, "scheduler": bench_scheduler, "scale": bench_scale,
-                 "network": bench_network}
+                 "scale-ha": bench_scale_ha, "network": bench_network}
         for name, fn in steps.items():
             if only and name not in only:
                 continue
@@ -540,10 +659,12 @@ async def run(size: dict, only: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tiny", action="store_true", help="toy sizes, to check the harness works")
-    ap.add_argument("--only", nargs="*", default=[], help="up, api, scheduler, scale, network")
+    ap.add_argument("--only", nargs="*", default=[], help="up, api, scheduler, scale, scale-ha, network")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json"))
+    ap.add_argument("--ha-election", choices=sorted(ELECTION), default="sendo",
+                    help="scale-ha: leader election timings, sendo's (3/2/0.5 s) or Kubernetes' (15/10/2 s)")
     a = ap.parse_args()
-    figures = asyncio.run(run(TINY if a.tiny else FULL, a.only))
+    figures = asyncio.run(run({**(TINY if a.tiny else FULL), "ha_election": a.ha_election}, a.only))
     print(table(figures))
     if not a.tiny and not a.only:
         os.makedirs(os.path.dirname(a.out), exist_ok=True)

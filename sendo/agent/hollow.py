@@ -17,6 +17,8 @@ import logging
 import random
 from typing import Any
 
+import aiohttp
+
 from ..client import ApiError, Client, Informer, kind
 from ..client.informer import obj_key
 from ..kinds.meta import now_rfc3339
@@ -27,6 +29,7 @@ Obj = dict[str, Any]
 CONCURRENCY = 64  # API requests in flight at once
 RUN_SECONDS = "hollow.sendo.dev/run-seconds"
 EXIT_CODE = "hollow.sendo.dev/exit-code"
+RETRIES, RETRY_DELAY = 10, 0.2  # a status write's attempts (~30 s in all) when the API says the failure is passing
 
 
 class HollowNodes:
@@ -51,7 +54,7 @@ class HollowNodes:
             return await coro
 
     async def start(self) -> None:
-        await asyncio.gather(*[self._register(n) for n in self.names])
+        await asyncio.gather(*[retry_transient(lambda n=n: self._register(n)) for n in self.names])
         self.pods = Informer(self.client, kind("pods"))
         self.pods.add_handler(self._on_pod)
         self.pods.start()
@@ -166,13 +169,20 @@ class HollowNodes:
         await self._patch_status(pod, status)
 
     async def _patch_status(self, pod: Obj, status: Obj) -> bool:
+        """Write the pod's status; a failure the API calls passing (an etcd leader change's
+        503, a 429, a dropped connection) is retried, as a kubelet's status manager does:
+        a pod whose one status write failed would otherwise stay Pending for good."""
         try:
-            await self._call(self.client.patch(kind("pods"), pod["metadata"]["namespace"], pod["metadata"]["name"],
-                                               {"status": status}, sub="status"))
+            await retry_transient(lambda: self._call(self.client.patch(
+                kind("pods"), pod["metadata"]["namespace"], pod["metadata"]["name"], {"status": status},
+                sub="status")))
             return True
         except ApiError as e:
             if e.status != 404:
                 log.warning("hollow pod %s: %s", obj_key(pod), e)
+            return False
+        except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+            log.warning("hollow pod %s: %s", obj_key(pod), e)
             return False
 
     async def _delete(self, pod: Obj) -> None:
@@ -184,6 +194,21 @@ class HollowNodes:
             if e.status not in (404, 409):
                 log.warning("hollow pod delete %s: %s", obj_key(pod), e)
         self.handled.discard(pod["metadata"]["uid"])
+
+
+async def retry_transient(call, attempts: int = RETRIES, delay: float = RETRY_DELAY):
+    """``await call()``, again after a transient failure (5xx, 429, a connection error),
+    at most ``attempts`` times in all, waiting ``delay`` s doubling up to 5 s in between."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except ApiError as e:
+            if (e.status < 500 and e.status != 429) or attempt == attempts - 1:
+                raise
+        except (OSError, aiohttp.ClientError, asyncio.TimeoutError):
+            if attempt == attempts - 1:
+                raise
+        await asyncio.sleep(min(delay * 2 ** attempt, 5.0))  # back-off between attempts (bounded)
 
 
 def _finite_run(pod: Obj) -> float | None:
