@@ -86,6 +86,7 @@ class LeaderElector:
             if lease is None:
                 if renew_only:
                     self.is_leader = False
+                    self._lost_reason = "the lease was deleted"
                     return False
                 await client.create(LEASES, {
                     "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
