@@ -426,6 +426,16 @@ class ControlPlaneProcess:
                 await self.proc.wait()
 
 
+def _exit_at_once(reason: str) -> None:
+    """Leadership lost (called from the lease watchdog's thread): end the process now, whatever
+    its event loop is doing, so no loop acts once another candidate may lead; the server
+    starts a fresh candidate."""
+    log.critical("leadership lost (%s): exiting at once", reason)
+    for h in logging.getLogger().handlers:
+        h.flush()
+    os._exit(1)
+
+
 async def run_controllers(url: str, token: "Credentials | str", ca_pem: bytes | None, controllers: str = "*",
                           election: Timings | None = None, identity: str = "",
                           metrics_port: int | None = None, options: dict[str, dict[str, Any]] | None = None) -> None:
@@ -434,6 +444,8 @@ async def run_controllers(url: str, token: "Credentials | str", ca_pem: bytes | 
     from .client.rest import wait_ready
     await wait_ready(url, ca_pem)
     cp = ControlPlane(url, token, ca_pem, controllers, options, election=election, identity=identity)
+    if cp.elector is not None:
+        cp.elector.on_lost = _exit_at_once
     if metrics_port is not None:
         await cp.serve_http("127.0.0.1", metrics_port, fallback=metrics_port == DEFAULT_METRICS_PORT)
     stop = asyncio.Event()

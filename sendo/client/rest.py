@@ -118,6 +118,7 @@ class Client:
             self.headers["Authorization"] = f"Bearer {token}"
         self.ssl = client_context(ca_pem, cert) if self.server.startswith("https") else None
         self.token = token
+        self._tls = (ca_pem, cert)
         self.user_agent = user_agent
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
@@ -132,6 +133,15 @@ class Client:
                                                ssl=self.ssl if self.ssl else True),
                 json_serialize=lambda o: orjson.dumps(o).decode())
         return self._session
+
+    def twin(self, user_agent: str | None = None, timeout: float | None = None) -> "Client":
+        """A new client with this one's servers, credentials and headers, for another event
+        loop (another thread): a client's connections belong to the loop that opened them."""
+        if self.transport is not None:
+            raise ValueError("an in-process transport serves its own event loop only")
+        headers = {k: v for k, v in self.headers.items() if k != "Authorization"}
+        return Client(self.servers.urls, self.token, self._tls[0], user_agent or self.user_agent,
+                      self.timeout if timeout is None else timeout, headers, self._tls[1])
 
     @property
     def server(self) -> str:

@@ -15,6 +15,7 @@ import pytest
 
 from sendo.client import ApiError, Client, kind
 from sendo.client.leaderelection import LEASES, LeaderElector, Timings
+from sendo.kinds.meta import micro_now
 from sendo.server import free_port
 from sendo.store.etcd_local import LocalEtcd
 from tests.waiting import wait_until
@@ -49,6 +50,129 @@ async def test_one_leader_then_takeover_after_expiry_and_at_once_after_release(c
     t0 = time.monotonic()
     await asyncio.wait_for(a.acquire(), 30)  # released: no wait for expiry
     assert time.monotonic() - t0 < 0.9
+    await a.release()  # stops a's renewer thread before the server stops
+
+
+# ----------------------------------------------------------------- renewals in their own thread
+# A leader in its own process: it blocks its event loop (a synchronous read of stdin) until the test writes a line.
+BLOCKED_HOLDER = """
+import asyncio, sys
+from sendo.client import Client
+from sendo.client.leaderelection import LeaderElector, Timings
+
+async def main(url, token, ca_file):
+    client = Client(url, token, open(ca_file, "rb").read())
+    e = LeaderElector(client, "blocked-lease", "blocked", timings=Timings(1.5, 1.0, 0.25))
+    await e.acquire()
+    holding = asyncio.create_task(e.hold())
+    await asyncio.sleep(0)
+    print("blocking", flush=True)
+    sys.stdin.readline()
+    print("unblocked", e.is_leader and not holding.done(), flush=True)
+    holding.cancel()
+    await e.release()
+    await client.close()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_a_leader_whose_event_loop_is_blocked_keeps_its_lease(server, client, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(server.ca_pem)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", BLOCKED_HOLDER, server.cfg.url, server.admin_token, str(ca),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line == b"blocking\n", (line, (await proc.stderr.read())[-3000:])
+        other = LeaderElector(client, "blocked-lease", "other", timings=Timings(1.5, 1.0, 0.25))
+        blocked_at, renewals = time.monotonic(), set()
+
+        async def renewed_while_blocked() -> str | bool:
+            """The loop stays blocked for 3x the renew deadline; meanwhile the Lease is renewed and never taken."""
+            if await other.try_acquire_or_renew():
+                return "taken by another candidate"
+            spec = (await client.get(LEASES, "kube-system", "blocked-lease"))["spec"]
+            if spec["holderIdentity"] != "blocked":
+                return f"held by {spec['holderIdentity']}"
+            renewals.add(spec["renewTime"])
+            return len(renewals) >= 3 and time.monotonic() - blocked_at > 3 * 1.0
+        assert await wait_until(renewed_while_blocked, 60, interval=0.2, what="renewals while the loop is blocked") \
+            is True
+        proc.stdin.write(b"\n")
+        await proc.stdin.drain()
+        assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"unblocked True\n"
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+        assert (await client.get(LEASES, "kube-system", "blocked-lease"))["spec"].get("holderIdentity") is None
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def start_controllers(server, tmp_path, identity: str) -> tuple[subprocess.Popen, str]:
+    """`sendo controllers` as a leader-electing candidate (default timings: 3/2/0.5 s), logging to a file."""
+    (tmp_path / "token").write_text(server.admin_token)
+    (tmp_path / "ca.pem").write_bytes(server.ca_pem)
+    log = str(tmp_path / f"{identity}.log")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sendo.cli.main", "controllers", "--server", server.cfg.url,
+             "--token-file", str(tmp_path / "token"), "--ca-cert", str(tmp_path / "ca.pem"), "--controllers", "podgc",
+             "--leader-elect", "--leader-elect-identity", identity, "--metrics-port", str(free_port())],
+            stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+    return proc, log
+
+
+async def leading(client: Client, identity: str, proc: subprocess.Popen, log: str) -> None:
+    async def holds() -> bool:
+        assert proc.poll() is None, open(log).read()[-3000:]
+        lease = await client.get_or_none(LEASES, "kube-system", "sendo-controller-manager")
+        return ((lease or {}).get("spec") or {}).get("holderIdentity") == identity
+    await wait_until(holds, 90, interval=0.2, what=f"{identity} leading")
+
+
+async def test_a_leader_whose_lease_is_taken_exits_at_once(server, client, tmp_path):
+    proc, log = start_controllers(server, tmp_path, "old")
+    try:
+        await leading(client, "old", proc, log)
+
+        async def taken() -> bool:
+            lease = await client.get(LEASES, "kube-system", "sendo-controller-manager")
+            lease["spec"] = {**lease["spec"], "holderIdentity": "intruder", "renewTime": micro_now()}
+            try:
+                await client.update(LEASES, lease)
+            except ApiError as e:
+                assert e.status == 409, e  # a renewal came first: again
+                return False
+            return True
+        await wait_until(taken, 30, what="the Lease taken by force")
+        await wait_until(lambda: proc.poll() is not None, 60, what="the old leader exiting")
+        assert proc.returncode == 1
+        assert "leadership lost (the lease is held by intruder): exiting at once" in open(log).read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_a_leader_that_cannot_renew_exits_within_its_renew_deadline(server, client, tmp_path):
+    proc, log = start_controllers(server, tmp_path, "cut-off")
+    try:
+        await leading(client, "cut-off", proc, log)
+        # the API server runs on this test's event loop: waiting synchronously stops it answering, so
+        # every renewal fails, and only the leader's watchdog can end it
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            pass
+        assert proc.returncode == 1, open(log).read()[-3000:]
+        assert "leadership lost (not renewed for 2 s (the renew deadline)): exiting at once" in open(log).read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_bad_timings_are_refused():
