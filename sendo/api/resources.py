@@ -329,7 +329,8 @@ class ResourceAPI:
     def _record(r: Resource, old: Obj | None, new: Obj, manager: str | None, subresource: str | None) -> None:
         """managedFields for an ordinary write (skipped for the server's own, manager None)."""
         if manager is not None:
-            fieldmanager.record_update(old, new, manager, r.kind, subresource, api_version=r.api_version)
+            fieldmanager.record_update(old, new, manager, r.kind, subresource, api_version=r.api_version,
+                                       status_subresource=r.strategy.has_status)
 
     async def _write_update(self, r: Resource, ns: str | None, name: str, new: Obj, old: Obj, kv: KV,
                             dry_run: bool, subresource: str | None = None) -> KV:
