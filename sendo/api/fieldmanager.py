@@ -296,6 +296,11 @@ class Entry:
             return not self._fields.isdisjoint(paths)
         return any(_trie_has(self._trie, p) for p in paths)
 
+    def owns_all(self, paths: set[Path]) -> bool:
+        if self._fields is not None:
+            return paths <= self._fields
+        return all(_trie_has(self._trie, p) for p in paths)
+
     def is_empty(self) -> bool:
         return not self._trie if self._fields is None else not self._fields
 
@@ -442,7 +447,8 @@ def record_update(old: Obj | None, new: Obj, manager: str, kind: str, subresourc
         if mine is None:
             mine = Entry(manager, UPDATE, api_version, subresource=subresource or "")
             entries.append(mine)
-        mine.fields = mine.fields | changed
+        if not mine.owns_all(changed):  # a writer changing only its own fields (a Lease renewal,
+            mine.fields = mine.fields | changed  # a node's status) keeps its stored trie: only the time moves
         mine.time = now or now_rfc3339()
     _store(new, entries)
     return new
