@@ -52,7 +52,7 @@ APPLY_PATCH = "application/apply-patch+yaml"
 def parse_apply_body(body: bytes) -> Any:
     """An apply body is YAML; kubectl and most clients send JSON, which is also YAML."""
     try:
-        return limits.check_depth(orjson.loads(body))
+        return limits.check_json_depth(body, orjson.loads(body))
     except orjson.JSONDecodeError:
         pass
     try:
@@ -392,7 +392,7 @@ class ResourceAPI:
         if ctype not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH) or (ctype == STRATEGIC_PATCH and r.custom):
             raise self.unsupported_patch(r)
         try:
-            p = limits.check_depth(orjson.loads(body), "the patch")
+            p = limits.check_json_depth(body, orjson.loads(body), "the patch")
         except orjson.JSONDecodeError as e:
             raise errors.bad_request(f"the patch is not valid JSON: {e}")
         apply_patch = self._patcher(r, ctype, p)
