@@ -235,9 +235,12 @@ class ResourceAPI:
             meta["name"] = name
         return obj
 
-    def _validate(self, r: Resource, obj: Obj, old: Obj | None) -> None:
+    def _validate(self, r: Resource, obj: Obj, old: Obj | None, subresource: str | None = None) -> None:
         causes = self._validate_meta(r, obj)
-        causes += r.strategy.validate(obj)
+        if subresource == "status" and old is not None:
+            causes += r.strategy.validate_status(obj, old)
+        else:
+            causes += r.strategy.validate(obj)
         if old is not None:
             causes += r.strategy.validate_update(obj, old)
         if causes:
@@ -342,7 +345,7 @@ class ResourceAPI:
         await self.webhooks.mutate(hook)
         if hook.patched:
             r.strategy.default(new)
-        self._validate(r, new, old)
+        self._validate(r, new, old, subresource)
         await self.webhooks.validate(hook)
         new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
         if new == old:
