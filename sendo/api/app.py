@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import time
 from typing import Any
@@ -419,7 +420,7 @@ class APIServer:
         if ctype not in (JSON, "*/*", "text/plain"):
             raise APIError(415, f"the body content type {ctype!r} is not supported; send "
                            "application/json or application/yaml", "UnsupportedMediaType")
-        return limits.check_depth(decode_json(raw, "the request body"))
+        return limits.check_json_depth(raw, decode_json(raw, "the request body"))
 
     @staticmethod
     def _protobuf(raw: bytes) -> dict[str, Any]:
@@ -578,7 +579,8 @@ class APIServer:
             return json_response(await self.api.update_scale(r, ns, name, lambda _: body, opts))
         if m == "PATCH":
             ctype = content_type(request)
-            p = limits.check_depth(decode_json(await request.body(), "the patch"), "the patch")
+            raw = await request.body()
+            p = limits.check_json_depth(raw, decode_json(raw, "the patch"), "the patch")
 
             def apply(scale):
                 try:
@@ -671,7 +673,7 @@ def field_manager(request: Request, q: Query, options_kind: str, apply: bool = F
     if len(given.encode()) > FIELD_MANAGER_MAX:
         causes.append(Cause("fieldManager", f"Too long: may not be more than {FIELD_MANAGER_MAX} bytes",
                             "FieldValueTooLong"))
-    for i, ch in enumerate(given):
+    for i, ch in enumerate(given if not given.isprintable() else ""):
         if not ch.isprintable():
             causes.append(Cause("fieldManager", f'Invalid value: "{given}": invalid character '
                                 f"U+{ord(ch):04X} (at position {i})"))
@@ -680,7 +682,12 @@ def field_manager(request: Request, q: Query, options_kind: str, apply: bool = F
         raise errors.invalid(options_kind, "meta.k8s.io", "", causes)
     if given:
         return given
-    prefix = "".join(ch for ch in request.headers.get("user-agent", "").split("/")[0] if ch.isprintable())
+    return _agent_manager(request.headers.get("user-agent", ""))
+
+
+@functools.lru_cache(maxsize=1024)  # a client sends the same User-Agent with every write
+def _agent_manager(user_agent: str) -> str:
+    prefix = "".join(ch for ch in user_agent.split("/")[0] if ch.isprintable())
     while len(prefix.encode()) > FIELD_MANAGER_MAX:
         prefix = prefix[:-1]
     return prefix

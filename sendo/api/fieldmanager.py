@@ -194,11 +194,13 @@ def _diff_fields(old: Mapping[str, Any], new: Mapping[str, Any], spec: Any, path
             _collect(value, _sub(spec, name), path + ("f:" + name,), removed)
 
 
-def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any], kind: str) -> tuple[set[Path], set[Path]]:
-    """(changed, removed) owned paths between two versions of an object."""
+def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any], kind: str,
+         skip: str | None = None) -> tuple[set[Path], set[Path]]:
+    """(changed, removed) owned paths between two versions of an object, leaving out the
+    top-level field ``skip``."""
     changed: set[Path] = set()
     removed: set[Path] = set()
-    _diff_fields(_tracked(old), _tracked(new), schema_of(kind), (), changed, removed)
+    _diff_fields(_tracked(old, skip=skip), _tracked(new, skip=skip), schema_of(kind), (), changed, removed)
     return changed, removed
 
 
@@ -293,6 +295,11 @@ class Entry:
         if self._fields is not None:
             return not self._fields.isdisjoint(paths)
         return any(_trie_has(self._trie, p) for p in paths)
+
+    def owns_all(self, paths: set[Path]) -> bool:
+        if self._fields is not None:
+            return paths <= self._fields
+        return all(_trie_has(self._trie, p) for p in paths)
 
     def is_empty(self) -> bool:
         return not self._trie if self._fields is None else not self._fields
@@ -397,17 +404,20 @@ def _stored_entries(obj: Obj | None) -> list[Entry]:
 
 
 def record_update(old: Obj | None, new: Obj, manager: str, kind: str, subresource: str | None = None, *,
-                  api_version: str | None = None, now: str | None = None) -> Obj:
+                  api_version: str | None = None, now: str | None = None, status_subresource: bool = False) -> Obj:
     """Record an ordinary write in ``new``'s managedFields (in place; returns ``new``).
 
     The fields it added or changed become ``manager``'s (one Update entry per manager,
     version and subresource) and leave every other entry; removed fields leave all.
     A client that sends managedFields different from the stored ones replaces them
     (that is how they are reset); one that drops them loses nothing.
+    ``status_subresource``: the kind's status is written through /status, so a write of
+    the main resource owns none of it (Kubernetes' reset fields: the status a pod is
+    created with is the server's, and its creator's entry has no f:status).
     """
     old_raw, new_raw = _stored(old), _stored(new)
     from_client = not subresource and isinstance(new_raw, list) and bool(new_raw) and new_raw != old_raw
-    changed, removed = diff(old, new, kind)
+    changed, removed = diff(old, new, kind, skip=_scope(subresource, status_subresource)[1])
     if not changed and not removed and not from_client:
         if old_raw:
             new.setdefault("metadata", {})["managedFields"] = old_raw  # untouched: a no-op stays one
@@ -437,7 +447,8 @@ def record_update(old: Obj | None, new: Obj, manager: str, kind: str, subresourc
         if mine is None:
             mine = Entry(manager, UPDATE, api_version, subresource=subresource or "")
             entries.append(mine)
-        mine.fields = mine.fields | changed
+        if not mine.owns_all(changed):  # a writer changing only its own fields (a Lease renewal,
+            mine.fields = mine.fields | changed  # a node's status) keeps its stored trie: only the time moves
         mine.time = now or now_rfc3339()
     _store(new, entries)
     return new

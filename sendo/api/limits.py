@@ -45,6 +45,15 @@ def check_depth(value: Any, what: str = "the request body", limit: int = MAX_DEP
     return value
 
 
+def check_json_depth(raw: bytes, value: Any, what: str = "the request body") -> Any:
+    """check_depth of ``value`` parsed from the JSON ``raw``, skipped when ``raw`` has no more
+    opening brackets than the limit (nesting cannot be deeper than their count): two byte
+    counts instead of a walk of every write's body."""
+    if raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH:
+        return value
+    return check_depth(value, what)
+
+
 class _Refused(yaml.YAMLError):
     pass
 

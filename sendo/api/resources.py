@@ -52,7 +52,7 @@ APPLY_PATCH = "application/apply-patch+yaml"
 def parse_apply_body(body: bytes) -> Any:
     """An apply body is YAML; kubectl and most clients send JSON, which is also YAML."""
     try:
-        return limits.check_depth(orjson.loads(body))
+        return limits.check_json_depth(body, orjson.loads(body))
     except orjson.JSONDecodeError:
         pass
     try:
@@ -235,9 +235,12 @@ class ResourceAPI:
             meta["name"] = name
         return obj
 
-    def _validate(self, r: Resource, obj: Obj, old: Obj | None) -> None:
+    def _validate(self, r: Resource, obj: Obj, old: Obj | None, subresource: str | None = None) -> None:
         causes = self._validate_meta(r, obj)
-        causes += r.strategy.validate(obj)
+        if subresource == "status" and old is not None:
+            causes += r.strategy.validate_status(obj, old)
+        else:
+            causes += r.strategy.validate(obj)
         if old is not None:
             causes += r.strategy.validate_update(obj, old)
         if causes:
@@ -329,7 +332,8 @@ class ResourceAPI:
     def _record(r: Resource, old: Obj | None, new: Obj, manager: str | None, subresource: str | None) -> None:
         """managedFields for an ordinary write (skipped for the server's own, manager None)."""
         if manager is not None:
-            fieldmanager.record_update(old, new, manager, r.kind, subresource, api_version=r.api_version)
+            fieldmanager.record_update(old, new, manager, r.kind, subresource, api_version=r.api_version,
+                                       status_subresource=r.strategy.has_status)
 
     async def _write_update(self, r: Resource, ns: str | None, name: str, new: Obj, old: Obj, kv: KV,
                             dry_run: bool, subresource: str | None = None) -> KV:
@@ -341,7 +345,7 @@ class ResourceAPI:
         await self.webhooks.mutate(hook)
         if hook.patched:
             r.strategy.default(new)
-        self._validate(r, new, old)
+        self._validate(r, new, old, subresource)
         await self.webhooks.validate(hook)
         new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
         if new == old:
@@ -391,7 +395,7 @@ class ResourceAPI:
         if ctype not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH) or (ctype == STRATEGIC_PATCH and r.custom):
             raise self.unsupported_patch(r)
         try:
-            p = limits.check_depth(orjson.loads(body), "the patch")
+            p = limits.check_json_depth(body, orjson.loads(body), "the patch")
         except orjson.JSONDecodeError as e:
             raise errors.bad_request(f"the patch is not valid JSON: {e}")
         apply_patch = self._patcher(r, ctype, p)

@@ -102,6 +102,11 @@ _SAFE_TO_REPEAT = frozenset({"GET", "HEAD", "OPTIONS"})
 # (ServerConfig.idle_timeout, 90 s) closes it there: otherwise a write reusing it as the server hangs up
 # fails with "Cannot write to closing transport", and a POST cannot be repeated safely
 KEEPALIVE_SECONDS = 3.0
+# requests (not watches) one client has on the wire at once; more wait for a slot, and a
+# request's timeout starts when it has one: a burst of a thousand creates from one
+# controller is a queue in this process, not a thousand timeouts at 30 s of waiting
+# (each cancelled request, if it was mid-handshake, also cost a TLS connection)
+REQUESTS_IN_FLIGHT = 64
 
 
 class Client:
@@ -122,6 +127,7 @@ class Client:
         self.user_agent = user_agent
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(REQUESTS_IN_FLIGHT)
         self.transport = transport
 
     @property
@@ -129,7 +135,8 @@ class Client:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers={"User-Agent": self.user_agent, "Accept": "application/json", **self.headers},
-                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=KEEPALIVE_SECONDS,
+                # no pool limit: requests are bounded by _slots, watches by the informers there are
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS,
                                                ssl=self.ssl if self.ssl else True),
                 json_serialize=lambda o: orjson.dumps(o).decode())
         return self._session
@@ -185,8 +192,9 @@ class Client:
                 self.transport.request(method, url, data, params and _params(params), self._headers(headers)),
                 self.timeout)
         else:
-            async with self.session.request(method, base + url, data=data, params=params, headers=headers,
-                                            timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+            async with self._slots, self.session.request(method, base + url, data=data, params=params,
+                                                         headers=headers,
+                                                         timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
                 status, raw = resp.status, await resp.read()
         try:
             parsed = orjson.loads(raw) if raw else None

@@ -106,7 +106,7 @@ class ReplicaSetController(Controller):
 
         async def one() -> None:
             try:
-                pod = await self.client.create(self.pod_kind, copy.deepcopy(base), ns)
+                pod = await self.client.create(self.pod_kind, base, ns)  # sent as JSON: not changed, no copy
             except ApiError as e:
                 self.recorder.emit(rs, "Warning", "FailedCreate", f"Error creating: {e.body.get('message')}")
                 raise

@@ -63,6 +63,11 @@ class Strategy:
         """Extra checks that need the old object (immutable fields)."""
         return []
 
+    def validate_status(self, obj: Obj, old: Obj) -> list[Cause]:
+        """What a write through /status checks instead of validate(): the whole object,
+        unless the kind knows its rules cover nothing a status write can change."""
+        return self.validate(obj)
+
     def prepare_create(self, obj: Obj) -> None:
         """Server-owned fields on create (e.g. clear status)."""
 

@@ -338,7 +338,10 @@ class KindStrategy(Strategy):
     """A Strategy whose validate() checks labels and annotations, then the kind's own rules."""
 
     def validate(self, obj: Obj) -> list[Cause]:
-        return _format_causes(validate_object_meta(obj.get("metadata"))) + self.validate_object(obj)
+        return self.validate_labels(obj) + self.validate_object(obj)
+
+    def validate_labels(self, obj: Obj) -> list[Cause]:
+        return _format_causes(validate_object_meta(obj.get("metadata")))
 
     def validate_object(self, obj: Obj) -> list[Cause]:
         return []

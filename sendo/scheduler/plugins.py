@@ -209,16 +209,6 @@ class NodeInfo:
             why.append(NO_MEMORY)
         return tuple(why)
 
-    # ------------------------------------------------------------- score
-    def load_score(self, pod: PodInfo) -> float:
-        """Least-allocated plus balanced cpu/memory (each 0..100), after adding the pod."""
-        fc = (self.nz_cpu + pod.req.nz_cpu) / self.alloc_cpu if self.alloc_cpu else 1.0
-        fm = (self.nz_mem + pod.req.nz_mem) / self.alloc_mem if self.alloc_mem else 1.0
-        fc, fm = min(fc, 1.0), min(fm, 1.0)
-        least = (2.0 - fc - fm) * 50.0
-        balanced = (1.0 - abs(fc - fm) / 2.0) * 100.0
-        return least + balanced
-
 
 def pick(candidates: list[NodeInfo], pod: PodInfo) -> NodeInfo:
     """The best-scoring feasible node; ties go to the first, which rotates between pods."""
@@ -228,8 +218,17 @@ def pick(candidates: list[NodeInfo], pod: PodInfo) -> NodeInfo:
     counts = [n.owners.get(owner, 0) for n in candidates] if owner else None
     most = max(counts) if counts else 0
     best, best_score = candidates[0], -1.0
+    p_cpu, p_mem = pod.req.nz_cpu, pod.req.nz_mem
     for i, n in enumerate(candidates):
-        score = n.load_score(pod)
+        # least-allocated plus balanced cpu/memory (each 0..100) after adding the pod; inline:
+        # this runs for a hundred nodes per pod
+        fc = (n.nz_cpu + p_cpu) / n.alloc_cpu if n.alloc_cpu else 1.0
+        fm = (n.nz_mem + p_mem) / n.alloc_mem if n.alloc_mem else 1.0
+        if fc > 1.0:
+            fc = 1.0
+        if fm > 1.0:
+            fm = 1.0
+        score = (2.0 - fc - fm) * 50.0 + (1.0 - abs(fc - fm) / 2.0) * 100.0
         if most:
             # fewer pods of the same owner is better, normalised as kube's selector spreading
             score += SPREAD_WEIGHT * 100.0 * (most - counts[i]) / most

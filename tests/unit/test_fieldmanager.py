@@ -203,6 +203,21 @@ def test_create_owns_everything_and_noop_keeps_managed_fields_untouched():
     assert same["metadata"]["managedFields"] == obj["metadata"]["managedFields"]
 
 
+def test_main_resource_writes_own_no_status_when_status_has_its_own_endpoint():
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+           "spec": {"containers": [{"name": "c", "image": "x"}]},
+           "status": {"phase": "Pending", "qosClass": "BestEffort"}}  # what the server sets on create
+    created = record_update(None, copy.deepcopy(pod), "creator", "Pod", status_subresource=True)
+    assert not any(p[0] == "f:status" for p in entries(created)[("creator", "Update", "")])
+    running = copy.deepcopy(created)
+    running["status"]["phase"] = "Running"
+    record_update(created, running, "kubelet", "Pod", "status", status_subresource=True)
+    assert owners(running, ("f:status", "f:phase")) == ["kubelet"]
+    assert entries(running)[("creator", "Update", "")] == entries(created)[("creator", "Update", "")]
+    # a kind without a status endpoint: the writer owns the status it writes, as before
+    assert ("f:status", "f:phase") in entries(record_update(None, copy.deepcopy(pod), "w", "Pod"))[("w", "Update", "")]
+
+
 def test_removed_fields_leave_every_owner_and_empty_entries_go():
     obj = record_update(None, deployment(), "a", K)
     new = copy.deepcopy(obj)
