@@ -157,6 +157,13 @@ class NodeCIDRAllocator:
                 del self._in_flight[block]
         raise errors.conflict("nodes", meta.get("name") or "", "too many concurrent pod CIDR allocations, try again")
 
+    async def admit_update(self, obj: Obj, old: Obj) -> None:
+        """A block an update sets (a podCIDR where there was none, the container annotation
+        edited) is claimed as a block named at create is."""
+        block = self.block_of(obj)
+        if block and block != self.block_of(old):
+            await self._claim_named(obj, self.nodes.key(None, (obj.get("metadata") or {}).get("name") or ""))
+
     async def _claim_named(self, obj: Obj, key: str) -> None:
         """A Node that names its block keeps it; the block is claimed too (if it is free), so other
         servers, whose views may not have this Node yet, do not give it out."""
@@ -695,6 +702,6 @@ def update_steps(create_steps: dict[str, list[Admit]]) -> dict[str, list[AdmitUp
     out: dict[str, list[AdmitUpdate]] = {}
     for plural, steps in create_steps.items():
         for step in steps:
-            if isinstance(step, (ServiceAllocator, DefaultTolerationSeconds)):
+            if isinstance(step, (ServiceAllocator, DefaultTolerationSeconds, NodeCIDRAllocator)):
                 out.setdefault(plural, []).append(step.admit_update)
     return out

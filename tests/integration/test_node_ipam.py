@@ -145,3 +145,30 @@ async def test_a_server_whose_view_is_old_gives_no_block_another_server_gave_or_
             await b.create(nodes, None, {"metadata": {"name": "b3"}})
     finally:
         await store.close()
+
+
+def _container_block(kv) -> str | None:
+    return (orjson.loads(kv.value)["metadata"].get("annotations") or {}).get(ANNOTATION)
+
+
+async def test_a_block_an_update_sets_is_claimed_so_a_server_with_an_old_view_skips_it(tmp_path):
+    """The container annotation edited to a free block: that block is claimed, so server b,
+    whose view predates the edit, does not give it to a new node."""
+    store = SQLiteStore(str(tmp_path / "state.db"), compact_interval=3600)
+    await store.start()
+    try:
+        registry = builtin_registry()
+        options = AdmissionOptions(container_cidr="10.252.0.0/22")  # four /24s
+        a, b = ResourceAPI(store, registry, options), ResourceAPI(store, registry, options)
+        nodes = registry.get("", "v1", "nodes")
+        first = _container_block(await b.create(nodes, None, {"metadata": {"name": "b0"}}))  # b reads now
+        made = await a.create(nodes, None, {"metadata": {"name": "e"}})
+        moved = next(str(n) for n in ipaddress.ip_network("10.252.0.0/22").subnets(new_prefix=24)
+                     if str(n) not in (first, _container_block(made)))
+        edited = orjson.loads(made.value)
+        edited["metadata"]["annotations"][ANNOTATION] = moved
+        assert _container_block(await a.update(nodes, None, "e", edited)) == moved
+        later = [_container_block(await b.create(nodes, None, {"metadata": {"name": f"b{i}"}})) for i in (1, 2)]
+        assert moved not in later and later.count(None) == 1, later
+    finally:
+        await store.close()
