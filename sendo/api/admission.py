@@ -118,7 +118,8 @@ class NodeCIDRAllocator:
     @staticmethod
     def block_of(node: Obj) -> str | None:
         spec = node.get("spec")
-        return spec.get("podCIDR") if isinstance(spec, dict) else None
+        value = spec.get("podCIDR") if isinstance(spec, dict) else None
+        return value if isinstance(value, str) and value else None  # validation reports a malformed one
 
     def needs_block(self, node: Obj) -> bool:
         spec = node.setdefault("spec", {})
