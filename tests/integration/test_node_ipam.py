@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 
 import orjson
 import pytest
@@ -99,14 +100,16 @@ async def test_node_creates_list_the_store_a_bounded_number_of_times(tmp_path):
 
 
 async def test_two_servers_filling_a_range_at_once_give_every_block_once(store_url):
-    """Two API servers on one store (SQLite, and etcd where requests really overlap) register
-    nodes at once until the range is full: every block once, then a 422 for the one too many."""
-    store = open_store(store_url)
-    await store.start()
+    """Two API servers on one store (SQLite; etcd with a client each, as servers on several
+    hosts, where requests really overlap) register nodes at once until the range is full:
+    every block once, then a 422 for the one too many."""
+    stores = [open_store(store_url) for _ in range(1 if store_url.startswith("sqlite") else 2)]
+    for store in stores:
+        await store.start()
     try:
         registry = builtin_registry()
         options = AdmissionOptions(cluster_cidr="127.201.0.0/24", node_cidr_mask_size=29, container_cidr="10.251.0.0/19")
-        a, b = ResourceAPI(store, registry, options), ResourceAPI(store, registry, options)  # 32 blocks of each
+        a, b = (ResourceAPI(stores[i % len(stores)], registry, options) for i in range(2))  # 32 blocks of each
         nodes = registry.get("", "v1", "nodes")
         made = await asyncio.gather(*((a, b)[i % 2].create(nodes, None, {"metadata": {"name": f"n{i}"}})
                                       for i in range(32)))
@@ -116,7 +119,8 @@ async def test_two_servers_filling_a_range_at_once_give_every_block_once(store_u
             await b.create(nodes, None, {"metadata": {"name": "one-too-many"}})
         assert e.value.code == 422 and "no free node block" in e.value.message
     finally:
-        await store.close()
+        for store in stores:
+            await store.close()
 
 
 async def test_a_server_whose_view_is_old_gives_no_block_another_server_gave_or_a_node_named(tmp_path):
@@ -170,5 +174,26 @@ async def test_a_block_an_update_sets_is_claimed_so_a_server_with_an_old_view_sk
         assert _container_block(await a.update(nodes, None, "e", edited)) == moved
         later = [_container_block(await b.create(nodes, None, {"metadata": {"name": f"b{i}"}})) for i in (1, 2)]
         assert moved not in later and later.count(None) == 1, later
+    finally:
+        await store.close()
+
+
+async def test_a_claim_older_than_its_in_flight_time_still_holds_while_its_node_has_the_block(tmp_path):
+    """Another server's claim stops counting as in flight after 60 s; a server whose view
+    predates that claim's Node asks the store whether the Node holds the block, and does."""
+    store = SQLiteStore(str(tmp_path / "state.db"), compact_interval=3600)
+    await store.start()
+    try:
+        registry = builtin_registry()
+        options = AdmissionOptions(cluster_cidr="127.203.0.0/28", node_cidr_mask_size=29)  # two blocks
+        a, b = ResourceAPI(store, registry, options), ResourceAPI(store, registry, options)
+        nodes = registry.get("", "v1", "nodes")
+        await b.create(nodes, None, {"metadata": {"name": "b0"}})  # b reads what is taken now
+        for step in a.admission["nodes"]:
+            step.claims.clock = lambda: time.time() - 120  # a's claims were made two minutes ago
+        await a.create(nodes, None, {"metadata": {"name": "a0"}})
+        with pytest.raises(APIError) as e:
+            await b.create(nodes, None, {"metadata": {"name": "b1"}})
+        assert e.value.code == 422
     finally:
         await store.close()
