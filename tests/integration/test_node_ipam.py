@@ -3,6 +3,7 @@ when two API servers (two allocators on one store) register nodes at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import time
 
@@ -123,17 +124,25 @@ async def test_two_servers_filling_a_range_at_once_give_every_block_once(store_u
             await store.close()
 
 
-async def test_a_server_whose_view_is_old_gives_no_block_another_server_gave_or_a_node_named(tmp_path):
-    """Server b read what is taken at its first create; then a registers nodes, one naming
-    its block. b, filling the range, gives none of those blocks; a deleted node's block is
-    given again once the range is full."""
+@contextlib.asynccontextmanager
+async def _two_servers(tmp_path, options: AdmissionOptions):
+    """Two API servers (ResourceAPIs, each with its own allocators) on one SQLite store, and the Node resource."""
     store = SQLiteStore(str(tmp_path / "state.db"), compact_interval=3600)
     await store.start()
     try:
         registry = builtin_registry()
-        options = AdmissionOptions(cluster_cidr="127.202.0.0/27", node_cidr_mask_size=29)  # four blocks
-        a, b = ResourceAPI(store, registry, options), ResourceAPI(store, registry, options)
-        nodes = registry.get("", "v1", "nodes")
+        yield ResourceAPI(store, registry, options), ResourceAPI(store, registry, options), \
+            registry.get("", "v1", "nodes")
+    finally:
+        await store.close()
+
+
+async def test_a_server_whose_view_is_old_gives_no_block_another_server_gave_or_a_node_named(tmp_path):
+    """Server b read what is taken at its first create; then a registers nodes, one naming
+    its block. b, filling the range, gives none of those blocks; a deleted node's block is
+    given again once the range is full."""
+    options = AdmissionOptions(cluster_cidr="127.202.0.0/27", node_cidr_mask_size=29)  # four blocks
+    async with _two_servers(tmp_path, options) as (a, b, nodes):
         first = _pod_cidr(await b.create(nodes, None, {"metadata": {"name": "b0"}}))
         named = next(str(n) for n in ipaddress.ip_network("127.202.0.0/27").subnets(new_prefix=29)
                      if str(n) != first)
@@ -147,8 +156,6 @@ async def test_a_server_whose_view_is_old_gives_no_block_another_server_gave_or_
         assert _pod_cidr(await a.create(nodes, None, {"metadata": {"name": "a2"}})) == by_a
         with pytest.raises(APIError):
             await b.create(nodes, None, {"metadata": {"name": "b3"}})
-    finally:
-        await store.close()
 
 
 def _container_block(kv) -> str | None:
@@ -158,13 +165,8 @@ def _container_block(kv) -> str | None:
 async def test_a_block_an_update_sets_is_claimed_so_a_server_with_an_old_view_skips_it(tmp_path):
     """The container annotation edited to a free block: that block is claimed, so server b,
     whose view predates the edit, does not give it to a new node."""
-    store = SQLiteStore(str(tmp_path / "state.db"), compact_interval=3600)
-    await store.start()
-    try:
-        registry = builtin_registry()
-        options = AdmissionOptions(container_cidr="10.252.0.0/22")  # four /24s
-        a, b = ResourceAPI(store, registry, options), ResourceAPI(store, registry, options)
-        nodes = registry.get("", "v1", "nodes")
+    options = AdmissionOptions(container_cidr="10.252.0.0/22")  # four /24s
+    async with _two_servers(tmp_path, options) as (a, b, nodes):
         first = _container_block(await b.create(nodes, None, {"metadata": {"name": "b0"}}))  # b reads now
         made = await a.create(nodes, None, {"metadata": {"name": "e"}})
         moved = next(str(n) for n in ipaddress.ip_network("10.252.0.0/22").subnets(new_prefix=24)
@@ -174,20 +176,13 @@ async def test_a_block_an_update_sets_is_claimed_so_a_server_with_an_old_view_sk
         assert _container_block(await a.update(nodes, None, "e", edited)) == moved
         later = [_container_block(await b.create(nodes, None, {"metadata": {"name": f"b{i}"}})) for i in (1, 2)]
         assert moved not in later and later.count(None) == 1, later
-    finally:
-        await store.close()
 
 
 async def test_a_claim_older_than_its_in_flight_time_still_holds_while_its_node_has_the_block(tmp_path):
     """Another server's claim stops counting as in flight after 60 s; a server whose view
     predates that claim's Node asks the store whether the Node holds the block, and does."""
-    store = SQLiteStore(str(tmp_path / "state.db"), compact_interval=3600)
-    await store.start()
-    try:
-        registry = builtin_registry()
-        options = AdmissionOptions(cluster_cidr="127.203.0.0/28", node_cidr_mask_size=29)  # two blocks
-        a, b = ResourceAPI(store, registry, options), ResourceAPI(store, registry, options)
-        nodes = registry.get("", "v1", "nodes")
+    options = AdmissionOptions(cluster_cidr="127.203.0.0/28", node_cidr_mask_size=29)  # two blocks
+    async with _two_servers(tmp_path, options) as (a, b, nodes):
         await b.create(nodes, None, {"metadata": {"name": "b0"}})  # b reads what is taken now
         for step in a.admission["nodes"]:
             step.claims.clock = lambda: time.time() - 120  # a's claims were made two minutes ago
@@ -195,5 +190,3 @@ async def test_a_claim_older_than_its_in_flight_time_still_holds_while_its_node_
         with pytest.raises(APIError) as e:
             await b.create(nodes, None, {"metadata": {"name": "b1"}})
         assert e.value.code == 422
-    finally:
-        await store.close()
