@@ -53,6 +53,7 @@ bench: venv console containers
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.rbac
 	$(BIN)/python -m bench.datastores
+	$(BIN)/python -m bench.nodeipam
 	$(BIN)/python -m bench.fuzz
 	$(BIN)/python -m bench.jobs
 	$(BIN)/python -m bench.volumes

@@ -48,6 +48,7 @@ KUBERNETES_SERVICE_IP = "127.32.0.1"  # the first usable address: the `kubernete
 NODE_PORTS = range(30000, 32768)
 IN_FLIGHT_SECONDS = 60.0  # a reservation outlives no create: this only bounds a leak if one is never seen to end
 CLAIM_ATTEMPTS = 8  # picks per request when other API servers take the values picked first
+FULL_RECHECK_SECONDS = 5.0  # a full container range is read again at most this often (freed blocks are seen then)
 
 log = logging.getLogger(__name__)
 Admit = Callable[[Obj], Awaitable[None]]
@@ -56,10 +57,19 @@ AdmitUpdate = Callable[[Obj, Obj], Awaitable[None]]
 
 class NodeCIDRAllocator:
     """Assigns spec.podCIDR on Node create, once, claiming the block in the store (``claims.py``)
-    so that nodes registering with different API servers never share one. The block of a
-    deleted node is given out again only after every other block has been."""
+    so that nodes registering with different API servers never share one.
+
+    What is taken is kept in memory (``_taken``): read from the stored Nodes and claims once,
+    then grown by what this allocator gives and by the claims it finds in place, so a create
+    costs one claim (a store create) and no list however many Nodes there are. The view may
+    miss what other servers gave since it was read; the claim key guards every block (a named
+    block is claimed too), and a claim found in place is checked against its owner Node as
+    stored now. The cursor goes round the range, so the block of a deleted node is given out
+    again only after every other block has been: when the view has nothing free, it is read
+    again (at most every ``full_recheck_seconds`` for an allocator that refuses no Node)."""
 
     claims_name = "podcidrs"
+    full_recheck_seconds = 0.0  # a full range refuses the Node: read the store again before each refusal
 
     def __init__(self, store, nodes_resource, network: ipaddress.IPv4Network = POD_NETWORK,
                  block_prefix: int = NODE_BLOCK_PREFIX):
@@ -67,26 +77,49 @@ class NodeCIDRAllocator:
         self.nodes = nodes_resource
         self.network = network
         self.blocks = [str(b) for b in network.subnets(new_prefix=block_prefix)]
+        self._ours = set(self.blocks)
         self.cursor: int | None = None
         self.claims = RangeClaims(store, self.claims_name)
         self._in_flight: dict[str, asyncio.Task] = {}  # block -> the request it was given to
         self._seen: dict[str, tuple[int, str | None]] = {}  # node key -> (mod_rev, podCIDR), decoded once
+        self._taken: set[str] | None = None  # blocks known to be held; None until first read
+        self._read_at = -float("inf")
+        self._reads = 0
+        self._reading = asyncio.Lock()
 
-    async def _taken(self) -> set[str]:
-        kvs, _ = await self.store.list(self.nodes.prefix())
-        seen = {}
-        for kv in kvs:
-            known = self._seen.get(kv.key)
-            if known is None or known[0] != kv.mod_rev:
-                known = (kv.mod_rev, self.block_of(orjson.loads(kv.data)))
-            seen[kv.key] = known
-        self._seen = seen
-        return {cidr for _, cidr in seen.values() if cidr}
+    async def _read(self) -> None:
+        """Read what is taken from the store: every stored Node's block and the blocks other
+        servers are handing out now. One read at a time; a request that waited for another's
+        read uses it."""
+        reads = self._reads
+        async with self._reading:
+            if self._reads != reads:
+                return
+            kvs, _ = await self.store.list(self.nodes.prefix())
+            seen = {}
+            for kv in kvs:
+                known = self._seen.get(kv.key)
+                if known is None or known[0] != kv.mod_rev:
+                    known = (kv.mod_rev, self.block_of(orjson.loads(kv.data)))
+                seen[kv.key] = known
+            self._seen = seen
+            foreign = await self.claims.foreign_in_flight()
+            self._taken = {cidr for _, cidr in seen.values() if cidr} | foreign.keys()
+            self._read_at, self._reads = time.monotonic(), self._reads + 1
+
+    async def _busy(self, c: Claim) -> bool:
+        """Whether a claim found on a block still holds it: another server's write for it may be in
+        flight, or its owner Node, as stored now, has the block."""
+        if self.claims.in_flight_elsewhere(c):
+            return True
+        kv = await self.store.get(c.owner) if c.owner.startswith(self.nodes.prefix()) else None
+        return kv is not None and self.block_of(orjson.loads(kv.data)) == c.value
 
     @staticmethod
     def block_of(node: Obj) -> str | None:
         spec = node.get("spec")
-        return spec.get("podCIDR") if isinstance(spec, dict) else None
+        value = spec.get("podCIDR") if isinstance(spec, dict) else None
+        return value if isinstance(value, str) and value else None  # validation reports a malformed one
 
     def needs_block(self, node: Obj) -> bool:
         spec = node.setdefault("spec", {})
@@ -97,34 +130,67 @@ class NodeCIDRAllocator:
         node["spec"]["podCIDRs"] = [block]
 
     async def __call__(self, obj: dict[str, Any]) -> None:
-        if not self.needs_block(obj):
-            return
         meta = obj.get("metadata") or {}
         key = self.nodes.key(None, meta.get("name") or "")
-        for _ in range(CLAIM_ATTEMPTS):
-            held = await self._taken()
-            foreign = await self.claims.foreign_in_flight()
-            self._in_flight = {b: t for b, t in self._in_flight.items() if not t.done()}
-            if self.cursor is None:
-                # a new cluster starts at a random block, so two clusters on one machine
-                # (parallel tests, a second `sendo up`) almost never share pod IPs
-                self.cursor = random.randrange(len(self.blocks)) if not held else 0
-            block = self._next(held | foreign.keys() | self._in_flight.keys())
-            self._in_flight[block] = asyncio.current_task()
-            if await self.claims.claim(block, key, lambda c: c.value in held or self.claims.in_flight_elsewhere(c)):
+        if not self.needs_block(obj):
+            await self._claim_named(obj, key)
+            return
+        if self._taken is None:
+            await self._read()
+        read_here = False
+        for _ in range(len(self.blocks) + 2):  # each turn reads once or learns one more block taken
+            block = self._next()
+            if block is None:
+                if read_here or time.monotonic() - self._read_at < self.full_recheck_seconds:
+                    raise errors.APIError(422, f"the pod network {self.network} has no free node block left",
+                                          "Invalid")
+                await self._read()
+                read_here = True
+                continue
+            task = self._in_flight[block] = asyncio.current_task()  # until the Node is stored (or refused)
+            won = await self.claims.claim(block, key, self._busy)
+            assert self._taken is not None
+            self._taken.add(block)  # ours now, or held elsewhere
+            if won:
                 self.assign(obj, block)
                 return
-            del self._in_flight[block]
+            if self._in_flight.get(block) is task:
+                del self._in_flight[block]
         raise errors.conflict("nodes", meta.get("name") or "", "too many concurrent pod CIDR allocations, try again")
 
-    def _next(self, taken: set[str]) -> str:
-        n = len(self.blocks)
+    async def admit_update(self, obj: Obj, old: Obj) -> None:
+        """A block an update sets (a podCIDR where there was none, the container annotation
+        edited) is claimed as a block named at create is."""
+        block = self.block_of(obj)
+        if block and block != self.block_of(old):
+            await self._claim_named(obj, self.nodes.key(None, (obj.get("metadata") or {}).get("name") or ""))
+
+    async def _claim_named(self, obj: Obj, key: str) -> None:
+        """A Node that names its block keeps it; the block is claimed too (if it is free), so other
+        servers, whose views may not have this Node yet, do not give it out."""
+        block = self.block_of(obj)
+        if block not in self._ours:
+            return
+        if self._taken is not None:
+            self._taken.add(block)
+        await self.claims.claim(block, key, self._busy)
+
+    def _next(self) -> str | None:
+        """The next block after the cursor that is neither known taken nor being given; None if none."""
+        assert self._taken is not None
+        taken, n = self._taken, len(self.blocks)
+        current = asyncio.current_task()  # a task that comes back is sequential: its earlier write is over
+        self._in_flight = {b: t for b, t in self._in_flight.items() if not t.done() and t is not current}
+        if self.cursor is None:
+            # a new cluster starts at a random block, so two clusters on one machine
+            # (parallel tests, a second `sendo up`) almost never share pod IPs
+            self.cursor = random.randrange(n) if not taken else 0
         for i in range(n):
             block = self.blocks[(self.cursor + i) % n]
-            if block not in taken:
+            if block not in taken and block not in self._in_flight:
                 self.cursor = (self.cursor + i + 1) % n
                 return block
-        raise errors.APIError(422, f"the pod network {self.network} has no free node block left", "Invalid")
+        return None
 
 
 CONTAINER_NETWORK = ipaddress.ip_network("10.244.0.0/16")  # the docker runtime's default (--container-cidr)
@@ -139,6 +205,7 @@ class ContainerCIDRAllocator(NodeCIDRAllocator):
     bridge needs a block of its own of the one cluster-wide range."""
 
     claims_name = "containercidrs"
+    full_recheck_seconds = FULL_RECHECK_SECONDS  # nodes beyond the range are normal (hollow nodes): no read each
 
     @staticmethod
     def block_of(node: Obj) -> str | None:
@@ -636,6 +703,6 @@ def update_steps(create_steps: dict[str, list[Admit]]) -> dict[str, list[AdmitUp
     out: dict[str, list[AdmitUpdate]] = {}
     for plural, steps in create_steps.items():
         for step in steps:
-            if isinstance(step, (ServiceAllocator, DefaultTolerationSeconds)):
+            if isinstance(step, (ServiceAllocator, DefaultTolerationSeconds, NodeCIDRAllocator)):
                 out.setdefault(plural, []).append(step.admit_update)
     return out

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 import orjson
 
@@ -76,11 +76,11 @@ class RangeClaims:
     def in_flight_elsewhere(self, c: Claim) -> bool:
         return c.server != self.server and self.clock() - c.time < IN_FLIGHT_SECONDS
 
-    async def claim(self, value: str, owner: str, busy: Callable[[Claim], bool]) -> bool:
+    async def claim(self, value: str, owner: str, busy: Callable[[Claim], bool | Awaitable[bool]]) -> bool:
         """Make ``value`` ours for ``owner``; False if a claim that has not ended holds it.
 
         ``busy(claim)``: whether an existing claim still holds its value (its object has it,
-        or its write is in flight)."""
+        or its write is in flight); it may be a coroutine function (to read the object)."""
         key = self._key(value)
         data = encode({"kind": "Claim", "metadata": {"name": value}, "value": value, "owner": owner,
                        "server": self.server, "time": self.clock()})
@@ -93,7 +93,8 @@ class RangeClaims:
             kv = await self.store.get(key)
             if kv is None:
                 continue  # released meanwhile: create again
-            if busy(self._claim_of(kv)):
+            held = busy(self._claim_of(kv))
+            if held if isinstance(held, bool) else await held:
                 return False
             try:
                 await self.store.update(key, data, expected_rev=kv.mod_rev)
